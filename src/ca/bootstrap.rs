@@ -1,0 +1,295 @@
+//! Hierarchy bootstrap (`pnc-pki init`): create the configured CAs, the service-held certificates
+//! (CPS leaf) and one delegated OCSP signer per CA. Idempotent: what exists is left alone.
+
+use super::build::{build_certificate, Signer};
+use super::{Actor, Ca, CaError, IssuerHandle};
+use crate::config::{CaSpec, HierarchyConfig};
+use crate::policy::profile::{Kind, Standard};
+use crate::store::{AuditEvent, CaRecord, CertFilter, CertRecord};
+use crate::x509::{self, ParsedCert};
+
+/// One line of the init report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    pub id: String,
+    pub created: bool,
+    pub detail: String,
+}
+
+fn key_label(kind: &str, id: &str) -> String {
+    format!("pnc-pki:{kind}:{id}")
+}
+
+impl Ca {
+    pub async fn init_hierarchy(
+        &self,
+        cfg: &HierarchyConfig,
+        actor: &Actor,
+    ) -> Result<Vec<Step>, CaError> {
+        let mut steps = Vec::new();
+        for spec in &cfg.ca {
+            steps.push(self.ensure_ca(spec, actor).await?);
+        }
+        for spec in &cfg.service_cert {
+            steps.push(self.ensure_service_cert(spec, actor).await?);
+        }
+        if cfg.ocsp_signers {
+            for ca in self.store.list_cas().await? {
+                steps.push(self.ensure_ocsp_signer(&ca.id, actor).await?);
+            }
+        }
+        Ok(steps)
+    }
+
+    async fn ensure_ca(&self, spec: &CaSpec, actor: &Actor) -> Result<Step, CaError> {
+        if let Some(existing) = self.store.get_ca(&spec.id).await? {
+            return Ok(Step {
+                id: spec.id.clone(),
+                created: false,
+                detail: format!("exists ({}), unchanged", existing.subject),
+            });
+        }
+        let profile = self
+            .profiles
+            .get(&spec.profile)
+            .map_err(CaError::UnknownProfile)?
+            .clone();
+        if !profile.kind.is_ca() {
+            return Err(CaError::Config(format!(
+                "[[ca]] {} uses profile {} which is not a CA profile",
+                spec.id, spec.profile
+            )));
+        }
+        let subject = x509::name::build_from_text(&spec.subject)
+            .map_err(|e| CaError::Config(format!("[[ca]] {}: subject: {e}", spec.id)))?;
+        let checked = super::subject::check_subject(&profile, &subject)?;
+        let parent = match (&spec.parent, profile.kind) {
+            (None, Kind::Root) => None,
+            (Some(_), Kind::Root) => {
+                return Err(CaError::Config(format!("[[ca]] {}: a root has no parent", spec.id)))
+            }
+            (None, _) => {
+                return Err(CaError::Config(format!(
+                    "[[ca]] {}: a sub-CA needs a parent",
+                    spec.id
+                )))
+            }
+            (Some(p), _) => {
+                let h = self.issuer(p).await.map_err(|_| {
+                    CaError::Config(format!(
+                        "[[ca]] {}: parent '{p}' does not exist (list parents before children)",
+                        spec.id
+                    ))
+                })?;
+                if !profile.issuer_profiles.contains(&h.record.profile) {
+                    return Err(CaError::Config(format!(
+                        "[[ca]] {}: profile {} may not be issued by {} (profile {})",
+                        spec.id, profile.name, p, h.record.profile
+                    )));
+                }
+                Some(h)
+            }
+        };
+        let hsm = self.hsm.clone();
+        let label = key_label("ca", &spec.id);
+        let alg = profile.key;
+        let (key, public) = tokio::task::spawn_blocking(move || hsm.generate_ca_key(alg, &label))
+            .await
+            .map_err(|e| CaError::Internal(e.to_string()))??;
+        let spki = x509::spki_owned(public.alg, &public.point);
+        let signer = match &parent {
+            Some(h) => Signer::Issuer(h),
+            None => Signer::SelfSigned {
+                key: &key,
+                public: &public,
+            },
+        };
+        let cert = build_certificate(self, &profile, signer, &checked.name, &spki, spec.validity_days)
+            .await?;
+        let issuer_id = parent
+            .as_ref()
+            .map(|p| p.record.id.clone())
+            .unwrap_or_else(|| spec.id.clone());
+        let now = crate::store::now();
+        let ca_rec = CaRecord {
+            id: spec.id.clone(),
+            profile: profile.name.clone(),
+            parent_id: spec.parent.clone(),
+            key_id: hex::encode(&key.id),
+            key_alg: key.alg.name().into(),
+            serial_hex: cert.serial_hex(),
+            subject: cert.subject_string(),
+            cert_der: cert.der.clone(),
+            not_before: cert.not_before(),
+            not_after: cert.not_after(),
+            created_at: now,
+        };
+        let cert_rec = cert_record(&cert, &issuer_id, &profile.name, Some(&ca_rec.key_id), now);
+        let event = AuditEvent::new(
+            &actor.name,
+            "ca.create",
+            &spec.id,
+            serde_json::json!({
+                "profile": profile.name,
+                "subject": ca_rec.subject,
+                "parent": spec.parent,
+                "serial": ca_rec.serial_hex,
+                "key_id": ca_rec.key_id,
+            }),
+        );
+        self.store.record_issuance(&cert_rec, Some(&ca_rec), &event).await?;
+        tracing::info!(ca = %spec.id, "CA created");
+        Ok(Step {
+            id: spec.id.clone(),
+            created: true,
+            detail: format!("created ({}, {})", ca_rec.subject, key.alg.name()),
+        })
+    }
+
+    /// Certificates whose keys stay in our HSM (the CPS leaf signing provisioning responses).
+    async fn ensure_service_cert(&self, spec: &CaSpec, actor: &Actor) -> Result<Step, CaError> {
+        let parent = spec.parent.as_deref().ok_or_else(|| {
+            CaError::Config(format!("[[service_cert]] {} needs a parent CA", spec.id))
+        })?;
+        if let Some(c) = self.current_service_cert(&spec.profile, parent).await? {
+            return Ok(Step {
+                id: spec.id.clone(),
+                created: false,
+                detail: format!("exists (serial {}), unchanged", c.serial_hex),
+            });
+        }
+        let profile = self
+            .profiles
+            .get(&spec.profile)
+            .map_err(CaError::UnknownProfile)?
+            .clone();
+        let subject = x509::name::build_from_text(&spec.subject)
+            .map_err(|e| CaError::Config(format!("[[service_cert]] {}: subject: {e}", spec.id)))?;
+        let checked = super::subject::check_subject(&profile, &subject)?;
+        let issuer = self.issuer(parent).await?;
+        let rec = self
+            .issue_service_key_cert(&profile.name, &issuer, checked, &spec.id, spec.validity_days, actor)
+            .await?;
+        Ok(Step {
+            id: spec.id.clone(),
+            created: true,
+            detail: format!("created (serial {})", rec.serial_hex),
+        })
+    }
+
+    /// The newest valid, unexpired certificate of `profile` from `issuer` whose key we hold.
+    pub async fn current_service_cert(
+        &self,
+        profile: &str,
+        issuer: &str,
+    ) -> Result<Option<CertRecord>, CaError> {
+        let now = crate::store::now();
+        let mut certs = self
+            .store
+            .list_certs(&CertFilter {
+                issuer_id: Some(issuer.into()),
+                profile: Some(profile.into()),
+                status: Some("valid".into()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await?;
+        certs.retain(|c| c.key_id.is_some() && c.not_after > now);
+        certs.sort_by_key(|c| c.not_before);
+        Ok(certs.pop())
+    }
+
+    /// Generate a token key and issue a certificate for it (CPS leaf, OCSP signer).
+    pub async fn issue_service_key_cert(
+        &self,
+        profile_name: &str,
+        issuer: &IssuerHandle,
+        checked: super::subject::CheckedSubject,
+        label_id: &str,
+        validity_days: Option<u32>,
+        actor: &Actor,
+    ) -> Result<CertRecord, CaError> {
+        let profile = self.profiles.get(profile_name).map_err(CaError::UnknownProfile)?.clone();
+        let hsm = self.hsm.clone();
+        let label = key_label(profile_name, label_id);
+        let alg = profile.key;
+        let (key, public) = tokio::task::spawn_blocking(move || hsm.generate_ca_key(alg, &label))
+            .await
+            .map_err(|e| CaError::Internal(e.to_string()))??;
+        let spki = x509::spki_owned(public.alg, &public.point);
+        let issued = self
+            .sign_and_record(&profile, issuer, checked, spki, validity_days, Some(&key), actor)
+            .await?;
+        Ok(issued.record)
+    }
+
+    /// Make sure CA `ca_id` has a delegated OCSP signer with more than a third of its life left.
+    pub async fn ensure_ocsp_signer(&self, ca_id: &str, actor: &Actor) -> Result<Step, CaError> {
+        let issuer = self.issuer(ca_id).await?;
+        let ca_profile = self.profiles.get(&issuer.record.profile).map_err(CaError::UnknownProfile)?;
+        let signer_profile = match ca_profile.standard {
+            Standard::Iso2 => "ocsp-signer",
+            Standard::Iso20 => "ocsp-signer-20",
+        };
+        let now = crate::store::now();
+        if let Some(c) = self.current_service_cert(signer_profile, ca_id).await? {
+            let life = (c.not_after - c.not_before).max(1);
+            if (c.not_after - now) * 3 > life {
+                return Ok(Step {
+                    id: format!("{ca_id}/ocsp-signer"),
+                    created: false,
+                    detail: format!("exists (serial {}), unchanged", c.serial_hex),
+                });
+            }
+        }
+        let profile = self.profiles.get(signer_profile).map_err(CaError::UnknownProfile)?.clone();
+        let ca_cert = &issuer.cert;
+        let o = x509::name::values(ca_cert.tbs().subject().as_ref(), x509::name::OID_O);
+        let cn = x509::name::values(ca_cert.tbs().subject().as_ref(), x509::name::OID_CN);
+        let mut pairs = Vec::new();
+        if let Some(o) = o.first() {
+            pairs.push(("O".to_string(), o.clone()));
+        }
+        let base = cn.first().cloned().unwrap_or_else(|| ca_id.to_string());
+        let mut signer_cn = format!("{base} OCSP Signer");
+        signer_cn.truncate(64);
+        pairs.push(("CN".to_string(), signer_cn));
+        let subject = x509::name::build(&pairs).map_err(CaError::Internal)?;
+        let checked = super::subject::check_subject(&profile, &subject)?;
+        let rec = self
+            .issue_service_key_cert(signer_profile, &issuer, checked, ca_id, None, actor)
+            .await?;
+        Ok(Step {
+            id: format!("{ca_id}/ocsp-signer"),
+            created: true,
+            detail: format!("created (serial {}, valid {} days)", rec.serial_hex, (rec.not_after - rec.not_before) / 86_400),
+        })
+    }
+}
+
+pub fn cert_record(
+    cert: &ParsedCert,
+    issuer_id: &str,
+    profile: &str,
+    key_id: Option<&str>,
+    now: i64,
+) -> CertRecord {
+    CertRecord {
+        issuer_id: issuer_id.into(),
+        serial_hex: cert.serial_hex(),
+        profile: profile.into(),
+        subject: cert.subject_string(),
+        emaid: None,
+        evse_id: None,
+        pcid: None,
+        not_before: cert.not_before(),
+        not_after: cert.not_after(),
+        status: "valid".into(),
+        revoked_at: None,
+        revocation_reason: None,
+        key_id: key_id.map(str::to_string),
+        tenant: None,
+        der: cert.der.clone(),
+        created_at: now,
+    }
+}

@@ -1,0 +1,162 @@
+//! Policy checks on what a requester asks for: subject DN and requested extensions.
+//! The CA never copies extensions from a request; it only refuses requests it cannot honour.
+
+use der::asn1::ObjectIdentifier;
+use x509_cert::ext::Extension;
+use x509_cert::name::RdnSequence;
+
+use super::CaError;
+use crate::policy::identifiers;
+use crate::policy::profile::{CnRule, DcMissing, Profile};
+use crate::x509::name;
+
+/// A subject that passed the profile, with the identifiers it carries.
+#[derive(Debug, Clone)]
+pub struct CheckedSubject {
+    pub name: RdnSequence,
+    pub emaid: Option<String>,
+    pub evse_id: Option<String>,
+    pub pcid: Option<String>,
+    /// Tenant prefix the identifier belongs to (EMAID CC+provider, EVSE operator, PCID WMI).
+    pub tenant: Option<String>,
+}
+
+fn refuse(p: &Profile, reason: String) -> CaError {
+    CaError::Profile {
+        profile: p.name.clone(),
+        reason,
+    }
+}
+
+pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<CheckedSubject, CaError> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    let mut cn = None;
+    let mut dc = None;
+    for rdn in subject.iter() {
+        if rdn.len() != 1 {
+            return Err(refuse(profile, "multi-valued RDNs are not allowed".into()));
+        }
+        for atv in rdn.iter() {
+            let short = name::short_name(&atv.oid).ok_or_else(|| {
+                refuse(profile, format!("subject attribute {} is not allowed", atv.oid))
+            })?;
+            if !profile.subject.allowed.iter().any(|a| a == short) {
+                return Err(refuse(
+                    profile,
+                    format!(
+                        "subject attribute {short} is not allowed (allowed: {})",
+                        profile.subject.allowed.join(", ")
+                    ),
+                ));
+            }
+            if seen.contains(&short) {
+                return Err(refuse(profile, format!("subject attribute {short} appears twice")));
+            }
+            seen.push(short);
+            let value = name::value_string(&atv.value).ok_or_else(|| {
+                refuse(profile, format!("subject {short} is not a string type we accept"))
+            })?;
+            if value.is_empty() {
+                return Err(refuse(profile, format!("subject {short} is empty")));
+            }
+            match short {
+                "CN" => cn = Some(value),
+                "DC" => dc = Some(value),
+                "C" if !(value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase())) => {
+                    return Err(refuse(profile, format!("C must be a 2-letter country code, got '{value}'")));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut name = subject.clone();
+    if let Some(want) = &profile.subject.dc {
+        match &dc {
+            Some(have) if have != want => {
+                return Err(refuse(profile, format!("DC must be '{want}', the request has '{have}'")));
+            }
+            Some(_) => {}
+            None => match profile.subject.dc_missing {
+                DcMissing::Reject => {
+                    return Err(refuse(profile, format!("subject lacks DC={want}")));
+                }
+                DcMissing::Add => {
+                    let mut pairs: Vec<(String, String)> = name::attributes(subject)
+                        .into_iter()
+                        .map(|(o, v)| (name::short_name(&o).unwrap_or("?").to_string(), v.unwrap_or_default()))
+                        .collect();
+                    pairs.push(("DC".into(), want.clone()));
+                    name = name::build(&pairs).map_err(|r| refuse(profile, r))?;
+                    seen.push("DC");
+                }
+                DcMissing::Allow => {}
+            },
+        }
+    }
+    for req in &profile.subject.required {
+        if !seen.iter().any(|s| s == req) && !(req == "DC" && profile.subject.dc_missing == DcMissing::Add) {
+            return Err(refuse(profile, format!("subject lacks required attribute {req}")));
+        }
+    }
+    let cn = cn.ok_or_else(|| refuse(profile, "subject has no CN".into()))?;
+    let normal = profile.check_cn(&cn).map_err(|r| refuse(profile, format!("CN: {r}")))?;
+    if profile.subject.cn != CnRule::Free && normal != cn {
+        return Err(refuse(
+            profile,
+            format!("CN '{cn}' must be written in its normalised form '{normal}'"),
+        ));
+    }
+    let mut out = CheckedSubject {
+        name,
+        emaid: None,
+        evse_id: None,
+        pcid: None,
+        tenant: None,
+    };
+    match profile.subject.cn {
+        CnRule::Emaid | CnRule::Emaid20 => {
+            out.tenant = identifiers::emaid_prefix(&normal).ok();
+            out.emaid = Some(identifiers::compact_id(&normal));
+        }
+        CnRule::EvseId | CnRule::Seccid => {
+            out.tenant = identifiers::evse_operator_prefix(&normal).ok();
+            out.evse_id = Some(identifiers::compact_id(&normal));
+        }
+        CnRule::Pcid | CnRule::Pcid20 => {
+            out.tenant = identifiers::pcid_wmi(&normal).ok();
+            out.pcid = Some(normal.to_ascii_uppercase());
+        }
+        CnRule::Free => {}
+    }
+    Ok(out)
+}
+
+/// Extensions a CSR may ask for: they are ignored (the profile decides), but anything else is
+/// refused so that nobody believes they got an extension they did not.
+const TOLERATED: &[ObjectIdentifier] = &[
+    const_oid::db::rfc5280::ID_CE_KEY_USAGE,
+    const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS,
+    const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE,
+    const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER,
+    const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME,
+];
+
+pub fn check_requested_extensions(profile: &Profile, exts: &[Extension]) -> Result<(), CaError> {
+    for e in exts {
+        if !TOLERATED.contains(&e.extn_id) {
+            return Err(refuse(
+                profile,
+                format!("the CSR requests extension {} which this CA does not issue", e.extn_id),
+            ));
+        }
+        if e.extn_id == const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS {
+            let bc: x509_cert::ext::pkix::BasicConstraints =
+                der::Decode::from_der(e.extn_value.as_bytes())
+                    .map_err(|_| refuse(profile, "malformed basicConstraints request".into()))?;
+            if bc.ca && !profile.basic_constraints.ca {
+                return Err(refuse(profile, "the CSR asks for cA=TRUE on a leaf profile".into()));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! `pnc-pki exi …` subcommands (placeholder, filled below).

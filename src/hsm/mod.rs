@@ -1,0 +1,663 @@
+//! The only place that touches private keys: a PKCS#11 token reached through `cryptoki`.
+//!
+//! One `Pkcs11` context per process (initialised with OS locking), one long-lived "keeper"
+//! session that holds the login for the whole application, and a small pool of worker sessions.
+//! Sessions that die (token restarted, `CKR_SESSION_HANDLE_INVALID`, `CKR_DEVICE_ERROR`, …) are
+//! dropped and reopened; the operation is retried once on a fresh session.
+//!
+//! Tokens differ in which mechanisms they offer (SoftHSM2 has no `CKM_ECDSA_SHA256`), so we always
+//! hash in process and sign the digest with plain `CKM_ECDSA`, which every token supports.
+
+pub mod softhsm;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as P11Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use sha2::Digest;
+
+/// Key algorithms the CA can hold. Ed448 is not offered yet (see docs/hsm.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlg {
+    EcP256,
+    EcP384,
+    EcP521,
+}
+
+impl KeyAlg {
+    /// DER of the namedCurve OID (CKA_EC_PARAMS).
+    pub fn ec_params(self) -> Vec<u8> {
+        let oid = self.curve_oid();
+        der::Encode::to_der(&oid).expect("static OID encodes")
+    }
+    pub fn curve_oid(self) -> der::asn1::ObjectIdentifier {
+        match self {
+            KeyAlg::EcP256 => const_oid::db::rfc5912::SECP_256_R_1,
+            KeyAlg::EcP384 => const_oid::db::rfc5912::SECP_384_R_1,
+            KeyAlg::EcP521 => const_oid::db::rfc5912::SECP_521_R_1,
+        }
+    }
+    /// Length of one coordinate / scalar in bytes.
+    pub fn field_len(self) -> usize {
+        match self {
+            KeyAlg::EcP256 => 32,
+            KeyAlg::EcP384 => 48,
+            KeyAlg::EcP521 => 66,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlg::EcP256 => "ec-p256",
+            KeyAlg::EcP384 => "ec-p384",
+            KeyAlg::EcP521 => "ec-p521",
+        }
+    }
+    pub fn from_curve_oid(oid: &der::asn1::ObjectIdentifier) -> Option<KeyAlg> {
+        [KeyAlg::EcP256, KeyAlg::EcP384, KeyAlg::EcP521]
+            .into_iter()
+            .find(|a| a.curve_oid() == *oid)
+    }
+}
+
+/// Hash applied in process before `CKM_ECDSA`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            HashAlg::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            HashAlg::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            HashAlg::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+    /// The X.509 `ecdsa-with-SHAx` signature algorithm OID.
+    pub fn ecdsa_oid(self) -> der::asn1::ObjectIdentifier {
+        match self {
+            HashAlg::Sha256 => const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+            HashAlg::Sha384 => const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+            HashAlg::Sha512 => const_oid::db::rfc5912::ECDSA_WITH_SHA_512,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    #[error("cannot load PKCS#11 module {path}: {source}")]
+    Module { path: String, source: P11Error },
+    #[error("PKCS#11 module {0} does not exist (set hsm.module in the configuration)")]
+    ModuleMissing(String),
+    #[error("no token labelled '{0}' in any slot of the PKCS#11 module")]
+    TokenNotFound(String),
+    #[error("HSM login failed: the user PIN is incorrect")]
+    PinIncorrect,
+    #[error("HSM login failed: the user PIN is locked")]
+    PinLocked,
+    #[error("no private key with id {0} on the token")]
+    KeyNotFound(String),
+    #[error("PKCS#11 {op}: {source}")]
+    Pkcs11 { op: &'static str, source: P11Error },
+    #[error("HSM returned a malformed value: {0}")]
+    Malformed(String),
+}
+
+fn p11(op: &'static str) -> impl FnOnce(P11Error) -> HsmError {
+    move |source| HsmError::Pkcs11 { op, source }
+}
+
+/// Errors after which the session itself is suspect: drop it, open a new one and retry once.
+fn session_is_dead(e: &HsmError) -> bool {
+    matches!(
+        e,
+        HsmError::Pkcs11 {
+            source: P11Error::Pkcs11(
+                RvError::SessionHandleInvalid
+                    | RvError::SessionClosed
+                    | RvError::DeviceError
+                    | RvError::DeviceRemoved
+                    | RvError::TokenNotPresent
+                    | RvError::UserNotLoggedIn
+                    | RvError::ObjectHandleInvalid
+                    | RvError::KeyHandleInvalid,
+                _
+            ),
+            ..
+        }
+    )
+}
+
+/// Where the user PIN comes from. Never a command-line argument.
+#[derive(Debug, Clone)]
+pub enum PinSource {
+    Env(String),
+    File(PathBuf),
+    /// Documented demo default, used only when nothing is configured.
+    Demo,
+}
+
+pub const DEMO_USER_PIN: &str = "1234";
+pub const DEMO_SO_PIN: &str = "12345678";
+
+impl PinSource {
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            PinSource::Env(var) => std::env::var(var)
+                .map_err(|_| format!("environment variable {var} (HSM PIN) is not set")),
+            PinSource::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read HSM PIN file {}: {e}", p.display())),
+            PinSource::Demo => Ok(DEMO_USER_PIN.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HsmConfig {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin: String,
+    /// Worker sessions kept open; more than the core count does not help.
+    pub pool_size: usize,
+}
+
+/// A key held in the token, found again by its CKA_ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef {
+    pub id: Vec<u8>,
+    pub alg: KeyAlg,
+}
+
+/// Public data of a key pair: the uncompressed EC point and the algorithm.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    pub alg: KeyAlg,
+    /// Uncompressed SEC1 point `04 || X || Y`.
+    pub point: Vec<u8>,
+}
+
+impl PublicKey {
+    /// DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> Vec<u8> {
+        crate::x509::spki_der(self.alg, &self.point)
+    }
+}
+
+/// Attributes of a private key as the token reports them (for audits and tests).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyAttributes {
+    pub label: String,
+    pub id_hex: String,
+    pub token: bool,
+    pub private: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub always_sensitive: bool,
+    pub never_extractable: bool,
+}
+
+struct Inner {
+    ctx: Pkcs11,
+    slot: Slot,
+    pin: AuthPin,
+    /// Keeps the application logged in for the life of the process.
+    keeper: Mutex<Option<Session>>,
+    idle: Mutex<Vec<Session>>,
+    pool_size: usize,
+}
+
+/// Handle to the token. Cheap to clone; all clones share the context and the pool.
+#[derive(Clone)]
+pub struct Hsm {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hsm").field("slot", &self.inner.slot).finish()
+    }
+}
+
+fn load_module(module: &Path) -> Result<Pkcs11, HsmError> {
+    if !module.is_file() {
+        return Err(HsmError::ModuleMissing(module.display().to_string()));
+    }
+    let err = |source| HsmError::Module {
+        path: module.display().to_string(),
+        source,
+    };
+    let ctx = Pkcs11::new(module).map_err(err)?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
+    for slot in ctx
+        .get_slots_with_initialized_token()
+        .map_err(p11("C_GetSlotList"))?
+    {
+        let info = ctx.get_token_info(slot).map_err(p11("C_GetTokenInfo"))?;
+        if info.label().trim_end() == label {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+fn login(session: &Session, pin: &AuthPin) -> Result<(), HsmError> {
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) => Ok(()),
+        // Login state belongs to the application, not the session: another session already did it.
+        Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(P11Error::Pkcs11(RvError::PinIncorrect, _)) => Err(HsmError::PinIncorrect),
+        Err(P11Error::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::PinLocked),
+        Err(e) => Err(HsmError::Pkcs11 {
+            op: "C_Login",
+            source: e,
+        }),
+    }
+}
+
+impl Hsm {
+    /// Load the module, find the token by label and log in.
+    pub fn open(cfg: &HsmConfig) -> Result<Hsm, HsmError> {
+        let ctx = load_module(&cfg.module)?;
+        let slot = find_slot(&ctx, &cfg.token_label)?
+            .ok_or_else(|| HsmError::TokenNotFound(cfg.token_label.clone()))?;
+        let pin = AuthPin::from(cfg.pin.clone());
+        let keeper = ctx.open_rw_session(slot).map_err(p11("C_OpenSession"))?;
+        login(&keeper, &pin)?;
+        Ok(Hsm {
+            inner: Arc::new(Inner {
+                ctx,
+                slot,
+                pin,
+                keeper: Mutex::new(Some(keeper)),
+                idle: Mutex::new(Vec::new()),
+                pool_size: cfg.pool_size.max(1),
+            }),
+        })
+    }
+
+    /// Initialise a token in the first free slot (SoftHSM2 provisioning). Returns false when a token
+    /// with that label already exists.
+    pub fn init_token(
+        module: &Path,
+        label: &str,
+        so_pin: &str,
+        user_pin: &str,
+    ) -> Result<bool, HsmError> {
+        let ctx = load_module(module)?;
+        if find_slot(&ctx, label)?.is_some() {
+            return Ok(false);
+        }
+        let slots = ctx.get_slots_with_token().map_err(p11("C_GetSlotList"))?;
+        let mut free = None;
+        for s in slots {
+            let info = ctx.get_token_info(s).map_err(p11("C_GetTokenInfo"))?;
+            if !info.token_initialized() {
+                free = Some(s);
+                break;
+            }
+        }
+        let slot = free.ok_or_else(|| HsmError::TokenNotFound("<free slot>".into()))?;
+        let so = AuthPin::from(so_pin.to_string());
+        ctx.init_token(slot, &so, label)
+            .map_err(p11("C_InitToken"))?;
+        // SoftHSM2 moves the new token to another slot id: find it again by label.
+        let slot = find_slot(&ctx, label)?.ok_or_else(|| HsmError::TokenNotFound(label.into()))?;
+        let s = ctx.open_rw_session(slot).map_err(p11("C_OpenSession"))?;
+        s.login(UserType::So, Some(&so)).map_err(p11("C_Login(SO)"))?;
+        s.init_pin(&AuthPin::from(user_pin.to_string()))
+            .map_err(p11("C_InitPIN"))?;
+        s.logout().map_err(p11("C_Logout"))?;
+        Ok(true)
+    }
+
+    fn open_session(&self) -> Result<Session, HsmError> {
+        let s = self
+            .inner
+            .ctx
+            .open_rw_session(self.inner.slot)
+            .map_err(p11("C_OpenSession"))?;
+        login(&s, &self.inner.pin)?;
+        Ok(s)
+    }
+
+    /// Run `f` on a pooled session; on a dead-session error, reopen (re-login) and retry once.
+    fn with_session<T>(
+        &self,
+        f: impl Fn(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        let pooled = self.inner.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        let (session, fresh) = match pooled {
+            Some(s) => (s, false),
+            None => (self.open_session()?, true),
+        };
+        match f(&session) {
+            Ok(v) => {
+                self.give_back(session);
+                Ok(v)
+            }
+            Err(e) if session_is_dead(&e) || (!fresh && matches!(e, HsmError::KeyNotFound(_))) => {
+                tracing::warn!(error = %e, "HSM session failed; reopening and retrying once");
+                drop(session);
+                self.drop_idle_sessions();
+                self.reconnect_keeper();
+                let s = self.open_session()?;
+                let out = f(&s)?;
+                self.give_back(s);
+                Ok(out)
+            }
+            Err(e) => {
+                self.give_back(session);
+                Err(e)
+            }
+        }
+    }
+
+    fn give_back(&self, s: Session) {
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            if idle.len() < self.inner.pool_size {
+                idle.push(s);
+            }
+        }
+    }
+
+    fn drop_idle_sessions(&self) {
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    fn reconnect_keeper(&self) {
+        if let Ok(mut k) = self.inner.keeper.lock() {
+            let alive = k
+                .as_ref()
+                .map(|s| s.get_session_info().is_ok())
+                .unwrap_or(false);
+            if !alive {
+                *k = self.open_session().ok();
+            }
+        }
+    }
+
+    /// Health probe: the keeper session answers and is logged in.
+    pub fn check(&self) -> Result<(), HsmError> {
+        self.with_session(|s| {
+            let info = s.get_session_info().map_err(p11("C_GetSessionInfo"))?;
+            match info.session_state() {
+                cryptoki::session::SessionState::RwUser
+                | cryptoki::session::SessionState::RoUser => Ok(()),
+                _ => Err(HsmError::Pkcs11 {
+                    op: "C_GetSessionInfo",
+                    source: P11Error::Pkcs11(RvError::UserNotLoggedIn, cryptoki::context::Function::GetSessionInfo),
+                }),
+            }
+        })
+    }
+
+    /// Close every session of this handle, which logs the application out of the token (what a
+    /// token or proxy restart does). The next operation must reopen and log in again by itself.
+    pub fn drop_sessions_for_test(&self) {
+        self.drop_idle_sessions();
+        if let Ok(mut k) = self.inner.keeper.lock() {
+            if let Some(s) = k.take() {
+                let _ = s.close();
+            }
+        }
+    }
+
+    fn find_private(s: &Session, id: &[u8]) -> Result<ObjectHandle, HsmError> {
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(id.to_vec()),
+            ])
+            .map_err(p11("C_FindObjects"))?;
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| HsmError::KeyNotFound(hex::encode(id)))
+    }
+
+    fn find_public(s: &Session, id: &[u8]) -> Result<ObjectHandle, HsmError> {
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Id(id.to_vec()),
+            ])
+            .map_err(p11("C_FindObjects"))?;
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| HsmError::KeyNotFound(hex::encode(id)))
+    }
+
+    /// Does a private key with this id exist on the token?
+    pub fn has_key(&self, id: &[u8]) -> Result<bool, HsmError> {
+        self.with_session(|s| match Self::find_private(s, id) {
+            Ok(_) => Ok(true),
+            Err(HsmError::KeyNotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Generate a persistent CA key inside the token: private, sensitive, never extractable.
+    pub fn generate_ca_key(&self, alg: KeyAlg, label: &str) -> Result<(KeyRef, PublicKey), HsmError> {
+        let mut id = vec![0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        let id2 = id.clone();
+        let label = label.to_string();
+        let point = self.with_session(move |s| {
+            let public = vec![
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Verify(true),
+                Attribute::KeyType(KeyType::EC),
+                Attribute::EcParams(alg.ec_params()),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id2.clone()),
+            ];
+            let private = vec![
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                Attribute::KeyType(KeyType::EC),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id2.clone()),
+            ];
+            let (pubh, _privh) = s
+                .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+                .map_err(p11("C_GenerateKeyPair"))?;
+            read_ec_point(s, pubh)
+        })?;
+        Ok((KeyRef { id, alg }, PublicKey { alg, point }))
+    }
+
+    /// Public key of a token key, found by id.
+    pub fn public_key(&self, key: &KeyRef) -> Result<PublicKey, HsmError> {
+        let point = self.with_session(|s| {
+            let h = Self::find_public(s, &key.id)?;
+            read_ec_point(s, h)
+        })?;
+        Ok(PublicKey {
+            alg: key.alg,
+            point,
+        })
+    }
+
+    /// Sign `data`: hash in process with `hash`, sign with CKM_ECDSA, return raw `r || s`.
+    pub fn sign_raw(&self, key: &KeyRef, hash: HashAlg, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let digest = hash.digest(data);
+        self.sign_digest_raw(key, &digest)
+    }
+
+    /// Sign a precomputed digest with CKM_ECDSA; raw `r || s`.
+    pub fn sign_digest_raw(&self, key: &KeyRef, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let sig = self.with_session(|s| {
+            let h = Self::find_private(s, &key.id)?;
+            s.sign(&Mechanism::Ecdsa, h, digest).map_err(p11("C_Sign"))
+        })?;
+        if sig.len() != 2 * key.alg.field_len() {
+            return Err(HsmError::Malformed(format!(
+                "ECDSA signature of {} bytes for {}",
+                sig.len(),
+                key.alg.name()
+            )));
+        }
+        Ok(sig)
+    }
+
+    /// Sign and return a DER `ECDSA-Sig-Value`, as X.509, CRLs and OCSP need.
+    pub fn sign_der(&self, key: &KeyRef, hash: HashAlg, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let raw = self.sign_raw(key, hash, data)?;
+        crate::x509::ecdsa_raw_to_der(&raw).map_err(HsmError::Malformed)
+    }
+
+    /// Generate a key pair that must leave the service (a contract key): session objects only,
+    /// never persisted on the token, destroyed before returning. Returns (public, private scalar).
+    pub fn generate_exportable_keypair(&self, alg: KeyAlg) -> Result<(PublicKey, Vec<u8>), HsmError> {
+        self.with_session(|s| {
+            let public = vec![
+                Attribute::Token(false),
+                Attribute::KeyType(KeyType::EC),
+                Attribute::EcParams(alg.ec_params()),
+            ];
+            let private = vec![
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+                Attribute::Sign(true),
+                Attribute::Derive(true),
+                Attribute::KeyType(KeyType::EC),
+            ];
+            let (pubh, privh) = s
+                .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+                .map_err(p11("C_GenerateKeyPair"))?;
+            let point = read_ec_point(s, pubh);
+            let value = s
+                .get_attributes(privh, &[AttributeType::Value])
+                .map_err(p11("C_GetAttributeValue"));
+            let _ = s.destroy_object(privh);
+            let _ = s.destroy_object(pubh);
+            let point = point?;
+            let mut scalar = None;
+            for a in value? {
+                if let Attribute::Value(v) = a {
+                    scalar = Some(v);
+                }
+            }
+            let mut scalar =
+                scalar.ok_or_else(|| HsmError::Malformed("private key has no CKA_VALUE".into()))?;
+            // Left-pad to the field length: tokens may strip leading zero bytes.
+            while scalar.len() < alg.field_len() {
+                scalar.insert(0, 0);
+            }
+            Ok((PublicKey { alg, point }, scalar))
+        })
+    }
+
+    /// Read the security attributes of the private key `id` straight from the token.
+    pub fn key_attributes(&self, id: &[u8]) -> Result<KeyAttributes, HsmError> {
+        self.with_session(|s| {
+            let h = Self::find_private(s, id)?;
+            let attrs = s
+                .get_attributes(
+                    h,
+                    &[
+                        AttributeType::Label,
+                        AttributeType::Token,
+                        AttributeType::Private,
+                        AttributeType::Sensitive,
+                        AttributeType::Extractable,
+                        AttributeType::AlwaysSensitive,
+                        AttributeType::NeverExtractable,
+                    ],
+                )
+                .map_err(p11("C_GetAttributeValue"))?;
+            let mut out = KeyAttributes {
+                label: String::new(),
+                id_hex: hex::encode(id),
+                token: false,
+                private: false,
+                sensitive: false,
+                extractable: true,
+                always_sensitive: false,
+                never_extractable: false,
+            };
+            for a in attrs {
+                match a {
+                    Attribute::Label(l) => out.label = String::from_utf8_lossy(&l).into_owned(),
+                    Attribute::Token(v) => out.token = v,
+                    Attribute::Private(v) => out.private = v,
+                    Attribute::Sensitive(v) => out.sensitive = v,
+                    Attribute::Extractable(v) => out.extractable = v,
+                    Attribute::AlwaysSensitive(v) => out.always_sensitive = v,
+                    Attribute::NeverExtractable(v) => out.never_extractable = v,
+                    _ => {}
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Number of objects on the token visible to the user (for `hsm doctor`).
+    pub fn object_count(&self) -> Result<usize, HsmError> {
+        self.with_session(|s| Ok(s.find_objects(&[]).map_err(p11("C_FindObjects"))?.len()))
+    }
+
+    pub fn token_label(&self) -> Result<String, HsmError> {
+        let info = self
+            .inner
+            .ctx
+            .get_token_info(self.inner.slot)
+            .map_err(p11("C_GetTokenInfo"))?;
+        Ok(info.label().trim_end().to_string())
+    }
+}
+
+/// CKA_EC_POINT comes back wrapped in a DER OCTET STRING (`04 41 04 …`); unwrap it.
+fn read_ec_point(s: &Session, h: ObjectHandle) -> Result<Vec<u8>, HsmError> {
+    let attrs = s
+        .get_attributes(h, &[AttributeType::EcPoint])
+        .map_err(p11("C_GetAttributeValue"))?;
+    for a in attrs {
+        if let Attribute::EcPoint(p) = a {
+            return unwrap_point(&p);
+        }
+    }
+    Err(HsmError::Malformed("public key has no CKA_EC_POINT".into()))
+}
+
+fn unwrap_point(p: &[u8]) -> Result<Vec<u8>, HsmError> {
+    if p.first() == Some(&0x04) && p.len() % 2 == 1 {
+        // Some tokens return the bare point.
+        if let Ok(os) = <der::asn1::OctetString as der::Decode>::from_der(p) {
+            let inner = os.as_bytes();
+            if inner.first() == Some(&0x04) && inner.len() % 2 == 1 {
+                return Ok(inner.to_vec());
+            }
+        }
+        return Ok(p.to_vec());
+    }
+    let os = <der::asn1::OctetString as der::Decode>::from_der(p)
+        .map_err(|e| HsmError::Malformed(format!("CKA_EC_POINT: {e}")))?;
+    Ok(os.as_bytes().to_vec())
+}

@@ -1,0 +1,3 @@
+//! OCSP (RFC 6960 / RFC 5019).
+
+pub mod wire;

@@ -1,0 +1,410 @@
+//! Certificate profiles as data: one TOML file per profile in `policies/`, loaded and validated at
+//! start-up. The files are compiled into the binary as the defaults; an operator may point
+//! `PNC_POLICIES_DIR` (or `--policies`) at a directory of edited copies.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::hsm::{HashAlg, KeyAlg};
+use crate::policy::identifiers;
+use crate::x509::SkiMethod;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Standard {
+    #[serde(rename = "iso15118-2")]
+    Iso2,
+    #[serde(rename = "iso15118-20")]
+    Iso20,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Root,
+    SubCa,
+    Leaf,
+    OcspSigner,
+}
+
+impl Kind {
+    pub fn is_ca(self) -> bool {
+        matches!(self, Kind::Root | Kind::SubCa)
+    }
+}
+
+/// What the CN must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CnRule {
+    Free,
+    /// ISO 15118-2 EVSE ID (DIN SPEC 91286).
+    EvseId,
+    /// ISO 15118-20 SECCID; a -2 EVSE ID is also accepted.
+    Seccid,
+    /// ISO 15118-2 EMAID, normalised, with a correct check digit.
+    Emaid,
+    /// ISO 15118-20 EMAID (IEC 63119-2).
+    #[serde(rename = "emaid-20")]
+    Emaid20,
+    /// Provisioning certificate ID (-2: 17–18 characters).
+    Pcid,
+    /// -20 PCID (18–255 characters with check digit).
+    #[serde(rename = "pcid-20")]
+    Pcid20,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DcMissing {
+    /// A request without the profile's DC is refused.
+    Reject,
+    /// The CA appends the profile's DC when the request lacks it.
+    Add,
+    /// DC may be absent; when present it must equal the profile's value.
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectRules {
+    /// Attributes that must be present (short names: C, O, OU, CN, DC).
+    pub required: Vec<String>,
+    /// Attributes that may be present; anything else is refused.
+    pub allowed: Vec<String>,
+    /// Required DC value, if the profile fixes one (V2G, CPO, MO, OEM, CPS).
+    #[serde(default)]
+    pub dc: Option<String>,
+    #[serde(default = "default_dc_missing")]
+    pub dc_missing: DcMissing,
+    pub cn: CnRule,
+}
+
+fn default_dc_missing() -> DcMissing {
+    DcMissing::Reject
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidityRules {
+    pub default_days: u32,
+    pub max_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicConstraintsRule {
+    pub ca: bool,
+    #[serde(default)]
+    pub path_len: Option<u8>,
+}
+
+/// Named keyUsage bits (RFC 5280 §4.2.1.3).
+pub const KEY_USAGE_NAMES: &[&str] = &[
+    "digitalSignature",
+    "nonRepudiation",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "keyCertSign",
+    "cRLSign",
+];
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub standard: Standard,
+    pub kind: Kind,
+    pub key: KeyAlg,
+    pub hash: HashAlg,
+    /// Largest DER encoding allowed (800 for -2, 1600 for -20).
+    pub max_der_len: usize,
+    pub validity: ValidityRules,
+    pub subject: SubjectRules,
+    pub basic_constraints: BasicConstraintsRule,
+    pub key_usage: Vec<String>,
+    #[serde(default)]
+    pub extended_key_usage: Vec<String>,
+    #[serde(default)]
+    pub ocsp_nocheck: bool,
+    /// Exactly one OCSP URL ({public_url}/ocsp) in AIA.
+    pub aia_ocsp: bool,
+    /// CRL distribution point ({public_url}/crl/{issuer}.crl).
+    #[serde(default)]
+    pub crl_dp: bool,
+    /// certificatePolicies OIDs (non-critical).
+    #[serde(default)]
+    pub policies: Vec<String>,
+    pub ski: SkiMethod,
+    /// Profiles of the CAs allowed to issue this profile (empty for a root).
+    #[serde(default)]
+    pub issuer_profiles: Vec<String>,
+}
+
+impl Profile {
+    /// Validate a CN against the profile's identifier rule; returns the value to put in the cert.
+    pub fn check_cn(&self, cn: &str) -> Result<String, String> {
+        let r = match self.subject.cn {
+            CnRule::Free => {
+                if cn.trim().is_empty() {
+                    Err("CN is empty".into())
+                } else {
+                    Ok(cn.to_string())
+                }
+            }
+            CnRule::EvseId => identifiers::validate_evse_id(cn).map_err(|e| e.to_string()),
+            CnRule::Seccid => identifiers::validate_seccid(cn)
+                .or_else(|_| identifiers::validate_evse_id(cn))
+                .map_err(|e| e.to_string()),
+            CnRule::Emaid => identifiers::normalize_emaid(cn).map_err(|e| e.to_string()),
+            CnRule::Emaid20 => identifiers::normalize_emaid_20(cn).map_err(|e| e.to_string()),
+            CnRule::Pcid => identifiers::validate_pcid(cn).map_err(|e| e.to_string()),
+            CnRule::Pcid20 => identifiers::validate_pcid_20(cn).map_err(|e| e.to_string()),
+        }?;
+        Ok(r)
+    }
+
+    fn validate(&self, stem: &str) -> Result<(), String> {
+        let err = |m: String| Err(format!("profile {stem}: {m}"));
+        if self.name != stem {
+            return err(format!("name '{}' does not match the file name", self.name));
+        }
+        if self.validity.default_days == 0 || self.validity.default_days > self.validity.max_days {
+            return err("validity.default_days must be between 1 and max_days".into());
+        }
+        let bits: Vec<&str> = self.key_usage.iter().map(String::as_str).collect();
+        for b in &bits {
+            if !KEY_USAGE_NAMES.contains(b) {
+                return err(format!("unknown keyUsage '{b}'"));
+            }
+        }
+        if bits.is_empty() {
+            return err("keyUsage must not be empty (ISO 15118: always present and critical)".into());
+        }
+        for a in self.subject.required.iter().chain(&self.subject.allowed) {
+            if !["C", "O", "OU", "CN", "DC"].contains(&a.as_str()) {
+                return err(format!("unknown subject attribute '{a}'"));
+            }
+        }
+        for a in &self.subject.required {
+            if !self.subject.allowed.contains(a) {
+                return err(format!("required attribute {a} is not in allowed"));
+            }
+        }
+        if self.subject.dc.is_some() && !self.subject.allowed.iter().any(|a| a == "DC") {
+            return err("subject.dc is set but DC is not allowed".into());
+        }
+        let expected_hash = match self.key {
+            KeyAlg::EcP256 => HashAlg::Sha256,
+            KeyAlg::EcP384 => HashAlg::Sha384,
+            KeyAlg::EcP521 => HashAlg::Sha512,
+        };
+        if self.hash != expected_hash {
+            return err(format!("{:?} must be signed with {:?}", self.key, expected_hash));
+        }
+        let is_ca_bc = self.basic_constraints.ca;
+        match self.kind {
+            Kind::Root => {
+                if !is_ca_bc || self.basic_constraints.path_len.is_some() {
+                    return err("a root has cA=TRUE and no pathLen".into());
+                }
+                if !self.issuer_profiles.is_empty() || self.aia_ocsp {
+                    return err("a root has no issuer profiles and no AIA".into());
+                }
+            }
+            Kind::SubCa => {
+                if !is_ca_bc || self.basic_constraints.path_len.is_none() {
+                    return err("a sub-CA has cA=TRUE and a pathLen".into());
+                }
+            }
+            Kind::Leaf | Kind::OcspSigner => {
+                if is_ca_bc || self.basic_constraints.path_len.is_some() {
+                    return err("a leaf has cA=FALSE and no pathLen".into());
+                }
+                if bits.contains(&"keyCertSign") {
+                    return err("a leaf must not have keyCertSign".into());
+                }
+            }
+        }
+        if self.kind.is_ca() && !(bits.contains(&"keyCertSign") && bits.contains(&"cRLSign")) {
+            return err("a CA needs keyCertSign and cRLSign".into());
+        }
+        if self.kind == Kind::OcspSigner
+            && (!self.ocsp_nocheck || !self.extended_key_usage.iter().any(|e| e == "ocspSigning"))
+        {
+            return err("an OCSP signer needs EKU ocspSigning and id-pkix-ocsp-nocheck".into());
+        }
+        for e in &self.extended_key_usage {
+            if eku_oid(e).is_none() {
+                return err(format!("unknown extended key usage '{e}'"));
+            }
+        }
+        for p in &self.policies {
+            if der::asn1::ObjectIdentifier::new(p).is_err() {
+                return err(format!("policy '{p}' is not an OID"));
+            }
+        }
+        if self.kind != Kind::Root && self.issuer_profiles.is_empty() {
+            return err("issuer_profiles must name at least one CA profile".into());
+        }
+        if !self.kind.is_ca() && self.kind != Kind::OcspSigner && !self.aia_ocsp {
+            return err("every non-root certificate carries an OCSP URL (aia_ocsp = true)".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn eku_oid(name: &str) -> Option<der::asn1::ObjectIdentifier> {
+    Some(match name {
+        "ocspSigning" => crate::x509::OID_KP_OCSP_SIGNING,
+        "serverAuth" => const_oid::db::rfc5280::ID_KP_SERVER_AUTH,
+        "clientAuth" => const_oid::db::rfc5280::ID_KP_CLIENT_AUTH,
+        other => return der::asn1::ObjectIdentifier::new(other).ok(),
+    })
+}
+
+/// The built-in profile files, compiled in so the binary works from anywhere.
+const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/policies.rs"));
+
+/// All profiles, by name.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    by_name: BTreeMap<String, Profile>,
+}
+
+impl Profiles {
+    pub fn builtin() -> Result<Profiles, String> {
+        Self::from_sources(BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())))
+    }
+
+    pub fn load_dir(dir: &Path) -> Result<Profiles, String> {
+        let mut files = Vec::new();
+        let rd = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot read policies directory {}: {e}", dir.display()))?;
+        for entry in rd.flatten() {
+            let p = entry.path();
+            if p.extension().and_then(|e| e.to_str()) == Some("toml") {
+                let stem = p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if stem.starts_with("hierarchy") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                files.push((stem, text));
+            }
+        }
+        Self::from_sources(files.into_iter())
+    }
+
+    /// Profiles from `PNC_POLICIES_DIR` if set, else the built-in set.
+    pub fn load(dir: Option<&Path>) -> Result<Profiles, String> {
+        match dir {
+            Some(d) => Self::load_dir(d),
+            None => match std::env::var_os("PNC_POLICIES_DIR") {
+                Some(d) => Self::load_dir(Path::new(&d)),
+                None => Self::builtin(),
+            },
+        }
+    }
+
+    fn from_sources(files: impl Iterator<Item = (String, String)>) -> Result<Profiles, String> {
+        let mut by_name = BTreeMap::new();
+        for (stem, text) in files {
+            let p: Profile =
+                toml::from_str(&text).map_err(|e| format!("profile {stem}: {e}"))?;
+            p.validate(&stem)?;
+            by_name.insert(stem, p);
+        }
+        if by_name.is_empty() {
+            return Err("no certificate profiles found".into());
+        }
+        // Cross-checks: issuers exist, are CAs, and use the same key algorithm.
+        for p in by_name.values() {
+            for ip in &p.issuer_profiles {
+                let issuer = by_name
+                    .get(ip)
+                    .ok_or_else(|| format!("profile {}: issuer profile {ip} does not exist", p.name))?;
+                if !issuer.kind.is_ca() {
+                    return Err(format!("profile {}: issuer profile {ip} is not a CA", p.name));
+                }
+                if issuer.key != p.key || issuer.standard != p.standard {
+                    return Err(format!(
+                        "profile {}: issuer profile {ip} uses another key algorithm or standard",
+                        p.name
+                    ));
+                }
+            }
+        }
+        Ok(Profiles { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Profile, String> {
+        self.by_name.get(name).ok_or_else(|| {
+            format!(
+                "unknown profile '{name}' (known: {})",
+                self.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Profile> {
+        self.by_name.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_load_and_validate() {
+        let p = Profiles::builtin().unwrap();
+        for name in [
+            "v2g-root", "cpo-sub-ca-1", "cpo-sub-ca-2", "secc-leaf", "cps-sub-ca-1",
+            "cps-sub-ca-2", "cps-leaf", "mo-root", "mo-sub-ca-1", "mo-sub-ca-2", "contract",
+            "oem-root", "oem-sub-ca-1", "oem-sub-ca-2", "oem-provisioning", "ocsp-signer",
+        ] {
+            let a = p.get(name).unwrap();
+            let b = p.get(&format!("{name}-20")).unwrap();
+            assert_eq!(a.standard, Standard::Iso2);
+            assert_eq!(a.key, KeyAlg::EcP256);
+            assert_eq!(a.max_der_len, 800);
+            assert_eq!(b.standard, Standard::Iso20);
+            assert_eq!(b.key, KeyAlg::EcP521);
+            assert_eq!(b.max_der_len, 1600);
+        }
+        assert_eq!(p.get("cpo-sub-ca-1").unwrap().basic_constraints.path_len, Some(1));
+        assert_eq!(p.get("cpo-sub-ca-2").unwrap().basic_constraints.path_len, Some(0));
+    }
+
+    #[test]
+    fn invalid_profiles_are_refused() {
+        let good = BUILTIN.iter().find(|(n, _)| *n == "secc-leaf").unwrap().1;
+        let cases = [
+            ("ca = false", "ca = true"),
+            ("max_days = 90", "max_days = 1"),
+            ("\"digitalSignature\", \"keyAgreement\"]", "\"digitalSignature\", \"keyTeleportation\"]"),
+            ("hash = \"sha256\"", "hash = \"sha512\""),
+            ("aia_ocsp = true", "aia_ocsp = false"),
+        ];
+        for (from, to) in cases {
+            assert!(good.contains(from), "{from}");
+            let bad = good.replacen(from, to, 1);
+            let r = Profiles::from_sources(
+                BUILTIN
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), if *n == "secc-leaf" { bad.clone() } else { t.to_string() })),
+            );
+            assert!(r.is_err(), "{from} -> {to} accepted");
+        }
+        let r = Profiles::from_sources(std::iter::once(("x".to_string(), "name = 'x'\nbogus = 1".to_string())));
+        assert!(r.is_err());
+    }
+}
