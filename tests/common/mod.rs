@@ -1,0 +1,321 @@
+//! Shared harness for integration tests: a data dir with a real SoftHSM2 token, a real SQLite
+//! file or a fresh PostgreSQL database, the real `pnc-pki` binary, and a running server.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USER_PIN: &str = "test-user-pin-1234";
+pub const SO_PIN: &str = "test-so-pin-12345678";
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pnc-pki"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("PNC_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn postgres_available() -> Result<(), String> {
+    block_on(async {
+        use sqlx::Connection;
+        let c = tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::PgConnection::connect(&postgres_admin_url()),
+        )
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+        let _ = c.close().await;
+        Ok(())
+    })
+}
+
+/// Backends to run a test against. PostgreSQL is required when `CI` is set; elsewhere a missing
+/// server is reported loudly and those runs are skipped.
+pub fn backends() -> Vec<Backend> {
+    match postgres_available() {
+        Ok(()) => vec![Backend::Sqlite, Backend::Postgres],
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set but PostgreSQL at {} is unavailable: {e}", postgres_admin_url());
+            }
+            eprintln!(
+                "\n!!! SKIPPED PostgreSQL runs: {} unavailable ({e}); set PNC_TEST_POSTGRES_URL !!!\n",
+                postgres_admin_url()
+            );
+            vec![Backend::Sqlite]
+        }
+    }
+}
+
+/// A throw-away PostgreSQL database, dropped with the value.
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub fn create() -> PgDb {
+        let name = format!("pnc_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+        let admin = postgres_admin_url();
+        block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect postgres");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await
+                .expect("create database");
+        });
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+        PgDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let admin = postgres_admin_url();
+        let name = self.name.clone();
+        block_on(async move {
+            use sqlx::Connection;
+            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut c)
+                .await;
+            }
+        });
+    }
+}
+
+/// One deployment: data dir + token + database.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    pub db_url: String,
+    pub public_url: String,
+    _pg: Option<PgDb>,
+}
+
+impl Env {
+    pub fn new(backend: Backend) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db_url, pg) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("pnc-pki.db").display()), None),
+            Backend::Postgres => {
+                let pg = PgDb::create();
+                (pg.url.clone(), Some(pg))
+            }
+        };
+        Env {
+            dir,
+            backend,
+            db_url,
+            public_url: "http://127.0.0.1:8080".into(),
+            _pg: pg,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.env("PNC_HSM_PIN", USER_PIN)
+            .env("PNC_HSM_SO_PIN", SO_PIN)
+            .env_remove("PNC_DATABASE_URL")
+            .env_remove("PNC_POLICIES_DIR")
+            .env_remove("SOFTHSM2_CONF")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Run `pnc-pki ARGS` (the data dir is not added automatically).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run pnc-pki")
+    }
+
+    /// Run with `--data-dir` appended, and assert success.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let mut a: Vec<&str> = args.to_vec();
+        let d = self.data_dir();
+        a.extend(["--data-dir", &d]);
+        let out = self.run(&a);
+        assert!(
+            out.status.success(),
+            "pnc-pki {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run with `--data-dir` appended, and assert failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let mut a: Vec<&str> = args.to_vec();
+        let d = self.data_dir();
+        a.extend(["--data-dir", &d]);
+        let out = self.run(&a);
+        assert!(
+            !out.status.success(),
+            "pnc-pki {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn init(&self) -> String {
+        let d = self.data_dir();
+        let out = self.run(&[
+            "init",
+            "--data-dir",
+            &d,
+            "--database-url",
+            &self.db_url,
+            "--public-url",
+            &self.public_url,
+        ]);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Export CA certificates into DIR/export and return that path.
+    pub fn export(&self) -> PathBuf {
+        let out = self.path().join("export");
+        self.ok(&["export", "--out", &out.display().to_string()]);
+        out
+    }
+
+    /// Start `pnc-pki serve` on a free port and wait until it is ready.
+    pub fn serve(&self) -> Server {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(self.path().join(format!("serve-{port}.log"))).expect("log");
+        let child = self
+            .command()
+            .args(["serve", "--data-dir", &self.data_dir(), "--listen", &listen])
+            .env("PNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn serve");
+        let server = Server {
+            child,
+            base: format!("http://{listen}"),
+            log: self.path().join(format!("serve-{port}.log")),
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Write a CSR (and its key) made by the openssl CLI; returns the CSR path.
+    pub fn openssl_csr(&self, name: &str, curve: &str, subject: &str) -> PathBuf {
+        let key = self.path().join(format!("{name}.key"));
+        let csr = self.path().join(format!("{name}.csr"));
+        let st = Command::new("openssl")
+            .args(["ecparam", "-genkey", "-name", curve, "-noout", "-out"])
+            .arg(&key)
+            .status()
+            .expect("openssl");
+        assert!(st.success());
+        let st = Command::new("openssl")
+            .args(["req", "-new", "-key"])
+            .arg(&key)
+            .args(["-subj", subject, "-sha256", "-out"])
+            .arg(&csr)
+            .status()
+            .expect("openssl req");
+        assert!(st.success(), "openssl req -subj {subject}");
+        csr
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = ureq::get(&format!("{}/health/ready", self.base)).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "server did not become ready: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the openssl CLI; returns (success, stdout+stderr).
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl").args(args).output().expect("openssl");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+pub fn read_pem_der(path: &Path) -> Vec<u8> {
+    let pem = std::fs::read(path).expect("read pem");
+    let (_, der) = der::pem::decode_vec(&pem).expect("pem");
+    der
+}
