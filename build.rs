@@ -17,7 +17,12 @@ fn main() {
             continue;
         }
         println!("cargo:rerun-if-changed={}", p.display());
-        writeln!(out, "    ({stem:?}, include_str!({:?})),", p.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({stem:?}, include_str!({:?})),",
+            p.display().to_string()
+        )
+        .unwrap();
     }
     out.push(']');
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("policies.rs");

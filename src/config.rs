@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hsm::{softhsm, HsmConfig, PinSource, DEMO_SO_PIN};
+use crate::hsm::{DEMO_SO_PIN, HsmConfig, PinSource, softhsm};
 
 pub const SETTINGS_FILE: &str = "pnc-pki.toml";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
@@ -122,32 +122,31 @@ impl Settings {
                 data_dir.display()
             )
         })?;
-        let mut s: Settings =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut s: Settings = toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
         s.apply_env();
         Ok(s)
     }
 
     pub fn apply_env(&mut self) {
-        if let Ok(v) = std::env::var("PNC_DATABASE_URL") {
-            if !v.is_empty() {
-                self.database_url = v;
-            }
+        if let Ok(v) = std::env::var("PNC_DATABASE_URL")
+            && !v.is_empty()
+        {
+            self.database_url = v;
         }
-        if let Ok(v) = std::env::var("PNC_PUBLIC_URL") {
-            if !v.is_empty() {
-                self.public_url = v;
-            }
+        if let Ok(v) = std::env::var("PNC_PUBLIC_URL")
+            && !v.is_empty()
+        {
+            self.public_url = v;
         }
-        if let Ok(v) = std::env::var("PNC_HSM_MODULE") {
-            if !v.is_empty() {
-                self.hsm.module = Some(PathBuf::from(v));
-            }
+        if let Ok(v) = std::env::var("PNC_HSM_MODULE")
+            && !v.is_empty()
+        {
+            self.hsm.module = Some(PathBuf::from(v));
         }
-        if let Ok(v) = std::env::var("PNC_HSM_TOKEN_LABEL") {
-            if !v.is_empty() {
-                self.hsm.token_label = Some(v);
-            }
+        if let Ok(v) = std::env::var("PNC_HSM_TOKEN_LABEL")
+            && !v.is_empty()
+        {
+            self.hsm.token_label = Some(v);
         }
     }
 

@@ -30,7 +30,11 @@ fn verify_chain(dir: &std::path::Path, root: &str, chain: &[&str], suffix: &str)
         }
         args.push(leaf.to_str().unwrap());
         let (ok, out) = openssl(&args);
-        assert!(ok && out.contains(": OK"), "openssl verify {}: {out}", leaf.display());
+        assert!(
+            ok && out.contains(": OK"),
+            "openssl verify {}: {out}",
+            leaf.display()
+        );
     }
 }
 
@@ -39,9 +43,15 @@ fn bootstrap_verifies_with_openssl_and_is_idempotent() {
     for backend in backends() {
         let env = Env::new(backend);
         let first = env.init();
-        assert!(first.contains("v2g-root") && first.contains("created"), "{first}");
+        assert!(
+            first.contains("v2g-root") && first.contains("created"),
+            "{first}"
+        );
         let second = env.init();
-        assert!(second.contains("nothing to do"), "second init changed something: {second}");
+        assert!(
+            second.contains("nothing to do"),
+            "second init changed something: {second}"
+        );
         let out = env.export();
         let mut names: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
@@ -49,11 +59,24 @@ fn bootstrap_verifies_with_openssl_and_is_idempotent() {
             .collect();
         names.sort();
         for base in [
-            "v2g-root", "cpo-sub-ca-1", "cpo-sub-ca-2", "cps-sub-ca-1", "cps-sub-ca-2", "cps-leaf",
-            "mo-root", "mo-sub-ca-1", "mo-sub-ca-2", "oem-root", "oem-sub-ca-1", "oem-sub-ca-2",
+            "v2g-root",
+            "cpo-sub-ca-1",
+            "cpo-sub-ca-2",
+            "cps-sub-ca-1",
+            "cps-sub-ca-2",
+            "cps-leaf",
+            "mo-root",
+            "mo-sub-ca-1",
+            "mo-sub-ca-2",
+            "oem-root",
+            "oem-sub-ca-1",
+            "oem-sub-ca-2",
         ] {
             for suffix in ["", "-20"] {
-                assert!(names.contains(&format!("{base}{suffix}.pem")), "{base}{suffix} missing: {names:?}");
+                assert!(
+                    names.contains(&format!("{base}{suffix}.pem")),
+                    "{base}{suffix} missing: {names:?}"
+                );
             }
         }
         for suffix in ["", "-20"] {
@@ -63,7 +86,10 @@ fn bootstrap_verifies_with_openssl_and_is_idempotent() {
         }
         // The same hierarchy seen by `tree`.
         let tree = env.ok(&["tree"]);
-        assert!(tree.contains("└── cpo-sub-ca-2") || tree.contains("└── cpo-sub-ca-1"), "{tree}");
+        assert!(
+            tree.contains("└── cpo-sub-ca-2") || tree.contains("└── cpo-sub-ca-1"),
+            "{tree}"
+        );
         assert!(tree.contains("ec-p521"), "{tree}");
         // The audit chain covers everything init did.
         let audit = env.ok(&["audit", "verify"]);
@@ -71,8 +97,14 @@ fn bootstrap_verifies_with_openssl_and_is_idempotent() {
     }
 }
 
-fn ext<'a>(c: &'a Certificate, oid: der::asn1::ObjectIdentifier) -> Option<&'a x509_cert::ext::Extension> {
-    c.tbs_certificate().extensions()?.iter().find(|e| e.extn_id == oid)
+fn ext<'a>(
+    c: &'a Certificate,
+    oid: der::asn1::ObjectIdentifier,
+) -> Option<&'a x509_cert::ext::Extension> {
+    c.tbs_certificate()
+        .extensions()?
+        .iter()
+        .find(|e| e.extn_id == oid)
 }
 
 #[test]
@@ -84,13 +116,67 @@ fn profile_fields_are_exactly_as_specified() {
     let out = env.export();
     // (file, ca, pathLen, DC, required KU bits, AIA expected, max DER)
     let cases: &[(&str, bool, Option<u8>, Option<&str>, &[KeyUsages], bool)] = &[
-        ("v2g-root", true, None, Some("V2G"), &[KeyUsages::KeyCertSign, KeyUsages::CRLSign], false),
-        ("cpo-sub-ca-1", true, Some(1), None, &[KeyUsages::KeyCertSign, KeyUsages::CRLSign], true),
-        ("cpo-sub-ca-2", true, Some(0), None, &[KeyUsages::KeyCertSign, KeyUsages::CRLSign], true),
-        ("mo-root", true, None, Some("MO"), &[KeyUsages::KeyCertSign, KeyUsages::CRLSign], false),
-        ("mo-sub-ca-2", true, Some(0), None, &[KeyUsages::DigitalSignature, KeyUsages::NonRepudiation, KeyUsages::KeyCertSign, KeyUsages::CRLSign], true),
-        ("oem-root", true, None, Some("OEM"), &[KeyUsages::KeyCertSign, KeyUsages::CRLSign], false),
-        ("cps-leaf", false, None, Some("CPS"), &[KeyUsages::DigitalSignature], true),
+        (
+            "v2g-root",
+            true,
+            None,
+            Some("V2G"),
+            &[KeyUsages::KeyCertSign, KeyUsages::CRLSign],
+            false,
+        ),
+        (
+            "cpo-sub-ca-1",
+            true,
+            Some(1),
+            None,
+            &[KeyUsages::KeyCertSign, KeyUsages::CRLSign],
+            true,
+        ),
+        (
+            "cpo-sub-ca-2",
+            true,
+            Some(0),
+            None,
+            &[KeyUsages::KeyCertSign, KeyUsages::CRLSign],
+            true,
+        ),
+        (
+            "mo-root",
+            true,
+            None,
+            Some("MO"),
+            &[KeyUsages::KeyCertSign, KeyUsages::CRLSign],
+            false,
+        ),
+        (
+            "mo-sub-ca-2",
+            true,
+            Some(0),
+            None,
+            &[
+                KeyUsages::DigitalSignature,
+                KeyUsages::NonRepudiation,
+                KeyUsages::KeyCertSign,
+                KeyUsages::CRLSign,
+            ],
+            true,
+        ),
+        (
+            "oem-root",
+            true,
+            None,
+            Some("OEM"),
+            &[KeyUsages::KeyCertSign, KeyUsages::CRLSign],
+            false,
+        ),
+        (
+            "cps-leaf",
+            false,
+            None,
+            Some("CPS"),
+            &[KeyUsages::DigitalSignature],
+            true,
+        ),
     ];
     for suffix in ["", "-20"] {
         for (name, is_ca, path_len, dc, ku_bits, aia) in cases {
@@ -101,18 +187,33 @@ fn profile_fields_are_exactly_as_specified() {
             let tbs = c.tbs_certificate();
             assert_eq!(tbs.version(), x509_cert::certificate::Version::V3);
             let (sig_oid, curve) = if suffix.is_empty() {
-                (const_oid::db::rfc5912::ECDSA_WITH_SHA_256, const_oid::db::rfc5912::SECP_256_R_1)
+                (
+                    const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+                    const_oid::db::rfc5912::SECP_256_R_1,
+                )
             } else {
-                (const_oid::db::rfc5912::ECDSA_WITH_SHA_512, const_oid::db::rfc5912::SECP_521_R_1)
+                (
+                    const_oid::db::rfc5912::ECDSA_WITH_SHA_512,
+                    const_oid::db::rfc5912::SECP_521_R_1,
+                )
             };
             assert_eq!(c.signature_algorithm().oid, sig_oid, "{name}{suffix}");
             assert!(c.signature_algorithm().parameters.is_none());
             let spki = tbs.subject_public_key_info();
-            let got_curve: der::asn1::ObjectIdentifier = spki.algorithm.parameters.as_ref().unwrap().decode_as().unwrap();
+            let got_curve: der::asn1::ObjectIdentifier = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .unwrap()
+                .decode_as()
+                .unwrap();
             assert_eq!(got_curve, curve, "{name}{suffix}");
             // Serial: positive, at least 64 bits.
             let serial = tbs.serial_number().as_bytes();
-            assert!(serial.len() >= 8 && serial[0] & 0x80 == 0, "{name}: serial {serial:?}");
+            assert!(
+                serial.len() >= 8 && serial[0] & 0x80 == 0,
+                "{name}: serial {serial:?}"
+            );
             let bc_ext = ext(&c, o::ID_CE_BASIC_CONSTRAINTS).expect("basicConstraints");
             assert!(bc_ext.critical, "{name}: basicConstraints must be critical");
             let bc = BasicConstraints::from_der(bc_ext.extn_value.as_bytes()).unwrap();
@@ -126,15 +227,32 @@ fn profile_fields_are_exactly_as_specified() {
                 want |= *b;
             }
             assert_eq!(ku.0, want, "{name}{suffix}: keyUsage");
-            assert!(ext(&c, o::ID_CE_SUBJECT_KEY_IDENTIFIER).is_some(), "{name}: SKI");
-            assert!(ext(&c, o::ID_CE_AUTHORITY_KEY_IDENTIFIER).is_some(), "{name}: AKI");
-            assert!(ext(&c, o::ID_CE_EXT_KEY_USAGE).is_none(), "{name}: no EKU on ISO 15118 certificates");
+            assert!(
+                ext(&c, o::ID_CE_SUBJECT_KEY_IDENTIFIER).is_some(),
+                "{name}: SKI"
+            );
+            assert!(
+                ext(&c, o::ID_CE_AUTHORITY_KEY_IDENTIFIER).is_some(),
+                "{name}: AKI"
+            );
+            assert!(
+                ext(&c, o::ID_CE_EXT_KEY_USAGE).is_none(),
+                "{name}: no EKU on ISO 15118 certificates"
+            );
             match (aia, ext(&c, o::ID_PE_AUTHORITY_INFO_ACCESS)) {
                 (true, Some(e)) => {
-                    let a = x509_cert::ext::pkix::AuthorityInfoAccessSyntax::from_der(e.extn_value.as_bytes()).unwrap();
+                    let a = x509_cert::ext::pkix::AuthorityInfoAccessSyntax::from_der(
+                        e.extn_value.as_bytes(),
+                    )
+                    .unwrap();
                     assert_eq!(a.0.len(), 1, "{name}: exactly one AIA entry");
-                    assert_eq!(a.0[0].access_method, der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1"));
-                    let x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(u) = &a.0[0].access_location else {
+                    assert_eq!(
+                        a.0[0].access_method,
+                        der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1")
+                    );
+                    let x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(u) =
+                        &a.0[0].access_location
+                    else {
                         panic!("{name}: AIA location is not a URI")
                     };
                     assert_eq!(u.as_str(), format!("{}/ocsp", env.public_url));
@@ -146,7 +264,13 @@ fn profile_fields_are_exactly_as_specified() {
                 .subject()
                 .iter()
                 .filter(|a| a.oid == const_oid::db::rfc4519::DC)
-                .map(|a| a.value.decode_as::<der::asn1::Ia5StringRef>().unwrap().as_str().to_string())
+                .map(|a| {
+                    a.value
+                        .decode_as::<der::asn1::Ia5StringRef>()
+                        .unwrap()
+                        .as_str()
+                        .to_string()
+                })
                 .collect();
             if let Some(dc) = dc {
                 assert_eq!(dcs, vec![dc.to_string()], "{name}{suffix}: DC");

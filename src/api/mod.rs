@@ -9,7 +9,10 @@ use crate::ca::Ca;
 
 pub fn router(ca: Ca) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/health/ready", get(ready))
         .with_state(ca)
 }

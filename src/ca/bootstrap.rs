@@ -1,7 +1,7 @@
 //! Hierarchy bootstrap (`pnc-pki init`): create the configured CAs, the service-held certificates
 //! (CPS leaf) and one delegated OCSP signer per CA. Idempotent: what exists is left alone.
 
-use super::build::{build_certificate, Signer};
+use super::build::{Signer, build_certificate};
 use super::{Actor, Ca, CaError, IssuerHandle};
 use crate::config::{CaSpec, HierarchyConfig};
 use crate::policy::profile::{Kind, Standard};
@@ -66,13 +66,16 @@ impl Ca {
         let parent = match (&spec.parent, profile.kind) {
             (None, Kind::Root) => None,
             (Some(_), Kind::Root) => {
-                return Err(CaError::Config(format!("[[ca]] {}: a root has no parent", spec.id)))
+                return Err(CaError::Config(format!(
+                    "[[ca]] {}: a root has no parent",
+                    spec.id
+                )));
             }
             (None, _) => {
                 return Err(CaError::Config(format!(
                     "[[ca]] {}: a sub-CA needs a parent",
                     spec.id
-                )))
+                )));
             }
             (Some(p), _) => {
                 let h = self.issuer(p).await.map_err(|_| {
@@ -104,8 +107,15 @@ impl Ca {
                 public: &public,
             },
         };
-        let cert = build_certificate(self, &profile, signer, &checked.name, &spki, spec.validity_days)
-            .await?;
+        let cert = build_certificate(
+            self,
+            &profile,
+            signer,
+            &checked.name,
+            &spki,
+            spec.validity_days,
+        )
+        .await?;
         let issuer_id = parent
             .as_ref()
             .map(|p| p.record.id.clone())
@@ -137,7 +147,9 @@ impl Ca {
                 "key_id": ca_rec.key_id,
             }),
         );
-        self.store.record_issuance(&cert_rec, Some(&ca_rec), &event).await?;
+        self.store
+            .record_issuance(&cert_rec, Some(&ca_rec), &event)
+            .await?;
         tracing::info!(ca = %spec.id, "CA created");
         Ok(Step {
             id: spec.id.clone(),
@@ -168,7 +180,14 @@ impl Ca {
         let checked = super::subject::check_subject(&profile, &subject)?;
         let issuer = self.issuer(parent).await?;
         let rec = self
-            .issue_service_key_cert(&profile.name, &issuer, checked, &spec.id, spec.validity_days, actor)
+            .issue_service_key_cert(
+                &profile.name,
+                &issuer,
+                checked,
+                &spec.id,
+                spec.validity_days,
+                actor,
+            )
             .await?;
         Ok(Step {
             id: spec.id.clone(),
@@ -209,7 +228,11 @@ impl Ca {
         validity_days: Option<u32>,
         actor: &Actor,
     ) -> Result<CertRecord, CaError> {
-        let profile = self.profiles.get(profile_name).map_err(CaError::UnknownProfile)?.clone();
+        let profile = self
+            .profiles
+            .get(profile_name)
+            .map_err(CaError::UnknownProfile)?
+            .clone();
         let hsm = self.hsm.clone();
         let label = key_label(profile_name, label_id);
         let alg = profile.key;
@@ -218,7 +241,15 @@ impl Ca {
             .map_err(|e| CaError::Internal(e.to_string()))??;
         let spki = x509::spki_owned(public.alg, &public.point);
         let issued = self
-            .sign_and_record(&profile, issuer, checked, spki, validity_days, Some(&key), actor)
+            .sign_and_record(
+                &profile,
+                issuer,
+                checked,
+                spki,
+                validity_days,
+                Some(&key),
+                actor,
+            )
             .await?;
         Ok(issued.record)
     }
@@ -226,7 +257,10 @@ impl Ca {
     /// Make sure CA `ca_id` has a delegated OCSP signer with more than a third of its life left.
     pub async fn ensure_ocsp_signer(&self, ca_id: &str, actor: &Actor) -> Result<Step, CaError> {
         let issuer = self.issuer(ca_id).await?;
-        let ca_profile = self.profiles.get(&issuer.record.profile).map_err(CaError::UnknownProfile)?;
+        let ca_profile = self
+            .profiles
+            .get(&issuer.record.profile)
+            .map_err(CaError::UnknownProfile)?;
         let signer_profile = match ca_profile.standard {
             Standard::Iso2 => "ocsp-signer",
             Standard::Iso20 => "ocsp-signer-20",
@@ -242,7 +276,11 @@ impl Ca {
                 });
             }
         }
-        let profile = self.profiles.get(signer_profile).map_err(CaError::UnknownProfile)?.clone();
+        let profile = self
+            .profiles
+            .get(signer_profile)
+            .map_err(CaError::UnknownProfile)?
+            .clone();
         let ca_cert = &issuer.cert;
         let o = x509::name::values(ca_cert.tbs().subject().as_ref(), x509::name::OID_O);
         let cn = x509::name::values(ca_cert.tbs().subject().as_ref(), x509::name::OID_CN);
@@ -262,7 +300,11 @@ impl Ca {
         Ok(Step {
             id: format!("{ca_id}/ocsp-signer"),
             created: true,
-            detail: format!("created (serial {}, valid {} days)", rec.serial_hex, (rec.not_after - rec.not_before) / 86_400),
+            detail: format!(
+                "created (serial {}, valid {} days)",
+                rec.serial_hex,
+                (rec.not_after - rec.not_before) / 86_400
+            ),
         })
     }
 }

@@ -1,10 +1,11 @@
 //! Assemble a TBSCertificate from a profile, sign it in the HSM, and check the result before it
 //! goes anywhere: parses back, verifies with OpenSSL against the issuer key, fits the size cap.
 
+use der::Encode;
 use der::asn1::{Ia5String, Null, OctetString};
 use der::flagset::FlagSet;
-use der::Encode;
 use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::ext::pkix::certpolicy::PolicyInformation;
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
@@ -12,20 +13,22 @@ use x509_cert::ext::pkix::{
     CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
     SubjectKeyIdentifier,
 };
-use x509_cert::ext::pkix::certpolicy::PolicyInformation;
 use x509_cert::name::RdnSequence;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
 
 use super::{Ca, CaError, IssuerHandle};
 use crate::hsm::{KeyRef, PublicKey};
-use crate::policy::profile::{eku_oid, Profile};
+use crate::policy::profile::{Profile, eku_oid};
 use crate::x509::{self, ParsedCert, TbsCertificate};
 
 pub enum Signer<'a> {
     Issuer(&'a IssuerHandle),
     /// A root signs itself with its own new key.
-    SelfSigned { key: &'a KeyRef, public: &'a PublicKey },
+    SelfSigned {
+        key: &'a KeyRef,
+        public: &'a PublicKey,
+    },
 }
 
 /// Random positive 128-bit serial (126 bits of entropy; never a leading zero byte).
@@ -83,14 +86,20 @@ pub fn extensions(
         )
         .map_err(internal)?,
     );
-    exts.push(x509::extension(o::ID_CE_KEY_USAGE, true, &key_usage(&profile.key_usage)).map_err(internal)?);
+    exts.push(
+        x509::extension(o::ID_CE_KEY_USAGE, true, &key_usage(&profile.key_usage))
+            .map_err(internal)?,
+    );
     if !profile.extended_key_usage.is_empty() {
         let oids = profile
             .extended_key_usage
             .iter()
             .filter_map(|e| eku_oid(e))
             .collect();
-        exts.push(x509::extension(o::ID_CE_EXT_KEY_USAGE, false, &ExtendedKeyUsage(oids)).map_err(internal)?);
+        exts.push(
+            x509::extension(o::ID_CE_EXT_KEY_USAGE, false, &ExtendedKeyUsage(oids))
+                .map_err(internal)?,
+        );
     }
     let ski = x509::compute_ski(profile.ski, spki);
     exts.push(
@@ -134,7 +143,7 @@ pub fn extensions(
                 false,
                 &CrlDistributionPoints(vec![DistributionPoint {
                     distribution_point: Some(DistributionPointName::FullName(vec![uri(
-                        &ca.crl_url(issuer_id),
+                        &ca.crl_url(issuer_id)
                     )?])),
                     reasons: None,
                     crl_issuer: None,
@@ -151,7 +160,14 @@ pub fn extensions(
                 policy_qualifiers: None,
             });
         }
-        exts.push(x509::extension(o::ID_CE_CERTIFICATE_POLICIES, false, &CertificatePolicies(pis)).map_err(internal)?);
+        exts.push(
+            x509::extension(
+                o::ID_CE_CERTIFICATE_POLICIES,
+                false,
+                &CertificatePolicies(pis),
+            )
+            .map_err(internal)?,
+        );
     }
     if profile.ocsp_nocheck {
         exts.push(x509::extension(x509::OID_OCSP_NOCHECK, false, &Null).map_err(internal)?);
@@ -193,15 +209,23 @@ pub async fn build_certificate(
                 h.cert.spki_der(),
             )
         }
-        Signer::SelfSigned { key, public } => {
-            (subject.clone(), None, String::new(), (*key).clone(), public.spki_der())
-        }
+        Signer::SelfSigned { key, public } => (
+            subject.clone(),
+            None,
+            String::new(),
+            (*key).clone(),
+            public.spki_der(),
+        ),
     };
     let hash = profile.hash;
     if key.alg != profile.key {
         return Err(CaError::Profile {
             profile: profile.name.clone(),
-            reason: format!("issuer key is {}, profile needs {}", key.alg.name(), profile.key.name()),
+            reason: format!(
+                "issuer key is {}, profile needs {}",
+                key.alg.name(),
+                profile.key.name()
+            ),
         });
     }
     let tbs = TbsCertificate {

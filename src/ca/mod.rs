@@ -11,8 +11,8 @@ use spki::SubjectPublicKeyInfoOwned;
 use crate::hsm::{Hsm, HsmError, KeyAlg, KeyRef};
 use crate::policy::profile::{Kind, Profile, Profiles};
 use crate::store::{AuditEvent, CaRecord, CertRecord, RevokeOutcome, Store, StoreError};
-use crate::x509::csr::{self, CsrError};
 use crate::x509::ParsedCert;
+use crate::x509::csr::{self, CsrError};
 
 /// Errors with a stable machine-readable code (used by the CLI and the HTTP API).
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,9 @@ pub enum CaError {
     Csr(#[from] CsrError),
     #[error("request refused by profile {profile}: {reason}")]
     Profile { profile: String, reason: String },
-    #[error("certificate would be {len} bytes of DER, over the {max}-byte limit of profile {profile}")]
+    #[error(
+        "certificate would be {len} bytes of DER, over the {max}-byte limit of profile {profile}"
+    )]
     TooLarge {
         profile: String,
         len: usize,
@@ -161,7 +163,10 @@ impl Ca {
     }
 
     pub fn crl_url(&self, issuer_id: &str) -> String {
-        format!("{}/crl/{issuer_id}.crl", self.public_url.trim_end_matches('/'))
+        format!(
+            "{}/crl/{issuer_id}.crl",
+            self.public_url.trim_end_matches('/')
+        )
     }
 
     pub async fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
@@ -228,8 +233,12 @@ impl Ca {
                     return Err(CaError::UnknownIssuer(format!(
                         "several CAs can issue {}: {}; choose one with --issuer",
                         profile.name,
-                        of_profile.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ")
-                    )))
+                        of_profile
+                            .iter()
+                            .map(|c| c.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
                 }
             }
         }
@@ -253,9 +262,12 @@ impl Ca {
             ));
         }
         // The point must be on the curve: let OpenSSL parse it.
-        let der = spki.to_der().map_err(|e| CaError::Internal(e.to_string()))?;
-        openssl::pkey::PKey::public_key_from_der(&der)
-            .map_err(|_| CaError::profile(profile, "public key is not a valid point on its curve"))?;
+        let der = spki
+            .to_der()
+            .map_err(|e| CaError::Internal(e.to_string()))?;
+        openssl::pkey::PKey::public_key_from_der(&der).map_err(|_| {
+            CaError::profile(profile, "public key is not a valid point on its curve")
+        })?;
         Ok(())
     }
 
@@ -284,8 +296,16 @@ impl Ca {
         subject::check_requested_extensions(&profile, &csr.requested_extensions)?;
         let checked = subject::check_subject(&profile, &csr.subject)?;
         let issuer = self.pick_issuer(&profile, issuer_id).await?;
-        self.sign_and_record(&profile, &issuer, checked, csr.spki, validity_days, None, actor)
-            .await
+        self.sign_and_record(
+            &profile,
+            &issuer,
+            checked,
+            csr.spki,
+            validity_days,
+            None,
+            actor,
+        )
+        .await
     }
 
     /// Issue with a key pair generated in the HSM as session objects (contract certificates).
@@ -308,9 +328,10 @@ impl Ca {
         let checked = subject::check_subject(&profile, &subj)?;
         let hsm = self.hsm.clone();
         let alg = profile.key;
-        let (public, scalar) = tokio::task::spawn_blocking(move || hsm.generate_exportable_keypair(alg))
-            .await
-            .map_err(|e| CaError::Internal(e.to_string()))??;
+        let (public, scalar) =
+            tokio::task::spawn_blocking(move || hsm.generate_exportable_keypair(alg))
+                .await
+                .map_err(|e| CaError::Internal(e.to_string()))??;
         let spki = crate::x509::spki_owned(public.alg, &public.point);
         let issuer = self.pick_issuer(&profile, issuer_id).await?;
         let issued = self
@@ -385,7 +406,9 @@ impl Ca {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CaError::Internal("could not find a free serial number".into()))
+        Err(CaError::Internal(
+            "could not find a free serial number".into(),
+        ))
     }
 
     /// Revoke by issuer and serial; idempotent.
@@ -396,18 +419,21 @@ impl Ca {
         reason: &str,
         actor: &Actor,
     ) -> Result<RevokeOutcome, CaError> {
-        let code = reason_code(reason).ok_or_else(|| {
-            CaError::Profile {
-                profile: "-".into(),
-                reason: format!(
-                    "unknown revocation reason '{reason}' (use one of: {})",
-                    REVOCATION_REASONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                ),
-            }
+        let code = reason_code(reason).ok_or_else(|| CaError::Profile {
+            profile: "-".into(),
+            reason: format!(
+                "unknown revocation reason '{reason}' (use one of: {})",
+                REVOCATION_REASONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         })?;
         let name = reason_name(code).unwrap_or("unspecified");
-        let serial = normalize_serial(serial_hex)
-            .ok_or_else(|| CaError::NotFound(format!("'{serial_hex}' is not a hex serial number")))?;
+        let serial = normalize_serial(serial_hex).ok_or_else(|| {
+            CaError::NotFound(format!("'{serial_hex}' is not a hex serial number"))
+        })?;
         let event = AuditEvent::new(
             &actor.name,
             "certificate.revoke",

@@ -38,7 +38,10 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
         }
         for atv in rdn.iter() {
             let short = name::short_name(&atv.oid).ok_or_else(|| {
-                refuse(profile, format!("subject attribute {} is not allowed", atv.oid))
+                refuse(
+                    profile,
+                    format!("subject attribute {} is not allowed", atv.oid),
+                )
             })?;
             if !profile.subject.allowed.iter().any(|a| a == short) {
                 return Err(refuse(
@@ -50,11 +53,17 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
                 ));
             }
             if seen.contains(&short) {
-                return Err(refuse(profile, format!("subject attribute {short} appears twice")));
+                return Err(refuse(
+                    profile,
+                    format!("subject attribute {short} appears twice"),
+                ));
             }
             seen.push(short);
             let value = name::value_string(&atv.value).ok_or_else(|| {
-                refuse(profile, format!("subject {short} is not a string type we accept"))
+                refuse(
+                    profile,
+                    format!("subject {short} is not a string type we accept"),
+                )
             })?;
             if value.is_empty() {
                 return Err(refuse(profile, format!("subject {short} is empty")));
@@ -63,7 +72,10 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
                 "CN" => cn = Some(value),
                 "DC" => dc = Some(value),
                 "C" if !(value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase())) => {
-                    return Err(refuse(profile, format!("C must be a 2-letter country code, got '{value}'")));
+                    return Err(refuse(
+                        profile,
+                        format!("C must be a 2-letter country code, got '{value}'"),
+                    ));
                 }
                 _ => {}
             }
@@ -73,7 +85,10 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
     if let Some(want) = &profile.subject.dc {
         match &dc {
             Some(have) if have != want => {
-                return Err(refuse(profile, format!("DC must be '{want}', the request has '{have}'")));
+                return Err(refuse(
+                    profile,
+                    format!("DC must be '{want}', the request has '{have}'"),
+                ));
             }
             Some(_) => {}
             None => match profile.subject.dc_missing {
@@ -83,7 +98,12 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
                 DcMissing::Add => {
                     let mut pairs: Vec<(String, String)> = name::attributes(subject)
                         .into_iter()
-                        .map(|(o, v)| (name::short_name(&o).unwrap_or("?").to_string(), v.unwrap_or_default()))
+                        .map(|(o, v)| {
+                            (
+                                name::short_name(&o).unwrap_or("?").to_string(),
+                                v.unwrap_or_default(),
+                            )
+                        })
                         .collect();
                     pairs.push(("DC".into(), want.clone()));
                     name = name::build(&pairs).map_err(|r| refuse(profile, r))?;
@@ -94,12 +114,18 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
         }
     }
     for req in &profile.subject.required {
-        if !seen.iter().any(|s| s == req) && !(req == "DC" && profile.subject.dc_missing == DcMissing::Add) {
-            return Err(refuse(profile, format!("subject lacks required attribute {req}")));
+        let added_by_ca = req == "DC" && profile.subject.dc_missing == DcMissing::Add;
+        if !added_by_ca && !seen.iter().any(|s| s == req) {
+            return Err(refuse(
+                profile,
+                format!("subject lacks required attribute {req}"),
+            ));
         }
     }
     let cn = cn.ok_or_else(|| refuse(profile, "subject has no CN".into()))?;
-    let normal = profile.check_cn(&cn).map_err(|r| refuse(profile, format!("CN: {r}")))?;
+    let normal = profile
+        .check_cn(&cn)
+        .map_err(|r| refuse(profile, format!("CN: {r}")))?;
     if profile.subject.cn != CnRule::Free && normal != cn {
         return Err(refuse(
             profile,
@@ -146,7 +172,10 @@ pub fn check_requested_extensions(profile: &Profile, exts: &[Extension]) -> Resu
         if !TOLERATED.contains(&e.extn_id) {
             return Err(refuse(
                 profile,
-                format!("the CSR requests extension {} which this CA does not issue", e.extn_id),
+                format!(
+                    "the CSR requests extension {} which this CA does not issue",
+                    e.extn_id
+                ),
             ));
         }
         if e.extn_id == const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS {
@@ -154,7 +183,10 @@ pub fn check_requested_extensions(profile: &Profile, exts: &[Extension]) -> Resu
                 der::Decode::from_der(e.extn_value.as_bytes())
                     .map_err(|_| refuse(profile, "malformed basicConstraints request".into()))?;
             if bc.ca && !profile.basic_constraints.ca {
-                return Err(refuse(profile, "the CSR asks for cA=TRUE on a leaf profile".into()));
+                return Err(refuse(
+                    profile,
+                    "the CSR asks for cA=TRUE on a leaf profile".into(),
+                ));
             }
         }
     }

@@ -4,18 +4,22 @@ mod tree;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use crate::ca::{Actor, Ca};
 use crate::config::{self, HierarchyConfig, Settings};
-use crate::hsm::{softhsm, Hsm, HsmConfig};
+use crate::hsm::{Hsm, HsmConfig, softhsm};
 use crate::policy::profile::Profiles;
 use crate::store::{CertFilter, RevokeOutcome, Store};
-use crate::x509::{to_pem, ParsedCert};
+use crate::x509::{ParsedCert, to_pem};
 
 #[derive(Parser, Debug)]
-#[command(name = "pnc-pki", version, about = "Plug & Charge (ISO 15118) PKI and certificate authority")]
+#[command(
+    name = "pnc-pki",
+    version,
+    about = "Plug & Charge (ISO 15118) PKI and certificate authority"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -193,7 +197,12 @@ async fn open_ca(p: &Prepared) -> Result<Ca> {
     let hsm = tokio::task::spawn_blocking(move || Hsm::open(&hsm_cfg)).await??;
     let store = Store::connect(&p.settings.database_url)
         .await
-        .with_context(|| format!("database {}", crate::store::redact_url(&p.settings.database_url)))?;
+        .with_context(|| {
+            format!(
+                "database {}",
+                crate::store::redact_url(&p.settings.database_url)
+            )
+        })?;
     let profiles = Profiles::load(p.settings.policies_dir.as_deref()).map_err(|e| anyhow!(e))?;
     Ok(Ca {
         hsm,
@@ -246,11 +255,21 @@ pub fn run(cli: Cli) -> Result<i32> {
                     (Some(csr), None) => {
                         let input = std::fs::read(&csr)
                             .with_context(|| format!("cannot read {}", csr.display()))?;
-                        (ca.issue_from_csr(&profile, &input, issuer.as_deref(), days, &actor).await?, None)
+                        (
+                            ca.issue_from_csr(&profile, &input, issuer.as_deref(), days, &actor)
+                                .await?,
+                            None,
+                        )
                     }
                     (None, Some(subject)) => {
                         let (i, k) = ca
-                            .issue_with_generated_key(&profile, &subject, issuer.as_deref(), days, &actor)
+                            .issue_with_generated_key(
+                                &profile,
+                                &subject,
+                                issuer.as_deref(),
+                                days,
+                                &actor,
+                            )
                             .await?;
                         (i, Some(k))
                     }
@@ -258,13 +277,23 @@ pub fn run(cli: Cli) -> Result<i32> {
                 };
                 let mut pem = issued.cert.pem();
                 if chain {
-                    for c in issued.chain.iter().filter(|c| c.tbs().issuer() != c.tbs().subject()) {
+                    for c in issued
+                        .chain
+                        .iter()
+                        .filter(|c| c.tbs().issuer() != c.tbs().subject())
+                    {
                         pem.push_str(&c.pem());
                     }
                 }
-                std::fs::write(&out, pem).with_context(|| format!("cannot write {}", out.display()))?;
+                std::fs::write(&out, pem)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
                 if let (Some(k), Some(path)) = (key, key_out) {
-                    write_private_key(&path, issued.cert.spki().algorithm.parameters.as_ref(), &k, &issued.cert)?;
+                    write_private_key(
+                        &path,
+                        issued.cert.spki().algorithm.parameters.as_ref(),
+                        &k,
+                        &issued.cert,
+                    )?;
                 }
                 println!(
                     "issued {} serial {} by {} (valid until {})",
@@ -289,10 +318,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                     Some(i) => i,
                     None => find_unique_issuer(&ca, &serial).await?,
                 };
-                let out = ca.revoke(&issuer_id, &serial, &reason, &Actor::cli()).await?;
+                let out = ca
+                    .revoke(&issuer_id, &serial, &reason, &Actor::cli())
+                    .await?;
                 match out {
                     RevokeOutcome::Revoked => println!("revoked {issuer_id}/{serial} ({reason})"),
-                    RevokeOutcome::AlreadyRevoked => println!("{issuer_id}/{serial} was already revoked; unchanged"),
+                    RevokeOutcome::AlreadyRevoked => {
+                        println!("{issuer_id}/{serial} was already revoked; unchanged")
+                    }
                     RevokeOutcome::NotFound => bail!("no certificate {issuer_id}/{serial}"),
                 }
                 Ok(0)
@@ -327,11 +360,19 @@ pub fn run(cli: Cli) -> Result<i32> {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&certs)?);
                 } else {
-                    println!("{:<16} {:<34} {:<20} {:<8} {:<20} SUBJECT", "ISSUER", "SERIAL", "PROFILE", "STATUS", "NOT AFTER");
+                    println!(
+                        "{:<16} {:<34} {:<20} {:<8} {:<20} SUBJECT",
+                        "ISSUER", "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
+                    );
                     for c in certs {
                         println!(
                             "{:<16} {:<34} {:<20} {:<8} {:<20} {}",
-                            c.issuer_id, c.serial_hex, c.profile, c.status, fmt_time(c.not_after), c.subject
+                            c.issuer_id,
+                            c.serial_hex,
+                            c.profile,
+                            c.status,
+                            fmt_time(c.not_after),
+                            c.subject
                         );
                     }
                 }
@@ -379,17 +420,26 @@ pub fn run(cli: Cli) -> Result<i32> {
                     .with_context(|| format!("cannot create {}", out.display()))?;
                 let mut n = 0;
                 for ca in store.list_cas().await? {
-                    std::fs::write(out.join(format!("{}.pem", ca.id)), to_pem("CERTIFICATE", &ca.cert_der))?;
+                    std::fs::write(
+                        out.join(format!("{}.pem", ca.id)),
+                        to_pem("CERTIFICATE", &ca.cert_der),
+                    )?;
                     n += 1;
                 }
                 // Service-held leaf certificates (CPS leaf): the newest valid one per profile.
-                let mut newest: std::collections::BTreeMap<String, crate::store::CertRecord> = Default::default();
+                let mut newest: std::collections::BTreeMap<String, crate::store::CertRecord> =
+                    Default::default();
                 let now = crate::store::now();
                 for c in store
-                    .list_certs(&CertFilter { status: Some("valid".into()), limit: Some(1000), ..Default::default() })
+                    .list_certs(&CertFilter {
+                        status: Some("valid".into()),
+                        limit: Some(1000),
+                        ..Default::default()
+                    })
                     .await?
                 {
-                    if c.key_id.is_some() && c.profile.starts_with("cps-leaf") && c.not_after > now {
+                    if c.key_id.is_some() && c.profile.starts_with("cps-leaf") && c.not_after > now
+                    {
                         let e = newest.entry(c.profile.clone()).or_insert_with(|| c.clone());
                         if c.not_before > e.not_before {
                             *e = c;
@@ -397,7 +447,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                     }
                 }
                 for (profile, c) in newest {
-                    std::fs::write(out.join(format!("{profile}.pem")), to_pem("CERTIFICATE", &c.der))?;
+                    std::fs::write(
+                        out.join(format!("{profile}.pem")),
+                        to_pem("CERTIFICATE", &c.der),
+                    )?;
                     n += 1;
                 }
                 println!("exported {n} certificates to {}", out.display());
@@ -444,7 +497,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                     match ca.hsm.key_attributes(&id) {
                         Ok(a) => {
                             if !a.sensitive || a.extractable || !a.token || !a.private {
-                                problems.push(format!("CA {} key is not sensitive/non-extractable", rec.id));
+                                problems.push(format!(
+                                    "CA {} key is not sensitive/non-extractable",
+                                    rec.id
+                                ));
                             }
                             keys.push(serde_json::json!({"ca": rec.id, "attributes": a}));
                         }
@@ -461,7 +517,12 @@ pub fn run(cli: Cli) -> Result<i32> {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
-                    println!("module {}  token '{}'  {} objects", p.hsm_cfg.module.display(), report["token"].as_str().unwrap_or(""), report["objects"]);
+                    println!(
+                        "module {}  token '{}'  {} objects",
+                        p.hsm_cfg.module.display(),
+                        report["token"].as_str().unwrap_or(""),
+                        report["objects"]
+                    );
                     for k in &keys {
                         println!("  {} {}", k["ca"].as_str().unwrap_or(""), k["attributes"]);
                     }
@@ -479,7 +540,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 for p in profiles.iter() {
-                    println!("{:<22} {:<12} {:<8} {}", p.name, format!("{:?}", p.kind), p.key.name(), p.description);
+                    println!(
+                        "{:<22} {:<12} {:<8} {}",
+                        p.name,
+                        format!("{:?}", p.kind),
+                        p.key.name(),
+                        p.description
+                    );
                 }
             }
             Ok(0)
@@ -488,8 +555,8 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 async fn find_unique_issuer(ca: &Ca, serial: &str) -> Result<String> {
-    let serial_n =
-        crate::ca::normalize_serial(serial).ok_or_else(|| anyhow!("'{serial}' is not a hex serial number"))?;
+    let serial_n = crate::ca::normalize_serial(serial)
+        .ok_or_else(|| anyhow!("'{serial}' is not a hex serial number"))?;
     let certs = ca
         .store
         .list_certs(&CertFilter {
@@ -545,7 +612,9 @@ fn init(
     // Validate the profiles before touching the token.
     let profiles = Profiles::load(settings.policies_dir.as_deref()).map_err(|e| anyhow!(e))?;
     for spec in hierarchy.ca.iter().chain(&hierarchy.service_cert) {
-        profiles.get(&spec.profile).map_err(|e| anyhow!("[[ca]] {}: {e}", spec.id))?;
+        profiles
+            .get(&spec.profile)
+            .map_err(|e| anyhow!("[[ca]] {}: {e}", spec.id))?;
     }
     let mut token_created = false;
     if settings.embedded_softhsm() {
@@ -554,7 +623,12 @@ fn init(
         let module = softhsm::find_module()
             .ok_or_else(|| anyhow!("SoftHSM2 is not installed (apt-get install softhsm2) and no hsm.module is configured"))?;
         let user_pin = settings.pin_source().read().map_err(|e| anyhow!(e))?;
-        token_created = Hsm::init_token(&module, &settings.token_label(), &config::so_pin(), &user_pin)?;
+        token_created = Hsm::init_token(
+            &module,
+            &settings.token_label(),
+            &config::so_pin(),
+            &user_pin,
+        )?;
     }
     let hsm_cfg = settings.hsm_config(dir).map_err(|e| anyhow!(e))?;
     let p = Prepared {
@@ -575,15 +649,26 @@ fn init(
         );
     } else {
         if token_created {
-            println!("created token '{}' under {}", settings.token_label(), dir.join("hsm").display());
+            println!(
+                "created token '{}' under {}",
+                settings.token_label(),
+                dir.join("hsm").display()
+            );
         }
         for s in &steps {
             println!("{:<22} {}", s.id, s.detail);
         }
         if created == 0 && !token_created {
-            println!("nothing to do: the hierarchy in {} is complete ({} items unchanged)", dir.display(), steps.len());
+            println!(
+                "nothing to do: the hierarchy in {} is complete ({} items unchanged)",
+                dir.display(),
+                steps.len()
+            );
         } else {
-            println!("created {created} items; settings in {}", config::settings_path(dir).display());
+            println!(
+                "created {created} items; settings in {}",
+                config::settings_path(dir).display()
+            );
         }
     }
     Ok(0)
@@ -627,6 +712,9 @@ fn write_private_key(
 pub fn fmt_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }

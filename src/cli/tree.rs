@@ -29,6 +29,7 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
         children.entry(c.parent_id.clone()).or_default().push(c);
     }
     let mut out = String::new();
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         out: &mut String,
         node: &CaRecord,
@@ -42,7 +43,13 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
         let (valid, revoked) = counts.get(&node.id).copied().unwrap_or((0, 0));
         // A root's own certificate is counted under itself; don't report it as "issued".
         let valid = if root { valid - 1 } else { valid };
-        let branch = if root { "" } else if last { "└── " } else { "├── " };
+        let branch = if root {
+            ""
+        } else if last {
+            "└── "
+        } else {
+            "├── "
+        };
         out.push_str(&format!(
             "{prefix}{branch}{}  [{}]  {}  {}  issued: {} valid, {} revoked\n",
             node.id,
@@ -52,7 +59,10 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
             valid.max(0),
             revoked
         ));
-        let kids = children.get(&Some(node.id.clone())).cloned().unwrap_or_default();
+        let kids = children
+            .get(&Some(node.id.clone()))
+            .cloned()
+            .unwrap_or_default();
         let next_prefix = if root {
             prefix.to_string()
         } else if last {
@@ -61,7 +71,16 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
             format!("{prefix}│   ")
         };
         for (i, k) in kids.iter().enumerate() {
-            walk(out, k, &next_prefix, i + 1 == kids.len(), false, children, counts, now);
+            walk(
+                out,
+                k,
+                &next_prefix,
+                i + 1 == kids.len(),
+                false,
+                children,
+                counts,
+                now,
+            );
         }
     }
     let roots = children.get(&None).cloned().unwrap_or_default();

@@ -225,7 +225,9 @@ pub struct Hsm {
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hsm").field("slot", &self.inner.slot).finish()
+        f.debug_struct("Hsm")
+            .field("slot", &self.inner.slot)
+            .finish()
     }
 }
 
@@ -320,7 +322,8 @@ impl Hsm {
         // SoftHSM2 moves the new token to another slot id: find it again by label.
         let slot = find_slot(&ctx, label)?.ok_or_else(|| HsmError::TokenNotFound(label.into()))?;
         let s = ctx.open_rw_session(slot).map_err(p11("C_OpenSession"))?;
-        s.login(UserType::So, Some(&so)).map_err(p11("C_Login(SO)"))?;
+        s.login(UserType::So, Some(&so))
+            .map_err(p11("C_Login(SO)"))?;
         s.init_pin(&AuthPin::from(user_pin.to_string()))
             .map_err(p11("C_InitPIN"))?;
         s.logout().map_err(p11("C_Logout"))?;
@@ -338,10 +341,7 @@ impl Hsm {
     }
 
     /// Run `f` on a pooled session; on a dead-session error, reopen (re-login) and retry once.
-    fn with_session<T>(
-        &self,
-        f: impl Fn(&Session) -> Result<T, HsmError>,
-    ) -> Result<T, HsmError> {
+    fn with_session<T>(&self, f: impl Fn(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
         let pooled = self.inner.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
         let (session, fresh) = match pooled {
             Some(s) => (s, false),
@@ -370,10 +370,10 @@ impl Hsm {
     }
 
     fn give_back(&self, s: Session) {
-        if let Ok(mut idle) = self.inner.idle.lock() {
-            if idle.len() < self.inner.pool_size {
-                idle.push(s);
-            }
+        if let Ok(mut idle) = self.inner.idle.lock()
+            && idle.len() < self.inner.pool_size
+        {
+            idle.push(s);
         }
     }
 
@@ -404,7 +404,10 @@ impl Hsm {
                 | cryptoki::session::SessionState::RoUser => Ok(()),
                 _ => Err(HsmError::Pkcs11 {
                     op: "C_GetSessionInfo",
-                    source: P11Error::Pkcs11(RvError::UserNotLoggedIn, cryptoki::context::Function::GetSessionInfo),
+                    source: P11Error::Pkcs11(
+                        RvError::UserNotLoggedIn,
+                        cryptoki::context::Function::GetSessionInfo,
+                    ),
                 }),
             }
         })
@@ -414,10 +417,10 @@ impl Hsm {
     /// token or proxy restart does). The next operation must reopen and log in again by itself.
     pub fn drop_sessions_for_test(&self) {
         self.drop_idle_sessions();
-        if let Ok(mut k) = self.inner.keeper.lock() {
-            if let Some(s) = k.take() {
-                let _ = s.close();
-            }
+        if let Ok(mut k) = self.inner.keeper.lock()
+            && let Some(s) = k.take()
+        {
+            let _ = s.close();
         }
     }
 
@@ -457,7 +460,11 @@ impl Hsm {
     }
 
     /// Generate a persistent CA key inside the token: private, sensitive, never extractable.
-    pub fn generate_ca_key(&self, alg: KeyAlg, label: &str) -> Result<(KeyRef, PublicKey), HsmError> {
+    pub fn generate_ca_key(
+        &self,
+        alg: KeyAlg,
+        label: &str,
+    ) -> Result<(KeyRef, PublicKey), HsmError> {
         let mut id = vec![0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
         let id2 = id.clone();
@@ -532,7 +539,10 @@ impl Hsm {
 
     /// Generate a key pair that must leave the service (a contract key): session objects only,
     /// never persisted on the token, destroyed before returning. Returns (public, private scalar).
-    pub fn generate_exportable_keypair(&self, alg: KeyAlg) -> Result<(PublicKey, Vec<u8>), HsmError> {
+    pub fn generate_exportable_keypair(
+        &self,
+        alg: KeyAlg,
+    ) -> Result<(PublicKey, Vec<u8>), HsmError> {
         self.with_session(|s| {
             let public = vec![
                 Attribute::Token(false),

@@ -182,7 +182,9 @@ impl Profile {
             }
         }
         if bits.is_empty() {
-            return err("keyUsage must not be empty (ISO 15118: always present and critical)".into());
+            return err(
+                "keyUsage must not be empty (ISO 15118: always present and critical)".into(),
+            );
         }
         for a in self.subject.required.iter().chain(&self.subject.allowed) {
             if !["C", "O", "OU", "CN", "DC"].contains(&a.as_str()) {
@@ -203,7 +205,10 @@ impl Profile {
             KeyAlg::EcP521 => HashAlg::Sha512,
         };
         if self.hash != expected_hash {
-            return err(format!("{:?} must be signed with {:?}", self.key, expected_hash));
+            return err(format!(
+                "{:?} must be signed with {:?}",
+                self.key, expected_hash
+            ));
         }
         let is_ca_bc = self.basic_constraints.ca;
         match self.kind {
@@ -317,8 +322,7 @@ impl Profiles {
     fn from_sources(files: impl Iterator<Item = (String, String)>) -> Result<Profiles, String> {
         let mut by_name = BTreeMap::new();
         for (stem, text) in files {
-            let p: Profile =
-                toml::from_str(&text).map_err(|e| format!("profile {stem}: {e}"))?;
+            let p: Profile = toml::from_str(&text).map_err(|e| format!("profile {stem}: {e}"))?;
             p.validate(&stem)?;
             by_name.insert(stem, p);
         }
@@ -328,11 +332,14 @@ impl Profiles {
         // Cross-checks: issuers exist, are CAs, and use the same key algorithm.
         for p in by_name.values() {
             for ip in &p.issuer_profiles {
-                let issuer = by_name
-                    .get(ip)
-                    .ok_or_else(|| format!("profile {}: issuer profile {ip} does not exist", p.name))?;
+                let issuer = by_name.get(ip).ok_or_else(|| {
+                    format!("profile {}: issuer profile {ip} does not exist", p.name)
+                })?;
                 if !issuer.kind.is_ca() {
-                    return Err(format!("profile {}: issuer profile {ip} is not a CA", p.name));
+                    return Err(format!(
+                        "profile {}: issuer profile {ip} is not a CA",
+                        p.name
+                    ));
                 }
                 if issuer.key != p.key || issuer.standard != p.standard {
                     return Err(format!(
@@ -367,9 +374,22 @@ mod tests {
     fn builtin_profiles_load_and_validate() {
         let p = Profiles::builtin().unwrap();
         for name in [
-            "v2g-root", "cpo-sub-ca-1", "cpo-sub-ca-2", "secc-leaf", "cps-sub-ca-1",
-            "cps-sub-ca-2", "cps-leaf", "mo-root", "mo-sub-ca-1", "mo-sub-ca-2", "contract",
-            "oem-root", "oem-sub-ca-1", "oem-sub-ca-2", "oem-provisioning", "ocsp-signer",
+            "v2g-root",
+            "cpo-sub-ca-1",
+            "cpo-sub-ca-2",
+            "secc-leaf",
+            "cps-sub-ca-1",
+            "cps-sub-ca-2",
+            "cps-leaf",
+            "mo-root",
+            "mo-sub-ca-1",
+            "mo-sub-ca-2",
+            "contract",
+            "oem-root",
+            "oem-sub-ca-1",
+            "oem-sub-ca-2",
+            "oem-provisioning",
+            "ocsp-signer",
         ] {
             let a = p.get(name).unwrap();
             let b = p.get(&format!("{name}-20")).unwrap();
@@ -380,8 +400,14 @@ mod tests {
             assert_eq!(b.key, KeyAlg::EcP521);
             assert_eq!(b.max_der_len, 1600);
         }
-        assert_eq!(p.get("cpo-sub-ca-1").unwrap().basic_constraints.path_len, Some(1));
-        assert_eq!(p.get("cpo-sub-ca-2").unwrap().basic_constraints.path_len, Some(0));
+        assert_eq!(
+            p.get("cpo-sub-ca-1").unwrap().basic_constraints.path_len,
+            Some(1)
+        );
+        assert_eq!(
+            p.get("cpo-sub-ca-2").unwrap().basic_constraints.path_len,
+            Some(0)
+        );
     }
 
     #[test]
@@ -390,21 +416,32 @@ mod tests {
         let cases = [
             ("ca = false", "ca = true"),
             ("max_days = 90", "max_days = 1"),
-            ("\"digitalSignature\", \"keyAgreement\"]", "\"digitalSignature\", \"keyTeleportation\"]"),
+            (
+                "\"digitalSignature\", \"keyAgreement\"]",
+                "\"digitalSignature\", \"keyTeleportation\"]",
+            ),
             ("hash = \"sha256\"", "hash = \"sha512\""),
             ("aia_ocsp = true", "aia_ocsp = false"),
         ];
         for (from, to) in cases {
             assert!(good.contains(from), "{from}");
             let bad = good.replacen(from, to, 1);
-            let r = Profiles::from_sources(
-                BUILTIN
-                    .iter()
-                    .map(|(n, t)| (n.to_string(), if *n == "secc-leaf" { bad.clone() } else { t.to_string() })),
-            );
+            let r = Profiles::from_sources(BUILTIN.iter().map(|(n, t)| {
+                (
+                    n.to_string(),
+                    if *n == "secc-leaf" {
+                        bad.clone()
+                    } else {
+                        t.to_string()
+                    },
+                )
+            }));
             assert!(r.is_err(), "{from} -> {to} accepted");
         }
-        let r = Profiles::from_sources(std::iter::once(("x".to_string(), "name = 'x'\nbogus = 1".to_string())));
+        let r = Profiles::from_sources(std::iter::once((
+            "x".to_string(),
+            "name = 'x'\nbogus = 1".to_string(),
+        )));
         assert!(r.is_err());
     }
 }

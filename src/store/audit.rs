@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{dispatch, Store, StoreError};
+use super::{Store, StoreError, dispatch};
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -55,7 +55,15 @@ struct Canonical<'a> {
     details: &'a str,
 }
 
-pub fn entry_hash(prev_hash: &str, seq: i64, ts: i64, actor: &str, action: &str, target: &str, details: &str) -> String {
+pub fn entry_hash(
+    prev_hash: &str,
+    seq: i64,
+    ts: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    details: &str,
+) -> String {
     let c = Canonical {
         seq,
         ts,
@@ -179,7 +187,9 @@ pub async fn verify(store: &Store) -> Result<AuditReport, StoreError> {
             if e.prev_hash != prev {
                 return Ok(fail("prev_hash does not match the previous entry".into()));
             }
-            let h = entry_hash(&prev, e.seq, e.ts, &e.actor, &e.action, &e.target, &e.details);
+            let h = entry_hash(
+                &prev, e.seq, e.ts, &e.actor, &e.action, &e.target, &e.details,
+            );
             if h != e.hash {
                 return Ok(fail("entry content does not match its hash".into()));
             }

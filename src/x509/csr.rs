@@ -77,8 +77,8 @@ pub fn parse_and_verify(input: &[u8]) -> Result<Csr, CsrError> {
         return Err(CsrError::UnsupportedAlgorithm(alg.to_string()));
     }
     // Verify with OpenSSL: it knows every curve we accept and is not our own code.
-    let ossl = openssl::x509::X509Req::from_der(&der)
-        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let ossl =
+        openssl::x509::X509Req::from_der(&der).map_err(|e| CsrError::Malformed(e.to_string()))?;
     let key = ossl
         .public_key()
         .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;

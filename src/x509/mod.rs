@@ -20,10 +20,8 @@ use x509_cert::time::{Time, Validity};
 use crate::hsm::{HashAlg, KeyAlg};
 
 pub const OID_EC_PUBLIC_KEY: ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
-pub const OID_OCSP_NOCHECK: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
-pub const OID_KP_OCSP_SIGNING: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
+pub const OID_OCSP_NOCHECK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+pub const OID_KP_OCSP_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
 pub const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
 
 /// TBSCertificate with public fields (v3 only).
@@ -87,7 +85,7 @@ pub fn assemble_signed(tbs_der: &[u8], hash: HashAlg, sig_der: &[u8]) -> Result<
 
 /// Raw `r || s` (as CKM_ECDSA returns it) to DER `ECDSA-Sig-Value`.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(format!("raw ECDSA signature of odd length {}", raw.len()));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
@@ -156,7 +154,11 @@ pub fn compute_ski(method: SkiMethod, spki: &SubjectPublicKeyInfoOwned) -> Vec<u
     }
 }
 
-pub fn extension<T: Encode>(oid: ObjectIdentifier, critical: bool, value: &T) -> Result<Extension, String> {
+pub fn extension<T: Encode>(
+    oid: ObjectIdentifier,
+    critical: bool,
+    value: &T,
+) -> Result<Extension, String> {
     Ok(Extension {
         extn_id: oid,
         critical,
@@ -175,7 +177,9 @@ pub fn x509_time(unix: i64) -> Result<Time, String> {
             der::asn1::UtcTime::from_date_time(dt).map_err(|e| e.to_string())?,
         ))
     } else {
-        Ok(Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt)))
+        Ok(Time::GeneralTime(
+            der::asn1::GeneralizedTime::from_date_time(dt),
+        ))
     }
 }
 
@@ -249,6 +253,5 @@ impl ParsedCert {
 }
 
 pub fn to_pem(label: &str, der: &[u8]) -> String {
-    der::pem::encode_string(label, der::pem::LineEnding::LF, der)
-        .unwrap_or_default()
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
 }

@@ -36,14 +36,15 @@ fn attr_by_name(name: &str) -> Option<(ObjectIdentifier, usize)> {
 }
 
 fn printable(s: &str) -> bool {
-    s.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b)
-    })
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
 fn encode_value(oid: ObjectIdentifier, value: &str) -> Result<Any, String> {
     let any = if oid == OID_DC {
-        Any::encode_from(&Ia5StringRef::new(value).map_err(|_| format!("DC value '{value}' is not ASCII"))?)
+        Any::encode_from(
+            &Ia5StringRef::new(value).map_err(|_| format!("DC value '{value}' is not ASCII"))?,
+        )
     } else if printable(value) {
         Any::encode_from(&PrintableStringRef::new(value).map_err(|e| e.to_string())?)
     } else {
@@ -66,7 +67,9 @@ pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
         let k = k.trim().to_ascii_uppercase();
         let v = v.trim().to_string();
         if attr_by_name(&k).is_none() {
-            return Err(format!("unsupported name attribute '{k}' (allowed: C, O, OU, CN, DC)"));
+            return Err(format!(
+                "unsupported name attribute '{k}' (allowed: C, O, OU, CN, DC)"
+            ));
         }
         if v.is_empty() {
             return Err(format!("empty value for {k}"));
@@ -85,10 +88,15 @@ pub fn build(pairs: &[(String, String)]) -> Result<RdnSequence, String> {
     for (k, v) in pairs {
         let (oid, ub) = attr_by_name(k).ok_or_else(|| format!("unsupported attribute {k}"))?;
         if v.chars().count() > ub {
-            return Err(format!("{k} is {} characters, the limit is {ub}", v.chars().count()));
+            return Err(format!(
+                "{k} is {} characters, the limit is {ub}",
+                v.chars().count()
+            ));
         }
         if oid == OID_C && !(v.len() == 2 && v.bytes().all(|b| b.is_ascii_uppercase())) {
-            return Err(format!("C must be a two-letter upper-case country code, got '{v}'"));
+            return Err(format!(
+                "C must be a two-letter upper-case country code, got '{v}'"
+            ));
         }
         let mut rdn = RelativeDistinguishedName::default();
         rdn.insert(AttributeTypeAndValue {
@@ -108,9 +116,18 @@ pub fn build_from_text(text: &str) -> Result<RdnSequence, String> {
 /// String value of an attribute, whatever DirectoryString flavour it uses.
 pub fn value_string(v: &Any) -> Option<String> {
     match v.tag() {
-        Tag::PrintableString => v.decode_as::<PrintableStringRef<'_>>().ok().map(|s| s.as_str().to_string()),
-        Tag::Utf8String => v.decode_as::<Utf8StringRef<'_>>().ok().map(|s| s.as_str().to_string()),
-        Tag::Ia5String => v.decode_as::<Ia5StringRef<'_>>().ok().map(|s| s.as_str().to_string()),
+        Tag::PrintableString => v
+            .decode_as::<PrintableStringRef<'_>>()
+            .ok()
+            .map(|s| s.as_str().to_string()),
+        Tag::Utf8String => v
+            .decode_as::<Utf8StringRef<'_>>()
+            .ok()
+            .map(|s| s.as_str().to_string()),
+        Tag::Ia5String => v
+            .decode_as::<Ia5StringRef<'_>>()
+            .ok()
+            .map(|s| s.as_str().to_string()),
         Tag::TeletexString | Tag::BmpString | Tag::VisibleString => {
             std::str::from_utf8(v.value()).ok().map(str::to_string)
         }
@@ -156,7 +173,6 @@ pub fn from_der(der: &[u8]) -> Result<RdnSequence, String> {
 pub fn to_der(seq: &RdnSequence) -> Vec<u8> {
     seq.to_der().unwrap_or_default()
 }
-
 
 #[cfg(test)]
 mod tests {

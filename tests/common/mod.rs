@@ -55,7 +55,10 @@ pub fn backends() -> Vec<Backend> {
         Ok(()) => vec![Backend::Sqlite, Backend::Postgres],
         Err(e) => {
             if std::env::var_os("CI").is_some() {
-                panic!("CI is set but PostgreSQL at {} is unavailable: {e}", postgres_admin_url());
+                panic!(
+                    "CI is set but PostgreSQL at {} is unavailable: {e}",
+                    postgres_admin_url()
+                );
             }
             eprintln!(
                 "\n!!! SKIPPED PostgreSQL runs: {} unavailable ({e}); set PNC_TEST_POSTGRES_URL !!!\n",
@@ -78,13 +81,18 @@ impl PgDb {
         let admin = postgres_admin_url();
         block_on(async {
             use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect postgres");
+            let mut c = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect postgres");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&mut c)
                 .await
                 .expect("create database");
         });
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
         PgDb {
             url: format!("{base}/{name}"),
             name,
@@ -122,7 +130,10 @@ impl Env {
     pub fn new(backend: Backend) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let (db_url, pg) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("pnc-pki.db").display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("pnc-pki.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 let pg = PgDb::create();
                 (pg.url.clone(), Some(pg))
@@ -220,7 +231,8 @@ impl Env {
     pub fn serve(&self) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(self.path().join(format!("serve-{port}.log"))).expect("log");
+        let log =
+            std::fs::File::create(self.path().join(format!("serve-{port}.log"))).expect("log");
         let child = self
             .command()
             .args(["serve", "--data-dir", &self.data_dir(), "--listen", &listen])
@@ -308,7 +320,10 @@ impl Drop for Server {
 
 /// Run the openssl CLI; returns (success, stdout+stderr).
 pub fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl").args(args).output().expect("openssl");
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), s)

@@ -1,0 +1,38 @@
+# pnc-pki: two commands on a fresh Debian/Ubuntu machine.
+#   make run   installs SoftHSM2 if missing, creates the token and demo hierarchy under ./var, serves
+#   make test  the whole suite (SQLite + PostgreSQL at $PNC_TEST_POSTGRES_URL or
+#              postgres://postgres@127.0.0.1:5432/test; with CI set a missing PostgreSQL fails)
+
+DATA_DIR ?= ./var
+LISTEN   ?= 127.0.0.1:8080
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps build clippy fmt bench
+
+deps:
+	@command -v softhsm2-util >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
+	  echo "installing softhsm2 and openssl (Debian packages)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq softhsm2 openssl; }
+	@command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
+	@dpkg -s libssl-dev >/dev/null 2>&1 || [ -e /usr/include/openssl/ssl.h ] || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libssl-dev pkg-config; }
+
+build: deps
+	cargo build --release --locked
+
+run: build
+	./target/release/pnc-pki init --data-dir $(DATA_DIR)
+	./target/release/pnc-pki tree --data-dir $(DATA_DIR)
+	PNC_LOG=$${PNC_LOG:-info} ./target/release/pnc-pki serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+test: deps
+	cargo test --locked --all-targets
+
+clippy:
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all -- --check
+
+bench: deps
+	cargo run --release --locked --bin pnc-pki-bench -- --signatures 20000 --issuances 2000
