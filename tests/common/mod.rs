@@ -289,10 +289,10 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = ureq::get(&format!("{}/health/ready", self.base)).call() {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = ureq::get(&format!("{}/health/ready", self.base)).call()
+                && r.status() == 200
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
