@@ -97,10 +97,10 @@ fn bootstrap_verifies_with_openssl_and_is_idempotent() {
     }
 }
 
-fn ext<'a>(
-    c: &'a Certificate,
+fn ext(
+    c: &Certificate,
     oid: der::asn1::ObjectIdentifier,
-) -> Option<&'a x509_cert::ext::Extension> {
+) -> Option<&x509_cert::ext::Extension> {
     c.tbs_certificate()
         .extensions()?
         .iter()
@@ -115,7 +115,9 @@ fn profile_fields_are_exactly_as_specified() {
     env.init();
     let out = env.export();
     // (file, ca, pathLen, DC, required KU bits, AIA expected, max DER)
-    let cases: &[(&str, bool, Option<u8>, Option<&str>, &[KeyUsages], bool)] = &[
+    // (file, cA, pathLen, DC, keyUsage bits, AIA expected)
+    type Case<'a> = (&'a str, bool, Option<u8>, Option<&'a str>, &'a [KeyUsages], bool);
+    let cases: &[Case] = &[
         (
             "v2g-root",
             true,
