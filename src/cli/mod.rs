@@ -181,18 +181,20 @@ pub enum HsmCmd {
 }
 
 /// Things resolved before the async runtime starts (SoftHSM2 reads its config at C_Initialize).
-struct Prepared {
-    settings: Settings,
-    hsm_cfg: HsmConfig,
+pub struct Prepared {
+    pub settings: Settings,
+    pub hsm_cfg: HsmConfig,
 }
 
-fn prepare(dir: &Path) -> Result<Prepared> {
+/// Load an initialised data dir's settings and HSM configuration. Call before starting threads.
+pub fn prepare(dir: &Path) -> Result<Prepared> {
     let settings = Settings::load(dir).map_err(|e| anyhow!(e))?;
     let hsm_cfg = settings.hsm_config(dir).map_err(|e| anyhow!(e))?;
     Ok(Prepared { settings, hsm_cfg })
 }
 
-async fn open_ca(p: &Prepared) -> Result<Ca> {
+/// Open the token, the store and the profiles.
+pub async fn open_ca(p: &Prepared) -> Result<Ca> {
     let hsm_cfg = p.hsm_cfg.clone();
     let hsm = tokio::task::spawn_blocking(move || Hsm::open(&hsm_cfg)).await??;
     let store = Store::connect(&p.settings.database_url)

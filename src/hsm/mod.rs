@@ -207,13 +207,33 @@ pub struct KeyAttributes {
     pub never_extractable: bool,
 }
 
+/// A logged-in session with the private-key handles it has looked up. SoftHSM2 (and others)
+/// re-read every object on C_FindObjects, which costs more than the signature itself, so handles
+/// are cached per session; a stale handle surfaces as a dead-session error and the session (with
+/// its cache) is replaced.
+struct Pooled {
+    session: Session,
+    handles: std::collections::HashMap<Vec<u8>, ObjectHandle>,
+}
+
+impl Pooled {
+    fn private_key(&mut self, id: &[u8]) -> Result<ObjectHandle, HsmError> {
+        if let Some(h) = self.handles.get(id) {
+            return Ok(*h);
+        }
+        let h = Hsm::find_private(&self.session, id)?;
+        self.handles.insert(id.to_vec(), h);
+        Ok(h)
+    }
+}
+
 struct Inner {
     ctx: Pkcs11,
     slot: Slot,
     pin: AuthPin,
     /// Keeps the application logged in for the life of the process.
     keeper: Mutex<Option<Session>>,
-    idle: Mutex<Vec<Session>>,
+    idle: Mutex<Vec<Pooled>>,
     pool_size: usize,
 }
 
@@ -340,14 +360,28 @@ impl Hsm {
         Ok(s)
     }
 
+    fn open_pooled(&self) -> Result<Pooled, HsmError> {
+        Ok(Pooled {
+            session: self.open_session()?,
+            handles: Default::default(),
+        })
+    }
+
     /// Run `f` on a pooled session; on a dead-session error, reopen (re-login) and retry once.
     fn with_session<T>(&self, f: impl Fn(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        self.with_pooled(|p| f(&p.session))
+    }
+
+    fn with_pooled<T>(
+        &self,
+        f: impl Fn(&mut Pooled) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
         let pooled = self.inner.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
-        let (session, fresh) = match pooled {
+        let (mut session, fresh) = match pooled {
             Some(s) => (s, false),
-            None => (self.open_session()?, true),
+            None => (self.open_pooled()?, true),
         };
-        match f(&session) {
+        match f(&mut session) {
             Ok(v) => {
                 self.give_back(session);
                 Ok(v)
@@ -357,8 +391,8 @@ impl Hsm {
                 drop(session);
                 self.drop_idle_sessions();
                 self.reconnect_keeper();
-                let s = self.open_session()?;
-                let out = f(&s)?;
+                let mut s = self.open_pooled()?;
+                let out = f(&mut s)?;
                 self.give_back(s);
                 Ok(out)
             }
@@ -369,7 +403,7 @@ impl Hsm {
         }
     }
 
-    fn give_back(&self, s: Session) {
+    fn give_back(&self, s: Pooled) {
         if let Ok(mut idle) = self.inner.idle.lock()
             && idle.len() < self.inner.pool_size
         {
@@ -517,9 +551,11 @@ impl Hsm {
 
     /// Sign a precomputed digest with CKM_ECDSA; raw `r || s`.
     pub fn sign_digest_raw(&self, key: &KeyRef, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let sig = self.with_session(|s| {
-            let h = Self::find_private(s, &key.id)?;
-            s.sign(&Mechanism::Ecdsa, h, digest).map_err(p11("C_Sign"))
+        let sig = self.with_pooled(|p| {
+            let h = p.private_key(&key.id)?;
+            p.session
+                .sign(&Mechanism::Ecdsa, h, digest)
+                .map_err(p11("C_Sign"))
         })?;
         if sig.len() != 2 * key.alg.field_len() {
             return Err(HsmError::Malformed(format!(
