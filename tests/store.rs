@@ -20,6 +20,7 @@ fn ca(id: &str) -> CaRecord {
         not_before: 0,
         not_after: i64::MAX / 2,
         created_at: 0,
+        external_chain: None,
     }
 }
 

@@ -133,6 +133,7 @@ impl Ca {
             not_before: cert.not_before(),
             not_after: cert.not_after(),
             created_at: now,
+            external_chain: None,
         };
         let cert_rec = cert_record(&cert, &issuer_id, &profile.name, Some(&ca_rec.key_id), now);
         let event = AuditEvent::new(

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod build;
+pub mod external;
 pub mod subject;
 
 use der::Encode;
@@ -193,7 +194,16 @@ impl Ca {
             }
             let h = self.issuer(&cur).await?;
             next = h.record.parent_id.clone();
+            let external = h.record.external_chain.clone();
             out.push(h.cert);
+            if let Some(pem) = external {
+                for c in x509_cert::Certificate::load_pem_chain(pem.as_bytes())
+                    .map_err(|e| CaError::Internal(format!("stored external chain: {e}")))?
+                {
+                    let der = c.to_der().map_err(|e| CaError::Internal(e.to_string()))?;
+                    out.push(ParsedCert::from_der(&der).map_err(CaError::Internal)?);
+                }
+            }
         }
         Ok(out)
     }

@@ -84,6 +84,34 @@ pub enum Command {
         #[arg(long)]
         chain: bool,
     },
+    /// Create a CA key in the token and write a CSR for it, to be signed by an external root.
+    Csr {
+        #[command(flatten)]
+        dir: DataDir,
+        /// CA id (as used by the API, CRL paths and export).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import the externally signed certificate of a CA whose key `csr` created.
+    ImportCa {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        cert: PathBuf,
+        /// The issuer's chain (PEM, issuer first) when the issuer is not one of our CAs.
+        #[arg(long)]
+        issuer_chain: Option<PathBuf>,
+    },
     /// Revoke a certificate (idempotent).
     Revoke {
         #[command(flatten)]
@@ -303,6 +331,56 @@ pub fn run(cli: Cli) -> Result<i32> {
                     issued.record.serial_hex,
                     issued.record.issuer_id,
                     fmt_time(issued.record.not_after)
+                );
+                Ok(0)
+            })
+        }
+        Command::Csr {
+            dir,
+            id,
+            profile,
+            subject,
+            out,
+        } => {
+            let p = prepare(&dir.data_dir)?;
+            runtime()?.block_on(async {
+                let ca = open_ca(&p).await?;
+                let pem = ca
+                    .create_ca_csr(&id, &profile, &subject, &Actor::cli())
+                    .await?;
+                std::fs::write(&out, pem)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                println!(
+                    "wrote CSR for CA '{id}' ({profile}) to {}; key held in the token",
+                    out.display()
+                );
+                Ok(0)
+            })
+        }
+        Command::ImportCa {
+            dir,
+            id,
+            profile,
+            cert,
+            issuer_chain,
+        } => {
+            let p = prepare(&dir.data_dir)?;
+            runtime()?.block_on(async {
+                let ca = open_ca(&p).await?;
+                let pem = std::fs::read(&cert)
+                    .with_context(|| format!("cannot read {}", cert.display()))?;
+                let chain = match &issuer_chain {
+                    Some(f) => Some(
+                        std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+                    ),
+                    None => None,
+                };
+                let rec = ca
+                    .import_ca(&id, &profile, &pem, chain.as_deref(), &Actor::cli())
+                    .await?;
+                println!(
+                    "imported CA '{id}' ({}, serial {})",
+                    rec.subject, rec.serial_hex
                 );
                 Ok(0)
             })

@@ -484,6 +484,50 @@ impl Hsm {
             .ok_or_else(|| HsmError::KeyNotFound(hex::encode(id)))
     }
 
+    /// A private key found by its label (CKA_ID and algorithm read from the token).
+    pub fn find_key_by_label(&self, label: &str) -> Result<Option<(KeyRef, PublicKey)>, HsmError> {
+        let found = self.with_session(|s| {
+            let privs = s
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ])
+                .map_err(p11("C_FindObjects"))?;
+            let Some(h) = privs.first().copied() else {
+                return Ok(None);
+            };
+            let attrs = s
+                .get_attributes(h, &[AttributeType::Id])
+                .map_err(p11("C_GetAttributeValue"))?;
+            let id = attrs
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::Id(id) => Some(id),
+                    _ => None,
+                })
+                .ok_or_else(|| HsmError::Malformed(format!("key '{label}' has no CKA_ID")))?;
+            let pubh = Self::find_public(s, &id)?;
+            let params = s
+                .get_attributes(pubh, &[AttributeType::EcParams])
+                .map_err(p11("C_GetAttributeValue"))?;
+            let oid = params
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::EcParams(p) => {
+                        <der::asn1::ObjectIdentifier as der::Decode>::from_der(&p).ok()
+                    }
+                    _ => None,
+                })
+                .ok_or_else(|| HsmError::Malformed(format!("key '{label}' has no named curve")))?;
+            let alg = KeyAlg::from_curve_oid(&oid).ok_or_else(|| {
+                HsmError::Malformed(format!("key '{label}' is on unsupported curve {oid}"))
+            })?;
+            let point = read_ec_point(s, pubh)?;
+            Ok(Some((KeyRef { id, alg }, PublicKey { alg, point })))
+        })?;
+        Ok(found)
+    }
+
     /// Does a private key with this id exist on the token?
     pub fn has_key(&self, id: &[u8]) -> Result<bool, HsmError> {
         self.with_session(|s| match Self::find_private(s, id) {

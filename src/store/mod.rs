@@ -69,6 +69,9 @@ pub struct CaRecord {
     pub not_before: i64,
     pub not_after: i64,
     pub created_at: i64,
+    /// For a CA signed by an issuer we do not hold: that issuer's chain (PEM, issuer first).
+    #[serde(skip)]
+    pub external_chain: Option<String>,
 }
 
 /// An issued certificate.
@@ -137,7 +140,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 const CERT_COLUMNS: &str = "issuer_id, serial_hex, profile, subject, emaid, evse_id, pcid, not_before, not_after, status, revoked_at, revocation_reason, key_id, tenant, der, created_at";
-const CA_COLUMNS: &str = "id, profile, parent_id, key_id, key_alg, serial_hex, subject, cert_der, not_before, not_after, created_at";
+const CA_COLUMNS: &str = "id, profile, parent_id, key_id, key_alg, serial_hex, subject, cert_der, not_before, not_after, created_at, external_chain";
 
 macro_rules! cert_from_row {
     ($row:expr) => {{
@@ -178,6 +181,7 @@ macro_rules! ca_from_row {
             not_before: r.try_get("not_before")?,
             not_after: r.try_get("not_after")?,
             created_at: r.try_get("created_at")?,
+            external_chain: r.try_get("external_chain")?,
         }
     }};
 }
@@ -278,7 +282,7 @@ impl Store {
             let entry = audit::append_in_tx!(tx, event);
             if let Some(ca) = ca {
                 let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO cas ({CA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    "INSERT INTO cas ({CA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 )))
                 .bind(&ca.id)
                 .bind(&ca.profile)
@@ -291,6 +295,7 @@ impl Store {
                 .bind(ca.not_before)
                 .bind(ca.not_after)
                 .bind(ca.created_at)
+                .bind(&ca.external_chain)
                 .execute(&mut *tx)
                 .await;
                 if let Err(e) = r {

@@ -1,0 +1,238 @@
+//! CAs signed elsewhere: real V2G roots are held offline by PKI operators, so an operator creates
+//! the CA key here (`pnc-pki csr`), has the CSR signed by the root's owner, and imports the result
+//! (`pnc-pki import-ca`). The key never leaves the token.
+
+use der::{Decode, Encode};
+use x509_cert::request::{CertReqInfo, Version};
+
+use super::{Actor, Ca, CaError};
+use crate::store::{AuditEvent, CaRecord};
+use crate::x509::{self, ParsedCert};
+
+fn ca_key_label(id: &str) -> String {
+    format!("pnc-pki:ca:{id}")
+}
+
+impl Ca {
+    /// Create (or reuse, if an earlier `csr` made it) the CA key for `id` and return a PKCS#10
+    /// request signed by it, as PEM.
+    pub async fn create_ca_csr(
+        &self,
+        id: &str,
+        profile_name: &str,
+        subject_text: &str,
+        actor: &Actor,
+    ) -> Result<String, CaError> {
+        if self.store.get_ca(id).await?.is_some() {
+            return Err(CaError::Config(format!("CA '{id}' already exists")));
+        }
+        let profile = self
+            .profiles
+            .get(profile_name)
+            .map_err(CaError::UnknownProfile)?
+            .clone();
+        if !profile.kind.is_ca() {
+            return Err(CaError::Config(format!(
+                "{profile_name} is not a CA profile"
+            )));
+        }
+        let subject = x509::name::build_from_text(subject_text)
+            .map_err(|r| CaError::Config(format!("subject: {r}")))?;
+        super::subject::check_subject(&profile, &subject)?;
+        let hsm = self.hsm.clone();
+        let label = ca_key_label(id);
+        let alg = profile.key;
+        let (key, public) =
+            tokio::task::spawn_blocking(move || match hsm.find_key_by_label(&label)? {
+                Some(found) => Ok(found),
+                None => hsm.generate_ca_key(alg, &label),
+            })
+            .await
+            .map_err(|e| CaError::Internal(e.to_string()))??;
+        if key.alg != profile.key {
+            return Err(CaError::Config(format!(
+                "the token already holds a {} key labelled {}, the profile needs {}",
+                key.alg.name(),
+                ca_key_label(id),
+                profile.key.name()
+            )));
+        }
+        let spki_der = public.spki_der();
+        let info = CertReqInfo {
+            version: Version::V1,
+            subject: x509_cert::name::Name::from_der(&x509::name::to_der(&subject))
+                .map_err(|e| CaError::Internal(e.to_string()))?,
+            public_key: spki::SubjectPublicKeyInfoOwned::from_der(&spki_der)
+                .map_err(|e| CaError::Internal(e.to_string()))?,
+            attributes: Default::default(),
+        };
+        let info_der = info
+            .to_der()
+            .map_err(|e| CaError::Internal(e.to_string()))?;
+        let hsm = self.hsm.clone();
+        let hash = profile.hash;
+        let k = key.clone();
+        let tbs = info_der.clone();
+        let sig = tokio::task::spawn_blocking(move || hsm.sign_der(&k, hash, &tbs))
+            .await
+            .map_err(|e| CaError::Internal(e.to_string()))??;
+        let der = x509::assemble_signed(&info_der, hash, &sig).map_err(CaError::Internal)?;
+        // Check our own output with OpenSSL before handing it out.
+        let req =
+            openssl::x509::X509Req::from_der(&der).map_err(|e| CaError::Internal(e.to_string()))?;
+        let pk = req
+            .public_key()
+            .map_err(|e| CaError::Internal(e.to_string()))?;
+        if !req.verify(&pk).unwrap_or(false) {
+            return Err(CaError::Internal(
+                "CSR self-signature does not verify".into(),
+            ));
+        }
+        self.store
+            .audit(&AuditEvent::new(
+                &actor.name,
+                "ca.csr",
+                id,
+                serde_json::json!({"profile": profile_name, "subject": subject_text, "key_id": hex::encode(&key.id)}),
+            ))
+            .await?;
+        Ok(x509::to_pem("CERTIFICATE REQUEST", &der))
+    }
+
+    /// Import a CA certificate for a key made by `create_ca_csr`. `issuer_chain_pem` (issuer
+    /// first) is required when the issuer is not one of our CAs.
+    pub async fn import_ca(
+        &self,
+        id: &str,
+        profile_name: &str,
+        cert_pem: &[u8],
+        issuer_chain_pem: Option<&[u8]>,
+        actor: &Actor,
+    ) -> Result<CaRecord, CaError> {
+        if self.store.get_ca(id).await?.is_some() {
+            return Err(CaError::Config(format!("CA '{id}' already exists")));
+        }
+        let profile = self
+            .profiles
+            .get(profile_name)
+            .map_err(CaError::UnknownProfile)?
+            .clone();
+        let cert = ParsedCert::from_pem(cert_pem)
+            .map_err(|e| CaError::Config(format!("certificate: {e}")))?;
+        let hsm = self.hsm.clone();
+        let label = ca_key_label(id);
+        let (key, public) = tokio::task::spawn_blocking(move || hsm.find_key_by_label(&label))
+            .await
+            .map_err(|e| CaError::Internal(e.to_string()))??
+            .ok_or_else(|| {
+                CaError::Config(format!(
+                    "no key for CA '{id}' on the token: run `pnc-pki csr --id {id}` first"
+                ))
+            })?;
+        if cert.spki_der() != public.spki_der() {
+            return Err(CaError::Config(format!(
+                "the certificate's public key is not the key created for CA '{id}'"
+            )));
+        }
+        // The certificate must be a CA certificate of the shape the profile describes.
+        use const_oid::db::rfc5280 as o;
+        let bc = cert
+            .extension(o::ID_CE_BASIC_CONSTRAINTS)
+            .and_then(|e| {
+                x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes()).ok()
+            })
+            .ok_or_else(|| CaError::Config("certificate has no basicConstraints".into()))?;
+        if !bc.ca || bc.path_len_constraint != profile.basic_constraints.path_len {
+            return Err(CaError::Config(format!(
+                "basicConstraints cA={} pathLen={:?} do not match profile {} (pathLen {:?})",
+                bc.ca, bc.path_len_constraint, profile.name, profile.basic_constraints.path_len
+            )));
+        }
+        // Find the issuer: one of ours, or the first certificate of the given chain.
+        let issuer_subject = cert
+            .tbs()
+            .issuer()
+            .to_der()
+            .map_err(|e| CaError::Internal(e.to_string()))?;
+        let ours = self.store.list_cas().await?.into_iter().find(|c| {
+            ParsedCert::from_der(&c.cert_der)
+                .map(|p| p.subject_der() == issuer_subject)
+                .unwrap_or(false)
+        });
+        let (parent_id, issuer_spki, external_chain) = match (ours, issuer_chain_pem) {
+            (Some(p), _) => {
+                let pc = ParsedCert::from_der(&p.cert_der).map_err(CaError::Internal)?;
+                (Some(p.id.clone()), pc.spki_der(), None)
+            }
+            (None, Some(chain)) => {
+                let certs = x509_cert::Certificate::load_pem_chain(chain)
+                    .map_err(|e| CaError::Config(format!("issuer chain: {e}")))?;
+                let first = certs
+                    .first()
+                    .ok_or_else(|| CaError::Config("issuer chain is empty".into()))?;
+                let first = ParsedCert::from_der(
+                    &first
+                        .to_der()
+                        .map_err(|e| CaError::Internal(e.to_string()))?,
+                )
+                .map_err(CaError::Internal)?;
+                if first.subject_der() != issuer_subject {
+                    return Err(CaError::Config(
+                        "the first certificate of the issuer chain did not issue this certificate"
+                            .into(),
+                    ));
+                }
+                (
+                    None,
+                    first.spki_der(),
+                    Some(String::from_utf8_lossy(chain).into_owned()),
+                )
+            }
+            (None, None) => {
+                return Err(CaError::Config(format!(
+                    "the issuer '{}' is not one of our CAs: give its chain with --issuer-chain",
+                    cert.issuer_string()
+                )));
+            }
+        };
+        super::build::verify_signed_by(&cert.der, &issuer_spki).map_err(|_| {
+            CaError::Config(
+                "the certificate's signature does not verify with the issuer's key".into(),
+            )
+        })?;
+        let now = crate::store::now();
+        let rec = CaRecord {
+            id: id.to_string(),
+            profile: profile.name.clone(),
+            parent_id: parent_id.clone(),
+            key_id: hex::encode(&key.id),
+            key_alg: key.alg.name().into(),
+            serial_hex: cert.serial_hex(),
+            subject: cert.subject_string(),
+            cert_der: cert.der.clone(),
+            not_before: cert.not_before(),
+            not_after: cert.not_after(),
+            created_at: now,
+            external_chain,
+        };
+        // An externally issued CA is recorded under itself: its issuer is not ours to track.
+        let issuer_for_row = parent_id.unwrap_or_else(|| id.to_string());
+        let cert_rec = super::bootstrap::cert_record(
+            &cert,
+            &issuer_for_row,
+            &profile.name,
+            Some(&rec.key_id),
+            now,
+        );
+        let event = AuditEvent::new(
+            &actor.name,
+            "ca.import",
+            id,
+            serde_json::json!({"profile": profile.name, "subject": rec.subject, "issuer": cert.issuer_string(), "serial": rec.serial_hex}),
+        );
+        self.store
+            .record_issuance(&cert_rec, Some(&rec), &event)
+            .await?;
+        Ok(rec)
+    }
+}
