@@ -12,6 +12,7 @@ pub mod api;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod exi;
 pub mod hsm;
 pub mod ocsp;
 pub mod policy;

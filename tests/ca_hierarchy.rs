@@ -97,10 +97,7 @@ fn bootstrap_verifies_with_openssl_and_is_idempotent() {
     }
 }
 
-fn ext(
-    c: &Certificate,
-    oid: der::asn1::ObjectIdentifier,
-) -> Option<&x509_cert::ext::Extension> {
+fn ext(c: &Certificate, oid: der::asn1::ObjectIdentifier) -> Option<&x509_cert::ext::Extension> {
     c.tbs_certificate()
         .extensions()?
         .iter()
@@ -116,7 +113,14 @@ fn profile_fields_are_exactly_as_specified() {
     let out = env.export();
     // (file, ca, pathLen, DC, required KU bits, AIA expected, max DER)
     // (file, cA, pathLen, DC, keyUsage bits, AIA expected)
-    type Case<'a> = (&'a str, bool, Option<u8>, Option<&'a str>, &'a [KeyUsages], bool);
+    type Case<'a> = (
+        &'a str,
+        bool,
+        Option<u8>,
+        Option<&'a str>,
+        &'a [KeyUsages],
+        bool,
+    );
     let cases: &[Case] = &[
         (
             "v2g-root",

@@ -181,6 +181,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: HsmCmd,
     },
+    /// ISO 15118 EXI messages: decode to XML, encode XML, verify the header signature.
+    Exi {
+        #[command(subcommand)]
+        cmd: crate::exi::cli::ExiCommand,
+    },
     /// List the certificate profiles in force.
     Profiles {
         #[arg(long)]
@@ -613,6 +618,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(if problems.is_empty() { 0 } else { 1 })
             })
         }
+        Command::Exi { cmd } => crate::exi::cli::run(cmd),
         Command::Profiles { json } => {
             let profiles = Profiles::load(None).map_err(|e| anyhow!(e))?;
             if json {

@@ -58,7 +58,10 @@ impl BigInteger {
     pub fn from_sign_magnitude(negative: bool, magnitude: &[u8]) -> Self {
         let magnitude = trim(magnitude.to_vec());
         let negative = negative && !magnitude.is_empty();
-        Self { negative, magnitude }
+        Self {
+            negative,
+            magnitude,
+        }
     }
 
     /// Non-negative value from big-endian bytes (e.g. a DER serial's content octets).
@@ -157,7 +160,11 @@ impl BigInteger {
             return Err(ExiError::IntegerOverflow);
         }
         e.boolean(self.negative)?;
-        let mag = if self.negative { sub_one(&self.magnitude) } else { self.magnitude.clone() };
+        let mag = if self.negative {
+            sub_one(&self.magnitude)
+        } else {
+            self.magnitude.clone()
+        };
         write_big_uint(e, &mag)
     }
 
@@ -169,7 +176,10 @@ impl BigInteger {
         if magnitude.len() > MAX_MAGNITUDE_BYTES {
             return Err(ExiError::IntegerOverflow);
         }
-        Ok(Self { negative, magnitude })
+        Ok(Self {
+            negative,
+            magnitude,
+        })
     }
 }
 
@@ -215,7 +225,11 @@ fn write_big_uint(e: &mut Encoder<'_>, mag: &[u8]) -> ExiResult<()> {
     let groups = to_groups(mag);
     let last = groups.len() - 1;
     for (i, g) in groups.iter().enumerate() {
-        let octet = if i == last { u64::from(*g) } else { u64::from(*g) | 0x80 };
+        let octet = if i == last {
+            u64::from(*g)
+        } else {
+            u64::from(*g) | 0x80
+        };
         e.nbit(octet, 8)?;
     }
     Ok(())
@@ -259,7 +273,14 @@ mod tests {
 
     #[test]
     fn decimal_roundtrip() {
-        for s in ["0", "1", "-1", "12345", "340282366920938463463374607431768211455", "-99"] {
+        for s in [
+            "0",
+            "1",
+            "-1",
+            "12345",
+            "340282366920938463463374607431768211455",
+            "-99",
+        ] {
             let v = BigInteger::parse_decimal(s).expect("parse");
             assert_eq!(v.to_decimal(), s);
         }

@@ -139,8 +139,13 @@ const X509_SHAPE: Shape = Shape {
     min: &[1, 1],
     max: &[1, 1],
 };
-const ROOT_LIST_SHAPE: Shape =
-    Shape { prod_before: &[0, 1], width: &[1, 1], repeat_width: &[2], min: &[1], max: &[20] };
+const ROOT_LIST_SHAPE: Shape = Shape {
+    prod_before: &[0, 1],
+    width: &[1, 1],
+    repeat_width: &[2],
+    min: &[1],
+    max: &[20],
+};
 const INSTALL_REQ_SHAPE: Shape = Shape {
     prod_before: &[0, 1, 2, 3],
     width: &[1, 1, 1, 1],
@@ -390,18 +395,22 @@ impl V2gMessage {
             d.enter()?;
             let code = d.event(BODY_WIDTH)?;
             let body = match code {
-                BODY_INSTALL_REQ => Body::CertificateInstallationReq(CertificateInstallationReq::decode_body(d)?),
-                BODY_INSTALL_RES => Body::CertificateInstallationRes(
-                        schema::CertificateInstallationRes::decode_body(d)?,
-                    ),
-                BODY_UPDATE_REQ => Body::CertificateUpdateReq(CertificateUpdateReq::decode_body(d)?),
-                BODY_UPDATE_RES => Body::CertificateUpdateRes(schema::CertificateUpdateRes::decode_body(d)?),
-                BODY_ELEMENT_CODE => {
-                    return Ok(Err(CodecError::UnsupportedMessage(format!(
-                        "legacy ISO 15118-2 body BodyElement + xsi:type at bit {} (schema-deviating content is not decoded)",
-                        d.bit_pos()
-                    ))));
+                BODY_INSTALL_REQ => {
+                    Body::CertificateInstallationReq(CertificateInstallationReq::decode_body(d)?)
                 }
+                BODY_INSTALL_RES => Body::CertificateInstallationRes(
+                    schema::CertificateInstallationRes::decode_body(d)?,
+                ),
+                BODY_UPDATE_REQ => {
+                    Body::CertificateUpdateReq(CertificateUpdateReq::decode_body(d)?)
+                }
+                BODY_UPDATE_RES => {
+                    Body::CertificateUpdateRes(schema::CertificateUpdateRes::decode_body(d)?)
+                }
+                BODY_ELEMENT_CODE => match super::legacy::read_body_element(d)? {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(e)),
+                },
                 other => return Ok(Err(unsupported_body(other))),
             };
             d.expect_event(0, 1)?; // EE(Body)
@@ -564,7 +573,9 @@ pub fn contract_signature_cert_chain_fragment(chain: &schema::CertificateChain) 
 pub fn encrypted_private_key_fragment(
     key: &schema::ContractSignatureEncryptedPrivateKey,
 ) -> Result<Vec<u8>> {
-    fragment(FRAG_CONTRACT_SIGNATURE_ENCRYPTED_PRIVATE_KEY, |e| key.encode_body(e))
+    fragment(FRAG_CONTRACT_SIGNATURE_ENCRYPTED_PRIVATE_KEY, |e| {
+        key.encode_body(e)
+    })
 }
 
 /// `DHpublickey` fragment (code 45).
@@ -576,7 +587,10 @@ pub fn dh_publickey_fragment(dh: &schema::DiffieHellmanPublickey) -> Result<Vec<
 /// (EXI 1.0 §8.5.3), as OpenV2G ≥ 0.9.4, EXIficient, RISE-V2G and Hubject do.
 pub fn emaid_fragment(emaid: &schema::EMAID) -> Result<Vec<u8>> {
     if !EMAID_LEN.admits(emaid.value.chars().count()) {
-        return Err(CodecError::Invalid(format!("eMAID length {}", emaid.value.len())));
+        return Err(CodecError::Invalid(format!(
+            "eMAID length {}",
+            emaid.value.len()
+        )));
     }
     encode_vec(|e| {
         e.write_header(Header::ISO15118)?;
@@ -616,9 +630,9 @@ impl Fragment {
             d.read_header()?;
             let code = d.event(FRAGMENT_WIDTH)?;
             let frag = match code {
-                FRAG_CERTIFICATE_INSTALLATION_REQ => {
-                    Fragment::CertificateInstallationReq(CertificateInstallationReq::decode_body(d)?)
-                }
+                FRAG_CERTIFICATE_INSTALLATION_REQ => Fragment::CertificateInstallationReq(
+                    CertificateInstallationReq::decode_body(d)?,
+                ),
                 FRAG_CERTIFICATE_UPDATE_REQ => {
                     Fragment::CertificateUpdateReq(CertificateUpdateReq::decode_body(d)?)
                 }

@@ -89,7 +89,9 @@ impl CertificateInstallationReq {
         loop {
             match r.next(d)? {
                 Step::End => break,
-                Step::Item { index: 0, .. } => header = Some(common::MessageHeader::decode_body(d)?),
+                Step::Item { index: 0, .. } => {
+                    header = Some(common::MessageHeader::decode_body(d)?)
+                }
                 Step::Item { index: 1, .. } => {
                     chain = Some(schema::SignedCertificateChain::decode_body(d)?)
                 }
@@ -227,7 +229,9 @@ fn fragment(code: u64, body: impl Fn(&mut Encoder<'_>) -> ExiResult<()>) -> Resu
 pub fn oem_provisioning_certificate_chain_fragment(
     chain: &schema::SignedCertificateChain,
 ) -> Result<Vec<u8>> {
-    fragment(FRAG_OEM_PROVISIONING_CERTIFICATE_CHAIN, |e| chain.encode_body(e))
+    fragment(FRAG_OEM_PROVISIONING_CERTIFICATE_CHAIN, |e| {
+        chain.encode_body(e)
+    })
 }
 
 /// `SignedInstallationData` fragment (code 231).
@@ -254,15 +258,17 @@ impl Fragment {
         run_decoder(bytes, |d| {
             d.read_header()?;
             let f = match d.event(FRAGMENT_WIDTH)? {
-                FRAG_CERTIFICATE_INSTALLATION_REQ => {
-                    Fragment::CertificateInstallationReq(CertificateInstallationReq::decode_body(d)?)
-                }
-                FRAG_OEM_PROVISIONING_CERTIFICATE_CHAIN => Fragment::OEMProvisioningCertificateChain(
-                    schema::SignedCertificateChain::decode_body(d)?,
+                FRAG_CERTIFICATE_INSTALLATION_REQ => Fragment::CertificateInstallationReq(
+                    CertificateInstallationReq::decode_body(d)?,
                 ),
-                FRAG_SIGNED_INSTALLATION_DATA => {
-                    Fragment::SignedInstallationData(schema::SignedInstallationData::decode_body(d)?)
+                FRAG_OEM_PROVISIONING_CERTIFICATE_CHAIN => {
+                    Fragment::OEMProvisioningCertificateChain(
+                        schema::SignedCertificateChain::decode_body(d)?,
+                    )
                 }
+                FRAG_SIGNED_INSTALLATION_DATA => Fragment::SignedInstallationData(
+                    schema::SignedInstallationData::decode_body(d)?,
+                ),
                 other => {
                     return Ok(Err(CodecError::UnsupportedMessage(format!(
                         "ISO 15118-20 fragment event code {other}"
@@ -278,7 +284,9 @@ impl Fragment {
     pub fn encode(&self) -> Result<Vec<u8>> {
         match self {
             Self::CertificateInstallationReq(r) => r.to_fragment(),
-            Self::OEMProvisioningCertificateChain(c) => oem_provisioning_certificate_chain_fragment(c),
+            Self::OEMProvisioningCertificateChain(c) => {
+                oem_provisioning_certificate_chain_fragment(c)
+            }
             Self::SignedInstallationData(s) => signed_installation_data_fragment(s),
         }
     }

@@ -78,11 +78,32 @@ fn left_pad(v: &[u8], len: usize) -> R<Vec<u8>> {
         &v[first..]
     };
     if v.len() > len {
-        return Err(KeyEncError::Invalid(format!("scalar longer than {len} bytes")));
+        return Err(KeyEncError::Invalid(format!(
+            "scalar longer than {len} bytes"
+        )));
     }
     let mut out = vec![0u8; len - v.len()];
     out.extend_from_slice(v);
     Ok(out)
+}
+
+/// Uncompressed SEC1 point (`04 ‖ X ‖ Y`) of the EC key in a DER or PEM
+/// certificate: the recipient key for [`iso2_encrypt`] (OEM provisioning or
+/// current contract certificate) and [`iso20_encrypt`] (OEM provisioning).
+pub fn recipient_public_key(cert: &[u8]) -> R<Vec<u8>> {
+    let x = if cert.starts_with(b"-----") {
+        openssl::x509::X509::from_pem(cert)?
+    } else {
+        openssl::x509::X509::from_der(cert)?
+    };
+    let ec = x
+        .public_key()?
+        .ec_key()
+        .map_err(|_| KeyEncError::Invalid("certificate key is not EC".into()))?;
+    let mut ctx = BigNumContext::new()?;
+    Ok(ec
+        .public_key()
+        .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)?)
 }
 
 /// ConcatKDF (one round) with SHA-256, 16-byte output (ISO 15118-2).
@@ -133,7 +154,12 @@ pub fn iso2_encrypt_with(
     ephemeral_private: &[u8],
     iv: &[u8; 16],
 ) -> R<Iso2Envelope> {
-    let z = ecdh_x(Nid::X9_62_PRIME256V1, ephemeral_private, recipient_public, 32)?;
+    let z = ecdh_x(
+        Nid::X9_62_PRIME256V1,
+        ephemeral_private,
+        recipient_public,
+        32,
+    )?;
     let key = kdf_iso2(&z);
     let pt = left_pad(contract_private, 32)?;
     let ct = aes128_cbc(Mode::Encrypt, &key, iv, &pt)?;
@@ -152,7 +178,9 @@ pub fn iso2_decrypt(
     encrypted_private_key: &[u8],
 ) -> R<[u8; 32]> {
     if encrypted_private_key.len() != 48 || dh_public_key.len() != 65 {
-        return Err(KeyEncError::Invalid("expect 48-byte IV||ct and 65-byte DH key".into()));
+        return Err(KeyEncError::Invalid(
+            "expect 48-byte IV||ct and 65-byte DH key".into(),
+        ));
     }
     let z = ecdh_x(Nid::X9_62_PRIME256V1, recipient_private, dh_public_key, 32)?;
     let key = kdf_iso2(&z);
@@ -173,7 +201,9 @@ fn aes128_cbc(mode: Mode, key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> R<Vec<u
     n += c.finalize(&mut out[n..])?;
     out.truncate(n);
     if out.len() != 32 {
-        return Err(KeyEncError::Invalid("AES-CBC output is not 32 bytes".into()));
+        return Err(KeyEncError::Invalid(
+            "AES-CBC output is not 32 bytes".into(),
+        ));
     }
     Ok(out)
 }
@@ -195,7 +225,11 @@ pub fn iso20_aad(pcid: &str, contract_ski: &[u8]) -> Vec<u8> {
 }
 
 /// ISO 15118-20 SECP521 encryption with fresh ephemeral key and IV.
-pub fn iso20_encrypt(recipient_public: &[u8], contract_private: &[u8], aad: &[u8]) -> R<Iso20Envelope> {
+pub fn iso20_encrypt(
+    recipient_public: &[u8],
+    contract_private: &[u8],
+    aad: &[u8],
+) -> R<Iso20Envelope> {
     let eph = fresh_private(Nid::SECP521R1, 66)?;
     let mut iv = [0u8; 12];
     openssl::rand::rand_bytes(&mut iv)?;
@@ -233,7 +267,9 @@ pub fn iso20_decrypt(
     aad: &[u8],
 ) -> R<Vec<u8>> {
     if encrypted_private_key.len() != 94 || dh_public_key.len() != 133 {
-        return Err(KeyEncError::Invalid("expect 94-byte IV||ct||tag and 133-byte DH key".into()));
+        return Err(KeyEncError::Invalid(
+            "expect 94-byte IV||ct||tag and 133-byte DH key".into(),
+        ));
     }
     let z = ecdh_x(Nid::SECP521R1, recipient_private, dh_public_key, 66)?;
     let key = kdf_iso20(&z);
@@ -241,7 +277,9 @@ pub fn iso20_decrypt(
     let (ct, tag) = rest.split_at(66);
     let pt = decrypt_aead(Cipher::aes_256_gcm(), &key, Some(iv), aad, ct, tag)?;
     if pt.first().is_some_and(|b| b & 0xfe != 0) {
-        return Err(KeyEncError::Invalid("top 7 bits of the P-521 scalar are not zero".into()));
+        return Err(KeyEncError::Invalid(
+            "top 7 bits of the P-521 scalar are not zero".into(),
+        ));
     }
     Ok(pt)
 }

@@ -52,6 +52,8 @@ pub mod error;
 pub mod iso2;
 pub mod iso20;
 pub mod keyenc;
+mod legacy;
+mod strtable;
 pub mod xml;
 pub mod xmldsig;
 
@@ -116,7 +118,10 @@ impl Message {
 pub fn detect_schema(bytes: &[u8]) -> Schema {
     match bytes.get(1) {
         Some(b) if (b >> 1) == iso2::V2G_MESSAGE_CODE as u8 => Schema::Iso2,
-        Some(b) if (b >> 2) == iso20::INSTALL_REQ_CODE as u8 || (b >> 2) == iso20::INSTALL_RES_CODE as u8 => {
+        Some(b)
+            if (b >> 2) == iso20::INSTALL_REQ_CODE as u8
+                || (b >> 2) == iso20::INSTALL_RES_CODE as u8 =>
+        {
             Schema::Iso20
         }
         _ => Schema::Iso2,
@@ -125,7 +130,10 @@ pub fn detect_schema(bytes: &[u8]) -> Schema {
 
 pub(crate) fn check_input(bytes: &[u8]) -> Result<()> {
     if bytes.len() > MAX_INPUT_LEN {
-        return Err(CodecError::InputTooLarge { len: bytes.len(), limit: MAX_INPUT_LEN });
+        return Err(CodecError::InputTooLarge {
+            len: bytes.len(),
+            limit: MAX_INPUT_LEN,
+        });
     }
     Ok(())
 }
@@ -150,12 +158,26 @@ pub(crate) fn run_decoder<T>(
     }
 }
 
-/// Encodes into a growing buffer, literal string coding only.
+/// Largest EXI output any encoder here produces.
+const MAX_OUTPUT_LEN: usize = 1024 * 1024;
+
+/// Encodes into a growing buffer, literal string coding only. Starts at
+/// 16 KiB (real certificate messages are < 8 KiB), so re-encoding on
+/// `OutputFull` practically never happens.
 pub(crate) fn encode_vec(f: impl Fn(&mut Encoder<'_>) -> ExiResult<()>) -> Result<Vec<u8>> {
-    iso15118::exi::encode_growing(|buf| {
-        let mut e = Encoder::with_value_coding(buf, ValueCoding::Literal);
-        f(&mut e)?;
-        e.finish()
-    })
-    .map_err(CodecError::Encode)
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut e = Encoder::with_value_coding(&mut buf, ValueCoding::Literal);
+        match f(&mut e).and_then(|()| e.finish()) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(iso15118::exi::ExiError::OutputFull) if buf.len() < MAX_OUTPUT_LEN => {
+                let len = buf.len() * 4;
+                buf = vec![0u8; len];
+            }
+            Err(e) => return Err(CodecError::Encode(e)),
+        }
+    }
 }

@@ -153,11 +153,15 @@ pub fn build_signed_info(
         return Err(SignatureError::TooManyReferences(elements.len()));
     }
     if elements.is_empty() {
-        return Err(SignatureError::Forbidden("SignedInfo without Reference".into()));
+        return Err(SignatureError::Forbidden(
+            "SignedInfo without Reference".into(),
+        ));
     }
     Ok(s2::SignedInfo {
         id: None,
-        canonicalization_method: s2::CanonicalizationMethod { algorithm: CANONICAL_EXI.into() },
+        canonicalization_method: s2::CanonicalizationMethod {
+            algorithm: CANONICAL_EXI.into(),
+        },
         signature_method: s2::SignatureMethod {
             algorithm: suite.signature_method().into(),
             hmac_output_length: None,
@@ -169,9 +173,13 @@ pub fn build_signed_info(
                 r#type: None,
                 uri: Some(reference_uri(id)),
                 transforms: Some(s2::Transforms {
-                    transform: vec![s2::Transform { algorithm: CANONICAL_EXI.into() }],
+                    transform: vec![s2::Transform {
+                        algorithm: CANONICAL_EXI.into(),
+                    }],
                 }),
-                digest_method: s2::DigestMethod { algorithm: suite.digest_method().into() },
+                digest_method: s2::DigestMethod {
+                    algorithm: suite.digest_method().into(),
+                },
                 digest_value: suite.digest(frag),
             })
             .collect(),
@@ -198,11 +206,17 @@ pub fn sign(
 ) -> Result<s2::Signature, SignatureError> {
     let signed_info = build_signed_info(suite, elements)?;
     let bytes = signed_info_fragment(&signed_info)?;
-    let value = signer.sign_digest(&suite.digest(&bytes)).map_err(SignatureError::Signer)?;
+    let value = signer
+        .sign_digest(&suite.digest(&bytes))
+        .map_err(SignatureError::Signer)?;
     if value.len() != suite.signature_len() {
         return Err(SignatureError::Signer(
-            format!("signer returned {} bytes, expected raw r||s of {}", value.len(), suite.signature_len())
-                .into(),
+            format!(
+                "signer returned {} bytes, expected raw r||s of {}",
+                value.len(),
+                suite.signature_len()
+            )
+            .into(),
         ));
     }
     Ok(s2::Signature {
@@ -239,7 +253,9 @@ macro_rules! convert_signature {
                                 transform: t
                                     .transform
                                     .iter()
-                                    .map(|x| $to::Transform { algorithm: x.algorithm.clone() })
+                                    .map(|x| $to::Transform {
+                                        algorithm: x.algorithm.clone(),
+                                    })
                                     .collect(),
                             }),
                             digest_method: $to::DigestMethod {
@@ -268,8 +284,15 @@ pub struct VerifyingKey {
 impl VerifyingKey {
     /// From a DER or PEM certificate.
     pub fn from_certificate(cert: &[u8]) -> Result<Self, SignatureError> {
-        let x = if cert.starts_with(b"-----") { X509::from_pem(cert)? } else { X509::from_der(cert)? };
-        let key = x.public_key()?.ec_key().map_err(|_| SignatureError::Key("not an EC key".into()))?;
+        let x = if cert.starts_with(b"-----") {
+            X509::from_pem(cert)?
+        } else {
+            X509::from_der(cert)?
+        };
+        let key = x
+            .public_key()?
+            .ec_key()
+            .map_err(|_| SignatureError::Key("not an EC key".into()))?;
         Ok(Self { key })
     }
 
@@ -278,7 +301,9 @@ impl VerifyingKey {
         let group = EcGroup::from_curve_name(suite.curve())?;
         let mut ctx = BigNumContext::new()?;
         let p = EcPoint::from_bytes(&group, point, &mut ctx)?;
-        Ok(Self { key: EcKey::from_public_key(&group, &p)? })
+        Ok(Self {
+            key: EcKey::from_public_key(&group, &p)?,
+        })
     }
 
     fn curve(&self) -> Option<Nid> {
@@ -298,7 +323,10 @@ impl VerifyingKey {
             return Err(SignatureError::BadSignature);
         }
         let n = suite.coordinate_len();
-        let sig = EcdsaSig::from_private_components(BigNum::from_slice(&rs[..n])?, BigNum::from_slice(&rs[n..])?)?;
+        let sig = EcdsaSig::from_private_components(
+            BigNum::from_slice(&rs[..n])?,
+            BigNum::from_slice(&rs[n..])?,
+        )?;
         match sig.verify(&suite.digest(message), &self.key) {
             Ok(true) => Ok(()),
             _ => Err(SignatureError::BadSignature),
@@ -365,7 +393,9 @@ pub fn check_profile(sig: &s2::Signature, max_transforms: usize) -> Result<Suite
         return Err(SignatureError::Forbidden("HMACOutputLength".into()));
     }
     if si.canonicalization_method.algorithm != CANONICAL_EXI {
-        return Err(SignatureError::UnknownAlgorithm(si.canonicalization_method.algorithm.clone()));
+        return Err(SignatureError::UnknownAlgorithm(
+            si.canonicalization_method.algorithm.clone(),
+        ));
     }
     let suite = Suite::from_signature_method(&si.signature_method.algorithm)
         .ok_or_else(|| SignatureError::UnknownAlgorithm(si.signature_method.algorithm.clone()))?;
@@ -373,18 +403,29 @@ pub fn check_profile(sig: &s2::Signature, max_transforms: usize) -> Result<Suite
         return Err(SignatureError::TooManyReferences(si.reference.len()));
     }
     if si.reference.is_empty() {
-        return Err(SignatureError::Forbidden("SignedInfo without Reference".into()));
+        return Err(SignatureError::Forbidden(
+            "SignedInfo without Reference".into(),
+        ));
     }
     for r in &si.reference {
         if r.r#type.is_some() {
             return Err(SignatureError::Forbidden("Reference@Type".into()));
         }
         if r.digest_method.algorithm != suite.digest_method() {
-            return Err(SignatureError::UnknownAlgorithm(r.digest_method.algorithm.clone()));
+            return Err(SignatureError::UnknownAlgorithm(
+                r.digest_method.algorithm.clone(),
+            ));
         }
-        let transforms = r.transforms.as_ref().map(|t| t.transform.as_slice()).unwrap_or(&[]);
+        let transforms = r
+            .transforms
+            .as_ref()
+            .map(|t| t.transform.as_slice())
+            .unwrap_or(&[]);
         if transforms.len() > max_transforms {
-            return Err(SignatureError::Forbidden(format!("{} Transforms in a Reference", transforms.len())));
+            return Err(SignatureError::Forbidden(format!(
+                "{} Transforms in a Reference",
+                transforms.len()
+            )));
         }
         if let Some(t) = transforms.iter().find(|t| t.algorithm != CANONICAL_EXI) {
             return Err(SignatureError::UnknownAlgorithm(t.algorithm.clone()));
@@ -392,7 +433,9 @@ pub fn check_profile(sig: &s2::Signature, max_transforms: usize) -> Result<Suite
         match r.uri.as_deref() {
             Some(u) if u.starts_with('#') && u.len() > 1 => {}
             other => {
-                return Err(SignatureError::Forbidden(format!("Reference URI {other:?}")));
+                return Err(SignatureError::Forbidden(format!(
+                    "Reference URI {other:?}"
+                )));
             }
         }
     }
@@ -414,8 +457,13 @@ pub fn verify(
     let mut references = Vec::new();
     for (i, r) in sig.signed_info.reference.iter().enumerate() {
         let uri = r.uri.clone().unwrap_or_default();
-        if sig.signed_info.reference[..i].iter().any(|p| p.uri == r.uri) {
-            return Err(SignatureError::Forbidden(format!("duplicate Reference {uri}")));
+        if sig.signed_info.reference[..i]
+            .iter()
+            .any(|p| p.uri == r.uri)
+        {
+            return Err(SignatureError::Forbidden(format!(
+                "duplicate Reference {uri}"
+            )));
         }
         let id = &uri[1..];
         let frag = fragments
@@ -431,5 +479,10 @@ pub fn verify(
     // SignedInfo is re-encoded exactly as received (algorithm URIs included).
     let signed_info = signed_info_fragment(&sig.signed_info)?;
     let signature = key.verify(suite, &signed_info, &sig.signature_value.value);
-    Ok(VerifyReport { suite, references, signed_info, signature })
+    Ok(VerifyReport {
+        suite,
+        references,
+        signed_info,
+        signature,
+    })
 }
