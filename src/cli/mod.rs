@@ -1,5 +1,6 @@
 //! Command-line front end. Every failure is one line on stderr with its cause and a non-zero exit.
 
+pub mod client;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -148,6 +149,11 @@ pub enum Command {
     Hsm {
         #[command(subcommand)]
         cmd: HsmCmd,
+    },
+    /// HTTP API clients (OAuth2 client credentials).
+    Client {
+        #[command(subcommand)]
+        cmd: client::ClientCmd,
     },
     /// List the certificate profiles in force.
     Profiles {
@@ -472,6 +478,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(if problems.is_empty() { 0 } else { 1 })
             })
         }
+        Command::Client { cmd } => client::run(cmd),
         Command::Profiles { json } => {
             let profiles = Profiles::load(None).map_err(|e| anyhow!(e))?;
             if json {
