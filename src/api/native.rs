@@ -59,7 +59,7 @@ async fn list_certs(
     p: Principal,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    p.require(&[Role::Cpo, Role::Mo, Role::Oem, Role::Cps])?;
+    p.require(&[Role::Cpo, Role::Mo, Role::Oem])?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     if let Some(s) = &q.status {
         if !["valid", "revoked", "expired"].contains(&s.as_str()) {
@@ -125,9 +125,11 @@ async fn load_owned(st: &AppState, p: &Principal, issuer_id: &str, serial: &str)
         .get_cert(issuer_id, &serial)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no certificate {issuer_id}/{serial}")))?;
-    // Someone else's certificate answers 404 like a missing one: existence is not disclosed.
     if !p.owns_tenant(c.tenant.as_deref()) {
-        return Err(ApiError::not_found(format!("no certificate {issuer_id}/{serial}")));
+        return Err(ApiError::forbidden(
+            "forbidden_tenant",
+            format!("certificate {issuer_id}/{serial} is outside the tenants of client {}", p.client_id),
+        ));
     }
     Ok(c)
 }
@@ -139,7 +141,7 @@ async fn get_cert(
     Path((issuer_id, serial)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    p.require(&[Role::Cpo, Role::Mo, Role::Oem, Role::Cps])?;
+    p.require(&[Role::Cpo, Role::Mo, Role::Oem])?;
     let c = load_owned(&st, &p, &issuer_id, &serial).await?;
     let accept = headers
         .get(header::ACCEPT)
