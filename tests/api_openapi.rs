@@ -36,7 +36,11 @@ fn spec_routes(yaml: &str) -> BTreeSet<(String, String)> {
 fn openapi_spec_matches_router() {
     let spec = spec_routes(pnc_pki::api::OPENAPI_YAML);
     let code: BTreeSet<(String, String)> = pnc_pki::api::route_table().into_iter().collect();
-    assert!(spec.len() > 40, "spec parse found only {} routes", spec.len());
+    assert!(
+        spec.len() > 40,
+        "spec parse found only {} routes",
+        spec.len()
+    );
     let missing_in_spec: Vec<_> = code.difference(&spec).collect();
     let missing_in_code: Vec<_> = spec.difference(&code).collect();
     assert!(
@@ -65,5 +69,8 @@ fn openapi_is_valid_yaml_when_python_is_there() {
         eprintln!("PyYAML missing: YAML syntax check skipped");
         return;
     }
-    assert!(out.status.success(), "api/openapi.yaml does not parse: {err}");
+    assert!(
+        out.status.success(),
+        "api/openapi.yaml does not parse: {err}"
+    );
 }

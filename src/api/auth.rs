@@ -13,17 +13,17 @@
 use std::collections::HashMap;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use super::error::{body_error, ApiError};
+use super::error::{ApiError, body_error};
 use super::{AppState, Routes};
 use crate::ca::{Actor, Ca};
 use crate::hsm::{HashAlg, KeyAlg, KeyRef};
@@ -33,7 +33,9 @@ use crate::store::{AuditEvent, Store};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Cpo,
@@ -79,7 +81,9 @@ pub fn normalize_tenant(role: Role, t: &str) -> Result<String, String> {
                 Err(format!("'{t}' is not a 3-character WMI prefix"))
             }
         }
-        Role::Cps | Role::Admin => Err(format!("{} clients have no tenant prefixes", role.as_str())),
+        Role::Cps | Role::Admin => {
+            Err(format!("{} clients have no tenant prefixes", role.as_str()))
+        }
     }
 }
 
@@ -150,8 +154,10 @@ impl Authenticator {
             Some(r) => r,
             None => {
                 let hsm = ca.hsm.clone();
-                let (key, public) =
-                    tokio::task::spawn_blocking(move || hsm.generate_ca_key(KeyAlg::EcP256, "pnc-api-jwt")).await??;
+                let (key, public) = tokio::task::spawn_blocking(move || {
+                    hsm.generate_ca_key(KeyAlg::EcP256, "pnc-api-jwt")
+                })
+                .await??;
                 let kid = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&public.point)[..8]);
                 let rec = SigningKeyRecord {
                     kid: kid.clone(),
@@ -172,7 +178,10 @@ impl Authenticator {
             }
         };
         if rec.public_point.len() != 65 || rec.public_point[0] != 4 {
-            anyhow::bail!("token signing key {} has an unexpected public point", rec.kid);
+            anyhow::bail!(
+                "token signing key {} has an unexpected public point",
+                rec.kid
+            );
         }
         let x = B64URL.encode(&rec.public_point[1..33]);
         let y = B64URL.encode(&rec.public_point[33..65]);
@@ -185,9 +194,10 @@ impl Authenticator {
             },
         );
         if let (Some(file), Some(iss)) = (&cfg.jwks_file, &cfg.jwks_issuer) {
-            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("JWKS file {file}: {e}"))?;
-            let set: jsonwebtoken::jwk::JwkSet =
-                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("JWKS file {file}: {e}"))?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("JWKS file {file}: {e}"))?;
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("JWKS file {file}: {e}"))?;
             for jwk in &set.keys {
                 let Some(kid) = jwk.common.key_id.clone() else {
                     anyhow::bail!("JWKS file {file}: every key needs a kid");
@@ -253,15 +263,18 @@ impl Authenticator {
 
     /// Verify a bearer token; the error says why (never echoing the token).
     fn verify(&self, token: &str) -> Result<Principal, (&'static str, String)> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ("invalid_token", "malformed token".to_string()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| ("invalid_token", "malformed token".to_string()))?;
         if header.alg != Algorithm::ES256 {
             return Err(("invalid_token", "token algorithm must be ES256".into()));
         }
-        let kid = header.kid.ok_or(("invalid_token", "token has no kid".to_string()))?;
-        let trusted = self
-            .keys
-            .get(&kid)
-            .ok_or(("invalid_token", "token signed by an unknown key".to_string()))?;
+        let kid = header
+            .kid
+            .ok_or(("invalid_token", "token has no kid".to_string()))?;
+        let trusted = self.keys.get(&kid).ok_or((
+            "invalid_token",
+            "token signed by an unknown key".to_string(),
+        ))?;
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&[&self.audience]);
         v.set_issuer(&[&trusted.issuer]);
@@ -272,14 +285,21 @@ impl Authenticator {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::ExpiredSignature => ("token_expired", "token has expired".to_string()),
-                K::InvalidAudience => ("invalid_audience", "token audience is not this service".to_string()),
+                K::InvalidAudience => (
+                    "invalid_audience",
+                    "token audience is not this service".to_string(),
+                ),
                 K::InvalidIssuer => ("invalid_issuer", "token issuer is not trusted".to_string()),
-                K::InvalidSignature => ("bad_signature", "token signature does not verify".to_string()),
+                K::InvalidSignature => (
+                    "bad_signature",
+                    "token signature does not verify".to_string(),
+                ),
                 K::ImmatureSignature => ("invalid_token", "token not valid yet".to_string()),
                 _ => ("invalid_token", "token is not valid".to_string()),
             }
         })?;
-        let role = Role::parse(&data.claims.role).ok_or(("invalid_token", "token has no valid role".to_string()))?;
+        let role = Role::parse(&data.claims.role)
+            .ok_or(("invalid_token", "token has no valid role".to_string()))?;
         Ok(Principal {
             client_id: data.claims.sub,
             role,
@@ -296,7 +316,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_string())
         });
     let key = headers
         .get("x-api-key")
@@ -387,15 +409,21 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         })),
     )
         .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
 /// `POST /oauth/token`: client credentials in a JSON (MaEVe, ev-server) or form (CitrineOS)
 /// body, or in HTTP Basic (RFC 6749 §2.3.1). `audience` is accepted and ignored: our tokens
 /// always carry our own audience.
-async fn token(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+async fn token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_error(e).into_response(),
@@ -406,11 +434,12 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, body: Result<Byte
         .unwrap_or("")
         .to_ascii_lowercase();
     let trimmed = body.trim_ascii_start();
-    let parsed: Result<TokenRequest, String> = if ctype.contains("json") || trimmed.first() == Some(&b'{') {
-        serde_json::from_slice(&body).map_err(|e| format!("invalid JSON body: {e}"))
-    } else {
-        serde_urlencoded::from_bytes(&body).map_err(|e| format!("invalid form body: {e}"))
-    };
+    let parsed: Result<TokenRequest, String> =
+        if ctype.contains("json") || trimmed.first() == Some(&b'{') {
+            serde_json::from_slice(&body).map_err(|e| format!("invalid JSON body: {e}"))
+        } else {
+            serde_urlencoded::from_bytes(&body).map_err(|e| format!("invalid form body: {e}"))
+        };
     let mut req = match parsed {
         Ok(r) => r,
         Err(e) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e),
@@ -427,7 +456,11 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, body: Result<Byte
         );
     }
     let (Some(id), Some(secret)) = (req.client_id, req.client_secret) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required",
+        );
     };
     let client = match st.ca.store.get_client(&id).await {
         Ok(c) => c,
@@ -446,7 +479,11 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, body: Result<Byte
         // The client id is not a secret and helps trace brute force; the secret is never logged.
         let who = format!("client:{}", id.chars().take(64).collect::<String>());
         audit_auth_failure(&st.ca.store, &who, "invalid_client", "/oauth/token").await;
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     };
     match st.auth.issue(&st.ca, &client).await {
         Ok((tok, ttl)) => {
@@ -457,8 +494,10 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, body: Result<Byte
                 "scope": client.role,
             }))
             .into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
             resp
         }
         Err(e) => e.into_response(),
@@ -471,15 +510,16 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (id, secret) = s.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
 }
 
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    hash_secret("dummy-secret-for-timing").unwrap_or_default()
-});
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_secret("dummy-secret-for-timing").unwrap_or_default());
 
 pub fn hash_secret(secret: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -494,7 +534,11 @@ async fn verify_secret(hash: &str, secret: String) -> bool {
     let hash = hash.to_string();
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|h| argon2::Argon2::default().verify_password(secret.as_bytes(), &h).is_ok())
+            .map(|h| {
+                argon2::Argon2::default()
+                    .verify_password(secret.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -512,11 +556,15 @@ pub async fn create_client(
 ) -> Result<(ClientRecord, String), ApiError> {
     let name = name.trim();
     if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("invalid_client_name", "name must be 1–200 printable characters"));
+        return Err(ApiError::bad_request(
+            "invalid_client_name",
+            "name must be 1–200 printable characters",
+        ));
     }
     let mut norm = Vec::new();
     for t in tenants {
-        let n = normalize_tenant(role, t).map_err(|e| ApiError::bad_request("invalid_tenant", e))?;
+        let n =
+            normalize_tenant(role, t).map_err(|e| ApiError::bad_request("invalid_tenant", e))?;
         if !norm.contains(&n) {
             norm.push(n);
         }
@@ -547,7 +595,18 @@ pub async fn create_client(
     Ok((rec, secret))
 }
 
-pub async fn disable_client(store: &Store, client_id: &str, actor: &Actor) -> Result<bool, ApiError> {
-    let ev = AuditEvent::new(&actor.name, "client.disable", client_id, serde_json::json!({}));
-    Ok(store.disable_client(client_id, crate::store::now(), &ev).await?)
+pub async fn disable_client(
+    store: &Store,
+    client_id: &str,
+    actor: &Actor,
+) -> Result<bool, ApiError> {
+    let ev = AuditEvent::new(
+        &actor.name,
+        "client.disable",
+        client_id,
+        serde_json::json!({}),
+    );
+    Ok(store
+        .disable_client(client_id, crate::store::now(), &ev)
+        .await?)
 }

@@ -16,21 +16,23 @@ use axum::routing::get;
 use der::asn1::{OctetString, Uint};
 use der::{Encode, Sequence};
 use spki::AlgorithmIdentifierOwned;
-use x509_cert::ext::pkix::AuthorityKeyIdentifier;
 use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::AuthorityKeyIdentifier;
 use x509_cert::name::RdnSequence;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
 use super::error::ApiError;
 use super::{AppState, Routes};
-use crate::ca::{reason_code, Ca, CaError};
+use crate::ca::{Ca, CaError, reason_code};
 use crate::hsm::{HashAlg, KeyAlg};
 use crate::store::api::CrlRecord;
 use crate::x509;
 
-const OID_CRL_NUMBER: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.20");
-const OID_CRL_REASON: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.21");
+const OID_CRL_NUMBER: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.20");
+const OID_CRL_REASON: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.21");
 const OID_AKI: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.35");
 
 #[derive(Clone, Debug, Sequence)]
@@ -100,7 +102,8 @@ impl CrlService {
                 Some(vec![Extension {
                     extn_id: OID_CRL_REASON,
                     critical: false,
-                    extn_value: OctetString::new(vec![0x0a, 0x01, code]).map_err(|e| internal(e.to_string()))?,
+                    extn_value: OctetString::new(vec![0x0a, 0x01, code])
+                        .map_err(|e| internal(e.to_string()))?,
                 }])
             };
             entries.push(RevokedEntry {
@@ -126,7 +129,11 @@ impl CrlService {
             issuer: issuer.cert.tbs().subject().as_ref().clone(),
             this_update: x509::x509_time(now).map_err(internal)?,
             next_update: x509::x509_time(next).map_err(internal)?,
-            revoked: if entries.is_empty() { None } else { Some(entries) },
+            revoked: if entries.is_empty() {
+                None
+            } else {
+                Some(entries)
+            },
             extensions: Some(vec![
                 x509::extension(OID_AKI, false, &aki).map_err(internal)?,
                 x509::extension(
@@ -183,7 +190,10 @@ pub fn routes(r: Routes) -> Routes {
 
 /// `GET /crl/{ca_id}.crl` (DER, `application/pkix-crl`). Public, as RFC 5280 distribution
 /// points are.
-async fn get_crl(State(st): State<AppState>, Path(file): Path<String>) -> Result<Response, ApiError> {
+async fn get_crl(
+    State(st): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
     let Some(id) = file.strip_suffix(".crl") else {
         return Err(ApiError::not_found("CRLs are at /crl/{ca_id}.crl"));
     };
@@ -191,7 +201,13 @@ async fn get_crl(State(st): State<AppState>, Path(file): Path<String>) -> Result
     Ok((
         [
             (header::CONTENT_TYPE, "application/pkix-crl".to_string()),
-            (header::CACHE_CONTROL, format!("public, max-age={}", (crl.next_update - crate::store::now()).clamp(0, 300))),
+            (
+                header::CACHE_CONTROL,
+                format!(
+                    "public, max-age={}",
+                    (crl.next_update - crate::store::now()).clamp(0, 300)
+                ),
+            ),
         ],
         crl.der,
     )

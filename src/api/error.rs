@@ -2,7 +2,7 @@
 //! `code`; OPCP routes answer Hubject's `{"errorMessages":[…],"traceId":…}` (plus our `code`).
 //! Which one is decided per request from its path, so extractors (auth, body) need not know.
 
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::ca::CaError;
@@ -91,7 +91,11 @@ impl ApiError {
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         // Internal details go to the log only.
         tracing::error!(error = %detail, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 }
 
@@ -106,7 +110,11 @@ impl From<CaError> for ApiError {
         };
         if !e.is_client_error() {
             tracing::error!(error = %e, code = e.code(), "CA error");
-            return ApiError::new(status, e.code(), "the service could not complete the request");
+            return ApiError::new(
+                status,
+                e.code(),
+                "the service could not complete the request",
+            );
         }
         ApiError::new(status, e.code(), e.to_string())
     }
@@ -149,7 +157,12 @@ impl IntoResponse for ApiError {
                 }),
             ),
         };
-        let mut resp = (self.status, [(header::CONTENT_TYPE, ctype)], body.to_string()).into_response();
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, ctype)],
+            body.to_string(),
+        )
+            .into_response();
         if self.www_authenticate {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -163,7 +176,11 @@ impl IntoResponse for ApiError {
 /// Body bytes with the limit turned into a 413 in our error format.
 pub fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body too large",
+        )
     } else {
         ApiError::bad_request("bad_body", e.body_text())
     }
@@ -171,5 +188,6 @@ pub fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
 
 /// Parse a JSON body with a 400 `malformed_json` on failure.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed_json", format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("invalid JSON body: {e}")))
 }

@@ -1,17 +1,17 @@
 //! OPCP (Hubject dialect) EST-like enrollment, CA certificates and the root certificate pool.
 //! Paths follow what MaEVe, CitrineOS and the OPCP spec use (see shared/docs/clients-api.md).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use base64::Engine;
 use sha2::Digest;
 
 use super::auth::{Principal, Role};
-use super::error::{body_error, ApiError};
+use super::error::{ApiError, body_error};
 use super::pkcs7;
 use super::{AppState, Routes};
 use crate::ca::subject;
@@ -65,7 +65,10 @@ fn iso_suffix(iso: &str) -> Result<&'static str, ApiError> {
         "ISO15118-20" | "ISO-15118-20" => Ok("-20"),
         _ => Err(ApiError::bad_request(
             "unknown_iso_version",
-            format!("unsupported ISO version '{}' (use ISO15118-2 or ISO15118-20)", iso.chars().take(40).collect::<String>()),
+            format!(
+                "unsupported ISO version '{}' (use ISO15118-2 or ISO15118-20)",
+                iso.chars().take(40).collect::<String>()
+            ),
         )),
     }
 }
@@ -73,29 +76,73 @@ fn iso_suffix(iso: &str) -> Result<&'static str, ApiError> {
 pub fn routes(mut r: Routes) -> Routes {
     for d in Domain::ALL {
         let s = d.segment();
-        let enroll_iso = post(move |st: State<AppState>, p: Principal, Path(iso): Path<String>, b| async move {
-            enroll(st, p, d, iso_suffix(&iso)?, b).await
+        let enroll_iso = post(
+            move |st: State<AppState>, p: Principal, Path(iso): Path<String>, b| async move {
+                enroll(st, p, d, iso_suffix(&iso)?, b).await
+            },
+        );
+        let enroll_default = post(move |st: State<AppState>, p: Principal, b| async move {
+            enroll(st, p, d, "", b).await
         });
-        let enroll_default =
-            post(move |st: State<AppState>, p: Principal, b| async move { enroll(st, p, d, "", b).await });
         r = r
-            .add(&format!("/{s}/simpleenroll/{{iso}}"), &["POST"], enroll_iso.clone())
-            .add(&format!("/.well-known/est/{s}/simpleenroll/{{iso}}"), &["POST"], enroll_iso)
-            .add(&format!("/.well-known/{s}/simpleenroll"), &["POST"], enroll_default.clone())
-            .add(&format!("/.well-known/est/{s}/simpleenroll"), &["POST"], enroll_default);
-        let cacerts_iso = get(move |st: State<AppState>, Path(iso): Path<String>| async move {
-            cacerts(st, d, iso_suffix(&iso)?).await
-        });
-        let cacerts_alg = get(move |st: State<AppState>, Path((iso, _alg)): Path<(String, String)>| async move {
-            cacerts(st, d, iso_suffix(&iso)?).await
-        });
-        let cacerts_default = get(move |st: State<AppState>| async move { cacerts(st, d, "").await });
+            .add(
+                &format!("/{s}/simpleenroll/{{iso}}"),
+                &["POST"],
+                enroll_iso.clone(),
+            )
+            .add(
+                &format!("/.well-known/est/{s}/simpleenroll/{{iso}}"),
+                &["POST"],
+                enroll_iso,
+            )
+            .add(
+                &format!("/.well-known/{s}/simpleenroll"),
+                &["POST"],
+                enroll_default.clone(),
+            )
+            .add(
+                &format!("/.well-known/est/{s}/simpleenroll"),
+                &["POST"],
+                enroll_default,
+            );
+        let cacerts_iso = get(
+            move |st: State<AppState>, Path(iso): Path<String>| async move {
+                cacerts(st, d, iso_suffix(&iso)?).await
+            },
+        );
+        let cacerts_alg = get(
+            move |st: State<AppState>, Path((iso, _alg)): Path<(String, String)>| async move {
+                cacerts(st, d, iso_suffix(&iso)?).await
+            },
+        );
+        let cacerts_default =
+            get(move |st: State<AppState>| async move { cacerts(st, d, "").await });
         r = r
-            .add(&format!("/{s}/cacerts/{{iso}}"), &["GET"], cacerts_iso.clone())
-            .add(&format!("/{s}/cacerts/{{iso}}/{{alg}}"), &["GET"], cacerts_alg)
-            .add(&format!("/.well-known/est/{s}/cacerts/{{iso}}"), &["GET"], cacerts_iso)
-            .add(&format!("/.well-known/{s}/cacerts"), &["GET"], cacerts_default.clone())
-            .add(&format!("/.well-known/est/{s}/cacerts"), &["GET"], cacerts_default);
+            .add(
+                &format!("/{s}/cacerts/{{iso}}"),
+                &["GET"],
+                cacerts_iso.clone(),
+            )
+            .add(
+                &format!("/{s}/cacerts/{{iso}}/{{alg}}"),
+                &["GET"],
+                cacerts_alg,
+            )
+            .add(
+                &format!("/.well-known/est/{s}/cacerts/{{iso}}"),
+                &["GET"],
+                cacerts_iso,
+            )
+            .add(
+                &format!("/.well-known/{s}/cacerts"),
+                &["GET"],
+                cacerts_default.clone(),
+            )
+            .add(
+                &format!("/.well-known/est/{s}/cacerts"),
+                &["GET"],
+                cacerts_default,
+            );
     }
     r.add("/v1/root/rootCerts", &["GET"], get(root_certs))
 }
@@ -103,8 +150,14 @@ pub fn routes(mut r: Routes) -> Routes {
 fn pkcs7_response(b64: String) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "application/pkcs7-mime; smime-type=certs-only"),
-            (header::HeaderName::from_static("content-transfer-encoding"), "base64"),
+            (
+                header::CONTENT_TYPE,
+                "application/pkcs7-mime; smime-type=certs-only",
+            ),
+            (
+                header::HeaderName::from_static("content-transfer-encoding"),
+                "base64",
+            ),
         ],
         b64,
     )
@@ -112,13 +165,26 @@ fn pkcs7_response(b64: String) -> Response {
 }
 
 /// Role and tenant check on the identifier the CSR's subject carries.
-fn check_tenant(p: &Principal, d: Domain, checked: &subject::CheckedSubject) -> Result<(), ApiError> {
+fn check_tenant(
+    p: &Principal,
+    d: Domain,
+    checked: &subject::CheckedSubject,
+) -> Result<(), ApiError> {
     if p.role == Role::Admin || d == Domain::Cps {
         return Ok(());
     }
-    let (id, what, inside): (Option<&String>, &str, fn(&str, &str) -> bool) = match d {
-        Domain::Cpo => (checked.evse_id.as_ref(), "EVSE ID", identifiers::evse_id_in_tenant),
-        Domain::Mo => (checked.emaid.as_ref(), "EMAID", identifiers::emaid_in_tenant),
+    type InTenant = fn(&str, &str) -> bool;
+    let (id, what, inside): (Option<&String>, &str, InTenant) = match d {
+        Domain::Cpo => (
+            checked.evse_id.as_ref(),
+            "EVSE ID",
+            identifiers::evse_id_in_tenant,
+        ),
+        Domain::Mo => (
+            checked.emaid.as_ref(),
+            "EMAID",
+            identifiers::emaid_in_tenant,
+        ),
         Domain::Oem => (checked.pcid.as_ref(), "PCID", identifiers::pcid_in_tenant),
         Domain::Cps => return Ok(()),
     };
@@ -133,7 +199,10 @@ fn check_tenant(p: &Principal, d: Domain, checked: &subject::CheckedSubject) -> 
     } else {
         Err(ApiError::forbidden(
             "forbidden_tenant",
-            format!("{what} {id} is outside the tenants of client {}", p.client_id),
+            format!(
+                "{what} {id} is outside the tenants of client {}",
+                p.client_id
+            ),
         ))
     }
 }
@@ -167,14 +236,22 @@ async fn enroll(
     // Leaf first, then the issuing sub-CAs; the root is left out (clients get it from cacerts /
     // rootCerts and must not take it from an enrollment answer).
     let mut certs: Vec<&[u8]> = vec![&issued.cert.der];
-    for c in issued.chain.iter().filter(|c| c.tbs().issuer() != c.tbs().subject()) {
+    for c in issued
+        .chain
+        .iter()
+        .filter(|c| c.tbs().issuer() != c.tbs().subject())
+    {
         certs.push(&c.der);
     }
     Ok(pkcs7_response(pkcs7::certs_only_base64(&certs)))
 }
 
 /// CA chain for the domain: issuing sub-CA 2, sub-CA 1, root (root last).
-async fn cacerts(State(st): State<AppState>, d: Domain, suffix: &str) -> Result<Response, ApiError> {
+async fn cacerts(
+    State(st): State<AppState>,
+    d: Domain,
+    suffix: &str,
+) -> Result<Response, ApiError> {
     let profile_name = format!("{}{suffix}", d.profile());
     let profile = st
         .ca
@@ -221,38 +298,60 @@ fn dn_rfc4514(name: &x509_cert::name::RdnSequence) -> String {
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
 /// Stable UUID-shaped id derived from the certificate (OPCP's `rootCertificateId` is a uuid).
 fn cert_uuid(der: &[u8]) -> String {
     let h = hex::encode(&sha2::Sha256::digest(der)[..16]);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// `GET /v1/root/rootCerts[?rootType=V2G|MO|OEM]`: every root CA this deployment holds.
-async fn root_certs(State(st): State<AppState>, q: Result<Query<RootQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn root_certs(
+    State(st): State<AppState>,
+    q: Result<Query<RootQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let q = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let want = q.0.root_type.map(|s| s.to_ascii_uppercase());
-    if let Some(w) = &want {
-        if !["V2G", "MO", "OEM"].contains(&w.as_str()) {
-            return Err(ApiError::bad_request("bad_query", "rootType must be V2G, MO or OEM"));
-        }
+    if let Some(w) = &want
+        && !["V2G", "MO", "OEM"].contains(&w.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "rootType must be V2G, MO or OEM",
+        ));
     }
     let mut out = Vec::new();
     for rec in st.ca.store.list_cas().await? {
         if rec.parent_id.is_some() {
             continue;
         }
-        let Some(rt) = root_type_of(&rec.profile) else { continue };
+        let Some(rt) = root_type_of(&rec.profile) else {
+            continue;
+        };
         if want.as_deref().is_some_and(|w| w != rt) {
             continue;
         }
         let cert = crate::x509::ParsedCert::from_der(&rec.cert_der).map_err(ApiError::internal)?;
         let subject: &x509_cert::name::RdnSequence = cert.tbs().subject().as_ref();
-        let cn = crate::x509::name::values(subject, const_oid::db::rfc4519::CN).into_iter().next();
-        let org = crate::x509::name::values(subject, const_oid::db::rfc4519::O).into_iter().next();
+        let cn = crate::x509::name::values(subject, const_oid::db::rfc4519::CN)
+            .into_iter()
+            .next();
+        let org = crate::x509::name::values(subject, const_oid::db::rfc4519::O)
+            .into_iter()
+            .next();
         let b64 = base64::engine::general_purpose::STANDARD;
         out.push(serde_json::json!({
             "rootCertificateId": cert_uuid(&rec.cert_der),

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
 
 use crate::ca::Ca;
@@ -66,11 +66,18 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
 impl ApiConfig {
     pub fn from_env(public_url: &str) -> Result<ApiConfig, String> {
         let cfg = ApiConfig {
-            issuer: env_or("PNC_API_ISSUER", public_url.trim_end_matches('/').to_string())?,
+            issuer: env_or(
+                "PNC_API_ISSUER",
+                public_url.trim_end_matches('/').to_string(),
+            )?,
             audience: env_or("PNC_API_AUDIENCE", "pnc-pki".to_string())?,
             token_ttl: env_or("PNC_API_TOKEN_TTL", 3600i64)?,
-            jwks_file: std::env::var("PNC_API_JWKS_FILE").ok().filter(|s| !s.is_empty()),
-            jwks_issuer: std::env::var("PNC_API_JWKS_ISSUER").ok().filter(|s| !s.is_empty()),
+            jwks_file: std::env::var("PNC_API_JWKS_FILE")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            jwks_issuer: std::env::var("PNC_API_JWKS_ISSUER")
+                .ok()
+                .filter(|s| !s.is_empty()),
             max_body: env_or("PNC_API_MAX_BODY", 64 * 1024usize)?,
             crl_validity: env_or("PNC_CRL_VALIDITY", 86_400i64)?,
         };
@@ -134,7 +141,11 @@ impl Routes {
 
 fn build() -> Routes {
     let r = Routes::new()
-        .add("/health/live", &["GET"], get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .add(
+            "/health/live",
+            &["GET"],
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .add("/health/ready", &["GET"], get(ready))
         .add("/metrics", &["GET"], get(metrics::render))
         .add("/api/openapi.yaml", &["GET"], get(openapi));
@@ -158,7 +169,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 
@@ -199,7 +212,11 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map(str::to_string)
         .unwrap_or_else(error::new_trace_id);
     let path = req.uri().path().to_string();
@@ -299,11 +316,14 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "pnc-pki listening");
     let app = tower::util::MapRequestLayer::new(normalize_path);
     let svc = tower::Layer::layer(&app, router(state));
-    axum::serve(listener, axum::ServiceExt::<Request<Body>>::into_make_service(svc))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request<Body>>::into_make_service(svc),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 

@@ -1,14 +1,14 @@
 //! Native management API under `/api/v1` (JSON; errors as RFC 9457 problem details).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 
 use super::auth::{self, Principal, Role};
-use super::error::{body_error, parse_json, ApiError};
+use super::error::{ApiError, body_error, parse_json};
 use super::{AppState, Routes};
 use crate::ca::normalize_serial;
 use crate::policy::identifiers::compact_id;
@@ -17,12 +17,28 @@ use crate::x509::to_pem;
 
 pub fn routes(r: Routes) -> Routes {
     r.add("/api/v1/certificates", &["GET"], get(list_certs))
-        .add("/api/v1/certificates/{issuer_id}/{serial_hex}", &["GET"], get(get_cert))
-        .add("/api/v1/certificates/{issuer_id}/{serial_hex}/revoke", &["POST"], post(revoke))
+        .add(
+            "/api/v1/certificates/{issuer_id}/{serial_hex}",
+            &["GET"],
+            get(get_cert),
+        )
+        .add(
+            "/api/v1/certificates/{issuer_id}/{serial_hex}/revoke",
+            &["POST"],
+            post(revoke),
+        )
         .add("/api/v1/cas", &["GET"], get(list_cas))
         .add("/api/v1/cas/{id}/chain", &["GET"], get(ca_chain))
-        .add("/api/v1/clients", &["GET", "POST"], get(list_clients).post(add_client))
-        .add("/api/v1/clients/{client_id}", &["DELETE"], axum::routing::delete(disable_client))
+        .add(
+            "/api/v1/clients",
+            &["GET", "POST"],
+            get(list_clients).post(add_client),
+        )
+        .add(
+            "/api/v1/clients/{client_id}",
+            &["DELETE"],
+            axum::routing::delete(disable_client),
+        )
 }
 
 fn cert_json(st: &AppState, c: &CertRecord) -> serde_json::Value {
@@ -61,33 +77,49 @@ async fn list_certs(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     p.require(&[Role::Cpo, Role::Mo, Role::Oem])?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
-    if let Some(s) = &q.status {
-        if !["valid", "revoked", "expired"].contains(&s.as_str()) {
-            return Err(ApiError::bad_request("bad_query", "status must be valid, revoked or expired"));
-        }
+    if let Some(s) = &q.status
+        && !["valid", "revoked", "expired"].contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "status must be valid, revoked or expired",
+        ));
     }
     let tenant = if p.role == Role::Admin {
         q.tenant.clone()
     } else {
         match (&q.tenant, p.tenants.as_slice()) {
             (Some(t), mine) => {
-                let n = auth::normalize_tenant(p.role, t).map_err(|e| ApiError::bad_request("invalid_tenant", e))?;
+                let n = auth::normalize_tenant(p.role, t)
+                    .map_err(|e| ApiError::bad_request("invalid_tenant", e))?;
                 if !mine.contains(&n) {
-                    return Err(ApiError::forbidden("forbidden_tenant", format!("tenant {n} is not yours")));
+                    return Err(ApiError::forbidden(
+                        "forbidden_tenant",
+                        format!("tenant {n} is not yours"),
+                    ));
                 }
                 Some(n)
             }
             (None, [one]) => Some(one.clone()),
             (None, []) => {
-                return Err(ApiError::forbidden("forbidden_tenant", "this client has no tenant to list"))
+                return Err(ApiError::forbidden(
+                    "forbidden_tenant",
+                    "this client has no tenant to list",
+                ));
             }
             (None, _) => {
-                return Err(ApiError::bad_request("bad_query", "choose one of your tenants with ?tenant="))
+                return Err(ApiError::bad_request(
+                    "bad_query",
+                    "choose one of your tenants with ?tenant=",
+                ));
             }
         }
     };
     let serial_hex = match &q.serial_hex {
-        Some(s) => Some(normalize_serial(s).ok_or_else(|| ApiError::bad_request("bad_query", "serial_hex is not hex"))?),
+        Some(s) => Some(
+            normalize_serial(s)
+                .ok_or_else(|| ApiError::bad_request("bad_query", "serial_hex is not hex"))?,
+        ),
         None => None,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -109,7 +141,9 @@ async fn list_certs(
         other => ApiError::from(other),
     })?;
     let next = if items.len() as i64 == limit {
-        items.last().map(|c| format!("{}/{}", c.issuer_id, c.serial_hex))
+        items
+            .last()
+            .map(|c| format!("{}/{}", c.issuer_id, c.serial_hex))
     } else {
         None
     };
@@ -117,8 +151,14 @@ async fn list_certs(
     Ok(Json(serde_json::json!({ "items": items, "next": next })))
 }
 
-async fn load_owned(st: &AppState, p: &Principal, issuer_id: &str, serial: &str) -> Result<CertRecord, ApiError> {
-    let serial = normalize_serial(serial).ok_or_else(|| ApiError::bad_request("bad_serial", "serial_hex is not hex"))?;
+async fn load_owned(
+    st: &AppState,
+    p: &Principal,
+    issuer_id: &str,
+    serial: &str,
+) -> Result<CertRecord, ApiError> {
+    let serial = normalize_serial(serial)
+        .ok_or_else(|| ApiError::bad_request("bad_serial", "serial_hex is not hex"))?;
     let c = st
         .ca
         .store
@@ -128,7 +168,10 @@ async fn load_owned(st: &AppState, p: &Principal, issuer_id: &str, serial: &str)
     if !p.owns_tenant(c.tenant.as_deref()) {
         return Err(ApiError::forbidden(
             "forbidden_tenant",
-            format!("certificate {issuer_id}/{serial} is outside the tenants of client {}", p.client_id),
+            format!(
+                "certificate {issuer_id}/{serial} is outside the tenants of client {}",
+                p.client_id
+            ),
         ));
     }
     Ok(c)
@@ -148,11 +191,21 @@ async fn get_cert(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if accept.contains("application/pkix-cert") || accept.contains("application/x-x509") || accept.contains("application/octet-stream") {
+    if accept.contains("application/pkix-cert")
+        || accept.contains("application/x-x509")
+        || accept.contains("application/octet-stream")
+    {
         return Ok(([(header::CONTENT_TYPE, "application/pkix-cert")], c.der).into_response());
     }
-    if accept.contains("application/x-pem-file") || accept.contains("application/pem-certificate-chain") || accept.starts_with("text/plain") {
-        return Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], to_pem("CERTIFICATE", &c.der)).into_response());
+    if accept.contains("application/x-pem-file")
+        || accept.contains("application/pem-certificate-chain")
+        || accept.starts_with("text/plain")
+    {
+        return Ok((
+            [(header::CONTENT_TYPE, "application/x-pem-file")],
+            to_pem("CERTIFICATE", &c.der),
+        )
+            .into_response());
     }
     Ok(Json(cert_json(&st, &c)).into_response())
 }
@@ -184,12 +237,19 @@ async fn revoke(
             "invalid_reason",
             format!(
                 "unknown revocation reason (use one of: {})",
-                crate::ca::REVOCATION_REASONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                crate::ca::REVOCATION_REASONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
     let c = load_owned(&st, &p, &issuer_id, &serial).await?;
-    let out = st.ca.revoke(&c.issuer_id, &c.serial_hex, &reason, &p.actor()).await?;
+    let out = st
+        .ca
+        .revoke(&c.issuer_id, &c.serial_hex, &reason, &p.actor())
+        .await?;
     if out == RevokeOutcome::Revoked {
         // Publish at once; a failure here is logged and the next GET or the scheduler retries.
         if let Err(e) = st.crl.regenerate(&st.ca, &c.issuer_id).await {
@@ -217,7 +277,10 @@ fn ca_json(st: &AppState, c: &crate::store::CaRecord) -> serde_json::Value {
 }
 
 /// `GET /api/v1/cas`: every CA (public data, any authenticated client).
-async fn list_cas(State(st): State<AppState>, _p: Principal) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_cas(
+    State(st): State<AppState>,
+    _p: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let cas = st.ca.store.list_cas().await?;
     let items: Vec<_> = cas.iter().map(|c| ca_json(&st, c)).collect();
     Ok(Json(serde_json::json!({ "items": items })))
@@ -255,7 +318,10 @@ async fn ca_chain(
     Ok(Json(serde_json::json!({ "id": id, "chain": items })).into_response())
 }
 
-async fn list_clients(State(st): State<AppState>, p: Principal) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_clients(
+    State(st): State<AppState>,
+    p: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
     p.require(&[])?;
     let items = st.ca.store.list_clients().await?;
     Ok(Json(serde_json::json!({ "items": items })))
@@ -279,7 +345,8 @@ async fn add_client(
     p.require(&[])?;
     let body = body.map_err(body_error)?;
     let n: NewClient = parse_json(&body)?;
-    let (rec, secret) = auth::create_client(&st.ca.store, &n.name, n.role, &n.tenants, &p.actor()).await?;
+    let (rec, secret) =
+        auth::create_client(&st.ca.store, &n.name, n.role, &n.tenants, &p.actor()).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({

@@ -1,7 +1,7 @@
 //! `pnc-pki client …`: register, list and disable HTTP API clients (OAuth2 client credentials).
 //! Needs only the database, not the HSM.
 
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 use clap::Subcommand;
 
 use super::DataDir;
@@ -44,9 +44,13 @@ pub enum ClientCmd {
 }
 
 pub fn run(cmd: ClientCmd) -> Result<i32> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let dir = match &cmd {
-        ClientCmd::Add { dir, .. } | ClientCmd::List { dir, .. } | ClientCmd::Disable { dir, .. } => dir.data_dir.clone(),
+        ClientCmd::Add { dir, .. }
+        | ClientCmd::List { dir, .. }
+        | ClientCmd::Disable { dir, .. } => dir.data_dir.clone(),
     };
     let settings = Settings::load(&dir).map_err(|e| anyhow!(e))?;
     rt.block_on(async {
@@ -59,9 +63,10 @@ pub fn run(cmd: ClientCmd) -> Result<i32> {
                 json,
                 ..
             } => {
-                let (rec, secret) = auth::create_client(&store, &name, role, &tenants, &Actor::cli())
-                    .await
-                    .map_err(|e| anyhow!("{}: {}", e.code, e.detail))?;
+                let (rec, secret) =
+                    auth::create_client(&store, &name, role, &tenants, &Actor::cli())
+                        .await
+                        .map_err(|e| anyhow!("{}: {}", e.code, e.detail))?;
                 if json {
                     println!(
                         "{}",
@@ -90,7 +95,11 @@ pub fn run(cmd: ClientCmd) -> Result<i32> {
                             "{:<26} {:<6} {:<9} {:<30} {}",
                             c.client_id,
                             c.role,
-                            if c.disabled_at.is_some() { "disabled" } else { "active" },
+                            if c.disabled_at.is_some() {
+                                "disabled"
+                            } else {
+                                "active"
+                            },
                             c.tenants.join(","),
                             c.name
                         );
@@ -105,7 +114,14 @@ pub fn run(cmd: ClientCmd) -> Result<i32> {
                 let changed = auth::disable_client(&store, &client_id, &Actor::cli())
                     .await
                     .map_err(|e| anyhow!("{}: {}", e.code, e.detail))?;
-                println!("{client_id} {}", if changed { "disabled" } else { "was already disabled" });
+                println!(
+                    "{client_id} {}",
+                    if changed {
+                        "disabled"
+                    } else {
+                        "was already disabled"
+                    }
+                );
                 Ok(0)
             }
         }

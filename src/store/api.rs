@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{audit, dispatch, AuditEvent, Store, StoreError};
+use super::{AuditEvent, Store, StoreError, audit, dispatch};
 
 /// A registered API client. `secret_hash` is an argon2id PHC string, never the secret.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -36,8 +36,7 @@ pub struct CrlRecord {
     pub der: Vec<u8>,
 }
 
-const CLIENT_COLUMNS: &str =
-    "client_id, name, role, tenants, secret_hash, disabled_at, created_at";
+const CLIENT_COLUMNS: &str = "client_id, name, role, tenants, secret_hash, disabled_at, created_at";
 
 macro_rules! client_from_row {
     ($row:expr) => {{
@@ -58,8 +57,13 @@ macro_rules! client_from_row {
 
 impl Store {
     /// Register a client; the audit entry commits with it.
-    pub async fn insert_client(&self, c: &ClientRecord, event: &AuditEvent) -> Result<(), StoreError> {
-        let tenants = serde_json::to_string(&c.tenants).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    pub async fn insert_client(
+        &self,
+        c: &ClientRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let tenants =
+            serde_json::to_string(&c.tenants).map_err(|e| StoreError::Invalid(e.to_string()))?;
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event);
@@ -112,7 +116,12 @@ impl Store {
 
     /// Disable a client (kept for the audit trail, never deleted). False when it does not exist
     /// or was already disabled.
-    pub async fn disable_client(&self, client_id: &str, at: i64, event: &AuditEvent) -> Result<bool, StoreError> {
+    pub async fn disable_client(
+        &self,
+        client_id: &str,
+        at: i64,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event);
@@ -154,7 +163,11 @@ impl Store {
         })
     }
 
-    pub async fn insert_signing_key(&self, k: &SigningKeyRecord, event: &AuditEvent) -> Result<(), StoreError> {
+    pub async fn insert_signing_key(
+        &self,
+        k: &SigningKeyRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event);
@@ -218,7 +231,11 @@ impl Store {
     }
 
     /// Revoked, unexpired certificates of one issuer: (serial_hex, revoked_at, reason name).
-    pub async fn revoked_for_crl(&self, issuer_id: &str, now: i64) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+    pub async fn revoked_for_crl(
+        &self,
+        issuer_id: &str,
+        now: i64,
+    ) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
         dispatch!(&self.db, pool => {
             let rows = sqlx::query(
                 "SELECT serial_hex, revoked_at, revocation_reason FROM certificates \
