@@ -354,6 +354,22 @@ impl FromRequestParts<AppState> for Principal {
         let token = match bearer(&parts.headers) {
             Ok(Some(t)) => t,
             Ok(None) => {
+                // Mutual TLS: a verified client certificate whose CN is a registered client id.
+                let peer = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<super::tls::PeerInfo>>()
+                    .and_then(|c| c.0.client_cert_cn.clone());
+                if let Some(cn) = peer
+                    && let Some(c) = st.ca.store.get_client(&cn).await?
+                    && c.disabled_at.is_none()
+                    && let Some(role) = Role::parse(&c.role)
+                {
+                    return Ok(Principal {
+                        client_id: c.client_id,
+                        role,
+                        tenants: c.tenants,
+                    });
+                }
                 st.metrics.auth_failure("missing_credentials");
                 audit_auth_failure(&st.ca.store, "anonymous", "missing_credentials", &path).await;
                 return Err(ApiError::unauthorized(

@@ -12,6 +12,7 @@ pub mod est;
 pub mod metrics;
 pub mod native;
 pub mod pkcs7;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,9 +179,11 @@ pub fn router(state: AppState) -> Router {
 /// Collapse `//` and drop a trailing `/` before routing: MaEVe joins its base URL and paths with
 /// `fmt.Sprintf("%s/…")`, so a base URL ending in `/` yields `//cpo/…`; the OPCP spec also shows
 /// cacerts paths with a trailing slash.
+/// OCSP GET paths are left alone: their last part is base64, where `//` and `/` are data.
 fn normalize_path(mut req: Request<Body>) -> Request<Body> {
     let path = req.uri().path();
-    if path.len() > 1 && (path.contains("//") || path.ends_with('/')) {
+    let ocsp = path.starts_with("/ocsp/") || path.starts_with("/api/v1/ocsp/");
+    if !ocsp && path.len() > 1 && (path.contains("//") || path.ends_with('/')) {
         let mut p = String::with_capacity(path.len());
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             p.push('/');
@@ -308,24 +311,78 @@ async fn ready(State(st): State<AppState>) -> (StatusCode, Json<serde_json::Valu
 
 pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
     let cfg = ApiConfig::from_env(&ca.public_url).map_err(|e| anyhow::anyhow!(e))?;
+    let tls = tls::TlsConfig::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let state = AppState::new(ca, cfg).await?;
     crl::spawn_scheduler(state.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "pnc-pki listening");
-    let app = tower::util::MapRequestLayer::new(normalize_path);
-    let svc = tower::Layer::layer(&app, router(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request<Body>>::into_make_service(svc),
-    )
-    .with_graceful_shutdown(async {
+    let local = listener.local_addr()?;
+    let svc = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(normalize_path),
+        router(state),
+    );
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    };
+    match tls {
+        Some(t) => {
+            let l = tls::TlsListener::new(listener, &t).map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(addr = %local, mtls = t.client_ca.is_some(), "pnc-pki listening (TLS 1.3)");
+            let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<tls::PeerInfo>(svc);
+            axum::serve(l, mk).with_graceful_shutdown(shutdown).await?;
+        }
+        None => {
+            // Tokens and client secrets travel in these requests: plain HTTP only on loopback,
+            // unless a TLS-terminating proxy in front is declared with PNC_ALLOW_PLAIN_HTTP=1.
+            if !local.ip().is_loopback() && std::env::var("PNC_ALLOW_PLAIN_HTTP").as_deref() != Ok("1") {
+                anyhow::bail!(
+                    "refusing plain HTTP on {local}: set PNC_TLS_CERT and PNC_TLS_KEY, listen on loopback, \
+                     or set PNC_ALLOW_PLAIN_HTTP=1 behind a TLS-terminating proxy"
+                );
+            }
+            tracing::info!(addr = %local, "pnc-pki listening (plain HTTP)");
+            let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<tls::PeerInfo>(svc);
+            axum::serve(listener, mk).with_graceful_shutdown(shutdown).await?;
+        }
+    }
     Ok(())
 }
 
-/// Keep `Duration` in scope for submodules' timers.
+/// Lower bound of the CRL refresh period, whatever `PNC_CRL_VALIDITY` says.
 pub(crate) const CRL_SCHEDULER_MIN_PERIOD: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_problem_json() {
+        let app: Router = Router::new()
+            .route("/boom", get(|| async { panic!("secret detail") }))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+        let resp = app
+            .oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("\"code\":\"internal\"") && !text.contains("secret detail"), "{text}");
+    }
+
+    #[test]
+    fn double_slashes_and_trailing_slash_are_collapsed_but_not_for_ocsp() {
+        let n = |p: &str| {
+            normalize_path(Request::builder().uri(p).body(Body::empty()).unwrap())
+                .uri()
+                .to_string()
+        };
+        assert_eq!(n("//cpo/simpleenroll/ISO15118-2"), "/cpo/simpleenroll/ISO15118-2");
+        assert_eq!(n("/cpo/cacerts/ISO15118-2/secp256r1/?x=1"), "/cpo/cacerts/ISO15118-2/secp256r1?x=1");
+        assert_eq!(n("/ocsp/MEow//AB=="), "/ocsp/MEow//AB==");
+        assert_eq!(n("/"), "/");
+    }
+}

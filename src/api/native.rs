@@ -107,11 +107,33 @@ async fn list_certs(
                     "this client has no tenant to list",
                 ));
             }
-            (None, _) => {
-                return Err(ApiError::bad_request(
-                    "bad_query",
-                    "choose one of your tenants with ?tenant=",
-                ));
+            (None, mine) => {
+                // Several tenants: the identifier searched for names one.
+                use crate::policy::identifiers as ids;
+                let derived = if let Some(e) = &q.evse_id {
+                    ids::evse_operator_prefix(e).ok()
+                } else if let Some(e) = &q.emaid {
+                    ids::emaid_prefix(e).ok()
+                } else if let Some(pcid) = &q.pcid {
+                    ids::pcid_wmi(pcid).ok()
+                } else {
+                    None
+                };
+                match derived {
+                    Some(t) if mine.contains(&t) => Some(t),
+                    Some(t) => {
+                        return Err(ApiError::forbidden(
+                            "forbidden_tenant",
+                            format!("tenant {t} is not yours"),
+                        ));
+                    }
+                    None => {
+                        return Err(ApiError::bad_request(
+                            "bad_query",
+                            "choose one of your tenants with ?tenant=",
+                        ));
+                    }
+                }
             }
         }
     };

@@ -223,6 +223,13 @@ impl Env {
 
     /// `serve` with extra environment variables (API settings such as `PNC_API_JWKS_FILE`).
     pub fn serve_with_env(&self, vars: &[(&str, &str)]) -> Server {
+        let server = self.spawn_serve(vars);
+        server.wait_ready();
+        server
+    }
+
+    /// Start `pnc-pki serve` without waiting for plain-HTTP readiness (TLS tests poll themselves).
+    pub fn spawn_serve(&self, vars: &[(&str, &str)]) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(self.path().join(format!("serve-{port}.log"))).expect("log");
@@ -235,13 +242,11 @@ impl Env {
             .stderr(log)
             .spawn()
             .expect("spawn serve");
-        let server = Server {
+        Server {
             child,
             base: format!("http://{listen}"),
             log: self.path().join(format!("serve-{port}.log")),
-        };
-        server.wait_ready();
-        server
+        }
     }
 
     /// Write a CSR (and its key) made by the openssl CLI; returns the CSR path.
