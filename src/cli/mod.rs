@@ -1,5 +1,6 @@
 //! Command-line front end. Every failure is one line on stderr with its cause and a non-zero exit.
 
+pub mod client;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -185,6 +186,11 @@ pub enum Command {
     Exi {
         #[command(subcommand)]
         cmd: crate::exi::cli::ExiCommand,
+    },
+    /// HTTP API clients (OAuth2 client credentials).
+    Client {
+        #[command(subcommand)]
+        cmd: client::ClientCmd,
     },
     /// List the certificate profiles in force.
     Profiles {
@@ -619,6 +625,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             })
         }
         Command::Exi { cmd } => crate::exi::cli::run(cmd),
+        Command::Client { cmd } => client::run(cmd),
         Command::Profiles { json } => {
             let profiles = Profiles::load(None).map_err(|e| anyhow!(e))?;
             if json {

@@ -7,6 +7,7 @@
 //!
 //! Every write that matters (issuance, revocation) commits together with its audit entry.
 
+pub mod api;
 pub mod audit;
 
 use std::str::FromStr;

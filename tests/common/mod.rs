@@ -229,6 +229,18 @@ impl Env {
 
     /// Start `pnc-pki serve` on a free port and wait until it is ready.
     pub fn serve(&self) -> Server {
+        self.serve_with_env(&[])
+    }
+
+    /// `serve` with extra environment variables (API settings such as `PNC_API_JWKS_FILE`).
+    pub fn serve_with_env(&self, vars: &[(&str, &str)]) -> Server {
+        let server = self.spawn_serve(vars);
+        server.wait_ready();
+        server
+    }
+
+    /// Start `pnc-pki serve` without waiting for plain-HTTP readiness (TLS tests poll themselves).
+    pub fn spawn_serve(&self, vars: &[(&str, &str)]) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let log =
@@ -237,17 +249,16 @@ impl Env {
             .command()
             .args(["serve", "--data-dir", &self.data_dir(), "--listen", &listen])
             .env("PNC_LOG", "info")
+            .envs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn serve");
-        let server = Server {
+        Server {
             child,
             base: format!("http://{listen}"),
             log: self.path().join(format!("serve-{port}.log")),
-        };
-        server.wait_ready();
-        server
+        }
     }
 
     /// Write a CSR (and its key) made by the openssl CLI; returns the CSR path.
@@ -316,6 +327,59 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Env {
+    /// `pnc-pki client add … --json`; returns (client_id, client_secret).
+    pub fn client_add(&self, name: &str, role: &str, tenants: &[&str]) -> (String, String) {
+        let mut args = vec!["client", "add", "--name", name, "--role", role, "--json"];
+        for t in tenants {
+            args.extend(["--tenant", t]);
+        }
+        let out = self.ok(&args);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("client add --json output");
+        (
+            v["client_id"].as_str().expect("client_id").to_string(),
+            v["client_secret"].as_str().expect("client_secret").to_string(),
+        )
+    }
+}
+
+/// HTTP client that returns 4xx/5xx answers instead of failing on them.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// A response read whole: (status, content type, body).
+pub struct Reply {
+    pub status: u16,
+    pub ctype: String,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+pub fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut r = r.expect("HTTP request failed at transport level");
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let status = r.status().as_u16();
+    let body = r.body_mut().with_config().limit(50 << 20).read_to_vec().expect("read body");
+    Reply { status, ctype, body }
 }
 
 /// Run the openssl CLI; returns (success, stdout+stderr).

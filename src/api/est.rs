@@ -1,0 +1,373 @@
+//! OPCP (Hubject dialect) EST-like enrollment, CA certificates and the root certificate pool.
+//! Paths follow what MaEVe, CitrineOS and the OPCP spec use (see shared/docs/clients-api.md).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use sha2::Digest;
+
+use super::auth::{Principal, Role};
+use super::error::{ApiError, body_error};
+use super::pkcs7;
+use super::{AppState, Routes};
+use crate::ca::subject;
+use crate::policy::identifiers;
+use crate::x509::csr;
+
+/// The CA "domains" of the OPCP paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    Cpo,
+    Mo,
+    Oem,
+    Cps,
+}
+
+impl Domain {
+    const ALL: [Domain; 4] = [Domain::Cpo, Domain::Mo, Domain::Oem, Domain::Cps];
+
+    fn segment(self) -> &'static str {
+        match self {
+            Domain::Cpo => "cpo",
+            Domain::Mo => "mo",
+            Domain::Oem => "oem",
+            Domain::Cps => "cps",
+        }
+    }
+    fn role(self) -> Role {
+        match self {
+            Domain::Cpo => Role::Cpo,
+            Domain::Mo => Role::Mo,
+            Domain::Oem => Role::Oem,
+            Domain::Cps => Role::Cps,
+        }
+    }
+    /// Leaf profile issued on this path for ISO 15118-2; `-20` is appended for -20.
+    fn profile(self) -> &'static str {
+        match self {
+            Domain::Cpo => "secc-leaf",
+            Domain::Mo => "contract",
+            Domain::Oem => "oem-provisioning",
+            Domain::Cps => "cps-leaf",
+        }
+    }
+}
+
+/// `ISO15118-2` / `ISO15118-20` (case-insensitive, `_` or `-`); anything else is refused.
+fn iso_suffix(iso: &str) -> Result<&'static str, ApiError> {
+    let norm = iso.to_ascii_uppercase().replace('_', "-");
+    match norm.as_str() {
+        "ISO15118-2" | "ISO-15118-2" => Ok(""),
+        "ISO15118-20" | "ISO-15118-20" => Ok("-20"),
+        _ => Err(ApiError::bad_request(
+            "unknown_iso_version",
+            format!(
+                "unsupported ISO version '{}' (use ISO15118-2 or ISO15118-20)",
+                iso.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
+pub fn routes(mut r: Routes) -> Routes {
+    for d in Domain::ALL {
+        let s = d.segment();
+        let enroll_iso = post(
+            move |st: State<AppState>, p: Principal, Path(iso): Path<String>, b| async move {
+                enroll(st, p, d, iso_suffix(&iso)?, b).await
+            },
+        );
+        let enroll_default = post(move |st: State<AppState>, p: Principal, b| async move {
+            enroll(st, p, d, "", b).await
+        });
+        r = r
+            .add(
+                &format!("/{s}/simpleenroll/{{iso}}"),
+                &["POST"],
+                enroll_iso.clone(),
+            )
+            .add(
+                &format!("/.well-known/est/{s}/simpleenroll/{{iso}}"),
+                &["POST"],
+                enroll_iso,
+            )
+            .add(
+                &format!("/.well-known/{s}/simpleenroll"),
+                &["POST"],
+                enroll_default.clone(),
+            )
+            .add(
+                &format!("/.well-known/est/{s}/simpleenroll"),
+                &["POST"],
+                enroll_default,
+            );
+        let cacerts_iso = get(
+            move |st: State<AppState>, Path(iso): Path<String>| async move {
+                cacerts(st, d, iso_suffix(&iso)?).await
+            },
+        );
+        let cacerts_alg = get(
+            move |st: State<AppState>, Path((iso, _alg)): Path<(String, String)>| async move {
+                cacerts(st, d, iso_suffix(&iso)?).await
+            },
+        );
+        let cacerts_default =
+            get(move |st: State<AppState>| async move { cacerts(st, d, "").await });
+        r = r
+            .add(
+                &format!("/{s}/cacerts/{{iso}}"),
+                &["GET"],
+                cacerts_iso.clone(),
+            )
+            .add(
+                &format!("/{s}/cacerts/{{iso}}/{{alg}}"),
+                &["GET"],
+                cacerts_alg,
+            )
+            .add(
+                &format!("/.well-known/est/{s}/cacerts/{{iso}}"),
+                &["GET"],
+                cacerts_iso,
+            )
+            .add(
+                &format!("/.well-known/{s}/cacerts"),
+                &["GET"],
+                cacerts_default.clone(),
+            )
+            .add(
+                &format!("/.well-known/est/{s}/cacerts"),
+                &["GET"],
+                cacerts_default,
+            );
+    }
+    r.add("/v1/root/rootCerts", &["GET"], get(root_certs))
+}
+
+fn pkcs7_response(b64: String) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/pkcs7-mime; smime-type=certs-only",
+            ),
+            (
+                header::HeaderName::from_static("content-transfer-encoding"),
+                "base64",
+            ),
+        ],
+        b64,
+    )
+        .into_response()
+}
+
+/// Role and tenant check on the identifier the CSR's subject carries.
+fn check_tenant(
+    p: &Principal,
+    d: Domain,
+    checked: &subject::CheckedSubject,
+) -> Result<(), ApiError> {
+    if p.role == Role::Admin || d == Domain::Cps {
+        return Ok(());
+    }
+    type InTenant = fn(&str, &str) -> bool;
+    let (id, what, inside): (Option<&String>, &str, InTenant) = match d {
+        Domain::Cpo => (
+            checked.evse_id.as_ref(),
+            "EVSE ID",
+            identifiers::evse_id_in_tenant,
+        ),
+        Domain::Mo => (
+            checked.emaid.as_ref(),
+            "EMAID",
+            identifiers::emaid_in_tenant,
+        ),
+        Domain::Oem => (checked.pcid.as_ref(), "PCID", identifiers::pcid_in_tenant),
+        Domain::Cps => return Ok(()),
+    };
+    let Some(id) = id else {
+        return Err(ApiError::bad_request(
+            "profile_violation",
+            format!("the CSR subject carries no {what} in its CN"),
+        ));
+    };
+    if p.tenants.iter().any(|t| inside(id, t)) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "forbidden_tenant",
+            format!(
+                "{what} {id} is outside the tenants of client {}",
+                p.client_id
+            ),
+        ))
+    }
+}
+
+async fn enroll(
+    State(st): State<AppState>,
+    p: Principal,
+    d: Domain,
+    suffix: &str,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    p.require(&[d.role()])?;
+    let body = body.map_err(body_error)?;
+    let profile_name = format!("{}{suffix}", d.profile());
+    let profile = st
+        .ca
+        .profiles
+        .get(&profile_name)
+        .map_err(|e| ApiError::internal(format!("profile {profile_name}: {e}")))?
+        .clone();
+    // Check who may ask before issuing anything: parse and verify the CSR, apply the profile's
+    // subject rules to find the identifier, then match it to the caller's tenants.
+    let parsed = csr::parse_and_verify(&body).map_err(crate::ca::CaError::from)?;
+    let checked = subject::check_subject(&profile, &parsed.subject)?;
+    check_tenant(&p, d, &checked)?;
+    let issued = st
+        .ca
+        .issue_from_csr(&profile_name, &body, None, None, &p.actor())
+        .await?;
+    st.metrics.issued(&profile_name);
+    // Leaf first, then the issuing sub-CAs; the root is left out (clients get it from cacerts /
+    // rootCerts and must not take it from an enrollment answer).
+    let mut certs: Vec<&[u8]> = vec![&issued.cert.der];
+    for c in issued
+        .chain
+        .iter()
+        .filter(|c| c.tbs().issuer() != c.tbs().subject())
+    {
+        certs.push(&c.der);
+    }
+    Ok(pkcs7_response(pkcs7::certs_only_base64(&certs)))
+}
+
+/// CA chain for the domain: issuing sub-CA 2, sub-CA 1, root (root last).
+async fn cacerts(
+    State(st): State<AppState>,
+    d: Domain,
+    suffix: &str,
+) -> Result<Response, ApiError> {
+    let profile_name = format!("{}{suffix}", d.profile());
+    let profile = st
+        .ca
+        .profiles
+        .get(&profile_name)
+        .map_err(|e| ApiError::internal(format!("profile {profile_name}: {e}")))?
+        .clone();
+    let issuer = st.ca.pick_issuer(&profile, None).await?;
+    let chain = st.ca.chain(&issuer.record.id).await?;
+    let certs: Vec<&[u8]> = chain.iter().map(|c| c.der.as_slice()).collect();
+    Ok(pkcs7_response(pkcs7::certs_only_base64(&certs)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RootQuery {
+    root_type: Option<String>,
+}
+
+fn root_type_of(profile: &str) -> Option<&'static str> {
+    match profile.trim_end_matches("-20") {
+        "v2g-root" => Some("V2G"),
+        "mo-root" => Some("MO"),
+        "oem-root" => Some("OEM"),
+        _ => None,
+    }
+}
+
+/// RFC 4514 order (most specific first), as OPCP's `distinguishedName` shows it.
+fn dn_rfc4514(name: &x509_cert::name::RdnSequence) -> String {
+    let mut parts: Vec<String> = crate::x509::name::attributes(name)
+        .into_iter()
+        .map(|(oid, v)| {
+            let k = crate::x509::name::short_name(&oid)
+                .map(str::to_string)
+                .unwrap_or_else(|| oid.to_string());
+            format!("{k}={}", v.unwrap_or_default())
+        })
+        .collect();
+    parts.reverse();
+    parts.join(", ")
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Stable UUID-shaped id derived from the certificate (OPCP's `rootCertificateId` is a uuid).
+fn cert_uuid(der: &[u8]) -> String {
+    let h = hex::encode(&sha2::Sha256::digest(der)[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `GET /v1/root/rootCerts[?rootType=V2G|MO|OEM]`: every root CA this deployment holds.
+async fn root_certs(
+    State(st): State<AppState>,
+    q: Result<Query<RootQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let want = q.0.root_type.map(|s| s.to_ascii_uppercase());
+    if let Some(w) = &want
+        && !["V2G", "MO", "OEM"].contains(&w.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "rootType must be V2G, MO or OEM",
+        ));
+    }
+    let mut out = Vec::new();
+    for rec in st.ca.store.list_cas().await? {
+        if rec.parent_id.is_some() {
+            continue;
+        }
+        let Some(rt) = root_type_of(&rec.profile) else {
+            continue;
+        };
+        if want.as_deref().is_some_and(|w| w != rt) {
+            continue;
+        }
+        let cert = crate::x509::ParsedCert::from_der(&rec.cert_der).map_err(ApiError::internal)?;
+        let subject: &x509_cert::name::RdnSequence = cert.tbs().subject().as_ref();
+        let cn = crate::x509::name::values(subject, const_oid::db::rfc4519::CN)
+            .into_iter()
+            .next();
+        let org = crate::x509::name::values(subject, const_oid::db::rfc4519::O)
+            .into_iter()
+            .next();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        out.push(serde_json::json!({
+            "rootCertificateId": cert_uuid(&rec.cert_der),
+            "distinguishedName": dn_rfc4514(subject),
+            "caCertificate": b64.encode(&rec.cert_der),
+            "commonName": cn,
+            "rootAuthorityKeyIdentifier": cert.ski().map(|s| b64.encode(s)),
+            "rootIssuerSerialNumber": cert.serial_hex(),
+            "validFrom": rfc3339(cert.not_before()),
+            "validTo": rfc3339(cert.not_after()),
+            "organizationName": org,
+            "rootType": rt,
+            "fingerprint": hex::encode(sha2::Sha256::digest(&rec.cert_der)),
+        }));
+    }
+    Ok(Json(serde_json::json!({
+        "RootCertificateCollection": { "rootCertificates": out }
+    })))
+}

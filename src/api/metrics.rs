@@ -1,0 +1,122 @@
+//! Prometheus text exposition, hand-rolled: a few counters and a latency histogram per route are
+//! all we need, and a mutex around small maps is far below the cost of one HSM signature.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::AppState;
+
+const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Default)]
+struct Hist {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<String, Hist>,
+    issued: BTreeMap<String, u64>,
+    auth_failures: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    fn with(&self, f: impl FnOnce(&mut Inner)) {
+        // A poisoned lock only means a panic elsewhere mid-update; counters stay usable.
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g);
+    }
+
+    pub fn observe(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let secs = took.as_secs_f64();
+        self.with(|m| {
+            *m.requests
+                .entry((method.to_string(), route.to_string(), status))
+                .or_default() += 1;
+            let h = m.latency.entry(route.to_string()).or_default();
+            h.count += 1;
+            h.sum += secs;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if secs <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+        });
+    }
+
+    pub fn issued(&self, profile: &str) {
+        self.with(|m| *m.issued.entry(profile.to_string()).or_default() += 1);
+    }
+
+    pub fn auth_failure(&self, reason: &str) {
+        self.with(|m| *m.auth_failures.entry(reason.to_string()).or_default() += 1);
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        self.with(|m| {
+            let _ = writeln!(out, "# HELP pnc_http_requests_total HTTP requests by route and status.");
+            let _ = writeln!(out, "# TYPE pnc_http_requests_total counter");
+            for ((method, route, status), n) in &m.requests {
+                let _ = writeln!(
+                    out,
+                    "pnc_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    esc(route)
+                );
+            }
+            let _ = writeln!(out, "# HELP pnc_http_request_duration_seconds Request latency by route.");
+            let _ = writeln!(out, "# TYPE pnc_http_request_duration_seconds histogram");
+            for (route, h) in &m.latency {
+                let r = esc(route);
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "pnc_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(out, "pnc_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(out, "pnc_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
+                let _ = writeln!(out, "pnc_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.count);
+            }
+            let _ = writeln!(out, "# HELP pnc_certificates_issued_total Certificates issued over HTTP by profile.");
+            let _ = writeln!(out, "# TYPE pnc_certificates_issued_total counter");
+            for (p, n) in &m.issued {
+                let _ = writeln!(out, "pnc_certificates_issued_total{{profile=\"{}\"}} {n}", esc(p));
+            }
+            let _ = writeln!(out, "# HELP pnc_auth_failures_total Rejected authentications by reason.");
+            let _ = writeln!(out, "# TYPE pnc_auth_failures_total counter");
+            for (r, n) in &m.auth_failures {
+                let _ = writeln!(out, "pnc_auth_failures_total{{reason=\"{}\"}} {n}", esc(r));
+            }
+        });
+        out
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render_text(),
+    )
+}

@@ -1,0 +1,1227 @@
+//! The HTTP API over a real socket (`pnc-pki serve`), on SQLite and PostgreSQL: OAuth2 tokens,
+//! OPCP enrollment checked with the openssl CLI, cacerts order, rootCerts JSON, revocation seen in
+//! the CRL by `openssl crl` and `openssl verify -crl_check`, the role/tenant/token route matrix,
+//! bad input, and the audit trail.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+const EXT_ISSUER: &str = "https://idp.example.test";
+const EXT_KID: &str = "ext-test-key";
+
+struct Clients {
+    cpo: (String, String),
+    cpo_other: (String, String),
+    mo: (String, String),
+    mo_other: (String, String),
+    oem: (String, String),
+    oem_other: (String, String),
+    cps: (String, String),
+    admin: (String, String),
+}
+
+/// An external token issuer: P-256 key (PKCS#8 PEM) and a JWKS file the server trusts.
+fn external_issuer(dir: &Path) -> (Vec<u8>, PathBuf) {
+    use openssl::bn::{BigNum, BigNumContext};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = EcKey::generate(&group).unwrap();
+    let mut ctx = BigNumContext::new().unwrap();
+    let (mut x, mut y) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+    key.public_key()
+        .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
+        .unwrap();
+    let jwks = json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": EXT_KID,
+        "x": B64URL.encode(x.to_vec_padded(32).unwrap()),
+        "y": B64URL.encode(y.to_vec_padded(32).unwrap()),
+    }]});
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    let pem = openssl::pkey::PKey::from_ec_key(key)
+        .unwrap()
+        .private_key_to_pem_pkcs8()
+        .unwrap();
+    (pem, path)
+}
+
+/// A JWT signed by the external issuer's key.
+fn mint(
+    pem: &[u8],
+    kid: &str,
+    iss: &str,
+    aud: &str,
+    exp_in: i64,
+    role: &str,
+    tenants: &[&str],
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some(kid.to_string());
+    let claims = json!({
+        "iss": iss, "sub": "ext-client", "aud": aud, "iat": now, "nbf": now - 5,
+        "exp": now + exp_in, "jti": "t", "role": role, "tenants": tenants,
+    });
+    jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(pem).unwrap(),
+    )
+    .unwrap()
+}
+
+fn token_form(srv: &Server, c: &(String, String)) -> String {
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}&audience={}",
+        c.0, c.1, srv.base
+    );
+    let r = reply(
+        http()
+            .post(&srv.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "form token: {}", r.text());
+    let v = r.json();
+    assert_eq!(v["token_type"], "Bearer");
+    assert!(v["expires_in"].as_i64().unwrap() > 0);
+    assert!(v["scope"].is_string());
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+fn token_json(srv: &Server, c: &(String, String)) -> String {
+    let r = reply(
+        http()
+            .post(&srv.url("/oauth/token"))
+            .header("content-type", "application/json")
+            .send(
+                json!({"grant_type": "client_credentials", "client_id": c.0, "client_secret": c.1})
+                    .to_string()
+                    .as_bytes(),
+            ),
+    );
+    assert_eq!(r.status, 200, "json token: {}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// base64 DER of a CSR, wrapped at 64 columns (clients may send line breaks).
+fn csr_body(env: &Env, name: &str, curve: &str, subject: &str) -> Vec<u8> {
+    let der = read_pem_der(&env.openssl_csr(name, curve, subject));
+    let b = B64.encode(der);
+    b.as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        .into_bytes()
+}
+
+fn send(
+    srv: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: &[u8],
+) -> Reply {
+    let url = srv.url(path);
+    let agent = http();
+    let mut req = match method {
+        "GET" => agent.get(&url).force_send_body(),
+        "POST" => agent.post(&url),
+        "DELETE" => agent.delete(&url).force_send_body(),
+        m => panic!("method {m}"),
+    };
+    if let Some(t) = token {
+        // As MaEVe does: both headers, same value.
+        req = req
+            .header("authorization", &format!("Bearer {t}"))
+            .header("x-api-key", t);
+    }
+    if !ctype.is_empty() {
+        req = req.header("content-type", ctype);
+    }
+    reply(req.send(body))
+}
+
+/// Certificates of a base64 PKCS#7, in order, as PEM strings (via `openssl pkcs7`).
+fn pkcs7_certs(dir: &Path, name: &str, b64: &[u8]) -> Vec<String> {
+    let compact: Vec<u8> = b64
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let der = B64.decode(compact).expect("PKCS#7 body is base64");
+    let f = dir.join(format!("{name}.p7b"));
+    std::fs::write(&f, der).unwrap();
+    let (ok, out) = openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        f.to_str().unwrap(),
+        "-print_certs",
+    ]);
+    assert!(ok, "openssl pkcs7: {out}");
+    out.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|s| {
+            let end = s.find("-----END CERTIFICATE-----").unwrap();
+            format!(
+                "-----BEGIN CERTIFICATE-----{}-----END CERTIFICATE-----\n",
+                &s[..end]
+            )
+        })
+        .collect()
+}
+
+fn subject_of(dir: &Path, pem: &str) -> String {
+    let f = dir.join("subject.pem");
+    std::fs::write(&f, pem).unwrap();
+    let (ok, out) = openssl(&[
+        "x509",
+        "-in",
+        f.to_str().unwrap(),
+        "-noout",
+        "-subject",
+        "-serial",
+    ]);
+    assert!(ok, "{out}");
+    out
+}
+
+fn serial_of(dir: &Path, pem: &str) -> String {
+    let out = subject_of(dir, pem);
+    out.lines()
+        .find_map(|l| l.strip_prefix("serial="))
+        .unwrap()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+#[test]
+fn api_over_http_on_both_backends() {
+    for backend in backends() {
+        eprintln!("--- backend {backend:?}");
+        let env = Env::new(backend);
+        env.init();
+        let c = Clients {
+            cpo: env.client_add("CPO ABC", "cpo", &["DE*ABC"]),
+            cpo_other: env.client_add("CPO XYZ", "cpo", &["de-xyz"]),
+            mo: env.client_add("MO 8AA", "mo", &["DE8AA"]),
+            mo_other: env.client_add("MO 8BB", "mo", &["DE-8BB"]),
+            oem: env.client_add("OEM WP0", "oem", &["WP0"]),
+            oem_other: env.client_add("OEM WMI", "oem", &["WMI"]),
+            cps: env.client_add("CPS", "cps", &[]),
+            admin: env.client_add("Admin", "admin", &[]),
+        };
+        // A tenant must fit the role: refused before anything is stored.
+        let err = env.fails(&[
+            "client",
+            "add",
+            "--name",
+            "bad",
+            "--role",
+            "cpo",
+            "--tenant",
+            "nonsense!",
+            "--json",
+        ]);
+        assert!(err.contains("invalid_tenant"), "{err}");
+        let (ext_pem, jwks) = external_issuer(env.path());
+        let srv = env.serve_with_env(&[
+            ("PNC_API_JWKS_FILE", jwks.to_str().unwrap()),
+            ("PNC_API_JWKS_ISSUER", EXT_ISSUER),
+            ("PNC_API_MAX_BODY", "16384"),
+        ]);
+        let export = env.export();
+        enrollment_chain_and_crl(&env, &srv, &c, &export);
+        route_matrix(&env, &srv, &c, &ext_pem);
+        bad_input(&env, &srv, &c);
+        audit_trail(&env, &srv);
+    }
+}
+
+fn enrollment_chain_and_crl(env: &Env, srv: &Server, c: &Clients, export: &Path) {
+    let dir = env.path();
+    let tok = token_form(srv, &c.cpo);
+    let body = csr_body(
+        env,
+        "evse1",
+        "prime256v1",
+        "/C=DE/O=ACME Charging/DC=CPO/CN=DE*ABC*E1234567",
+    );
+    let r = send(
+        srv,
+        "POST",
+        "/cpo/simpleenroll/ISO15118-2",
+        Some(&tok),
+        "application/pkcs10",
+        &body,
+    );
+    assert_eq!(r.status, 200, "enroll: {}", r.text());
+    assert!(r.ctype.starts_with("application/pkcs7-mime"), "{}", r.ctype);
+    let certs = pkcs7_certs(dir, "enroll", &r.body);
+    assert_eq!(certs.len(), 3, "leaf + sub-CA 2 + sub-CA 1");
+    assert!(
+        subject_of(dir, &certs[0]).contains("CN = DE*ABC*E1234567"),
+        "leaf first"
+    );
+    assert!(subject_of(dir, &certs[1]).contains("CPO Sub2"));
+    assert!(subject_of(dir, &certs[2]).contains("CPO Sub1"));
+    let leaf = dir.join("leaf.pem");
+    std::fs::write(&leaf, &certs[0]).unwrap();
+    let untrusted = dir.join("subs.pem");
+    std::fs::write(&untrusted, certs[1..].concat()).unwrap();
+    let root = export.join("v2g-root.pem");
+    let (ok, out) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-untrusted",
+        untrusted.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains(": OK"), "openssl verify: {out}");
+    let serial = serial_of(dir, &certs[0]);
+
+    // Aliases, the JSON token form and a doubled slash (MaEVe with a base URL ending in '/').
+    let tok_json = token_json(srv, &c.cpo);
+    for path in [
+        "/.well-known/cpo/simpleenroll",
+        "/.well-known/est/cpo/simpleenroll/ISO15118-2",
+        "//cpo/simpleenroll/ISO15118-2",
+    ] {
+        let b = csr_body(
+            env,
+            "evse2",
+            "prime256v1",
+            "/C=DE/O=ACME Charging/DC=CPO/CN=DE*ABC*E7654321",
+        );
+        let r = send(srv, "POST", path, Some(&tok_json), "application/pkcs10", &b);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    // ISO 15118-20 maps to the -20 profile (P-521 keys, SECCID).
+    let b20 = csr_body(
+        env,
+        "evse20",
+        "secp521r1",
+        "/O=ACME Charging/CN=DE*ABC*E1234567",
+    );
+    let r = send(
+        srv,
+        "POST",
+        "/cpo/simpleenroll/ISO15118-20",
+        Some(&tok),
+        "application/pkcs10",
+        &b20,
+    );
+    assert_eq!(r.status, 200, "-20 enroll: {}", r.text());
+    let c20 = pkcs7_certs(dir, "enroll20", &r.body);
+    assert!(
+        subject_of(dir, &c20[1]).contains("ISO20"),
+        "issued under the -20 hierarchy"
+    );
+
+    // cacerts: sub-CA 2, sub-CA 1, root (root last); public.
+    for path in [
+        "/cpo/cacerts/ISO15118-2",
+        "/.well-known/cpo/cacerts",
+        "/cpo/cacerts/ISO15118-2/secp256r1/",
+    ] {
+        let r = send(srv, "GET", path, None, "", b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let chain = pkcs7_certs(dir, "cacerts", &r.body);
+        assert_eq!(chain.len(), 3, "{path}");
+        assert!(subject_of(dir, &chain[0]).contains("CPO Sub2"), "{path}");
+        assert!(subject_of(dir, &chain[1]).contains("CPO Sub1"), "{path}");
+        assert!(subject_of(dir, &chain[2]).contains("V2G Root"), "{path}");
+    }
+    for (path, want) in [
+        ("/mo/cacerts/ISO15118-2", "MO Sub2"),
+        ("/oem/cacerts/ISO15118-2", "OEM Sub2"),
+        ("/cps/cacerts/ISO15118-20", "CPS Sub2 CA ISO20"),
+    ] {
+        let r = send(srv, "GET", path, None, "", b"");
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            subject_of(dir, &pkcs7_certs(dir, "ca", &r.body)[0]).contains(want),
+            "{path}"
+        );
+    }
+
+    // rootCerts: the OPCP shape, base64 DER roots matching the exported ones.
+    let r = send(srv, "GET", "/v1/root/rootCerts", Some(&tok), "", b"");
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let roots = v["RootCertificateCollection"]["rootCertificates"]
+        .as_array()
+        .unwrap();
+    assert_eq!(roots.len(), 6, "V2G, MO, OEM for -2 and -20");
+    let v2g = roots
+        .iter()
+        .find(|x| x["commonName"] == "Demo V2G Root CA")
+        .expect("V2G root listed");
+    for k in [
+        "rootCertificateId",
+        "distinguishedName",
+        "caCertificate",
+        "commonName",
+        "rootAuthorityKeyIdentifier",
+        "rootIssuerSerialNumber",
+        "validFrom",
+        "validTo",
+        "organizationName",
+        "rootType",
+        "fingerprint",
+    ] {
+        assert!(v2g[k].is_string(), "{k} missing: {v2g}");
+    }
+    assert_eq!(v2g["rootType"], "V2G");
+    assert_eq!(
+        v2g["distinguishedName"],
+        "CN=Demo V2G Root CA, DC=V2G, O=pnc-pki Demo, C=DE"
+    );
+    let der = B64.decode(v2g["caCertificate"].as_str().unwrap()).unwrap();
+    assert_eq!(der, read_pem_der(&export.join("v2g-root.pem")));
+    assert_eq!(v2g["fingerprint"].as_str().unwrap().len(), 64);
+    assert!(v2g["validTo"].as_str().unwrap().ends_with('Z'));
+    let r = send(srv, "GET", "/v1/root/rootCerts?rootType=MO", None, "", b"");
+    let mo_roots = r.json()["RootCertificateCollection"]["rootCertificates"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(mo_roots.len(), 2);
+    assert!(mo_roots.iter().all(|x| x["rootType"] == "MO"));
+
+    // Search finds the certificate with the issuer_id used by revoke and the CRL path.
+    let r = send(
+        srv,
+        "GET",
+        "/api/v1/certificates?evse_id=DE*ABC*E1234567&status=valid",
+        Some(&tok),
+        "",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let items = r.json()["items"].as_array().unwrap().clone();
+    let item = items
+        .iter()
+        .find(|i| i["serial_hex"] == serial.as_str())
+        .expect("enrolled certificate listed");
+    for k in [
+        "issuer_id",
+        "serial_hex",
+        "profile",
+        "subject",
+        "not_before",
+        "not_after",
+        "status",
+    ] {
+        assert!(!item[k].is_null(), "{k}");
+    }
+    let issuer_id = item["issuer_id"].as_str().unwrap().to_string();
+    assert_eq!(issuer_id, "cpo-sub-ca-2");
+    assert_eq!(item["profile"], "secc-leaf");
+    // Get it as JSON, PEM and DER.
+    let one = format!("/api/v1/certificates/{issuer_id}/{serial}");
+    let r = reply(
+        http()
+            .get(&srv.url(&one))
+            .header("authorization", &format!("Bearer {tok}"))
+            .header("accept", "application/pkix-cert")
+            .call(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, read_pem_der(&leaf));
+    let r = reply(
+        http()
+            .get(&srv.url(&one))
+            .header("x-api-key", &tok)
+            .header("accept", "application/x-pem-file")
+            .call(),
+    );
+    assert!(r.text().starts_with("-----BEGIN CERTIFICATE-----"));
+    let r = reply(http().get(&srv.url(&one)).header("x-api-key", &tok).call());
+    assert_eq!(r.json()["status"], "valid");
+
+    // CRL before: valid signature by sub-CA 2, serial absent, verify -crl_check passes.
+    let crl_file = dir.join("crl.der");
+    let crl_pem = dir.join("crl.pem");
+    let fetch_crl = || {
+        let r = send(srv, "GET", &format!("/crl/{issuer_id}.crl"), None, "", b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.ctype, "application/pkix-crl");
+        std::fs::write(&crl_file, &r.body).unwrap();
+        let (ok, text) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl_file.to_str().unwrap(),
+            "-text",
+            "-noout",
+        ]);
+        assert!(ok, "openssl crl: {text}");
+        let (ok, out) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl_file.to_str().unwrap(),
+            "-out",
+            crl_pem.to_str().unwrap(),
+        ]);
+        assert!(ok, "{out}");
+        let number: u64 = text
+            .lines()
+            .skip_while(|l| !l.contains("CRL Number"))
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("CRL number");
+        (text, number)
+    };
+    let (text, n1) = fetch_crl();
+    assert!(
+        !text.to_ascii_lowercase().contains(&serial),
+        "serial listed before revocation"
+    );
+    let sub2 = dir.join("sub2.pem");
+    std::fs::write(&sub2, &certs[1]).unwrap();
+    let (ok, out) = openssl(&[
+        "crl",
+        "-in",
+        crl_pem.to_str().unwrap(),
+        "-CAfile",
+        sub2.to_str().unwrap(),
+        "-noout",
+    ]);
+    assert!(ok && out.contains("verify OK"), "CRL signature: {out}");
+    let verify_crl = || {
+        openssl(&[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            untrusted.to_str().unwrap(),
+            "-CRLfile",
+            crl_pem.to_str().unwrap(),
+            leaf.to_str().unwrap(),
+        ])
+    };
+    let (ok, out) = verify_crl();
+    assert!(ok, "crl_check before revocation: {out}");
+
+    // Revoke (idempotent), then the CRL lists it and verify -crl_check fails.
+    let path = format!("/api/v1/certificates/{issuer_id}/{serial}/revoke");
+    let r = send(
+        srv,
+        "POST",
+        &path,
+        Some(&tok),
+        "application/json",
+        br#"{"reason": "keyCompromise"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["outcome"], "revoked");
+    let r = send(
+        srv,
+        "POST",
+        &path,
+        Some(&tok),
+        "application/json",
+        br#"{"reason": "keyCompromise"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["outcome"], "already_revoked");
+    let (text, n2) = fetch_crl();
+    assert!(n2 > n1, "CRL number must grow: {n1} then {n2}");
+    assert!(
+        text.to_ascii_lowercase().contains(&serial),
+        "revoked serial not in CRL: {text}"
+    );
+    assert!(text.contains("Key Compromise"), "{text}");
+    let (ok, out) = verify_crl();
+    assert!(
+        !ok && out.contains("revoked"),
+        "crl_check must fail for a revoked certificate: {out}"
+    );
+    let r = send(
+        srv,
+        "GET",
+        &format!("/api/v1/certificates?issuer_id={issuer_id}&status=revoked"),
+        Some(&tok),
+        "",
+        b"",
+    );
+    assert!(
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["serial_hex"] == serial.as_str())
+    );
+    // Unknown CA → 404.
+    assert_eq!(send(srv, "GET", "/crl/nope.crl", None, "", b"").status, 404);
+}
+
+/// One protected operation: how to call it and which clients are right / wrong for it.
+struct Case {
+    method: &'static str,
+    path: String,
+    ctype: &'static str,
+    body: Vec<u8>,
+    right: (String, String),
+    right_claims: (&'static str, Vec<&'static str>),
+    wrong_role: Option<(String, String)>,
+    wrong_tenant: Option<(String, String)>,
+    ok_status: u16,
+}
+
+fn route_matrix(env: &Env, srv: &Server, c: &Clients, ext_pem: &[u8]) {
+    let admin_tok = token_json(srv, &c.admin);
+    let cpo_tok = token_json(srv, &c.cpo);
+    // Certificates to read and revoke in the matrix.
+    let b = csr_body(
+        env,
+        "m1",
+        "prime256v1",
+        "/C=DE/O=ACME Charging/DC=CPO/CN=DE*ABC*E5550001",
+    );
+    let r = send(
+        srv,
+        "POST",
+        "/cpo/simpleenroll/ISO15118-2",
+        Some(&cpo_tok),
+        "application/pkcs10",
+        &b,
+    );
+    assert_eq!(r.status, 200);
+    let s1 = serial_of(env.path(), &pkcs7_certs(env.path(), "m1", &r.body)[0]);
+    let evse_csr = |n: &str| {
+        csr_body(
+            env,
+            n,
+            "prime256v1",
+            "/C=DE/O=ACME Charging/DC=CPO/CN=DE*ABC*E1112223",
+        )
+    };
+    let emaid_csr = csr_body(
+        env,
+        "mo1",
+        "prime256v1",
+        "/C=DE/O=Example MO/CN=DE8AA123456789L",
+    );
+    let pcid_csr = csr_body(
+        env,
+        "oem1",
+        "prime256v1",
+        "/O=Example OEM/DC=OEM/CN=WP0123456789012345",
+    );
+    let cps_csr = csr_body(
+        env,
+        "cps1",
+        "prime256v1",
+        "/C=DE/O=Example CPS/DC=CPS/CN=Example CPS Leaf",
+    );
+    let victim = env.client_add("to disable", "cpo", &["DE*ABC"]);
+    let cases = vec![
+        Case {
+            method: "POST",
+            path: "/cpo/simpleenroll/ISO15118-2".into(),
+            ctype: "application/pkcs10",
+            body: evse_csr("e1"),
+            right: c.cpo.clone(),
+            right_claims: ("cpo", vec!["DE*ABC"]),
+            wrong_role: Some(c.mo.clone()),
+            wrong_tenant: Some(c.cpo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            path: "/.well-known/cpo/simpleenroll".into(),
+            ctype: "application/pkcs10",
+            body: evse_csr("e2"),
+            right: c.cpo.clone(),
+            right_claims: ("cpo", vec!["DE*ABC"]),
+            wrong_role: Some(c.oem.clone()),
+            wrong_tenant: Some(c.cpo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            path: "/mo/simpleenroll/ISO15118-2".into(),
+            ctype: "application/pkcs10",
+            body: emaid_csr,
+            right: c.mo.clone(),
+            right_claims: ("mo", vec!["DE8AA"]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: Some(c.mo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            path: "/oem/simpleenroll/ISO15118-2".into(),
+            ctype: "application/pkcs10",
+            body: pcid_csr,
+            right: c.oem.clone(),
+            right_claims: ("oem", vec!["WP0"]),
+            wrong_role: Some(c.mo.clone()),
+            wrong_tenant: Some(c.oem_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            path: "/cps/simpleenroll/ISO15118-2".into(),
+            ctype: "application/pkcs10",
+            body: cps_csr,
+            right: c.cps.clone(),
+            right_claims: ("cps", vec![]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            path: "/api/v1/certificates?evse_id=DE*ABC*E5550001".into(),
+            ctype: "",
+            body: vec![],
+            right: c.cpo.clone(),
+            right_claims: ("cpo", vec!["DE*ABC"]),
+            wrong_role: Some(c.cps.clone()),
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            path: "/api/v1/certificates?tenant=DE*XYZ".into(),
+            ctype: "",
+            body: vec![],
+            right: c.cpo_other.clone(),
+            right_claims: ("cpo", vec!["DE*XYZ"]),
+            wrong_role: Some(c.cps.clone()),
+            wrong_tenant: Some(c.cpo.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            path: format!("/api/v1/certificates/cpo-sub-ca-2/{s1}"),
+            ctype: "",
+            body: vec![],
+            right: c.cpo.clone(),
+            right_claims: ("cpo", vec!["DE*ABC"]),
+            wrong_role: Some(c.cps.clone()),
+            wrong_tenant: Some(c.cpo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            path: format!("/api/v1/certificates/cpo-sub-ca-2/{s1}/revoke"),
+            ctype: "application/json",
+            body: br#"{"reason":"superseded"}"#.to_vec(),
+            right: c.cpo.clone(),
+            right_claims: ("cpo", vec!["DE*ABC"]),
+            wrong_role: Some(c.cps.clone()),
+            wrong_tenant: Some(c.cpo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            path: "/api/v1/cas".into(),
+            ctype: "",
+            body: vec![],
+            right: c.cps.clone(),
+            right_claims: ("cps", vec![]),
+            wrong_role: None,
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            path: "/api/v1/cas/cpo-sub-ca-2/chain".into(),
+            ctype: "",
+            body: vec![],
+            right: c.mo.clone(),
+            right_claims: ("mo", vec!["DE8AA"]),
+            wrong_role: None,
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            path: "/api/v1/clients".into(),
+            ctype: "",
+            body: vec![],
+            right: c.admin.clone(),
+            right_claims: ("admin", vec![]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            path: "/api/v1/clients".into(),
+            ctype: "application/json",
+            body: br#"{"name":"new mo","role":"mo","tenants":["NL-ABC"]}"#.to_vec(),
+            right: c.admin.clone(),
+            right_claims: ("admin", vec![]),
+            wrong_role: Some(c.mo.clone()),
+            wrong_tenant: None,
+            ok_status: 201,
+        },
+        Case {
+            method: "DELETE",
+            path: format!("/api/v1/clients/{}", victim.0),
+            ctype: "",
+            body: vec![],
+            right: c.admin.clone(),
+            right_claims: ("admin", vec![]),
+            wrong_role: Some(c.cps.clone()),
+            wrong_tenant: None,
+            ok_status: 204,
+        },
+    ];
+    let mut checked = 0;
+    for case in &cases {
+        let call =
+            |tok: Option<&str>| send(srv, case.method, &case.path, tok, case.ctype, &case.body);
+        let what = format!("{} {}", case.method, case.path);
+        let (role, tenants) = (&case.right_claims.0, &case.right_claims.1);
+        let expect = |r: Reply, status: u16, code: &str, label: &str| {
+            assert_eq!(r.status, status, "{what} [{label}]: {}", r.text());
+            let v = r.json();
+            assert_eq!(v["code"], code, "{what} [{label}]: {v}");
+            assert!(v["traceId"].is_string(), "{what} [{label}]: no traceId");
+            if case.path.starts_with("/api/") {
+                assert_eq!(r.ctype, "application/problem+json", "{what}");
+            } else {
+                assert!(v["errorMessages"].is_array(), "{what}: OPCP error shape");
+            }
+        };
+        expect(call(None), 401, "missing_credentials", "no token");
+        let expired = mint(
+            ext_pem, EXT_KID, EXT_ISSUER, "pnc-pki", -3600, role, tenants,
+        );
+        expect(call(Some(&expired)), 401, "token_expired", "expired");
+        let wrong_aud = mint(
+            ext_pem,
+            EXT_KID,
+            EXT_ISSUER,
+            "someone-else",
+            600,
+            role,
+            tenants,
+        );
+        expect(
+            call(Some(&wrong_aud)),
+            401,
+            "invalid_audience",
+            "wrong audience",
+        );
+        // Our own token's header and claims, signed by another key: bad signature.
+        let real = token_json(srv, &case.right);
+        let forged_sig = mint(ext_pem, EXT_KID, EXT_ISSUER, "pnc-pki", 600, role, tenants);
+        let parts: Vec<&str> = real.split('.').collect();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            forged_sig.rsplit('.').next().unwrap()
+        );
+        expect(call(Some(&forged)), 401, "bad_signature", "bad signature");
+        // Tokens from an issuer we do not trust for that key id.
+        let wrong_iss = mint(
+            ext_pem,
+            EXT_KID,
+            "https://evil.example",
+            "pnc-pki",
+            600,
+            role,
+            tenants,
+        );
+        expect(
+            call(Some(&wrong_iss)),
+            401,
+            "invalid_issuer",
+            "untrusted issuer",
+        );
+        if let Some(w) = &case.wrong_role {
+            expect(
+                call(Some(&token_json(srv, w))),
+                403,
+                "forbidden_role",
+                "wrong role",
+            );
+        }
+        if let Some(w) = &case.wrong_tenant {
+            expect(
+                call(Some(&token_json(srv, w))),
+                403,
+                "forbidden_tenant",
+                "wrong tenant",
+            );
+        }
+        let r = call(Some(&real));
+        assert_eq!(
+            r.status,
+            case.ok_status,
+            "{what} [right role]: {}",
+            r.text()
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, cases.len());
+    // A disabled client gets no new token.
+    let r = reply(
+        http()
+            .post(&srv.url("/oauth/token"))
+            .header("content-type", "application/json")
+            .send(json!({"grant_type": "client_credentials", "client_id": victim.0, "client_secret": victim.1}).to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_client");
+    // Wrong secret, unknown grant.
+    let r = reply(
+        http().post(&srv.url("/oauth/token")).send(
+            format!(
+                "grant_type=client_credentials&client_id={}&client_secret=nope",
+                c.cpo.0
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 401);
+    let r = reply(
+        http()
+            .post(&srv.url("/oauth/token"))
+            .send(b"grant_type=password".as_slice()),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "unsupported_grant_type");
+    // An externally issued token with the right claims is accepted (JWKS trust).
+    let ext = mint(ext_pem, EXT_KID, EXT_ISSUER, "pnc-pki", 600, "admin", &[]);
+    assert_eq!(
+        send(srv, "GET", "/api/v1/clients", Some(&ext), "", b"").status,
+        200
+    );
+    // X-API-Key alone works; different values in the two headers do not.
+    let r = reply(
+        http()
+            .get(&srv.url("/api/v1/clients"))
+            .header("x-api-key", &admin_tok)
+            .call(),
+    );
+    assert_eq!(r.status, 200);
+    let r = reply(
+        http()
+            .get(&srv.url("/api/v1/clients"))
+            .header("x-api-key", &admin_tok)
+            .header("authorization", &format!("Bearer {cpo_tok}"))
+            .call(),
+    );
+    assert_eq!(r.status, 401);
+    // The admin-created client can log in; its secret was shown once.
+    let r = send(
+        srv,
+        "POST",
+        "/api/v1/clients",
+        Some(&admin_tok),
+        "application/json",
+        br#"{"name":"api made","role":"oem","tenants":["wp0"]}"#,
+    );
+    let v = r.json();
+    assert_eq!(v["tenants"], json!(["WP0"]));
+    let made = (
+        v["client_id"].as_str().unwrap().to_string(),
+        v["client_secret"].as_str().unwrap().to_string(),
+    );
+    let _ = token_form(srv, &made);
+    let listed = send(srv, "GET", "/api/v1/clients", Some(&admin_tok), "", b"").text();
+    assert!(
+        !listed.contains(&made.1) && !listed.contains("argon2"),
+        "secrets or hashes listed"
+    );
+}
+
+fn bad_input(env: &Env, srv: &Server, c: &Clients) {
+    let tok = token_json(srv, &c.cpo);
+    let enroll = |body: &[u8]| {
+        send(
+            srv,
+            "POST",
+            "/cpo/simpleenroll/ISO15118-2",
+            Some(&tok),
+            "application/pkcs10",
+            body,
+        )
+    };
+    let r = enroll(b"this is not base64 !!!");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "csr_malformed");
+    assert!(
+        r.json()["errorMessages"][0]
+            .as_str()
+            .unwrap()
+            .contains("base64")
+    );
+    let r = enroll(B64.encode(b"valid base64, not DER").as_bytes());
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "csr_malformed");
+    // A CSR for an EVSE ID that is not an EVSE ID, and one with the wrong key type.
+    let r = enroll(&csr_body(
+        env,
+        "bad1",
+        "prime256v1",
+        "/C=DE/O=ACME/DC=CPO/CN=not an evse id",
+    ));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "profile_violation");
+    let r = enroll(&csr_body(
+        env,
+        "bad2",
+        "secp384r1",
+        "/C=DE/O=ACME/DC=CPO/CN=DE*ABC*E1234567",
+    ));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = send(
+        srv,
+        "POST",
+        "/cpo/simpleenroll/ISO15118-99",
+        Some(&tok),
+        "application/pkcs10",
+        b"x",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "unknown_iso_version");
+    // Oversized body → 413 (limit set to 16 KiB for this server).
+    let r = enroll(&vec![b'A'; 40_000]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["code"], "body_too_large");
+    // Malformed JSON and an unknown reason on the native API.
+    let r = send(
+        srv,
+        "POST",
+        "/api/v1/certificates/cpo-sub-ca-2/01/revoke",
+        Some(&tok),
+        "application/json",
+        b"{not json",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.ctype, "application/problem+json");
+    assert_eq!(r.json()["code"], "malformed_json");
+    let r = send(
+        srv,
+        "POST",
+        "/api/v1/certificates/cpo-sub-ca-2/01/revoke",
+        Some(&tok),
+        "application/json",
+        br#"{"reason":"bored"}"#,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "invalid_reason");
+    let r = send(
+        srv,
+        "POST",
+        "/api/v1/certificates/cpo-sub-ca-2/zz/revoke",
+        Some(&tok),
+        "application/json",
+        b"{}",
+    );
+    assert_eq!(r.status, 400);
+    let r = send(
+        srv,
+        "GET",
+        "/api/v1/certificates?status=sideways",
+        Some(&tok),
+        "",
+        b"",
+    );
+    assert_eq!(r.status, 400);
+    let r = send(
+        srv,
+        "POST",
+        "/oauth/token",
+        None,
+        "application/json",
+        b"{\"grant_type\":",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_request");
+    // Unknown routes and methods answer JSON.
+    for path in ["/api/v1/nope", "/nope", "/cpo/nothing"] {
+        let r = send(srv, "GET", path, None, "", b"");
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.json()["code"], "not_found");
+    }
+    assert_eq!(
+        send(srv, "DELETE", "/api/v1/cas", Some(&tok), "", b"").status,
+        405
+    );
+    // Operations endpoints.
+    let r = send(srv, "GET", "/metrics", None, "", b"");
+    assert_eq!(r.status, 200);
+    let m = r.text();
+    assert!(m.contains("pnc_http_requests_total{method=\"POST\",route=\"/cpo/simpleenroll/{iso}\",status=\"200\"}"), "{m}");
+    assert!(
+        m.contains("pnc_certificates_issued_total{profile=\"secc-leaf\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("pnc_auth_failures_total{reason=\"token_expired\"}"),
+        "{m}"
+    );
+    let r = send(srv, "GET", "/api/openapi.yaml", None, "", b"");
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("openapi: 3.1"));
+    let r = send(srv, "GET", "/oauth/jwks.json", None, "", b"");
+    assert_eq!(r.json()["keys"][0]["alg"], "ES256");
+    // Request ids come back.
+    let r = http()
+        .get(&srv.url("/health/live"))
+        .header("x-request-id", "abc-123")
+        .call()
+        .unwrap();
+    assert_eq!(r.headers().get("x-request-id").unwrap(), "abc-123");
+    // Secrets and tokens never reach the log.
+    let log = srv.log();
+    assert!(
+        !log.contains(&c.cpo.1) && !log.contains(&tok) && !log.contains("eyJ"),
+        "secret or token in the log"
+    );
+}
+
+fn audit_trail(env: &Env, _srv: &Server) {
+    let counts = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = pnc_pki::store::Store::connect(&env.db_url).await.unwrap();
+            let q = "SELECT action, COUNT(*) AS n FROM audit_log GROUP BY action";
+            use sqlx::Row;
+            let mut out = std::collections::HashMap::new();
+            match &store.db {
+                pnc_pki::store::Db::Sqlite(p) => {
+                    for r in sqlx::query(q).fetch_all(p).await.unwrap() {
+                        out.insert(r.get::<String, _>("action"), r.get::<i64, _>("n"));
+                    }
+                }
+                pnc_pki::store::Db::Postgres(p) => {
+                    for r in sqlx::query(q).fetch_all(p).await.unwrap() {
+                        out.insert(r.get::<String, _>("action"), r.get::<i64, _>("n"));
+                    }
+                }
+            }
+            out
+        });
+    for action in [
+        "certificate.issue",
+        "certificate.revoke",
+        "client.create",
+        "client.disable",
+        "auth.failure",
+        "api.signing_key.create",
+    ] {
+        assert!(
+            counts.get(action).copied().unwrap_or(0) > 0,
+            "no {action} in the audit log: {counts:?}"
+        );
+    }
+    let out = env.ok(&["audit", "verify"]);
+    assert!(out.contains("audit log OK"), "{out}");
+}
+
+fn sh_openssl(args: &[&str]) {
+    let (ok, out) = openssl(args);
+    assert!(ok, "openssl {args:?}: {out}");
+}
+
+fn curl(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+/// TLS 1.3 only, optional mutual TLS (client certificate CN = client id → that client), and no
+/// plain HTTP off loopback. Transport only, so SQLite suffices.
+#[test]
+fn tls13_and_mutual_tls() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let cpo = env.client_add("CPO over mTLS", "cpo", &["DE*ABC"]);
+    let d = env.path();
+    let p = |n: &str| d.join(n).display().to_string();
+    // A test CA, a server certificate for 127.0.0.1 and a client certificate named after the client.
+    sh_openssl(&["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", &p("tca.key")]);
+    sh_openssl(&["req", "-x509", "-new", "-key", &p("tca.key"), "-subj", "/CN=test TLS CA", "-days", "2", "-out", &p("tca.pem")]);
+    for (name, subj) in [("srv", "/CN=127.0.0.1".to_string()), ("cli", format!("/CN={}", cpo.0)), ("bad", "/CN=nobody".to_string())] {
+        sh_openssl(&["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", &p(&format!("{name}.key"))]);
+        sh_openssl(&["req", "-new", "-key", &p(&format!("{name}.key")), "-subj", &subj, "-out", &p(&format!("{name}.csr"))]);
+        let ext = d.join(format!("{name}.ext"));
+        std::fs::write(&ext, if name == "srv" { "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" } else { "extendedKeyUsage=clientAuth\n" }).unwrap();
+        sh_openssl(&[
+            "x509", "-req", "-in", &p(&format!("{name}.csr")), "-CA", &p("tca.pem"), "-CAkey", &p("tca.key"),
+            "-CAcreateserial", "-days", "2", "-extfile", ext.to_str().unwrap(), "-out", &p(&format!("{name}.pem")),
+        ]);
+    }
+    let srv = env.spawn_serve(&[
+        ("PNC_TLS_CERT", &p("srv.pem")),
+        ("PNC_TLS_KEY", &p("srv.key")),
+        ("PNC_TLS_CLIENT_CA", &p("tca.pem")),
+    ]);
+    let base = srv.base.replace("http://", "https://");
+    let url = |path: &str| format!("{base}{path}");
+    let ca = p("tca.pem");
+    let mut ready = false;
+    for _ in 0..300 {
+        if curl(&["--cacert", &ca, &url("/health/ready")]).0 == 200 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ready, "TLS server not ready: {}", srv.log());
+    // TLS 1.2 is refused; 1.3 works.
+    let (code, _) = curl(&["--cacert", &ca, "--tlsv1.2", "--tls-max", "1.2", &url("/health/live")]);
+    assert_eq!(code, 0, "TLS 1.2 handshake must fail");
+    // No token, no certificate: 401. Client certificate of a registered client: authenticated as it.
+    let list = url("/api/v1/certificates?evse_id=DE*ABC*E1234567");
+    assert_eq!(curl(&["--cacert", &ca, &list]).0, 401);
+    let (code, body) = curl(&["--cacert", &ca, "--cert", &p("cli.pem"), "--key", &p("cli.key"), &list]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"items\""));
+    // A verified certificate that names no client falls back to needing a token.
+    assert_eq!(curl(&["--cacert", &ca, "--cert", &p("bad.pem"), "--key", &p("bad.key"), &list]).0, 401);
+    // Tokens work over TLS too.
+    let form = format!("grant_type=client_credentials&client_id={}&client_secret={}", cpo.0, cpo.1);
+    let (code, body) = curl(&["--cacert", &ca, "-d", &form, &url("/oauth/token")]);
+    assert_eq!(code, 200, "{body}");
+    drop(srv);
+
+    // Plain HTTP is for loopback only.
+    let out = env
+        .command()
+        .args(["serve", "--data-dir", &env.data_dir(), "--listen", &format!("0.0.0.0:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain HTTP"), "{}", String::from_utf8_lossy(&out.stderr));
+}

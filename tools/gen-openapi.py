@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Writes api/openapi.yaml. The EST/OPCP aliases repeat per CA domain, so they are generated;
+edit this script (not the YAML) and rerun: python3 tools/gen-openapi.py > api/openapi.yaml"""
+
+import json
+
+DOMAINS = {
+    "cpo": ("secc-leaf", "cpo", "SECC (EVSE) certificate; CSR CN must be an EVSE ID within the caller's operator tenants"),
+    "mo": ("contract", "mo", "Contract certificate; CSR CN must be an EMAID within the caller's provider tenants"),
+    "oem": ("oem-provisioning", "oem", "OEM provisioning certificate; CSR CN must be a PCID with one of the caller's WMIs"),
+    "cps": ("cps-leaf", "cps", "CPS leaf certificate"),
+}
+
+out = []
+w = out.append
+
+w("""openapi: 3.1.0
+info:
+  title: pnc-pki
+  version: 0.1.0
+  description: |
+    Plug & Charge (ISO 15118) PKI service. OPCP (Hubject dialect) routes answer errors as
+    `{"errorMessages": [...], "traceId": "...", "code": "..."}`; `/api/v1` routes answer RFC 9457
+    `application/problem+json` with a stable `code`. Every response carries `X-Request-Id`
+    (the same value as `traceId`). Paths tolerate doubled slashes and a trailing slash.
+servers:
+  - url: http://127.0.0.1:8080
+security:
+  - bearer: []
+  - apiKey: []
+paths:""")
+
+def op(method, summary, *, public=False, tags=None, params=(), body=None, responses):
+    w(f"    {method}:")
+    w(f"      summary: {json.dumps(summary)}")
+    if tags:
+        w(f"      tags: [{tags}]")
+    if public:
+        w("      security: []")
+    if params:
+        w("      parameters:")
+        for p in params:
+            name, where, schema, required = p
+            w(f"        - name: {name}")
+            w(f"          in: {where}")
+            w(f"          required: {'true' if required else 'false'}")
+            w(f"          schema: {schema}")
+    if body:
+        w("      requestBody:")
+        w("        required: true")
+        w("        content:")
+        for ctype, schema in body:
+            w(f"          {ctype}:")
+            w(f"            schema: {schema}")
+    w("      responses:")
+    for code, desc, content in responses:
+        w(f"        '{code}':")
+        w(f"          description: {json.dumps(desc)}")
+        if content:
+            w("          content:")
+            for ctype, schema in content:
+                w(f"            {ctype}:")
+                w(f"              schema: {schema}")
+
+def path(p):
+    w(f"  {p}:")
+
+OPCP_ERR = [("application/json", "{$ref: '#/components/schemas/OpcpError'}")]
+PROBLEM = [("application/problem+json", "{$ref: '#/components/schemas/Problem'}")]
+PKCS7 = [("application/pkcs7-mime", "{type: string, description: base64 DER PKCS#7 certs-only}")]
+AUTH_ERRS_OPCP = [("401", "missing or invalid token", OPCP_ERR), ("403", "wrong role or tenant", OPCP_ERR)]
+AUTH_ERRS = [("401", "missing or invalid token", PROBLEM), ("403", "wrong role or tenant", PROBLEM)]
+
+path("/health/live")
+op("get", "Liveness", public=True, tags="operations", responses=[("200", "alive", [("application/json", "{type: object}")])])
+path("/health/ready")
+op("get", "Readiness (HSM session and store)", public=True, tags="operations",
+   responses=[("200", "ready", [("application/json", "{type: object}")]), ("503", "not ready", [("application/json", "{type: object}")])])
+path("/metrics")
+op("get", "Prometheus metrics", public=True, tags="operations", responses=[("200", "text exposition", [("text/plain", "{type: string}")])])
+path("/api/openapi.yaml")
+op("get", "This document", public=True, tags="operations", responses=[("200", "OpenAPI 3.1", [("application/yaml", "{type: string}")])])
+
+path("/oauth/token")
+op("post", "OAuth2 client credentials token (JSON, form or HTTP Basic)", public=True, tags="auth",
+   body=[("application/json", "{$ref: '#/components/schemas/TokenRequest'}"),
+         ("application/x-www-form-urlencoded", "{$ref: '#/components/schemas/TokenRequest'}")],
+   responses=[("200", "access token (ES256 JWT)", [("application/json", "{$ref: '#/components/schemas/TokenResponse'}")]),
+              ("400", "invalid_request / unsupported_grant_type", [("application/json", "{$ref: '#/components/schemas/OAuthError'}")]),
+              ("401", "invalid_client", [("application/json", "{$ref: '#/components/schemas/OAuthError'}")])])
+path("/oauth/jwks.json")
+op("get", "Public key(s) of our access tokens", public=True, tags="auth", responses=[("200", "JWKS", [("application/json", "{type: object}")])])
+
+ISO = ("iso", "path", "{type: string, enum: [ISO15118-2, ISO15118-20]}", True)
+ALG = ("alg", "path", "{type: string}", True)
+for d, (profile, role, desc) in DOMAINS.items():
+    enroll = dict(tags="opcp",
+                  body=[("application/pkcs10", "{type: string, description: base64 DER PKCS#10 (line breaks tolerated)}")],
+                  responses=[("200", "leaf first, then the issuing sub-CAs", PKCS7),
+                             ("400", "malformed CSR or profile violation", OPCP_ERR)] + AUTH_ERRS_OPCP + [("413", "body too large", OPCP_ERR)])
+    for p, params in [(f"/{d}/simpleenroll/{{iso}}", [ISO]), (f"/.well-known/est/{d}/simpleenroll/{{iso}}", [ISO]),
+                      (f"/.well-known/{d}/simpleenroll", []), (f"/.well-known/est/{d}/simpleenroll", [])]:
+        path(p)
+        op("post", f"Enroll ({profile}; role {role}). {desc}. Without {{iso}}: ISO15118-2", params=params, **enroll)
+    for p, params in [(f"/{d}/cacerts/{{iso}}", [ISO]), (f"/{d}/cacerts/{{iso}}/{{alg}}", [ISO, ALG]),
+                      (f"/.well-known/est/{d}/cacerts/{{iso}}", [ISO]), (f"/.well-known/{d}/cacerts", []),
+                      (f"/.well-known/est/{d}/cacerts", [])]:
+        path(p)
+        op("get", f"CA chain for {profile}: sub-CA 2, sub-CA 1, root (root last)", public=True, tags="opcp", params=params,
+           responses=[("200", "PKCS#7 certs-only", PKCS7), ("400", "unknown ISO version", OPCP_ERR)])
+
+path("/v1/root/rootCerts")
+op("get", "OPCP root certificate pool", public=True, tags="opcp",
+   params=[("rootType", "query", "{type: string, enum: [V2G, MO, OEM]}", False)],
+   responses=[("200", "roots", [("application/json", "{$ref: '#/components/schemas/RootCertificateCollection'}")]),
+              ("400", "bad rootType", OPCP_ERR)])
+
+path("/crl/{file}")
+op("get", "CRL of a CA, DER (file = {ca_id}.crl)", public=True, tags="crl",
+   params=[("file", "path", "{type: string, examples: [cpo-sub-ca-2.crl]}", True)],
+   responses=[("200", "DER CRL", [("application/pkix-crl", "{type: string, format: binary}")]), ("404", "unknown CA", OPCP_ERR)])
+
+CERT_FILTERS = [("issuer_id", "query", "{type: string}", False), ("profile", "query", "{type: string}", False),
+                ("emaid", "query", "{type: string}", False), ("evse_id", "query", "{type: string}", False),
+                ("pcid", "query", "{type: string}", False),
+                ("status", "query", "{type: string, enum: [valid, revoked, expired]}", False),
+                ("serial_hex", "query", "{type: string}", False), ("expiring_before", "query", "{type: integer, description: unix seconds}", False),
+                ("tenant", "query", "{type: string}", False), ("after", "query", "{type: string, description: cursor from next}", False),
+                ("limit", "query", "{type: integer, minimum: 1, maximum: 1000}", False)]
+path("/api/v1/certificates")
+op("get", "Search certificates (own tenant unless admin); keyset pagination", tags="native", params=CERT_FILTERS,
+   responses=[("200", "page", [("application/json", "{$ref: '#/components/schemas/CertificateList'}")]), ("400", "bad query", PROBLEM)] + AUTH_ERRS)
+IDS = [("issuer_id", "path", "{type: string}", True), ("serial_hex", "path", "{type: string}", True)]
+path("/api/v1/certificates/{issuer_id}/{serial_hex}")
+op("get", "One certificate: JSON, PEM (Accept application/x-pem-file) or DER (application/pkix-cert)", tags="native", params=IDS,
+   responses=[("200", "certificate", [("application/json", "{$ref: '#/components/schemas/Certificate'}"),
+                                      ("application/x-pem-file", "{type: string}"),
+                                      ("application/pkix-cert", "{type: string, format: binary}")]),
+              ("404", "not found", PROBLEM)] + AUTH_ERRS)
+path("/api/v1/certificates/{issuer_id}/{serial_hex}/revoke")
+op("post", "Revoke (idempotent; tenant-checked)", tags="native", params=IDS,
+   body=[("application/json", "{$ref: '#/components/schemas/RevokeRequest'}")],
+   responses=[("200", "revoked or already revoked", [("application/json", "{type: object}")]),
+              ("400", "malformed JSON or unknown reason", PROBLEM), ("404", "not found", PROBLEM)] + AUTH_ERRS)
+path("/api/v1/cas")
+op("get", "List CAs", tags="native", responses=[("200", "CAs", [("application/json", "{type: object}")])] + AUTH_ERRS)
+path("/api/v1/cas/{id}/chain")
+op("get", "Chain of a CA (that CA first, root last); JSON or PEM", tags="native",
+   params=[("id", "path", "{type: string}", True)],
+   responses=[("200", "chain", [("application/json", "{type: object}"), ("application/x-pem-file", "{type: string}")]),
+              ("404", "unknown CA", PROBLEM)] + AUTH_ERRS)
+path("/api/v1/clients")
+op("get", "List API clients (admin)", tags="admin", responses=[("200", "clients", [("application/json", "{type: object}")])] + AUTH_ERRS)
+op("post", "Register an API client (admin); the secret is returned once", tags="admin",
+   body=[("application/json", "{$ref: '#/components/schemas/NewClient'}")],
+   responses=[("201", "created", [("application/json", "{type: object}")]), ("400", "invalid input", PROBLEM)] + AUTH_ERRS)
+path("/api/v1/clients/{client_id}")
+op("delete", "Disable an API client (admin)", tags="admin", params=[("client_id", "path", "{type: string}", True)],
+   responses=[("204", "disabled", None), ("404", "unknown client", PROBLEM)] + AUTH_ERRS)
+
+w("""components:
+  securitySchemes:
+    bearer:
+      type: http
+      scheme: bearer
+      bearerFormat: JWT (ES256)
+    apiKey:
+      type: apiKey
+      in: header
+      name: X-API-Key
+  schemas:
+    Problem:
+      type: object
+      required: [type, title, status, code, detail, traceId]
+      properties:
+        type: {type: string}
+        title: {type: string}
+        status: {type: integer}
+        code: {type: string}
+        detail: {type: string}
+        traceId: {type: string}
+    OpcpError:
+      type: object
+      required: [errorMessages, traceId]
+      properties:
+        errorMessages: {type: array, items: {type: string}}
+        traceId: {type: string}
+        code: {type: string}
+    OAuthError:
+      type: object
+      properties:
+        error: {type: string}
+        error_description: {type: string}
+        traceId: {type: string}
+    TokenRequest:
+      type: object
+      required: [grant_type]
+      properties:
+        grant_type: {type: string, const: client_credentials}
+        client_id: {type: string}
+        client_secret: {type: string}
+        audience: {type: string, description: accepted and ignored}
+        scope: {type: string}
+    TokenResponse:
+      type: object
+      required: [access_token, token_type, expires_in, scope]
+      properties:
+        access_token: {type: string}
+        token_type: {type: string, const: Bearer}
+        expires_in: {type: integer}
+        scope: {type: string}
+    Certificate:
+      type: object
+      properties:
+        issuer_id: {type: string}
+        serial_hex: {type: string}
+        profile: {type: string}
+        subject: {type: string}
+        emaid: {type: [string, 'null']}
+        evse_id: {type: [string, 'null']}
+        pcid: {type: [string, 'null']}
+        not_before: {type: integer}
+        not_after: {type: integer}
+        status: {type: string, enum: [valid, revoked]}
+        revoked_at: {type: [integer, 'null']}
+        revocation_reason: {type: [string, 'null']}
+        tenant: {type: [string, 'null']}
+        created_at: {type: integer}
+        pem: {type: string}
+        crl_url: {type: string}
+    CertificateList:
+      type: object
+      required: [items, next]
+      properties:
+        items: {type: array, items: {$ref: '#/components/schemas/Certificate'}}
+        next: {type: [string, 'null']}
+    RevokeRequest:
+      type: object
+      properties:
+        reason:
+          type: string
+          enum: [unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise]
+    NewClient:
+      type: object
+      required: [name, role]
+      properties:
+        name: {type: string}
+        role: {type: string, enum: [cpo, mo, oem, cps, admin]}
+        tenants: {type: array, items: {type: string}}
+    RootCertificateCollection:
+      type: object
+      properties:
+        RootCertificateCollection:
+          type: object
+          properties:
+            rootCertificates:
+              type: array
+              items:
+                type: object
+                properties:
+                  rootCertificateId: {type: string}
+                  distinguishedName: {type: string}
+                  caCertificate: {type: string, description: base64 DER}
+                  commonName: {type: string}
+                  rootAuthorityKeyIdentifier: {type: string, description: base64}
+                  rootIssuerSerialNumber: {type: string, description: hex}
+                  validFrom: {type: string, format: date-time}
+                  validTo: {type: string, format: date-time}
+                  organizationName: {type: string}
+                  rootType: {type: string, enum: [V2G, MO, OEM]}
+                  fingerprint: {type: string, description: SHA-256 hex}""")
+print("\n".join(out))
