@@ -406,3 +406,41 @@ fn response_signing_end_to_end() {
         Err(SignatureError::Signer(_))
     ));
 }
+
+#[test]
+fn message_sign_and_verify_helpers() {
+    // -2: re-sign the generated response with the CPS key (RFC 6979) -> the vector's bytes
+    let v = json("iso15118-2/gen_iso2_CertificateUpdateReq.json");
+    let bytes = hex::decode(v["exi_hex"].as_str().expect("hex")).expect("hex");
+    let mut m = decode2(&bytes);
+    m.sign(&signer("contract")).expect("sign");
+    assert_eq!(m.encode().expect("enc"), bytes);
+    assert!(
+        m.verify(&VerifyingKey::from_certificate(&cert("contract")).expect("k"))
+            .expect("p")
+            .is_valid()
+    );
+    // -20: sign a request with a P-256 test key, verify
+    let v = json("iso15118-20/gen_iso20_CertificateInstallationReq.json");
+    let Message::Iso20(mut m) = Message::decode(
+        &hex::decode(v["exi_hex"].as_str().expect("hex")).expect("hex"),
+        None,
+    )
+    .expect("d") else {
+        panic!("iso20")
+    };
+    m.sign(Suite::EcdsaP256Sha256, &signer("oemprov"))
+        .expect("sign");
+    let back = iso20::Message::decode(&m.encode().expect("enc")).expect("dec");
+    assert!(
+        back.verify(&VerifyingKey::from_certificate(&cert("oemprov")).expect("k"))
+            .expect("p")
+            .is_valid()
+    );
+    assert!(matches!(
+        back.verify(&VerifyingKey::from_certificate(&cert("cpsleaf")).expect("k"))
+            .expect("p")
+            .signature,
+        Err(SignatureError::BadSignature)
+    ));
+}

@@ -96,7 +96,13 @@ impl Ca {
         let hsm = self.hsm.clone();
         let label = key_label("ca", &spec.id);
         let alg = profile.key;
-        let (key, public) = tokio::task::spawn_blocking(move || hsm.generate_ca_key(alg, &label))
+        // A key left by an earlier run that died before its commit (or made by `csr`) is reused
+        // rather than orphaned on the token.
+        let (key, public) =
+            tokio::task::spawn_blocking(move || match hsm.find_key_by_label(&label)? {
+                Some(found) if found.0.alg == alg => Ok(found),
+                _ => hsm.generate_ca_key(alg, &label),
+            })
             .await
             .map_err(|e| CaError::Internal(e.to_string()))??;
         let spki = x509::spki_owned(public.alg, &public.point);

@@ -484,6 +484,42 @@ impl V2gMessage {
     }
 }
 
+impl V2gMessage {
+    /// Signs the message's signed elements (in message order) with an
+    /// ECDSA P-256 key and puts the Signature into the header (replacing any).
+    /// Requests: the OEM provisioning / contract key; responses: the CPS leaf key.
+    pub fn sign(
+        &mut self,
+        signer: &dyn super::xmldsig::RawSigner,
+    ) -> Result<(), super::xmldsig::SignatureError> {
+        self.header.signature = None;
+        let frags = self.signed_fragments()?;
+        let refs: Vec<(&str, &[u8])> = frags
+            .iter()
+            .map(|(i, f)| (i.as_str(), f.as_slice()))
+            .collect();
+        self.header.signature = Some(super::xmldsig::sign(
+            super::xmldsig::Suite::EcdsaP256Sha256,
+            &refs,
+            signer,
+        )?);
+        Ok(())
+    }
+
+    /// Verifies the header signature with `key` (see [`super::xmldsig::verify`]).
+    pub fn verify(
+        &self,
+        key: &super::xmldsig::VerifyingKey,
+    ) -> Result<super::xmldsig::VerifyReport, super::xmldsig::SignatureError> {
+        let sig = self
+            .header
+            .signature
+            .as_ref()
+            .ok_or(super::xmldsig::SignatureError::Missing)?;
+        super::xmldsig::verify(sig, &self.signed_fragments()?, key)
+    }
+}
+
 fn unsupported_body(code: u64) -> CodecError {
     const NAMES: [&str; 35] = [
         "AuthorizationReq",

@@ -216,6 +216,43 @@ impl Message {
     }
 }
 
+impl Message {
+    /// Signs the signed element (request: OEMProvisioningCertificateChain;
+    /// response: SignedInstallationData) and puts the Signature into the header.
+    pub fn sign(
+        &mut self,
+        suite: super::xmldsig::Suite,
+        signer: &dyn super::xmldsig::RawSigner,
+    ) -> Result<(), super::xmldsig::SignatureError> {
+        self.header_mut().signature = None;
+        let frags = self.signed_fragments()?;
+        let refs: Vec<(&str, &[u8])> = frags
+            .iter()
+            .map(|(i, f)| (i.as_str(), f.as_slice()))
+            .collect();
+        let sig = super::xmldsig::sign(suite, &refs, signer)?;
+        self.header_mut().signature = Some(super::xmldsig::to_iso20(&sig));
+        Ok(())
+    }
+
+    /// Verifies the header signature with `key`.
+    pub fn verify(
+        &self,
+        key: &super::xmldsig::VerifyingKey,
+    ) -> Result<super::xmldsig::VerifyReport, super::xmldsig::SignatureError> {
+        let sig = self
+            .header()
+            .signature
+            .as_ref()
+            .ok_or(super::xmldsig::SignatureError::Missing)?;
+        super::xmldsig::verify(
+            &super::xmldsig::from_iso20(sig),
+            &self.signed_fragments()?,
+            key,
+        )
+    }
+}
+
 fn fragment(code: u64, body: impl Fn(&mut Encoder<'_>) -> ExiResult<()>) -> Result<Vec<u8>> {
     encode_vec(|e| {
         e.write_header(Header::ISO15118)?;
