@@ -398,6 +398,23 @@ fn enrollment_chain_and_crl(env: &Env, srv: &Server, c: &Clients, export: &Path)
     assert_eq!(der, read_pem_der(&export.join("v2g-root.pem")));
     assert_eq!(v2g["fingerprint"].as_str().unwrap().len(), 64);
     assert!(v2g["validTo"].as_str().unwrap().ends_with('Z'));
+    let one = send(
+        srv,
+        "GET",
+        &format!(
+            "/v1/root/rootCerts/{}",
+            v2g["rootCertificateId"].as_str().unwrap()
+        ),
+        None,
+        "",
+        b"",
+    );
+    assert_eq!(one.status, 200);
+    assert_eq!(&one.json()["RootResponse"], v2g);
+    assert_eq!(
+        send(srv, "GET", "/v1/root/rootCerts/nope", None, "", b"").status,
+        404
+    );
     let r = send(srv, "GET", "/v1/root/rootCerts?rootType=MO", None, "", b"");
     let mo_roots = r.json()["RootCertificateCollection"]["rootCertificates"]
         .as_array()
