@@ -1150,6 +1150,7 @@ fn audit_trail(env: &Env, _srv: &Server) {
         "client.create",
         "client.disable",
         "auth.failure",
+        "auth.denied",
         "api.signing_key.create",
     ] {
         assert!(

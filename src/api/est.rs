@@ -201,7 +201,7 @@ fn check_tenant(
     if p.tenants.iter().any(|t| inside(id, t)) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
+        Err(p.forbid(
             "forbidden_tenant",
             format!(
                 "{what} {id} is outside the tenants of client {}",

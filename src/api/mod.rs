@@ -237,6 +237,18 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     };
     let mut resp = error::REQUEST_CTX.scope(ctx, next.run(req)).await;
     let elapsed = started.elapsed();
+    // Refused requests (wrong role or tenant) are audited like authentication failures.
+    if let Some(d) = resp.extensions().get::<error::Denied>() {
+        let ev = crate::store::AuditEvent::new(
+            &d.actor,
+            "auth.denied",
+            &path,
+            serde_json::json!({ "reason": d.code, "method": method.as_str() }),
+        );
+        if let Err(e) = st.ca.store.audit(&ev).await {
+            tracing::error!(error = %e, "could not audit a refused request");
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
