@@ -164,16 +164,17 @@ pub fn route_table() -> Vec<(String, String)> {
 /// The application router. Merge other front ends here (e.g. the OCSP responder's `Router`).
 pub fn router(state: AppState) -> Router {
     let max_body = state.cfg.max_body;
-    build()
-        .router
-        .fallback(not_found)
+    let app: Router = build().router.with_state(state.clone());
+    // Other front ends (own state already applied) merge here, before the shared layers, e.g.
+    // `let app = app.merge(crate::ocsp::router(...));` — and add their paths to
+    // api/openapi.yaml (tools/gen-openapi.py) and to `route_table()`.
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .with_state(state)
 }
 
 /// Collapse `//` and drop a trailing `/` before routing: MaEVe joins its base URL and paths with
