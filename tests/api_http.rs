@@ -398,6 +398,23 @@ fn enrollment_chain_and_crl(env: &Env, srv: &Server, c: &Clients, export: &Path)
     assert_eq!(der, read_pem_der(&export.join("v2g-root.pem")));
     assert_eq!(v2g["fingerprint"].as_str().unwrap().len(), 64);
     assert!(v2g["validTo"].as_str().unwrap().ends_with('Z'));
+    let one = send(
+        srv,
+        "GET",
+        &format!(
+            "/v1/root/rootCerts/{}",
+            v2g["rootCertificateId"].as_str().unwrap()
+        ),
+        None,
+        "",
+        b"",
+    );
+    assert_eq!(one.status, 200);
+    assert_eq!(&one.json()["RootResponse"], v2g);
+    assert_eq!(
+        send(srv, "GET", "/v1/root/rootCerts/nope", None, "", b"").status,
+        404
+    );
     let r = send(srv, "GET", "/v1/root/rootCerts?rootType=MO", None, "", b"");
     let mo_roots = r.json()["RootCertificateCollection"]["rootCertificates"]
         .as_array()
@@ -1133,6 +1150,7 @@ fn audit_trail(env: &Env, _srv: &Server) {
         "client.create",
         "client.disable",
         "auth.failure",
+        "auth.denied",
         "api.signing_key.create",
     ] {
         assert!(
@@ -1151,12 +1169,24 @@ fn sh_openssl(args: &[&str]) {
 
 fn curl(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "10"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/stdout",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "10",
+        ])
         .args(args)
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code = text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let code = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
     (code, text)
 }
 
@@ -1170,16 +1200,78 @@ fn tls13_and_mutual_tls() {
     let d = env.path();
     let p = |n: &str| d.join(n).display().to_string();
     // A test CA, a server certificate for 127.0.0.1 and a client certificate named after the client.
-    sh_openssl(&["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", &p("tca.key")]);
-    sh_openssl(&["req", "-x509", "-new", "-key", &p("tca.key"), "-subj", "/CN=test TLS CA", "-days", "2", "-out", &p("tca.pem")]);
-    for (name, subj) in [("srv", "/CN=127.0.0.1".to_string()), ("cli", format!("/CN={}", cpo.0)), ("bad", "/CN=nobody".to_string())] {
-        sh_openssl(&["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", &p(&format!("{name}.key"))]);
-        sh_openssl(&["req", "-new", "-key", &p(&format!("{name}.key")), "-subj", &subj, "-out", &p(&format!("{name}.csr"))]);
-        let ext = d.join(format!("{name}.ext"));
-        std::fs::write(&ext, if name == "srv" { "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" } else { "extendedKeyUsage=clientAuth\n" }).unwrap();
+    sh_openssl(&[
+        "ecparam",
+        "-genkey",
+        "-name",
+        "prime256v1",
+        "-noout",
+        "-out",
+        &p("tca.key"),
+    ]);
+    sh_openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &p("tca.key"),
+        "-subj",
+        "/CN=test TLS CA",
+        "-days",
+        "2",
+        "-out",
+        &p("tca.pem"),
+    ]);
+    for (name, subj) in [
+        ("srv", "/CN=127.0.0.1".to_string()),
+        ("cli", format!("/CN={}", cpo.0)),
+        ("bad", "/CN=nobody".to_string()),
+    ] {
         sh_openssl(&[
-            "x509", "-req", "-in", &p(&format!("{name}.csr")), "-CA", &p("tca.pem"), "-CAkey", &p("tca.key"),
-            "-CAcreateserial", "-days", "2", "-extfile", ext.to_str().unwrap(), "-out", &p(&format!("{name}.pem")),
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            &p(&format!("{name}.key")),
+        ]);
+        sh_openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &p(&format!("{name}.key")),
+            "-subj",
+            &subj,
+            "-out",
+            &p(&format!("{name}.csr")),
+        ]);
+        let ext = d.join(format!("{name}.ext"));
+        std::fs::write(
+            &ext,
+            if name == "srv" {
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+            } else {
+                "extendedKeyUsage=clientAuth\n"
+            },
+        )
+        .unwrap();
+        sh_openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&format!("{name}.csr")),
+            "-CA",
+            &p("tca.pem"),
+            "-CAkey",
+            &p("tca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            &p(&format!("{name}.pem")),
         ]);
     }
     let srv = env.spawn_serve(&[
@@ -1200,18 +1292,48 @@ fn tls13_and_mutual_tls() {
     }
     assert!(ready, "TLS server not ready: {}", srv.log());
     // TLS 1.2 is refused; 1.3 works.
-    let (code, _) = curl(&["--cacert", &ca, "--tlsv1.2", "--tls-max", "1.2", &url("/health/live")]);
+    let (code, _) = curl(&[
+        "--cacert",
+        &ca,
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        &url("/health/live"),
+    ]);
     assert_eq!(code, 0, "TLS 1.2 handshake must fail");
     // No token, no certificate: 401. Client certificate of a registered client: authenticated as it.
     let list = url("/api/v1/certificates?evse_id=DE*ABC*E1234567");
     assert_eq!(curl(&["--cacert", &ca, &list]).0, 401);
-    let (code, body) = curl(&["--cacert", &ca, "--cert", &p("cli.pem"), "--key", &p("cli.key"), &list]);
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &p("cli.pem"),
+        "--key",
+        &p("cli.key"),
+        &list,
+    ]);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"items\""));
     // A verified certificate that names no client falls back to needing a token.
-    assert_eq!(curl(&["--cacert", &ca, "--cert", &p("bad.pem"), "--key", &p("bad.key"), &list]).0, 401);
+    assert_eq!(
+        curl(&[
+            "--cacert",
+            &ca,
+            "--cert",
+            &p("bad.pem"),
+            "--key",
+            &p("bad.key"),
+            &list
+        ])
+        .0,
+        401
+    );
     // Tokens work over TLS too.
-    let form = format!("grant_type=client_credentials&client_id={}&client_secret={}", cpo.0, cpo.1);
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        cpo.0, cpo.1
+    );
     let (code, body) = curl(&["--cacert", &ca, "-d", &form, &url("/oauth/token")]);
     assert_eq!(code, 200, "{body}");
     drop(srv);
@@ -1219,9 +1341,19 @@ fn tls13_and_mutual_tls() {
     // Plain HTTP is for loopback only.
     let out = env
         .command()
-        .args(["serve", "--data-dir", &env.data_dir(), "--listen", &format!("0.0.0.0:{}", free_port())])
+        .args([
+            "serve",
+            "--data-dir",
+            &env.data_dir(),
+            "--listen",
+            &format!("0.0.0.0:{}", free_port()),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain HTTP"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing plain HTTP"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

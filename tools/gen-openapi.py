@@ -115,6 +115,12 @@ op("get", "OPCP root certificate pool", public=True, tags="opcp",
    responses=[("200", "roots", [("application/json", "{$ref: '#/components/schemas/RootCertificateCollection'}")]),
               ("400", "bad rootType", OPCP_ERR)])
 
+path("/v1/root/rootCerts/{id}")
+op("get", "One root of the OPCP pool", public=True, tags="opcp",
+   params=[("id", "path", "{type: string, description: rootCertificateId}", True)],
+   responses=[("200", "root", [("application/json", "{type: object, properties: {RootResponse: {type: object}}}")]),
+              ("404", "unknown id", OPCP_ERR)])
+
 path("/crl/{file}")
 op("get", "CRL of a CA, DER (file = {ca_id}.crl)", public=True, tags="crl",
    params=[("file", "path", "{type: string, examples: [cpo-sub-ca-2.crl]}", True)],

@@ -105,11 +105,17 @@ impl Principal {
         if self.role == Role::Admin || allowed.contains(&self.role) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(
+            Err(self.forbid(
                 "forbidden_role",
                 format!("role {} may not use this operation", self.role.as_str()),
             ))
         }
+    }
+    /// A 403 that names this caller, so the request log and the audit entry can say who.
+    pub fn forbid(&self, code: &str, detail: impl Into<String>) -> ApiError {
+        let mut e = ApiError::forbidden(code, detail);
+        e.actor = Some(format!("api:{}", self.client_id));
+        e
     }
     /// Whether a certificate's tenant (as stored) is within this caller's scope.
     pub fn owns_tenant(&self, tenant: Option<&str>) -> bool {

@@ -63,6 +63,15 @@ pub struct ApiError {
     pub detail: String,
     /// Extra headers (e.g. WWW-Authenticate).
     pub www_authenticate: bool,
+    /// For refusals: who was refused (audited by the request middleware).
+    pub actor: Option<String>,
+}
+
+/// Attached to 403 responses so the request middleware can audit the refusal.
+#[derive(Clone, Debug)]
+pub struct Denied {
+    pub actor: String,
+    pub code: String,
 }
 
 impl ApiError {
@@ -72,6 +81,7 @@ impl ApiError {
             code: code.to_string(),
             detail: detail.into(),
             www_authenticate: false,
+            actor: None,
         }
     }
     pub fn bad_request(code: &str, detail: impl Into<String>) -> ApiError {
@@ -163,6 +173,12 @@ impl IntoResponse for ApiError {
             body.to_string(),
         )
             .into_response();
+        if let Some(actor) = self.actor {
+            resp.extensions_mut().insert(Denied {
+                actor,
+                code: self.code.clone(),
+            });
+        }
         if self.www_authenticate {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

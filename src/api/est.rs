@@ -144,7 +144,11 @@ pub fn routes(mut r: Routes) -> Routes {
                 cacerts_default,
             );
     }
-    r.add("/v1/root/rootCerts", &["GET"], get(root_certs))
+    r.add("/v1/root/rootCerts", &["GET"], get(root_certs)).add(
+        "/v1/root/rootCerts/{id}",
+        &["GET"],
+        get(root_cert),
+    )
 }
 
 fn pkcs7_response(b64: String) -> Response {
@@ -197,7 +201,7 @@ fn check_tenant(
     if p.tenants.iter().any(|t| inside(id, t)) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
+        Err(p.forbid(
             "forbidden_tenant",
             format!(
                 "{what} {id} is outside the tenants of client {}",
@@ -318,6 +322,43 @@ fn cert_uuid(der: &[u8]) -> String {
     )
 }
 
+/// OPCP `RootCert` object for a root CA record, with its `rootType`.
+fn root_json(
+    rec: &crate::store::CaRecord,
+) -> Result<Option<(&'static str, serde_json::Value)>, ApiError> {
+    if rec.parent_id.is_some() {
+        return Ok(None);
+    }
+    let Some(rt) = root_type_of(&rec.profile) else {
+        return Ok(None);
+    };
+    let cert = crate::x509::ParsedCert::from_der(&rec.cert_der).map_err(ApiError::internal)?;
+    let subject: &x509_cert::name::RdnSequence = cert.tbs().subject().as_ref();
+    let cn = crate::x509::name::values(subject, const_oid::db::rfc4519::CN)
+        .into_iter()
+        .next();
+    let org = crate::x509::name::values(subject, const_oid::db::rfc4519::O)
+        .into_iter()
+        .next();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(Some((
+        rt,
+        serde_json::json!({
+            "rootCertificateId": cert_uuid(&rec.cert_der),
+            "distinguishedName": dn_rfc4514(subject),
+            "caCertificate": b64.encode(&rec.cert_der),
+            "commonName": cn,
+            "rootAuthorityKeyIdentifier": cert.ski().map(|s| b64.encode(s)),
+            "rootIssuerSerialNumber": cert.serial_hex(),
+            "validFrom": rfc3339(cert.not_before()),
+            "validTo": rfc3339(cert.not_after()),
+            "organizationName": org,
+            "rootType": rt,
+            "fingerprint": hex::encode(sha2::Sha256::digest(&rec.cert_der)),
+        }),
+    )))
+}
+
 /// `GET /v1/root/rootCerts[?rootType=V2G|MO|OEM]`: every root CA this deployment holds.
 async fn root_certs(
     State(st): State<AppState>,
@@ -335,39 +376,31 @@ async fn root_certs(
     }
     let mut out = Vec::new();
     for rec in st.ca.store.list_cas().await? {
-        if rec.parent_id.is_some() {
-            continue;
+        if let Some((rt, v)) = root_json(&rec)?
+            && want.as_deref().is_none_or(|w| w == rt)
+        {
+            out.push(v);
         }
-        let Some(rt) = root_type_of(&rec.profile) else {
-            continue;
-        };
-        if want.as_deref().is_some_and(|w| w != rt) {
-            continue;
-        }
-        let cert = crate::x509::ParsedCert::from_der(&rec.cert_der).map_err(ApiError::internal)?;
-        let subject: &x509_cert::name::RdnSequence = cert.tbs().subject().as_ref();
-        let cn = crate::x509::name::values(subject, const_oid::db::rfc4519::CN)
-            .into_iter()
-            .next();
-        let org = crate::x509::name::values(subject, const_oid::db::rfc4519::O)
-            .into_iter()
-            .next();
-        let b64 = base64::engine::general_purpose::STANDARD;
-        out.push(serde_json::json!({
-            "rootCertificateId": cert_uuid(&rec.cert_der),
-            "distinguishedName": dn_rfc4514(subject),
-            "caCertificate": b64.encode(&rec.cert_der),
-            "commonName": cn,
-            "rootAuthorityKeyIdentifier": cert.ski().map(|s| b64.encode(s)),
-            "rootIssuerSerialNumber": cert.serial_hex(),
-            "validFrom": rfc3339(cert.not_before()),
-            "validTo": rfc3339(cert.not_after()),
-            "organizationName": org,
-            "rootType": rt,
-            "fingerprint": hex::encode(sha2::Sha256::digest(&rec.cert_der)),
-        }));
     }
     Ok(Json(serde_json::json!({
         "RootCertificateCollection": { "rootCertificates": out }
     })))
+}
+
+/// `GET /v1/root/rootCerts/{rootCertificateId}` → `{"RootResponse": RootCert}`.
+async fn root_cert(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    for rec in st.ca.store.list_cas().await? {
+        if let Some((_, v)) = root_json(&rec)?
+            && v["rootCertificateId"].as_str() == Some(id.as_str())
+        {
+            return Ok(Json(serde_json::json!({ "RootResponse": v })));
+        }
+    }
+    Err(ApiError::not_found(format!(
+        "no root certificate {}",
+        id.chars().take(64).collect::<String>()
+    )))
 }

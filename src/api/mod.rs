@@ -164,16 +164,17 @@ pub fn route_table() -> Vec<(String, String)> {
 /// The application router. Merge other front ends here (e.g. the OCSP responder's `Router`).
 pub fn router(state: AppState) -> Router {
     let max_body = state.cfg.max_body;
-    build()
-        .router
-        .fallback(not_found)
+    let app: Router = build().router.with_state(state.clone());
+    // Other front ends (own state already applied) merge here, before the shared layers, e.g.
+    // `let app = app.merge(crate::ocsp::router(...));` — and add their paths to
+    // api/openapi.yaml (tools/gen-openapi.py) and to `route_table()`.
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .with_state(state)
 }
 
 /// Collapse `//` and drop a trailing `/` before routing: MaEVe joins its base URL and paths with
@@ -237,6 +238,18 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     };
     let mut resp = error::REQUEST_CTX.scope(ctx, next.run(req)).await;
     let elapsed = started.elapsed();
+    // Refused requests (wrong role or tenant) are audited like authentication failures.
+    if let Some(d) = resp.extensions().get::<error::Denied>() {
+        let ev = crate::store::AuditEvent::new(
+            &d.actor,
+            "auth.denied",
+            &path,
+            serde_json::json!({ "reason": d.code, "method": method.as_str() }),
+        );
+        if let Err(e) = st.ca.store.audit(&ev).await {
+            tracing::error!(error = %e, "could not audit a refused request");
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -329,21 +342,29 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
         Some(t) => {
             let l = tls::TlsListener::new(listener, &t).map_err(|e| anyhow::anyhow!(e))?;
             tracing::info!(addr = %local, mtls = t.client_ca.is_some(), "pnc-pki listening (TLS 1.3)");
-            let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<tls::PeerInfo>(svc);
+            let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
+                tls::PeerInfo,
+            >(svc);
             axum::serve(l, mk).with_graceful_shutdown(shutdown).await?;
         }
         None => {
             // Tokens and client secrets travel in these requests: plain HTTP only on loopback,
             // unless a TLS-terminating proxy in front is declared with PNC_ALLOW_PLAIN_HTTP=1.
-            if !local.ip().is_loopback() && std::env::var("PNC_ALLOW_PLAIN_HTTP").as_deref() != Ok("1") {
+            if !local.ip().is_loopback()
+                && std::env::var("PNC_ALLOW_PLAIN_HTTP").as_deref() != Ok("1")
+            {
                 anyhow::bail!(
                     "refusing plain HTTP on {local}: set PNC_TLS_CERT and PNC_TLS_KEY, listen on loopback, \
                      or set PNC_ALLOW_PLAIN_HTTP=1 behind a TLS-terminating proxy"
                 );
             }
             tracing::info!(addr = %local, "pnc-pki listening (plain HTTP)");
-            let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<tls::PeerInfo>(svc);
-            axum::serve(listener, mk).with_graceful_shutdown(shutdown).await?;
+            let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
+                tls::PeerInfo,
+            >(svc);
+            axum::serve(listener, mk)
+                .with_graceful_shutdown(shutdown)
+                .await?;
         }
     }
     Ok(())
@@ -357,20 +378,30 @@ mod tests {
     use super::*;
     use tower::ServiceExt;
 
+    async fn boom() -> &'static str {
+        panic!("secret detail")
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_answers_500_problem_json() {
-        let app: Router = Router::new()
-            .route("/boom", get(|| async { panic!("secret detail") }))
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+        let app: Router = Router::new().route("/boom", get(boom)).layer(
+            tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
+        );
         let resp = app
             .oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap())
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
         let text = String::from_utf8_lossy(&body);
-        assert!(text.contains("\"code\":\"internal\"") && !text.contains("secret detail"), "{text}");
+        assert!(
+            text.contains("\"code\":\"internal\"") && !text.contains("secret detail"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -380,8 +411,14 @@ mod tests {
                 .uri()
                 .to_string()
         };
-        assert_eq!(n("//cpo/simpleenroll/ISO15118-2"), "/cpo/simpleenroll/ISO15118-2");
-        assert_eq!(n("/cpo/cacerts/ISO15118-2/secp256r1/?x=1"), "/cpo/cacerts/ISO15118-2/secp256r1?x=1");
+        assert_eq!(
+            n("//cpo/simpleenroll/ISO15118-2"),
+            "/cpo/simpleenroll/ISO15118-2"
+        );
+        assert_eq!(
+            n("/cpo/cacerts/ISO15118-2/secp256r1/?x=1"),
+            "/cpo/cacerts/ISO15118-2/secp256r1?x=1"
+        );
         assert_eq!(n("/ocsp/MEow//AB=="), "/ocsp/MEow//AB==");
         assert_eq!(n("/"), "/");
     }

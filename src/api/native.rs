@@ -93,19 +93,13 @@ async fn list_certs(
                 let n = auth::normalize_tenant(p.role, t)
                     .map_err(|e| ApiError::bad_request("invalid_tenant", e))?;
                 if !mine.contains(&n) {
-                    return Err(ApiError::forbidden(
-                        "forbidden_tenant",
-                        format!("tenant {n} is not yours"),
-                    ));
+                    return Err(p.forbid("forbidden_tenant", format!("tenant {n} is not yours")));
                 }
                 Some(n)
             }
             (None, [one]) => Some(one.clone()),
             (None, []) => {
-                return Err(ApiError::forbidden(
-                    "forbidden_tenant",
-                    "this client has no tenant to list",
-                ));
+                return Err(p.forbid("forbidden_tenant", "this client has no tenant to list"));
             }
             (None, mine) => {
                 // Several tenants: the identifier searched for names one.
@@ -122,10 +116,9 @@ async fn list_certs(
                 match derived {
                     Some(t) if mine.contains(&t) => Some(t),
                     Some(t) => {
-                        return Err(ApiError::forbidden(
-                            "forbidden_tenant",
-                            format!("tenant {t} is not yours"),
-                        ));
+                        return Err(
+                            p.forbid("forbidden_tenant", format!("tenant {t} is not yours"))
+                        );
                     }
                     None => {
                         return Err(ApiError::bad_request(
@@ -188,7 +181,7 @@ async fn load_owned(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no certificate {issuer_id}/{serial}")))?;
     if !p.owns_tenant(c.tenant.as_deref()) {
-        return Err(ApiError::forbidden(
+        return Err(p.forbid(
             "forbidden_tenant",
             format!(
                 "certificate {issuer_id}/{serial} is outside the tenants of client {}",

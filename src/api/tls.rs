@@ -71,15 +71,19 @@ impl TlsConfig {
 
     fn acceptor(&self) -> Result<SslAcceptor, String> {
         let e = |what: &str, err: openssl::error::ErrorStack| format!("TLS {what}: {err}");
-        let mut b = SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()).map_err(|x| e("setup", x))?;
-        b.set_min_proto_version(Some(SslVersion::TLS1_3)).map_err(|x| e("version", x))?;
+        let mut b =
+            SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()).map_err(|x| e("setup", x))?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .map_err(|x| e("version", x))?;
         b.set_certificate_chain_file(&self.cert)
             .map_err(|x| e(&format!("certificate {}", self.cert), x))?;
         b.set_private_key_file(&self.key, SslFiletype::PEM)
             .map_err(|x| e(&format!("key {}", self.key), x))?;
-        b.check_private_key().map_err(|x| e("key does not match the certificate", x))?;
+        b.check_private_key()
+            .map_err(|x| e("key does not match the certificate", x))?;
         if let Some(ca) = &self.client_ca {
-            b.set_ca_file(ca).map_err(|x| e(&format!("client CA {ca}"), x))?;
+            b.set_ca_file(ca)
+                .map_err(|x| e(&format!("client CA {ca}"), x))?;
             // Ask for a certificate, verify it if sent, do not require one (token clients).
             b.set_verify(SslVerifyMode::PEER);
         }
@@ -110,26 +114,49 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else { return };
-                    let Ok(mut stream) = SslStream::new(ssl, sock) else { return };
-                    let hs = tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut stream).accept()).await;
+                    let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                        return;
+                    };
+                    let Ok(mut stream) = SslStream::new(ssl, sock) else {
+                        return;
+                    };
+                    let hs = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        Pin::new(&mut stream).accept(),
+                    )
+                    .await;
                     match hs {
                         Ok(Ok(())) => {
                             let cn = stream
                                 .ssl()
                                 .peer_certificate()
-                                .filter(|_| stream.ssl().verify_result() == openssl::x509::X509VerifyResult::OK)
+                                .filter(|_| {
+                                    stream.ssl().verify_result()
+                                        == openssl::x509::X509VerifyResult::OK
+                                })
                                 .and_then(|c| {
                                     c.subject_name()
                                         .entries_by_nid(openssl::nid::Nid::COMMONNAME)
                                         .next()
-                                        .and_then(|e| std::str::from_utf8(e.data().as_slice()).ok().map(str::to_string))
+                                        .and_then(|e| {
+                                            std::str::from_utf8(e.data().as_slice())
+                                                .ok()
+                                                .map(str::to_string)
+                                        })
                                 });
                             let _ = tx
-                                .send((stream, PeerInfo { addr, client_cert_cn: cn }))
+                                .send((
+                                    stream,
+                                    PeerInfo {
+                                        addr,
+                                        client_cert_cn: cn,
+                                    },
+                                ))
                                 .await;
                         }
-                        Ok(Err(e)) => tracing::debug!(peer = %addr, error = %e, "TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
                     }
                 });
