@@ -337,10 +337,14 @@ impl Env {
             args.extend(["--tenant", t]);
         }
         let out = self.ok(&args);
-        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("client add --json output");
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).expect("client add --json output");
         (
             v["client_id"].as_str().expect("client_id").to_string(),
-            v["client_secret"].as_str().expect("client_secret").to_string(),
+            v["client_secret"]
+                .as_str()
+                .expect("client_secret")
+                .to_string(),
         )
     }
 }
@@ -365,7 +369,8 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -378,8 +383,17 @@ pub fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply 
         .unwrap_or("")
         .to_string();
     let status = r.status().as_u16();
-    let body = r.body_mut().with_config().limit(50 << 20).read_to_vec().expect("read body");
-    Reply { status, ctype, body }
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(50 << 20)
+        .read_to_vec()
+        .expect("read body");
+    Reply {
+        status,
+        ctype,
+        body,
+    }
 }
 
 /// Run the openssl CLI; returns (success, stdout+stderr).
