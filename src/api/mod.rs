@@ -11,7 +11,8 @@ pub fn router(ca: Ca) -> Router {
     Router::new()
         .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/health/ready", get(ready))
-        .with_state(ca)
+        .with_state(ca.clone())
+        .merge(crate::ocsp::routes(crate::ocsp::Responder::current(&ca)))
 }
 
 async fn ready(State(ca): State<Ca>) -> (StatusCode, Json<serde_json::Value>) {

@@ -223,6 +223,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let p = prepare(&dir.data_dir)?;
             runtime()?.block_on(async {
                 let ca = open_ca(&p).await?;
+                crate::ocsp::start(&ca, &p.settings.ocsp).await?;
                 crate::api::serve(ca, &listen).await
             })?;
             Ok(0)
@@ -522,6 +523,7 @@ fn init(
         database_url: config::default_sqlite_url(dir),
         hsm: Default::default(),
         policies_dir: None,
+        ocsp: Default::default(),
     });
     if let Some(h) = &hierarchy.hsm {
         settings.hsm = h.clone();

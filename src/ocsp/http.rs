@@ -1,0 +1,205 @@
+//! HTTP binding (RFC 6960 appendix A, RFC 5019): `POST /ocsp`, `GET /ocsp/{base64}`.
+//! Every answer is HTTP 200 `application/ocsp-response`, errors included (as OCSP statuses).
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+
+use super::responder::{Answer, Responder};
+use super::wire::{ErrorStatus, MAX_REQUEST_LEN, encode_error_response};
+
+pub const CONTENT_TYPE: &str = "application/ocsp-response";
+
+/// Routes with state applied: merge into any `Router<()>` (after its own `.with_state`).
+/// `/api/v1/ocsp/*` are the OCPP-shaped lookups; the API router puts its authentication layer
+/// in front of them at merge time.
+pub fn routes(responder: Responder) -> Router {
+    Router::new()
+        .route("/ocsp", post(post_ocsp).get(get_ocsp))
+        .route("/ocsp/", post(post_ocsp).get(get_ocsp))
+        .route("/ocsp/{*request}", post(post_ocsp).get(get_ocsp))
+        .route(
+            "/api/v1/ocsp/certificate-status",
+            post(super::ocpp::certificate_status_route),
+        )
+        .route(
+            "/api/v1/ocsp/chain-status",
+            post(super::ocpp::chain_status_route),
+        )
+        .with_state(responder)
+}
+
+fn error(status: ErrorStatus) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        encode_error_response(status),
+    )
+        .into_response()
+}
+
+fn http_date(unix: i64) -> Option<HeaderValue> {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    HeaderValue::from_str(&t.format(&f).ok()?).ok()
+}
+
+fn respond(answer: Answer, get: bool) -> Response {
+    match answer {
+        Answer::Error(s) => error(s),
+        Answer::Signed { der, entry } => {
+            let mut h = HeaderMap::with_capacity(6);
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            match (get, entry) {
+                (true, Some(e)) => {
+                    let now = crate::store::now();
+                    let max_age = (e.next_update - now).max(0);
+                    if let Ok(v) = HeaderValue::from_str(&format!(
+                        "max-age={max_age}, public, no-transform, must-revalidate"
+                    )) {
+                        h.insert(header::CACHE_CONTROL, v);
+                    }
+                    if let Ok(v) = HeaderValue::from_str(&e.etag) {
+                        h.insert(header::ETAG, v);
+                    }
+                    if let Some(v) = http_date(e.produced_at) {
+                        h.insert(header::LAST_MODIFIED, v);
+                    }
+                    if let Some(v) = http_date(e.next_update) {
+                        h.insert(header::EXPIRES, v);
+                    }
+                }
+                (true, None) => {
+                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
+                _ => {}
+            }
+            (StatusCode::OK, h, der).into_response()
+        }
+    }
+}
+
+/// Some clients (CitrineOS) POST the request as hex text.
+fn body_der(body: &Bytes) -> Option<Vec<u8>> {
+    if body.first() == Some(&0x30) {
+        return None;
+    }
+    let t: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if !t.is_empty() && t.len().is_multiple_of(2) && t.iter().all(u8::is_ascii_hexdigit) {
+        hex::decode(&t).ok()
+    } else {
+        None
+    }
+}
+
+async fn post_ocsp(State(r): State<Responder>, body: Body) -> Response {
+    // Bounded read: a body over the limit is refused without buffering it all (malformedRequest).
+    let bytes = match axum::body::to_bytes(body, 2 * MAX_REQUEST_LEN + 64).await {
+        Ok(b) => b,
+        Err(_) => return error(ErrorStatus::MalformedRequest),
+    };
+    if bytes.is_empty() {
+        return error(ErrorStatus::MalformedRequest);
+    }
+    let answer = match body_der(&bytes) {
+        Some(der) => r.answer_der(&der).await,
+        None => r.answer_der(&bytes).await,
+    };
+    respond(answer, false)
+}
+
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = b.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Base64 of a GET path: standard or URL-safe alphabet, padded or not, percent-encoded or not.
+pub fn decode_get_path(path: &str) -> Option<Vec<u8>> {
+    let rest = path.strip_prefix("/ocsp").unwrap_or(path);
+    let rest = rest.trim_start_matches('/');
+    if rest.is_empty() || rest.len() > 4 * MAX_REQUEST_LEN {
+        return None;
+    }
+    let raw = percent_decode(rest)?;
+    let mut text: Vec<u8> = raw
+        .into_iter()
+        .filter(|c| !c.is_ascii_whitespace())
+        .map(|c| match c {
+            b'-' => b'+',
+            b'_' => b'/',
+            other => other,
+        })
+        .collect();
+    while text.last() == Some(&b'=') {
+        text.pop();
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(&text)
+        .ok()
+}
+
+async fn get_ocsp(State(r): State<Responder>, uri: Uri) -> Response {
+    match decode_get_path(uri.path()) {
+        Some(der) => respond(r.answer_der(&der).await, true),
+        None => error(ErrorStatus::MalformedRequest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_paths_decode() {
+        let der = vec![0x30, 0x03, 0xfb, 0xff, 0x3e];
+        let std = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert!(std.contains('+') || std.contains('/'));
+        assert_eq!(decode_get_path(&format!("/ocsp/{std}")), Some(der.clone()));
+        let enc = std
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        assert_eq!(decode_get_path(&format!("/ocsp/{enc}")), Some(der.clone()));
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der);
+        assert_eq!(decode_get_path(&format!("/ocsp//{url}")), Some(der.clone()));
+        assert_eq!(decode_get_path("/ocsp/"), None);
+        assert_eq!(decode_get_path("/ocsp/%zz"), None);
+        assert_eq!(decode_get_path("/ocsp/!!!"), None);
+    }
+
+    #[test]
+    fn hex_bodies_are_recognised() {
+        assert_eq!(
+            body_der(&Bytes::from_static(b"3003")),
+            Some(vec![0x30, 0x03])
+        );
+        assert_eq!(body_der(&Bytes::from_static(&[0x30, 0x03])), None);
+        assert_eq!(body_der(&Bytes::from_static(b"xyz")), None);
+    }
+}
