@@ -107,7 +107,7 @@ fn body_der(body: &Bytes) -> Option<Vec<u8>> {
 
 async fn post_ocsp(State(r): State<Responder>, body: Body) -> Response {
     // Bounded read: a body over the limit is refused without buffering it all (malformedRequest).
-    let bytes = match axum::body::to_bytes(body, 2 * MAX_REQUEST_LEN + 64).await {
+    let bytes = match axum::body::to_bytes(body, 16 * MAX_REQUEST_LEN).await {
         Ok(b) => b,
         Err(_) => return error(ErrorStatus::MalformedRequest),
     };
