@@ -20,7 +20,10 @@ fn revocation_reaches_every_replica_before_revoke_returns() {
         // Both replicas have the good answer in memory (same bytes: pre-produced, shared).
         let (_, ra) = post(&ua, &req);
         let (_, rb) = post(&ub, &req);
-        assert_eq!(ra, rb, "replicas should serve the same pre-produced response");
+        assert_eq!(
+            ra, rb,
+            "replicas should serve the same pre-produced response"
+        );
         let f = pki.env.path().join("before.der");
         std::fs::write(&f, &rb).unwrap();
         assert_status(&pki.check_file(&f), "good");

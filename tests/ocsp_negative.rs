@@ -40,13 +40,33 @@ fn malformed_truncated_oversized_unsupported_and_foreign() {
         let key = dir.join("other.key");
         let crt = dir.join("other.pem");
         let (ok, out) = openssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-            key.to_str().unwrap(), "-out", crt.to_str().unwrap(), "-subj", "/CN=Not Ours", "-days", "2",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            crt.to_str().unwrap(),
+            "-subj",
+            "/CN=Not Ours",
+            "-days",
+            "2",
         ]);
         assert!(ok, "{out}");
         let req = dir.join("foreign.der");
         let (ok, out) = openssl(&[
-            "ocsp", "-issuer", crt.to_str().unwrap(), "-serial", "0x01", "-no_nonce", "-reqout", req.to_str().unwrap(),
+            "ocsp",
+            "-issuer",
+            crt.to_str().unwrap(),
+            "-serial",
+            "0x01",
+            "-no_nonce",
+            "-reqout",
+            req.to_str().unwrap(),
         ]);
         assert!(ok, "{out}");
         let foreign = std::fs::read(&req).unwrap();
@@ -59,7 +79,11 @@ fn malformed_truncated_oversized_unsupported_and_foreign() {
             let (status, headers, body) = get(&server.url(path));
             assert_eq!(status, 200, "{path}");
             assert_eq!(body, MALFORMED, "{path}");
-            assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/ocsp-response"));
+            assert!(
+                headers
+                    .iter()
+                    .any(|(k, v)| k == "content-type" && v == "application/ocsp-response")
+            );
         }
         let (_, _, body) = get(&format!("{url}/{}", b64(&good[..good.len() - 1])));
         assert_eq!(body, MALFORMED);

@@ -20,7 +20,10 @@ fn good_revoked_unknown_over_post_and_get() {
                 let out = pki.query(&url, &args);
                 assert_status(&out, "good");
                 if nonce.is_empty() {
-                    assert!(!out.contains("WARNING: no nonce"), "nonce not echoed: {out}");
+                    assert!(
+                        !out.contains("WARNING: no nonce"),
+                        "nonce not echoed: {out}"
+                    );
                 }
                 // The delegated signer is the only embedded certificate.
                 assert_eq!(out.matches("BEGIN CERTIFICATE").count(), 1, "{out}");
@@ -34,15 +37,29 @@ fn good_revoked_unknown_over_post_and_get() {
             args.push("-no_nonce");
             let req = pki.request_der(&args);
             let plain = b64(&req);
-            let encoded = plain.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+            let encoded = plain
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D");
             for path in [plain.clone(), encoded] {
                 let (status, headers, body) = get(&format!("{url}/{path}"));
                 assert_eq!(status, 200);
-                let h = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-                assert_eq!(h("content-type").as_deref(), Some("application/ocsp-response"));
+                let h = |n: &str| {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v.clone())
+                };
+                assert_eq!(
+                    h("content-type").as_deref(),
+                    Some("application/ocsp-response")
+                );
                 let cc = h("cache-control").unwrap_or_default();
                 assert!(cc.contains("max-age=") && cc.contains("public"), "{cc}");
-                assert!(h("etag").is_some() && h("last-modified").is_some() && h("expires").is_some(), "{headers:?}");
+                assert!(
+                    h("etag").is_some() && h("last-modified").is_some() && h("expires").is_some(),
+                    "{headers:?}"
+                );
                 let f = pki.env.path().join("get.der");
                 std::fs::write(&f, &body).unwrap();
                 assert_status(&pki.check_file(&f), "good");
@@ -57,7 +74,17 @@ fn good_revoked_unknown_over_post_and_get() {
         let root = pki.root.to_str().unwrap();
         let chain = pki.chain.to_str().unwrap();
         let (_, out) = openssl(&[
-            "ocsp", "-issuer", issuer, "-serial", "0x0badc0ffee", "-url", &url, "-CAfile", root, "-verify_other", chain,
+            "ocsp",
+            "-issuer",
+            issuer,
+            "-serial",
+            "0x0badc0ffee",
+            "-url",
+            &url,
+            "-CAfile",
+            root,
+            "-verify_other",
+            chain,
         ]);
         assert_status(&out, "unknown");
 
@@ -85,7 +112,11 @@ fn ca_signed_mode_embeds_no_certificate() {
         let url = server.url("/ocsp");
         let req = pki.request_der(&["-sha256"]);
         let (_, body) = post(&url, &req);
-        assert!(body.len() < 600, "CA-signed response is {} bytes", body.len());
+        assert!(
+            body.len() < 600,
+            "CA-signed response is {} bytes",
+            body.len()
+        );
         let f = pki.env.path().join("ca.der");
         std::fs::write(&f, &body).unwrap();
         let out = pki.check_file(&f);
@@ -99,7 +130,7 @@ fn ca_signed_mode_embeds_no_certificate() {
 
 #[test]
 fn ocpp_shaped_lookups() {
-    use pnc_pki::ocsp::wire::{issuer_hashes, HashAlg};
+    use pnc_pki::ocsp::wire::{HashAlg, issuer_hashes};
     for backend in backends() {
         let pki = setup(backend, "");
         let server = pki.env.serve();
@@ -123,22 +154,41 @@ fn ocpp_shaped_lookups() {
                 .send(body.to_string().as_bytes())
                 .unwrap();
             let s = r.status().as_u16();
-            (s, serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap_or_default())
+            (
+                s,
+                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap_or_default(),
+            )
         };
-        let (s, v) = call("/api/v1/ocsp/certificate-status", serde_json::json!({ "ocspRequestData": data }));
+        let (s, v) = call(
+            "/api/v1/ocsp/certificate-status",
+            serde_json::json!({ "ocspRequestData": data }),
+        );
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["status"], "Accepted", "{v}");
         let b = v["ocspResult"].as_str().unwrap();
-        assert!(b.len() <= 5500, "ocspResult is {} base64 characters", b.len());
+        assert!(
+            b.len() <= 5500,
+            "ocspResult is {} base64 characters",
+            b.len()
+        );
         use base64::Engine;
         let der = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
         let f = pki.env.path().join("ocpp.der");
         std::fs::write(&f, &der).unwrap();
         // openssl's own CertID (SHA-1 by default) differs; ask with -sha256 semantics.
         let (_, out) = openssl(&[
-            "ocsp", "-respin", f.to_str().unwrap(), "-sha256", "-issuer", pki.issuer.to_str().unwrap(),
-            "-cert", pki.leaf.to_str().unwrap(), "-CAfile", pki.root.to_str().unwrap(),
-            "-verify_other", pki.chain.to_str().unwrap(),
+            "ocsp",
+            "-respin",
+            f.to_str().unwrap(),
+            "-sha256",
+            "-issuer",
+            pki.issuer.to_str().unwrap(),
+            "-cert",
+            pki.leaf.to_str().unwrap(),
+            "-CAfile",
+            pki.root.to_str().unwrap(),
+            "-verify_other",
+            pki.chain.to_str().unwrap(),
         ]);
         assert_status(&out, "good");
 
@@ -152,16 +202,28 @@ fn ocpp_shaped_lookups() {
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["certificateStatus"][0]["status"], "Good", "{v}");
         assert_eq!(v["certificateStatus"][1]["status"], "Unknown", "{v}");
-        assert!(v["certificateStatus"][0]["nextUpdate"].as_str().unwrap().ends_with('Z'), "{v}");
+        assert!(
+            v["certificateStatus"][0]["nextUpdate"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z'),
+            "{v}"
+        );
 
         pki.revoke_cli("superseded");
         let (_, v) = call("/api/v1/ocsp/chain-status", chain_req);
         assert_eq!(v["certificateStatus"][0]["status"], "Revoked", "{v}");
 
         // Bad input is a 400 problem, not a 500.
-        let (s, v) = call("/api/v1/ocsp/certificate-status", serde_json::json!({"ocspRequestData": {"hashAlgorithm": "MD5"}}));
+        let (s, v) = call(
+            "/api/v1/ocsp/certificate-status",
+            serde_json::json!({"ocspRequestData": {"hashAlgorithm": "MD5"}}),
+        );
         assert_eq!(s, 400, "{v}");
-        let (s, _) = call("/api/v1/ocsp/chain-status", serde_json::json!({"certificateStatusRequests": []}));
+        let (s, _) = call(
+            "/api/v1/ocsp/chain-status",
+            serde_json::json!({"certificateStatusRequests": []}),
+        );
         assert_eq!(s, 400);
         drop(server);
     }

@@ -1141,6 +1141,7 @@ pub async fn on_revoked(
     issuer_id: &str,
     serial_hex: &str,
 ) -> Result<(), crate::store::StoreError> {
+    let started = std::time::Instant::now();
     let epoch = sync::record_revocation(&ca.store, issuer_id, serial_hex).await?;
     sync::notify(&ca.store).await;
     let local = Responder::installed();
@@ -1148,6 +1149,11 @@ pub async fn on_revoked(
         r.wake();
     }
     sync::wait_for_replicas(&ca.store, epoch).await?;
+    tracing::info!(
+        epoch,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "OCSP: every replica confirmed the revocation"
+    );
     if let Some(r) = local {
         // Have the "revoked" answer ready (the next request would produce it anyway).
         let (i, s) = (issuer_id.to_string(), serial_hex.to_string());

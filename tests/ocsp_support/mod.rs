@@ -48,7 +48,11 @@ pub fn setup(backend: Backend, ocsp_settings: &str) -> Pki {
 }
 
 pub fn issue_leaf(env: &Env, name: &str, evse: &str) -> PathBuf {
-    let csr = env.openssl_csr(name, "prime256v1", &format!("/C=DE/O=Test CPO/DC=CPO/CN={evse}"));
+    let csr = env.openssl_csr(
+        name,
+        "prime256v1",
+        &format!("/C=DE/O=Test CPO/DC=CPO/CN={evse}"),
+    );
     let out = env.path().join(format!("{name}.pem"));
     env.ok(&[
         "issue",
@@ -67,7 +71,9 @@ pub fn issue_leaf(env: &Env, name: &str, evse: &str) -> PathBuf {
 pub fn cert_serial(pem: &std::path::Path) -> String {
     let (ok, out) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
     assert!(ok, "{out}");
-    out.trim().trim_start_matches("serial=").to_ascii_lowercase()
+    out.trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
 }
 
 impl Pki {
@@ -80,7 +86,19 @@ impl Pki {
         let leaf = self.leaf.to_str().unwrap().to_string();
         let root = self.root.to_str().unwrap().to_string();
         let chain = self.chain.to_str().unwrap().to_string();
-        args.extend(["-issuer", &issuer, "-cert", &leaf, "-url", url, "-CAfile", &root, "-verify_other", &chain, "-resp_text"]);
+        args.extend([
+            "-issuer",
+            &issuer,
+            "-cert",
+            &leaf,
+            "-url",
+            url,
+            "-CAfile",
+            &root,
+            "-verify_other",
+            &chain,
+            "-resp_text",
+        ]);
         let (_, out) = openssl(&args);
         out
     }
@@ -106,7 +124,10 @@ impl Pki {
 
     /// DER request for the leaf written by `openssl ocsp -reqout`.
     pub fn request_der(&self, extra: &[&str]) -> Vec<u8> {
-        let out = self.env.path().join(format!("req-{}.der", rand::random::<u32>()));
+        let out = self
+            .env
+            .path()
+            .join(format!("req-{}.der", rand::random::<u32>()));
         let mut args: Vec<&str> = vec!["ocsp"];
         args.extend(extra);
         let issuer = self.issuer.to_str().unwrap().to_string();
@@ -119,13 +140,27 @@ impl Pki {
     }
 
     pub fn revoke_cli(&self, reason: &str) {
-        self.env.ok(&["revoke", "--serial", &self.serial, "--issuer", "cpo-sub-ca-2", "--reason", reason]);
+        self.env.ok(&[
+            "revoke",
+            "--serial",
+            &self.serial,
+            "--issuer",
+            "cpo-sub-ca-2",
+            "--reason",
+            reason,
+        ]);
     }
 }
 
 pub fn assert_status(out: &str, status: &str) {
-    assert!(out.contains("Response verify OK"), "response does not verify: {out}");
-    assert!(out.contains(&format!(": {status}")), "expected {status}: {out}");
+    assert!(
+        out.contains("Response verify OK"),
+        "response does not verify: {out}"
+    );
+    assert!(
+        out.contains(&format!(": {status}")),
+        "expected {status}: {out}"
+    );
 }
 
 pub fn post(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
