@@ -4,6 +4,7 @@
 #
 #   cargo build --release && tools/bench-ocsp.sh [SECONDS]        # default 10 s per run
 #
+# OpenSSL's responder can only bind all interfaces (-port N); the others bind 127.0.0.1.
 # Needs: wrk, ab (apache2-utils), nginx (nginx-light), openssl, softhsm2. Prints a Markdown table.
 set -euo pipefail
 DUR=${1:-10}
@@ -43,15 +44,22 @@ NOTAFTER=$(date -u -d "$(openssl x509 -in "$W/leaf.pem" -noout -enddate | cut -d
 printf 'V\t%s\t\t%s\tunknown\t/CN=DEABCE12345\n' "$NOTAFTER" "$SERIAL" > "$W/index.txt"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/rsigner.key" \
   -out "$W/rsigner.pem" -subj "/CN=Bench OpenSSL OCSP Signer" -days 2 >/dev/null 2>&1
-openssl ocsp -index "$W/index.txt" -port "127.0.0.1:$P_SSL" -rsigner "$W/rsigner.pem" -rkey "$W/rsigner.key" \
-  -CA "$ISSUER" -ndays 7 >"$W/openssl.log" 2>&1 &
-PIDS+=($!)
-sleep 0.5
+SSL_PID=
+start_openssl() { # a fresh single-process responder per run: ab -t leaves half-open connections
+  [ -n "$SSL_PID" ] && { kill "$SSL_PID" 2>/dev/null || true; wait "$SSL_PID" 2>/dev/null || true; }
+  openssl ocsp -index "$W/index.txt" -port "$P_SSL" -rsigner "$W/rsigner.pem" -rkey "$W/rsigner.key" \
+    -CA "$ISSUER" -ndays 7 -timeout 2 >>"$W/openssl.log" 2>&1 &
+  SSL_PID=$!
+  PIDS+=("$SSL_PID")
+  for _ in $(seq 50); do curl -s -o /dev/null --data-binary @"$W/req.der" "http://127.0.0.1:$P_SSL/" && break; sleep 0.1; done
+}
+start_openssl
 SSL_SIZE=$(curl -s --data-binary @"$W/req.der" -H 'Content-Type: application/ocsp-request' "http://127.0.0.1:$P_SSL/" | wc -c)
 
 # nginx serving the very response pnc-pki gave (same bytes, same size)
 mkdir -p "$W/ngx/www" "$W/ngx/tmp"
 cp "$W/resp.der" "$W/ngx/www/resp.der"
+chmod a+rx "$W" "$W/ngx" "$W/ngx/www"; chmod a+r "$W/ngx/www/resp.der"  # nginx workers run as nobody
 cat > "$W/ngx/nginx.conf" <<NGX
 worker_processes 2;
 pid $W/ngx/nginx.pid;
@@ -98,7 +106,8 @@ run_ab() { # conns body url
   rps=$(awk '/Requests per second/ {print $4}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2 " ms"}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2 " ms"}' <<<"$out")
-  fails=$(awk '/Failed requests|Non-2xx/ && $NF!=0 {print}' <<<"$out" | tr '\n' ' ')
+  # "Length" failures only mean ECDSA signatures of varying size: not errors.
+  fails=$(awk '/Non-2xx/ {print "non-2xx " $NF} /\(Connect:/ {gsub(/[(),]/," "); print "connect " $2 " receive " $4 " exceptions " $8}' <<<"$out" | grep -v "connect 0 receive 0 exceptions 0" | tr '\n' ' ')
   echo "$rps | $p50 | $p99 | ${fails:-}"
 }
 
@@ -114,7 +123,9 @@ echo "| pnc-pki | POST cached | wrk keep-alive, 64 | $(run_wrk 64 "$W/post.lua" 
 echo "| pnc-pki | GET cached | wrk keep-alive, 64 | $(run_wrk 64 "" "$U/ocsp/$GET_PATH") |"
 echo "| pnc-pki | POST nonce (live HSM signature) | wrk keep-alive, 64 | $(run_wrk 64 "$W/post-nonce.lua" "$U/ocsp") |"
 echo "| nginx (static file) | GET | ab no keep-alive, 16 | $(run_ab 16 "" "http://127.0.0.1:$P_NGX/ocsp") |"
+start_openssl
 echo "| OpenSSL \`ocsp -index\` | POST (signs live) | ab no keep-alive, 16 | $(run_ab 16 "$W/req.der" "http://127.0.0.1:$P_SSL/") |"
+start_openssl
 echo "| OpenSSL \`ocsp -index\` | POST nonce | ab no keep-alive, 16 | $(run_ab 16 "$W/req-nonce.der" "http://127.0.0.1:$P_SSL/") |"
 echo "| pnc-pki | POST cached | ab no keep-alive, 16 | $(run_ab 16 "$W/req.der" "$U/ocsp") |"
 echo "| pnc-pki | GET cached | ab no keep-alive, 16 | $(run_ab 16 "" "$U/ocsp/$GET_PATH") |"

@@ -223,8 +223,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             let p = prepare(&dir.data_dir)?;
             runtime()?.block_on(async {
                 let ca = open_ca(&p).await?;
-                crate::ocsp::start(&ca, &p.settings.ocsp).await?;
-                crate::api::serve(ca, &listen).await
+                let ocsp = crate::ocsp::start(&ca, &p.settings.ocsp).await?;
+                let served = crate::api::serve(ca, &listen).await;
+                ocsp.stop().await;
+                served
             })?;
             Ok(0)
         }

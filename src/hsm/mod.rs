@@ -215,6 +215,9 @@ struct Inner {
     keeper: Mutex<Option<Session>>,
     idle: Mutex<Vec<Session>>,
     pool_size: usize,
+    /// Private-key handles by CKA_ID: a C_FindObjects per signature costs SoftHSM2 a scan of the
+    /// token directory (milliseconds with a hundred objects). Forgotten when a sign fails.
+    handles: Mutex<std::collections::HashMap<Vec<u8>, ObjectHandle>>,
 }
 
 /// Handle to the token. Cheap to clone; all clones share the context and the pool.
@@ -288,6 +291,7 @@ impl Hsm {
                 keeper: Mutex::new(Some(keeper)),
                 idle: Mutex::new(Vec::new()),
                 pool_size: cfg.pool_size.max(1),
+                handles: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -511,8 +515,21 @@ impl Hsm {
     /// Sign a precomputed digest with CKM_ECDSA; raw `r || s`.
     pub fn sign_digest_raw(&self, key: &KeyRef, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
         let sig = self.with_session(|s| {
+            let cached = self.inner.handles.lock().ok().and_then(|m| m.get(&key.id).copied());
+            if let Some(h) = cached {
+                if let Ok(sig) = s.sign(&Mechanism::Ecdsa, h, digest) {
+                    return Ok(sig);
+                }
+                if let Ok(mut m) = self.inner.handles.lock() {
+                    m.remove(&key.id);
+                }
+            }
             let h = Self::find_private(s, &key.id)?;
-            s.sign(&Mechanism::Ecdsa, h, digest).map_err(p11("C_Sign"))
+            let sig = s.sign(&Mechanism::Ecdsa, h, digest).map_err(p11("C_Sign"))?;
+            if let Ok(mut m) = self.inner.handles.lock() {
+                m.insert(key.id.clone(), h);
+            }
+            Ok(sig)
         })?;
         if sig.len() != 2 * key.alg.field_len() {
             return Err(HsmError::Malformed(format!(

@@ -68,14 +68,21 @@ fn respond(answer: Answer, get: bool) -> Response {
                     )) {
                         h.insert(header::CACHE_CONTROL, v);
                     }
-                    if let Ok(v) = HeaderValue::from_str(&e.etag) {
-                        h.insert(header::ETAG, v);
-                    }
-                    if let Some(v) = http_date(e.produced_at) {
-                        h.insert(header::LAST_MODIFIED, v);
-                    }
-                    if let Some(v) = http_date(e.next_update) {
-                        h.insert(header::EXPIRES, v);
+                    let [etag, last_modified, expires] = e.http.get_or_init(|| {
+                        [
+                            HeaderValue::from_str(&e.etag).ok(),
+                            http_date(e.produced_at),
+                            http_date(e.next_update),
+                        ]
+                    });
+                    for (name, v) in [
+                        (header::ETAG, etag),
+                        (header::LAST_MODIFIED, last_modified),
+                        (header::EXPIRES, expires),
+                    ] {
+                        if let Some(v) = v {
+                            h.insert(name, v.clone());
+                        }
                     }
                 }
                 (true, None) => {

@@ -30,6 +30,9 @@ use crate::x509::ParsedCert;
 /// the RFC 5019 default, SHA-256 is what OCPP 2.0.1 stations use). Others are signed on demand.
 pub const PRODUCED_ALGS: [HashAlg; 2] = [HashAlg::Sha1, HashAlg::Sha256];
 
+/// Concurrent live signatures (the HSM layer keeps 4 pooled sessions by default).
+pub const SIGN_CONCURRENCY: usize = 4;
+
 /// The responder installed by `serve` in this process (revocation/issuance hooks use it).
 static INSTALLED: OnceLock<Responder> = OnceLock::new();
 
@@ -77,6 +80,8 @@ pub struct Entry {
     pub der: Bytes,
     /// Strong validator for GET: hex SHA-256 prefix of the DER, quoted.
     pub etag: String,
+    /// GET headers (ETag, Last-Modified, Expires), rendered once (see `http`).
+    pub http: OnceLock<[Option<axum::http::HeaderValue>; 3]>,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +123,9 @@ struct Inner {
     /// Until when this replica may answer from memory (unix ms); 0 = not yet.
     lease_until_ms: AtomicI64,
     wake: tokio::sync::Notify,
+    /// Live signatures in flight: no more than the HSM session pool holds, so every signature
+    /// reuses a logged-in session instead of opening (and logging in) a new one.
+    sign_slots: tokio::sync::Semaphore,
 }
 
 /// Cheap to clone.
@@ -248,6 +256,7 @@ impl Responder {
                 cache: RwLock::new(Cache::default()),
                 lease_until_ms: AtomicI64::new(0),
                 wake: tokio::sync::Notify::new(),
+                sign_slots: tokio::sync::Semaphore::new(SIGN_CONCURRENCY),
             }),
         }
     }
@@ -484,6 +493,7 @@ impl Responder {
             produced_at: r.produced_at,
             der: Bytes::from(r.response_der),
             etag,
+            http: OnceLock::new(),
         })
     }
 
@@ -523,6 +533,7 @@ impl Responder {
         let key = signer.key.clone();
         let hash = signer.hash;
         let tbs2 = tbs.clone();
+        let _slot = self.inner.sign_slots.acquire().await.map_err(|e| e.to_string())?;
         let sig = tokio::task::spawn_blocking(move || hsm.sign_der(&key, hash, &tbs2))
             .await
             .map_err(|e| e.to_string())?
@@ -572,6 +583,7 @@ impl Responder {
             produced_at: produced,
             etag: etag_of(&der),
             der: Bytes::from(der),
+            http: OnceLock::new(),
         };
         let entry = Arc::new(entry);
         self.insert_guarded(entry.clone(), seen_epoch);
@@ -774,6 +786,7 @@ impl Responder {
             produced_at: produced,
             etag: etag_of(&der),
             der: Bytes::from(der),
+            http: OnceLock::new(),
         }))
     }
 
