@@ -42,10 +42,9 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "pnc-pki listening");
-    axum::serve(listener, router(ca))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    crate::ocsp::http::serve_http1(listener, router(ca), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }

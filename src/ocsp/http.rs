@@ -178,6 +178,44 @@ async fn get_ocsp(State(r): State<Responder>, uri: Uri) -> Response {
     }
 }
 
+/// An HTTP/1.1-only accept loop (no HTTP/2 preface sniffing, `TCP_NODELAY`, keep-alive): what
+/// OCSP clients speak. Measured against `axum::serve` in docs/benchmarks-ocsp.md.
+pub async fn serve_http1(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let tcp = match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let svc = TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(std::time::Duration::from_secs(10))
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
