@@ -228,3 +228,45 @@ fn ocpp_shaped_lookups() {
         drop(server);
     }
 }
+
+#[test]
+fn several_cert_ids_and_sha384_sha512() {
+    for backend in backends() {
+        let pki = setup(backend, "");
+        let second = issue_leaf(&pki.env, "second", "DEABCE67890");
+        let server = pki.env.serve();
+        let url = server.url("/ocsp");
+        // SHA-384 and SHA-512 CertIDs are signed on first use, then served from the cache.
+        for digest in ["-sha384", "-sha512"] {
+            for _ in 0..2 {
+                assert_status(&pki.query(&url, &[digest, "-no_nonce"]), "good");
+            }
+        }
+        // Two CertIDs in one request (with nonce): two SingleResponses, one signature.
+        let issuer = pki.issuer.to_str().unwrap();
+        let (_, out) = openssl(&[
+            "ocsp",
+            "-issuer",
+            issuer,
+            "-cert",
+            pki.leaf.to_str().unwrap(),
+            "-cert",
+            second.to_str().unwrap(),
+            "-serial",
+            "0x0badc0ffee",
+            "-url",
+            &url,
+            "-CAfile",
+            pki.root.to_str().unwrap(),
+            "-verify_other",
+            pki.chain.to_str().unwrap(),
+        ]);
+        assert!(out.contains("Response verify OK"), "{out}");
+        assert!(
+            out.contains("leaf.pem: good") && out.contains("second.pem: good"),
+            "{out}"
+        );
+        assert!(out.contains("0x0badc0ffee: unknown"), "{out}");
+        drop(server);
+    }
+}
