@@ -178,8 +178,11 @@ pub async fn serve_http1<S>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<axum::http::Request<Body>, Response = Response, Error = std::convert::Infallible>
-        + Clone
+    S: tower::Service<
+            axum::http::Request<Body>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,

@@ -226,10 +226,7 @@ pub async fn certificate_status_route(
     }
 }
 
-pub async fn chain_status_route(
-    State(r): State<Responder>,
-    body: axum::body::Bytes,
-) -> Response {
+pub async fn chain_status_route(State(r): State<Responder>, body: axum::body::Bytes) -> Response {
     match parse_json(&body) {
         Ok(v) => match chain_status(&r, v).await {
             Ok(v) => Json(v).into_response(),

@@ -533,7 +533,12 @@ impl Responder {
         let key = signer.key.clone();
         let hash = signer.hash;
         let tbs2 = tbs.clone();
-        let _slot = self.inner.sign_slots.acquire().await.map_err(|e| e.to_string())?;
+        let _slot = self
+            .inner
+            .sign_slots
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?;
         let sig = tokio::task::spawn_blocking(move || hsm.sign_der(&key, hash, &tbs2))
             .await
             .map_err(|e| e.to_string())?
