@@ -47,6 +47,9 @@ pub struct Settings {
     pub hsm: HsmSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies_dir: Option<PathBuf>,
+    /// OCSP responder settings (see `crate::ocsp::settings`).
+    #[serde(default, skip_serializing_if = "crate::ocsp::OcspSettings::is_default")]
+    pub ocsp: crate::ocsp::OcspSettings,
 }
 
 /// A CA (or a service-held certificate) described in the hierarchy file.

@@ -121,6 +121,27 @@ op("get", "One root of the OPCP pool", public=True, tags="opcp",
    responses=[("200", "root", [("application/json", "{type: object, properties: {RootResponse: {type: object}}}")]),
               ("404", "unknown id", OPCP_ERR)])
 
+OCSP_REQ = [("application/ocsp-request", "{type: string, format: binary, description: DER OCSPRequest (RFC 6960), at most 4 KiB}")]
+OCSP_RESP = [("application/ocsp-response", "{type: string, format: binary, description: DER OCSPResponse; errors are OCSP statuses (malformedRequest, unauthorized, ...)}")]
+for p, params in [("/ocsp", []), ("/ocsp/", [])]:
+    path(p)
+    op("get", "OCSP responder base URL (GET without a request answers malformedRequest)", public=True, tags="ocsp", responses=[("200", "OCSP response", OCSP_RESP)])
+    op("post", "OCSP request (RFC 6960 appendix A.1, the URL written into every certificate's AIA)", public=True, tags="ocsp",
+       body=OCSP_REQ, responses=[("200", "OCSP response (pre-produced, or freshly signed when the request has a nonce)", OCSP_RESP)])
+path("/ocsp/{request}")
+op("get", "OCSP request as base64 (URL-encoded or plain) in the path, RFC 5019; cacheable (Cache-Control, ETag, Last-Modified, Expires)", public=True, tags="ocsp",
+   params=[("request", "path", "{type: string}", True)], responses=[("200", "OCSP response", OCSP_RESP)])
+op("post", "OCSP request (POST to a path below /ocsp/)", public=True, tags="ocsp",
+   params=[("request", "path", "{type: string}", True)], body=OCSP_REQ, responses=[("200", "OCSP response", OCSP_RESP)])
+path("/api/v1/ocsp/certificate-status")
+op("post", "OCPP 2.0.1 GetCertificateStatus: ocspRequestData (hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber, responderURL) -> {status, ocspResult}", tags="ocsp",
+   body=[("application/json", "{type: object}")],
+   responses=[("200", "GetCertificateStatusResponse", [("application/json", "{type: object}")]), ("400", "bad request", [("application/json", "{type: object}")])] + AUTH_ERRS)
+path("/api/v1/ocsp/chain-status")
+op("post", "OCPP 2.1 GetCertificateChainStatus -> Good|Revoked|Unknown|Failed with nextUpdate", tags="ocsp",
+   body=[("application/json", "{type: object}")],
+   responses=[("200", "GetCertificateChainStatusResponse", [("application/json", "{type: object}")]), ("400", "bad request", [("application/json", "{type: object}")])] + AUTH_ERRS)
+
 path("/crl/{file}")
 op("get", "CRL of a CA, DER (file = {ca_id}.crl)", public=True, tags="crl",
    params=[("file", "path", "{type: string, examples: [cpo-sub-ca-2.crl]}", True)],

@@ -405,6 +405,7 @@ impl Ca {
             match self.store.record_issuance(&record, None, &event).await {
                 Ok(_) => {
                     tracing::info!(issuer = %record.issuer_id, serial = %record.serial_hex, profile = %record.profile, "certificate issued");
+                    crate::ocsp::on_issued(&record.issuer_id, &record.serial_hex).await;
                     let chain = self.chain(&issuer.record.id).await?;
                     return Ok(Issued {
                         record,
@@ -459,6 +460,8 @@ impl Ca {
                 "no certificate with serial {serial} from issuer {issuer_id}"
             )));
         }
+        // Once this returns, no OCSP replica answers "good" (see crate::ocsp::sync).
+        crate::ocsp::on_revoked(self, issuer_id, &serial).await?;
         tracing::info!(issuer = %issuer_id, serial = %serial, reason = %name, outcome = ?out, "revocation");
         Ok(out)
     }

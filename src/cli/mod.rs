@@ -273,7 +273,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             let p = prepare(&dir.data_dir)?;
             runtime()?.block_on(async {
                 let ca = open_ca(&p).await?;
-                crate::api::serve(ca, &listen).await
+                let ocsp = crate::ocsp::start(&ca, &p.settings.ocsp).await?;
+                let served = crate::api::serve(ca, &listen).await;
+                ocsp.stop().await;
+                served
             })?;
             Ok(0)
         }
@@ -682,6 +685,7 @@ fn init(
         database_url: config::default_sqlite_url(dir),
         hsm: Default::default(),
         policies_dir: None,
+        ocsp: Default::default(),
     });
     if let Some(h) = &hierarchy.hsm {
         settings.hsm = h.clone();

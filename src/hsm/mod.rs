@@ -279,6 +279,38 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
     Ok(None)
 }
 
+/// C_GenerateKeyPair with a bounded retry on CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED: SoftHSM2
+/// 2.6.1 on OpenSSL 3 very occasionally fails an EC key generation that succeeds when repeated
+/// (seen once in ~2000 generations in our test runs). Nothing usable is left by the failed call,
+/// and each attempt is a separate, complete generation.
+fn generate_key_pair_retrying(
+    s: &Session,
+    public: &[Attribute],
+    private: &[Attribute],
+) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+    let mut attempt = 0;
+    loop {
+        match s.generate_key_pair(&Mechanism::EccKeyPairGen, public, private) {
+            Ok(pair) => return Ok(pair),
+            Err(P11Error::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _))
+                if attempt < 2 =>
+            {
+                attempt += 1;
+                tracing::warn!(
+                    attempt,
+                    "C_GenerateKeyPair failed with a general error; retrying"
+                );
+            }
+            Err(e) => {
+                return Err(HsmError::Pkcs11 {
+                    op: "C_GenerateKeyPair",
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
 fn login(session: &Session, pin: &AuthPin) -> Result<(), HsmError> {
     match session.login(UserType::User, Some(pin)) {
         Ok(()) => Ok(()),
@@ -567,9 +599,7 @@ impl Hsm {
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id2.clone()),
             ];
-            let (pubh, _privh) = s
-                .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-                .map_err(p11("C_GenerateKeyPair"))?;
+            let (pubh, _privh) = generate_key_pair_retrying(s, &public, &private)?;
             read_ec_point(s, pubh)
         })?;
         Ok((KeyRef { id, alg }, PublicKey { alg, point }))
@@ -638,9 +668,7 @@ impl Hsm {
                 Attribute::Derive(true),
                 Attribute::KeyType(KeyType::EC),
             ];
-            let (pubh, privh) = s
-                .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-                .map_err(p11("C_GenerateKeyPair"))?;
+            let (pubh, privh) = generate_key_pair_retrying(s, &public, &private)?;
             let point = read_ec_point(s, pubh);
             let value = s
                 .get_attributes(privh, &[AttributeType::Value])

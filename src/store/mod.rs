@@ -324,6 +324,9 @@ impl Store {
     ) -> Result<RevokeOutcome, StoreError> {
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
+            // Write first: on SQLite (WAL) a transaction that reads before writing fails at once
+            // with SQLITE_BUSY when another process committed meanwhile. Early returns roll back.
+            let _entry = audit::append_in_tx!(tx, event);
             let entry_needed = sqlx::query(
                 "SELECT status FROM certificates WHERE issuer_id = $1 AND serial_hex = $2",
             )
@@ -338,7 +341,6 @@ impl Store {
             if status == "revoked" {
                 return Ok(RevokeOutcome::AlreadyRevoked);
             }
-            let _entry = audit::append_in_tx!(tx, event);
             let done = sqlx::query(
                 "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
                  WHERE issuer_id = $3 AND serial_hex = $4 AND status = 'valid'",

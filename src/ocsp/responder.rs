@@ -1,0 +1,1195 @@
+//! The responder: issuer index, signers, the in-memory response cache, pre-production and the
+//! background tasks (replica sync, refresh, signer rotation).
+//!
+//! Hot path (one CertID, no nonce, lease valid, cached): one `RwLock` read and one hash lookup;
+//! no database, no HSM. Everything else (miss, nonce, several CertIDs) signs live in the HSM
+//! (`spawn_blocking`) and, for single-CertID answers about certificates we issued, stores the
+//! result in `ocsp_responses` and the cache so the next request is a hit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use der::Encode;
+use sha2::Digest;
+
+use super::settings::{OcspSettings, SignWith};
+use super::sync::{self, StoredResponse, now_ms};
+use super::wire::{
+    CertId, CertStatus, ErrorStatus, HashAlg, OcspRequest, SigAlg, SingleResponseSpec,
+    encode_basic_response, encode_response_data, issuer_hashes, parse_request,
+};
+use crate::ca::{Actor, Ca};
+use crate::hsm::{self, KeyAlg, KeyRef};
+use crate::policy::profile::Standard;
+use crate::x509::ParsedCert;
+
+/// Hash forms pre-produced for every certificate (what OpenSSL, Go and EVerest send: SHA-1 is
+/// the RFC 5019 default, SHA-256 is what OCPP 2.0.1 stations use). Others are signed on demand.
+pub const PRODUCED_ALGS: [HashAlg; 2] = [HashAlg::Sha1, HashAlg::Sha256];
+
+/// Concurrent live signatures (the HSM layer keeps 4 pooled sessions by default).
+pub const SIGN_CONCURRENCY: usize = 4;
+
+/// The responder installed by `serve` in this process (revocation/issuance hooks use it).
+static INSTALLED: OnceLock<Responder> = OnceLock::new();
+
+/// Who signs for one CA.
+#[derive(Debug)]
+pub struct Signer {
+    pub key: KeyRef,
+    pub hash: hsm::HashAlg,
+    pub sig_alg: SigAlg,
+    /// ResponderID byKey.
+    pub key_hash: [u8; 20],
+    /// Certificates embedded in the response: the delegated signer, or none.
+    pub certs: Vec<Vec<u8>>,
+    /// Responses never claim validity beyond this (unix seconds).
+    pub not_after: i64,
+    /// Serial of the delegated signer certificate; `None` when the CA key signs.
+    pub serial_hex: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct IssuerInfo {
+    pub id: String,
+    pub cert_der: Vec<u8>,
+    pub name_hashes: HashMap<HashAlg, (Vec<u8>, Vec<u8>)>,
+    pub signer: Arc<Signer>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    issuers: Vec<IssuerInfo>,
+    by_hash: HashMap<(HashAlg, Vec<u8>, Vec<u8>), usize>,
+}
+
+/// One cached, signed response for one CertID.
+#[derive(Debug)]
+pub struct Entry {
+    /// The CertID TLV this response answers (the cache key).
+    pub cert_id: Vec<u8>,
+    pub issuer_id: String,
+    pub serial_hex: String,
+    pub status: CertStatus,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub produced_at: i64,
+    pub der: Bytes,
+    /// Strong validator for GET: hex SHA-256 prefix of the DER, quoted.
+    pub etag: String,
+    /// GET headers (ETag, Last-Modified, Expires), rendered once (see `http`).
+    pub http: OnceLock<[Option<axum::http::HeaderValue>; 3]>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    map: HashMap<Vec<u8>, Arc<Entry>>,
+    by_cert: HashMap<(String, String), Vec<Vec<u8>>>,
+    /// Last revocation epoch applied to this cache.
+    applied: i64,
+}
+
+/// What a request gets.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A signed response. `entry` is set when it is a cacheable single-CertID response
+    /// (GET may carry RFC 5019 caching headers).
+    Signed {
+        der: Bytes,
+        entry: Option<Arc<Entry>>,
+    },
+    Error(ErrorStatus),
+}
+
+/// Verdict for one CertID (OCPP lookups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// `None`: the issuer is not one of ours.
+    pub status: Option<CertStatus>,
+    pub next_update: i64,
+}
+
+struct Inner {
+    ca: Ca,
+    settings: OcspSettings,
+    replica_id: String,
+    index: RwLock<Arc<Index>>,
+    index_loaded: AtomicBool,
+    index_lock: tokio::sync::Mutex<()>,
+    cache: RwLock<Cache>,
+    /// Until when this replica may answer from memory (unix ms); 0 = not yet.
+    lease_until_ms: AtomicI64,
+    wake: tokio::sync::Notify,
+    /// Live signatures in flight: no more than the HSM session pool holds, so every signature
+    /// reuses a logged-in session instead of opening (and logging in) a new one.
+    sign_slots: tokio::sync::Semaphore,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Responder {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("replica", &self.inner.replica_id)
+            .finish()
+    }
+}
+
+fn hsm_hash_for(alg: KeyAlg) -> (hsm::HashAlg, SigAlg) {
+    match alg {
+        KeyAlg::EcP256 => (hsm::HashAlg::Sha256, SigAlg::EcdsaSha256),
+        KeyAlg::EcP384 => (hsm::HashAlg::Sha384, SigAlg::EcdsaSha384),
+        KeyAlg::EcP521 => (hsm::HashAlg::Sha512, SigAlg::EcdsaSha512),
+    }
+}
+
+/// DER INTEGER contents of a serial → its spellings in `certificates.serial_hex`.
+pub fn serial_spellings(serial: &[u8]) -> Vec<String> {
+    let h = hex::encode(serial);
+    if serial.first().is_some_and(|b| *b >= 0x80) {
+        vec![h.clone(), format!("00{h}")]
+    } else {
+        vec![h]
+    }
+}
+
+/// Unsigned serial bytes (no leading zeros, `[0]` for zero) from our hex form.
+pub fn serial_bytes(serial_hex: &str) -> Option<Vec<u8>> {
+    let b = hex::decode(serial_hex).ok()?;
+    let start = b
+        .iter()
+        .position(|x| *x != 0)
+        .unwrap_or(b.len().saturating_sub(1));
+    let s = b.get(start..)?.to_vec();
+    if s.is_empty() { None } else { Some(s) }
+}
+
+#[derive(der::Sequence)]
+struct AlgIdNull {
+    oid: der::asn1::ObjectIdentifier,
+    params: der::asn1::Null,
+}
+
+#[derive(der::Sequence)]
+struct CertIdDer {
+    alg: AlgIdNull,
+    name_hash: der::asn1::OctetString,
+    key_hash: der::asn1::OctetString,
+    serial: der::asn1::Uint,
+}
+
+/// Build a CertID as OpenSSL and Go encode it (hash AlgorithmIdentifier with NULL parameters).
+pub fn build_cert_id(
+    alg: HashAlg,
+    name_hash: &[u8],
+    key_hash: &[u8],
+    serial: &[u8],
+) -> Result<CertId, String> {
+    let e = |e: der::Error| e.to_string();
+    let der = CertIdDer {
+        alg: AlgIdNull {
+            oid: alg.oid(),
+            params: der::asn1::Null,
+        },
+        name_hash: der::asn1::OctetString::new(name_hash).map_err(e)?,
+        key_hash: der::asn1::OctetString::new(key_hash).map_err(e)?,
+        serial: der::asn1::Uint::new(serial).map_err(e)?,
+    }
+    .to_der()
+    .map_err(e)?;
+    let stripped = serial_bytes(&hex::encode(serial)).ok_or("empty serial")?;
+    Ok(CertId {
+        hash_alg: alg,
+        issuer_name_hash: name_hash.to_vec(),
+        issuer_key_hash: key_hash.to_vec(),
+        serial: stripped,
+        der,
+    })
+}
+
+fn etag_of(der: &[u8]) -> String {
+    let h = sha2::Sha256::digest(der);
+    format!("\"{}\"", hex::encode(&h[..16]))
+}
+
+fn status_of_state(st: &sync::CertState) -> CertStatus {
+    if st.status == "revoked" {
+        CertStatus::Revoked {
+            time: st.revoked_at.unwrap_or(0),
+            reason: st
+                .revocation_reason
+                .as_deref()
+                .and_then(crate::ca::reason_code)
+                .filter(|c| *c != 0),
+        }
+    } else {
+        CertStatus::Good
+    }
+}
+
+fn status_column(s: CertStatus) -> &'static str {
+    match s {
+        CertStatus::Revoked { .. } => "revoked",
+        _ => "valid",
+    }
+}
+
+impl Responder {
+    /// A responder for `ca`; no I/O (the issuer index loads on first use). Start the background
+    /// tasks with [`Responder::start`].
+    pub fn new(ca: Ca, settings: OcspSettings) -> Responder {
+        Responder {
+            inner: Arc::new(Inner {
+                ca,
+                settings,
+                replica_id: hex::encode(rand::random::<[u8; 8]>()),
+                index: RwLock::new(Arc::new(Index::default())),
+                index_loaded: AtomicBool::new(false),
+                index_lock: tokio::sync::Mutex::new(()),
+                cache: RwLock::new(Cache::default()),
+                lease_until_ms: AtomicI64::new(0),
+                wake: tokio::sync::Notify::new(),
+                sign_slots: tokio::sync::Semaphore::new(SIGN_CONCURRENCY),
+            }),
+        }
+    }
+
+    /// The responder installed in this process, if `serve` installed one.
+    pub fn installed() -> Option<Responder> {
+        INSTALLED.get().cloned()
+    }
+
+    /// The installed responder, or a fresh one (default settings, no background tasks: every
+    /// answer then goes to the database, which is always correct).
+    pub fn current(ca: &Ca) -> Responder {
+        Self::installed().unwrap_or_else(|| Responder::new(ca.clone(), OcspSettings::default()))
+    }
+
+    pub fn settings(&self) -> &OcspSettings {
+        &self.inner.settings
+    }
+
+    pub fn ca(&self) -> &Ca {
+        &self.inner.ca
+    }
+
+    /// Install as this process's responder, join the replica set, warm the cache from
+    /// `ocsp_responses` and spawn the background tasks. Call once, inside the runtime.
+    pub async fn start(self) -> anyhow::Result<Responder> {
+        let store = &self.inner.ca.store;
+        self.reload_index().await?;
+        let epoch = sync::current_epoch(store).await?;
+        sync::register_replica(store, &self.inner.replica_id, epoch).await?;
+        {
+            let now = crate::store::now();
+            let min_this = now - self.inner.settings.refresh_after.as_secs_i64();
+            let rows = sync::load_all_responses(store, min_this, now + 60).await?;
+            let mut c = self.write_cache();
+            c.applied = epoch;
+            for r in rows {
+                if let Some(e) = self.entry_from_stored(r) {
+                    Self::insert_locked(&mut c, Arc::new(e));
+                }
+            }
+            tracing::info!(
+                entries = c.map.len(),
+                epoch,
+                "OCSP cache warmed from the store"
+            );
+        }
+        let _ = INSTALLED.set(self.clone());
+        let me = self.clone();
+        tokio::spawn(async move { me.sync_loop().await });
+        if let crate::store::Db::Postgres(pool) = &store.db {
+            let me = self.clone();
+            let pool = pool.clone();
+            tokio::spawn(async move { me.listen_loop(pool).await });
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.refresh_loop().await });
+        let me = self.clone();
+        tokio::spawn(async move { me.signer_loop().await });
+        Ok(self)
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.inner.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.inner.cache.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn index(&self) -> Arc<Index> {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    // ---------------------------------------------------------------- issuers and signers
+
+    async fn signer_for(
+        &self,
+        ca_id: &str,
+        ca_record_profile: &str,
+        ca_cert: &ParsedCert,
+        ca_key: &KeyRef,
+    ) -> Result<Signer, String> {
+        let ca = &self.inner.ca;
+        if self.inner.settings.sign_with == SignWith::Delegated {
+            let standard = ca.profiles.get(ca_record_profile).map(|p| p.standard).ok();
+            let profile = match standard {
+                Some(Standard::Iso20) => "ocsp-signer-20",
+                _ => "ocsp-signer",
+            };
+            if let Some(rec) = ca
+                .current_service_cert(profile, ca_id)
+                .await
+                .map_err(|e| e.to_string())?
+                && let Some(key_id) = rec.key_id.as_deref()
+            {
+                let cert = ParsedCert::from_der(&rec.der)?;
+                let alg = crate::x509::spki_key_alg(cert.spki())?;
+                let (hash, sig_alg) = hsm_hash_for(alg);
+                let (_, kh) = issuer_hashes(&rec.der, HashAlg::Sha1).map_err(|e| e.to_string())?;
+                let key_hash: [u8; 20] = kh.try_into().map_err(|_| "SHA-1 length")?;
+                return Ok(Signer {
+                    key: KeyRef {
+                        id: hex::decode(key_id).map_err(|e| e.to_string())?,
+                        alg,
+                    },
+                    hash,
+                    sig_alg,
+                    key_hash,
+                    certs: vec![rec.der.clone()],
+                    not_after: rec.not_after,
+                    serial_hex: Some(rec.serial_hex.clone()),
+                });
+            }
+            tracing::warn!(ca = %ca_id, "OCSP: CA has no delegated signer; signing with the CA key");
+        }
+        let (hash, sig_alg) = hsm_hash_for(ca_key.alg);
+        let (_, kh) = issuer_hashes(&ca_cert.der, HashAlg::Sha1).map_err(|e| e.to_string())?;
+        Ok(Signer {
+            key: ca_key.clone(),
+            hash,
+            sig_alg,
+            key_hash: kh.try_into().map_err(|_| "SHA-1 length")?,
+            certs: Vec::new(),
+            not_after: ca_cert.not_after(),
+            serial_hex: None,
+        })
+    }
+
+    /// (Re)build the issuer index and signers from the store.
+    pub async fn reload_index(&self) -> anyhow::Result<()> {
+        let _g = self.inner.index_lock.lock().await;
+        let ca = &self.inner.ca;
+        let mut idx = Index::default();
+        for rec in ca.store.list_cas().await? {
+            let h = ca.issuer(&rec.id).await?;
+            let signer = self
+                .signer_for(&rec.id, &rec.profile, &h.cert, &h.key)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let mut name_hashes = HashMap::new();
+            for alg in [
+                HashAlg::Sha1,
+                HashAlg::Sha256,
+                HashAlg::Sha384,
+                HashAlg::Sha512,
+            ] {
+                let (n, k) = issuer_hashes(&rec.cert_der, alg)?;
+                idx.by_hash
+                    .insert((alg, n.clone(), k.clone()), idx.issuers.len());
+                name_hashes.insert(alg, (n, k));
+            }
+            idx.issuers.push(IssuerInfo {
+                id: rec.id.clone(),
+                cert_der: rec.cert_der.clone(),
+                name_hashes,
+                signer: Arc::new(signer),
+            });
+        }
+        *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(idx);
+        self.inner.index_loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn ensure_index(&self) -> Result<Arc<Index>, ErrorStatus> {
+        if !self.inner.index_loaded.load(Ordering::Acquire)
+            && let Err(e) = self.reload_index().await
+        {
+            tracing::error!(error = %e, "OCSP: cannot load the CA index");
+            return Err(ErrorStatus::TryLater);
+        }
+        Ok(self.index())
+    }
+
+    /// Serial and signer of the delegated signer now in use for `ca_id` (for tests and tools).
+    pub fn signer_serial(&self, ca_id: &str) -> Option<String> {
+        self.index()
+            .issuers
+            .iter()
+            .find(|i| i.id == ca_id)
+            .and_then(|i| i.signer.serial_hex.clone())
+    }
+
+    // ---------------------------------------------------------------- cache
+
+    fn insert_locked(c: &mut Cache, e: Arc<Entry>) {
+        let ids = c
+            .by_cert
+            .entry((e.issuer_id.clone(), e.serial_hex.clone()))
+            .or_default();
+        if !ids.contains(&e.cert_id) {
+            ids.push(e.cert_id.clone());
+        }
+        c.map.insert(e.cert_id.clone(), e);
+    }
+
+    /// Insert unless a revocation was applied since `seen_epoch` (the status may be stale).
+    fn insert_guarded(&self, e: Arc<Entry>, seen_epoch: i64) {
+        let mut c = self.write_cache();
+        if c.applied == seen_epoch {
+            Self::insert_locked(&mut c, e);
+        }
+    }
+
+    fn applied_epoch(&self) -> i64 {
+        self.read_cache().applied
+    }
+
+    fn lease_valid(&self) -> bool {
+        now_ms() < self.inner.lease_until_ms.load(Ordering::Acquire)
+    }
+
+    fn entry_from_stored(&self, r: StoredResponse) -> Option<Entry> {
+        // The status is read back from the response itself would be costly; the row says it.
+        let status = if r.status == "revoked" {
+            // Time/reason are only needed for live multi-CertID answers, which read the store.
+            CertStatus::Revoked {
+                time: 0,
+                reason: None,
+            }
+        } else {
+            CertStatus::Good
+        };
+        let etag = etag_of(&r.response_der);
+        Some(Entry {
+            cert_id: r.cert_id,
+            issuer_id: r.issuer_id,
+            serial_hex: r.serial_hex,
+            status,
+            this_update: r.this_update,
+            next_update: r.next_update,
+            produced_at: r.produced_at,
+            der: Bytes::from(r.response_der),
+            etag,
+            http: OnceLock::new(),
+        })
+    }
+
+    fn cached(&self, cert_id_der: &[u8]) -> Option<Arc<Entry>> {
+        if !self.lease_valid() {
+            return None;
+        }
+        let e = self.read_cache().map.get(cert_id_der).cloned()?;
+        if e.next_update - 60 > crate::store::now() {
+            Some(e)
+        } else {
+            None
+        }
+    }
+
+    // ---------------------------------------------------------------- signing
+
+    fn times(&self, signer: &Signer) -> (i64, i64) {
+        let now = crate::store::now();
+        let this = now - self.inner.settings.backdate.as_secs_i64();
+        let next = (now + self.inner.settings.validity.as_secs_i64())
+            .min(signer.not_after)
+            .max(this);
+        (this, next)
+    }
+
+    async fn sign(
+        &self,
+        signer: &Signer,
+        singles: &[SingleResponseSpec],
+        nonce: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, i64), String> {
+        let produced = crate::store::now();
+        let tbs = encode_response_data(&signer.key_hash, produced, singles, nonce)
+            .map_err(|e| e.to_string())?;
+        let hsm = self.inner.ca.hsm.clone();
+        let key = signer.key.clone();
+        let hash = signer.hash;
+        let tbs2 = tbs.clone();
+        let _slot = self
+            .inner
+            .sign_slots
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?;
+        let sig = tokio::task::spawn_blocking(move || hsm.sign_der(&key, hash, &tbs2))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let der = encode_basic_response(&tbs, signer.sig_alg, &sig, &signer.certs)
+            .map_err(|e| e.to_string())?;
+        Ok((der, produced))
+    }
+
+    /// Sign, store and cache the single-CertID response for a certificate we issued.
+    async fn produce_one(
+        &self,
+        issuer: &IssuerInfo,
+        cert_id: &CertId,
+        state: &sync::CertState,
+        seen_epoch: i64,
+    ) -> Result<Arc<Entry>, String> {
+        let status = status_of_state(state);
+        let (this, next) = self.times(&issuer.signer);
+        let single = SingleResponseSpec {
+            cert_id_der: cert_id.der.clone(),
+            status,
+            this_update: this,
+            next_update: Some(next),
+        };
+        let (der, produced) = self.sign(&issuer.signer, &[single], None).await?;
+        let stored = StoredResponse {
+            cert_id: cert_id.der.clone(),
+            issuer_id: issuer.id.clone(),
+            serial_hex: state.serial_hex.clone(),
+            status: status_column(status).into(),
+            this_update: this,
+            next_update: next,
+            produced_at: produced,
+            response_der: der.clone(),
+        };
+        if let Err(e) = sync::store_response(&self.inner.ca.store, &stored).await {
+            tracing::warn!(error = %e, "OCSP: cannot store a pre-produced response");
+        }
+        let entry = Entry {
+            cert_id: cert_id.der.clone(),
+            issuer_id: issuer.id.clone(),
+            serial_hex: state.serial_hex.clone(),
+            status,
+            this_update: this,
+            next_update: next,
+            produced_at: produced,
+            etag: etag_of(&der),
+            der: Bytes::from(der),
+            http: OnceLock::new(),
+        };
+        let entry = Arc::new(entry);
+        self.insert_guarded(entry.clone(), seen_epoch);
+        Ok(entry)
+    }
+
+    /// Pre-produce (SHA-1 and SHA-256 CertIDs) for one certificate.
+    pub async fn produce(&self, issuer_id: &str, serial_hex: &str) -> Result<(), String> {
+        let idx = self.ensure_index().await.map_err(|s| format!("{s:?}"))?;
+        let Some(issuer) = idx.issuers.iter().find(|i| i.id == issuer_id) else {
+            return Err(format!("no CA {issuer_id}"));
+        };
+        let seen = self.applied_epoch();
+        let Some(state) =
+            sync::cert_state(&self.inner.ca.store, issuer_id, &[serial_hex.to_string()])
+                .await
+                .map_err(|e| e.to_string())?
+        else {
+            return Err(format!("no certificate {issuer_id}/{serial_hex}"));
+        };
+        let serial = serial_bytes(serial_hex).ok_or("bad serial")?;
+        for alg in PRODUCED_ALGS {
+            let Some((n, k)) = issuer.name_hashes.get(&alg) else {
+                continue;
+            };
+            let cid = build_cert_id(alg, n, k, &serial)?;
+            self.produce_one(issuer, &cid, &state, seen).await?;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- answering
+
+    /// Answer a DER request (POST body or decoded GET path). Never panics; every failure is an
+    /// OCSP error status.
+    pub async fn answer_der(&self, der: &[u8]) -> Answer {
+        match parse_request(der) {
+            Ok(req) => self.answer(&req).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "OCSP: bad request");
+                Answer::Error(e.ocsp_status())
+            }
+        }
+    }
+
+    pub async fn answer(&self, req: &OcspRequest) -> Answer {
+        let idx = match self.ensure_index().await {
+            Ok(i) => i,
+            Err(s) => return Answer::Error(s),
+        };
+        let issuers: Vec<Option<usize>> = req
+            .cert_ids
+            .iter()
+            .map(|c| {
+                idx.by_hash
+                    .get(&(
+                        c.hash_alg,
+                        c.issuer_name_hash.clone(),
+                        c.issuer_key_hash.clone(),
+                    ))
+                    .copied()
+            })
+            .collect();
+        let Some(primary) = issuers.iter().flatten().next().copied() else {
+            return Answer::Error(ErrorStatus::Unauthorized);
+        };
+        let issuer = &idx.issuers[primary];
+        let nonce = if self.inner.settings.nonce {
+            req.nonce.as_deref()
+        } else {
+            None
+        };
+        if req.cert_ids.len() == 1 && nonce.is_none() {
+            return match self.single(issuer, &req.cert_ids[0]).await {
+                Ok(e) => Answer::Signed {
+                    der: e.der.clone(),
+                    entry: if e.cacheable() { Some(e) } else { None },
+                },
+                Err(s) => Answer::Error(s),
+            };
+        }
+        // Several CertIDs or a nonce: one live signature. CertIDs of another of our CAs cannot
+        // be vouched for by this CA's signer: they are answered "unknown" (ask separately).
+        let (this, next) = self.times(&issuer.signer);
+        let mut singles = Vec::with_capacity(req.cert_ids.len());
+        for (cid, who) in req.cert_ids.iter().zip(&issuers) {
+            let status = if *who == Some(primary) {
+                match self.status(issuer, cid).await {
+                    Ok(s) => s.map(|(s, _)| s).unwrap_or(CertStatus::Unknown),
+                    Err(s) => return Answer::Error(s),
+                }
+            } else {
+                CertStatus::Unknown
+            };
+            singles.push(SingleResponseSpec {
+                cert_id_der: cid.der.clone(),
+                status,
+                this_update: this,
+                next_update: Some(next),
+            });
+        }
+        match self.sign(&issuer.signer, &singles, nonce).await {
+            Ok((der, _)) => Answer::Signed {
+                der: Bytes::from(der),
+                entry: None,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP: signing failed");
+                Answer::Error(ErrorStatus::TryLater)
+            }
+        }
+    }
+
+    /// Current status of one CertID of `issuer` (`None`: we never issued that serial), with the
+    /// state row when it came from the store.
+    async fn status(
+        &self,
+        issuer: &IssuerInfo,
+        cid: &CertId,
+    ) -> Result<Option<(CertStatus, Option<i64>)>, ErrorStatus> {
+        if let Some(e) = self.cached(&cid.der)
+            && matches!(e.status, CertStatus::Good)
+        {
+            return Ok(Some((CertStatus::Good, Some(e.next_update))));
+        }
+        match sync::cert_state(
+            &self.inner.ca.store,
+            &issuer.id,
+            &serial_spellings(&cid.serial),
+        )
+        .await
+        {
+            Ok(Some(st)) => Ok(Some((status_of_state(&st), None))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP: store unavailable");
+                Err(ErrorStatus::TryLater)
+            }
+        }
+    }
+
+    /// One CertID without nonce: cache, then store, then live signature.
+    async fn single(&self, issuer: &IssuerInfo, cid: &CertId) -> Result<Arc<Entry>, ErrorStatus> {
+        if let Some(e) = self.cached(&cid.der) {
+            return Ok(e);
+        }
+        let store = &self.inner.ca.store;
+        let seen = self.applied_epoch();
+        let now = crate::store::now();
+        let min_this = now - self.inner.settings.refresh_after.as_secs_i64();
+        match sync::load_response(store, &cid.der, min_this, now + 60).await {
+            Ok(Some(r)) => {
+                if let Some(e) = self.entry_from_stored(r) {
+                    let e = Arc::new(e);
+                    self.insert_guarded(e.clone(), seen);
+                    return Ok(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP: store unavailable");
+                return Err(ErrorStatus::TryLater);
+            }
+        }
+        let state = match sync::cert_state(store, &issuer.id, &serial_spellings(&cid.serial)).await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP: store unavailable");
+                return Err(ErrorStatus::TryLater);
+            }
+        };
+        let signed = match state {
+            Some(st) => self.produce_one(issuer, cid, &st, seen).await,
+            None => self.unknown(issuer, cid).await,
+        };
+        signed.map_err(|e| {
+            tracing::error!(error = %e, "OCSP: signing failed");
+            ErrorStatus::TryLater
+        })
+    }
+
+    /// "unknown" for a serial we never issued: signed live, never stored.
+    async fn unknown(&self, issuer: &IssuerInfo, cid: &CertId) -> Result<Arc<Entry>, String> {
+        let (this, next) = self.times(&issuer.signer);
+        let single = SingleResponseSpec {
+            cert_id_der: cid.der.clone(),
+            status: CertStatus::Unknown,
+            this_update: this,
+            next_update: Some(next),
+        };
+        let (der, produced) = self.sign(&issuer.signer, &[single], None).await?;
+        Ok(Arc::new(Entry {
+            cert_id: cid.der.clone(),
+            issuer_id: issuer.id.clone(),
+            serial_hex: hex::encode(&cid.serial),
+            status: CertStatus::Unknown,
+            this_update: this,
+            next_update: next,
+            produced_at: produced,
+            etag: etag_of(&der),
+            der: Bytes::from(der),
+            http: OnceLock::new(),
+        }))
+    }
+
+    /// Verdict for one CertID without producing a response (OCPP chain status).
+    pub async fn verdict(&self, cid: &CertId) -> Result<Verdict, ErrorStatus> {
+        let idx = self.ensure_index().await?;
+        let Some(i) = idx.by_hash.get(&(
+            cid.hash_alg,
+            cid.issuer_name_hash.clone(),
+            cid.issuer_key_hash.clone(),
+        )) else {
+            return Ok(Verdict {
+                status: None,
+                next_update: crate::store::now(),
+            });
+        };
+        let issuer = &idx.issuers[*i];
+        let (_, next) = self.times(&issuer.signer);
+        let st = self.status(issuer, cid).await?;
+        Ok(match st {
+            Some((s, n)) => Verdict {
+                status: Some(s),
+                next_update: n.unwrap_or(next),
+            },
+            None => Verdict {
+                status: Some(CertStatus::Unknown),
+                next_update: next,
+            },
+        })
+    }
+
+    // ---------------------------------------------------------------- background tasks
+
+    /// Apply events after our epoch; returns false on a store error.
+    async fn catch_up(&self) -> bool {
+        let store = &self.inner.ca.store;
+        let applied = self.applied_epoch();
+        let epoch = match sync::current_epoch(store).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: cannot read the revocation epoch");
+                return false;
+            }
+        };
+        if epoch <= applied {
+            return true;
+        }
+        let events = match sync::events_after(store, applied).await {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: cannot read revocation events");
+                return false;
+            }
+        };
+        let new_applied = {
+            let mut c = self.write_cache();
+            let gap = events.first().is_none_or(|(s, _, _)| *s > c.applied + 1);
+            if gap {
+                // Events were pruned while we were away: start over from the store.
+                c.map.clear();
+                c.by_cert.clear();
+                c.applied = epoch;
+            } else {
+                for (seq, issuer, serial) in &events {
+                    if let Some(ids) = c.by_cert.remove(&(issuer.clone(), serial.clone())) {
+                        for id in ids {
+                            c.map.remove(&id);
+                        }
+                    }
+                    c.applied = *seq;
+                }
+            }
+            c.applied
+        };
+        if let Err(e) = sync::ack(store, &self.inner.replica_id, new_applied).await {
+            tracing::warn!(error = %e, "OCSP: cannot acknowledge the revocation epoch");
+        }
+        true
+    }
+
+    async fn sync_loop(&self) {
+        let lease = self.inner.settings.lease.as_millis_i64().max(200);
+        let poll = self
+            .inner
+            .settings
+            .poll_interval
+            .0
+            .max(Duration::from_millis(5));
+        loop {
+            if self.catch_up().await {
+                let left = self.inner.lease_until_ms.load(Ordering::Acquire) - now_ms();
+                if left < lease * 2 / 3 {
+                    let t = now_ms();
+                    let applied = self.applied_epoch();
+                    match sync::renew_lease(
+                        &self.inner.ca.store,
+                        &self.inner.replica_id,
+                        applied,
+                        t + lease,
+                    )
+                    .await
+                    {
+                        Ok(true) => self
+                            .inner
+                            .lease_until_ms
+                            .store(t + lease, Ordering::Release),
+                        Ok(false) => continue, // a revocation arrived: apply it first
+                        Err(e) => {
+                            tracing::warn!(error = %e, "OCSP: cannot renew the replica lease")
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    async fn listen_loop(&self, pool: sqlx::PgPool) {
+        loop {
+            match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(mut l) => {
+                    if let Err(e) = l.listen(sync::CHANNEL).await {
+                        tracing::warn!(error = %e, "OCSP: LISTEN failed");
+                    } else {
+                        // Catch up on anything missed while not listening.
+                        self.inner.wake.notify_one();
+                        while l.recv().await.is_ok() {
+                            self.inner.wake.notify_one();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "OCSP: cannot open the LISTEN connection"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// One pass of the pre-producer; returns how many certificates were (re)produced.
+    pub async fn refresh_once(&self) -> usize {
+        let store = &self.inner.ca.store;
+        let now = crate::store::now();
+        let refresh_after = self.inner.settings.refresh_after.as_secs_i64();
+        // Drop ageing entries from memory: the next request loads the refreshed row.
+        {
+            let mut c = self.write_cache();
+            let stale: Vec<(Vec<u8>, String, String)> = c
+                .map
+                .iter()
+                .filter(|(_, e)| e.this_update < now - refresh_after || e.next_update - 60 <= now)
+                .map(|(k, e)| (k.clone(), e.issuer_id.clone(), e.serial_hex.clone()))
+                .collect();
+            for (k, i, s) in stale {
+                c.map.remove(&k);
+                if let Some(v) = c.by_cert.get_mut(&(i, s)) {
+                    v.retain(|x| *x != k);
+                }
+            }
+        }
+        // Safety net for a revocation whose event was never written.
+        let since = now - 2 * self.inner.settings.refresh_interval.as_secs_i64().max(60);
+        if let Ok(revoked) = sync::revoked_since(store, since).await {
+            let mut c = self.write_cache();
+            for (i, s) in revoked {
+                let ids = c
+                    .by_cert
+                    .get(&(i.clone(), s.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                for id in ids {
+                    if c.map
+                        .get(&id)
+                        .is_some_and(|e| matches!(e.status, CertStatus::Good))
+                    {
+                        c.map.remove(&id);
+                    }
+                }
+            }
+        }
+        let mut done = 0;
+        match sync::due_for_production(store, now - refresh_after + 1, 500).await {
+            Ok(due) => {
+                for d in due {
+                    match self.produce(&d.issuer_id, &d.serial_hex).await {
+                        Ok(()) => done += 1,
+                        Err(e) => {
+                            tracing::warn!(error = %e, issuer = %d.issuer_id, serial = %d.serial_hex, "OCSP: pre-production failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: cannot list certificates due for pre-production")
+            }
+        }
+        let _ = sync::prune_events(store, now - 86_400).await;
+        let _ = sync::prune_responses(store).await;
+        done
+    }
+
+    async fn refresh_loop(&self) {
+        loop {
+            let n = self.refresh_once().await;
+            if n > 0 {
+                tracing::info!(count = n, "OCSP: responses pre-produced");
+            }
+            tokio::time::sleep(
+                self.inner
+                    .settings
+                    .refresh_interval
+                    .0
+                    .max(Duration::from_secs(1)),
+            )
+            .await;
+        }
+    }
+
+    /// Renew every delegated signer that has less than `signer_renew_margin` left; returns the
+    /// CAs whose signer changed.
+    pub async fn rotate_signers(&self) -> Vec<String> {
+        let mut changed = Vec::new();
+        if self.inner.settings.sign_with != SignWith::Delegated {
+            return changed;
+        }
+        let margin = self.inner.settings.signer_renew_margin.as_secs_i64();
+        let idx = self.index();
+        let actor = Actor {
+            name: format!("ocsp-responder:{}", self.inner.replica_id),
+        };
+        for i in &idx.issuers {
+            let left = i.signer.not_after - crate::store::now();
+            if i.signer.serial_hex.is_some() && left >= margin {
+                continue;
+            }
+            match self.issue_signer(&i.id, &actor).await {
+                Ok(serial) => {
+                    tracing::info!(ca = %i.id, serial = %serial, "OCSP: delegated signer renewed");
+                    changed.push(i.id.clone());
+                }
+                Err(e) => tracing::error!(ca = %i.id, error = %e, "OCSP: signer renewal failed"),
+            }
+        }
+        if !changed.is_empty()
+            && let Err(e) = self.reload_index().await
+        {
+            tracing::error!(error = %e, "OCSP: cannot reload signers");
+        }
+        changed
+    }
+
+    /// Issue a new delegated signer for `ca_id` (same subject rules as `init`).
+    async fn issue_signer(&self, ca_id: &str, actor: &Actor) -> Result<String, String> {
+        let ca = &self.inner.ca;
+        // The usual path: renews when a third of the life is left.
+        let before = self
+            .index()
+            .issuers
+            .iter()
+            .find(|i| i.id == ca_id)
+            .and_then(|i| i.signer.serial_hex.clone());
+        ca.ensure_ocsp_signer(ca_id, actor)
+            .await
+            .map_err(|e| e.to_string())?;
+        let issuer = ca.issuer(ca_id).await.map_err(|e| e.to_string())?;
+        let standard = ca
+            .profiles
+            .get(&issuer.record.profile)
+            .map(|p| p.standard)
+            .map_err(|e| e.to_string())?;
+        let profile_name = if standard == Standard::Iso20 {
+            "ocsp-signer-20"
+        } else {
+            "ocsp-signer"
+        };
+        let now_cur = ca
+            .current_service_cert(profile_name, ca_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(c) = &now_cur
+            && Some(&c.serial_hex) != before.as_ref()
+        {
+            return Ok(c.serial_hex.clone());
+        }
+        // Forced (the configured margin is larger than a third of the signer's life).
+        let profile = ca
+            .profiles
+            .get(profile_name)
+            .map_err(|e| e.to_string())?
+            .clone();
+        let cn_vals = crate::x509::name::values(
+            issuer.cert.tbs().subject().as_ref(),
+            crate::x509::name::OID_CN,
+        );
+        let mut cn = format!(
+            "{} OCSP Signer",
+            cn_vals
+                .first()
+                .cloned()
+                .unwrap_or_else(|| ca_id.to_string())
+        );
+        cn.truncate(64);
+        let o_vals = crate::x509::name::values(
+            issuer.cert.tbs().subject().as_ref(),
+            crate::x509::name::OID_O,
+        );
+        let mut pairs = Vec::new();
+        if let Some(o) = o_vals.first() {
+            pairs.push(("O".to_string(), o.clone()));
+        }
+        pairs.push(("CN".to_string(), cn));
+        let subject = crate::x509::name::build(&pairs)?;
+        let checked =
+            crate::ca::subject::check_subject(&profile, &subject).map_err(|e| e.to_string())?;
+        let rec = ca
+            .issue_service_key_cert(profile_name, &issuer, checked, ca_id, None, actor)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rec.serial_hex)
+    }
+
+    async fn signer_loop(&self) {
+        loop {
+            tokio::time::sleep(
+                self.inner
+                    .settings
+                    .signer_check_interval
+                    .0
+                    .max(Duration::from_secs(1)),
+            )
+            .await;
+            self.rotate_signers().await;
+            // Pick up CAs and signers created by other processes too.
+            if let Err(e) = self.reload_index().await {
+                tracing::warn!(error = %e, "OCSP: cannot reload the CA index");
+            }
+        }
+    }
+
+    /// Leave the replica set (graceful shutdown).
+    pub async fn stop(&self) {
+        self.inner.lease_until_ms.store(0, Ordering::Release);
+        let _ = sync::deregister_replica(&self.inner.ca.store, &self.inner.replica_id).await;
+    }
+
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+}
+
+impl Entry {
+    /// Only answers about certificates we issued are cached and carry caching headers.
+    pub fn cacheable(&self) -> bool {
+        !matches!(self.status, CertStatus::Unknown)
+    }
+}
+
+// ---------------------------------------------------------------- hooks called by the CA
+
+/// After `Ca::revoke` committed: bump the revocation epoch, wake every replica and wait until
+/// none can still answer from memory without having dropped its responses for this serial.
+pub async fn on_revoked(
+    ca: &Ca,
+    issuer_id: &str,
+    serial_hex: &str,
+) -> Result<(), crate::store::StoreError> {
+    let started = std::time::Instant::now();
+    let epoch = sync::record_revocation(&ca.store, issuer_id, serial_hex).await?;
+    sync::notify(&ca.store).await;
+    let local = Responder::installed();
+    if let Some(r) = &local {
+        r.wake();
+    }
+    sync::wait_for_replicas(&ca.store, epoch).await?;
+    tracing::info!(
+        epoch,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "OCSP: every replica confirmed the revocation"
+    );
+    if let Some(r) = local {
+        // Have the "revoked" answer ready (the next request would produce it anyway).
+        let (i, s) = (issuer_id.to_string(), serial_hex.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = r.produce(&i, &s).await {
+                tracing::warn!(error = %e, "OCSP: cannot pre-produce the revoked response");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// After an issuance committed: pre-produce its responses when a responder runs in this
+/// process (elsewhere the refresher, or the first request, does it).
+pub async fn on_issued(issuer_id: &str, serial_hex: &str) {
+    if let Some(r) = Responder::installed()
+        && let Err(e) = r.produce(issuer_id, serial_hex).await
+    {
+        tracing::warn!(error = %e, "OCSP: pre-production at issuance failed");
+    }
+}

@@ -1,0 +1,167 @@
+//! `[ocsp]` section of the settings file (`DATA_DIR/pnc-pki.toml`).
+//!
+//! ```toml
+//! [ocsp]
+//! validity = "7d"          # nextUpdate - thisUpdate of every response
+//! refresh_after = "4d"     # a pre-produced response older than this is re-signed
+//! backdate = "5m"          # thisUpdate = signing time - backdate (client clock skew)
+//! nonce = true             # a request with a nonce gets a freshly signed response echoing it
+//! sign_with = "delegated"  # or "ca": sign with the CA key and embed no certificate
+//! signer_renew_margin = "10d"    # issue a new delegated signer when the current one has less left
+//! signer_check_interval = "1h"
+//! refresh_interval = "1m"  # how often the pre-producer looks for missing or ageing responses
+//! lease = "3s"             # see `sync`: how long a replica may serve from memory unconfirmed
+//! poll_interval = "100ms"  # how often a replica polls the revocation epoch (PostgreSQL also LISTENs)
+//! ```
+//!
+//! Durations are strings with a unit (`ms`, `s`, `m`, `h`, `d`) or plain integers (seconds).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Who signs the responses of a CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignWith {
+    /// The CA's delegated OCSP signer (EKU OCSPSigning, id-pkix-ocsp-nocheck), embedded as the
+    /// only certificate of the response. Falls back to the CA key when a CA has no signer.
+    #[default]
+    Delegated,
+    /// The CA key itself, with no certificate embedded (what Go's x/crypto/ocsp expects).
+    Ca,
+}
+
+/// A duration written as `"7d"`, `"250ms"`, … or an integer number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+    pub const fn millis(ms: u64) -> Dur {
+        Dur(Duration::from_millis(ms))
+    }
+    pub fn as_secs_i64(self) -> i64 {
+        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
+    }
+    pub fn as_millis_i64(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 250ms, 30s, 5m, 1h, 7d)"))?;
+    let mult_ms: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown duration unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration '{s}' is too large"))
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::Text(s) => parse_duration(&s)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = self.0.as_millis();
+        let text = if ms.is_multiple_of(86_400_000) {
+            format!("{}d", ms / 86_400_000)
+        } else if ms.is_multiple_of(3_600_000) {
+            format!("{}h", ms / 3_600_000)
+        } else if ms.is_multiple_of(60_000) {
+            format!("{}m", ms / 60_000)
+        } else if ms.is_multiple_of(1000) {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        };
+        s.serialize_str(&text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcspSettings {
+    pub validity: Dur,
+    pub refresh_after: Dur,
+    pub backdate: Dur,
+    pub nonce: bool,
+    pub sign_with: SignWith,
+    pub signer_renew_margin: Dur,
+    pub signer_check_interval: Dur,
+    pub refresh_interval: Dur,
+    pub lease: Dur,
+    pub poll_interval: Dur,
+}
+
+impl Default for OcspSettings {
+    fn default() -> Self {
+        OcspSettings {
+            validity: Dur::secs(7 * 86_400),
+            refresh_after: Dur::secs(4 * 86_400),
+            backdate: Dur::secs(300),
+            nonce: true,
+            sign_with: SignWith::Delegated,
+            signer_renew_margin: Dur::secs(10 * 86_400),
+            signer_check_interval: Dur::secs(3600),
+            refresh_interval: Dur::secs(60),
+            lease: Dur::secs(3),
+            poll_interval: Dur::millis(100),
+        }
+    }
+}
+
+impl OcspSettings {
+    pub fn is_default(&self) -> bool {
+        *self == OcspSettings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("3w").is_err());
+        let s: OcspSettings =
+            toml::from_str("validity = \"2d\"\nrefresh_after = 60\nsign_with = \"ca\"").unwrap();
+        assert_eq!(s.validity, Dur::secs(172_800));
+        assert_eq!(s.refresh_after, Dur::secs(60));
+        assert_eq!(s.sign_with, SignWith::Ca);
+        assert!(s.nonce);
+        let back: OcspSettings = toml::from_str(&toml::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+}
