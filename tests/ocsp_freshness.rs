@@ -126,3 +126,52 @@ fn signer_rotation_and_cached_response_refresh() {
         drop(server);
     }
 }
+
+#[test]
+fn revocation_through_the_api_is_visible_on_every_replica_when_it_returns() {
+    for backend in backends() {
+        let pki = setup(backend, "");
+        let a = pki.env.serve();
+        let b = pki.env.serve();
+        let req = pki.request_der(&["-no_nonce"]);
+        let (_, before) = post(&b.url("/ocsp"), &req);
+        let f = pki.env.path().join("api-before.der");
+        std::fs::write(&f, &before).unwrap();
+        assert_status(&pki.check_file(&f), "good");
+
+        // A CPO client of the leaf's operator revokes it on replica A over HTTP.
+        let (id, secret) = pki.env.client_add("cpo-ops", "cpo", &["DE*ABC"]);
+        let mut t = ureq::post(&a.url("/oauth/token"))
+            .header("Content-Type", "application/json")
+            .send(
+                serde_json::json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        let tok: serde_json::Value =
+            serde_json::from_slice(&t.body_mut().read_to_vec().unwrap()).unwrap();
+        let bearer = format!("Bearer {}", tok["access_token"].as_str().unwrap());
+        let r = ureq::post(&a.url(&format!(
+            "/api/v1/certificates/cpo-sub-ca-2/{}/revoke",
+            pki.serial
+        )))
+        .header("Authorization", &bearer)
+        .header("Content-Type", "application/json")
+        .send(br#"{"reason":"keyCompromise"}"#.as_slice())
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+
+        // The very next answers, from the other replica first, say revoked.
+        for (name, server) in [("B", &b), ("A", &a)] {
+            let (_, body) = post(&server.url("/ocsp"), &req);
+            let f = pki.env.path().join(format!("api-after-{name}.der"));
+            std::fs::write(&f, &body).unwrap();
+            let out = pki.check_file(&f);
+            assert_status(&out, "revoked");
+            assert!(out.contains("Revocation Reason: keyCompromise"), "{name}: {out}");
+        }
+        drop(a);
+        drop(b);
+    }
+}
