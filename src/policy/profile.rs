@@ -274,10 +274,11 @@ pub fn eku_oid(name: &str) -> Option<der::asn1::ObjectIdentifier> {
 /// The built-in profile files, compiled in so the binary works from anywhere.
 const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/policies.rs"));
 
-/// All profiles, by name.
+/// All profiles, by name. Cloned with every `Ca` handle (per request in the HTTP front end), so
+/// the map is shared rather than copied.
 #[derive(Debug, Clone)]
 pub struct Profiles {
-    by_name: BTreeMap<String, Profile>,
+    by_name: std::sync::Arc<BTreeMap<String, Profile>>,
 }
 
 impl Profiles {
@@ -349,7 +350,9 @@ impl Profiles {
                 }
             }
         }
-        Ok(Profiles { by_name })
+        Ok(Profiles {
+            by_name: std::sync::Arc::new(by_name),
+        })
     }
 
     pub fn get(&self, name: &str) -> Result<&Profile, String> {
