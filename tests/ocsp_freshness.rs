@@ -169,7 +169,10 @@ fn revocation_through_the_api_is_visible_on_every_replica_when_it_returns() {
             std::fs::write(&f, &body).unwrap();
             let out = pki.check_file(&f);
             assert_status(&out, "revoked");
-            assert!(out.contains("Revocation Reason: keyCompromise"), "{name}: {out}");
+            assert!(
+                out.contains("Revocation Reason: keyCompromise"),
+                "{name}: {out}"
+            );
         }
         drop(a);
         drop(b);
