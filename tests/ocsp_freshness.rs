@@ -140,18 +140,8 @@ fn revocation_through_the_api_is_visible_on_every_replica_when_it_returns() {
         assert_status(&pki.check_file(&f), "good");
 
         // A CPO client of the leaf's operator revokes it on replica A over HTTP.
-        let (id, secret) = pki.env.client_add("cpo-ops", "cpo", &["DE*ABC"]);
-        let mut t = ureq::post(&a.url("/oauth/token"))
-            .header("Content-Type", "application/json")
-            .send(
-                serde_json::json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret})
-                    .to_string()
-                    .as_bytes(),
-            )
-            .unwrap();
-        let tok: serde_json::Value =
-            serde_json::from_slice(&t.body_mut().read_to_vec().unwrap()).unwrap();
-        let bearer = format!("Bearer {}", tok["access_token"].as_str().unwrap());
+        let client = pki.env.client_add("cpo-ops", "cpo", &["DE*ABC"]);
+        let bearer = a.bearer(&client);
         let r = ureq::post(&a.url(&format!(
             "/api/v1/certificates/cpo-sub-ca-2/{}/revoke",
             pki.serial

@@ -146,18 +146,8 @@ fn ocpp_shaped_lookups() {
             "responderURL": server.url("/ocsp"),
         });
         // The OCPP-shaped lookups are for authenticated clients (a CSMS relaying for stations).
-        let (id, secret) = pki.env.client_add("csms", "cpo", &["DE*ABC"]);
-        let mut t = ureq::post(&server.url("/oauth/token"))
-            .header("Content-Type", "application/json")
-            .send(
-                serde_json::json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret})
-                    .to_string()
-                    .as_bytes(),
-            )
-            .unwrap();
-        let tok: serde_json::Value =
-            serde_json::from_slice(&t.body_mut().read_to_vec().unwrap()).unwrap();
-        let bearer = format!("Bearer {}", tok["access_token"].as_str().unwrap());
+        let client = pki.env.client_add("csms", "cpo", &["DE*ABC"]);
+        let bearer = server.bearer(&client);
         let anonymous = ureq::post(&server.url("/api/v1/ocsp/certificate-status"))
             .config()
             .http_status_as_error(false)

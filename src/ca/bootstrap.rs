@@ -127,20 +127,15 @@ impl Ca {
             .map(|p| p.record.id.clone())
             .unwrap_or_else(|| spec.id.clone());
         let now = crate::store::now();
-        let ca_rec = CaRecord {
-            id: spec.id.clone(),
-            profile: profile.name.clone(),
-            parent_id: spec.parent.clone(),
-            key_id: hex::encode(&key.id),
-            key_alg: key.alg.name().into(),
-            serial_hex: cert.serial_hex(),
-            subject: cert.subject_string(),
-            cert_der: cert.der.clone(),
-            not_before: cert.not_before(),
-            not_after: cert.not_after(),
-            created_at: now,
-            external_chain: None,
-        };
+        let ca_rec = ca_record(
+            &spec.id,
+            &profile.name,
+            spec.parent.clone(),
+            &key,
+            &cert,
+            None,
+            now,
+        );
         let cert_rec = cert_record(&cert, &issuer_id, &profile.name, Some(&ca_rec.key_id), now);
         let event = AuditEvent::new(
             &actor.name,
@@ -313,6 +308,32 @@ impl Ca {
                 (rec.not_after - rec.not_before) / 86_400
             ),
         })
+    }
+}
+
+/// The `cas` row of a CA whose key `key` we hold and whose certificate is `cert`.
+pub fn ca_record(
+    id: &str,
+    profile: &str,
+    parent_id: Option<String>,
+    key: &crate::hsm::KeyRef,
+    cert: &ParsedCert,
+    external_chain: Option<String>,
+    now: i64,
+) -> CaRecord {
+    CaRecord {
+        id: id.to_string(),
+        profile: profile.to_string(),
+        parent_id,
+        key_id: hex::encode(&key.id),
+        key_alg: key.alg.name().into(),
+        serial_hex: cert.serial_hex(),
+        subject: cert.subject_string(),
+        cert_der: cert.der.clone(),
+        not_before: cert.not_before(),
+        not_after: cert.not_after(),
+        created_at: now,
+        external_chain,
     }
 }
 

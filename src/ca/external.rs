@@ -201,20 +201,15 @@ impl Ca {
             )
         })?;
         let now = crate::store::now();
-        let rec = CaRecord {
-            id: id.to_string(),
-            profile: profile.name.clone(),
-            parent_id: parent_id.clone(),
-            key_id: hex::encode(&key.id),
-            key_alg: key.alg.name().into(),
-            serial_hex: cert.serial_hex(),
-            subject: cert.subject_string(),
-            cert_der: cert.der.clone(),
-            not_before: cert.not_before(),
-            not_after: cert.not_after(),
-            created_at: now,
+        let rec = super::bootstrap::ca_record(
+            id,
+            &profile.name,
+            parent_id.clone(),
+            &key,
+            &cert,
             external_chain,
-        };
+            now,
+        );
         // An externally issued CA is recorded under itself: its issuer is not ours to track.
         let issuer_for_row = parent_id.unwrap_or_else(|| id.to_string());
         let cert_rec = super::bootstrap::cert_record(

@@ -320,6 +320,22 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// `Authorization` header value for a registered client (OAuth2 client credentials, JSON body).
+    pub fn bearer(&self, client: &(String, String)) -> String {
+        let r = reply(
+            http()
+                .post(&self.url("/oauth/token"))
+                .header("content-type", "application/json")
+                .send(
+                    serde_json::json!({"grant_type": "client_credentials", "client_id": client.0, "client_secret": client.1})
+                        .to_string()
+                        .as_bytes(),
+                ),
+        );
+        assert_eq!(r.status, 200, "token: {}", r.text());
+        format!("Bearer {}", r.json()["access_token"].as_str().unwrap())
+    }
 }
 
 impl Drop for Server {
