@@ -37,6 +37,23 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A `StoredResponse` from an `ocsp_responses` row (either database).
+macro_rules! stored_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        StoredResponse {
+            cert_id: r.try_get("cert_id")?,
+            issuer_id: r.try_get("issuer_id")?,
+            serial_hex: r.try_get("serial_hex")?,
+            status: r.try_get("status")?,
+            this_update: r.try_get("this_update")?,
+            next_update: r.try_get("next_update")?,
+            produced_at: r.try_get("produced_at")?,
+            response_der: r.try_get("response_der")?,
+        }
+    }};
+}
+
 /// A pre-produced response row.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
@@ -276,16 +293,7 @@ pub async fn load_response(
         .await?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some(StoredResponse {
-                cert_id: r.try_get("cert_id")?,
-                issuer_id: r.try_get("issuer_id")?,
-                serial_hex: r.try_get("serial_hex")?,
-                status: r.try_get("status")?,
-                this_update: r.try_get("this_update")?,
-                next_update: r.try_get("next_update")?,
-                produced_at: r.try_get("produced_at")?,
-                response_der: r.try_get("response_der")?,
-            })),
+            Some(r) => Ok(Some(stored_from_row!(r))),
         }
     })
 }
@@ -308,16 +316,7 @@ pub async fn load_all_responses(
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            out.push(StoredResponse {
-                cert_id: r.try_get("cert_id")?,
-                issuer_id: r.try_get("issuer_id")?,
-                serial_hex: r.try_get("serial_hex")?,
-                status: r.try_get("status")?,
-                this_update: r.try_get("this_update")?,
-                next_update: r.try_get("next_update")?,
-                produced_at: r.try_get("produced_at")?,
-                response_der: r.try_get("response_der")?,
-            });
+            out.push(stored_from_row!(r));
         }
         Ok(out)
     })
