@@ -24,13 +24,16 @@ fn malformed_truncated_oversized_unsupported_and_foreign() {
             ("truncated", good[..good.len() - 3].to_vec()),
             ("trailing", [good.clone(), vec![0]].concat()),
             ("oversized", vec![0x30; 5000]),
-            ("huge", vec![0x41; 60_000]),
+            ("huge", vec![0x5a; 60_000]),
         ];
         for (name, body) in cases {
             let (status, resp) = post(&url, &body);
             assert_eq!(status, 200, "{name}");
             assert_eq!(resp, MALFORMED, "{name}");
         }
+        // All hex digits: taken as a hex-text request (CitrineOS), so the error comes as hex.
+        let (status, resp) = post(&url, &vec![b'A'; 60_000]);
+        assert_eq!((status, resp.as_slice()), (200, &b"30030a0101"[..]));
         // Unsupported CertID hash (MD5).
         let md5 = pki.request_der(&["-md5", "-no_nonce"]);
         assert_eq!(post(&url, &md5).1, MALFORMED);
@@ -88,10 +91,10 @@ fn malformed_truncated_oversized_unsupported_and_foreign() {
         let (_, _, body) = get(&format!("{url}/{}", b64(&good[..good.len() - 1])));
         assert_eq!(body, MALFORMED);
 
-        // Hex-text body (CitrineOS) is understood.
+        // Hex-text body (CitrineOS) is understood, and answered in hex.
         let (_, resp) = post(&url, hex::encode(&good).as_bytes());
         let f = dir.join("hex.der");
-        std::fs::write(&f, &resp).unwrap();
+        std::fs::write(&f, hex::decode(&resp).unwrap()).unwrap();
         assert_status(&pki.check_file(&f), "good");
 
         // Still serving after all that.

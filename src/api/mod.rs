@@ -404,6 +404,7 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr()?;
+    let ocsp = state.ocsp.clone();
     let svc = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(normalize_path),
         router(state),
@@ -432,10 +433,10 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
                 );
             }
             tracing::info!(addr = %local, "pnc-pki listening (plain HTTP)");
-            // HTTP/1 with TCP_NODELAY and a header-read timeout: OCSP clients open many short
-            // connections, and this loop accepts about 3x more per second than axum::serve
-            // (docs/ocsp.md). mTLS identities exist only on the TLS path above.
-            crate::ocsp::http::serve_http1(listener, svc, shutdown).await?;
+            // HTTP/1 with TCP_NODELAY, a header-read timeout and a direct path for OCSP
+            // requests: see `ocsp::server` and docs/benchmarks-ocsp.md for why and how much.
+            // mTLS identities exist only on the TLS path above.
+            crate::ocsp::server::serve_http1(listener, svc, ocsp, shutdown).await?;
         }
     }
     Ok(())

@@ -279,10 +279,13 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
     Ok(None)
 }
 
-/// C_GenerateKeyPair with a bounded retry on CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED: SoftHSM2
-/// 2.6.1 on OpenSSL 3 very occasionally fails an EC key generation that succeeds when repeated
-/// (seen once in ~2000 generations in our test runs). Nothing usable is left by the failed call,
-/// and each attempt is a separate, complete generation.
+/// C_GenerateKeyPair with a bounded retry on CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED /
+/// CKR_TEMPLATE_INCONSISTENT: SoftHSM2 2.6.1 on OpenSSL 3 very occasionally fails an EC key
+/// generation that succeeds when repeated with the very same templates (GENERAL_ERROR seen once
+/// in ~2000 generations in our test runs, TEMPLATE_INCONSISTENT once while generating the API
+/// token key at a first `serve`). Nothing usable is left by the failed call, and each attempt is
+/// a separate, complete generation. A template a token really refuses fails all three attempts
+/// and its error is returned.
 fn generate_key_pair_retrying(
     s: &Session,
     public: &[Attribute],
@@ -292,14 +295,14 @@ fn generate_key_pair_retrying(
     loop {
         match s.generate_key_pair(&Mechanism::EccKeyPairGen, public, private) {
             Ok(pair) => return Ok(pair),
-            Err(P11Error::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _))
-                if attempt < 2 =>
-            {
+            Err(P11Error::Pkcs11(
+                rv @ (RvError::GeneralError
+                | RvError::FunctionFailed
+                | RvError::TemplateInconsistent),
+                _,
+            )) if attempt < 2 => {
                 attempt += 1;
-                tracing::warn!(
-                    attempt,
-                    "C_GenerateKeyPair failed with a general error; retrying"
-                );
+                tracing::warn!(attempt, error = %rv, "C_GenerateKeyPair failed; retrying");
             }
             Err(e) => {
                 return Err(HsmError::Pkcs11 {

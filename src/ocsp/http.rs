@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
@@ -25,40 +25,35 @@ pub fn routes(responder: Responder) -> Router {
         .with_state(responder)
 }
 
-fn error(status: ErrorStatus) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        encode_error_response(status),
-    )
-        .into_response()
+/// An OCSP answer as it goes over HTTP: the one definition both the axum handlers and the
+/// plain-HTTP direct path (`server`) write.
+pub struct Reply {
+    pub answer: Answer,
+    /// Answered to a GET: RFC 5019 caching headers.
+    pub get: bool,
+    /// The request came as hex text, so the answer goes back as hex text. CitrineOS sends
+    /// `getEncodedHex()` of its request and parses the body it gets as hex
+    /// (docs/ocsp.md); standard clients send DER and get DER.
+    pub hex: bool,
 }
 
-fn http_date(unix: i64) -> Option<HeaderValue> {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    HeaderValue::from_str(&t.format(&f).ok()?).ok()
-}
-
-fn respond(answer: Answer, get: bool) -> Response {
-    match answer {
-        Answer::Error(s) => error(s),
-        Answer::Signed { der, entry } => {
-            let mut h = HeaderMap::with_capacity(6);
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-            match (get, entry) {
+impl Reply {
+    /// The headers besides Content-Length and Date, which the server adds.
+    pub fn headers(&self, mut put: impl FnMut(HeaderName, &HeaderValue)) {
+        static CT: HeaderValue = HeaderValue::from_static(CONTENT_TYPE);
+        static TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=us-ascii");
+        static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+        put(header::CONTENT_TYPE, if self.hex { &TEXT } else { &CT });
+        match &self.answer {
+            Answer::Error(_) => put(header::CACHE_CONTROL, &NO_STORE),
+            Answer::Signed { entry, .. } => match (self.get, entry) {
                 (true, Some(e)) => {
                     let now = crate::store::now();
                     let max_age = (e.next_update - now).max(0);
                     if let Ok(v) = HeaderValue::from_str(&format!(
                         "max-age={max_age}, public, no-transform, must-revalidate"
                     )) {
-                        h.insert(header::CACHE_CONTROL, v);
+                        put(header::CACHE_CONTROL, &v);
                     }
                     let [etag, last_modified, expires] = e.http.get_or_init(|| {
                         [
@@ -73,22 +68,48 @@ fn respond(answer: Answer, get: bool) -> Response {
                         (header::EXPIRES, expires),
                     ] {
                         if let Some(v) = v {
-                            h.insert(name, v.clone());
+                            put(name, v);
                         }
                     }
                 }
-                (true, None) => {
-                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                }
+                (true, None) => put(header::CACHE_CONTROL, &NO_STORE),
                 _ => {}
-            }
-            (StatusCode::OK, h, der).into_response()
+            },
+        }
+    }
+
+    /// The body: the signed response or the 5-byte error response (as hex text for hex clients).
+    pub fn into_body(self) -> Bytes {
+        let der = match self.answer {
+            Answer::Signed { der, .. } => der,
+            Answer::Error(s) => Bytes::from(encode_error_response(s)),
+        };
+        if self.hex {
+            Bytes::from(hex::encode(&der))
+        } else {
+            der
         }
     }
 }
 
+fn http_date(unix: i64) -> Option<HeaderValue> {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    HeaderValue::from_str(&t.format(&f).ok()?).ok()
+}
+
+fn respond(reply: Reply) -> Response {
+    let mut h = HeaderMap::with_capacity(6);
+    reply.headers(|name, v| {
+        h.insert(name, v.clone());
+    });
+    (StatusCode::OK, h, reply.into_body()).into_response()
+}
+
 /// Some clients (CitrineOS) POST the request as hex text.
-fn body_der(body: &Bytes) -> Option<Vec<u8>> {
+fn body_der(body: &[u8]) -> Option<Vec<u8>> {
     if body.first() == Some(&0x30) {
         return None;
     }
@@ -104,20 +125,51 @@ fn body_der(body: &Bytes) -> Option<Vec<u8>> {
     }
 }
 
+/// The answer to a POST body (DER, or hex text).
+pub async fn answer_post(r: &Responder, body: &[u8]) -> Reply {
+    let (answer, hex) = if body.is_empty() {
+        (Answer::Error(ErrorStatus::MalformedRequest), false)
+    } else {
+        match body_der(body) {
+            Some(der) => (r.answer_der(&der).await, true),
+            None => (r.answer_der(body).await, false),
+        }
+    };
+    Reply {
+        answer,
+        get: false,
+        hex,
+    }
+}
+
+/// The answer to `GET {path}` (the path without its query).
+pub async fn answer_get(r: &Responder, path: &str) -> Reply {
+    let answer = match decode_get_path(path) {
+        Some(der) => r.answer_der(&der).await,
+        None => Answer::Error(ErrorStatus::MalformedRequest),
+    };
+    Reply {
+        answer,
+        get: true,
+        hex: false,
+    }
+}
+
+/// Bodies above this are refused unread (malformedRequest); a request is at most 4 KiB, hex
+/// text twice that plus line breaks.
+pub const MAX_BODY_LEN: usize = 16 * MAX_REQUEST_LEN;
+
 pub async fn post_ocsp(State(r): State<Responder>, body: Body) -> Response {
     // Bounded read: a body over the limit is refused without buffering it all (malformedRequest).
-    let bytes = match axum::body::to_bytes(body, 16 * MAX_REQUEST_LEN).await {
-        Ok(b) => b,
-        Err(_) => return error(ErrorStatus::MalformedRequest),
+    let reply = match axum::body::to_bytes(body, MAX_BODY_LEN).await {
+        Ok(b) => answer_post(&r, &b).await,
+        Err(_) => Reply {
+            answer: Answer::Error(ErrorStatus::MalformedRequest),
+            get: false,
+            hex: false,
+        },
     };
-    if bytes.is_empty() {
-        return error(ErrorStatus::MalformedRequest);
-    }
-    let answer = match body_der(&bytes) {
-        Some(der) => r.answer_der(&der).await,
-        None => r.answer_der(&bytes).await,
-    };
-    respond(answer, false)
+    respond(reply)
 }
 
 fn percent_decode(s: &str) -> Option<Vec<u8>> {
@@ -164,63 +216,7 @@ pub fn decode_get_path(path: &str) -> Option<Vec<u8>> {
 }
 
 pub async fn get_ocsp(State(r): State<Responder>, uri: Uri) -> Response {
-    match decode_get_path(uri.path()) {
-        Some(der) => respond(r.answer_der(&der).await, true),
-        None => error(ErrorStatus::MalformedRequest),
-    }
-}
-
-/// An HTTP/1.1-only accept loop (no HTTP/2 preface sniffing, `TCP_NODELAY`, keep-alive): what
-/// OCSP clients speak. Measured against `axum::serve` in docs/benchmarks-ocsp.md.
-pub async fn serve_http1<S>(
-    listener: tokio::net::TcpListener,
-    app: S,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()>
-where
-    S: tower::Service<
-            axum::http::Request<Body>,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let tcp = match accepted {
-                    Ok((tcp, _)) => tcp,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let app = app.clone();
-                let svc = TowerToHyperService::new(tower::service_fn(
-                    move |req: axum::http::Request<hyper::body::Incoming>| {
-                        tower::ServiceExt::oneshot(app.clone(), req.map(Body::new))
-                    },
-                ));
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(std::time::Duration::from_secs(10))
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-            _ = &mut shutdown => return Ok(()),
-        }
-    }
+    respond(answer_get(&r, uri.path()).await)
 }
 
 #[cfg(test)]

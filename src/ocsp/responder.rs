@@ -7,7 +7,7 @@
 //! result in `ocsp_responses` and the cache so the next request is a hit.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -126,6 +126,24 @@ struct Inner {
     /// Live signatures in flight: no more than the HSM session pool holds, so every signature
     /// reuses a logged-in session instead of opening (and logging in) a new one.
     sign_slots: tokio::sync::Semaphore,
+    /// Live signatures waiting for a slot (see `OcspSettings::max_sign_queue`).
+    sign_waiting: AtomicUsize,
+}
+
+/// Counts a waiter for as long as it waits, cancellation included.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Cheap to clone.
@@ -257,6 +275,7 @@ impl Responder {
                 lease_until_ms: AtomicI64::new(0),
                 wake: tokio::sync::Notify::new(),
                 sign_slots: tokio::sync::Semaphore::new(SIGN_CONCURRENCY),
+                sign_waiting: AtomicUsize::new(0),
             }),
         }
     }
@@ -520,6 +539,17 @@ impl Responder {
         (this, next)
     }
 
+    /// Too many live signatures already wait for the HSM: answer tryLater instead of queueing.
+    fn overloaded(&self) -> bool {
+        let full = self.inner.sign_slots.available_permits() == 0
+            && self.inner.sign_waiting.load(Ordering::Relaxed)
+                >= self.inner.settings.max_sign_queue;
+        if full {
+            tracing::debug!("OCSP: live-signing queue full, answering tryLater");
+        }
+        full
+    }
+
     async fn sign(
         &self,
         signer: &Signer,
@@ -533,12 +563,14 @@ impl Responder {
         let key = signer.key.clone();
         let hash = signer.hash;
         let tbs2 = tbs.clone();
-        let _slot = self
-            .inner
-            .sign_slots
-            .acquire()
-            .await
-            .map_err(|e| e.to_string())?;
+        let _slot = {
+            let _waiting = Waiting::new(&self.inner.sign_waiting);
+            self.inner
+                .sign_slots
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?
+        };
         let sig = tokio::task::spawn_blocking(move || hsm.sign_der(&key, hash, &tbs2))
             .await
             .map_err(|e| e.to_string())?
@@ -672,6 +704,9 @@ impl Responder {
         }
         // Several CertIDs or a nonce: one live signature. CertIDs of another of our CAs cannot
         // be vouched for by this CA's signer: they are answered "unknown" (ask separately).
+        if self.overloaded() {
+            return Answer::Error(ErrorStatus::TryLater);
+        }
         let (this, next) = self.times(&issuer.signer);
         let mut singles = Vec::with_capacity(req.cert_ids.len());
         for (cid, who) in req.cert_ids.iter().zip(&issuers) {
@@ -761,6 +796,9 @@ impl Responder {
                 return Err(ErrorStatus::TryLater);
             }
         };
+        if self.overloaded() {
+            return Err(ErrorStatus::TryLater);
+        }
         let signed = match state {
             Some(st) => self.produce_one(issuer, cid, &st, seen).await,
             None => self.unknown(issuer, cid).await,

@@ -12,6 +12,7 @@
 //! refresh_interval = "1m"  # how often the pre-producer looks for missing or ageing responses
 //! lease = "3s"             # see `sync`: how long a replica may serve from memory unconfirmed
 //! poll_interval = "100ms"  # how often a replica polls the revocation epoch (PostgreSQL also LISTENs)
+//! max_sign_queue = 256     # live signatures waiting for the HSM beyond which requests get tryLater
 //! ```
 //!
 //! Durations are strings with a unit (`ms`, `s`, `m`, `h`, `d`) or plain integers (seconds).
@@ -119,6 +120,11 @@ pub struct OcspSettings {
     pub refresh_interval: Dur,
     pub lease: Dur,
     pub poll_interval: Dur,
+    /// Requests that need a live signature (nonce, several CertIDs, no pre-produced response,
+    /// unknown serials) and find this many already waiting for the HSM are answered `tryLater`
+    /// at once: a flood of such requests must not queue without bound, in memory and in the
+    /// latency of everyone behind it. Cached answers are not affected.
+    pub max_sign_queue: usize,
 }
 
 impl Default for OcspSettings {
@@ -134,6 +140,7 @@ impl Default for OcspSettings {
             refresh_interval: Dur::secs(60),
             lease: Dur::secs(3),
             poll_interval: Dur::millis(100),
+            max_sign_queue: 256,
         }
     }
 }
