@@ -529,4 +529,40 @@ mod tests {
         ));
         assert!(matches!(parse_head(b""), Parsed::Incomplete));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes never panic, and a head taken for OCSP is consistent with its input.
+        #[test]
+        fn arbitrary_bytes_are_classified_without_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000)
+        ) {
+            if let Parsed::Ocsp(h) = parse_head(&bytes) {
+                proptest::prop_assert!(h.head_len <= bytes.len());
+                proptest::prop_assert!(h.body_len <= MAX_BODY_LEN);
+                proptest::prop_assert!(h.path.starts_with("/ocsp"));
+                proptest::prop_assert!(!h.get || h.body_len == 0);
+            }
+        }
+
+        /// A valid OCSP head with bytes overwritten at random positions: never a panic, and
+        /// whatever is taken for OCSP still has a sane shape.
+        #[test]
+        fn mutated_heads_are_classified_without_panic(
+            edits in proptest::collection::vec((0usize..120, proptest::prelude::any::<u8>()), 1..8),
+            cut in 0usize..130,
+        ) {
+            let mut b = b"POST /ocsp/x HTTP/1.1\r\nHost: ocsp.example\r\nConnection: keep-alive\r\nContent-Length: 12\r\n\r\n0123456789ab".to_vec();
+            for (i, v) in edits {
+                let i = i % b.len();
+                b[i] = v;
+            }
+            b.truncate(cut.min(b.len()));
+            if let Parsed::Ocsp(h) = parse_head(&b) {
+                proptest::prop_assert!(h.head_len <= b.len());
+                proptest::prop_assert!(h.body_len <= MAX_BODY_LEN);
+            }
+        }
+    }
 }
