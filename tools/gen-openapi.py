@@ -123,16 +123,19 @@ op("get", "One root of the OPCP pool", public=True, tags="opcp",
 
 OCSP_REQ = [("application/ocsp-request", "{type: string, format: binary, description: DER OCSPRequest (RFC 6960), at most 4 KiB}")]
 OCSP_RESP = [("application/ocsp-response", "{type: string, format: binary, description: DER OCSPResponse; errors are OCSP statuses (malformedRequest, unauthorized, ...)}")]
+# A hex-text request body (CitrineOS sends getEncodedHex()) is answered in hex text.
+OCSP_REQ = OCSP_REQ + [("text/plain", "{type: string, description: the DER OCSPRequest as hex text (CitrineOS)}")]
+OCSP_POST_RESP = OCSP_RESP + [("text/plain", "{type: string, description: the DER OCSPResponse as hex text, for a hex-text request}")]
 for p, params in [("/ocsp", []), ("/ocsp/", [])]:
     path(p)
     op("get", "OCSP responder base URL (GET without a request answers malformedRequest)", public=True, tags="ocsp", responses=[("200", "OCSP response", OCSP_RESP)])
     op("post", "OCSP request (RFC 6960 appendix A.1, the URL written into every certificate's AIA)", public=True, tags="ocsp",
-       body=OCSP_REQ, responses=[("200", "OCSP response (pre-produced, or freshly signed when the request has a nonce)", OCSP_RESP)])
+       body=OCSP_REQ, responses=[("200", "OCSP response (pre-produced, or freshly signed when the request has a nonce)", OCSP_POST_RESP)])
 path("/ocsp/{request}")
 op("get", "OCSP request as base64 (URL-encoded or plain) in the path, RFC 5019; cacheable (Cache-Control, ETag, Last-Modified, Expires)", public=True, tags="ocsp",
    params=[("request", "path", "{type: string}", True)], responses=[("200", "OCSP response", OCSP_RESP)])
 op("post", "OCSP request (POST to a path below /ocsp/)", public=True, tags="ocsp",
-   params=[("request", "path", "{type: string}", True)], body=OCSP_REQ, responses=[("200", "OCSP response", OCSP_RESP)])
+   params=[("request", "path", "{type: string}", True)], body=OCSP_REQ, responses=[("200", "OCSP response", OCSP_POST_RESP)])
 path("/api/v1/ocsp/certificate-status")
 op("post", "OCPP 2.0.1 GetCertificateStatus: ocspRequestData (hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber, responderURL) -> {status, ocspResult}", tags="ocsp",
    body=[("application/json", "{type: object}")],
