@@ -38,6 +38,15 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// An OCSP error status, in DER.
+    pub fn error(status: ErrorStatus, get: bool) -> Reply {
+        Reply {
+            answer: Answer::Error(status),
+            get,
+            hex: false,
+        }
+    }
+
     /// The headers besides Content-Length and Date, which the server adds.
     pub fn headers(&self, mut put: impl FnMut(HeaderName, &HeaderValue)) {
         static CT: HeaderValue = HeaderValue::from_static(CONTENT_TYPE);
@@ -92,12 +101,11 @@ impl Reply {
     }
 }
 
-fn http_date(unix: i64) -> Option<HeaderValue> {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    HeaderValue::from_str(&t.format(&f).ok()?).ok()
+/// An HTTP date (IMF-fixdate) for a Unix time: the one formatter of both HTTP paths.
+pub fn http_date(unix: i64) -> Option<HeaderValue> {
+    let t = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(u64::try_from(unix).ok()?))?;
+    HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()
 }
 
 fn respond(reply: Reply) -> Response {
@@ -163,11 +171,7 @@ pub async fn post_ocsp(State(r): State<Responder>, body: Body) -> Response {
     // Bounded read: a body over the limit is refused without buffering it all (malformedRequest).
     let reply = match axum::body::to_bytes(body, MAX_BODY_LEN).await {
         Ok(b) => answer_post(&r, &b).await,
-        Err(_) => Reply {
-            answer: Answer::Error(ErrorStatus::MalformedRequest),
-            get: false,
-            hex: false,
-        },
+        Err(_) => Reply::error(ErrorStatus::MalformedRequest, false),
     };
     respond(reply)
 }
@@ -239,6 +243,16 @@ mod tests {
         assert_eq!(decode_get_path("/ocsp/"), None);
         assert_eq!(decode_get_path("/ocsp/%zz"), None);
         assert_eq!(decode_get_path("/ocsp/!!!"), None);
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        assert_eq!(http_date(0).unwrap(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            http_date(1_795_600_000).unwrap(),
+            "Wed, 25 Nov 2026 09:46:40 GMT"
+        );
+        assert!(http_date(-1).is_none());
     }
 
     #[test]

@@ -22,9 +22,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
-use super::http::{MAX_BODY_LEN, Reply, answer_get, answer_post};
-use super::responder::{Answer, Responder};
+use super::http::{MAX_BODY_LEN, Reply, answer_get, answer_post, http_date};
+use super::responder::Responder;
 use super::wire::ErrorStatus;
+use axum::http::HeaderValue;
 
 /// Longest request head read on the direct path; longer heads go to hyper (which answers 431).
 const MAX_HEAD: usize = 8 * 1024;
@@ -337,11 +338,7 @@ async fn direct(
             std::panic::AssertUnwindSafe(work)
                 .catch_unwind()
                 .await
-                .unwrap_or(Reply {
-                    answer: Answer::Error(ErrorStatus::InternalError),
-                    get: head.get,
-                    hex: false,
-                })
+                .unwrap_or(Reply::error(ErrorStatus::InternalError, head.get))
         };
         buf.advance(total);
         out.clear();
@@ -374,9 +371,11 @@ fn render(out: &mut Vec<u8>, reply: Reply, head: &Head) {
         let mut d = d.borrow_mut();
         let now = crate::store::now();
         if d.0 != now {
-            *d = (now, httpdate::fmt_http_date(std::time::SystemTime::now()));
+            *d = (now, http_date(now));
         }
-        out.extend_from_slice(d.1.as_bytes());
+        if let Some(v) = &d.1 {
+            out.extend_from_slice(v.as_bytes());
+        }
     });
     out.extend_from_slice(b"\r\n");
     if head.close {
@@ -390,7 +389,7 @@ fn render(out: &mut Vec<u8>, reply: Reply, head: &Head) {
 
 thread_local! {
     /// The Date header, formatted once per second per thread.
-    static DATE: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+    static DATE: std::cell::RefCell<(i64, Option<HeaderValue>)> = const { std::cell::RefCell::new((0, None)) };
 }
 
 /// Serve the rest of the connection with hyper and the full router; `prefix` holds the bytes
