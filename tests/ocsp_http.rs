@@ -93,6 +93,13 @@ fn post_head(len: usize, extra: &str) -> String {
     )
 }
 
+/// Write a whole `POST /ocsp` (head with `extra` headers, then `body`).
+fn send_post(s: &mut TcpStream, extra: &str, body: &[u8]) {
+    s.write_all(post_head(body.len(), extra).as_bytes())
+        .unwrap();
+    s.write_all(body).unwrap();
+}
+
 fn closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
     matches!(s.read(&mut b), Ok(0))
@@ -120,8 +127,7 @@ fn direct_path_and_router_agree_on_one_connection() {
     // (now through the router), all on one connection.
     let mut s = connect(&server);
     let mut pending = Vec::new();
-    s.write_all(post_head(req.len(), "").as_bytes()).unwrap();
-    s.write_all(&req).unwrap();
+    send_post(&mut s, "", &req);
     let r = read_reply(&mut s, &mut pending);
     assert_eq!(r.status, 200);
     good(&r.body);
@@ -141,8 +147,7 @@ fn direct_path_and_router_agree_on_one_connection() {
     let r = read_reply(&mut s, &mut pending);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 
-    s.write_all(post_head(req.len(), "").as_bytes()).unwrap();
-    s.write_all(&req).unwrap();
+    send_post(&mut s, "", &req);
     let r = read_reply(&mut s, &mut pending);
     assert_eq!(r.status, 200);
     good(&r.body);
@@ -152,9 +157,7 @@ fn direct_path_and_router_agree_on_one_connection() {
     let hex_req = hex::encode_upper(&req);
     let mut s = connect(&server);
     let mut pending = Vec::new();
-    s.write_all(post_head(hex_req.len(), "").as_bytes())
-        .unwrap();
-    s.write_all(hex_req.as_bytes()).unwrap();
+    send_post(&mut s, "", hex_req.as_bytes());
     let r = read_reply(&mut s, &mut pending);
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
@@ -166,8 +169,7 @@ fn direct_path_and_router_agree_on_one_connection() {
     let r = read_reply(&mut s, &mut pending);
     good(&hex::decode(&r.body).unwrap());
     // Hex that is not an OCSP request: malformedRequest, in hex.
-    s.write_all(post_head(6, "").as_bytes()).unwrap();
-    s.write_all(b"300100").unwrap();
+    send_post(&mut s, "", b"300100");
     let r = read_reply(&mut s, &mut pending);
     assert_eq!(r.body, b"30030a0101");
 
@@ -254,9 +256,7 @@ fn direct_path_and_router_agree_on_one_connection() {
     }
     // Connection: close on HTTP/1.1.
     let mut s = connect(&server);
-    s.write_all(post_head(req.len(), "Connection: close\r\n").as_bytes())
-        .unwrap();
-    s.write_all(&req).unwrap();
+    send_post(&mut s, "Connection: close\r\n", &req);
     let r = read_reply(&mut s, &mut pending);
     assert_eq!(r.status, 200);
     assert!(closed(&mut s));
