@@ -19,7 +19,7 @@ fn vector(rel: &str) -> Vec<u8> {
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         hex::decode(v["exi_hex"].as_str().expect("hex")).expect("hex")
     } else {
-        pnc_pki::exi::cli::exi_from_input(text.as_bytes()).expect("b64")
+        pnc_pki::exi::from_raw_or_base64(text.as_bytes()).expect("b64")
     }
 }
 

@@ -1,20 +1,33 @@
 //! pnc-pki: the Plug & Charge (ISO 15118) PKI and certificate authority service.
 //!
-//! Layers, outermost first (the split Let's Encrypt's Boulder uses):
-//! - `cli` and `api`: front ends (command line, HTTP);
-//! - `policy`: profiles, identifiers, who may ask for what;
-//! - `ca`: builds and signs certificates, only through `hsm`;
-//! - `store`: SQLite / PostgreSQL persistence and the audit chain.
+//! Layers, outermost first (the split Let's Encrypt's Boulder uses; `docs/architecture.md`
+//! follows one request through them):
+//! - front ends: [`cli`], [`api`] (HTTP) and the OCSP responder's HTTP side ([`ocsp`]);
+//! - [`ra`]: the registration authority. Every front end calls it and nothing else; it asks
+//!   [`policy`] who may do what and whether a subject is acceptable, then calls the CA once;
+//! - [`ca`]: builds and signs certificates, CRLs, OCSP responses and tokens, only through
+//!   [`hsm`], and announces issuances and revocations to injected observers;
+//! - [`store`]: SQLite / PostgreSQL persistence and the audit chain; all SQL lives there.
 //!
-//! `x509` holds format code with no I/O.
+//! Leaves with no I/O: [`alg`], [`model`], [`x509`], [`exi`], `ocsp::wire`, [`error`] and the
+//! [`clock`] every layer reads time from. [`service`] wires the layers together for a process.
 
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod alg;
 pub mod api;
 pub mod ca;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod error;
 pub mod exi;
 pub mod hsm;
+pub mod model;
 pub mod ocsp;
 pub mod policy;
+pub mod ra;
+pub mod service;
 pub mod store;
 pub mod x509;

@@ -12,8 +12,8 @@ fn main() {
     match pnc_pki::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            // One line with the whole cause chain.
-            eprintln!("error: {e:#}");
+            // One line, whatever the cause says.
+            eprintln!("error: {}", e.to_string().replace(['\n', '\r'], " "));
             std::process::exit(1);
         }
     }

@@ -77,7 +77,7 @@ fn decode_prints_namespace_qualified_xml_and_encode_restores_the_bytes() {
             String::from_utf8_lossy(&enc.stderr)
         );
         let raw = std::fs::read(vdir().join(rel)).expect("read");
-        let expected = pnc_pki::exi::cli::exi_from_input(&raw).expect("exi");
+        let expected = pnc_pki::exi::from_raw_or_base64(&raw).expect("exi");
         assert_eq!(enc.stdout, expected, "{rel}: encode(decode(x)) == x");
     }
 }
@@ -93,7 +93,7 @@ fn decode_from_stdin_base64_and_errors() {
     assert!(out.stdout.is_empty());
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     // truncated EXI: one error line naming the position
-    let raw = pnc_pki::exi::cli::exi_from_input(&b64).expect("exi");
+    let raw = pnc_pki::exi::from_raw_or_base64(&b64).expect("exi");
     let out = run(&["exi", "decode", "-"], Some(&raw[..200]));
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr).to_string();

@@ -253,7 +253,7 @@ fn random_mutations_never_panic() {
         "iso15118-2/public/citrineos_hubject_legacy_iso2_CertificateInstallationRes_xsitype.b64",
     ))
     .expect("legacy");
-    let legacy = pnc_pki::exi::cli::exi_from_input(legacy.as_bytes()).expect("b64");
+    let legacy = pnc_pki::exi::from_raw_or_base64(legacy.as_bytes()).expect("b64");
     let mut all = samples();
     all.push(legacy);
     all.push(

@@ -126,28 +126,31 @@ fn ca_keys_are_sensitive_and_non_extractable_and_sessions_recover() {
     let hsm = pnc_pki::hsm::Hsm::open(&pnc_pki::hsm::HsmConfig {
         module: module.clone(),
         token_label: "pnc-pki".into(),
-        pin: USER_PIN.into(),
+        pin: USER_PIN.to_string().into(),
         pool_size: 2,
     })
     .unwrap();
     let (k, public) = hsm
-        .generate_ca_key(pnc_pki::hsm::KeyAlg::EcP256, "pnc-pki:test:recover")
+        .generate_ca_key(pnc_pki::alg::KeyAlg::EcP256, "pnc-pki:test:recover")
         .unwrap();
     let sig = hsm
-        .sign_der(&k, pnc_pki::hsm::HashAlg::Sha256, b"before")
+        .sign_raw(&k, pnc_pki::alg::HashAlg::Sha256, b"before")
         .unwrap();
     verify(&public, b"before", &sig);
     hsm.drop_sessions_for_test();
     let sig = hsm
-        .sign_der(&k, pnc_pki::hsm::HashAlg::Sha256, b"after")
+        .sign_raw(&k, pnc_pki::alg::HashAlg::Sha256, b"after")
         .expect("recovers by itself");
     verify(&public, b"after", &sig);
     hsm.check().expect("healthy again");
 }
 
-fn verify(public: &pnc_pki::hsm::PublicKey, data: &[u8], sig: &[u8]) {
-    let key = openssl::pkey::PKey::public_key_from_der(&public.spki_der()).unwrap();
+/// Check a raw `r||s` signature with OpenSSL, which wants DER.
+fn verify(public: &pnc_pki::hsm::PublicKey, data: &[u8], raw: &[u8]) {
+    let spki = pnc_pki::x509::spki_der(public.alg, &public.point).unwrap();
+    let key = openssl::pkey::PKey::public_key_from_der(&spki).unwrap();
+    let sig = pnc_pki::x509::ecdsa_raw_to_der(raw).unwrap();
     let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
     v.update(data).unwrap();
-    assert!(v.verify(sig).unwrap(), "signature verifies with OpenSSL");
+    assert!(v.verify(&sig).unwrap(), "signature verifies with OpenSSL");
 }

@@ -130,7 +130,8 @@ fn ca_signed_mode_embeds_no_certificate() {
 
 #[test]
 fn ocpp_shaped_lookups() {
-    use pnc_pki::ocsp::wire::{HashAlg, issuer_hashes};
+    use pnc_pki::alg::HashAlg;
+    use pnc_pki::ocsp::wire::issuer_hashes;
     for backend in backends() {
         let pki = setup(backend, "");
         let server = pki.env.serve();

@@ -5,7 +5,17 @@
 mod common;
 
 use common::*;
-use pnc_pki::store::{AuditEvent, CaRecord, CertRecord, Store, StoreError};
+use pnc_pki::alg::KeyAlg;
+use pnc_pki::clock::{self, ManualClock};
+use pnc_pki::model::{
+    AuditEvent, AuditFilter, CaRecord, CertFilter, CertRecord, CertStatus, RevocationReason,
+    RevokeOutcome, StatusFilter,
+};
+use pnc_pki::store::{Store, StoreError};
+
+async fn connect(url: &str) -> Store {
+    Store::connect(url, clock::system()).await.unwrap()
+}
 
 fn ca(id: &str) -> CaRecord {
     CaRecord {
@@ -13,7 +23,7 @@ fn ca(id: &str) -> CaRecord {
         profile: "v2g-root".into(),
         parent_id: None,
         key_id: "00".into(),
-        key_alg: "ec-p256".into(),
+        key_alg: KeyAlg::EcP256,
         serial_hex: "01".into(),
         subject: format!("CN={id}"),
         cert_der: vec![0x30, 0x00],
@@ -35,7 +45,7 @@ fn cert(issuer: &str, serial: &str) -> CertRecord {
         pcid: None,
         not_before: 0,
         not_after: i64::MAX / 2,
-        status: "valid".into(),
+        status: CertStatus::Valid,
         revoked_at: None,
         revocation_reason: None,
         key_id: None,
@@ -54,7 +64,7 @@ fn duplicate_serial_is_refused_and_leaves_nothing() {
     for backend in backends() {
         let env = Env::new(backend);
         tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let store = Store::connect(&env.db_url).await.unwrap();
+            let store = connect(&env.db_url).await;
             store
                 .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"))
                 .await
@@ -102,7 +112,7 @@ fn concurrent_audit_appends_form_one_chain() {
     for backend in backends() {
         let env = Env::new(backend);
         tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let store = Store::connect(&env.db_url).await.unwrap();
+            let store = connect(&env.db_url).await;
             let mut tasks = Vec::new();
             for t in 0..8 {
                 let s = store.clone();
@@ -125,23 +135,50 @@ fn concurrent_audit_appends_form_one_chain() {
 #[test]
 fn listing_filters_and_pages() {
     let env = Env::new(Backend::Sqlite);
+    let clock = ManualClock::at_ms(1_800_000_000_000);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = Store::connect(&env.db_url).await.unwrap();
+        let store = Store::connect(&env.db_url, clock.clone()).await.unwrap();
         store
             .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"))
             .await
             .unwrap();
+        // 25 certificates that differ in every filtered column: EVSE ID (five of them), tenant
+        // (two), profile (every fifth is a contract), expiry (every fourth has expired), and
+        // status (serials 0x10..0x12 revoked below).
         for i in 0..25 {
-            store
-                .record_issuance(&cert("root", &format!("{:02x}", 0x10 + i)), None, &ev("c"))
+            let mut c = cert("root", &format!("{:02x}", 0x10 + i));
+            c.evse_id = Some(format!("DEABCE{}", i % 5));
+            c.tenant = Some(if i % 2 == 0 { "DE*ABC" } else { "DE*XYZ" }.into());
+            if i % 5 == 4 {
+                c.profile = "contract".into();
+                c.evse_id = None;
+                c.emaid = Some(format!("DE8AA00000000{i:02}"));
+            }
+            c.not_after = if i % 4 == 0 {
+                1_700_000_000
+            } else {
+                1_900_000_000
+            };
+            store.record_issuance(&c, None, &ev("c")).await.unwrap();
+        }
+        for s in ["10", "11", "12"] {
+            let r = store
+                .revoke(
+                    "root",
+                    s,
+                    RevocationReason::Superseded,
+                    1_800_000_000,
+                    &ev("r"),
+                )
                 .await
                 .unwrap();
+            assert_eq!(r.outcome, RevokeOutcome::Revoked);
         }
         let mut seen = 0;
         let mut after = None;
         loop {
             let page = store
-                .list_certs(&pnc_pki::store::CertFilter {
+                .list_certs(&CertFilter {
                     after: after.clone(),
                     limit: Some(10),
                     ..Default::default()
@@ -156,21 +193,193 @@ fn listing_filters_and_pages() {
             after = Some(format!("{}/{}", last.issuer_id, last.serial_hex));
         }
         assert_eq!(seen, 26);
-        let f = pnc_pki::store::CertFilter {
-            evse_id: Some("DEABCE1231".into()),
-            status: Some("valid".into()),
-            ..Default::default()
+        // Every filter against an independent computation over the same 25 rows.
+        let serials = |f: CertFilter| {
+            let store = store.clone();
+            async move {
+                let mut v: Vec<String> = store
+                    .list_certs(&f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|c| c.serial_hex != "01")
+                    .map(|c| c.serial_hex)
+                    .collect();
+                v.sort();
+                v
+            }
         };
-        assert_eq!(store.list_certs(&f).await.unwrap().len(), 26);
-        let f = pnc_pki::store::CertFilter {
-            status: Some("revoked".into()),
-            ..Default::default()
+        let expect = |pred: &dyn Fn(usize) -> bool| -> Vec<String> {
+            (0..25)
+                .filter(|i| pred(*i))
+                .map(|i| format!("{:02x}", 0x10 + i))
+                .collect()
         };
-        assert!(store.list_certs(&f).await.unwrap().is_empty());
-        let bad = pnc_pki::store::CertFilter {
+        assert_eq!(
+            serials(CertFilter {
+                evse_id: Some("DEABCE1".into()),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i % 5 == 1)
+        );
+        assert_eq!(
+            serials(CertFilter {
+                status: Some(StatusFilter::Revoked),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i < 3)
+        );
+        assert_eq!(
+            serials(CertFilter {
+                status: Some(StatusFilter::Valid),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i >= 3)
+        );
+        assert_eq!(
+            serials(CertFilter {
+                status: Some(StatusFilter::Expired),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i >= 3 && i % 4 == 0),
+            "expired = valid and past not_after by the store's clock"
+        );
+        assert_eq!(
+            serials(CertFilter {
+                tenant: Some("DE*XYZ".into()),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i % 2 == 1)
+        );
+        assert_eq!(
+            serials(CertFilter {
+                profile: Some("contract".into()),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i % 5 == 4)
+        );
+        assert_eq!(
+            serials(CertFilter {
+                emaid: Some("de8aa0000000009".into()),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i == 9)
+        );
+        assert_eq!(
+            serials(CertFilter {
+                expiring_before: Some(1_800_000_000),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i % 4 == 0)
+        );
+        assert_eq!(
+            serials(CertFilter {
+                evse_id: Some("DEABCE2".into()),
+                tenant: Some("DE*ABC".into()),
+                status: Some(StatusFilter::Valid),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i % 5 == 2 && i % 2 == 0 && i >= 3),
+            "filters combine with AND"
+        );
+        // Moving the clock moves what "expired" means: later, everything valid has expired.
+        clock.set_ms(2_000_000_000_000);
+        assert_eq!(
+            serials(CertFilter {
+                status: Some(StatusFilter::Expired),
+                ..Default::default()
+            })
+            .await,
+            expect(&|i| i >= 3)
+        );
+        let bad = CertFilter {
             after: Some("no-slash".into()),
             ..Default::default()
         };
-        assert!(store.list_certs(&bad).await.is_err());
+        assert!(matches!(
+            store.list_certs(&bad).await,
+            Err(StoreError::BadCursor(_))
+        ));
     });
+}
+
+#[test]
+fn audit_entries_page_and_filter_by_action_prefix() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            for i in 0..7 {
+                let action = match i % 3 {
+                    0 => "certificate.issue",
+                    1 => "crl.issued",
+                    _ => "certificate_x",
+                };
+                store
+                    .audit(&AuditEvent::new(
+                        "t",
+                        action,
+                        &format!("t{i}"),
+                        serde_json::json!({"i": i}),
+                    ))
+                    .await
+                    .unwrap();
+            }
+            let all = store.audit_entries(&AuditFilter::default()).await.unwrap();
+            assert_eq!(
+                all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                (1..=7).collect::<Vec<_>>()
+            );
+            let page = store
+                .audit_entries(&AuditFilter {
+                    after_seq: Some(2),
+                    limit: Some(3),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                vec![3, 4, 5]
+            );
+            // A prefix, not a pattern: `_` is a plain character.
+            let certs = store
+                .audit_entries(&AuditFilter {
+                    action_prefix: Some("certificate.".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                certs.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                vec![1, 4, 7],
+                "{backend:?}"
+            );
+            let underscore = store
+                .audit_entries(&AuditFilter {
+                    action_prefix: Some("certificate_".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                underscore.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                vec![3, 6]
+            );
+            let v = all[1].export_json();
+            assert_eq!(v["action"], "crl.issued");
+            assert_eq!(v["subject"], "t1");
+            assert_eq!(v["details"]["i"], 1);
+            assert_eq!(v["hash"], all[1].hash.as_str());
+        });
+    }
 }

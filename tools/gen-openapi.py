@@ -180,13 +180,19 @@ op("get", "Chain of a CA (that CA first, root last); JSON or PEM", tags="native"
    responses=[("200", "chain", [("application/json", "{type: object}"), ("application/x-pem-file", "{type: string}")]),
               ("404", "unknown CA", PROBLEM)] + AUTH_ERRS)
 path("/api/v1/clients")
-op("get", "List API clients (admin)", tags="admin", responses=[("200", "clients", [("application/json", "{type: object}")])] + AUTH_ERRS)
+op("get", "List API clients (admin, auditor)", tags="admin", responses=[("200", "clients", [("application/json", "{type: object}")])] + AUTH_ERRS)
 op("post", "Register an API client (admin); the secret is returned once", tags="admin",
    body=[("application/json", "{$ref: '#/components/schemas/NewClient'}")],
    responses=[("201", "created", [("application/json", "{type: object}")]), ("400", "invalid input", PROBLEM)] + AUTH_ERRS)
 path("/api/v1/clients/{client_id}")
 op("delete", "Disable an API client (admin)", tags="admin", params=[("client_id", "path", "{type: string}", True)],
    responses=[("204", "disabled", None), ("404", "unknown client", PROBLEM)] + AUTH_ERRS)
+path("/api/v1/audit")
+op("get", "The audit log in seq order, a page at a time (admin, auditor); `next` is the cursor for `after`", tags="admin",
+   params=[("after", "query", "{type: integer, minimum: 0, description: entries with a larger seq}", False),
+           ("action", "query", "{type: string, maxLength: 64, description: action prefix, e.g. certificate. or crl.issued}", False),
+           ("limit", "query", "{type: integer, minimum: 1, maximum: 1000, default: 100}", False)],
+   responses=[("200", "page", [("application/json", "{$ref: '#/components/schemas/AuditPage'}")]), ("400", "bad query", PROBLEM)] + AUTH_ERRS)
 
 w("""components:
   securitySchemes:
@@ -275,8 +281,25 @@ w("""components:
       required: [name, role]
       properties:
         name: {type: string}
-        role: {type: string, enum: [cpo, mo, oem, cps, admin]}
+        role: {type: string, enum: [cpo, mo, oem, cps, admin, auditor]}
         tenants: {type: array, items: {type: string}}
+    AuditEntry:
+      type: object
+      required: [seq, at, actor, action, subject, details, hash]
+      properties:
+        seq: {type: integer, description: position in the hash chain, from 1}
+        at: {type: string, format: date-time}
+        actor: {type: string, examples: ['api:pnc_0123abcd', 'cli:alice']}
+        action: {type: string, examples: [certificate.issue, certificate.revoke, crl.issued, auth.denied]}
+        subject: {type: string, description: what the action was applied to}
+        details: {type: object}
+        hash: {type: string, description: SHA-256 over the previous hash and this entry}
+    AuditPage:
+      type: object
+      required: [items, next]
+      properties:
+        items: {type: array, items: {$ref: '#/components/schemas/AuditEntry'}}
+        next: {type: [integer, 'null']}
     RootCertificateCollection:
       type: object
       properties:

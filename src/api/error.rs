@@ -5,16 +5,20 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::ca::CaError;
-use crate::store::StoreError;
+use crate::error::ErrorKind;
+use crate::ra::RaError;
 
+/// Which error body a request gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
+    /// RFC 9457 problem details (native API, health, metrics).
     Problem,
+    /// Hubject's OPCP shape.
     Opcp,
 }
 
 impl Style {
+    /// The style of a request path.
     pub fn for_path(path: &str) -> Style {
         if path.starts_with("/api/") || path.starts_with("/health") || path == "/metrics" {
             Style::Problem
@@ -24,9 +28,12 @@ impl Style {
     }
 }
 
+/// What the error renderer needs to know about the request being answered.
 #[derive(Clone, Debug)]
 pub struct RequestCtx {
+    /// The request id.
     pub trace_id: String,
+    /// Its error style.
     pub style: Style,
 }
 
@@ -35,6 +42,7 @@ tokio::task_local! {
     pub static REQUEST_CTX: RequestCtx;
 }
 
+/// A fresh UUID-shaped request id.
 pub fn new_trace_id() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
@@ -50,56 +58,46 @@ pub fn new_trace_id() -> String {
     )
 }
 
+/// The id of the request being answered (a fresh one outside a request).
 pub fn current_trace_id() -> String {
     REQUEST_CTX
         .try_with(|c| c.trace_id.clone())
         .unwrap_or_else(|_| new_trace_id())
 }
 
+/// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
+    /// HTTP status.
     pub status: StatusCode,
+    /// Stable machine-readable code.
     pub code: String,
+    /// Human-readable detail (never internal details).
     pub detail: String,
-    /// Extra headers (e.g. WWW-Authenticate).
+    /// Add `WWW-Authenticate` (401 answers).
     pub www_authenticate: bool,
-    /// For refusals: who was refused (audited by the request middleware).
-    pub actor: Option<String>,
-}
-
-/// Attached to 403 responses so the request middleware can audit the refusal.
-#[derive(Clone, Debug)]
-pub struct Denied {
-    pub actor: String,
-    pub code: String,
 }
 
 impl ApiError {
+    /// An error with a status, code and detail.
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code: code.to_string(),
             detail: detail.into(),
             www_authenticate: false,
-            actor: None,
         }
     }
+    /// 400.
     pub fn bad_request(code: &str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, detail)
     }
-    pub fn unauthorized(code: &str, detail: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, code, detail);
-        e.www_authenticate = true;
-        e
-    }
-    pub fn forbidden(code: &str, detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, code, detail)
-    }
+    /// 404 `not_found`.
     pub fn not_found(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
     }
+    /// 500 `internal`; the detail goes to the log only.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
-        // Internal details go to the log only.
         tracing::error!(error = %detail, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,35 +107,23 @@ impl ApiError {
     }
 }
 
-impl From<CaError> for ApiError {
-    fn from(e: CaError) -> ApiError {
-        let status = match &e {
-            CaError::NotFound(_) => StatusCode::NOT_FOUND,
-            CaError::UnknownIssuer(_) => StatusCode::NOT_FOUND,
-            CaError::Hsm(_) | CaError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ if e.is_client_error() => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if !e.is_client_error() {
-            tracing::error!(error = %e, code = e.code(), "CA error");
+impl From<RaError> for ApiError {
+    fn from(e: RaError) -> ApiError {
+        let kind = e.kind();
+        let status =
+            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if !kind.is_client_error() {
+            // Internal details (token errors, SQL) go to the log, not to the client.
+            tracing::error!(error = %e, code = e.code(), "request failed on our side");
             return ApiError::new(
                 status,
                 e.code(),
                 "the service could not complete the request",
             );
         }
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        tracing::error!(error = %e, "store error");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the database could not complete the request",
-        )
+        let mut out = ApiError::new(status, e.code(), e.to_string());
+        out.www_authenticate = kind == ErrorKind::Unauthenticated;
+        out
     }
 }
 
@@ -173,12 +159,6 @@ impl IntoResponse for ApiError {
             body.to_string(),
         )
             .into_response();
-        if let Some(actor) = self.actor {
-            resp.extensions_mut().insert(Denied {
-                actor,
-                code: self.code.clone(),
-            });
-        }
         if self.www_authenticate {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

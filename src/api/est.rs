@@ -10,59 +10,28 @@ use axum::routing::{get, post};
 use base64::Engine;
 use sha2::Digest;
 
-use super::auth::{Principal, Role};
+use crate::model::rfc3339;
+
 use super::error::{ApiError, body_error};
-use super::pkcs7;
 use super::{AppState, Routes};
-use crate::ca::subject;
-use crate::policy::identifiers;
-use crate::x509::csr;
+use crate::policy::authz::{Family, Principal};
+use crate::policy::profile::Standard;
+use crate::x509::pkcs7;
 
-/// The CA "domains" of the OPCP paths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Domain {
-    Cpo,
-    Mo,
-    Oem,
-    Cps,
-}
-
-impl Domain {
-    const ALL: [Domain; 4] = [Domain::Cpo, Domain::Mo, Domain::Oem, Domain::Cps];
-
-    fn segment(self) -> &'static str {
-        match self {
-            Domain::Cpo => "cpo",
-            Domain::Mo => "mo",
-            Domain::Oem => "oem",
-            Domain::Cps => "cps",
-        }
-    }
-    fn role(self) -> Role {
-        match self {
-            Domain::Cpo => Role::Cpo,
-            Domain::Mo => Role::Mo,
-            Domain::Oem => Role::Oem,
-            Domain::Cps => Role::Cps,
-        }
-    }
-    /// Leaf profile issued on this path for ISO 15118-2; `-20` is appended for -20.
-    fn profile(self) -> &'static str {
-        match self {
-            Domain::Cpo => "secc-leaf",
-            Domain::Mo => "contract",
-            Domain::Oem => "oem-provisioning",
-            Domain::Cps => "cps-leaf",
-        }
-    }
-}
+/// The CA "domains" of the OPCP paths and the leaf family each enrolls.
+const DOMAINS: [(&str, Family); 4] = [
+    ("cpo", Family::Secc),
+    ("mo", Family::Contract),
+    ("oem", Family::OemProvisioning),
+    ("cps", Family::Cps),
+];
 
 /// `ISO15118-2` / `ISO15118-20` (case-insensitive, `_` or `-`); anything else is refused.
-fn iso_suffix(iso: &str) -> Result<&'static str, ApiError> {
+fn iso_standard(iso: &str) -> Result<Standard, ApiError> {
     let norm = iso.to_ascii_uppercase().replace('_', "-");
     match norm.as_str() {
-        "ISO15118-2" | "ISO-15118-2" => Ok(""),
-        "ISO15118-20" | "ISO-15118-20" => Ok("-20"),
+        "ISO15118-2" | "ISO-15118-2" => Ok(Standard::Iso2),
+        "ISO15118-20" | "ISO-15118-20" => Ok(Standard::Iso20),
         _ => Err(ApiError::bad_request(
             "unknown_iso_version",
             format!(
@@ -73,16 +42,16 @@ fn iso_suffix(iso: &str) -> Result<&'static str, ApiError> {
     }
 }
 
+/// The OPCP / EST routes.
 pub fn routes(mut r: Routes) -> Routes {
-    for d in Domain::ALL {
-        let s = d.segment();
+    for (s, d) in DOMAINS {
         let enroll_iso = post(
             move |st: State<AppState>, p: Principal, Path(iso): Path<String>, b| async move {
-                enroll(st, p, d, iso_suffix(&iso)?, b).await
+                enroll(st, p, d, iso_standard(&iso)?, b).await
             },
         );
         let enroll_default = post(move |st: State<AppState>, p: Principal, b| async move {
-            enroll(st, p, d, "", b).await
+            enroll(st, p, d, Standard::Iso2, b).await
         });
         r = r
             .add(
@@ -107,16 +76,16 @@ pub fn routes(mut r: Routes) -> Routes {
             );
         let cacerts_iso = get(
             move |st: State<AppState>, Path(iso): Path<String>| async move {
-                cacerts(st, d, iso_suffix(&iso)?).await
+                cacerts(st, d, iso_standard(&iso)?).await
             },
         );
         let cacerts_alg = get(
             move |st: State<AppState>, Path((iso, _alg)): Path<(String, String)>| async move {
-                cacerts(st, d, iso_suffix(&iso)?).await
+                cacerts(st, d, iso_standard(&iso)?).await
             },
         );
         let cacerts_default =
-            get(move |st: State<AppState>| async move { cacerts(st, d, "").await });
+            get(move |st: State<AppState>| async move { cacerts(st, d, Standard::Iso2).await });
         r = r
             .add(
                 &format!("/{s}/cacerts/{{iso}}"),
@@ -168,83 +137,20 @@ fn pkcs7_response(b64: String) -> Response {
         .into_response()
 }
 
-/// Role and tenant check on the identifier the CSR's subject carries.
-fn check_tenant(
-    p: &Principal,
-    d: Domain,
-    checked: &subject::CheckedSubject,
-) -> Result<(), ApiError> {
-    if p.role == Role::Admin || d == Domain::Cps {
-        return Ok(());
-    }
-    type InTenant = fn(&str, &str) -> bool;
-    let (id, what, inside): (Option<&String>, &str, InTenant) = match d {
-        Domain::Cpo => (
-            checked.evse_id.as_ref(),
-            "EVSE ID",
-            identifiers::evse_id_in_tenant,
-        ),
-        Domain::Mo => (
-            checked.emaid.as_ref(),
-            "EMAID",
-            identifiers::emaid_in_tenant,
-        ),
-        Domain::Oem => (checked.pcid.as_ref(), "PCID", identifiers::pcid_in_tenant),
-        Domain::Cps => return Ok(()),
-    };
-    let Some(id) = id else {
-        return Err(ApiError::bad_request(
-            "profile_violation",
-            format!("the CSR subject carries no {what} in its CN"),
-        ));
-    };
-    if p.tenants.iter().any(|t| inside(id, t)) {
-        Ok(())
-    } else {
-        Err(p.forbid(
-            "forbidden_tenant",
-            format!(
-                "{what} {id} is outside the tenants of client {}",
-                p.client_id
-            ),
-        ))
-    }
-}
-
 async fn enroll(
     State(st): State<AppState>,
     p: Principal,
-    d: Domain,
-    suffix: &str,
+    family: Family,
+    standard: Standard,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    p.require(&[d.role()])?;
     let body = body.map_err(body_error)?;
-    let profile_name = format!("{}{suffix}", d.profile());
-    let profile = st
-        .ca
-        .profiles
-        .get(&profile_name)
-        .map_err(|e| ApiError::internal(format!("profile {profile_name}: {e}")))?
-        .clone();
-    // Check who may ask before issuing anything: parse and verify the CSR, apply the profile's
-    // subject rules to find the identifier, then match it to the caller's tenants.
-    let parsed = csr::parse_and_verify(&body).map_err(crate::ca::CaError::from)?;
-    let checked = subject::check_subject(&profile, &parsed.subject)?;
-    check_tenant(&p, d, &checked)?;
-    let issued = st
-        .ca
-        .issue_from_csr(&profile_name, &body, None, None, &p.actor())
-        .await?;
-    st.metrics.issued(&profile_name);
+    let issued = st.ra.enroll(&p, family, standard, &body).await?;
+    st.metrics.issued(&issued.record.profile);
     // Leaf first, then the issuing sub-CAs; the root is left out (clients get it from cacerts /
     // rootCerts and must not take it from an enrollment answer).
     let mut certs: Vec<&[u8]> = vec![&issued.cert.der];
-    for c in issued
-        .chain
-        .iter()
-        .filter(|c| c.tbs().issuer() != c.tbs().subject())
-    {
+    for c in issued.intermediates() {
         certs.push(&c.der);
     }
     Ok(pkcs7_response(pkcs7::certs_only_base64(&certs)))
@@ -253,18 +159,10 @@ async fn enroll(
 /// CA chain for the domain: issuing sub-CA 2, sub-CA 1, root (root last).
 async fn cacerts(
     State(st): State<AppState>,
-    d: Domain,
-    suffix: &str,
+    family: Family,
+    standard: Standard,
 ) -> Result<Response, ApiError> {
-    let profile_name = format!("{}{suffix}", d.profile());
-    let profile = st
-        .ca
-        .profiles
-        .get(&profile_name)
-        .map_err(|e| ApiError::internal(format!("profile {profile_name}: {e}")))?
-        .clone();
-    let issuer = st.ca.pick_issuer(&profile, None).await?;
-    let chain = st.ca.chain(&issuer.record.id).await?;
+    let chain = st.ra.issuing_chain(family, standard).await?;
     let certs: Vec<&[u8]> = chain.iter().map(|c| c.der.as_slice()).collect();
     Ok(pkcs7_response(pkcs7::certs_only_base64(&certs)))
 }
@@ -299,16 +197,6 @@ fn dn_rfc4514(name: &x509_cert::name::RdnSequence) -> String {
     parts.join(", ")
 }
 
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// Stable UUID-shaped id derived from the certificate (OPCP's `rootCertificateId` is a uuid).
 fn cert_uuid(der: &[u8]) -> String {
     let h = hex::encode(&sha2::Sha256::digest(der)[..16]);
@@ -324,7 +212,7 @@ fn cert_uuid(der: &[u8]) -> String {
 
 /// OPCP `RootCert` object for a root CA record, with its `rootType`.
 fn root_json(
-    rec: &crate::store::CaRecord,
+    rec: &crate::model::CaRecord,
 ) -> Result<Option<(&'static str, serde_json::Value)>, ApiError> {
     if rec.parent_id.is_some() {
         return Ok(None);
@@ -375,7 +263,7 @@ async fn root_certs(
         ));
     }
     let mut out = Vec::new();
-    for rec in st.ca.store.list_cas().await? {
+    for rec in st.ra.cas().await? {
         if let Some((rt, v)) = root_json(&rec)?
             && want.as_deref().is_none_or(|w| w == rt)
         {
@@ -392,7 +280,7 @@ async fn root_cert(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    for rec in st.ca.store.list_cas().await? {
+    for rec in st.ra.cas().await? {
         if let Some((_, v)) = root_json(&rec)?
             && v["rootCertificateId"].as_str() == Some(id.as_str())
         {

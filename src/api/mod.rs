@@ -1,17 +1,16 @@
 //! HTTP front end (axum): the OPCP (Hubject dialect) surface CSMSs speak, the native management
 //! API under `/api/v1`, OAuth2 client credentials, CRLs and operations endpoints.
 //!
-//! Layout: `router()` assembles every route from the modules below and records each (path,
-//! method) in a table so the OpenAPI test can compare code and spec. Other front ends (the OCSP
-//! responder) are merged into `router()` with one `.merge(...)` line.
+//! Handlers only read requests and write answers: who the caller is comes from `crate::ra::auth`,
+//! everything else from the [`Ra`]. Layout: `router()` assembles every route from the modules
+//! below and records each (path, method) in a table so the OpenAPI test can compare code and
+//! spec; the OCSP responder's routes are merged in with one `.merge(...)` line.
 
 pub mod auth;
-pub mod crl;
 pub mod error;
 pub mod est;
 pub mod metrics;
 pub mod native;
-pub mod pkcs7;
 pub mod tls;
 
 use std::sync::Arc;
@@ -25,7 +24,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
 
-use crate::ca::Ca;
+use crate::ocsp::Responder;
+use crate::policy::authz::Principal;
+use crate::ra::Ra;
+use crate::ra::auth::{TokenSettings, Tokens};
 pub use error::ApiError;
 
 /// The OpenAPI document, served as is and checked against the router by a test.
@@ -42,30 +44,49 @@ pub const OPENAPI_YAML: &str = include_str!("../../api/openapi.yaml");
 /// | `PNC_API_JWKS_FILE`       | unset              | JWKS of an external token issuer we trust     |
 /// | `PNC_API_JWKS_ISSUER`     | unset              | that issuer's `iss` (required with the file)  |
 /// | `PNC_API_MAX_BODY`        | `65536`            | request body limit, bytes                     |
-/// | `PNC_CRL_VALIDITY`        | `86400`            | CRL nextUpdate − thisUpdate, seconds          |
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
+    /// `iss` of our tokens.
     pub issuer: String,
+    /// `aud` required in every token.
     pub audience: String,
+    /// Token lifetime, seconds.
     pub token_ttl: i64,
+    /// JWKS file of a trusted external issuer.
     pub jwks_file: Option<String>,
+    /// That issuer's `iss`.
     pub jwks_issuer: Option<String>,
+    /// Request body limit, bytes.
     pub max_body: usize,
-    pub crl_validity: i64,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+/// Settings or files `serve` cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// An environment variable or file is not usable.
+    #[error("{0}")]
+    Config(String),
+    /// Listening failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The RA could not load the token key.
+    #[error(transparent)]
+    Ra(#[from] crate::ra::RaError),
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ServeError> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
             .parse()
-            .map_err(|_| format!("{name}='{v}' is not a valid value")),
+            .map_err(|_| ServeError::Config(format!("{name}='{v}' is not a valid value"))),
         _ => Ok(default),
     }
 }
 
 impl ApiConfig {
-    pub fn from_env(public_url: &str) -> Result<ApiConfig, String> {
+    /// The settings from the environment; `public_url` is the default token issuer.
+    pub fn from_env(public_url: &str) -> Result<ApiConfig, ServeError> {
         let cfg = ApiConfig {
             issuer: env_or(
                 "PNC_API_ISSUER",
@@ -80,31 +101,54 @@ impl ApiConfig {
                 .ok()
                 .filter(|s| !s.is_empty()),
             max_body: env_or("PNC_API_MAX_BODY", 64 * 1024usize)?,
-            crl_validity: env_or("PNC_CRL_VALIDITY", 86_400i64)?,
         };
-        if cfg.token_ttl < 1 || cfg.crl_validity < 60 {
-            return Err("PNC_API_TOKEN_TTL must be ≥ 1 and PNC_CRL_VALIDITY ≥ 60 seconds".into());
+        if cfg.token_ttl < 1 {
+            return Err(ServeError::Config(
+                "PNC_API_TOKEN_TTL must be ≥ 1 second".into(),
+            ));
         }
         if cfg.jwks_file.is_some() != cfg.jwks_issuer.is_some() {
-            return Err("PNC_API_JWKS_FILE and PNC_API_JWKS_ISSUER go together".into());
+            return Err(ServeError::Config(
+                "PNC_API_JWKS_FILE and PNC_API_JWKS_ISSUER go together".into(),
+            ));
         }
         Ok(cfg)
+    }
+
+    fn token_settings(&self) -> Result<TokenSettings, ServeError> {
+        let external = match (&self.jwks_file, &self.jwks_issuer) {
+            (Some(file), Some(iss)) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| ServeError::Config(format!("JWKS file {file}: {e}")))?;
+                Some((text, iss.clone()))
+            }
+            _ => None,
+        };
+        Ok(TokenSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            ttl: self.token_ttl,
+            external,
+        })
     }
 }
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub ca: Ca,
+    /// The registration authority.
+    pub ra: Ra,
+    /// Access tokens.
+    pub tokens: Arc<Tokens>,
+    /// HTTP settings.
     pub cfg: Arc<ApiConfig>,
-    pub auth: Arc<auth::Authenticator>,
+    /// Counters.
     pub metrics: Arc<metrics::Metrics>,
-    pub crl: Arc<crl::CrlService>,
-    /// The OCSP responder of this process (started by `serve`; see `crate::ocsp`).
-    pub ocsp: crate::ocsp::Responder,
+    /// The OCSP responder of this process.
+    pub ocsp: Responder,
 }
 
-impl axum::extract::FromRef<AppState> for crate::ocsp::Responder {
+impl axum::extract::FromRef<AppState> for Responder {
     fn from_ref(st: &AppState) -> Self {
         st.ocsp.clone()
     }
@@ -112,15 +156,14 @@ impl axum::extract::FromRef<AppState> for crate::ocsp::Responder {
 
 impl AppState {
     /// Load (or create, on first start) the token signing key and the trusted external keys.
-    pub async fn new(ca: Ca, cfg: ApiConfig) -> anyhow::Result<AppState> {
-        let auth = auth::Authenticator::load(&ca, &cfg).await?;
+    pub async fn new(ra: Ra, ocsp: Responder, cfg: ApiConfig) -> Result<AppState, ServeError> {
+        let tokens = Tokens::load(&ra, cfg.token_settings()?).await?;
         Ok(AppState {
-            ocsp: crate::ocsp::Responder::current(&ca),
-            crl: Arc::new(crl::CrlService::new(cfg.crl_validity)),
-            ca,
+            ra,
+            tokens: Arc::new(tokens),
             cfg: Arc::new(cfg),
-            auth: Arc::new(auth),
             metrics: Arc::new(metrics::Metrics::default()),
+            ocsp,
         })
     }
 }
@@ -139,8 +182,7 @@ impl Routes {
         }
     }
 
-    /// Add `path` for the listed methods (upper case, as in the table the OpenAPI test reads).
-    /// Record a route that another router serves (see `ocsp_router`).
+    /// Record a route that another router serves (see `ocsp_routes`).
     fn record(mut self, path: &str, methods: &[&str]) -> Routes {
         let spec_path = path.replace("{*", "{");
         for m in methods {
@@ -149,6 +191,7 @@ impl Routes {
         self
     }
 
+    /// Add `path` for the listed methods (upper case, as in the table the OpenAPI test reads).
     pub fn add(mut self, path: &str, methods: &[&str], mr: MethodRouter<AppState>) -> Routes {
         // The spec names a catch-all `{*x}` segment `{x}`.
         let spec_path = path.replace("{*", "{");
@@ -173,15 +216,14 @@ fn build() -> Routes {
     let r = ocsp_routes(r);
     let r = auth::routes(r);
     let r = est::routes(r);
-    let r = crl::routes(r);
     native::routes(r)
 }
 
 /// OCSP (public, the URL in every certificate's AIA) and the OCPP-shaped lookups (authenticated:
 /// any registered client, since a CSMS relays them for its stations).
 fn ocsp_routes(r: Routes) -> Routes {
-    // The public OCSP paths are served by `ocsp_router` (outside the per-request bookkeeping
-    // layers); they are recorded here so the OpenAPI check covers them.
+    // The public OCSP paths are served by `crate::ocsp::routes` (outside the per-request
+    // bookkeeping layers); they are recorded here so the OpenAPI check covers them.
     r.record("/ocsp", &["GET", "POST"])
         .record("/ocsp/", &["GET", "POST"])
         .record("/ocsp/{*request}", &["GET", "POST"])
@@ -197,35 +239,28 @@ fn ocsp_routes(r: Routes) -> Routes {
         )
 }
 
-/// `POST /ocsp`, `GET /ocsp/{base64}`: the hottest path of the product (chargers and CSMSs,
-/// thousands of requests a second). Request ids, per-request log lines and per-route metrics cost
-/// about 40 % of its throughput, and OCSP answers carry their own status, so these routes get only
-/// the panic guard; the handler enforces its own 4 KiB request limit.
-fn ocsp_router() -> Router<AppState> {
-    use crate::ocsp::http::{get_ocsp, post_ocsp};
-    Router::new()
-        .route("/ocsp", get(get_ocsp).post(post_ocsp))
-        .route("/ocsp/", get(get_ocsp).post(post_ocsp))
-        .route("/ocsp/{*request}", get(get_ocsp).post(post_ocsp))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
+/// OCPP lookups are open to every authenticated client (a CSMS relays them for its stations);
+/// the RA still decides, so that a role without the right is refused and audited.
+async fn ocsp_lookup_allowed(st: &AppState, p: &Principal) -> Result<(), ApiError> {
+    st.ra.authorize_ocsp_lookup(p).await.map_err(ApiError::from)
 }
 
 async fn ocpp_certificate_status(
     State(st): State<AppState>,
-    _caller: auth::Principal,
+    caller: Principal,
     body: axum::body::Bytes,
-) -> axum::response::Response {
-    crate::ocsp::ocpp::certificate_status_route(State(st.ocsp.clone()), body).await
+) -> Result<Response, ApiError> {
+    ocsp_lookup_allowed(&st, &caller).await?;
+    Ok(crate::ocsp::ocpp::certificate_status_route(State(st.ocsp.clone()), body).await)
 }
 
 async fn ocpp_chain_status(
     State(st): State<AppState>,
-    _caller: auth::Principal,
+    caller: Principal,
     body: axum::body::Bytes,
-) -> axum::response::Response {
-    crate::ocsp::ocpp::chain_status_route(State(st.ocsp.clone()), body).await
+) -> Result<Response, ApiError> {
+    ocsp_lookup_allowed(&st, &caller).await?;
+    Ok(crate::ocsp::ocpp::chain_status_route(State(st.ocsp.clone()), body).await)
 }
 
 /// Every (path, method) the router serves; the OpenAPI test compares it with the spec.
@@ -233,9 +268,18 @@ pub fn route_table() -> Vec<(String, String)> {
     build().table
 }
 
-/// The application router. Merge other front ends here (e.g. the OCSP responder's `Router`).
+/// The application router.
+///
+/// `POST /ocsp`, `GET /ocsp/{base64}` are the hottest path of the product (chargers and CSMSs,
+/// thousands of requests a second). Request ids, per-request log lines and per-route metrics
+/// cost about 40 % of its throughput, and OCSP answers carry their own status, so those routes
+/// are merged after the bookkeeping layers and get only the panic guard; the handler enforces
+/// its own request limit.
 pub fn router(state: AppState) -> Router {
     let max_body = state.cfg.max_body;
+    let ocsp = crate::ocsp::routes(state.ocsp.clone()).layer(
+        tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
+    );
     build()
         .router
         .fallback(not_found)
@@ -245,9 +289,8 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        // Merged after the layers above, so they do not wrap OCSP (see `ocsp_router`).
-        .merge(ocsp_router())
         .with_state(state)
+        .merge(ocsp)
 }
 
 /// Collapse `//` and drop a trailing `/` before routing: MaEVe joins its base URL and paths with
@@ -311,18 +354,6 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     };
     let mut resp = error::REQUEST_CTX.scope(ctx, next.run(req)).await;
     let elapsed = started.elapsed();
-    // Refused requests (wrong role or tenant) are audited like authentication failures.
-    if let Some(d) = resp.extensions().get::<error::Denied>() {
-        let ev = crate::store::AuditEvent::new(
-            &d.actor,
-            "auth.denied",
-            &path,
-            serde_json::json!({ "reason": d.code, "method": method.as_str() }),
-        );
-        if let Err(e) = st.ca.store.audit(&ev).await {
-            tracing::error!(error = %e, "could not audit a refused request");
-        }
-    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -374,12 +405,8 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn ready(State(st): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let hsm = {
-        let h = st.ca.hsm.clone();
-        tokio::task::spawn_blocking(move || h.check()).await
-    };
-    let hsm_ok = matches!(hsm, Ok(Ok(())));
-    let store_ok = st.ca.store.ping().await.is_ok();
+    let h = st.ra.health().await;
+    let (hsm_ok, store_ok) = (h.hsm, h.store);
     let status = if hsm_ok && store_ok {
         StatusCode::OK
     } else {
@@ -395,14 +422,19 @@ async fn ready(State(st): State<AppState>) -> (StatusCode, Json<serde_json::Valu
     )
 }
 
-pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
-    let cfg = ApiConfig::from_env(&ca.public_url).map_err(|e| anyhow::anyhow!(e))?;
-    let tls = tls::TlsConfig::from_env().map_err(|e| anyhow::anyhow!(e))?;
-    let state = AppState::new(ca, cfg).await?;
-    crl::spawn_scheduler(state.clone());
+/// Serve HTTP (or TLS 1.3 when `PNC_TLS_CERT`/`PNC_TLS_KEY` are set) on `listen` until Ctrl-C.
+pub async fn serve(
+    ra: Ra,
+    ocsp: Responder,
+    public_url: &str,
+    listen: &str,
+) -> Result<(), ServeError> {
+    let cfg = ApiConfig::from_env(public_url)?;
+    let tls = tls::TlsConfig::from_env().map_err(ServeError::Config)?;
+    let state = AppState::new(ra, ocsp, cfg).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| ServeError::Config(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr()?;
     let ocsp = state.ocsp.clone();
     let svc = tower::Layer::layer(
@@ -414,7 +446,7 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
     };
     match tls {
         Some(t) => {
-            let l = tls::TlsListener::new(listener, &t).map_err(|e| anyhow::anyhow!(e))?;
+            let l = tls::TlsListener::new(listener, &t).map_err(ServeError::Config)?;
             tracing::info!(addr = %local, mtls = t.client_ca.is_some(), "pnc-pki listening (TLS 1.3)");
             let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
                 tls::PeerInfo,
@@ -427,10 +459,10 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
             if !local.ip().is_loopback()
                 && std::env::var("PNC_ALLOW_PLAIN_HTTP").as_deref() != Ok("1")
             {
-                anyhow::bail!(
+                return Err(ServeError::Config(format!(
                     "refusing plain HTTP on {local}: set PNC_TLS_CERT and PNC_TLS_KEY, listen on loopback, \
                      or set PNC_ALLOW_PLAIN_HTTP=1 behind a TLS-terminating proxy"
-                );
+                )));
             }
             tracing::info!(addr = %local, "pnc-pki listening (plain HTTP)");
             // HTTP/1 with TCP_NODELAY, a header-read timeout and a direct path for OCSP
@@ -441,9 +473,6 @@ pub async fn serve(ca: Ca, listen: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Lower bound of the CRL refresh period, whatever `PNC_CRL_VALIDITY` says.
-pub(crate) const CRL_SCHEDULER_MIN_PERIOD: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

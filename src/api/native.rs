@@ -1,4 +1,5 @@
-//! Native management API under `/api/v1` (JSON; errors as RFC 9457 problem details).
+//! Native management API under `/api/v1` (JSON; errors as RFC 9457 problem details), and the
+//! public CRL distribution points.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -7,14 +8,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::auth::{self, Principal, Role};
 use super::error::{ApiError, body_error, parse_json};
 use super::{AppState, Routes};
-use crate::ca::normalize_serial;
-use crate::policy::identifiers::compact_id;
-use crate::store::{CertFilter, CertRecord, RevokeOutcome};
+use crate::model::{AuditFilter, CaRecord, CertRecord, RevokeOutcome, StatusFilter};
+use crate::policy::authz::{Principal, Role};
+use crate::ra::CertQuery;
 use crate::x509::to_pem;
 
+/// The `/api/v1` routes and `/crl/{file}`.
 pub fn routes(r: Routes) -> Routes {
     r.add("/api/v1/certificates", &["GET"], get(list_certs))
         .add(
@@ -39,15 +40,21 @@ pub fn routes(r: Routes) -> Routes {
             &["DELETE"],
             axum::routing::delete(disable_client),
         )
+        .add("/api/v1/audit", &["GET"], get(audit))
+        .add("/crl/{file}", &["GET"], get(get_crl))
 }
 
 fn cert_json(st: &AppState, c: &CertRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("pem".into(), to_pem("CERTIFICATE", &c.der).into());
-        o.insert("crl_url".into(), st.ca.crl_url(&c.issuer_id).into());
+        o.insert("crl_url".into(), st.ra.crl_url(&c.issuer_id).into());
     }
     v
+}
+
+fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request("bad_query", e.body_text())
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -75,121 +82,37 @@ async fn list_certs(
     p: Principal,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    p.require(&[Role::Cpo, Role::Mo, Role::Oem])?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
-    if let Some(s) = &q.status
-        && !["valid", "revoked", "expired"].contains(&s.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            "status must be valid, revoked or expired",
-        ));
-    }
-    let tenant = if p.role == Role::Admin {
-        q.tenant.clone()
-    } else {
-        match (&q.tenant, p.tenants.as_slice()) {
-            (Some(t), mine) => {
-                let n = auth::normalize_tenant(p.role, t)
-                    .map_err(|e| ApiError::bad_request("invalid_tenant", e))?;
-                if !mine.contains(&n) {
-                    return Err(p.forbid("forbidden_tenant", format!("tenant {n} is not yours")));
-                }
-                Some(n)
-            }
-            (None, [one]) => Some(one.clone()),
-            (None, []) => {
-                return Err(p.forbid("forbidden_tenant", "this client has no tenant to list"));
-            }
-            (None, mine) => {
-                // Several tenants: the identifier searched for names one.
-                use crate::policy::identifiers as ids;
-                let derived = if let Some(e) = &q.evse_id {
-                    ids::evse_operator_prefix(e).ok()
-                } else if let Some(e) = &q.emaid {
-                    ids::emaid_prefix(e).ok()
-                } else if let Some(pcid) = &q.pcid {
-                    ids::pcid_wmi(pcid).ok()
-                } else {
-                    None
-                };
-                match derived {
-                    Some(t) if mine.contains(&t) => Some(t),
-                    Some(t) => {
-                        return Err(
-                            p.forbid("forbidden_tenant", format!("tenant {t} is not yours"))
-                        );
-                    }
-                    None => {
-                        return Err(ApiError::bad_request(
-                            "bad_query",
-                            "choose one of your tenants with ?tenant=",
-                        ));
-                    }
-                }
-            }
-        }
-    };
-    let serial_hex = match &q.serial_hex {
+    let Query(q) = q.map_err(bad_query)?;
+    let status = match &q.status {
         Some(s) => Some(
-            normalize_serial(s)
-                .ok_or_else(|| ApiError::bad_request("bad_query", "serial_hex is not hex"))?,
+            s.parse::<StatusFilter>()
+                .map_err(|e| ApiError::bad_request("bad_query", e.to_string()))?,
         ),
         None => None,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let filter = CertFilter {
-        issuer_id: q.issuer_id,
-        profile: q.profile,
-        emaid: q.emaid.map(|e| compact_id(&e)),
-        evse_id: q.evse_id.map(|e| compact_id(&e)),
-        pcid: q.pcid,
-        status: q.status,
-        serial_hex,
-        tenant_prefix: tenant,
-        expiring_before: q.expiring_before,
-        after: q.after,
-        limit: Some(limit),
-    };
-    let items = st.ca.store.list_certs(&filter).await.map_err(|e| match e {
-        crate::store::StoreError::Invalid(m) => ApiError::bad_request("bad_query", m),
-        other => ApiError::from(other),
-    })?;
-    let next = if items.len() as i64 == limit {
-        items
-            .last()
-            .map(|c| format!("{}/{}", c.issuer_id, c.serial_hex))
-    } else {
-        None
-    };
-    let items: Vec<_> = items.iter().map(|c| cert_json(&st, c)).collect();
-    Ok(Json(serde_json::json!({ "items": items, "next": next })))
-}
-
-async fn load_owned(
-    st: &AppState,
-    p: &Principal,
-    issuer_id: &str,
-    serial: &str,
-) -> Result<CertRecord, ApiError> {
-    let serial = normalize_serial(serial)
-        .ok_or_else(|| ApiError::bad_request("bad_serial", "serial_hex is not hex"))?;
-    let c = st
-        .ca
-        .store
-        .get_cert(issuer_id, &serial)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no certificate {issuer_id}/{serial}")))?;
-    if !p.owns_tenant(c.tenant.as_deref()) {
-        return Err(p.forbid(
-            "forbidden_tenant",
-            format!(
-                "certificate {issuer_id}/{serial} is outside the tenants of client {}",
-                p.client_id
-            ),
-        ));
-    }
-    Ok(c)
+    let page = st
+        .ra
+        .list_certificates(
+            &p,
+            CertQuery {
+                issuer_id: q.issuer_id,
+                profile: q.profile,
+                emaid: q.emaid,
+                evse_id: q.evse_id,
+                pcid: q.pcid,
+                status,
+                serial_hex: q.serial_hex,
+                expiring_before: q.expiring_before,
+                tenant: q.tenant,
+                after: q.after,
+                limit: q.limit,
+            },
+        )
+        .await?;
+    let items: Vec<_> = page.items.iter().map(|c| cert_json(&st, c)).collect();
+    Ok(Json(
+        serde_json::json!({ "items": items, "next": page.next }),
+    ))
 }
 
 /// `GET /api/v1/certificates/{issuer_id}/{serial_hex}`: JSON, or PEM / DER by `Accept`.
@@ -199,8 +122,7 @@ async fn get_cert(
     Path((issuer_id, serial)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    p.require(&[Role::Cpo, Role::Mo, Role::Oem])?;
-    let c = load_owned(&st, &p, &issuer_id, &serial).await?;
+    let c = st.ra.certificate(&p, &issuer_id, &serial).await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -239,7 +161,6 @@ async fn revoke(
     Path((issuer_id, serial)): Path<(String, String)>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    p.require(&[Role::Cpo, Role::Mo, Role::Oem])?;
     let body = body.map_err(body_error)?;
     let b: RevokeBody = if body.trim_ascii().is_empty() {
         RevokeBody { reason: None }
@@ -247,46 +168,23 @@ async fn revoke(
         parse_json(&body)?
     };
     let reason = b.reason.unwrap_or_else(|| "unspecified".into());
-    if crate::ca::reason_code(&reason).is_none() {
-        return Err(ApiError::bad_request(
-            "invalid_reason",
-            format!(
-                "unknown revocation reason (use one of: {})",
-                crate::ca::REVOCATION_REASONS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    let c = load_owned(&st, &p, &issuer_id, &serial).await?;
-    let out = st
-        .ca
-        .revoke(&c.issuer_id, &c.serial_hex, &reason, &p.actor())
-        .await?;
-    if out == RevokeOutcome::Revoked {
-        // Publish at once; a failure here is logged and the next GET or the scheduler retries.
-        if let Err(e) = st.crl.regenerate(&st.ca, &c.issuer_id).await {
-            tracing::warn!(issuer = %c.issuer_id, error = %e, "CRL regeneration after revocation failed");
-        }
-    }
-    let after = st.ca.store.get_cert(&c.issuer_id, &c.serial_hex).await?;
+    let done = st.ra.revoke(&p, &issuer_id, &serial, &reason).await?;
+    let c = &done.record;
     Ok(Json(serde_json::json!({
         "issuer_id": c.issuer_id,
         "serial_hex": c.serial_hex,
         "status": "revoked",
-        "outcome": match out { RevokeOutcome::Revoked => "revoked", _ => "already_revoked" },
-        "reason": after.as_ref().and_then(|a| a.revocation_reason.clone()),
-        "revoked_at": after.as_ref().and_then(|a| a.revoked_at),
+        "outcome": match done.outcome { RevokeOutcome::Revoked => "revoked", _ => "already_revoked" },
+        "reason": c.revocation_reason,
+        "revoked_at": c.revoked_at,
     })))
 }
 
-fn ca_json(st: &AppState, c: &crate::store::CaRecord) -> serde_json::Value {
+fn ca_json(st: &AppState, c: &CaRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("pem".into(), to_pem("CERTIFICATE", &c.cert_der).into());
-        o.insert("crl_url".into(), st.ca.crl_url(&c.id).into());
+        o.insert("crl_url".into(), st.ra.crl_url(&c.id).into());
     }
     v
 }
@@ -294,9 +192,9 @@ fn ca_json(st: &AppState, c: &crate::store::CaRecord) -> serde_json::Value {
 /// `GET /api/v1/cas`: every CA (public data, any authenticated client).
 async fn list_cas(
     State(st): State<AppState>,
-    _p: Principal,
+    p: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let cas = st.ca.store.list_cas().await?;
+    let cas = st.ra.list_cas(&p).await?;
     let items: Vec<_> = cas.iter().map(|c| ca_json(&st, c)).collect();
     Ok(Json(serde_json::json!({ "items": items })))
 }
@@ -304,11 +202,11 @@ async fn list_cas(
 /// `GET /api/v1/cas/{id}/chain`: that CA first, root last; JSON or PEM by `Accept`.
 async fn ca_chain(
     State(st): State<AppState>,
-    _p: Principal,
+    p: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let chain = st.ca.chain(&id).await?;
+    let chain = st.ra.ca_chain(&p, &id).await?;
     let pem = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -337,8 +235,7 @@ async fn list_clients(
     State(st): State<AppState>,
     p: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    p.require(&[])?;
-    let items = st.ca.store.list_clients().await?;
+    let items = st.ra.list_clients(&p).await?;
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
@@ -357,11 +254,9 @@ async fn add_client(
     p: Principal,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    p.require(&[])?;
     let body = body.map_err(body_error)?;
     let n: NewClient = parse_json(&body)?;
-    let (rec, secret) =
-        auth::create_client(&st.ca.store, &n.name, n.role, &n.tenants, &p.actor()).await?;
+    let (rec, secret) = st.ra.create_client(&p, &n.name, n.role, &n.tenants).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -381,10 +276,79 @@ async fn disable_client(
     p: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    p.require(&[])?;
-    if st.ca.store.get_client(&id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no client {id}")));
-    }
-    auth::disable_client(&st.ca.store, &id, &p.actor()).await?;
+    st.ra.disable_client(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// Cursor: entries with a larger `seq` (the previous page's `next`).
+    after: Option<i64>,
+    /// Only actions starting with this (`certificate.`, `crl.issued`, …).
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit` (admin, auditor): the audit log in `seq` order, a page at a time.
+async fn audit(
+    State(st): State<AppState>,
+    p: Principal,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(ApiError::bad_request("bad_query", "after must be ≥ 0"));
+    }
+    if q.action.as_ref().is_some_and(|a| a.len() > 64) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "action prefix is at most 64 characters",
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = st
+        .ra
+        .audit_entries(
+            &p,
+            &AuditFilter {
+                after_seq: q.after,
+                action_prefix: q.action,
+                limit: Some(limit),
+            },
+        )
+        .await?;
+    let next = if entries.len() as i64 == limit {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    let items: Vec<_> = entries.iter().map(|e| e.export_json()).collect();
+    Ok(Json(serde_json::json!({ "items": items, "next": next })))
+}
+
+/// `GET /crl/{ca_id}.crl` (DER, `application/pkix-crl`). Public, as RFC 5280 distribution
+/// points are.
+async fn get_crl(
+    State(st): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(id) = file.strip_suffix(".crl") else {
+        return Err(ApiError::not_found("CRLs are at /crl/{ca_id}.crl"));
+    };
+    let crl = st.ra.crl(id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pkix-crl".to_string()),
+            (
+                header::CACHE_CONTROL,
+                format!(
+                    "public, max-age={}",
+                    (crl.next_update - st.ra.now()).clamp(0, 300)
+                ),
+            ),
+        ],
+        crl.der,
+    )
+        .into_response())
 }

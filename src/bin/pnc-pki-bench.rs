@@ -6,10 +6,13 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
 use clap::Parser;
-use pnc_pki::ca::Actor;
-use pnc_pki::hsm::{HashAlg, KeyAlg};
+use pnc_pki::alg::{HashAlg, KeyAlg};
+use pnc_pki::hsm::Hsm;
+use pnc_pki::policy::authz::Principal;
+use pnc_pki::service::{self, Mode};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 #[derive(Parser)]
 struct Args {
@@ -53,11 +56,14 @@ fn main() -> Result<()> {
         eprintln!("(using the demo PIN for the throw-away token)");
     }
     pnc_pki::cli::run(pnc_pki::cli::Cli::parse_from(init))?;
-    let p = pnc_pki::cli::prepare(dir.path())?;
+    let settings = pnc_pki::config::Settings::load(dir.path())?;
+    // Raw signing measures the HSM layer itself, so it opens the token directly.
+    let hsm = Hsm::open(&settings.hsm_config(dir.path())?)?;
+    let p = service::prepare(dir.path())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let ca = rt.block_on(pnc_pki::cli::open_ca(&p))?;
+    let svc = rt.block_on(service::open(&p, Mode::Command))?;
 
     println!("\n| measurement | count | seconds | per second |");
     println!("|---|---:|---:|---:|");
@@ -73,7 +79,7 @@ fn main() -> Result<()> {
             "ECDSA P-521 sign (SHA-512 in process + CKM_ECDSA)",
         ),
     ] {
-        let (key, _) = ca.hsm.generate_ca_key(alg, "pnc-pki:bench")?;
+        let (key, _) = hsm.generate_ca_key(alg, "pnc-pki:bench")?;
         let n = if alg == KeyAlg::EcP256 {
             args.signatures
         } else {
@@ -83,7 +89,7 @@ fn main() -> Result<()> {
             let t = Instant::now();
             std::thread::scope(|s| {
                 for _ in 0..threads {
-                    let hsm = ca.hsm.clone();
+                    let hsm = hsm.clone();
                     let key = key.clone();
                     s.spawn(move || {
                         for i in 0..n / threads {
@@ -111,15 +117,13 @@ fn main() -> Result<()> {
         rt.block_on(async {
             let mut tasks = Vec::new();
             for w in 0..concurrency {
-                let ca = ca.clone();
+                let ra = svc.ra.clone();
                 let mine: Vec<Vec<u8>> =
                     csrs[offset + w * chunk..offset + (w + 1) * chunk].to_vec();
                 tasks.push(tokio::spawn(async move {
-                    let actor = Actor {
-                        name: "bench".into(),
-                    };
+                    let op = Principal::operator("bench");
                     for c in mine {
-                        ca.issue_from_csr("secc-leaf", &c, None, None, &actor)
+                        ra.issue_from_csr(&op, "secc-leaf", &c, None, None)
                             .await
                             .expect("issue");
                     }
@@ -133,7 +137,7 @@ fn main() -> Result<()> {
         let secs = t.elapsed().as_secs_f64();
         println!(
             "| issuance from CSR (secc-leaf, {} store), {concurrency} concurrent | {n} | {secs:.2} | {:.0} |",
-            ca.store.backend(),
+            settings.database_url.split(':').next().unwrap_or("?"),
             n as f64 / secs
         );
     }

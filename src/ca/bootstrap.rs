@@ -2,29 +2,44 @@
 //! (CPS leaf) and one delegated OCSP signer per CA. Idempotent: what exists is left alone.
 
 use super::build::{Signer, build_certificate};
-use super::{Actor, Ca, CaError, IssuerHandle};
+use super::{Ca, CaError, IssuerHandle};
 use crate::config::{CaSpec, HierarchyConfig};
+use crate::hsm::KeyRef;
+use crate::model::{AuditEvent, CaRecord, CertRecord, CertStatus};
 use crate::policy::profile::{Kind, Standard};
-use crate::store::{AuditEvent, CaRecord, CertFilter, CertRecord};
+use crate::policy::subject::{self, CheckedSubject};
 use crate::x509::{self, ParsedCert};
 
 /// One line of the init report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Step {
+    /// What the line is about (a CA id, `ca/ocsp-signer`, …).
     pub id: String,
+    /// Whether this run created it.
     pub created: bool,
+    /// What was done or found.
     pub detail: String,
 }
 
-fn key_label(kind: &str, id: &str) -> String {
+/// The CKA_LABEL of a key the service creates.
+pub(super) fn key_label(kind: &str, id: &str) -> String {
     format!("pnc-pki:{kind}:{id}")
 }
 
+/// The delegated OCSP signer profile for CAs of `standard`.
+pub(crate) fn ocsp_signer_profile(standard: Standard) -> &'static str {
+    match standard {
+        Standard::Iso2 => "ocsp-signer",
+        Standard::Iso20 => "ocsp-signer-20",
+    }
+}
+
 impl Ca {
+    /// Create what `cfg` describes and does not exist yet.
     pub async fn init_hierarchy(
         &self,
         cfg: &HierarchyConfig,
-        actor: &Actor,
+        actor: &str,
     ) -> Result<Vec<Step>, CaError> {
         let mut steps = Vec::new();
         for spec in &cfg.ca {
@@ -34,26 +49,22 @@ impl Ca {
             steps.push(self.ensure_service_cert(spec, actor).await?);
         }
         if cfg.ocsp_signers {
-            for ca in self.store.list_cas().await? {
-                steps.push(self.ensure_ocsp_signer(&ca.id, actor).await?);
+            for ca in self.inner.store.list_cas().await? {
+                steps.push(self.ensure_ocsp_signer(&ca.id, false, actor).await?);
             }
         }
         Ok(steps)
     }
 
-    async fn ensure_ca(&self, spec: &CaSpec, actor: &Actor) -> Result<Step, CaError> {
-        if let Some(existing) = self.store.get_ca(&spec.id).await? {
+    async fn ensure_ca(&self, spec: &CaSpec, actor: &str) -> Result<Step, CaError> {
+        if let Some(existing) = self.inner.store.get_ca(&spec.id).await? {
             return Ok(Step {
                 id: spec.id.clone(),
                 created: false,
                 detail: format!("exists ({}), unchanged", existing.subject),
             });
         }
-        let profile = self
-            .profiles
-            .get(&spec.profile)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
+        let profile = self.inner.profiles.get(&spec.profile)?.clone();
         if !profile.kind.is_ca() {
             return Err(CaError::Config(format!(
                 "[[ca]] {} uses profile {} which is not a CA profile",
@@ -62,7 +73,7 @@ impl Ca {
         }
         let subject = x509::name::build_from_text(&spec.subject)
             .map_err(|e| CaError::Config(format!("[[ca]] {}: subject: {e}", spec.id)))?;
-        let checked = super::subject::check_subject(&profile, &subject)?;
+        let checked = subject::check_subject(&profile, &subject)?;
         let parent = match (&spec.parent, profile.kind) {
             (None, Kind::Root) => None,
             (Some(_), Kind::Root) => {
@@ -93,19 +104,17 @@ impl Ca {
                 Some(h)
             }
         };
-        let hsm = self.hsm.clone();
         let label = key_label("ca", &spec.id);
         let alg = profile.key;
         // A key left by an earlier run that died before its commit (or made by `csr`) is reused
         // rather than orphaned on the token.
-        let (key, public) =
-            tokio::task::spawn_blocking(move || match hsm.find_key_by_label(&label)? {
+        let (key, public) = self
+            .hsm_call(move |h| match h.find_key_by_label(&label)? {
                 Some(found) if found.0.alg == alg => Ok(found),
-                _ => hsm.generate_ca_key(alg, &label),
+                _ => h.generate_ca_key(alg, &label),
             })
-            .await
-            .map_err(|e| CaError::Internal(e.to_string()))??;
-        let spki = x509::spki_owned(public.alg, &public.point);
+            .await?;
+        let spki = x509::spki_owned(public.alg, &public.point)?;
         let signer = match &parent {
             Some(h) => Signer::Issuer(h),
             None => Signer::SelfSigned {
@@ -126,7 +135,7 @@ impl Ca {
             .as_ref()
             .map(|p| p.record.id.clone())
             .unwrap_or_else(|| spec.id.clone());
-        let now = crate::store::now();
+        let now = self.now();
         let ca_rec = ca_record(
             &spec.id,
             &profile.name,
@@ -138,7 +147,7 @@ impl Ca {
         );
         let cert_rec = cert_record(&cert, &issuer_id, &profile.name, Some(&ca_rec.key_id), now);
         let event = AuditEvent::new(
-            &actor.name,
+            actor,
             "ca.create",
             &spec.id,
             serde_json::json!({
@@ -149,7 +158,8 @@ impl Ca {
                 "key_id": ca_rec.key_id,
             }),
         );
-        self.store
+        self.inner
+            .store
             .record_issuance(&cert_rec, Some(&ca_rec), &event)
             .await?;
         tracing::info!(ca = %spec.id, "CA created");
@@ -161,35 +171,29 @@ impl Ca {
     }
 
     /// Certificates whose keys stay in our HSM (the CPS leaf signing provisioning responses).
-    async fn ensure_service_cert(&self, spec: &CaSpec, actor: &Actor) -> Result<Step, CaError> {
+    async fn ensure_service_cert(&self, spec: &CaSpec, actor: &str) -> Result<Step, CaError> {
         let parent = spec.parent.as_deref().ok_or_else(|| {
             CaError::Config(format!("[[service_cert]] {} needs a parent CA", spec.id))
         })?;
-        if let Some(c) = self.current_service_cert(&spec.profile, parent).await? {
+        if let Some(c) = self
+            .inner
+            .store
+            .current_service_cert(&spec.profile, parent)
+            .await?
+        {
             return Ok(Step {
                 id: spec.id.clone(),
                 created: false,
                 detail: format!("exists (serial {}), unchanged", c.serial_hex),
             });
         }
-        let profile = self
-            .profiles
-            .get(&spec.profile)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
+        let profile = self.inner.profiles.get(&spec.profile)?.clone();
         let subject = x509::name::build_from_text(&spec.subject)
             .map_err(|e| CaError::Config(format!("[[service_cert]] {}: subject: {e}", spec.id)))?;
-        let checked = super::subject::check_subject(&profile, &subject)?;
+        let checked = subject::check_subject(&profile, &subject)?;
         let issuer = self.issuer(parent).await?;
         let rec = self
-            .issue_service_key_cert(
-                &profile.name,
-                &issuer,
-                checked,
-                &spec.id,
-                spec.validity_days,
-                actor,
-            )
+            .issue_service_key_cert(&issuer, checked, &spec.id, spec.validity_days, actor)
             .await?;
         Ok(Step {
             id: spec.id.clone(),
@@ -198,50 +202,23 @@ impl Ca {
         })
     }
 
-    /// The newest valid, unexpired certificate of `profile` from `issuer` whose key we hold.
-    pub async fn current_service_cert(
+    /// Generate a token key and issue a certificate for it (CPS leaf, OCSP signer): the key is
+    /// persistent, sensitive and never extractable, like a CA key.
+    async fn issue_service_key_cert(
         &self,
-        profile: &str,
-        issuer: &str,
-    ) -> Result<Option<CertRecord>, CaError> {
-        let now = crate::store::now();
-        let mut certs = self
-            .store
-            .list_certs(&CertFilter {
-                issuer_id: Some(issuer.into()),
-                profile: Some(profile.into()),
-                status: Some("valid".into()),
-                limit: Some(1000),
-                ..Default::default()
-            })
-            .await?;
-        certs.retain(|c| c.key_id.is_some() && c.not_after > now);
-        certs.sort_by_key(|c| c.not_before);
-        Ok(certs.pop())
-    }
-
-    /// Generate a token key and issue a certificate for it (CPS leaf, OCSP signer).
-    pub async fn issue_service_key_cert(
-        &self,
-        profile_name: &str,
         issuer: &IssuerHandle,
-        checked: super::subject::CheckedSubject,
+        checked: CheckedSubject,
         label_id: &str,
         validity_days: Option<u32>,
-        actor: &Actor,
+        actor: &str,
     ) -> Result<CertRecord, CaError> {
-        let profile = self
-            .profiles
-            .get(profile_name)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
-        let hsm = self.hsm.clone();
-        let label = key_label(profile_name, label_id);
+        let profile = self.inner.profiles.get(&checked.profile)?.clone();
+        let label = key_label(&profile.name, label_id);
         let alg = profile.key;
-        let (key, public) = tokio::task::spawn_blocking(move || hsm.generate_ca_key(alg, &label))
-            .await
-            .map_err(|e| CaError::Internal(e.to_string()))??;
-        let spki = x509::spki_owned(public.alg, &public.point);
+        let (key, public) = self
+            .hsm_call(move |h| h.generate_ca_key(alg, &label))
+            .await?;
+        let spki = x509::spki_owned(public.alg, &public.point)?;
         let issued = self
             .sign_and_record(
                 &profile,
@@ -256,19 +233,25 @@ impl Ca {
         Ok(issued.record)
     }
 
-    /// Make sure CA `ca_id` has a delegated OCSP signer with more than a third of its life left.
-    pub async fn ensure_ocsp_signer(&self, ca_id: &str, actor: &Actor) -> Result<Step, CaError> {
+    /// Make sure CA `ca_id` has a delegated OCSP signer with more than a third of its life left
+    /// (or, with `force`, issue a new one whatever the current one has left).
+    pub async fn ensure_ocsp_signer(
+        &self,
+        ca_id: &str,
+        force: bool,
+        actor: &str,
+    ) -> Result<Step, CaError> {
         let issuer = self.issuer(ca_id).await?;
-        let ca_profile = self
-            .profiles
-            .get(&issuer.record.profile)
-            .map_err(CaError::UnknownProfile)?;
-        let signer_profile = match ca_profile.standard {
-            Standard::Iso2 => "ocsp-signer",
-            Standard::Iso20 => "ocsp-signer-20",
-        };
-        let now = crate::store::now();
-        if let Some(c) = self.current_service_cert(signer_profile, ca_id).await? {
+        let standard = self.inner.profiles.get(&issuer.record.profile)?.standard;
+        let signer_profile = ocsp_signer_profile(standard);
+        let now = self.now();
+        if !force
+            && let Some(c) = self
+                .inner
+                .store
+                .current_service_cert(signer_profile, ca_id)
+                .await?
+        {
             let life = (c.not_after - c.not_before).max(1);
             if (c.not_after - now) * 3 > life {
                 return Ok(Step {
@@ -278,26 +261,23 @@ impl Ca {
                 });
             }
         }
-        let profile = self
-            .profiles
-            .get(signer_profile)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
-        let ca_cert = &issuer.cert;
-        let o = x509::name::values(ca_cert.tbs().subject().as_ref(), x509::name::OID_O);
-        let cn = x509::name::values(ca_cert.tbs().subject().as_ref(), x509::name::OID_CN);
+        let profile = self.inner.profiles.get(signer_profile)?.clone();
+        let ca_name = issuer.cert.tbs().subject().as_ref();
         let mut pairs = Vec::new();
-        if let Some(o) = o.first() {
+        if let Some(o) = x509::name::values(ca_name, x509::name::OID_O).first() {
             pairs.push(("O".to_string(), o.clone()));
         }
-        let base = cn.first().cloned().unwrap_or_else(|| ca_id.to_string());
+        let base = x509::name::values(ca_name, x509::name::OID_CN)
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ca_id.to_string());
         let mut signer_cn = format!("{base} OCSP Signer");
         signer_cn.truncate(64);
         pairs.push(("CN".to_string(), signer_cn));
-        let subject = x509::name::build(&pairs).map_err(CaError::Internal)?;
-        let checked = super::subject::check_subject(&profile, &subject)?;
+        let subject = x509::name::build(&pairs)?;
+        let checked = subject::check_subject(&profile, &subject)?;
         let rec = self
-            .issue_service_key_cert(signer_profile, &issuer, checked, ca_id, None, actor)
+            .issue_service_key_cert(&issuer, checked, ca_id, None, actor)
             .await?;
         Ok(Step {
             id: format!("{ca_id}/ocsp-signer"),
@@ -312,11 +292,11 @@ impl Ca {
 }
 
 /// The `cas` row of a CA whose key `key` we hold and whose certificate is `cert`.
-pub fn ca_record(
+pub(super) fn ca_record(
     id: &str,
     profile: &str,
     parent_id: Option<String>,
-    key: &crate::hsm::KeyRef,
+    key: &KeyRef,
     cert: &ParsedCert,
     external_chain: Option<String>,
     now: i64,
@@ -326,7 +306,7 @@ pub fn ca_record(
         profile: profile.to_string(),
         parent_id,
         key_id: hex::encode(&key.id),
-        key_alg: key.alg.name().into(),
+        key_alg: key.alg,
         serial_hex: cert.serial_hex(),
         subject: cert.subject_string(),
         cert_der: cert.der.clone(),
@@ -337,7 +317,8 @@ pub fn ca_record(
     }
 }
 
-pub fn cert_record(
+/// The `certificates` row of a CA certificate.
+pub(super) fn cert_record(
     cert: &ParsedCert,
     issuer_id: &str,
     profile: &str,
@@ -354,7 +335,7 @@ pub fn cert_record(
         pcid: None,
         not_before: cert.not_before(),
         not_after: cert.not_after(),
-        status: "valid".into(),
+        status: CertStatus::Valid,
         revoked_at: None,
         revocation_reason: None,
         key_id: key_id.map(str::to_string),

@@ -5,12 +5,14 @@
 use der::{Decode, Encode};
 use x509_cert::request::{CertReqInfo, Version};
 
-use super::{Actor, Ca, CaError};
-use crate::store::{AuditEvent, CaRecord};
+use super::bootstrap::key_label;
+use super::signing::Form;
+use super::{Ca, CaError};
+use crate::model::{AuditEvent, CaRecord};
 use crate::x509::{self, ParsedCert};
 
 fn ca_key_label(id: &str) -> String {
-    format!("pnc-pki:ca:{id}")
+    key_label("ca", id)
 }
 
 impl Ca {
@@ -21,16 +23,12 @@ impl Ca {
         id: &str,
         profile_name: &str,
         subject_text: &str,
-        actor: &Actor,
+        actor: &str,
     ) -> Result<String, CaError> {
-        if self.store.get_ca(id).await?.is_some() {
-            return Err(CaError::Config(format!("CA '{id}' already exists")));
+        if self.inner.store.get_ca(id).await?.is_some() {
+            return Err(CaError::CaExists(id.to_string()));
         }
-        let profile = self
-            .profiles
-            .get(profile_name)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
+        let profile = self.inner.profiles.get(profile_name)?.clone();
         if !profile.kind.is_ca() {
             return Err(CaError::Config(format!(
                 "{profile_name} is not a CA profile"
@@ -38,17 +36,15 @@ impl Ca {
         }
         let subject = x509::name::build_from_text(subject_text)
             .map_err(|r| CaError::Config(format!("subject: {r}")))?;
-        super::subject::check_subject(&profile, &subject)?;
-        let hsm = self.hsm.clone();
+        crate::policy::subject::check_subject(&profile, &subject)?;
         let label = ca_key_label(id);
         let alg = profile.key;
-        let (key, public) =
-            tokio::task::spawn_blocking(move || match hsm.find_key_by_label(&label)? {
+        let (key, public) = self
+            .hsm_call(move |h| match h.find_key_by_label(&label)? {
                 Some(found) => Ok(found),
-                None => hsm.generate_ca_key(alg, &label),
+                None => h.generate_ca_key(alg, &label),
             })
-            .await
-            .map_err(|e| CaError::Internal(e.to_string()))??;
+            .await?;
         if key.alg != profile.key {
             return Err(CaError::Config(format!(
                 "the token already holds a {} key labelled {}, the profile needs {}",
@@ -57,7 +53,7 @@ impl Ca {
                 profile.key.name()
             )));
         }
-        let spki_der = public.spki_der();
+        let spki_der = x509::spki_der(public.alg, &public.point)?;
         let info = CertReqInfo {
             version: Version::V1,
             subject: x509_cert::name::Name::from_der(&x509::name::to_der(&subject))
@@ -69,14 +65,8 @@ impl Ca {
         let info_der = info
             .to_der()
             .map_err(|e| CaError::Internal(e.to_string()))?;
-        let hsm = self.hsm.clone();
-        let hash = profile.hash;
-        let k = key.clone();
-        let tbs = info_der.clone();
-        let sig = tokio::task::spawn_blocking(move || hsm.sign_der(&k, hash, &tbs))
-            .await
-            .map_err(|e| CaError::Internal(e.to_string()))??;
-        let der = x509::assemble_signed(&info_der, hash, &sig).map_err(CaError::Internal)?;
+        let sig = self.sign(&key, info_der.clone(), Form::Der).await?;
+        let der = x509::assemble_signed(&info_der, key.alg.signature_alg(), &sig)?;
         // Check our own output with OpenSSL before handing it out.
         let req =
             openssl::x509::X509Req::from_der(&der).map_err(|e| CaError::Internal(e.to_string()))?;
@@ -88,9 +78,10 @@ impl Ca {
                 "CSR self-signature does not verify".into(),
             ));
         }
-        self.store
+        self.inner
+            .store
             .audit(&AuditEvent::new(
-                &actor.name,
+                actor,
                 "ca.csr",
                 id,
                 serde_json::json!({"profile": profile_name, "subject": subject_text, "key_id": hex::encode(&key.id)}),
@@ -107,29 +98,24 @@ impl Ca {
         profile_name: &str,
         cert_pem: &[u8],
         issuer_chain_pem: Option<&[u8]>,
-        actor: &Actor,
+        actor: &str,
     ) -> Result<CaRecord, CaError> {
-        if self.store.get_ca(id).await?.is_some() {
-            return Err(CaError::Config(format!("CA '{id}' already exists")));
+        if self.inner.store.get_ca(id).await?.is_some() {
+            return Err(CaError::CaExists(id.to_string()));
         }
-        let profile = self
-            .profiles
-            .get(profile_name)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
+        let profile = self.inner.profiles.get(profile_name)?.clone();
         let cert = ParsedCert::from_pem(cert_pem)
             .map_err(|e| CaError::Config(format!("certificate: {e}")))?;
-        let hsm = self.hsm.clone();
         let label = ca_key_label(id);
-        let (key, public) = tokio::task::spawn_blocking(move || hsm.find_key_by_label(&label))
-            .await
-            .map_err(|e| CaError::Internal(e.to_string()))??
+        let (key, public) = self
+            .hsm_call(move |h| h.find_key_by_label(&label))
+            .await?
             .ok_or_else(|| {
                 CaError::Config(format!(
                     "no key for CA '{id}' on the token: run `pnc-pki csr --id {id}` first"
                 ))
             })?;
-        if cert.spki_der() != public.spki_der() {
+        if cert.spki_der() != x509::spki_der(public.alg, &public.point)? {
             return Err(CaError::Config(format!(
                 "the certificate's public key is not the key created for CA '{id}'"
             )));
@@ -154,28 +140,23 @@ impl Ca {
             .issuer()
             .to_der()
             .map_err(|e| CaError::Internal(e.to_string()))?;
-        let ours = self.store.list_cas().await?.into_iter().find(|c| {
+        let ours = self.inner.store.list_cas().await?.into_iter().find(|c| {
             ParsedCert::from_der(&c.cert_der)
                 .map(|p| p.subject_der() == issuer_subject)
                 .unwrap_or(false)
         });
         let (parent_id, issuer_spki, external_chain) = match (ours, issuer_chain_pem) {
             (Some(p), _) => {
-                let pc = ParsedCert::from_der(&p.cert_der).map_err(CaError::Internal)?;
+                let pc = ParsedCert::from_der(&p.cert_der)?;
                 (Some(p.id.clone()), pc.spki_der(), None)
             }
             (None, Some(chain)) => {
-                let certs = x509_cert::Certificate::load_pem_chain(chain)
+                let certs = ParsedCert::chain_from_pem(chain)
                     .map_err(|e| CaError::Config(format!("issuer chain: {e}")))?;
                 let first = certs
-                    .first()
+                    .into_iter()
+                    .next()
                     .ok_or_else(|| CaError::Config("issuer chain is empty".into()))?;
-                let first = ParsedCert::from_der(
-                    &first
-                        .to_der()
-                        .map_err(|e| CaError::Internal(e.to_string()))?,
-                )
-                .map_err(CaError::Internal)?;
                 if first.subject_der() != issuer_subject {
                     return Err(CaError::Config(
                         "the first certificate of the issuer chain did not issue this certificate"
@@ -200,7 +181,7 @@ impl Ca {
                 "the certificate's signature does not verify with the issuer's key".into(),
             )
         })?;
-        let now = crate::store::now();
+        let now = self.now();
         let rec = super::bootstrap::ca_record(
             id,
             &profile.name,
@@ -220,12 +201,13 @@ impl Ca {
             now,
         );
         let event = AuditEvent::new(
-            &actor.name,
+            actor,
             "ca.import",
             id,
             serde_json::json!({"profile": profile.name, "subject": rec.subject, "issuer": cert.issuer_string(), "serial": rec.serial_hex}),
         );
-        self.store
+        self.inner
+            .store
             .record_issuance(&cert_rec, Some(&rec), &event)
             .await?;
         Ok(rec)

@@ -1,77 +1,154 @@
-//! The certificate authority: builds certificates from profiles and signs them, only through the
-//! HSM layer, then records them (with their audit entry) before anyone sees them.
+//! The certificate authority: builds certificates, CRLs and OCSP responses from profiles and signs
+//! them, only through the HSM layer, then records them (with their audit entry) before anyone
+//! sees them.
+//!
+//! [`Ca`] is closed: its token and store handles are private, and it offers typed operations
+//! only. Leaves come from [`Ca::issue_leaf`] (or [`Ca::issue_leaf_with_generated_key`]), CAs from
+//! the hierarchy bootstrap ([`bootstrap`]) and external signing ([`external`]), CRLs from
+//! [`crl`], OCSP signatures and delegated signers from [`ocsp`], access-token signatures from
+//! [`tokens`], and the CPS key's raw signer from [`cps`]. Every signature goes through one helper
+//! (`signing`). Issuance and revocation are announced to the [`events::Observer`]s the process
+//! subscribed (the OCSP cache), so `ca` never calls up into the responder.
 
 pub mod bootstrap;
-pub mod build;
+mod build;
+pub mod cps;
+pub mod crl;
+pub mod doctor;
+pub mod events;
 pub mod external;
-pub mod subject;
+pub mod ocsp;
+mod signing;
+pub mod tokens;
+
+use std::sync::{Arc, RwLock};
 
 use der::Encode;
 use spki::SubjectPublicKeyInfoOwned;
 
-use crate::hsm::{Hsm, HsmError, KeyAlg, KeyRef};
+use crate::clock::SharedClock;
+use crate::error::ErrorKind;
+use crate::hsm::{ExportableKey, Hsm, HsmError, KeyRef};
+use crate::model::{
+    AuditEvent, CaRecord, CertRecord, CertStatus, Issued, RevocationReason, RevokeOutcome,
+    UnknownReason,
+};
+use crate::policy::PolicyError;
 use crate::policy::profile::{Kind, Profile, Profiles};
-use crate::store::{AuditEvent, CaRecord, CertRecord, RevokeOutcome, Store, StoreError};
-use crate::x509::ParsedCert;
-use crate::x509::csr::{self, CsrError};
+use crate::policy::subject::CheckedSubject;
+use crate::store::{Store, StoreError};
+use crate::x509::csr::CsrError;
+use crate::x509::{ParsedCert, X509Error};
 
-/// Errors with a stable machine-readable code (used by the CLI and the HTTP API).
+/// Errors of the CA layer, each with a stable machine-readable code.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
+    /// The CSR is malformed or its signature does not verify.
     #[error(transparent)]
     Csr(#[from] CsrError),
+    /// Policy refused the request.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The profile does not allow what was asked (key, validity, issuer key).
     #[error("request refused by profile {profile}: {reason}")]
-    Profile { profile: String, reason: String },
+    Profile {
+        /// The profile.
+        profile: String,
+        /// Why.
+        reason: String,
+    },
+    /// A CA or OCSP-signer profile was asked for where only leaves are issued.
+    #[error(
+        "profile {profile} is a {kind} profile: only leaf profiles are issued here; CAs are \
+         created with `init` or `csr`/`import-ca`, and CA and OCSP signer keys never leave the HSM"
+    )]
+    NotLeaf {
+        /// The profile.
+        profile: String,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The certificate would exceed the profile's size cap.
     #[error(
         "certificate would be {len} bytes of DER, over the {max}-byte limit of profile {profile}"
     )]
     TooLarge {
+        /// The profile.
         profile: String,
+        /// DER length it would have.
         len: usize,
+        /// The cap.
         max: usize,
     },
-    #[error("{0}")]
-    UnknownProfile(String),
+    /// No such CA, or none that may issue the profile.
     #[error("{0}")]
     UnknownIssuer(String),
+    /// A revocation reason RFC 5280 does not define.
+    #[error(transparent)]
+    UnknownReason(#[from] UnknownReason),
+    /// A CA with that id exists already.
+    #[error("CA '{0}' already exists")]
+    CaExists(String),
+    /// No such certificate.
     #[error("{0}")]
     NotFound(String),
+    /// The hierarchy file or an imported certificate is not acceptable.
     #[error("{0}")]
     Config(String),
+    /// The token failed.
     #[error("HSM: {0}")]
     Hsm(#[from] HsmError),
+    /// The database failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A revocation committed but could not be confirmed by every OCSP replica in time.
+    #[error("{0}")]
+    Propagation(String),
+    /// Our own encoding failed (a bug or corrupted stored data).
+    #[error("internal: {0}")]
+    X509(#[from] X509Error),
+    /// Anything else on our side.
     #[error("internal: {0}")]
     Internal(String),
 }
 
 impl CaError {
+    /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            CaError::Csr(CsrError::BadSignature) => "csr_bad_signature",
-            CaError::Csr(CsrError::TooLarge(_)) => "csr_too_large",
-            CaError::Csr(CsrError::UnsupportedAlgorithm(_)) => "csr_unsupported_algorithm",
-            CaError::Csr(CsrError::Malformed(_)) => "csr_malformed",
+            CaError::Csr(e) => e.code(),
+            CaError::Policy(e) => e.code(),
             CaError::Profile { .. } => "profile_violation",
+            CaError::NotLeaf { .. } => "not_a_leaf_profile",
             CaError::TooLarge { .. } => "certificate_too_large",
-            CaError::UnknownProfile(_) => "unknown_profile",
             CaError::UnknownIssuer(_) => "unknown_issuer",
+            CaError::UnknownReason(_) => "invalid_reason",
+            CaError::CaExists(_) => "ca_exists",
             CaError::NotFound(_) => "not_found",
             CaError::Config(_) => "config",
             CaError::Hsm(_) => "hsm_unavailable",
-            CaError::Store(StoreError::DuplicateSerial { .. }) => "duplicate_serial",
-            CaError::Store(_) => "store_unavailable",
-            CaError::Internal(_) => "internal",
+            CaError::Store(e) => e.code(),
+            CaError::Propagation(_) => "revocation_not_propagated",
+            CaError::X509(_) | CaError::Internal(_) => "internal",
         }
     }
 
-    /// True when the caller's input is at fault (HTTP 4xx), false for our side (5xx).
-    pub fn is_client_error(&self) -> bool {
-        !matches!(
-            self,
-            CaError::Hsm(_) | CaError::Store(_) | CaError::Internal(_) | CaError::Config(_)
-        )
+    /// How it is answered.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CaError::Csr(_)
+            | CaError::Profile { .. }
+            | CaError::NotLeaf { .. }
+            | CaError::TooLarge { .. }
+            | CaError::UnknownReason(_)
+            | CaError::Config(_) => ErrorKind::BadRequest,
+            CaError::Policy(e) => e.kind(),
+            CaError::UnknownIssuer(_) | CaError::NotFound(_) => ErrorKind::NotFound,
+            CaError::CaExists(_) => ErrorKind::Conflict,
+            CaError::Hsm(_) | CaError::Propagation(_) => ErrorKind::Unavailable,
+            CaError::Store(e) => e.kind(),
+            CaError::X509(_) | CaError::Internal(_) => ErrorKind::Internal,
+        }
     }
 
     fn profile(p: &Profile, reason: impl Into<String>) -> CaError {
@@ -80,111 +157,146 @@ impl CaError {
             reason: reason.into(),
         }
     }
-}
 
-/// RFC 5280 CRLReason names, camelCase as the API takes them, with their codes.
-pub const REVOCATION_REASONS: &[(&str, u8)] = &[
-    ("unspecified", 0),
-    ("keyCompromise", 1),
-    ("cACompromise", 2),
-    ("affiliationChanged", 3),
-    ("superseded", 4),
-    ("cessationOfOperation", 5),
-    ("certificateHold", 6),
-    ("privilegeWithdrawn", 9),
-    ("aACompromise", 10),
-];
-
-pub fn reason_code(name: &str) -> Option<u8> {
-    REVOCATION_REASONS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, c)| *c)
-}
-
-pub fn reason_name(code: u8) -> Option<&'static str> {
-    REVOCATION_REASONS
-        .iter()
-        .find(|(_, c)| *c == code)
-        .map(|(n, _)| *n)
-}
-
-/// Who is asking, for audit entries and tenant checks.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub name: String,
-}
-
-impl Actor {
-    pub fn cli() -> Actor {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        Actor {
-            name: format!("cli:{user}"),
-        }
+    fn internal(e: impl std::fmt::Display) -> CaError {
+        CaError::Internal(e.to_string())
     }
 }
 
-/// Result of an issuance.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    pub record: CertRecord,
-    pub cert: ParsedCert,
-    /// Issuer chain, issuing CA first, root last.
-    pub chain: Vec<ParsedCert>,
+/// What the CA needs at construction.
+pub struct CaConfig {
+    /// The token.
+    pub hsm: Hsm,
+    /// The database.
+    pub store: Store,
+    /// The profiles in force.
+    pub profiles: Profiles,
+    /// Base URL written into certificates (OCSP at `{url}/ocsp`, CRLs at `{url}/crl/…`).
+    pub public_url: String,
+    /// nextUpdate − thisUpdate of every CRL, seconds.
+    pub crl_validity: i64,
+    /// The process clock.
+    pub clock: SharedClock,
 }
 
+struct Inner {
+    hsm: Hsm,
+    store: Store,
+    profiles: Profiles,
+    public_url: String,
+    clock: SharedClock,
+    observers: RwLock<Vec<Arc<dyn events::Observer>>>,
+    crl: crl::CrlState,
+}
+
+/// The certificate authority. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Ca {
-    pub hsm: Hsm,
-    pub store: Store,
-    pub profiles: Profiles,
-    pub public_url: String,
+    inner: Arc<Inner>,
 }
 
-/// One loaded issuing CA: record, key and parsed certificate.
-#[derive(Debug, Clone)]
-pub struct IssuerHandle {
-    pub record: CaRecord,
-    pub cert: ParsedCert,
-    pub key: KeyRef,
-}
-
-pub fn key_alg_from_name(name: &str) -> Result<KeyAlg, CaError> {
-    match name {
-        "ec-p256" => Ok(KeyAlg::EcP256),
-        "ec-p384" => Ok(KeyAlg::EcP384),
-        "ec-p521" => Ok(KeyAlg::EcP521),
-        other => Err(CaError::Internal(format!("unknown key algorithm {other}"))),
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("public_url", &self.inner.public_url)
+            .finish()
     }
+}
+
+/// One loaded CA: record, key and parsed certificate. Its key handle stays inside `ca`.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuerHandle {
+    pub(crate) record: CaRecord,
+    pub(crate) cert: ParsedCert,
+    key: KeyRef,
 }
 
 impl Ca {
-    pub fn ocsp_url(&self) -> String {
-        format!("{}/ocsp", self.public_url.trim_end_matches('/'))
+    /// A CA over `cfg`. Subscribe observers with [`Ca::subscribe`] before serving.
+    pub fn new(cfg: CaConfig) -> Ca {
+        Ca {
+            inner: Arc::new(Inner {
+                hsm: cfg.hsm,
+                store: cfg.store,
+                profiles: cfg.profiles,
+                public_url: cfg.public_url,
+                clock: cfg.clock,
+                observers: RwLock::new(Vec::new()),
+                crl: crl::CrlState::new(cfg.crl_validity),
+            }),
+        }
     }
 
+    /// Announce issuances and revocations to `o`, after those subscribed before it.
+    pub fn subscribe(&self, o: Arc<dyn events::Observer>) {
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(o);
+    }
+
+    fn observers(&self) -> Vec<Arc<dyn events::Observer>> {
+        self.inner
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The profiles in force.
+    pub fn profiles(&self) -> &Profiles {
+        &self.inner.profiles
+    }
+
+    /// The process clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// `{public_url}/ocsp`, the one OCSP URL every non-root certificate carries.
+    pub fn ocsp_url(&self) -> String {
+        format!("{}/ocsp", self.inner.public_url.trim_end_matches('/'))
+    }
+
+    /// `{public_url}/crl/{issuer_id}.crl`.
     pub fn crl_url(&self, issuer_id: &str) -> String {
         format!(
             "{}/crl/{issuer_id}.crl",
-            self.public_url.trim_end_matches('/')
+            self.inner.public_url.trim_end_matches('/')
         )
     }
 
-    pub async fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
+    /// Whether the token answers and is logged in (blocking call on a blocking thread).
+    pub async fn hsm_ok(&self) -> bool {
+        let hsm = self.inner.hsm.clone();
+        matches!(
+            tokio::task::spawn_blocking(move || hsm.check()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    pub(crate) async fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
         let record = self
+            .inner
             .store
             .get_ca(id)
             .await?
             .ok_or_else(|| CaError::UnknownIssuer(format!("no CA with id '{id}'")))?;
-        let cert = ParsedCert::from_der(&record.cert_der).map_err(CaError::Internal)?;
+        let cert = ParsedCert::from_der(&record.cert_der)?;
         let key = KeyRef {
-            id: hex::decode(&record.key_id).map_err(|e| CaError::Internal(e.to_string()))?,
-            alg: key_alg_from_name(&record.key_alg)?,
+            id: hex::decode(&record.key_id).map_err(CaError::internal)?,
+            alg: record.key_alg,
         };
         Ok(IssuerHandle { record, cert, key })
     }
 
-    /// Chain above and including `id`: that CA first, root last.
+    /// Chain above and including CA `id`: that CA first, root last (an external root's chain
+    /// included).
     pub async fn chain(&self, id: &str) -> Result<Vec<ParsedCert>, CaError> {
         let mut out = Vec::new();
         let mut next = Some(id.to_string());
@@ -197,19 +309,15 @@ impl Ca {
             let external = h.record.external_chain.clone();
             out.push(h.cert);
             if let Some(pem) = external {
-                for c in x509_cert::Certificate::load_pem_chain(pem.as_bytes())
-                    .map_err(|e| CaError::Internal(format!("stored external chain: {e}")))?
-                {
-                    let der = c.to_der().map_err(|e| CaError::Internal(e.to_string()))?;
-                    out.push(ParsedCert::from_der(&der).map_err(CaError::Internal)?);
-                }
+                out.extend(ParsedCert::chain_from_pem(pem.as_bytes())?);
             }
         }
         Ok(out)
     }
 
-    /// The issuing CA for a profile: the one given, else the only CA whose profile may issue it.
-    pub async fn pick_issuer(
+    /// The issuing CA for a profile: the one given, else the only unexpired CA whose profile may
+    /// issue it (the most specific issuer profile listed first wins).
+    pub(crate) async fn pick_issuer(
         &self,
         profile: &Profile,
         issuer_id: Option<&str>,
@@ -224,15 +332,15 @@ impl Ca {
             }
             return Ok(h);
         }
-        let now = crate::store::now();
+        let now = self.now();
         let candidates: Vec<CaRecord> = self
+            .inner
             .store
             .list_cas()
             .await?
             .into_iter()
             .filter(|c| profile.issuer_profiles.contains(&c.profile) && c.not_after > now)
             .collect();
-        // Prefer the most specific issuer listed first in the profile (sub-CA 2 before root).
         for ip in &profile.issuer_profiles {
             let of_profile: Vec<&CaRecord> =
                 candidates.iter().filter(|c| &c.profile == ip).collect();
@@ -259,8 +367,38 @@ impl Ca {
         )))
     }
 
+    /// The chain (issuing CA first, root last) that issues `profile` by default: what EST
+    /// `cacerts` returns.
+    pub async fn issuing_chain(&self, profile: &str) -> Result<Vec<ParsedCert>, CaError> {
+        let p = self.inner.profiles.get(profile)?.clone();
+        let issuer = self.pick_issuer(&p, None).await?;
+        self.chain(&issuer.record.id).await
+    }
+
+    fn leaf_profile(&self, name: &str) -> Result<Profile, CaError> {
+        let p = self.inner.profiles.get(name)?.clone();
+        if !p.is_leaf() {
+            return Err(CaError::NotLeaf {
+                profile: p.name.clone(),
+                kind: match p.kind {
+                    Kind::Root => "root CA",
+                    Kind::SubCa => "sub-CA",
+                    Kind::OcspSigner => "OCSP signer",
+                    Kind::Leaf => "leaf",
+                },
+            });
+        }
+        Ok(p)
+    }
+
+    /// Refuse a profile that is not a leaf profile, before anything is generated or signed.
+    pub fn require_leaf_profile(&self, name: &str) -> Result<(), CaError> {
+        self.leaf_profile(name).map(|_| ())
+    }
+
     fn check_key(profile: &Profile, spki: &SubjectPublicKeyInfoOwned) -> Result<(), CaError> {
-        let alg = crate::x509::spki_key_alg(spki).map_err(|r| CaError::profile(profile, r))?;
+        let alg = crate::x509::spki_key_alg(spki)
+            .map_err(|r| CaError::profile(profile, r.to_string()))?;
         if alg != profile.key {
             return Err(CaError::profile(
                 profile,
@@ -272,96 +410,65 @@ impl Ca {
             ));
         }
         // The point must be on the curve: let OpenSSL parse it.
-        let der = spki
-            .to_der()
-            .map_err(|e| CaError::Internal(e.to_string()))?;
+        let der = spki.to_der().map_err(CaError::internal)?;
         openssl::pkey::PKey::public_key_from_der(&der).map_err(|_| {
             CaError::profile(profile, "public key is not a valid point on its curve")
         })?;
         Ok(())
     }
 
-    /// Issue from a PKCS#10 CSR (PEM, base64 or DER).
-    pub async fn issue_from_csr(
+    /// Issue a leaf certificate for a checked subject and a public key (from a verified CSR).
+    /// Only leaf profiles; the subject's profile decides.
+    pub async fn issue_leaf(
         &self,
-        profile_name: &str,
-        csr_input: &[u8],
+        subject: CheckedSubject,
+        spki: SubjectPublicKeyInfoOwned,
         issuer_id: Option<&str>,
         validity_days: Option<u32>,
-        actor: &Actor,
+        actor: &str,
     ) -> Result<Issued, CaError> {
-        let profile = self
-            .profiles
-            .get(profile_name)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
-        if !matches!(profile.kind, Kind::Leaf) {
-            return Err(CaError::profile(
-                &profile,
-                "only leaf profiles are issued from CSRs; CAs are created with `init` or `csr`/`import-ca`",
-            ));
-        }
-        let csr = csr::parse_and_verify(csr_input)?;
-        Self::check_key(&profile, &csr.spki)?;
-        subject::check_requested_extensions(&profile, &csr.requested_extensions)?;
-        let checked = subject::check_subject(&profile, &csr.subject)?;
+        let profile = self.leaf_profile(&subject.profile)?;
+        Self::check_key(&profile, &spki)?;
         let issuer = self.pick_issuer(&profile, issuer_id).await?;
-        self.sign_and_record(
-            &profile,
-            &issuer,
-            checked,
-            csr.spki,
-            validity_days,
-            None,
-            actor,
-        )
-        .await
+        self.sign_and_record(&profile, &issuer, subject, spki, validity_days, None, actor)
+            .await
     }
 
-    /// Issue with a key pair generated in the HSM as session objects (contract certificates).
-    /// Returns the certificate and the private scalar, which the caller must encrypt or hand over.
-    pub async fn issue_with_generated_key(
+    /// Issue a leaf certificate with a key pair generated in the HSM as session objects (never
+    /// token objects) and handed out once: the contract key. Only leaf profiles: a CA or OCSP
+    /// signer profile is refused before any key exists.
+    pub async fn issue_leaf_with_generated_key(
         &self,
-        profile_name: &str,
-        subject_text: &str,
+        subject: CheckedSubject,
         issuer_id: Option<&str>,
         validity_days: Option<u32>,
-        actor: &Actor,
-    ) -> Result<(Issued, Vec<u8>), CaError> {
-        let profile = self
-            .profiles
-            .get(profile_name)
-            .map_err(CaError::UnknownProfile)?
-            .clone();
-        let subj = crate::x509::name::build_from_text(subject_text)
-            .map_err(|r| CaError::profile(&profile, r))?;
-        let checked = subject::check_subject(&profile, &subj)?;
-        let hsm = self.hsm.clone();
-        let alg = profile.key;
-        let (public, scalar) =
-            tokio::task::spawn_blocking(move || hsm.generate_exportable_keypair(alg))
-                .await
-                .map_err(|e| CaError::Internal(e.to_string()))??;
-        let spki = crate::x509::spki_owned(public.alg, &public.point);
+        actor: &str,
+    ) -> Result<(Issued, ExportableKey), CaError> {
+        let profile = self.leaf_profile(&subject.profile)?;
         let issuer = self.pick_issuer(&profile, issuer_id).await?;
-        let issued = self
-            .sign_and_record(&profile, &issuer, checked, spki, validity_days, None, actor)
+        let alg = profile.key;
+        let key = self
+            .hsm_call(move |h| h.generate_exportable_keypair(alg))
             .await?;
-        Ok((issued, scalar))
+        let spki = crate::x509::spki_owned(key.public.alg, &key.public.point)?;
+        let issued = self
+            .sign_and_record(&profile, &issuer, subject, spki, validity_days, None, actor)
+            .await?;
+        Ok((issued, key))
     }
 
     /// Build, sign (HSM), verify, size-check and record. Retries on the (astronomically unlikely)
     /// duplicate serial, with a fresh serial.
     #[allow(clippy::too_many_arguments)]
-    pub async fn sign_and_record(
+    async fn sign_and_record(
         &self,
         profile: &Profile,
         issuer: &IssuerHandle,
-        subject: subject::CheckedSubject,
+        subject: CheckedSubject,
         spki: SubjectPublicKeyInfoOwned,
         validity_days: Option<u32>,
         key_id: Option<&KeyRef>,
-        actor: &Actor,
+        actor: &str,
     ) -> Result<Issued, CaError> {
         for attempt in 0..3 {
             let built = build::build_certificate(
@@ -383,16 +490,16 @@ impl Ca {
                 pcid: subject.pcid.clone(),
                 not_before: built.not_before(),
                 not_after: built.not_after(),
-                status: "valid".into(),
+                status: CertStatus::Valid,
                 revoked_at: None,
                 revocation_reason: None,
                 key_id: key_id.map(|k| hex::encode(&k.id)),
                 tenant: subject.tenant.clone(),
                 der: built.der.clone(),
-                created_at: crate::store::now(),
+                created_at: self.now(),
             };
             let event = AuditEvent::new(
-                &actor.name,
+                actor,
                 "certificate.issue",
                 &format!("{}/{}", record.issuer_id, record.serial_hex),
                 serde_json::json!({
@@ -402,10 +509,17 @@ impl Ca {
                     "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&built.der)),
                 }),
             );
-            match self.store.record_issuance(&record, None, &event).await {
+            match self
+                .inner
+                .store
+                .record_issuance(&record, None, &event)
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(issuer = %record.issuer_id, serial = %record.serial_hex, profile = %record.profile, "certificate issued");
-                    crate::ocsp::on_issued(&record.issuer_id, &record.serial_hex).await;
+                    for o in self.observers() {
+                        o.issued(&record.issuer_id, &record.serial_hex);
+                    }
                     let chain = self.chain(&issuer.record.id).await?;
                     return Ok(Issued {
                         record,
@@ -422,62 +536,66 @@ impl Ca {
         ))
     }
 
-    /// Revoke by issuer and serial; idempotent.
+    /// Revoke by issuer and serial; idempotent. The revocation, its audit entry and the OCSP
+    /// epoch bump commit together; then every observer is told and awaited, so that once this
+    /// returns no OCSP replica answers "good" for the certificate.
     pub async fn revoke(
         &self,
         issuer_id: &str,
         serial_hex: &str,
-        reason: &str,
-        actor: &Actor,
+        reason: RevocationReason,
+        actor: &str,
     ) -> Result<RevokeOutcome, CaError> {
-        let code = reason_code(reason).ok_or_else(|| CaError::Profile {
-            profile: "-".into(),
-            reason: format!(
-                "unknown revocation reason '{reason}' (use one of: {})",
-                REVOCATION_REASONS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
-        let name = reason_name(code).unwrap_or("unspecified");
-        let serial = normalize_serial(serial_hex).ok_or_else(|| {
-            CaError::NotFound(format!("'{serial_hex}' is not a hex serial number"))
+        let serial = crate::x509::normalize_serial_hex(serial_hex).ok_or_else(|| {
+            CaError::NotFound(format!(
+                "'{}' is not a hex serial number",
+                serial_hex.chars().take(64).collect::<String>()
+            ))
         })?;
         let event = AuditEvent::new(
-            &actor.name,
+            actor,
             "certificate.revoke",
             &format!("{issuer_id}/{serial}"),
-            serde_json::json!({ "reason": name }),
+            serde_json::json!({ "reason": reason.name() }),
         );
-        let out = self
+        let done = self
+            .inner
             .store
-            .revoke(issuer_id, &serial, name, crate::store::now(), &event)
+            .revoke(issuer_id, &serial, reason, self.now(), &event)
             .await?;
-        if out == RevokeOutcome::NotFound {
+        if done.outcome == RevokeOutcome::NotFound {
             return Err(CaError::NotFound(format!(
                 "no certificate with serial {serial} from issuer {issuer_id}"
             )));
         }
-        // Once this returns, no OCSP replica answers "good" (see crate::ocsp::sync).
-        crate::ocsp::on_revoked(self, issuer_id, &serial).await?;
-        tracing::info!(issuer = %issuer_id, serial = %serial, reason = %name, outcome = ?out, "revocation");
-        Ok(out)
+        if let Some(epoch) = done.epoch {
+            let notice = events::Revoked {
+                issuer_id: issuer_id.to_string(),
+                serial_hex: serial.clone(),
+                epoch,
+            };
+            for o in self.observers() {
+                o.revoked(&notice).await?;
+            }
+            // Publish the CRL at once; a failure is logged, and the next GET or the scheduler
+            // regenerates it (a GET notices a revocation newer than the stored CRL).
+            if let Err(e) = self.issue_crl(issuer_id, actor).await {
+                tracing::warn!(issuer = %issuer_id, error = %e, "CRL regeneration after revocation failed");
+            }
+        }
+        tracing::info!(issuer = %issuer_id, serial = %serial, reason = %reason, outcome = ?done.outcome, "revocation");
+        Ok(done.outcome)
     }
-}
 
-/// Lower-case hex without separators or leading "0x"; leading zero bytes kept as DER has them.
-pub fn normalize_serial(s: &str) -> Option<String> {
-    let t: String = s
-        .trim()
-        .trim_start_matches("0x")
-        .chars()
-        .filter(|c| *c != ':' && *c != ' ')
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if t.is_empty() || t.len() > 42 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
+    /// Run a blocking token operation on the blocking pool.
+    async fn hsm_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Hsm) -> Result<T, HsmError> + Send + 'static,
+    ) -> Result<T, CaError> {
+        let hsm = self.inner.hsm.clone();
+        tokio::task::spawn_blocking(move || f(&hsm))
+            .await
+            .map_err(CaError::internal)?
+            .map_err(CaError::from)
     }
-    Some(if t.len() % 2 == 1 { format!("0{t}") } else { t })
 }

@@ -1,20 +1,83 @@
 //! Command-line front end. Every failure is one line on stderr with its cause and a non-zero exit.
+//!
+//! The CLI acts as the local operator ([`Principal::local_operator`]): whoever holds the data dir
+//! and the HSM PIN. It opens the deployment through `crate::service` and asks the RA for
+//! everything; the token and the database are never touched here.
 
 pub mod client;
+pub mod exi;
 mod tree;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
 
-use crate::ca::{Actor, Ca};
-use crate::config::{self, HierarchyConfig, Settings};
-use crate::hsm::{Hsm, HsmConfig, softhsm};
+use crate::config;
+use crate::model::{AuditFilter, Issued, RevokeOutcome, StatusFilter, rfc3339};
+use crate::policy::authz::Principal;
 use crate::policy::profile::Profiles;
-use crate::store::{CertFilter, RevokeOutcome, Store};
-use crate::x509::{ParsedCert, to_pem};
+use crate::ra::{CertQuery, Ra, RaError};
+use crate::service::{self, InitOptions, Mode, ServiceError};
+use crate::x509::to_pem;
 
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The deployment could not be opened or initialised.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The RA refused or failed.
+    #[error(transparent)]
+    Ra(#[from] RaError),
+    /// `serve` could not start or stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] crate::api::ServeError),
+    /// A file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    File {
+        /// `cannot read`, `cannot write`, …
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Arguments or input that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing to stdout failed.
+    #[error("stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl CliError {
+    fn read(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+        move |source| CliError::File {
+            what: "cannot read",
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn write(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+        move |source| CliError::File {
+            what: "cannot write",
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn stdout(e: std::io::Error) -> CliError {
+        CliError::Stdout(e)
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> CliError {
+    CliError::Invalid(e.to_string())
+}
+
+/// `pnc-pki`.
 #[derive(Parser, Debug)]
 #[command(
     name = "pnc-pki",
@@ -22,10 +85,12 @@ use crate::x509::{ParsedCert, to_pem};
     about = "Plug & Charge (ISO 15118) PKI and certificate authority"
 )]
 pub struct Cli {
+    /// The command.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `--data-dir`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataDir {
     /// Data directory created by `init` (settings, SQLite database, embedded SoftHSM2 token).
@@ -33,6 +98,7 @@ pub struct DataDir {
     pub data_dir: PathBuf,
 }
 
+/// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create the token, database and PKI hierarchy (idempotent).
@@ -48,6 +114,7 @@ pub enum Command {
         /// sqlite://FILE or postgres://… (default: sqlite under the data dir).
         #[arg(long, env = "PNC_DATABASE_URL")]
         database_url: Option<String>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -55,6 +122,7 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         dir: DataDir,
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
     },
@@ -62,6 +130,7 @@ pub enum Command {
     Issue {
         #[command(flatten)]
         dir: DataDir,
+        /// Leaf profile.
         #[arg(long)]
         profile: String,
         /// PKCS#10 request (PEM, base64 or DER).
@@ -76,6 +145,7 @@ pub enum Command {
         /// Issuing CA id (needed only when several CAs could issue the profile).
         #[arg(long)]
         issuer: Option<String>,
+        /// Validity, days (default: the profile's).
         #[arg(long)]
         days: Option<u32>,
         /// Output: the certificate as PEM.
@@ -92,10 +162,13 @@ pub enum Command {
         /// CA id (as used by the API, CRL paths and export).
         #[arg(long)]
         id: String,
+        /// CA profile.
         #[arg(long)]
         profile: String,
+        /// Subject DN as text.
         #[arg(long)]
         subject: String,
+        /// Where to write the CSR (PEM).
         #[arg(long)]
         out: PathBuf,
     },
@@ -103,10 +176,13 @@ pub enum Command {
     ImportCa {
         #[command(flatten)]
         dir: DataDir,
+        /// CA id given to `csr`.
         #[arg(long)]
         id: String,
+        /// CA profile.
         #[arg(long)]
         profile: String,
+        /// The signed certificate (PEM).
         #[arg(long)]
         cert: PathBuf,
         /// The issuer's chain (PEM, issuer first) when the issuer is not one of our CAs.
@@ -117,6 +193,7 @@ pub enum Command {
     Revoke {
         #[command(flatten)]
         dir: DataDir,
+        /// Serial, hex.
         #[arg(long)]
         serial: String,
         /// Issuing CA id.
@@ -131,20 +208,28 @@ pub enum Command {
     List {
         #[command(flatten)]
         dir: DataDir,
+        /// Profile.
         #[arg(long)]
         profile: Option<String>,
+        /// Issuing CA id.
         #[arg(long)]
         issuer: Option<String>,
+        /// valid, revoked or expired.
         #[arg(long)]
         status: Option<String>,
+        /// EMAID.
         #[arg(long)]
         emaid: Option<String>,
+        /// EVSE ID.
         #[arg(long)]
         evse_id: Option<String>,
+        /// PCID.
         #[arg(long)]
         pcid: Option<String>,
+        /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -152,8 +237,10 @@ pub enum Command {
     Show {
         #[command(flatten)]
         dir: DataDir,
+        /// Serial, hex.
         #[arg(long)]
         serial: String,
+        /// Issuing CA id.
         #[arg(long)]
         issuer: Option<String>,
         /// Print the PEM only.
@@ -164,11 +251,13 @@ pub enum Command {
     Export {
         #[command(flatten)]
         dir: DataDir,
+        /// Output directory.
         #[arg(long)]
         out: PathBuf,
     },
     /// Audit log operations.
     Audit {
+        /// The operation.
         #[command(subcommand)]
         cmd: AuditCmd,
     },
@@ -179,26 +268,31 @@ pub enum Command {
     },
     /// Token diagnostics.
     Hsm {
+        /// The operation.
         #[command(subcommand)]
         cmd: HsmCmd,
     },
     /// ISO 15118 EXI messages: decode to XML, encode XML, verify the header signature.
     Exi {
+        /// The operation.
         #[command(subcommand)]
-        cmd: crate::exi::cli::ExiCommand,
+        cmd: exi::ExiCommand,
     },
     /// HTTP API clients (OAuth2 client credentials).
     Client {
+        /// The operation.
         #[command(subcommand)]
         cmd: client::ClientCmd,
     },
     /// List the certificate profiles in force.
     Profiles {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
+/// `pnc-pki audit …`.
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Recompute the hash chain of the whole audit log.
@@ -206,61 +300,77 @@ pub enum AuditCmd {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Print audit entries as JSON lines: seq, at, actor, action, subject, details, hash.
+    Export {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Start at this entry (inclusive).
+        #[arg(long)]
+        since: Option<i64>,
+        /// Only actions starting with this (`certificate.`, `crl.issued`, …).
+        #[arg(long)]
+        action: Option<String>,
+    },
 }
 
+/// `pnc-pki hsm …`.
 #[derive(Subcommand, Debug)]
 pub enum HsmCmd {
     /// Check module, token, login and every CA key; prints key attributes read from the token.
     Doctor {
         #[command(flatten)]
         dir: DataDir,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
-/// Things resolved before the async runtime starts (SoftHSM2 reads its config at C_Initialize).
-pub struct Prepared {
-    pub settings: Settings,
-    pub hsm_cfg: HsmConfig,
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Invalid(format!("cannot start the runtime: {e}")))
 }
 
-/// Load an initialised data dir's settings and HSM configuration. Call before starting threads.
-pub fn prepare(dir: &Path) -> Result<Prepared> {
-    let settings = Settings::load(dir).map_err(|e| anyhow!(e))?;
-    let hsm_cfg = settings.hsm_config(dir).map_err(|e| anyhow!(e))?;
-    Ok(Prepared { settings, hsm_cfg })
+fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<(), CliError> {
+    let text = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    }
+    .map_err(invalid)?;
+    println!("{text}");
+    Ok(())
 }
 
-/// Open the token, the store and the profiles.
-pub async fn open_ca(p: &Prepared) -> Result<Ca> {
-    let hsm_cfg = p.hsm_cfg.clone();
-    let hsm = tokio::task::spawn_blocking(move || Hsm::open(&hsm_cfg)).await??;
-    let store = Store::connect(&p.settings.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "database {}",
-                crate::store::redact_url(&p.settings.database_url)
-            )
-        })?;
-    let profiles = Profiles::load(p.settings.policies_dir.as_deref()).map_err(|e| anyhow!(e))?;
-    Ok(Ca {
-        hsm,
-        store,
-        profiles,
-        public_url: p.settings.public_url.clone(),
+/// Open the deployment of `dir` with the HSM, and run `f` with its RA.
+fn with_service<T>(
+    dir: &Path,
+    f: impl AsyncFnOnce(&Ra) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    // SoftHSM2 reads its configuration at C_Initialize: resolve it before any thread starts.
+    let p = service::prepare(dir)?;
+    runtime()?.block_on(async {
+        let svc = service::open(&p, Mode::Command).await?;
+        f(&svc.ra).await
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+/// Open only the database of `dir`, and run `f` with its RA.
+fn with_store<T>(
+    dir: &Path,
+    f: impl AsyncFnOnce(&Ra) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    runtime()?.block_on(async {
+        let ra = service::open_store_only(dir).await?;
+        f(&ra).await
+    })
 }
 
 /// Run a parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+pub fn run(cli: Cli) -> Result<i32, CliError> {
+    let op = Principal::local_operator();
     match cli.command {
         Command::Init {
             dir,
@@ -268,15 +378,30 @@ pub fn run(cli: Cli) -> Result<i32> {
             public_url,
             database_url,
             json,
-        } => init(&dir.data_dir, config, public_url, database_url, json),
+        } => init(
+            &dir.data_dir,
+            &InitOptions {
+                config,
+                public_url,
+                database_url,
+            },
+            json,
+            &op,
+        ),
         Command::Serve { dir, listen } => {
-            let p = prepare(&dir.data_dir)?;
+            let p = service::prepare(&dir.data_dir)?;
+            let public_url = p.settings().public_url.clone();
             runtime()?.block_on(async {
-                let ca = open_ca(&p).await?;
-                let ocsp = crate::ocsp::start(&ca, &p.settings.ocsp).await?;
-                let served = crate::api::serve(ca, &listen).await;
-                ocsp.stop().await;
-                served
+                let svc = service::open(&p, Mode::Serve).await?;
+                svc.spawn_crl_scheduler();
+                let responder = svc
+                    .responder()
+                    .cloned()
+                    .ok_or_else(|| CliError::Invalid("no OCSP responder".into()))?;
+                let served =
+                    crate::api::serve(svc.ra.clone(), responder, &public_url, &listen).await;
+                svc.stop().await;
+                served.map_err(CliError::from)
             })?;
             Ok(0)
         }
@@ -291,60 +416,43 @@ pub fn run(cli: Cli) -> Result<i32> {
             out,
             chain,
         } => {
-            let p = prepare(&dir.data_dir)?;
-            runtime()?.block_on(async {
-                let ca = open_ca(&p).await?;
-                let actor = Actor::cli();
-                let (issued, key) = match (csr, subject) {
-                    (Some(csr), None) => {
-                        let input = std::fs::read(&csr)
-                            .with_context(|| format!("cannot read {}", csr.display()))?;
-                        (
-                            ca.issue_from_csr(&profile, &input, issuer.as_deref(), days, &actor)
-                                .await?,
-                            None,
-                        )
-                    }
-                    (None, Some(subject)) => {
-                        let (i, k) = ca
+            let input = match &csr {
+                Some(path) => Some(std::fs::read(path).map_err(CliError::read(path))?),
+                None => None,
+            };
+            with_service(&dir.data_dir, async |ra| {
+                let (issued, key) = match (input, subject, &key_out) {
+                    (Some(input), None, _) => (
+                        ra.issue_from_csr(&op, &profile, &input, issuer.as_deref(), days)
+                            .await?,
+                        None,
+                    ),
+                    (None, Some(subject), Some(_)) => {
+                        let (i, k) = ra
                             .issue_with_generated_key(
+                                &op,
                                 &profile,
                                 &subject,
                                 issuer.as_deref(),
                                 days,
-                                &actor,
                             )
                             .await?;
                         (i, Some(k))
                     }
-                    _ => bail!("give either --csr FILE or --subject DN with --key-out FILE"),
-                };
-                let mut pem = issued.cert.pem();
-                if chain {
-                    for c in issued
-                        .chain
-                        .iter()
-                        .filter(|c| c.tbs().issuer() != c.tbs().subject())
-                    {
-                        pem.push_str(&c.pem());
+                    _ => {
+                        return Err(invalid(
+                            "give either --csr FILE or --subject DN with --key-out FILE",
+                        ));
                     }
-                }
-                std::fs::write(&out, pem)
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-                if let (Some(k), Some(path)) = (key, key_out) {
-                    write_private_key(
-                        &path,
-                        issued.cert.spki().algorithm.parameters.as_ref(),
-                        &k,
-                        &issued.cert,
-                    )?;
-                }
+                };
+                let scalar = key.as_ref().map(|k| k.scalar.as_slice());
+                write_issued(&issued, chain, &out, scalar.zip(key_out.as_deref()))?;
                 println!(
                     "issued {} serial {} by {} (valid until {})",
                     issued.record.profile,
                     issued.record.serial_hex,
                     issued.record.issuer_id,
-                    fmt_time(issued.record.not_after)
+                    rfc3339(issued.record.not_after)
                 );
                 Ok(0)
             })
@@ -355,22 +463,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             profile,
             subject,
             out,
-        } => {
-            let p = prepare(&dir.data_dir)?;
-            runtime()?.block_on(async {
-                let ca = open_ca(&p).await?;
-                let pem = ca
-                    .create_ca_csr(&id, &profile, &subject, &Actor::cli())
-                    .await?;
-                std::fs::write(&out, pem)
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-                println!(
-                    "wrote CSR for CA '{id}' ({profile}) to {}; key held in the token",
-                    out.display()
-                );
-                Ok(0)
-            })
-        }
+        } => with_service(&dir.data_dir, async |ra| {
+            let pem = ra.create_ca_csr(&op, &id, &profile, &subject).await?;
+            std::fs::write(&out, pem).map_err(CliError::write(&out))?;
+            println!(
+                "wrote CSR for CA '{id}' ({profile}) to {}; key held in the token",
+                out.display()
+            );
+            Ok(0)
+        }),
         Command::ImportCa {
             dir,
             id,
@@ -378,19 +479,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             cert,
             issuer_chain,
         } => {
-            let p = prepare(&dir.data_dir)?;
-            runtime()?.block_on(async {
-                let ca = open_ca(&p).await?;
-                let pem = std::fs::read(&cert)
-                    .with_context(|| format!("cannot read {}", cert.display()))?;
-                let chain = match &issuer_chain {
-                    Some(f) => Some(
-                        std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
-                    ),
-                    None => None,
-                };
-                let rec = ca
-                    .import_ca(&id, &profile, &pem, chain.as_deref(), &Actor::cli())
+            let pem = std::fs::read(&cert).map_err(CliError::read(&cert))?;
+            let chain = match &issuer_chain {
+                Some(f) => Some(std::fs::read(f).map_err(CliError::read(f))?),
+                None => None,
+            };
+            with_service(&dir.data_dir, async |ra| {
+                let rec = ra
+                    .import_ca(&op, &id, &profile, &pem, chain.as_deref())
                     .await?;
                 println!(
                     "imported CA '{id}' ({}, serial {})",
@@ -404,27 +500,27 @@ pub fn run(cli: Cli) -> Result<i32> {
             serial,
             issuer,
             reason,
-        } => {
-            let p = prepare(&dir.data_dir)?;
-            runtime()?.block_on(async {
-                let ca = open_ca(&p).await?;
-                let issuer_id = match issuer {
-                    Some(i) => i,
-                    None => find_unique_issuer(&ca, &serial).await?,
-                };
-                let out = ca
-                    .revoke(&issuer_id, &serial, &reason, &Actor::cli())
-                    .await?;
-                match out {
-                    RevokeOutcome::Revoked => println!("revoked {issuer_id}/{serial} ({reason})"),
-                    RevokeOutcome::AlreadyRevoked => {
-                        println!("{issuer_id}/{serial} was already revoked; unchanged")
-                    }
-                    RevokeOutcome::NotFound => bail!("no certificate {issuer_id}/{serial}"),
+        } => with_service(&dir.data_dir, async |ra| {
+            let c = ra.find_certificate(&op, &serial, issuer.as_deref()).await?;
+            let done = ra.revoke(&op, &c.issuer_id, &c.serial_hex, &reason).await?;
+            let what = format!("{}/{}", c.issuer_id, c.serial_hex);
+            match done.outcome {
+                RevokeOutcome::Revoked => println!(
+                    "revoked {what} ({})",
+                    done.record
+                        .revocation_reason
+                        .map(|r| r.name())
+                        .unwrap_or("unspecified")
+                ),
+                RevokeOutcome::AlreadyRevoked => {
+                    println!("{what} was already revoked; unchanged")
                 }
-                Ok(0)
-            })
-        }
+                RevokeOutcome::NotFound => {
+                    return Err(RaError::NotFound(format!("no certificate {what}")).into());
+                }
+            }
+            Ok(0)
+        }),
         Command::List {
             dir,
             profile,
@@ -436,36 +532,41 @@ pub fn run(cli: Cli) -> Result<i32> {
             limit,
             json,
         } => {
-            let settings = Settings::load(&dir.data_dir).map_err(|e| anyhow!(e))?;
-            runtime()?.block_on(async {
-                let store = Store::connect(&settings.database_url).await?;
-                let certs = store
-                    .list_certs(&CertFilter {
-                        profile,
-                        issuer_id: issuer,
-                        status,
-                        emaid: emaid.map(|e| crate::policy::identifiers::compact_id(&e)),
-                        evse_id: evse_id.map(|e| crate::policy::identifiers::compact_id(&e)),
-                        pcid,
-                        limit: Some(limit),
-                        ..Default::default()
-                    })
+            let status = match status {
+                Some(s) => Some(s.parse::<StatusFilter>().map_err(invalid)?),
+                None => None,
+            };
+            with_store(&dir.data_dir, async |ra| {
+                let page = ra
+                    .list_certificates(
+                        &op,
+                        CertQuery {
+                            profile,
+                            issuer_id: issuer,
+                            status,
+                            emaid,
+                            evse_id,
+                            pcid,
+                            limit: Some(limit),
+                            ..Default::default()
+                        },
+                    )
                     .await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&certs)?);
+                    print_json(&page.items, true)?;
                 } else {
                     println!(
                         "{:<16} {:<34} {:<20} {:<8} {:<20} SUBJECT",
                         "ISSUER", "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
                     );
-                    for c in certs {
+                    for c in page.items {
                         println!(
                             "{:<16} {:<34} {:<20} {:<8} {:<20} {}",
                             c.issuer_id,
                             c.serial_hex,
                             c.profile,
-                            c.status,
-                            fmt_time(c.not_after),
+                            c.status.as_str(),
+                            rfc3339(c.not_after),
                             c.subject
                         );
                     }
@@ -478,162 +579,106 @@ pub fn run(cli: Cli) -> Result<i32> {
             serial,
             issuer,
             pem,
-        } => {
-            let settings = Settings::load(&dir.data_dir).map_err(|e| anyhow!(e))?;
-            runtime()?.block_on(async {
-                let store = Store::connect(&settings.database_url).await?;
-                let serial_n = crate::ca::normalize_serial(&serial)
-                    .ok_or_else(|| anyhow!("'{serial}' is not a hex serial number"))?;
-                let certs = store
-                    .list_certs(&CertFilter {
-                        serial_hex: Some(serial_n.clone()),
-                        issuer_id: issuer,
-                        ..Default::default()
-                    })
-                    .await?;
-                let c = match certs.as_slice() {
-                    [c] => c,
-                    [] => bail!("no certificate with serial {serial_n}"),
-                    _ => bail!("serial {serial_n} exists under several issuers; add --issuer"),
-                };
-                if pem {
-                    print!("{}", to_pem("CERTIFICATE", &c.der));
-                } else {
-                    let mut v = serde_json::to_value(c)?;
-                    v["pem"] = serde_json::Value::String(to_pem("CERTIFICATE", &c.der));
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                }
-                Ok(0)
-            })
-        }
-        Command::Export { dir, out } => {
-            let settings = Settings::load(&dir.data_dir).map_err(|e| anyhow!(e))?;
-            runtime()?.block_on(async {
-                let store = Store::connect(&settings.database_url).await?;
-                std::fs::create_dir_all(&out)
-                    .with_context(|| format!("cannot create {}", out.display()))?;
-                let mut n = 0;
-                for ca in store.list_cas().await? {
-                    std::fs::write(
-                        out.join(format!("{}.pem", ca.id)),
-                        to_pem("CERTIFICATE", &ca.cert_der),
-                    )?;
-                    n += 1;
-                }
-                // Service-held leaf certificates (CPS leaf): the newest valid one per profile.
-                let mut newest: std::collections::BTreeMap<String, crate::store::CertRecord> =
-                    Default::default();
-                let now = crate::store::now();
-                for c in store
-                    .list_certs(&CertFilter {
-                        status: Some("valid".into()),
-                        limit: Some(1000),
-                        ..Default::default()
-                    })
-                    .await?
-                {
-                    if c.key_id.is_some() && c.profile.starts_with("cps-leaf") && c.not_after > now
-                    {
-                        let e = newest.entry(c.profile.clone()).or_insert_with(|| c.clone());
-                        if c.not_before > e.not_before {
-                            *e = c;
-                        }
-                    }
-                }
-                for (profile, c) in newest {
-                    std::fs::write(
-                        out.join(format!("{profile}.pem")),
-                        to_pem("CERTIFICATE", &c.der),
-                    )?;
-                    n += 1;
-                }
-                println!("exported {n} certificates to {}", out.display());
-                Ok(0)
-            })
-        }
+        } => with_store(&dir.data_dir, async |ra| {
+            let c = ra.find_certificate(&op, &serial, issuer.as_deref()).await?;
+            if pem {
+                print!("{}", to_pem("CERTIFICATE", &c.der));
+            } else {
+                let mut v = serde_json::to_value(&c).map_err(invalid)?;
+                v["pem"] = serde_json::Value::String(to_pem("CERTIFICATE", &c.der));
+                print_json(&v, true)?;
+            }
+            Ok(0)
+        }),
+        Command::Export { dir, out } => with_store(&dir.data_dir, async |ra| {
+            std::fs::create_dir_all(&out).map_err(CliError::write(&out))?;
+            let certs = ra.export_certificates(&op).await?;
+            for (name, der) in &certs {
+                let path = out.join(format!("{name}.pem"));
+                std::fs::write(&path, to_pem("CERTIFICATE", der))
+                    .map_err(CliError::write(&path))?;
+            }
+            println!("exported {} certificates to {}", certs.len(), out.display());
+            Ok(0)
+        }),
         Command::Audit {
             cmd: AuditCmd::Verify { dir },
-        } => {
-            let settings = Settings::load(&dir.data_dir).map_err(|e| anyhow!(e))?;
-            runtime()?.block_on(async {
-                let store = Store::connect(&settings.database_url).await?;
-                let r = store.audit_verify().await?;
-                match &r.broken_at {
-                    None => {
-                        println!("audit log OK: {} entries, head {}", r.entries, r.head_hash);
-                        Ok(0)
-                    }
-                    Some((seq, why)) => {
-                        eprintln!("error: audit log chain broken at entry {seq}: {why} ({} entries verified before it)", r.entries);
-                        Ok(1)
-                    }
+        } => with_store(&dir.data_dir, async |ra| {
+            let r = ra.verify_audit(&op).await?;
+            match &r.broken_at {
+                None => {
+                    println!("audit log OK: {} entries, head {}", r.entries, r.head_hash);
+                    Ok(0)
                 }
-            })
-        }
-        Command::Tree { dir } => {
-            let settings = Settings::load(&dir.data_dir).map_err(|e| anyhow!(e))?;
-            runtime()?.block_on(async {
-                let store = Store::connect(&settings.database_url).await?;
-                print!("{}", tree::render(&store).await?);
-                Ok(0)
-            })
-        }
+                Some((seq, why)) => {
+                    eprintln!(
+                        "error: audit log chain broken at entry {seq}: {why} ({} entries verified before it)",
+                        r.entries
+                    );
+                    Ok(1)
+                }
+            }
+        }),
+        Command::Audit {
+            cmd: AuditCmd::Export { dir, since, action },
+        } => with_store(&dir.data_dir, async |ra| {
+            audit_export(ra, &op, since, action).await?;
+            Ok(0)
+        }),
+        Command::Tree { dir } => with_store(&dir.data_dir, async |ra| {
+            print!("{}", tree::render(ra).await?);
+            Ok(0)
+        }),
         Command::Hsm {
             cmd: HsmCmd::Doctor { dir, json },
         } => {
-            let p = prepare(&dir.data_dir)?;
-            runtime()?.block_on(async {
-                let ca = open_ca(&p).await?;
-                let mut keys = Vec::new();
-                let mut problems = Vec::new();
-                for rec in ca.store.list_cas().await? {
-                    let id = hex::decode(&rec.key_id)?;
-                    match ca.hsm.key_attributes(&id) {
-                        Ok(a) => {
-                            if !a.sensitive || a.extractable || !a.token || !a.private {
-                                problems.push(format!(
-                                    "CA {} key is not sensitive/non-extractable",
-                                    rec.id
-                                ));
-                            }
-                            keys.push(serde_json::json!({"ca": rec.id, "attributes": a}));
-                        }
-                        Err(e) => problems.push(format!("CA {}: {e}", rec.id)),
-                    }
-                }
-                let report = serde_json::json!({
-                    "module": p.hsm_cfg.module,
-                    "token": ca.hsm.token_label()?,
-                    "objects": ca.hsm.object_count()?,
-                    "keys": keys,
-                    "problems": problems,
-                });
+            let module = config::Settings::load(&dir.data_dir)
+                .map_err(ServiceError::from)?
+                .hsm
+                .module;
+            with_service(&dir.data_dir, async |ra| {
+                let r = ra.hsm_doctor(&op).await?;
+                let keys: Vec<_> = r
+                    .keys
+                    .iter()
+                    .map(|(ca, a)| serde_json::json!({"ca": ca, "attributes": a}))
+                    .collect();
+                let module = module
+                    .map(|m| m.display().to_string())
+                    .unwrap_or_else(|| "embedded SoftHSM2".into());
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    print_json(
+                        &serde_json::json!({
+                            "module": module,
+                            "token": r.token,
+                            "objects": r.objects,
+                            "keys": keys,
+                            "problems": r.problems,
+                        }),
+                        true,
+                    )?;
                 } else {
                     println!(
-                        "module {}  token '{}'  {} objects",
-                        p.hsm_cfg.module.display(),
-                        report["token"].as_str().unwrap_or(""),
-                        report["objects"]
+                        "module {module}  token '{}'  {} objects",
+                        r.token, r.objects
                     );
                     for k in &keys {
                         println!("  {} {}", k["ca"].as_str().unwrap_or(""), k["attributes"]);
                     }
-                    for pr in &problems {
+                    for pr in &r.problems {
                         println!("PROBLEM: {pr}");
                     }
                 }
-                Ok(if problems.is_empty() { 0 } else { 1 })
+                Ok(if r.problems.is_empty() { 0 } else { 1 })
             })
         }
-        Command::Exi { cmd } => crate::exi::cli::run(cmd),
-        Command::Client { cmd } => client::run(cmd),
+        Command::Exi { cmd } => exi::run(cmd),
+        Command::Client { cmd } => client::run(cmd, &op),
         Command::Profiles { json } => {
-            let profiles = Profiles::load(None).map_err(|e| anyhow!(e))?;
+            let profiles = Profiles::load(None).map_err(invalid)?;
             if json {
                 let all: Vec<_> = profiles.iter().collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                print_json(&all, true)?;
             } else {
                 for p in profiles.iter() {
                     println!(
@@ -650,116 +695,63 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-async fn find_unique_issuer(ca: &Ca, serial: &str) -> Result<String> {
-    let serial_n = crate::ca::normalize_serial(serial)
-        .ok_or_else(|| anyhow!("'{serial}' is not a hex serial number"))?;
-    let certs = ca
-        .store
-        .list_certs(&CertFilter {
-            serial_hex: Some(serial_n.clone()),
-            ..Default::default()
-        })
-        .await?;
-    match certs.as_slice() {
-        [c] => Ok(c.issuer_id.clone()),
-        [] => bail!("no certificate with serial {serial_n}"),
-        _ => bail!("serial {serial_n} exists under several issuers; add --issuer"),
+/// Every matching entry from `since` on, as JSON lines, read a page at a time.
+async fn audit_export(
+    ra: &Ra,
+    op: &Principal,
+    since: Option<i64>,
+    action: Option<String>,
+) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut after = since.map(|s| s - 1).filter(|s| *s > 0);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    loop {
+        let page = ra
+            .audit_entries(
+                op,
+                &AuditFilter {
+                    after_seq: after,
+                    action_prefix: action.clone(),
+                    limit: Some(1000),
+                },
+            )
+            .await?;
+        for e in &page {
+            writeln!(out, "{}", e.export_json()).map_err(CliError::stdout)?;
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = Some(last.seq),
+            _ => break,
+        }
     }
+    out.flush().map_err(CliError::stdout)
 }
 
-fn init(
-    dir: &Path,
-    config_file: Option<PathBuf>,
-    public_url: Option<String>,
-    database_url: Option<String>,
-    json: bool,
-) -> Result<i32> {
-    let hierarchy = match &config_file {
-        Some(f) => HierarchyConfig::load(f).map_err(|e| anyhow!(e))?,
-        None => HierarchyConfig::demo(),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let previous = Settings::load(dir).ok();
-    let mut settings = previous.clone().unwrap_or_else(|| Settings {
-        public_url: config::DEFAULT_PUBLIC_URL.into(),
-        database_url: config::default_sqlite_url(dir),
-        hsm: Default::default(),
-        policies_dir: None,
-        ocsp: Default::default(),
-    });
-    if let Some(h) = &hierarchy.hsm {
-        settings.hsm = h.clone();
-    }
-    if let Some(u) = &hierarchy.public_url {
-        settings.public_url = u.clone();
-    }
-    if let Some(u) = &hierarchy.database_url {
-        settings.database_url = u.clone();
-    }
-    if let Some(p) = &hierarchy.policies_dir {
-        settings.policies_dir = Some(p.clone());
-    }
-    if let Some(u) = public_url {
-        settings.public_url = u;
-    }
-    if let Some(u) = database_url {
-        settings.database_url = u;
-    }
-    settings.apply_env();
-    // Validate the profiles before touching the token.
-    let profiles = Profiles::load(settings.policies_dir.as_deref()).map_err(|e| anyhow!(e))?;
-    for spec in hierarchy.ca.iter().chain(&hierarchy.service_cert) {
-        profiles
-            .get(&spec.profile)
-            .map_err(|e| anyhow!("[[ca]] {}: {e}", spec.id))?;
-    }
-    let mut token_created = false;
-    if settings.embedded_softhsm() {
-        let conf = softhsm::ensure_conf(dir)?;
-        config::set_softhsm_conf(&conf);
-        let module = softhsm::find_module()
-            .ok_or_else(|| anyhow!("SoftHSM2 is not installed (apt-get install softhsm2) and no hsm.module is configured"))?;
-        let user_pin = settings.pin_source().read().map_err(|e| anyhow!(e))?;
-        token_created = Hsm::init_token(
-            &module,
-            &settings.token_label(),
-            &config::so_pin(),
-            &user_pin,
-        )?;
-    }
-    let hsm_cfg = settings.hsm_config(dir).map_err(|e| anyhow!(e))?;
-    let p = Prepared {
-        settings: settings.clone(),
-        hsm_cfg,
-    };
-    let steps = runtime()?.block_on(async {
-        let ca = open_ca(&p).await?;
-        let steps = ca.init_hierarchy(&hierarchy, &Actor::cli()).await?;
-        anyhow::Ok(steps)
-    })?;
-    settings.save(dir).map_err(|e| anyhow!(e))?;
-    let created = steps.iter().filter(|s| s.created).count();
+fn init(dir: &Path, opts: &InitOptions, json: bool, op: &Principal) -> Result<i32, CliError> {
+    let report = service::init(dir, opts, op)?;
+    let created = report.steps.iter().filter(|s| s.created).count();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"token_created": token_created, "created": created, "steps": steps})
-        );
+        print_json(
+            &serde_json::json!({"token_created": report.token_created, "created": created, "steps": report.steps}),
+            false,
+        )?;
     } else {
-        if token_created {
+        if report.token_created {
             println!(
                 "created token '{}' under {}",
-                settings.token_label(),
-                dir.join("hsm").display()
+                report.token_label,
+                report.token_dir.display()
             );
         }
-        for s in &steps {
+        for s in &report.steps {
             println!("{:<22} {}", s.id, s.detail);
         }
-        if created == 0 && !token_created {
+        if created == 0 && !report.token_created {
             println!(
                 "nothing to do: the hierarchy in {} is complete ({} items unchanged)",
                 dir.display(),
-                steps.len()
+                report.steps.len()
             );
         } else {
             println!(
@@ -771,28 +763,62 @@ fn init(
     Ok(0)
 }
 
-/// PKCS#8 PEM of a service-generated EC key, written with mode 0600.
-fn write_private_key(
-    path: &Path,
-    _params: Option<&der::Any>,
+/// Write the certificate (and chain) and, for a generated key, the key. Nothing is written when
+/// the key cannot be encoded; the key file is removed again when the certificate cannot be
+/// written, so that no half of the pair is left behind.
+fn write_issued(
+    issued: &Issued,
+    chain: bool,
+    out: &Path,
+    key: Option<(&[u8], &Path)>,
+) -> Result<(), CliError> {
+    let mut pem = issued.cert.pem();
+    if chain {
+        for c in issued.intermediates() {
+            pem.push_str(&c.pem());
+        }
+    }
+    if let Some((scalar, path)) = key {
+        let key_pem = private_key_pem(scalar, &issued.cert)?;
+        write_private(path, &key_pem)?;
+        if let Err(e) = std::fs::write(out, &pem) {
+            let _ = std::fs::remove_file(path);
+            return Err(CliError::write(out)(e));
+        }
+        return Ok(());
+    }
+    std::fs::write(out, pem).map_err(CliError::write(out))
+}
+
+/// PKCS#8 PEM of a service-generated EC key, checked against the certificate's public key.
+fn private_key_pem(
     scalar: &[u8],
-    cert: &ParsedCert,
-) -> Result<()> {
+    cert: &crate::x509::ParsedCert,
+) -> Result<Zeroizing<Vec<u8>>, CliError> {
     use openssl::bn::{BigNum, BigNumContext};
     use openssl::ec::{EcGroup, EcKey, EcPoint};
     use openssl::nid::Nid;
-    let alg = crate::x509::spki_key_alg(cert.spki()).map_err(|e| anyhow!(e))?;
+    let e = |x: openssl::error::ErrorStack| CliError::Invalid(format!("private key: {x}"));
+    let alg = crate::x509::spki_key_alg(cert.spki()).map_err(invalid)?;
     let nid = match alg {
-        crate::hsm::KeyAlg::EcP256 => Nid::X9_62_PRIME256V1,
-        crate::hsm::KeyAlg::EcP384 => Nid::SECP384R1,
-        crate::hsm::KeyAlg::EcP521 => Nid::SECP521R1,
+        crate::alg::KeyAlg::EcP256 => Nid::X9_62_PRIME256V1,
+        crate::alg::KeyAlg::EcP384 => Nid::SECP384R1,
+        crate::alg::KeyAlg::EcP521 => Nid::SECP521R1,
     };
-    let group = EcGroup::from_curve_name(nid)?;
-    let mut ctx = BigNumContext::new()?;
-    let point = EcPoint::from_bytes(&group, cert.spki().subject_public_key.raw_bytes(), &mut ctx)?;
-    let key = EcKey::from_private_components(&group, &*BigNum::from_slice(scalar)?, &point)?;
-    key.check_key()?;
-    let pem = openssl::pkey::PKey::from_ec_key(key)?.private_key_to_pem_pkcs8()?;
+    let group = EcGroup::from_curve_name(nid).map_err(e)?;
+    let mut ctx = BigNumContext::new().map_err(e)?;
+    let point = EcPoint::from_bytes(&group, cert.spki().subject_public_key.raw_bytes(), &mut ctx)
+        .map_err(e)?;
+    let key =
+        EcKey::from_private_components(&group, &*BigNum::from_slice(scalar).map_err(e)?, &point)
+            .map_err(e)?;
+    key.check_key().map_err(e)?;
+    let pkey = openssl::pkey::PKey::from_ec_key(key).map_err(e)?;
+    Ok(Zeroizing::new(pkey.private_key_to_pem_pkcs8().map_err(e)?))
+}
+
+/// Write `data` to `path` with mode 0600.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -801,17 +827,6 @@ fn write_private_key(
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(&pem)?;
-    Ok(())
-}
-
-pub fn fmt_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
+        .map_err(CliError::write(path))?;
+    f.write_all(data).map_err(CliError::write(path))
 }

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{CaRecord, Store, StoreError};
+use crate::model::CaRecord;
+use crate::ra::{Ra, RaError};
 
 fn left(not_after: i64, now: i64) -> String {
     let d = (not_after - now) / 86_400;
@@ -15,15 +16,16 @@ fn left(not_after: i64, now: i64) -> String {
     }
 }
 
-pub async fn render(store: &Store) -> Result<String, StoreError> {
-    let cas = store.list_cas().await?;
-    let counts: BTreeMap<String, (i64, i64)> = store
+/// The tree, one CA per line.
+pub async fn render(ra: &Ra) -> Result<String, RaError> {
+    let cas = ra.cas().await?;
+    let counts: BTreeMap<String, (i64, i64)> = ra
         .counts_by_issuer()
         .await?
         .into_iter()
         .map(|(i, v, r)| (i, (v, r)))
         .collect();
-    let now = crate::store::now();
+    let now = ra.now();
     let mut children: BTreeMap<Option<String>, Vec<&CaRecord>> = BTreeMap::new();
     for c in &cas {
         children.entry(c.parent_id.clone()).or_default().push(c);
@@ -53,7 +55,7 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
         out.push_str(&format!(
             "{prefix}{branch}{}  [{}]  {}  {}  issued: {} valid, {} revoked\n",
             node.id,
-            node.key_alg,
+            node.key_alg.name(),
             node.subject,
             left(node.not_after, now),
             valid.max(0),

@@ -14,8 +14,8 @@
 //!   the ISO 15118 profile restrictions.
 //! * [`keyenc`]: contract private key encryption (-2: ECDH P-256 + ConcatKDF
 //!   SHA-256 + AES-128-CBC; -20: ECDH P-521 + ConcatKDF SHA-512 + AES-256-GCM).
-//! * [`xml`] and [`cli`]: namespace-qualified XML rendering/parsing and the
-//!   `pnc-pki exi …` subcommands.
+//! * [`xml`]: namespace-qualified XML rendering/parsing (the `pnc-pki exi …`
+//!   subcommands in `crate::cli` are built on it).
 //!
 //! EXI profile: schema-informed, bit-packed, non-strict, header byte `0x80`,
 //! no options; the encoder **never** emits string-table hits; the decoder
@@ -47,7 +47,6 @@
 //! silently.
 
 pub mod bigint;
-pub mod cli;
 pub mod error;
 pub mod iso2;
 pub mod iso20;
@@ -64,6 +63,31 @@ use iso15118::exi::{Decoder, Encoder, ExiResult, ValueCoding};
 /// Largest EXI input accepted by any decoder here. Real certificate
 /// messages are < 8 KiB (EVerest buffer), the largest vector is 5.5 KiB.
 pub const MAX_INPUT_LEN: usize = 64 * 1024;
+
+/// Raw EXI (first byte `0x80`) as is, or the EXI inside base64 text (as OCPP's
+/// `exiRequest`/`exiResponse` carry it; whitespace and surrounding quotes ignored).
+pub fn from_raw_or_base64(buf: &[u8]) -> Result<Vec<u8>> {
+    use base64::Engine;
+    if buf.first() == Some(&0x80) {
+        return Ok(buf.to_vec());
+    }
+    let text: Vec<u8> = buf
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let text = text.strip_prefix(b"\"").unwrap_or(&text);
+    let text = text.strip_suffix(b"\"").unwrap_or(text);
+    match base64::engine::general_purpose::STANDARD.decode(text) {
+        Ok(v) if v.first() == Some(&0x80) => Ok(v),
+        Ok(_) => Err(CodecError::Invalid(
+            "decoded base64 is not an EXI stream (no 0x80 header byte)".into(),
+        )),
+        Err(_) => Err(CodecError::Invalid(
+            "input is neither raw EXI (0x80 header byte) nor base64".into(),
+        )),
+    }
+}
 
 /// Which ISO 15118 schema a stream belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,95 +20,45 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use sha2::Digest;
+use zeroize::Zeroizing;
 
-/// Key algorithms the CA can hold. Ed448 is not offered yet (see docs/hsm.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyAlg {
-    EcP256,
-    EcP384,
-    EcP521,
-}
+use crate::alg::{HashAlg, KeyAlg};
 
-impl KeyAlg {
-    /// DER of the namedCurve OID (CKA_EC_PARAMS).
-    pub fn ec_params(self) -> Vec<u8> {
-        let oid = self.curve_oid();
-        der::Encode::to_der(&oid).expect("static OID encodes")
-    }
-    pub fn curve_oid(self) -> der::asn1::ObjectIdentifier {
-        match self {
-            KeyAlg::EcP256 => const_oid::db::rfc5912::SECP_256_R_1,
-            KeyAlg::EcP384 => const_oid::db::rfc5912::SECP_384_R_1,
-            KeyAlg::EcP521 => const_oid::db::rfc5912::SECP_521_R_1,
-        }
-    }
-    /// Length of one coordinate / scalar in bytes.
-    pub fn field_len(self) -> usize {
-        match self {
-            KeyAlg::EcP256 => 32,
-            KeyAlg::EcP384 => 48,
-            KeyAlg::EcP521 => 66,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyAlg::EcP256 => "ec-p256",
-            KeyAlg::EcP384 => "ec-p384",
-            KeyAlg::EcP521 => "ec-p521",
-        }
-    }
-    pub fn from_curve_oid(oid: &der::asn1::ObjectIdentifier) -> Option<KeyAlg> {
-        [KeyAlg::EcP256, KeyAlg::EcP384, KeyAlg::EcP521]
-            .into_iter()
-            .find(|a| a.curve_oid() == *oid)
-    }
-}
-
-/// Hash applied in process before `CKM_ECDSA`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HashAlg {
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl HashAlg {
-    pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            HashAlg::Sha256 => sha2::Sha256::digest(data).to_vec(),
-            HashAlg::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            HashAlg::Sha512 => sha2::Sha512::digest(data).to_vec(),
-        }
-    }
-    /// The X.509 `ecdsa-with-SHAx` signature algorithm OID.
-    pub fn ecdsa_oid(self) -> der::asn1::ObjectIdentifier {
-        match self {
-            HashAlg::Sha256 => const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
-            HashAlg::Sha384 => const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
-            HashAlg::Sha512 => const_oid::db::rfc5912::ECDSA_WITH_SHA_512,
-        }
-    }
-}
-
+/// Failures talking to the token.
 #[derive(Debug, thiserror::Error)]
 pub enum HsmError {
+    /// The module could not be loaded or initialised.
     #[error("cannot load PKCS#11 module {path}: {source}")]
-    Module { path: String, source: P11Error },
+    Module {
+        /// Module path.
+        path: String,
+        /// What PKCS#11 said.
+        source: P11Error,
+    },
+    /// The module file does not exist.
     #[error("PKCS#11 module {0} does not exist (set hsm.module in the configuration)")]
     ModuleMissing(String),
+    /// No slot holds a token with the configured label.
     #[error("no token labelled '{0}' in any slot of the PKCS#11 module")]
     TokenNotFound(String),
+    /// C_Login said CKR_PIN_INCORRECT.
     #[error("HSM login failed: the user PIN is incorrect")]
     PinIncorrect,
+    /// C_Login said CKR_PIN_LOCKED.
     #[error("HSM login failed: the user PIN is locked")]
     PinLocked,
+    /// No private key with that CKA_ID.
     #[error("no private key with id {0} on the token")]
     KeyNotFound(String),
+    /// Any other PKCS#11 failure.
     #[error("PKCS#11 {op}: {source}")]
-    Pkcs11 { op: &'static str, source: P11Error },
+    Pkcs11 {
+        /// The PKCS#11 function.
+        op: &'static str,
+        /// What it returned.
+        source: P11Error,
+    },
+    /// The token returned something we cannot use.
     #[error("HSM returned a malformed value: {0}")]
     Malformed(String),
 }
@@ -141,69 +91,117 @@ fn session_is_dead(e: &HsmError) -> bool {
 /// Where the user PIN comes from. Never a command-line argument.
 #[derive(Debug, Clone)]
 pub enum PinSource {
+    /// An environment variable (`PNC_HSM_PIN`).
     Env(String),
+    /// A file (mode 0600); a trailing newline is ignored.
     File(PathBuf),
     /// Documented demo default, used only when nothing is configured.
     Demo,
 }
 
+/// The demo user PIN of the embedded SoftHSM2 token.
 pub const DEMO_USER_PIN: &str = "1234";
+/// The demo SO PIN of the embedded SoftHSM2 token.
 pub const DEMO_SO_PIN: &str = "12345678";
 
+/// The PIN could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PinError(String);
+
 impl PinSource {
-    pub fn read(&self) -> Result<String, String> {
+    /// Read the PIN.
+    pub fn read(&self) -> Result<Zeroizing<String>, PinError> {
         match self {
             PinSource::Env(var) => std::env::var(var)
-                .map_err(|_| format!("environment variable {var} (HSM PIN) is not set")),
+                .map(Zeroizing::new)
+                .map_err(|_| PinError(format!("environment variable {var} (HSM PIN) is not set"))),
             PinSource::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read HSM PIN file {}: {e}", p.display())),
-            PinSource::Demo => Ok(DEMO_USER_PIN.to_string()),
+                .map(|s| Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| PinError(format!("cannot read HSM PIN file {}: {e}", p.display()))),
+            PinSource::Demo => Ok(Zeroizing::new(DEMO_USER_PIN.to_string())),
         }
     }
 }
 
-#[derive(Debug, Clone)]
+/// How to reach the token.
+#[derive(Clone)]
 pub struct HsmConfig {
+    /// PKCS#11 module path.
     pub module: PathBuf,
+    /// Label of the token.
     pub token_label: String,
-    pub pin: String,
+    /// User PIN.
+    pub pin: Zeroizing<String>,
     /// Worker sessions kept open; more than the core count does not help.
     pub pool_size: usize,
+}
+
+impl std::fmt::Debug for HsmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the PIN.
+        f.debug_struct("HsmConfig")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 /// A key held in the token, found again by its CKA_ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRef {
+    /// CKA_ID.
     pub id: Vec<u8>,
+    /// Its algorithm.
     pub alg: KeyAlg,
 }
 
 /// Public data of a key pair: the uncompressed EC point and the algorithm.
 #[derive(Debug, Clone)]
 pub struct PublicKey {
+    /// Its algorithm.
     pub alg: KeyAlg,
     /// Uncompressed SEC1 point `04 || X || Y`.
     pub point: Vec<u8>,
 }
 
-impl PublicKey {
-    /// DER SubjectPublicKeyInfo.
-    pub fn spki_der(&self) -> Vec<u8> {
-        crate::x509::spki_der(self.alg, &self.point)
+/// A key pair made to leave the service (a contract key): its public point and the private
+/// scalar, which is wiped from memory when dropped.
+pub struct ExportableKey {
+    /// Public half.
+    pub public: PublicKey,
+    /// Private scalar, big-endian, left-padded to the field length.
+    pub scalar: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ExportableKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportableKey")
+            .field("public", &self.public)
+            .field("scalar", &"<redacted>")
+            .finish()
     }
 }
 
 /// Attributes of a private key as the token reports them (for audits and tests).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyAttributes {
+    /// CKA_LABEL.
     pub label: String,
+    /// CKA_ID, hex.
     pub id_hex: String,
+    /// CKA_TOKEN: persistent.
     pub token: bool,
+    /// CKA_PRIVATE: needs a login.
     pub private: bool,
+    /// CKA_SENSITIVE: never revealed in plain.
     pub sensitive: bool,
+    /// CKA_EXTRACTABLE: may be wrapped out.
     pub extractable: bool,
+    /// CKA_ALWAYS_SENSITIVE.
     pub always_sensitive: bool,
+    /// CKA_NEVER_EXTRACTABLE.
     pub never_extractable: bool,
 }
 
@@ -334,7 +332,7 @@ impl Hsm {
         let ctx = load_module(&cfg.module)?;
         let slot = find_slot(&ctx, &cfg.token_label)?
             .ok_or_else(|| HsmError::TokenNotFound(cfg.token_label.clone()))?;
-        let pin = AuthPin::from(cfg.pin.clone());
+        let pin = AuthPin::from(cfg.pin.to_string());
         let keeper = ctx.open_rw_session(slot).map_err(p11("C_OpenSession"))?;
         login(&keeper, &pin)?;
         Ok(Hsm {
@@ -621,6 +619,7 @@ impl Hsm {
     }
 
     /// Sign `data`: hash in process with `hash`, sign with CKM_ECDSA, return raw `r || s`.
+    /// Blocks on the token: call from a blocking thread.
     pub fn sign_raw(&self, key: &KeyRef, hash: HashAlg, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         let digest = hash.digest(data);
         self.sign_digest_raw(key, &digest)
@@ -644,18 +643,9 @@ impl Hsm {
         Ok(sig)
     }
 
-    /// Sign and return a DER `ECDSA-Sig-Value`, as X.509, CRLs and OCSP need.
-    pub fn sign_der(&self, key: &KeyRef, hash: HashAlg, data: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let raw = self.sign_raw(key, hash, data)?;
-        crate::x509::ecdsa_raw_to_der(&raw).map_err(HsmError::Malformed)
-    }
-
     /// Generate a key pair that must leave the service (a contract key): session objects only,
-    /// never persisted on the token, destroyed before returning. Returns (public, private scalar).
-    pub fn generate_exportable_keypair(
-        &self,
-        alg: KeyAlg,
-    ) -> Result<(PublicKey, Vec<u8>), HsmError> {
+    /// never persisted on the token, destroyed before returning.
+    pub fn generate_exportable_keypair(&self, alg: KeyAlg) -> Result<ExportableKey, HsmError> {
         self.with_session(|s| {
             let public = vec![
                 Attribute::Token(false),
@@ -679,19 +669,30 @@ impl Hsm {
             let _ = s.destroy_object(privh);
             let _ = s.destroy_object(pubh);
             let point = point?;
-            let mut scalar = None;
+            let mut raw: Option<Zeroizing<Vec<u8>>> = None;
             for a in value? {
                 if let Attribute::Value(v) = a {
-                    scalar = Some(v);
+                    raw = Some(Zeroizing::new(v));
                 }
             }
-            let mut scalar =
-                scalar.ok_or_else(|| HsmError::Malformed("private key has no CKA_VALUE".into()))?;
-            // Left-pad to the field length: tokens may strip leading zero bytes.
-            while scalar.len() < alg.field_len() {
-                scalar.insert(0, 0);
+            let raw =
+                raw.ok_or_else(|| HsmError::Malformed("private key has no CKA_VALUE".into()))?;
+            let len = alg.field_len();
+            if raw.len() > len {
+                return Err(HsmError::Malformed(format!(
+                    "private scalar of {} bytes for {}",
+                    raw.len(),
+                    alg.name()
+                )));
             }
-            Ok((PublicKey { alg, point }, scalar))
+            // Left-pad to the field length (tokens may strip leading zero bytes), into a buffer
+            // allocated once at its final size so that no copy is left behind by a reallocation.
+            let mut scalar = Zeroizing::new(vec![0u8; len]);
+            scalar[len - raw.len()..].copy_from_slice(&raw);
+            Ok(ExportableKey {
+                public: PublicKey { alg, point },
+                scalar,
+            })
         })
     }
 
@@ -744,6 +745,7 @@ impl Hsm {
         self.with_session(|s| Ok(s.find_objects(&[]).map_err(p11("C_FindObjects"))?.len()))
     }
 
+    /// The label of the token we are logged in to.
     pub fn token_label(&self) -> Result<String, HsmError> {
         let info = self
             .inner

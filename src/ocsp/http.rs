@@ -12,6 +12,7 @@ use base64::Engine;
 use super::responder::{Answer, Responder};
 use super::wire::{ErrorStatus, MAX_REQUEST_LEN, encode_error_response};
 
+/// The media type of every answer.
 pub const CONTENT_TYPE: &str = "application/ocsp-response";
 
 /// The public OCSP routes with state applied (the API router registers the same handlers in its
@@ -35,15 +36,18 @@ pub struct Reply {
     /// `getEncodedHex()` of its request and parses the body it gets as hex
     /// (docs/ocsp.md); standard clients send DER and get DER.
     pub hex: bool,
+    /// When it was answered (unix seconds, the responder's clock): caching headers count from it.
+    pub now: i64,
 }
 
 impl Reply {
     /// An OCSP error status, in DER.
-    pub fn error(status: ErrorStatus, get: bool) -> Reply {
+    pub fn error(status: ErrorStatus, get: bool, now: i64) -> Reply {
         Reply {
             answer: Answer::Error(status),
             get,
             hex: false,
+            now,
         }
     }
 
@@ -57,8 +61,7 @@ impl Reply {
             Answer::Error(_) => put(header::CACHE_CONTROL, &NO_STORE),
             Answer::Signed { entry, .. } => match (self.get, entry) {
                 (true, Some(e)) => {
-                    let now = crate::store::now();
-                    let max_age = (e.next_update - now).max(0);
+                    let max_age = (e.next_update - self.now).max(0);
                     if let Ok(v) = HeaderValue::from_str(&format!(
                         "max-age={max_age}, public, no-transform, must-revalidate"
                     )) {
@@ -147,6 +150,7 @@ pub async fn answer_post(r: &Responder, body: &[u8]) -> Reply {
         answer,
         get: false,
         hex,
+        now: r.now(),
     }
 }
 
@@ -160,6 +164,7 @@ pub async fn answer_get(r: &Responder, path: &str) -> Reply {
         answer,
         get: true,
         hex: false,
+        now: r.now(),
     }
 }
 
@@ -167,11 +172,12 @@ pub async fn answer_get(r: &Responder, path: &str) -> Reply {
 /// text twice that plus line breaks.
 pub const MAX_BODY_LEN: usize = 16 * MAX_REQUEST_LEN;
 
+/// `POST /ocsp`.
 pub async fn post_ocsp(State(r): State<Responder>, body: Body) -> Response {
     // Bounded read: a body over the limit is refused without buffering it all (malformedRequest).
     let reply = match axum::body::to_bytes(body, MAX_BODY_LEN).await {
         Ok(b) => answer_post(&r, &b).await,
-        Err(_) => Reply::error(ErrorStatus::MalformedRequest, false),
+        Err(_) => Reply::error(ErrorStatus::MalformedRequest, false, r.now()),
     };
     respond(reply)
 }
@@ -219,6 +225,7 @@ pub fn decode_get_path(path: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// `GET /ocsp/{base64}`.
 pub async fn get_ocsp(State(r): State<Responder>, uri: Uri) -> Response {
     respond(answer_get(&r, uri.path()).await)
 }

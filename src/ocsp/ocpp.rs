@@ -18,13 +18,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::responder::{Answer, Responder, build_cert_id};
-use super::wire::{CertId, CertStatus, ErrorStatus, HashAlg};
+use super::wire::{CertId, CertStatus, ErrorStatus};
+use crate::alg::HashAlg;
 
 /// A request the OCPP handlers refuse (HTTP 400, RFC 9457 problem body).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct OcppError {
+    /// Machine-readable code (`invalid_request`, `invalid_json`).
     pub code: &'static str,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -58,10 +61,15 @@ impl IntoResponse for OcppError {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HashData {
+    /// `SHA256`, `SHA384`, `SHA512` (and `SHA1`).
     pub hash_algorithm: String,
+    /// Hex hash of the issuer's name.
     pub issuer_name_hash: String,
+    /// Hex hash of the issuer's public key.
     pub issuer_key_hash: String,
+    /// Hex serial (leading zeros optional).
     pub serial_number: String,
+    /// `responderURL` (OCSPRequestDataType only).
     #[serde(
         rename = "responderURL",
         default,
@@ -111,7 +119,7 @@ pub fn cert_id_from_hash_data(d: &HashData) -> Result<CertId, OcppError> {
     while serial.len() > 1 && serial[0] == 0 {
         serial.remove(0);
     }
-    build_cert_id(alg, &name, &key, &serial).map_err(OcppError::bad)
+    build_cert_id(alg, &name, &key, &serial).map_err(|e| OcppError::bad(e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +196,7 @@ pub async fn chain_status(responder: &Responder, req: Value) -> Result<Value, Oc
         let _ = &e.urls;
         let source = e.source.clone().unwrap_or_else(|| "OCSP".into());
         let (status, next) = match cert_id_from_hash_data(&e.certificate_hash_data) {
-            Err(_) => ("Failed", crate::store::now()),
+            Err(_) => ("Failed", responder.now()),
             Ok(cid) => match responder.verdict(&cid).await {
                 Ok(v) => (
                     match v.status {
@@ -198,7 +206,7 @@ pub async fn chain_status(responder: &Responder, req: Value) -> Result<Value, Oc
                     },
                     v.next_update,
                 ),
-                Err(_) => ("Failed", crate::store::now()),
+                Err(_) => ("Failed", responder.now()),
             },
         };
         let mut hd = e.certificate_hash_data.clone();
@@ -213,6 +221,7 @@ pub async fn chain_status(responder: &Responder, req: Value) -> Result<Value, Oc
     Ok(json!({ "certificateStatus": out }))
 }
 
+/// `POST /api/v1/ocsp/certificate-status` (the caller is authenticated by the API router).
 pub async fn certificate_status_route(
     State(r): State<Responder>,
     body: axum::body::Bytes,
@@ -226,6 +235,7 @@ pub async fn certificate_status_route(
     }
 }
 
+/// `POST /api/v1/ocsp/chain-status` (the caller is authenticated by the API router).
 pub async fn chain_status_route(State(r): State<Responder>, body: axum::body::Bytes) -> Response {
     match parse_json(&body) {
         Ok(v) => match chain_status(&r, v).await {

@@ -8,23 +8,27 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use der::Encode;
+use futures_util::future::BoxFuture;
 use sha2::Digest;
 
 use super::settings::{OcspSettings, SignWith};
-use super::sync::{self, StoredResponse, now_ms};
 use super::wire::{
-    CertId, CertStatus, ErrorStatus, HashAlg, OcspRequest, SigAlg, SingleResponseSpec,
+    CertId, CertStatus, ErrorStatus, OcspRequest, SingleResponseSpec, WireError,
     encode_basic_response, encode_response_data, issuer_hashes, parse_request,
 };
-use crate::ca::{Actor, Ca};
-use crate::hsm::{self, KeyAlg, KeyRef};
-use crate::policy::profile::Standard;
-use crate::x509::ParsedCert;
+use crate::alg::HashAlg;
+use crate::ca::events::{Observer, Revoked};
+use crate::ca::ocsp::OcspSigner;
+use crate::ca::{Ca, CaError};
+use crate::clock::SharedClock;
+use crate::model::CertStatus as StoredStatus;
+use crate::store::ocsp::{CertState, StoredResponse};
+use crate::store::{Backend, Store};
 
 /// Hash forms pre-produced for every certificate (what OpenSSL, Go and EVerest send: SHA-1 is
 /// the RFC 5019 default, SHA-256 is what OCPP 2.0.1 stations use). Others are signed on demand.
@@ -33,31 +37,16 @@ pub const PRODUCED_ALGS: [HashAlg; 2] = [HashAlg::Sha1, HashAlg::Sha256];
 /// Concurrent live signatures (the HSM layer keeps 4 pooled sessions by default).
 pub const SIGN_CONCURRENCY: usize = 4;
 
-/// The responder installed by `serve` in this process (revocation/issuance hooks use it).
-static INSTALLED: OnceLock<Responder> = OnceLock::new();
+/// Issuances and revocations waiting for their responses to be pre-produced. When full, new
+/// ones are dropped: the refresher finds them within a minute, and the first request signs live.
+const PRODUCE_QUEUE: usize = 1024;
 
-/// Who signs for one CA.
+/// One CA this responder answers for.
 #[derive(Debug)]
-pub struct Signer {
-    pub key: KeyRef,
-    pub hash: hsm::HashAlg,
-    pub sig_alg: SigAlg,
-    /// ResponderID byKey.
-    pub key_hash: [u8; 20],
-    /// Certificates embedded in the response: the delegated signer, or none.
-    pub certs: Vec<Vec<u8>>,
-    /// Responses never claim validity beyond this (unix seconds).
-    pub not_after: i64,
-    /// Serial of the delegated signer certificate; `None` when the CA key signs.
-    pub serial_hex: Option<String>,
-}
-
-#[derive(Debug)]
-pub struct IssuerInfo {
-    pub id: String,
-    pub cert_der: Vec<u8>,
-    pub name_hashes: HashMap<HashAlg, (Vec<u8>, Vec<u8>)>,
-    pub signer: Arc<Signer>,
+struct IssuerInfo {
+    id: String,
+    name_hashes: HashMap<HashAlg, (Vec<u8>, Vec<u8>)>,
+    signer: Arc<OcspSigner>,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +103,8 @@ pub struct Verdict {
 
 struct Inner {
     ca: Ca,
+    store: Store,
+    clock: SharedClock,
     settings: OcspSettings,
     replica_id: String,
     index: RwLock<Arc<Index>>,
@@ -128,6 +119,9 @@ struct Inner {
     sign_slots: tokio::sync::Semaphore,
     /// Live signatures waiting for a slot (see `OcspSettings::max_sign_queue`).
     sign_waiting: AtomicUsize,
+    /// Certificates to pre-produce, fed by the CA's events.
+    produce_tx: tokio::sync::mpsc::Sender<(String, String)>,
+    produce_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
 }
 
 /// Counts a waiter for as long as it waits, cancellation included.
@@ -157,14 +151,6 @@ impl std::fmt::Debug for Responder {
         f.debug_struct("Responder")
             .field("replica", &self.inner.replica_id)
             .finish()
-    }
-}
-
-fn hsm_hash_for(alg: KeyAlg) -> (hsm::HashAlg, SigAlg) {
-    match alg {
-        KeyAlg::EcP256 => (hsm::HashAlg::Sha256, SigAlg::EcdsaSha256),
-        KeyAlg::EcP384 => (hsm::HashAlg::Sha384, SigAlg::EcdsaSha384),
-        KeyAlg::EcP521 => (hsm::HashAlg::Sha512, SigAlg::EcdsaSha512),
     }
 }
 
@@ -209,8 +195,8 @@ pub fn build_cert_id(
     name_hash: &[u8],
     key_hash: &[u8],
     serial: &[u8],
-) -> Result<CertId, String> {
-    let e = |e: der::Error| e.to_string();
+) -> Result<CertId, WireError> {
+    let e = |e: der::Error| WireError::InvalidInput(e.to_string());
     let der = CertIdDer {
         alg: AlgIdNull {
             oid: alg.oid(),
@@ -222,7 +208,8 @@ pub fn build_cert_id(
     }
     .to_der()
     .map_err(e)?;
-    let stripped = serial_bytes(&hex::encode(serial)).ok_or("empty serial")?;
+    let stripped = serial_bytes(&hex::encode(serial))
+        .ok_or_else(|| WireError::InvalidInput("empty serial".into()))?;
     Ok(CertId {
         hash_alg: alg,
         issuer_name_hash: name_hash.to_vec(),
@@ -237,35 +224,34 @@ fn etag_of(der: &[u8]) -> String {
     format!("\"{}\"", hex::encode(&h[..16]))
 }
 
-fn status_of_state(st: &sync::CertState) -> CertStatus {
-    if st.status == "revoked" {
-        CertStatus::Revoked {
+fn status_of_state(st: &CertState) -> CertStatus {
+    match st.status {
+        StoredStatus::Revoked => CertStatus::Revoked {
             time: st.revoked_at.unwrap_or(0),
-            reason: st
-                .revocation_reason
-                .as_deref()
-                .and_then(crate::ca::reason_code)
-                .filter(|c| *c != 0),
-        }
-    } else {
-        CertStatus::Good
+            reason: st.revocation_reason.and_then(|r| r.encoded_code()),
+        },
+        StoredStatus::Valid => CertStatus::Good,
     }
 }
 
-fn status_column(s: CertStatus) -> &'static str {
+fn status_column(s: CertStatus) -> StoredStatus {
     match s {
-        CertStatus::Revoked { .. } => "revoked",
-        _ => "valid",
+        CertStatus::Revoked { .. } => StoredStatus::Revoked,
+        _ => StoredStatus::Valid,
     }
 }
 
 impl Responder {
-    /// A responder for `ca`; no I/O (the issuer index loads on first use). Start the background
-    /// tasks with [`Responder::start`].
-    pub fn new(ca: Ca, settings: OcspSettings) -> Responder {
+    /// A responder for the CAs of `ca`, reading `store`; no I/O (the issuer index loads on first
+    /// use). Start the background tasks with [`Responder::start`]; without them every answer goes
+    /// to the database, which is always correct.
+    pub fn new(ca: Ca, store: Store, clock: SharedClock, settings: OcspSettings) -> Responder {
+        let (produce_tx, produce_rx) = tokio::sync::mpsc::channel(PRODUCE_QUEUE);
         Responder {
             inner: Arc::new(Inner {
                 ca,
+                store,
+                clock,
                 settings,
                 replica_id: hex::encode(rand::random::<[u8; 8]>()),
                 index: RwLock::new(Arc::new(Index::default())),
@@ -276,40 +262,39 @@ impl Responder {
                 wake: tokio::sync::Notify::new(),
                 sign_slots: tokio::sync::Semaphore::new(SIGN_CONCURRENCY),
                 sign_waiting: AtomicUsize::new(0),
+                produce_tx,
+                produce_rx: Mutex::new(Some(produce_rx)),
             }),
         }
     }
 
-    /// The responder installed in this process, if `serve` installed one.
-    pub fn installed() -> Option<Responder> {
-        INSTALLED.get().cloned()
-    }
-
-    /// The installed responder, or a fresh one (default settings, no background tasks: every
-    /// answer then goes to the database, which is always correct).
-    pub fn current(ca: &Ca) -> Responder {
-        Self::installed().unwrap_or_else(|| Responder::new(ca.clone(), OcspSettings::default()))
-    }
-
+    /// The settings in force.
     pub fn settings(&self) -> &OcspSettings {
         &self.inner.settings
     }
 
-    pub fn ca(&self) -> &Ca {
-        &self.inner.ca
+    /// Unix seconds by the responder's clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
     }
 
-    /// Install as this process's responder, join the replica set, warm the cache from
-    /// `ocsp_responses` and spawn the background tasks. Call once, inside the runtime.
-    pub async fn start(self) -> anyhow::Result<Responder> {
-        let store = &self.inner.ca.store;
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Join the replica set, warm the cache from `ocsp_responses`, subscribe to the CA's events
+    /// and spawn the background tasks. Call once, inside the runtime.
+    pub async fn start(self) -> Result<Responder, CaError> {
+        let store = &self.inner.store;
         self.reload_index().await?;
-        let epoch = sync::current_epoch(store).await?;
-        sync::register_replica(store, &self.inner.replica_id, epoch).await?;
+        let epoch = store.ocsp_epoch().await?;
+        store
+            .ocsp_register_replica(&self.inner.replica_id, epoch)
+            .await?;
         {
-            let now = crate::store::now();
+            let now = self.now();
             let min_this = now - self.inner.settings.refresh_after.as_secs_i64();
-            let rows = sync::load_all_responses(store, min_this, now + 60).await?;
+            let rows = store.ocsp_load_all_responses(min_this, now + 60).await?;
             let mut c = self.write_cache();
             c.applied = epoch;
             for r in rows {
@@ -323,18 +308,29 @@ impl Responder {
                 "OCSP cache warmed from the store"
             );
         }
-        let _ = INSTALLED.set(self.clone());
+        // Local events first: the freshness protocol (subscribed after us) then waits for a
+        // replica set that includes this process's already woken sync loop.
+        self.inner.ca.subscribe(Arc::new(self.clone()));
         let me = self.clone();
         tokio::spawn(async move { me.sync_loop().await });
-        if let crate::store::Db::Postgres(pool) = &store.db {
+        if store.backend() == Backend::Postgres {
             let me = self.clone();
-            let pool = pool.clone();
-            tokio::spawn(async move { me.listen_loop(pool).await });
+            tokio::spawn(async move { me.listen_loop().await });
         }
         let me = self.clone();
         tokio::spawn(async move { me.refresh_loop().await });
         let me = self.clone();
         tokio::spawn(async move { me.signer_loop().await });
+        let rx = self
+            .inner
+            .produce_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rx) = rx {
+            let me = self.clone();
+            tokio::spawn(async move { me.produce_loop(rx).await });
+        }
         Ok(self)
     }
 
@@ -354,85 +350,23 @@ impl Responder {
 
     // ---------------------------------------------------------------- issuers and signers
 
-    async fn signer_for(
-        &self,
-        ca_id: &str,
-        ca_record_profile: &str,
-        ca_cert: &ParsedCert,
-        ca_key: &KeyRef,
-    ) -> Result<Signer, String> {
-        let ca = &self.inner.ca;
-        if self.inner.settings.sign_with == SignWith::Delegated {
-            let standard = ca.profiles.get(ca_record_profile).map(|p| p.standard).ok();
-            let profile = match standard {
-                Some(Standard::Iso20) => "ocsp-signer-20",
-                _ => "ocsp-signer",
-            };
-            if let Some(rec) = ca
-                .current_service_cert(profile, ca_id)
-                .await
-                .map_err(|e| e.to_string())?
-                && let Some(key_id) = rec.key_id.as_deref()
-            {
-                let cert = ParsedCert::from_der(&rec.der)?;
-                let alg = crate::x509::spki_key_alg(cert.spki())?;
-                let (hash, sig_alg) = hsm_hash_for(alg);
-                let (_, kh) = issuer_hashes(&rec.der, HashAlg::Sha1).map_err(|e| e.to_string())?;
-                let key_hash: [u8; 20] = kh.try_into().map_err(|_| "SHA-1 length")?;
-                return Ok(Signer {
-                    key: KeyRef {
-                        id: hex::decode(key_id).map_err(|e| e.to_string())?,
-                        alg,
-                    },
-                    hash,
-                    sig_alg,
-                    key_hash,
-                    certs: vec![rec.der.clone()],
-                    not_after: rec.not_after,
-                    serial_hex: Some(rec.serial_hex.clone()),
-                });
-            }
-            tracing::warn!(ca = %ca_id, "OCSP: CA has no delegated signer; signing with the CA key");
-        }
-        let (hash, sig_alg) = hsm_hash_for(ca_key.alg);
-        let (_, kh) = issuer_hashes(&ca_cert.der, HashAlg::Sha1).map_err(|e| e.to_string())?;
-        Ok(Signer {
-            key: ca_key.clone(),
-            hash,
-            sig_alg,
-            key_hash: kh.try_into().map_err(|_| "SHA-1 length")?,
-            certs: Vec::new(),
-            not_after: ca_cert.not_after(),
-            serial_hex: None,
-        })
-    }
-
     /// (Re)build the issuer index and signers from the store.
-    pub async fn reload_index(&self) -> anyhow::Result<()> {
+    pub async fn reload_index(&self) -> Result<(), CaError> {
         let _g = self.inner.index_lock.lock().await;
-        let ca = &self.inner.ca;
+        let delegated = self.inner.settings.sign_with == SignWith::Delegated;
         let mut idx = Index::default();
-        for rec in ca.store.list_cas().await? {
-            let h = ca.issuer(&rec.id).await?;
-            let signer = self
-                .signer_for(&rec.id, &rec.profile, &h.cert, &h.key)
-                .await
-                .map_err(anyhow::Error::msg)?;
+        for rec in self.inner.store.list_cas().await? {
+            let signer = self.inner.ca.ocsp_signer(&rec.id, delegated).await?;
             let mut name_hashes = HashMap::new();
-            for alg in [
-                HashAlg::Sha1,
-                HashAlg::Sha256,
-                HashAlg::Sha384,
-                HashAlg::Sha512,
-            ] {
-                let (n, k) = issuer_hashes(&rec.cert_der, alg)?;
+            for alg in HashAlg::ALL {
+                let (n, k) = issuer_hashes(&rec.cert_der, alg)
+                    .map_err(|e| CaError::Internal(format!("CA {}: {e}", rec.id)))?;
                 idx.by_hash
                     .insert((alg, n.clone(), k.clone()), idx.issuers.len());
                 name_hashes.insert(alg, (n, k));
             }
             idx.issuers.push(IssuerInfo {
                 id: rec.id.clone(),
-                cert_der: rec.cert_der.clone(),
                 name_hashes,
                 signer: Arc::new(signer),
             });
@@ -487,19 +421,18 @@ impl Responder {
     }
 
     fn lease_valid(&self) -> bool {
-        now_ms() < self.inner.lease_until_ms.load(Ordering::Acquire)
+        self.now_ms() < self.inner.lease_until_ms.load(Ordering::Acquire)
     }
 
     fn entry_from_stored(&self, r: StoredResponse) -> Option<Entry> {
-        // The status is read back from the response itself would be costly; the row says it.
-        let status = if r.status == "revoked" {
+        // Reading the status back from the response itself would be costly; the row says it.
+        let status = match r.status {
             // Time/reason are only needed for live multi-CertID answers, which read the store.
-            CertStatus::Revoked {
+            StoredStatus::Revoked => CertStatus::Revoked {
                 time: 0,
                 reason: None,
-            }
-        } else {
-            CertStatus::Good
+            },
+            StoredStatus::Valid => CertStatus::Good,
         };
         let etag = etag_of(&r.response_der);
         Some(Entry {
@@ -521,7 +454,7 @@ impl Responder {
             return None;
         }
         let e = self.read_cache().map.get(cert_id_der).cloned()?;
-        if e.next_update - 60 > crate::store::now() {
+        if e.next_update - 60 > self.now() {
             Some(e)
         } else {
             None
@@ -530,8 +463,8 @@ impl Responder {
 
     // ---------------------------------------------------------------- signing
 
-    fn times(&self, signer: &Signer) -> (i64, i64) {
-        let now = crate::store::now();
+    fn times(&self, signer: &OcspSigner) -> (i64, i64) {
+        let now = self.now();
         let this = now - self.inner.settings.backdate.as_secs_i64();
         let next = (now + self.inner.settings.validity.as_secs_i64())
             .min(signer.not_after)
@@ -552,31 +485,24 @@ impl Responder {
 
     async fn sign(
         &self,
-        signer: &Signer,
+        signer: &OcspSigner,
         singles: &[SingleResponseSpec],
         nonce: Option<&[u8]>,
-    ) -> Result<(Vec<u8>, i64), String> {
-        let produced = crate::store::now();
-        let tbs = encode_response_data(&signer.key_hash, produced, singles, nonce)
-            .map_err(|e| e.to_string())?;
-        let hsm = self.inner.ca.hsm.clone();
-        let key = signer.key.clone();
-        let hash = signer.hash;
-        let tbs2 = tbs.clone();
+    ) -> Result<(Vec<u8>, i64), CaError> {
+        let produced = self.now();
+        let wire = |e: WireError| CaError::Internal(format!("OCSP encoding: {e}"));
+        let tbs = encode_response_data(&signer.key_hash, produced, singles, nonce).map_err(wire)?;
         let _slot = {
             let _waiting = Waiting::new(&self.inner.sign_waiting);
             self.inner
                 .sign_slots
                 .acquire()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| CaError::Internal(e.to_string()))?
         };
-        let sig = tokio::task::spawn_blocking(move || hsm.sign_der(&key, hash, &tbs2))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let der = encode_basic_response(&tbs, signer.sig_alg, &sig, &signer.certs)
-            .map_err(|e| e.to_string())?;
+        let sig = self.inner.ca.sign_ocsp(signer, tbs.clone()).await?;
+        let der =
+            encode_basic_response(&tbs, signer.signature, &sig, &signer.certs).map_err(wire)?;
         Ok((der, produced))
     }
 
@@ -585,9 +511,9 @@ impl Responder {
         &self,
         issuer: &IssuerInfo,
         cert_id: &CertId,
-        state: &sync::CertState,
+        state: &CertState,
         seen_epoch: i64,
-    ) -> Result<Arc<Entry>, String> {
+    ) -> Result<Arc<Entry>, CaError> {
         let status = status_of_state(state);
         let (this, next) = self.times(&issuer.signer);
         let single = SingleResponseSpec {
@@ -601,13 +527,13 @@ impl Responder {
             cert_id: cert_id.der.clone(),
             issuer_id: issuer.id.clone(),
             serial_hex: state.serial_hex.clone(),
-            status: status_column(status).into(),
+            status: status_column(status),
             this_update: this,
             next_update: next,
             produced_at: produced,
             response_der: der.clone(),
         };
-        if let Err(e) = sync::store_response(&self.inner.ca.store, &stored).await {
+        if let Err(e) = self.inner.store.ocsp_store_response(&stored).await {
             tracing::warn!(error = %e, "OCSP: cannot store a pre-produced response");
         }
         let entry = Entry {
@@ -628,28 +554,56 @@ impl Responder {
     }
 
     /// Pre-produce (SHA-1 and SHA-256 CertIDs) for one certificate.
-    pub async fn produce(&self, issuer_id: &str, serial_hex: &str) -> Result<(), String> {
-        let idx = self.ensure_index().await.map_err(|s| format!("{s:?}"))?;
+    pub async fn produce(&self, issuer_id: &str, serial_hex: &str) -> Result<(), CaError> {
+        let idx = self
+            .ensure_index()
+            .await
+            .map_err(|s| CaError::Internal(format!("OCSP index: {s:?}")))?;
         let Some(issuer) = idx.issuers.iter().find(|i| i.id == issuer_id) else {
-            return Err(format!("no CA {issuer_id}"));
+            return Err(CaError::UnknownIssuer(format!("no CA {issuer_id}")));
         };
         let seen = self.applied_epoch();
-        let Some(state) =
-            sync::cert_state(&self.inner.ca.store, issuer_id, &[serial_hex.to_string()])
-                .await
-                .map_err(|e| e.to_string())?
+        let Some(state) = self
+            .inner
+            .store
+            .ocsp_cert_state(issuer_id, &[serial_hex.to_string()])
+            .await?
         else {
-            return Err(format!("no certificate {issuer_id}/{serial_hex}"));
+            return Err(CaError::NotFound(format!(
+                "no certificate {issuer_id}/{serial_hex}"
+            )));
         };
-        let serial = serial_bytes(serial_hex).ok_or("bad serial")?;
+        let serial = serial_bytes(serial_hex)
+            .ok_or_else(|| CaError::Internal(format!("stored serial {serial_hex}")))?;
         for alg in PRODUCED_ALGS {
             let Some((n, k)) = issuer.name_hashes.get(&alg) else {
                 continue;
             };
-            let cid = build_cert_id(alg, n, k, &serial)?;
+            let cid =
+                build_cert_id(alg, n, k, &serial).map_err(|e| CaError::Internal(e.to_string()))?;
             self.produce_one(issuer, &cid, &state, seen).await?;
         }
         Ok(())
+    }
+
+    /// Pre-produce what the CA's events queued, one at a time.
+    async fn produce_loop(&self, mut rx: tokio::sync::mpsc::Receiver<(String, String)>) {
+        while let Some((issuer, serial)) = rx.recv().await {
+            if let Err(e) = self.produce(&issuer, &serial).await {
+                tracing::warn!(error = %e, issuer = %issuer, serial = %serial, "OCSP: pre-production failed");
+            }
+        }
+    }
+
+    fn queue_production(&self, issuer_id: &str, serial_hex: &str) {
+        if self
+            .inner
+            .produce_tx
+            .try_send((issuer_id.to_string(), serial_hex.to_string()))
+            .is_err()
+        {
+            tracing::debug!("OCSP: pre-production queue full; the refresher will catch up");
+        }
     }
 
     // ---------------------------------------------------------------- answering
@@ -749,12 +703,11 @@ impl Responder {
         {
             return Ok(Some((CertStatus::Good, Some(e.next_update))));
         }
-        match sync::cert_state(
-            &self.inner.ca.store,
-            &issuer.id,
-            &serial_spellings(&cid.serial),
-        )
-        .await
+        match self
+            .inner
+            .store
+            .ocsp_cert_state(&issuer.id, &serial_spellings(&cid.serial))
+            .await
         {
             Ok(Some(st)) => Ok(Some((status_of_state(&st), None))),
             Ok(None) => Ok(None),
@@ -770,11 +723,11 @@ impl Responder {
         if let Some(e) = self.cached(&cid.der) {
             return Ok(e);
         }
-        let store = &self.inner.ca.store;
+        let store = &self.inner.store;
         let seen = self.applied_epoch();
-        let now = crate::store::now();
+        let now = self.now();
         let min_this = now - self.inner.settings.refresh_after.as_secs_i64();
-        match sync::load_response(store, &cid.der, min_this, now + 60).await {
+        match store.ocsp_load_response(&cid.der, min_this, now + 60).await {
             Ok(Some(r)) => {
                 if let Some(e) = self.entry_from_stored(r) {
                     let e = Arc::new(e);
@@ -788,7 +741,9 @@ impl Responder {
                 return Err(ErrorStatus::TryLater);
             }
         }
-        let state = match sync::cert_state(store, &issuer.id, &serial_spellings(&cid.serial)).await
+        let state = match store
+            .ocsp_cert_state(&issuer.id, &serial_spellings(&cid.serial))
+            .await
         {
             Ok(s) => s,
             Err(e) => {
@@ -810,7 +765,7 @@ impl Responder {
     }
 
     /// "unknown" for a serial we never issued: signed live, never stored.
-    async fn unknown(&self, issuer: &IssuerInfo, cid: &CertId) -> Result<Arc<Entry>, String> {
+    async fn unknown(&self, issuer: &IssuerInfo, cid: &CertId) -> Result<Arc<Entry>, CaError> {
         let (this, next) = self.times(&issuer.signer);
         let single = SingleResponseSpec {
             cert_id_der: cid.der.clone(),
@@ -843,7 +798,7 @@ impl Responder {
         )) else {
             return Ok(Verdict {
                 status: None,
-                next_update: crate::store::now(),
+                next_update: self.now(),
             });
         };
         let issuer = &idx.issuers[*i];
@@ -865,9 +820,9 @@ impl Responder {
 
     /// Apply events after our epoch; returns false on a store error.
     async fn catch_up(&self) -> bool {
-        let store = &self.inner.ca.store;
+        let store = &self.inner.store;
         let applied = self.applied_epoch();
-        let epoch = match sync::current_epoch(store).await {
+        let epoch = match store.ocsp_epoch().await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "OCSP: cannot read the revocation epoch");
@@ -877,7 +832,7 @@ impl Responder {
         if epoch <= applied {
             return true;
         }
-        let events = match sync::events_after(store, applied).await {
+        let events = match store.ocsp_events_after(applied).await {
             Ok(ev) => ev,
             Err(e) => {
                 tracing::warn!(error = %e, "OCSP: cannot read revocation events");
@@ -886,25 +841,28 @@ impl Responder {
         };
         let new_applied = {
             let mut c = self.write_cache();
-            let gap = events.first().is_none_or(|(s, _, _)| *s > c.applied + 1);
+            let gap = events.first().is_none_or(|ev| ev.seq > c.applied + 1);
             if gap {
                 // Events were pruned while we were away: start over from the store.
                 c.map.clear();
                 c.by_cert.clear();
                 c.applied = epoch;
             } else {
-                for (seq, issuer, serial) in &events {
-                    if let Some(ids) = c.by_cert.remove(&(issuer.clone(), serial.clone())) {
+                for ev in &events {
+                    if let Some(ids) = c
+                        .by_cert
+                        .remove(&(ev.issuer_id.clone(), ev.serial_hex.clone()))
+                    {
                         for id in ids {
                             c.map.remove(&id);
                         }
                     }
-                    c.applied = *seq;
+                    c.applied = ev.seq;
                 }
             }
             c.applied
         };
-        if let Err(e) = sync::ack(store, &self.inner.replica_id, new_applied).await {
+        if let Err(e) = store.ocsp_ack(&self.inner.replica_id, new_applied).await {
             tracing::warn!(error = %e, "OCSP: cannot acknowledge the revocation epoch");
         }
         true
@@ -920,17 +878,15 @@ impl Responder {
             .max(Duration::from_millis(5));
         loop {
             if self.catch_up().await {
-                let left = self.inner.lease_until_ms.load(Ordering::Acquire) - now_ms();
+                let left = self.inner.lease_until_ms.load(Ordering::Acquire) - self.now_ms();
                 if left < lease * 2 / 3 {
-                    let t = now_ms();
+                    let t = self.now_ms();
                     let applied = self.applied_epoch();
-                    match sync::renew_lease(
-                        &self.inner.ca.store,
-                        &self.inner.replica_id,
-                        applied,
-                        t + lease,
-                    )
-                    .await
+                    match self
+                        .inner
+                        .store
+                        .ocsp_renew_lease(&self.inner.replica_id, applied, t + lease)
+                        .await
                     {
                         Ok(true) => self
                             .inner
@@ -950,21 +906,18 @@ impl Responder {
         }
     }
 
-    async fn listen_loop(&self, pool: sqlx::PgPool) {
+    async fn listen_loop(&self) {
         loop {
-            match sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(mut l) => {
-                    if let Err(e) = l.listen(sync::CHANNEL).await {
-                        tracing::warn!(error = %e, "OCSP: LISTEN failed");
-                    } else {
-                        // Catch up on anything missed while not listening.
+            match self.inner.store.ocsp_listener().await {
+                Ok(Some(mut l)) => {
+                    // Catch up on anything missed while not listening.
+                    self.inner.wake.notify_one();
+                    while l.recv().await.is_ok() {
                         self.inner.wake.notify_one();
-                        while l.recv().await.is_ok() {
-                            self.inner.wake.notify_one();
-                        }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "OCSP: cannot open the LISTEN connection"),
+                Ok(None) => return,
+                Err(e) => tracing::warn!(error = %e, "OCSP: cannot LISTEN for revocations"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -972,8 +925,8 @@ impl Responder {
 
     /// One pass of the pre-producer; returns how many certificates were (re)produced.
     pub async fn refresh_once(&self) -> usize {
-        let store = &self.inner.ca.store;
-        let now = crate::store::now();
+        let store = &self.inner.store;
+        let now = self.now();
         let refresh_after = self.inner.settings.refresh_after.as_secs_i64();
         // Drop ageing entries from memory: the next request loads the refreshed row.
         {
@@ -993,7 +946,7 @@ impl Responder {
         }
         // Safety net for a revocation whose event was never written.
         let since = now - 2 * self.inner.settings.refresh_interval.as_secs_i64().max(60);
-        if let Ok(revoked) = sync::revoked_since(store, since).await {
+        if let Ok(revoked) = store.ocsp_revoked_since(since).await {
             let mut c = self.write_cache();
             for (i, s) in revoked {
                 let ids = c
@@ -1012,7 +965,10 @@ impl Responder {
             }
         }
         let mut done = 0;
-        match sync::due_for_production(store, now - refresh_after + 1, 500).await {
+        match store
+            .ocsp_due_for_production(now - refresh_after + 1, 500)
+            .await
+        {
             Ok(due) => {
                 for d in due {
                     match self.produce(&d.issuer_id, &d.serial_hex).await {
@@ -1027,8 +983,12 @@ impl Responder {
                 tracing::warn!(error = %e, "OCSP: cannot list certificates due for pre-production")
             }
         }
-        let _ = sync::prune_events(store, now - 86_400).await;
-        let _ = sync::prune_responses(store).await;
+        if let Err(e) = store.ocsp_prune_events(now - 86_400).await {
+            tracing::warn!(error = %e, "OCSP: cannot prune revocation events");
+        }
+        if let Err(e) = store.ocsp_prune_responses().await {
+            tracing::warn!(error = %e, "OCSP: cannot prune stored responses");
+        }
         done
     }
 
@@ -1049,8 +1009,8 @@ impl Responder {
         }
     }
 
-    /// Renew every delegated signer that has less than `signer_renew_margin` left; returns the
-    /// CAs whose signer changed.
+    /// Renew every delegated signer that has less than `signer_renew_margin` left (or that is
+    /// missing); returns the CAs whose signer changed.
     pub async fn rotate_signers(&self) -> Vec<String> {
         let mut changed = Vec::new();
         if self.inner.settings.sign_with != SignWith::Delegated {
@@ -1058,17 +1018,15 @@ impl Responder {
         }
         let margin = self.inner.settings.signer_renew_margin.as_secs_i64();
         let idx = self.index();
-        let actor = Actor {
-            name: format!("ocsp-responder:{}", self.inner.replica_id),
-        };
+        let actor = format!("ocsp-responder:{}", self.inner.replica_id);
         for i in &idx.issuers {
-            let left = i.signer.not_after - crate::store::now();
+            let left = i.signer.not_after - self.now();
             if i.signer.serial_hex.is_some() && left >= margin {
                 continue;
             }
-            match self.issue_signer(&i.id, &actor).await {
-                Ok(serial) => {
-                    tracing::info!(ca = %i.id, serial = %serial, "OCSP: delegated signer renewed");
+            match self.inner.ca.ensure_ocsp_signer(&i.id, true, &actor).await {
+                Ok(step) => {
+                    tracing::info!(ca = %i.id, detail = %step.detail, "OCSP: delegated signer renewed");
                     changed.push(i.id.clone());
                 }
                 Err(e) => tracing::error!(ca = %i.id, error = %e, "OCSP: signer renewal failed"),
@@ -1080,76 +1038,6 @@ impl Responder {
             tracing::error!(error = %e, "OCSP: cannot reload signers");
         }
         changed
-    }
-
-    /// Issue a new delegated signer for `ca_id` (same subject rules as `init`).
-    async fn issue_signer(&self, ca_id: &str, actor: &Actor) -> Result<String, String> {
-        let ca = &self.inner.ca;
-        // The usual path: renews when a third of the life is left.
-        let before = self
-            .index()
-            .issuers
-            .iter()
-            .find(|i| i.id == ca_id)
-            .and_then(|i| i.signer.serial_hex.clone());
-        ca.ensure_ocsp_signer(ca_id, actor)
-            .await
-            .map_err(|e| e.to_string())?;
-        let issuer = ca.issuer(ca_id).await.map_err(|e| e.to_string())?;
-        let standard = ca
-            .profiles
-            .get(&issuer.record.profile)
-            .map(|p| p.standard)
-            .map_err(|e| e.to_string())?;
-        let profile_name = if standard == Standard::Iso20 {
-            "ocsp-signer-20"
-        } else {
-            "ocsp-signer"
-        };
-        let now_cur = ca
-            .current_service_cert(profile_name, ca_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(c) = &now_cur
-            && Some(&c.serial_hex) != before.as_ref()
-        {
-            return Ok(c.serial_hex.clone());
-        }
-        // Forced (the configured margin is larger than a third of the signer's life).
-        let profile = ca
-            .profiles
-            .get(profile_name)
-            .map_err(|e| e.to_string())?
-            .clone();
-        let cn_vals = crate::x509::name::values(
-            issuer.cert.tbs().subject().as_ref(),
-            crate::x509::name::OID_CN,
-        );
-        let mut cn = format!(
-            "{} OCSP Signer",
-            cn_vals
-                .first()
-                .cloned()
-                .unwrap_or_else(|| ca_id.to_string())
-        );
-        cn.truncate(64);
-        let o_vals = crate::x509::name::values(
-            issuer.cert.tbs().subject().as_ref(),
-            crate::x509::name::OID_O,
-        );
-        let mut pairs = Vec::new();
-        if let Some(o) = o_vals.first() {
-            pairs.push(("O".to_string(), o.clone()));
-        }
-        pairs.push(("CN".to_string(), cn));
-        let subject = crate::x509::name::build(&pairs)?;
-        let checked =
-            crate::ca::subject::check_subject(&profile, &subject).map_err(|e| e.to_string())?;
-        let rec = ca
-            .issue_service_key_cert(profile_name, &issuer, checked, ca_id, None, actor)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rec.serial_hex)
     }
 
     async fn signer_loop(&self) {
@@ -1173,11 +1061,34 @@ impl Responder {
     /// Leave the replica set (graceful shutdown).
     pub async fn stop(&self) {
         self.inner.lease_until_ms.store(0, Ordering::Release);
-        let _ = sync::deregister_replica(&self.inner.ca.store, &self.inner.replica_id).await;
+        if let Err(e) = self
+            .inner
+            .store
+            .ocsp_deregister_replica(&self.inner.replica_id)
+            .await
+        {
+            tracing::warn!(error = %e, "OCSP: cannot leave the replica set; its lease runs out by itself");
+        }
     }
 
+    /// Apply new revocation events now rather than at the next poll.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+}
+
+/// The local cache's subscription to the CA: issuances and revocations queue their responses for
+/// pre-production (the caller never waits for an OCSP signature), and a revocation wakes the
+/// replica loop at once so that this process acknowledges the new epoch without polling.
+impl Observer for Responder {
+    fn issued(&self, issuer_id: &str, serial_hex: &str) {
+        self.queue_production(issuer_id, serial_hex);
+    }
+
+    fn revoked<'a>(&'a self, ev: &'a Revoked) -> BoxFuture<'a, Result<(), CaError>> {
+        self.wake();
+        self.queue_production(&ev.issuer_id, &ev.serial_hex);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -1185,49 +1096,5 @@ impl Entry {
     /// Only answers about certificates we issued are cached and carry caching headers.
     pub fn cacheable(&self) -> bool {
         !matches!(self.status, CertStatus::Unknown)
-    }
-}
-
-// ---------------------------------------------------------------- hooks called by the CA
-
-/// After `Ca::revoke` committed: bump the revocation epoch, wake every replica and wait until
-/// none can still answer from memory without having dropped its responses for this serial.
-pub async fn on_revoked(
-    ca: &Ca,
-    issuer_id: &str,
-    serial_hex: &str,
-) -> Result<(), crate::store::StoreError> {
-    let started = std::time::Instant::now();
-    let epoch = sync::record_revocation(&ca.store, issuer_id, serial_hex).await?;
-    sync::notify(&ca.store).await;
-    let local = Responder::installed();
-    if let Some(r) = &local {
-        r.wake();
-    }
-    sync::wait_for_replicas(&ca.store, epoch).await?;
-    tracing::info!(
-        epoch,
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "OCSP: every replica confirmed the revocation"
-    );
-    if let Some(r) = local {
-        // Have the "revoked" answer ready (the next request would produce it anyway).
-        let (i, s) = (issuer_id.to_string(), serial_hex.to_string());
-        tokio::spawn(async move {
-            if let Err(e) = r.produce(&i, &s).await {
-                tracing::warn!(error = %e, "OCSP: cannot pre-produce the revoked response");
-            }
-        });
-    }
-    Ok(())
-}
-
-/// After an issuance committed: pre-produce its responses when a responder runs in this
-/// process (elsewhere the refresher, or the first request, does it).
-pub async fn on_issued(issuer_id: &str, serial_hex: &str) {
-    if let Some(r) = Responder::installed()
-        && let Err(e) = r.produce(issuer_id, serial_hex).await
-    {
-        tracing::warn!(error = %e, "OCSP: pre-production at issuance failed");
     }
 }

@@ -338,7 +338,7 @@ async fn direct(
             std::panic::AssertUnwindSafe(work)
                 .catch_unwind()
                 .await
-                .unwrap_or(Reply::error(ErrorStatus::InternalError, head.get))
+                .unwrap_or(Reply::error(ErrorStatus::InternalError, head.get, r.now()))
         };
         buf.advance(total);
         out.clear();
@@ -356,6 +356,7 @@ async fn direct(
 
 /// The whole HTTP answer in one buffer (one `write` per response).
 fn render(out: &mut Vec<u8>, reply: Reply, head: &Head) {
+    let now = reply.now;
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     reply.headers(|name, value| {
         out.extend_from_slice(name.as_str().as_bytes());
@@ -369,7 +370,6 @@ fn render(out: &mut Vec<u8>, reply: Reply, head: &Head) {
     out.extend_from_slice(b"\r\ndate: ");
     DATE.with(|d| {
         let mut d = d.borrow_mut();
-        let now = crate::store::now();
         if d.0 != now {
             *d = (now, http_date(now));
         }

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::hsm::{HashAlg, KeyAlg};
-use crate::policy::identifiers;
+use super::PolicyError;
+use crate::alg::{HashAlg, KeyAlg};
+use crate::policy::identifiers::{self, IdError};
 use crate::x509::SkiMethod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -146,29 +147,29 @@ pub struct Profile {
 
 impl Profile {
     /// Validate a CN against the profile's identifier rule; returns the value to put in the cert.
-    pub fn check_cn(&self, cn: &str) -> Result<String, String> {
-        let r = match self.subject.cn {
-            CnRule::Free => {
-                if cn.trim().is_empty() {
-                    Err("CN is empty".into())
-                } else {
-                    Ok(cn.to_string())
-                }
+    /// Validate a CN against the profile's identifier rule; returns the value to put in the cert.
+    /// A free CN only has to be non-blank.
+    pub fn check_cn(&self, cn: &str) -> Result<String, IdError> {
+        match self.subject.cn {
+            CnRule::Free => Ok(cn.to_string()),
+            CnRule::EvseId => identifiers::validate_evse_id(cn),
+            CnRule::Seccid => {
+                identifiers::validate_seccid(cn).or_else(|_| identifiers::validate_evse_id(cn))
             }
-            CnRule::EvseId => identifiers::validate_evse_id(cn).map_err(|e| e.to_string()),
-            CnRule::Seccid => identifiers::validate_seccid(cn)
-                .or_else(|_| identifiers::validate_evse_id(cn))
-                .map_err(|e| e.to_string()),
-            CnRule::Emaid => identifiers::normalize_emaid(cn).map_err(|e| e.to_string()),
-            CnRule::Emaid20 => identifiers::normalize_emaid_20(cn).map_err(|e| e.to_string()),
-            CnRule::Pcid => identifiers::validate_pcid(cn).map_err(|e| e.to_string()),
-            CnRule::Pcid20 => identifiers::validate_pcid_20(cn).map_err(|e| e.to_string()),
-        }?;
-        Ok(r)
+            CnRule::Emaid => identifiers::normalize_emaid(cn),
+            CnRule::Emaid20 => identifiers::normalize_emaid_20(cn),
+            CnRule::Pcid => identifiers::validate_pcid(cn),
+            CnRule::Pcid20 => identifiers::validate_pcid_20(cn),
+        }
     }
 
-    fn validate(&self, stem: &str) -> Result<(), String> {
-        let err = |m: String| Err(format!("profile {stem}: {m}"));
+    /// Whether certificates of this profile are leaves (no CA, no OCSP signer).
+    pub fn is_leaf(&self) -> bool {
+        self.kind == Kind::Leaf
+    }
+
+    fn validate(&self, stem: &str) -> Result<(), PolicyError> {
+        let err = |m: String| Err(PolicyError::ProfileFile(format!("profile {stem}: {m}")));
         if self.name != stem {
             return err(format!("name '{}' does not match the file name", self.name));
         }
@@ -199,11 +200,7 @@ impl Profile {
         if self.subject.dc.is_some() && !self.subject.allowed.iter().any(|a| a == "DC") {
             return err("subject.dc is set but DC is not allowed".into());
         }
-        let expected_hash = match self.key {
-            KeyAlg::EcP256 => HashAlg::Sha256,
-            KeyAlg::EcP384 => HashAlg::Sha384,
-            KeyAlg::EcP521 => HashAlg::Sha512,
-        };
+        let expected_hash = self.key.signature_alg().hash();
         if self.hash != expected_hash {
             return err(format!(
                 "{:?} must be signed with {:?}",
@@ -282,14 +279,20 @@ pub struct Profiles {
 }
 
 impl Profiles {
-    pub fn builtin() -> Result<Profiles, String> {
+    /// The profiles compiled into the binary (from `policies/`).
+    pub fn builtin() -> Result<Profiles, PolicyError> {
         Self::from_sources(BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())))
     }
 
-    pub fn load_dir(dir: &Path) -> Result<Profiles, String> {
+    /// The profiles in a directory of `*.toml` files (hierarchy files skipped).
+    pub fn load_dir(dir: &Path) -> Result<Profiles, PolicyError> {
         let mut files = Vec::new();
-        let rd = std::fs::read_dir(dir)
-            .map_err(|e| format!("cannot read policies directory {}: {e}", dir.display()))?;
+        let rd = std::fs::read_dir(dir).map_err(|e| {
+            PolicyError::ProfileFile(format!(
+                "cannot read policies directory {}: {e}",
+                dir.display()
+            ))
+        })?;
         for entry in rd.flatten() {
             let p = entry.path();
             if p.extension().and_then(|e| e.to_str()) == Some("toml") {
@@ -301,8 +304,9 @@ impl Profiles {
                 if stem.starts_with("hierarchy") {
                     continue;
                 }
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    PolicyError::ProfileFile(format!("cannot read {}: {e}", p.display()))
+                })?;
                 files.push((stem, text));
             }
         }
@@ -310,7 +314,7 @@ impl Profiles {
     }
 
     /// Profiles from `PNC_POLICIES_DIR` if set, else the built-in set.
-    pub fn load(dir: Option<&Path>) -> Result<Profiles, String> {
+    pub fn load(dir: Option<&Path>) -> Result<Profiles, PolicyError> {
         match dir {
             Some(d) => Self::load_dir(d),
             None => match std::env::var_os("PNC_POLICIES_DIR") {
@@ -320,33 +324,40 @@ impl Profiles {
         }
     }
 
-    fn from_sources(files: impl Iterator<Item = (String, String)>) -> Result<Profiles, String> {
+    fn from_sources(
+        files: impl Iterator<Item = (String, String)>,
+    ) -> Result<Profiles, PolicyError> {
+        let bad = PolicyError::ProfileFile;
         let mut by_name = BTreeMap::new();
         for (stem, text) in files {
-            let p: Profile = toml::from_str(&text).map_err(|e| format!("profile {stem}: {e}"))?;
+            let p: Profile =
+                toml::from_str(&text).map_err(|e| bad(format!("profile {stem}: {e}")))?;
             p.validate(&stem)?;
             by_name.insert(stem, p);
         }
         if by_name.is_empty() {
-            return Err("no certificate profiles found".into());
+            return Err(bad("no certificate profiles found".into()));
         }
         // Cross-checks: issuers exist, are CAs, and use the same key algorithm.
         for p in by_name.values() {
             for ip in &p.issuer_profiles {
                 let issuer = by_name.get(ip).ok_or_else(|| {
-                    format!("profile {}: issuer profile {ip} does not exist", p.name)
+                    bad(format!(
+                        "profile {}: issuer profile {ip} does not exist",
+                        p.name
+                    ))
                 })?;
                 if !issuer.kind.is_ca() {
-                    return Err(format!(
+                    return Err(bad(format!(
                         "profile {}: issuer profile {ip} is not a CA",
                         p.name
-                    ));
+                    )));
                 }
                 if issuer.key != p.key || issuer.standard != p.standard {
-                    return Err(format!(
+                    return Err(bad(format!(
                         "profile {}: issuer profile {ip} uses another key algorithm or standard",
                         p.name
-                    ));
+                    )));
                 }
             }
         }
@@ -355,15 +366,18 @@ impl Profiles {
         })
     }
 
-    pub fn get(&self, name: &str) -> Result<&Profile, String> {
+    /// The profile called `name`.
+    pub fn get(&self, name: &str) -> Result<&Profile, PolicyError> {
         self.by_name.get(name).ok_or_else(|| {
-            format!(
-                "unknown profile '{name}' (known: {})",
+            PolicyError::UnknownProfile(format!(
+                "unknown profile '{}' (known: {})",
+                name.chars().take(64).collect::<String>(),
                 self.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
+            ))
         })
     }
 
+    /// Every profile, by name.
     pub fn iter(&self) -> impl Iterator<Item = &Profile> {
         self.by_name.values()
     }

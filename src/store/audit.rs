@@ -9,40 +9,10 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Store, StoreError, dispatch};
+use crate::model::{AuditEntry, AuditFilter, AuditReport};
 
+/// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// What happened, before it is numbered and chained.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AuditEvent {
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub details: serde_json::Value,
-}
-
-impl AuditEvent {
-    pub fn new(actor: &str, action: &str, target: &str, details: serde_json::Value) -> Self {
-        AuditEvent {
-            actor: actor.into(),
-            action: action.into(),
-            target: target.into(),
-            details,
-        }
-    }
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AuditEntry {
-    pub seq: i64,
-    pub ts: i64,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub details: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
 
 /// The hashed form: field order fixed by this struct.
 #[derive(serde::Serialize)]
@@ -55,6 +25,7 @@ struct Canonical<'a> {
     details: &'a str,
 }
 
+/// The hash of an entry: SHA-256 over the previous hash, a newline and the canonical JSON.
 pub fn entry_hash(
     prev_hash: &str,
     seq: i64,
@@ -79,11 +50,12 @@ pub fn entry_hash(
     hex::encode(h.finalize())
 }
 
-/// Append `$event` inside the open transaction `$tx`; evaluates to the new `AuditEntry`.
-/// Updating the single head row first serialises concurrent appenders on both databases.
+/// Append `$event` stamped `$ts` inside the open transaction `$tx`; evaluates to the new
+/// `AuditEntry`. Updating the single head row first serialises concurrent appenders on both
+/// databases.
 macro_rules! append_in_tx {
-    ($tx:expr, $event:expr) => {{
-        let ev: &$crate::store::audit::AuditEvent = $event;
+    ($tx:expr, $event:expr, $ts:expr) => {{
+        let ev: &$crate::model::AuditEvent = $event;
         sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
             .execute(&mut *$tx)
             .await?;
@@ -92,7 +64,7 @@ macro_rules! append_in_tx {
             .await?;
         let seq: i64 = sqlx::Row::try_get(&head, "seq")?;
         let prev_hash: String = sqlx::Row::try_get(&head, "hash")?;
-        let ts = $crate::store::now();
+        let ts: i64 = $ts;
         let details = ev.details.to_string();
         let hash = $crate::store::audit::entry_hash(
             &prev_hash, seq, ts, &ev.actor, &ev.action, &ev.target, &details,
@@ -115,7 +87,7 @@ macro_rules! append_in_tx {
             .bind(&hash)
             .execute(&mut *$tx)
             .await?;
-        $crate::store::audit::AuditEntry {
+        $crate::model::AuditEntry {
             seq,
             ts,
             actor: ev.actor.clone(),
@@ -127,24 +99,52 @@ macro_rules! append_in_tx {
         }
     }};
 }
-pub(crate) use append_in_tx;
+pub(super) use append_in_tx;
 
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AuditReport {
-    pub entries: i64,
-    pub head_hash: String,
-    /// First problem found, if any: (seq, description).
-    pub broken_at: Option<(i64, String)>,
+macro_rules! entry_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        AuditEntry {
+            seq: r.try_get("seq")?,
+            ts: r.try_get("ts")?,
+            actor: r.try_get("actor")?,
+            action: r.try_get("action")?,
+            target: r.try_get("target")?,
+            details: r.try_get("details")?,
+            prev_hash: r.try_get("prev_hash")?,
+            hash: r.try_get("hash")?,
+        }
+    }};
 }
 
-impl AuditReport {
-    pub fn ok(&self) -> bool {
-        self.broken_at.is_none()
-    }
+/// Entries after `f.after_seq`, in order, optionally only those whose action starts with
+/// `f.action_prefix`.
+pub(super) async fn entries(store: &Store, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+    let after = f.after_seq.unwrap_or(0);
+    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+    // A prefix match without LIKE, whose wildcards (`_`, `%`) would need escaping per dialect.
+    let prefix = f.action_prefix.clone().unwrap_or_default();
+    dispatch!(&store.db, pool => {
+        let rows = sqlx::query(
+            "SELECT seq, ts, actor, action, target, details, prev_hash, hash FROM audit_log \
+             WHERE seq > $1 AND ($2 = '' OR SUBSTR(action, 1, LENGTH($2)) = $2) \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(after)
+        .bind(&prefix)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+        let mut v = Vec::with_capacity(rows.len());
+        for r in rows {
+            v.push(entry_from_row!(r));
+        }
+        Ok(v)
+    })
 }
 
 /// Walk the whole chain in order, in pages, recomputing every hash.
-pub async fn verify(store: &Store) -> Result<AuditReport, StoreError> {
+pub(super) async fn verify(store: &Store) -> Result<AuditReport, StoreError> {
     let mut prev = GENESIS_HASH.to_string();
     let mut expected_seq = 1i64;
     let mut count = 0i64;
@@ -159,16 +159,7 @@ pub async fn verify(store: &Store) -> Result<AuditReport, StoreError> {
             .await?;
             let mut v = Vec::with_capacity(rows.len());
             for r in rows {
-                v.push(AuditEntry {
-                    seq: r.try_get("seq")?,
-                    ts: r.try_get("ts")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    details: r.try_get("details")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                });
+                v.push(entry_from_row!(r));
             }
             v
         });

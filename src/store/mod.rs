@@ -1,14 +1,18 @@
-//! Storage authority: SQLite (embedded default) and PostgreSQL through the same code paths.
+//! Storage authority: SQLite (embedded default) and PostgreSQL through the same code paths. All
+//! SQL of the service is under this module.
 //!
 //! We do not use sqlx's `Any` driver (no compile-time types, no uuid/chrono, surprising
 //! placeholder rules). Each operation is written once and expanded for both pools by
 //! `dispatch!`; SQL uses `$n` placeholders, which both SQLite and PostgreSQL accept, and portable
 //! types only (BIGINT unix seconds, hex TEXT, BLOB/BYTEA).
 //!
-//! Every write that matters (issuance, revocation) commits together with its audit entry.
+//! Every write that matters (issuance, revocation, a CRL, a client change) commits together with
+//! its audit entry. Times come from the injected clock, never from the system directly.
 
-pub mod api;
-pub mod audit;
+mod audit;
+mod clients;
+mod crl;
+pub mod ocsp;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,26 +21,97 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use audit::{AuditEntry, AuditEvent, AuditReport};
+use crate::alg::KeyAlg;
+use crate::clock::SharedClock;
+use crate::error::ErrorKind;
+use crate::model::{
+    AuditEntry, AuditEvent, AuditFilter, AuditReport, CaRecord, CertFilter, CertRecord, CertStatus,
+    RevocationReason, RevokeOutcome, StatusFilter,
+};
 
+pub use audit::{GENESIS_HASH, entry_hash};
+
+/// Failures of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused or could not be reached.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// A migration failed at start-up.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The (issuer, serial) pair exists already.
     #[error("a certificate with serial {serial} already exists for issuer {issuer}")]
-    DuplicateSerial { issuer: String, serial: String },
+    DuplicateSerial {
+        /// Issuer id.
+        issuer: String,
+        /// Serial, hex.
+        serial: String,
+    },
+    /// A CA with that id exists already.
     #[error("CA {0} already exists")]
     DuplicateCa(String),
+    /// A paging cursor that is not ours.
     #[error("{0}")]
-    Invalid(String),
+    BadCursor(String),
+    /// A URL we cannot connect to.
+    #[error("{0}")]
+    BadUrl(String),
+    /// A stored value we cannot read back (a corrupted or foreign row).
+    #[error("stored data: {0}")]
+    Corrupt(String),
+    /// OCSP replicas did not confirm a revocation in time.
+    #[error("{0}")]
+    ReplicasLagging(String),
+}
+
+impl StoreError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::DuplicateSerial { .. } => "duplicate_serial",
+            StoreError::DuplicateCa(_) => "ca_exists",
+            StoreError::BadCursor(_) => "bad_query",
+            StoreError::BadUrl(_) => "config",
+            StoreError::ReplicasLagging(_) => "revocation_not_propagated",
+            _ => "store_unavailable",
+        }
+    }
+
+    /// How it is answered.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::BadCursor(_) => ErrorKind::BadRequest,
+            StoreError::DuplicateCa(_) => ErrorKind::Conflict,
+            StoreError::BadUrl(_) | StoreError::Corrupt(_) => ErrorKind::Internal,
+            _ => ErrorKind::Unavailable,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
-pub enum Db {
+enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (embedded default).
+    Sqlite,
+    /// PostgreSQL (replicas).
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
 }
 
 /// Expand `$body` once per backend with `$pool` bound to the concrete pool.
@@ -48,85 +123,13 @@ macro_rules! dispatch {
         }
     };
 }
-pub(crate) use dispatch;
+use dispatch;
 
+/// Handle to the database. Cheap to clone (pools are shared).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub db: Db,
-}
-
-/// A CA the service holds a key for.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct CaRecord {
-    pub id: String,
-    pub profile: String,
-    pub parent_id: Option<String>,
-    pub key_id: String,
-    pub key_alg: String,
-    pub serial_hex: String,
-    pub subject: String,
-    #[serde(skip)]
-    pub cert_der: Vec<u8>,
-    pub not_before: i64,
-    pub not_after: i64,
-    pub created_at: i64,
-    /// For a CA signed by an issuer we do not hold: that issuer's chain (PEM, issuer first).
-    #[serde(skip)]
-    pub external_chain: Option<String>,
-}
-
-/// An issued certificate.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct CertRecord {
-    pub issuer_id: String,
-    pub serial_hex: String,
-    pub profile: String,
-    pub subject: String,
-    pub emaid: Option<String>,
-    pub evse_id: Option<String>,
-    pub pcid: Option<String>,
-    pub not_before: i64,
-    pub not_after: i64,
-    pub status: String,
-    pub revoked_at: Option<i64>,
-    pub revocation_reason: Option<String>,
-    #[serde(skip)]
-    pub key_id: Option<String>,
-    pub tenant: Option<String>,
-    #[serde(skip)]
-    pub der: Vec<u8>,
-    pub created_at: i64,
-}
-
-/// Filters for listing certificates; all optional, combined with AND.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct CertFilter {
-    pub issuer_id: Option<String>,
-    pub profile: Option<String>,
-    pub emaid: Option<String>,
-    pub evse_id: Option<String>,
-    pub pcid: Option<String>,
-    pub status: Option<String>,
-    pub serial_hex: Option<String>,
-    pub tenant_prefix: Option<String>,
-    pub expiring_before: Option<i64>,
-    /// Keyset pagination cursor: "issuer_id/serial_hex" of the last item seen.
-    pub after: Option<String>,
-    pub limit: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RevokeOutcome {
-    Revoked,
-    AlreadyRevoked,
-    NotFound,
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    db: Db,
+    clock: SharedClock,
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -140,12 +143,33 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+fn corrupt(what: &str, v: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{what} '{}'",
+        v.chars().take(40).collect::<String>()
+    ))
+}
+
+fn status_of(s: &str) -> Result<CertStatus, StoreError> {
+    CertStatus::from_db(s).ok_or_else(|| corrupt("certificate status", s))
+}
+
+fn reason_of(s: Option<String>) -> Result<Option<RevocationReason>, StoreError> {
+    s.map(|r| RevocationReason::parse(&r).map_err(|_| corrupt("revocation reason", &r)))
+        .transpose()
+}
+
+fn key_alg_of(s: &str) -> Result<KeyAlg, StoreError> {
+    KeyAlg::from_name(s).ok_or_else(|| corrupt("key algorithm", s))
+}
+
 const CERT_COLUMNS: &str = "issuer_id, serial_hex, profile, subject, emaid, evse_id, pcid, not_before, not_after, status, revoked_at, revocation_reason, key_id, tenant, der, created_at";
 const CA_COLUMNS: &str = "id, profile, parent_id, key_id, key_alg, serial_hex, subject, cert_der, not_before, not_after, created_at, external_chain";
 
 macro_rules! cert_from_row {
     ($row:expr) => {{
         let r = $row;
+        let status: String = r.try_get("status")?;
         CertRecord {
             issuer_id: r.try_get("issuer_id")?,
             serial_hex: r.try_get("serial_hex")?,
@@ -156,9 +180,9 @@ macro_rules! cert_from_row {
             pcid: r.try_get("pcid")?,
             not_before: r.try_get("not_before")?,
             not_after: r.try_get("not_after")?,
-            status: r.try_get("status")?,
+            status: status_of(&status)?,
             revoked_at: r.try_get("revoked_at")?,
-            revocation_reason: r.try_get("revocation_reason")?,
+            revocation_reason: reason_of(r.try_get("revocation_reason")?)?,
             key_id: r.try_get("key_id")?,
             tenant: r.try_get("tenant")?,
             der: r.try_get("der")?,
@@ -170,12 +194,13 @@ macro_rules! cert_from_row {
 macro_rules! ca_from_row {
     ($row:expr) => {{
         let r = $row;
+        let alg: String = r.try_get("key_alg")?;
         CaRecord {
             id: r.try_get("id")?,
             profile: r.try_get("profile")?,
             parent_id: r.try_get("parent_id")?,
             key_id: r.try_get("key_id")?,
-            key_alg: r.try_get("key_alg")?,
+            key_alg: key_alg_of(&alg)?,
             serial_hex: r.try_get("serial_hex")?,
             subject: r.try_get("subject")?,
             cert_der: r.try_get("cert_der")?,
@@ -203,9 +228,9 @@ macro_rules! insert_cert {
         .bind(&c.pcid)
         .bind(c.not_before)
         .bind(c.not_after)
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(c.revoked_at)
-        .bind(&c.revocation_reason)
+        .bind(c.revocation_reason.map(|r| r.name()))
         .bind(&c.key_id)
         .bind(&c.tenant)
         .bind(&c.der)
@@ -225,9 +250,18 @@ macro_rules! insert_cert {
     }};
 }
 
+/// A committed revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// What changed.
+    pub outcome: RevokeOutcome,
+    /// The OCSP revocation epoch this revocation bumped to (when it changed something).
+    pub epoch: Option<i64>,
+}
+
 impl Store {
     /// Connect and run migrations. `sqlite://path` (created if missing) or `postgres://…`.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    pub async fn connect(url: &str, clock: SharedClock) -> Result<Store, StoreError> {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
@@ -249,21 +283,32 @@ impl Store {
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             Db::Sqlite(pool)
         } else {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::BadUrl(format!(
                 "unsupported database URL scheme in '{}' (use sqlite:// or postgres://)",
                 redact_url(url)
             )));
         };
-        Ok(Store { db })
+        Ok(Store { db, clock })
     }
 
-    pub fn backend(&self) -> &'static str {
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
         match self.db {
-            Db::Sqlite(_) => "sqlite",
-            Db::Postgres(_) => "postgres",
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
         }
     }
 
+    /// The clock this store stamps audit entries with and filters expiry by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Health probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
         Ok(())
@@ -277,10 +322,11 @@ impl Store {
         ca: Option<&CaRecord>,
         event: &AuditEvent,
     ) -> Result<AuditEntry, StoreError> {
+        let ts = self.now();
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             // The audit head first: it takes the write lock up front on SQLite.
-            let entry = audit::append_in_tx!(tx, event);
+            let entry = audit::append_in_tx!(tx, event, ts);
             if let Some(ca) = ca {
                 let r = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO cas ({CA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -289,7 +335,7 @@ impl Store {
                 .bind(&ca.profile)
                 .bind(&ca.parent_id)
                 .bind(&ca.key_id)
-                .bind(&ca.key_alg)
+                .bind(ca.key_alg.name())
                 .bind(&ca.serial_hex)
                 .bind(&ca.subject)
                 .bind(&ca.cert_der)
@@ -313,63 +359,73 @@ impl Store {
         })
     }
 
-    /// Revoke; idempotent. The status change and the audit entry commit together.
+    /// Revoke; idempotent. The status change, its audit entry, the OCSP revocation epoch bump and
+    /// the event replicas apply, and the removal of stored "good" OCSP answers commit together:
+    /// no replica can miss a revocation that committed.
     pub async fn revoke(
         &self,
         issuer_id: &str,
         serial_hex: &str,
-        reason: &str,
+        reason: RevocationReason,
         at: i64,
         event: &AuditEvent,
-    ) -> Result<RevokeOutcome, StoreError> {
+    ) -> Result<Revocation, StoreError> {
+        let ts = self.now();
+        let nothing = |outcome| Revocation {
+            outcome,
+            epoch: None,
+        };
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             // Write first: on SQLite (WAL) a transaction that reads before writing fails at once
             // with SQLITE_BUSY when another process committed meanwhile. Early returns roll back.
-            let _entry = audit::append_in_tx!(tx, event);
-            let entry_needed = sqlx::query(
+            let _entry = audit::append_in_tx!(tx, event, ts);
+            let row = sqlx::query(
                 "SELECT status FROM certificates WHERE issuer_id = $1 AND serial_hex = $2",
             )
             .bind(issuer_id)
             .bind(serial_hex)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(row) = entry_needed else {
-                return Ok(RevokeOutcome::NotFound);
+            let Some(row) = row else {
+                return Ok(nothing(RevokeOutcome::NotFound));
             };
             let status: String = row.try_get("status")?;
-            if status == "revoked" {
-                return Ok(RevokeOutcome::AlreadyRevoked);
+            if status_of(&status)? == CertStatus::Revoked {
+                return Ok(nothing(RevokeOutcome::AlreadyRevoked));
             }
             let done = sqlx::query(
                 "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
                  WHERE issuer_id = $3 AND serial_hex = $4 AND status = 'valid'",
             )
             .bind(at)
-            .bind(reason)
+            .bind(reason.name())
             .bind(issuer_id)
             .bind(serial_hex)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
                 // Someone else revoked it between our read and write.
-                return Ok(RevokeOutcome::AlreadyRevoked);
+                return Ok(nothing(RevokeOutcome::AlreadyRevoked));
             }
+            let epoch = ocsp::bump_epoch_in_tx!(tx, issuer_id, serial_hex, ts);
             tx.commit().await?;
-            Ok(RevokeOutcome::Revoked)
+            Ok(Revocation { outcome: RevokeOutcome::Revoked, epoch: Some(epoch) })
         })
     }
 
-    /// Append an audit entry on its own (authentication failures, client changes, …).
+    /// Append an audit entry on its own (authentication failures, refusals, CSRs, …).
     pub async fn audit(&self, event: &AuditEvent) -> Result<AuditEntry, StoreError> {
+        let ts = self.now();
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let entry = audit::append_in_tx!(tx, event);
+            let entry = audit::append_in_tx!(tx, event, ts);
             tx.commit().await?;
             Ok(entry)
         })
     }
 
+    /// A CA by id.
     pub async fn get_ca(&self, id: &str) -> Result<Option<CaRecord>, StoreError> {
         dispatch!(&self.db, pool => {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CA_COLUMNS} FROM cas WHERE id = $1")))
@@ -383,6 +439,7 @@ impl Store {
         })
     }
 
+    /// Every CA, oldest first.
     pub async fn list_cas(&self) -> Result<Vec<CaRecord>, StoreError> {
         dispatch!(&self.db, pool => {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CA_COLUMNS} FROM cas ORDER BY created_at, id")))
@@ -396,6 +453,7 @@ impl Store {
         })
     }
 
+    /// A certificate by issuer and serial.
     pub async fn get_cert(
         &self,
         issuer_id: &str,
@@ -439,23 +497,23 @@ impl Store {
         if let Some(v) = &f.pcid {
             push("pcid = ?", v.to_ascii_uppercase());
         }
-        if let Some(v) = &f.status {
-            if v == "expired" {
-                push("status = ?", "valid".into());
-            } else {
-                push("status = ?", v.clone());
+        match f.status {
+            Some(StatusFilter::Valid) | Some(StatusFilter::Expired) => {
+                push("status = ?", CertStatus::Valid.as_str().into())
             }
+            Some(StatusFilter::Revoked) => push("status = ?", CertStatus::Revoked.as_str().into()),
+            None => {}
         }
         if let Some(v) = &f.serial_hex {
             push("serial_hex = ?", v.to_ascii_lowercase());
         }
-        if let Some(v) = &f.tenant_prefix {
+        if let Some(v) = &f.tenant {
             push("tenant = ?", v.clone());
         }
         if let Some(after) = &f.after {
-            let (i, s) = after
-                .split_once('/')
-                .ok_or_else(|| StoreError::Invalid("cursor must be issuer_id/serial_hex".into()))?;
+            let (i, s) = after.split_once('/').ok_or_else(|| {
+                StoreError::BadCursor("cursor must be issuer_id/serial_hex".into())
+            })?;
             args.push(i.to_string());
             let a = args.len();
             args.push(s.to_string());
@@ -470,8 +528,8 @@ impl Store {
             ints.push(t);
             int_clauses.push(format!("not_after < ${}", args.len() + ints.len()));
         }
-        if f.status.as_deref() == Some("expired") {
-            ints.push(now());
+        if f.status == Some(StatusFilter::Expired) {
+            ints.push(self.now());
             int_clauses.push(format!("not_after < ${}", args.len() + ints.len()));
         }
         let limit = f.limit.unwrap_or(100).clamp(1, 1000);
@@ -501,6 +559,32 @@ impl Store {
         })
     }
 
+    /// The newest valid, unexpired certificate of `profile` from `issuer_id` whose key the
+    /// service holds (CPS leaf, OCSP signer).
+    pub async fn current_service_cert(
+        &self,
+        profile: &str,
+        issuer_id: &str,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        let now = self.now();
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE issuer_id = $1 AND profile = $2 \
+                 AND status = 'valid' AND key_id IS NOT NULL AND not_after > $3 \
+                 ORDER BY not_before DESC, serial_hex DESC LIMIT 1"
+            )))
+            .bind(issuer_id)
+            .bind(profile)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(cert_from_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// (issuer_id, valid, revoked) counts.
     pub async fn counts_by_issuer(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         dispatch!(&self.db, pool => {
@@ -520,8 +604,14 @@ impl Store {
         })
     }
 
+    /// Walk the whole audit chain, recomputing every hash.
     pub async fn audit_verify(&self) -> Result<AuditReport, StoreError> {
         audit::verify(self).await
+    }
+
+    /// Audit entries in `seq` order, from after the filter's cursor.
+    pub async fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::entries(self, f).await
     }
 }
 

@@ -13,24 +13,46 @@ pub const MAX_CSR_LEN: usize = 8192;
 const OID_EXTENSION_REQUEST: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
 
+/// A parsed CSR whose self-signature verified.
 #[derive(Debug)]
 pub struct Csr {
+    /// The request, DER.
     pub der: Vec<u8>,
+    /// The subject it asks for (checked by policy, never trusted as is).
     pub subject: RdnSequence,
+    /// Its public key.
     pub spki: SubjectPublicKeyInfoOwned,
+    /// Extensions it asks for (only refused or tolerated; the profile decides).
     pub requested_extensions: Vec<Extension>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a CSR was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum CsrError {
+    /// Larger than [`MAX_CSR_LEN`].
     #[error("CSR is {0} bytes, larger than the {MAX_CSR_LEN}-byte limit")]
     TooLarge(usize),
+    /// Not PEM, base64 or DER PKCS#10.
     #[error("CSR is not valid PEM or DER PKCS#10: {0}")]
     Malformed(String),
+    /// The self-signature does not verify.
     #[error("CSR signature does not verify with the public key it contains")]
     BadSignature,
+    /// Signed with an algorithm we do not accept.
     #[error("CSR signature algorithm {0} is not supported (use ecdsa-with-SHA256/384/512)")]
     UnsupportedAlgorithm(String),
+}
+
+impl CsrError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CsrError::BadSignature => "csr_bad_signature",
+            CsrError::TooLarge(_) => "csr_too_large",
+            CsrError::UnsupportedAlgorithm(_) => "csr_unsupported_algorithm",
+            CsrError::Malformed(_) => "csr_malformed",
+        }
+    }
 }
 
 /// Accept PEM (`CERTIFICATE REQUEST`), base64 DER with or without line breaks, or raw DER.
@@ -68,6 +90,7 @@ pub fn decode_any(input: &[u8]) -> Result<Vec<u8>, CsrError> {
     Ok(der)
 }
 
+/// Decode (see [`decode_any`]), parse, and verify the self-signature.
 pub fn parse_and_verify(input: &[u8]) -> Result<Csr, CsrError> {
     let der = decode_any(input)?;
     let req = CertReq::from_der(&der).map_err(|e| CsrError::Malformed(e.to_string()))?;

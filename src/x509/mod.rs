@@ -1,12 +1,15 @@
 //! X.509 structures we build ourselves: TBSCertificate assembly, names, extensions, SKIs, ECDSA
-//! signature encoding. A leaf: no I/O, no keys.
+//! signature encoding, CRLs ([`crl`]), PKCS#10 requests ([`csr`]) and certs-only PKCS#7
+//! ([`pkcs7`]). A leaf: no I/O, no keys.
 //!
 //! x509-cert 0.3 keeps `TbsCertificate`'s fields private and its builder imposes CA/B Forum
 //! profiles; ISO 15118 profiles differ (8-byte SKIs, no EKU, critical KU everywhere), so we encode
 //! the TBS with our own `der` derive and reuse x509-cert's types for every field inside it.
 
+pub mod crl;
 pub mod csr;
 pub mod name;
+pub mod pkcs7;
 
 use der::asn1::{BitString, ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Sequence};
@@ -17,24 +20,59 @@ use x509_cert::name::RdnSequence;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
-use crate::hsm::{HashAlg, KeyAlg};
+use crate::alg::{KeyAlg, SignatureAlg};
 
+/// id-ecPublicKey.
 pub const OID_EC_PUBLIC_KEY: ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
 pub const OID_OCSP_NOCHECK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+/// id-kp-OCSPSigning.
 pub const OID_KP_OCSP_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
+/// id-ad-ocsp (AIA access method).
 pub const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+
+/// Errors of the X.509 format code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum X509Error {
+    /// DER encoding or decoding failed.
+    #[error("DER: {0}")]
+    Der(String),
+    /// A distinguished name (as text or DER) is not acceptable.
+    #[error("{0}")]
+    Name(String),
+    /// A key, curve or signature we cannot use.
+    #[error("{0}")]
+    Key(String),
+    /// PEM input of the wrong kind.
+    #[error("{0}")]
+    Pem(String),
+}
+
+impl From<der::Error> for X509Error {
+    fn from(e: der::Error) -> X509Error {
+        X509Error::Der(e.to_string())
+    }
+}
 
 /// TBSCertificate with public fields (v3 only).
 #[derive(Clone, Debug, Sequence)]
 pub struct TbsCertificate {
+    /// Always 2 (v3).
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
     pub version: u8,
+    /// Serial number.
     pub serial_number: SerialNumber,
+    /// Signature algorithm (must match the outer one).
     pub signature: AlgorithmIdentifierOwned,
+    /// Issuer name.
     pub issuer: RdnSequence,
+    /// Validity period.
     pub validity: Validity,
+    /// Subject name.
     pub subject: RdnSequence,
+    /// Subject public key.
     pub subject_public_key_info: SubjectPublicKeyInfoOwned,
+    /// Extensions (v3).
     #[asn1(context_specific = "3", tag_mode = "EXPLICIT")]
     pub extensions: Vec<Extension>,
 }
@@ -66,69 +104,86 @@ pub fn der_sequence(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// `AlgorithmIdentifier` for ecdsa-with-SHAx (parameters absent).
-pub fn ecdsa_alg(hash: HashAlg) -> AlgorithmIdentifierOwned {
+/// `AlgorithmIdentifier` for ecdsa-with-SHAx (parameters absent, RFC 5758).
+pub fn ecdsa_alg(sig: SignatureAlg) -> AlgorithmIdentifierOwned {
     AlgorithmIdentifierOwned {
-        oid: hash.ecdsa_oid(),
+        oid: sig.oid(),
         parameters: None,
     }
 }
 
 /// Signed structure = SEQUENCE { tbs, algorithm, BIT STRING signature }.
-pub fn assemble_signed(tbs_der: &[u8], hash: HashAlg, sig_der: &[u8]) -> Result<Vec<u8>, String> {
-    let alg = ecdsa_alg(hash).to_der().map_err(|e| e.to_string())?;
-    let bits = BitString::from_bytes(sig_der)
-        .and_then(|b| b.to_der())
-        .map_err(|e| e.to_string())?;
+pub fn assemble_signed(
+    tbs_der: &[u8],
+    sig: SignatureAlg,
+    sig_der: &[u8],
+) -> Result<Vec<u8>, X509Error> {
+    let alg = ecdsa_alg(sig).to_der()?;
+    let bits = BitString::from_bytes(sig_der).and_then(|b| b.to_der())?;
     Ok(der_sequence(&[tbs_der, &alg, &bits]))
 }
 
-/// Raw `r || s` (as CKM_ECDSA returns it) to DER `ECDSA-Sig-Value`.
-pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.is_empty() || !raw.len().is_multiple_of(2) {
-        return Err(format!("raw ECDSA signature of odd length {}", raw.len()));
+/// ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }
+#[derive(Sequence)]
+struct EcdsaSigValue<'a> {
+    r: der::asn1::UintRef<'a>,
+    s: der::asn1::UintRef<'a>,
+}
+
+/// Raw `r||s` (64 bytes for P-256, 96 for P-384, 132 for P-521, as PKCS#11 `CKM_ECDSA` returns
+/// it) to DER `ECDSA-Sig-Value`, as X.509, CRLs and OCSP carry it. Refuses other lengths and a
+/// zero `r` or `s`.
+pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, X509Error> {
+    if !matches!(raw.len(), 64 | 96 | 132) {
+        return Err(X509Error::Key(format!(
+            "raw ECDSA signature of {} bytes",
+            raw.len()
+        )));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
-    let r = der::asn1::UintRef::new(r).map_err(|e| e.to_string())?;
-    let s = der::asn1::UintRef::new(s).map_err(|e| e.to_string())?;
-    let r = r.to_der().map_err(|e| e.to_string())?;
-    let s = s.to_der().map_err(|e| e.to_string())?;
-    Ok(der_sequence(&[&r, &s]))
+    if r.iter().all(|&b| b == 0) || s.iter().all(|&b| b == 0) {
+        return Err(X509Error::Key("zero r or s in ECDSA signature".into()));
+    }
+    Ok(EcdsaSigValue {
+        r: der::asn1::UintRef::new(r)?,
+        s: der::asn1::UintRef::new(s)?,
+    }
+    .to_der()?)
 }
 
 /// SubjectPublicKeyInfo DER for an EC point.
-pub fn spki_der(alg: KeyAlg, point: &[u8]) -> Vec<u8> {
-    spki_owned(alg, point)
-        .to_der()
-        .expect("SPKI of a valid point encodes")
+pub fn spki_der(alg: KeyAlg, point: &[u8]) -> Result<Vec<u8>, X509Error> {
+    Ok(spki_owned(alg, point)?.to_der()?)
 }
 
-pub fn spki_owned(alg: KeyAlg, point: &[u8]) -> SubjectPublicKeyInfoOwned {
-    SubjectPublicKeyInfoOwned {
+/// SubjectPublicKeyInfo for an uncompressed EC point on `alg`'s curve.
+pub fn spki_owned(alg: KeyAlg, point: &[u8]) -> Result<SubjectPublicKeyInfoOwned, X509Error> {
+    Ok(SubjectPublicKeyInfoOwned {
         algorithm: AlgorithmIdentifierOwned {
             oid: OID_EC_PUBLIC_KEY,
             parameters: Some(der::Any::from(alg.curve_oid())),
         },
-        subject_public_key: BitString::from_bytes(point).expect("point fits a BIT STRING"),
-    }
+        subject_public_key: BitString::from_bytes(point)?,
+    })
 }
 
 /// Key algorithm of an SPKI, if it is an EC key on a curve we support.
-pub fn spki_key_alg(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyAlg, String> {
+pub fn spki_key_alg(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyAlg, X509Error> {
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
-        return Err(format!(
+        return Err(X509Error::Key(format!(
             "public key algorithm {} is not id-ecPublicKey",
             spki.algorithm.oid
-        ));
+        )));
     }
     let curve: ObjectIdentifier = spki
         .algorithm
         .parameters
         .as_ref()
-        .ok_or("EC public key without namedCurve parameters")?
+        .ok_or_else(|| X509Error::Key("EC public key without namedCurve parameters".into()))?
         .decode_as()
-        .map_err(|_| "EC parameters are not a namedCurve OID".to_string())?;
-    KeyAlg::from_curve_oid(&curve).ok_or_else(|| format!("unsupported curve {curve}"))
+        .map_err(|_| X509Error::Key("EC parameters are not a namedCurve OID".into()))?;
+    KeyAlg::from_curve_oid(&curve)
+        .ok_or_else(|| X509Error::Key(format!("unsupported curve {curve}")))
 }
 
 /// How the subject key identifier is derived.
@@ -142,6 +197,7 @@ pub enum SkiMethod {
     Sha1,
 }
 
+/// The subject key identifier of `spki` by `method`.
 pub fn compute_ski(method: SkiMethod, spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
     match method {
         SkiMethod::Short => {
@@ -154,28 +210,25 @@ pub fn compute_ski(method: SkiMethod, spki: &SubjectPublicKeyInfoOwned) -> Vec<u
     }
 }
 
+/// An extension holding the DER of `value`.
 pub fn extension<T: Encode>(
     oid: ObjectIdentifier,
     critical: bool,
     value: &T,
-) -> Result<Extension, String> {
+) -> Result<Extension, X509Error> {
     Ok(Extension {
         extn_id: oid,
         critical,
-        extn_value: OctetString::new(value.to_der().map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?,
+        extn_value: OctetString::new(value.to_der()?)?,
     })
 }
 
 /// RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
-pub fn x509_time(unix: i64) -> Result<Time, String> {
-    let secs = u64::try_from(unix).map_err(|_| "time before 1970".to_string())?;
-    let dt = der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs))
-        .map_err(|e| e.to_string())?;
+pub fn x509_time(unix: i64) -> Result<Time, X509Error> {
+    let secs = u64::try_from(unix).map_err(|_| X509Error::Der("time before 1970".into()))?;
+    let dt = der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs))?;
     if dt.year() < 2050 {
-        Ok(Time::UtcTime(
-            der::asn1::UtcTime::from_date_time(dt).map_err(|e| e.to_string())?,
-        ))
+        Ok(Time::UtcTime(der::asn1::UtcTime::from_date_time(dt)?))
     } else {
         Ok(Time::GeneralTime(
             der::asn1::GeneralizedTime::from_date_time(dt),
@@ -183,6 +236,7 @@ pub fn x509_time(unix: i64) -> Result<Time, String> {
     }
 }
 
+/// Unix seconds of an X.509 time.
 pub fn time_to_unix(t: &Time) -> i64 {
     t.to_unix_duration().as_secs() as i64
 }
@@ -190,51 +244,80 @@ pub fn time_to_unix(t: &Time) -> i64 {
 /// A parsed certificate with the fields the CA needs, kept together with its DER.
 #[derive(Clone, Debug)]
 pub struct ParsedCert {
+    /// The certificate as received or issued.
     pub der: Vec<u8>,
+    /// Its decoded form.
     pub cert: x509_cert::Certificate,
 }
 
 impl ParsedCert {
-    pub fn from_der(der: &[u8]) -> Result<ParsedCert, String> {
-        let cert = x509_cert::Certificate::from_der(der).map_err(|e| e.to_string())?;
+    /// Parse DER.
+    pub fn from_der(der: &[u8]) -> Result<ParsedCert, X509Error> {
+        let cert = x509_cert::Certificate::from_der(der)?;
         Ok(ParsedCert {
             der: der.to_vec(),
             cert,
         })
     }
-    pub fn from_pem(pem: &[u8]) -> Result<ParsedCert, String> {
-        let (label, der) = der::pem::decode_vec(pem).map_err(|e| e.to_string())?;
+    /// Parse one PEM `CERTIFICATE` block.
+    pub fn from_pem(pem: &[u8]) -> Result<ParsedCert, X509Error> {
+        let (label, der) = der::pem::decode_vec(pem).map_err(|e| X509Error::Pem(e.to_string()))?;
         if label != "CERTIFICATE" {
-            return Err(format!("expected a CERTIFICATE PEM block, found {label}"));
+            return Err(X509Error::Pem(format!(
+                "expected a CERTIFICATE PEM block, found {label}"
+            )));
         }
         Self::from_der(&der)
     }
+    /// Parse every `CERTIFICATE` block of a PEM bundle, in order.
+    pub fn chain_from_pem(pem: &[u8]) -> Result<Vec<ParsedCert>, X509Error> {
+        let certs = x509_cert::Certificate::load_pem_chain(pem)
+            .map_err(|e| X509Error::Pem(e.to_string()))?;
+        let mut out = Vec::with_capacity(certs.len());
+        for c in certs {
+            out.push(ParsedCert::from_der(&c.to_der()?)?);
+        }
+        Ok(out)
+    }
+    /// The TBSCertificate.
     pub fn tbs(&self) -> &x509_cert::TbsCertificate {
         self.cert.tbs_certificate()
     }
+    /// Subject name, DER.
     pub fn subject_der(&self) -> Vec<u8> {
         self.tbs().subject().to_der().unwrap_or_default()
     }
+    /// Subject name as text (`C=DE, O=…, CN=…`).
     pub fn subject_string(&self) -> String {
         name::to_string(self.tbs().subject().as_ref())
     }
+    /// Issuer name as text.
     pub fn issuer_string(&self) -> String {
         name::to_string(self.tbs().issuer().as_ref())
     }
+    /// Serial number, lower-case hex as DER has it.
     pub fn serial_hex(&self) -> String {
         hex::encode(self.tbs().serial_number().as_bytes())
     }
+    /// notBefore, unix seconds.
     pub fn not_before(&self) -> i64 {
         time_to_unix(&self.tbs().validity().not_before)
     }
+    /// notAfter, unix seconds.
     pub fn not_after(&self) -> i64 {
         time_to_unix(&self.tbs().validity().not_after)
     }
+    /// Its public key.
     pub fn spki(&self) -> &SubjectPublicKeyInfoOwned {
         self.tbs().subject_public_key_info()
     }
+    /// Its public key, DER.
     pub fn spki_der(&self) -> Vec<u8> {
         self.spki().to_der().unwrap_or_default()
+    }
+    /// Whether it is self-issued (a root).
+    pub fn is_self_issued(&self) -> bool {
+        self.tbs().issuer() == self.tbs().subject()
     }
     /// Raw extension value by OID.
     pub fn extension(&self, oid: ObjectIdentifier) -> Option<&Extension> {
@@ -242,16 +325,69 @@ impl ParsedCert {
             .extensions()
             .and_then(|exts| exts.iter().find(|e| e.extn_id == oid))
     }
+    /// Its subject key identifier.
     pub fn ski(&self) -> Option<Vec<u8>> {
         let e = self.extension(const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER)?;
         let os = OctetString::from_der(e.extn_value.as_bytes()).ok()?;
         Some(os.as_bytes().to_vec())
     }
+    /// PEM `CERTIFICATE`.
     pub fn pem(&self) -> String {
         to_pem("CERTIFICATE", &self.der)
     }
 }
 
+/// PEM with `label` (LF line endings).
 pub fn to_pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
+}
+
+/// A serial number as the store keys it: lower-case hex without separators or `0x`, an even
+/// number of digits (leading zero bytes kept as DER has them). `None` when it is not hex or longer
+/// than 21 bytes.
+pub fn normalize_serial_hex(s: &str) -> Option<String> {
+    let t: String = s
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| *c != ':' && *c != ' ')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if t.is_empty() || t.len() > 42 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(if t.len() % 2 == 1 { format!("0{t}") } else { t })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_signatures_convert_only_at_curve_lengths() {
+        let mut raw = vec![0u8; 64];
+        raw[31] = 1;
+        raw[63] = 2;
+        assert_eq!(
+            ecdsa_raw_to_der(&raw).unwrap(),
+            vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02]
+        );
+        let mut high = vec![0x80u8; 132];
+        high[0] = 0x01;
+        let der = ecdsa_raw_to_der(&high).unwrap();
+        assert!(openssl::ecdsa::EcdsaSig::from_der(&der).is_ok());
+        assert!(ecdsa_raw_to_der(&[1u8; 63]).is_err());
+        assert!(ecdsa_raw_to_der(&[]).is_err());
+        let mut zero_s = vec![1u8; 64];
+        zero_s[32..].fill(0);
+        assert!(ecdsa_raw_to_der(&zero_s).is_err());
+    }
+
+    #[test]
+    fn serials_normalise() {
+        assert_eq!(normalize_serial_hex("0x0A:BC").as_deref(), Some("0abc"));
+        assert_eq!(normalize_serial_hex("abc").as_deref(), Some("0abc"));
+        assert_eq!(normalize_serial_hex("xyz"), None);
+        assert_eq!(normalize_serial_hex(&"a".repeat(44)), None);
+    }
 }

@@ -9,10 +9,17 @@ use der::{Any, Decode, Encode, Tag, Tagged};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
 
+use super::X509Error;
+
+/// countryName.
 pub const OID_C: ObjectIdentifier = const_oid::db::rfc4519::C;
+/// organizationName.
 pub const OID_O: ObjectIdentifier = const_oid::db::rfc4519::O;
+/// organizationalUnitName.
 pub const OID_OU: ObjectIdentifier = const_oid::db::rfc4519::OU;
+/// commonName.
 pub const OID_CN: ObjectIdentifier = const_oid::db::rfc4519::CN;
+/// domainComponent.
 pub const OID_DC: ObjectIdentifier = const_oid::db::rfc4519::DC;
 
 /// (short name, OID, upper bound on the value length from X.520 / RFC 5280 Appendix A)
@@ -24,6 +31,7 @@ const ATTRS: &[(&str, ObjectIdentifier, usize)] = &[
     ("DC", OID_DC, 63),
 ];
 
+/// The short name (`CN`, …) of an attribute we support.
 pub fn short_name(oid: &ObjectIdentifier) -> Option<&'static str> {
     ATTRS.iter().find(|(_, o, _)| o == oid).map(|(n, _, _)| *n)
 }
@@ -40,21 +48,26 @@ fn printable(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
-fn encode_value(oid: ObjectIdentifier, value: &str) -> Result<Any, String> {
+fn bad(m: String) -> X509Error {
+    X509Error::Name(m)
+}
+
+fn encode_value(oid: ObjectIdentifier, value: &str) -> Result<Any, X509Error> {
     let any = if oid == OID_DC {
         Any::encode_from(
-            &Ia5StringRef::new(value).map_err(|_| format!("DC value '{value}' is not ASCII"))?,
+            &Ia5StringRef::new(value)
+                .map_err(|_| bad(format!("DC value '{value}' is not ASCII")))?,
         )
     } else if printable(value) {
-        Any::encode_from(&PrintableStringRef::new(value).map_err(|e| e.to_string())?)
+        Any::encode_from(&PrintableStringRef::new(value)?)
     } else {
-        Any::encode_from(&Utf8StringRef::new(value).map_err(|e| e.to_string())?)
+        Any::encode_from(&Utf8StringRef::new(value)?)
     };
-    any.map_err(|e| e.to_string())
+    Ok(any?)
 }
 
 /// Parse "C=DE, O=Example, DC=V2G, CN=Root" into (attribute, value) pairs, keeping the order.
-pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, X509Error> {
     let mut out = Vec::new();
     for part in text.split(',') {
         let part = part.trim();
@@ -63,53 +76,53 @@ pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
         }
         let (k, v) = part
             .split_once('=')
-            .ok_or_else(|| format!("'{part}' is not ATTRIBUTE=value"))?;
+            .ok_or_else(|| bad(format!("'{part}' is not ATTRIBUTE=value")))?;
         let k = k.trim().to_ascii_uppercase();
         let v = v.trim().to_string();
         if attr_by_name(&k).is_none() {
-            return Err(format!(
+            return Err(bad(format!(
                 "unsupported name attribute '{k}' (allowed: C, O, OU, CN, DC)"
-            ));
+            )));
         }
         if v.is_empty() {
-            return Err(format!("empty value for {k}"));
+            return Err(bad(format!("empty value for {k}")));
         }
         out.push((k, v));
     }
     if out.is_empty() {
-        return Err("empty distinguished name".into());
+        return Err(bad("empty distinguished name".into()));
     }
     Ok(out)
 }
 
 /// Build an RDNSequence, one attribute per RDN, in the given order.
-pub fn build(pairs: &[(String, String)]) -> Result<RdnSequence, String> {
+pub fn build(pairs: &[(String, String)]) -> Result<RdnSequence, X509Error> {
     let mut seq = RdnSequence::default();
     for (k, v) in pairs {
-        let (oid, ub) = attr_by_name(k).ok_or_else(|| format!("unsupported attribute {k}"))?;
+        let (oid, ub) = attr_by_name(k).ok_or_else(|| bad(format!("unsupported attribute {k}")))?;
         if v.chars().count() > ub {
-            return Err(format!(
+            return Err(bad(format!(
                 "{k} is {} characters, the limit is {ub}",
                 v.chars().count()
-            ));
+            )));
         }
         if oid == OID_C && !(v.len() == 2 && v.bytes().all(|b| b.is_ascii_uppercase())) {
-            return Err(format!(
+            return Err(bad(format!(
                 "C must be a two-letter upper-case country code, got '{v}'"
-            ));
+            )));
         }
         let mut rdn = RelativeDistinguishedName::default();
         rdn.insert(AttributeTypeAndValue {
             oid,
             value: encode_value(oid, v)?,
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         seq.push(rdn);
     }
     Ok(seq)
 }
 
-pub fn build_from_text(text: &str) -> Result<RdnSequence, String> {
+/// Parse and build a DN written as text (`"C=DE, O=…, CN=…"`).
+pub fn build_from_text(text: &str) -> Result<RdnSequence, X509Error> {
     build(&parse_pairs(text)?)
 }
 
@@ -166,10 +179,12 @@ pub fn to_string(seq: &RdnSequence) -> String {
         .join(", ")
 }
 
-pub fn from_der(der: &[u8]) -> Result<RdnSequence, String> {
-    RdnSequence::from_der(der).map_err(|e| e.to_string())
+/// Decode a DN.
+pub fn from_der(der: &[u8]) -> Result<RdnSequence, X509Error> {
+    Ok(RdnSequence::from_der(der)?)
 }
 
+/// Encode a DN.
 pub fn to_der(seq: &RdnSequence) -> Vec<u8> {
     seq.to_der().unwrap_or_default()
 }

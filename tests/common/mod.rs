@@ -69,6 +69,15 @@ pub fn backends() -> Vec<Backend> {
     }
 }
 
+/// Whether a test for `backend` can run: SQLite always; PostgreSQL when reachable. When `CI` is
+/// set a missing PostgreSQL fails the test; elsewhere the skip is reported loudly.
+pub fn backend_ready(backend: Backend) -> bool {
+    match backend {
+        Backend::Sqlite => true,
+        Backend::Postgres => backends().contains(&Backend::Postgres),
+    }
+}
+
 /// A throw-away PostgreSQL database, dropped with the value.
 pub struct PgDb {
     pub name: String,

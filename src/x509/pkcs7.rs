@@ -5,7 +5,7 @@
 //! `certificates[0]` as the leaf, CitrineOS treats the last cacerts entry as the root. Hubject's
 //! own answers keep the semantic order, and so do we (BER allows it; every parser accepts it).
 
-use crate::x509::der_sequence;
+use super::der_sequence;
 
 const OID_SIGNED_DATA: &[u8] = &[
     0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
@@ -34,6 +34,7 @@ pub fn certs_only(certs: &[&[u8]]) -> Vec<u8> {
     der_sequence(&[OID_SIGNED_DATA, &tlv(0xa0, &signed_data)])
 }
 
+/// [`certs_only`], base64 (what EST and OPCP put in the body).
 pub fn certs_only_base64(certs: &[&[u8]]) -> String {
     base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,

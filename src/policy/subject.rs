@@ -5,30 +5,60 @@ use der::asn1::ObjectIdentifier;
 use x509_cert::ext::Extension;
 use x509_cert::name::RdnSequence;
 
-use super::CaError;
+use super::PolicyError;
+use super::authz::Identifier;
 use crate::policy::identifiers;
 use crate::policy::profile::{CnRule, DcMissing, Profile};
 use crate::x509::name;
 
-/// A subject that passed the profile, with the identifiers it carries.
+/// A subject that passed its profile, with the identifiers it carries. Only [`check_subject`]
+/// makes one, so holding one proves the check ran: the CA issues only for checked subjects.
 #[derive(Debug, Clone)]
 pub struct CheckedSubject {
+    /// The subject to put in the certificate (with DC added where the profile says so).
     pub name: RdnSequence,
+    /// The EMAID of a contract certificate, compact form.
     pub emaid: Option<String>,
+    /// The EVSE ID or SECCID of a SECC certificate, compact form.
     pub evse_id: Option<String>,
+    /// The PCID of an OEM provisioning certificate.
     pub pcid: Option<String>,
     /// Tenant prefix the identifier belongs to (EMAID CC+provider, EVSE operator, PCID WMI).
     pub tenant: Option<String>,
+    /// The profile it was checked against.
+    pub profile: String,
+    _checked: (),
 }
 
-fn refuse(p: &Profile, reason: String) -> CaError {
-    CaError::Profile {
-        profile: p.name.clone(),
-        reason,
+impl CheckedSubject {
+    /// The identifier the subject carries, for the tenant decision.
+    pub fn identifier(&self) -> Option<Identifier<'_>> {
+        if let Some(e) = &self.evse_id {
+            Some(Identifier::EvseId(e))
+        } else if let Some(e) = &self.emaid {
+            Some(Identifier::Emaid(e))
+        } else {
+            self.pcid.as_deref().map(Identifier::Pcid)
+        }
     }
 }
 
-pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<CheckedSubject, CaError> {
+fn refuse(p: &Profile, reason: String) -> PolicyError {
+    PolicyError::refused(p, reason)
+}
+
+/// Parse a subject written as text (`"C=DE, O=…, CN=…"`) and check it against `profile`.
+pub fn check_subject_text(profile: &Profile, text: &str) -> Result<CheckedSubject, PolicyError> {
+    let subject = name::build_from_text(text).map_err(|e| refuse(profile, e.to_string()))?;
+    check_subject(profile, &subject)
+}
+
+/// Check a subject against `profile`: allowed and required attributes, DC, and the CN's
+/// identifier rule (which also yields the tenant).
+pub fn check_subject(
+    profile: &Profile,
+    subject: &RdnSequence,
+) -> Result<CheckedSubject, PolicyError> {
     let mut seen: Vec<&'static str> = Vec::new();
     let mut cn = None;
     let mut dc = None;
@@ -65,7 +95,7 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
                     format!("subject {short} is not a string type we accept"),
                 )
             })?;
-            if value.is_empty() {
+            if value.trim().is_empty() {
                 return Err(refuse(profile, format!("subject {short} is empty")));
             }
             match short {
@@ -106,7 +136,7 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
                         })
                         .collect();
                     pairs.push(("DC".into(), want.clone()));
-                    name = name::build(&pairs).map_err(|r| refuse(profile, r))?;
+                    name = name::build(&pairs).map_err(|r| refuse(profile, r.to_string()))?;
                     seen.push("DC");
                 }
                 DcMissing::Allow => {}
@@ -138,6 +168,8 @@ pub fn check_subject(profile: &Profile, subject: &RdnSequence) -> Result<Checked
         evse_id: None,
         pcid: None,
         tenant: None,
+        profile: profile.name.clone(),
+        _checked: (),
     };
     match profile.subject.cn {
         CnRule::Emaid | CnRule::Emaid20 => {
@@ -167,7 +199,11 @@ const TOLERATED: &[ObjectIdentifier] = &[
     const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME,
 ];
 
-pub fn check_requested_extensions(profile: &Profile, exts: &[Extension]) -> Result<(), CaError> {
+/// Refuse a CSR that asks for extensions we would not issue (or for cA=TRUE on a leaf).
+pub fn check_requested_extensions(
+    profile: &Profile,
+    exts: &[Extension],
+) -> Result<(), PolicyError> {
     for e in exts {
         if !TOLERATED.contains(&e.extn_id) {
             return Err(refuse(

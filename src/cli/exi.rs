@@ -11,10 +11,9 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use base64::Engine;
-
-use super::xmldsig::{self, VerifyingKey};
-use super::{Message, Schema, iso2, iso20, xml};
+use super::CliError;
+use crate::exi::xmldsig::{self, VerifyingKey};
+use crate::exi::{Message, Schema, iso2, iso20, xml};
 
 /// Largest input file accepted by the CLI.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
@@ -72,20 +71,20 @@ pub enum ExiCommand {
 }
 
 /// Runs a subcommand; returns the process exit code.
-pub fn run(cmd: ExiCommand) -> anyhow::Result<i32> {
+pub fn run(cmd: ExiCommand) -> Result<i32, CliError> {
     let out = std::io::stdout();
     let mut out = out.lock();
     let (code, err) = match cmd {
         ExiCommand::Decode { schema, file } => match decode(&file, schema) {
             Ok(xml) => {
-                out.write_all(xml.as_bytes())?;
+                out.write_all(xml.as_bytes()).map_err(CliError::stdout)?;
                 (0, None)
             }
             Err(e) => (1, Some(e)),
         },
         ExiCommand::Encode { schema, file } => match encode(&file, schema) {
             Ok(bytes) => {
-                out.write_all(&bytes)?;
+                out.write_all(&bytes).map_err(CliError::stdout)?;
                 (0, None)
             }
             Err(e) => (1, Some(e)),
@@ -96,69 +95,58 @@ pub fn run(cmd: ExiCommand) -> anyhow::Result<i32> {
             Err(e) => (2, Some(e)),
         },
     };
-    out.flush()?;
+    out.flush().map_err(CliError::stdout)?;
     if let Some(e) = err {
-        eprintln!("error: {}", e.replace('\n', " "));
+        eprintln!("error: {}", e.to_string().replace('\n', " "));
     }
     Ok(code)
 }
 
-fn read_input(file: &str) -> Result<Vec<u8>, String> {
+fn msg(m: impl std::fmt::Display) -> CliError {
+    CliError::Invalid(m.to_string())
+}
+
+fn read_input(file: &str) -> Result<Vec<u8>, CliError> {
     let mut buf = Vec::new();
     if file == "-" {
         std::io::stdin()
             .take(MAX_FILE + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| format!("stdin: {e}"))?;
+            .map_err(|e| msg(format!("stdin: {e}")))?;
     } else {
         std::fs::File::open(file)
             .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut buf))
-            .map_err(|e| format!("{file}: {e}"))?;
+            .map_err(|e| msg(format!("{file}: {e}")))?;
     }
     if buf.len() as u64 > MAX_FILE {
-        return Err(format!("{file}: input larger than {MAX_FILE} bytes"));
+        return Err(msg(format!("{file}: input larger than {MAX_FILE} bytes")));
     }
     Ok(buf)
 }
 
-/// Raw EXI (starts with 0x80) or base64 text of it.
-pub fn exi_from_input(buf: &[u8]) -> Result<Vec<u8>, String> {
-    if buf.first() == Some(&0x80) {
-        return Ok(buf.to_vec());
-    }
-    let text: Vec<u8> = buf
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    let text = text.strip_prefix(b"\"").unwrap_or(&text);
-    let text = text.strip_suffix(b"\"").unwrap_or(text);
-    match base64::engine::general_purpose::STANDARD.decode(text) {
-        Ok(v) if v.first() == Some(&0x80) => Ok(v),
-        Ok(_) => Err("decoded base64 is not an EXI stream (no 0x80 header byte)".into()),
-        Err(_) => Err("input is neither raw EXI (0x80 header byte) nor base64".into()),
-    }
+fn load(file: &str, schema: Option<SchemaArg>) -> Result<Message, CliError> {
+    let exi = crate::exi::from_raw_or_base64(&read_input(file)?).map_err(msg)?;
+    Message::decode(&exi, schema.map(Schema::from)).map_err(msg)
 }
 
-fn load(file: &str, schema: Option<SchemaArg>) -> Result<Message, String> {
-    let exi = exi_from_input(&read_input(file)?)?;
-    Message::decode(&exi, schema.map(Schema::from)).map_err(|e| e.to_string())
-}
-
-fn decode(file: &str, schema: Option<SchemaArg>) -> Result<String, String> {
+fn decode(file: &str, schema: Option<SchemaArg>) -> Result<String, CliError> {
     Ok(xml::to_xml(&load(file, schema)?))
 }
 
-fn encode(file: &str, schema: Option<SchemaArg>) -> Result<Vec<u8>, String> {
+fn encode(file: &str, schema: Option<SchemaArg>) -> Result<Vec<u8>, CliError> {
     let buf = read_input(file)?;
-    let text = std::str::from_utf8(&buf).map_err(|_| format!("{file}: XML is not UTF-8"))?;
-    let m = xml::parse(text).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(&buf).map_err(|_| msg(format!("{file}: XML is not UTF-8")))?;
+    let m = xml::parse(text).map_err(msg)?;
     if let Some(s) = schema
         && m.schema() != Schema::from(s)
     {
-        return Err(format!("XML is a {:?} message, not {:?}", m.schema(), s));
+        return Err(msg(format!(
+            "XML is a {:?} message, not {:?}",
+            m.schema(),
+            s
+        )));
     }
-    m.encode().map_err(|e| e.to_string())
+    m.encode().map_err(msg)
 }
 
 fn subject(cert: &[u8]) -> String {
@@ -189,7 +177,7 @@ fn verify(
     cert: Option<PathBuf>,
     schema: Option<SchemaArg>,
     out: &mut impl Write,
-) -> Result<bool, String> {
+) -> Result<bool, CliError> {
     let m = load(file, schema)?;
     let (sig, frags, inner_cert, what) = match &m {
         Message::Iso2(v) => {
@@ -209,10 +197,10 @@ fn verify(
                 .header
                 .signature
                 .clone()
-                .ok_or("message carries no Signature")?;
+                .ok_or_else(|| msg("message carries no Signature"))?;
             (
                 sig,
-                v.signed_fragments().map_err(|e| e.to_string())?,
+                v.signed_fragments().map_err(msg)?,
                 c,
                 format!("ISO 15118-2 {}", v.body.name()),
             )
@@ -231,22 +219,22 @@ fn verify(
                 .signature
                 .as_ref()
                 .map(xmldsig::from_iso20)
-                .ok_or("message carries no Signature")?;
+                .ok_or_else(|| msg("message carries no Signature"))?;
             (
                 sig,
-                v.signed_fragments().map_err(|e| e.to_string())?,
+                v.signed_fragments().map_err(msg)?,
                 c,
                 format!("ISO 15118-20 {}", v.name()),
             )
         }
     };
     let cert_bytes = match &cert {
-        Some(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        Some(p) => std::fs::read(p).map_err(|e| msg(format!("{}: {e}", p.display())))?,
         None => inner_cert,
     };
     let key = VerifyingKey::from_certificate(&cert_bytes)
-        .map_err(|e| format!("signer certificate: {e}"))?;
-    let w = |out: &mut dyn Write, s: String| out.write_all(s.as_bytes()).map_err(|e| e.to_string());
+        .map_err(|e| msg(format!("signer certificate: {e}")))?;
+    let w = |out: &mut dyn Write, s: String| out.write_all(s.as_bytes()).map_err(CliError::stdout);
     w(out, format!("message: {what}\n"))?;
     w(
         out,

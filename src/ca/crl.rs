@@ -1,0 +1,138 @@
+//! CRLs, signed in the HSM with the CA's key and audited (`crl.issued`, with number and issuer).
+//!
+//! A CRL is regenerated when a certificate of its CA is revoked (by this process, or by anyone: a
+//! request notices a revocation newer than the stored CRL), on a schedule before nextUpdate, and
+//! never lists expired certificates. CRL numbers are persisted and only grow; across processes the
+//! store keeps only a higher number.
+
+use std::time::Duration;
+
+use super::signing::Form;
+use super::{Ca, CaError};
+use crate::model::{AuditEvent, CrlRecord};
+use crate::x509::{self, crl};
+
+/// Lower bound of the scheduler's period, whatever the CRL validity says.
+pub const MIN_SCHEDULER_PERIOD: Duration = Duration::from_secs(30);
+
+/// Per-process CRL state.
+pub(super) struct CrlState {
+    validity: i64,
+    /// One generation at a time per process, so numbers are not raced within it.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl CrlState {
+    pub(super) fn new(validity: i64) -> CrlState {
+        CrlState {
+            validity: validity.max(60),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl Ca {
+    /// Build, sign, store and audit a fresh CRL for `issuer_id`.
+    pub async fn issue_crl(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
+        let _g = self.inner.crl.lock.lock().await;
+        let issuer = self.issuer(issuer_id).await?;
+        let store = &self.inner.store;
+        let prev = store.get_crl(issuer_id).await?;
+        let number = prev.as_ref().map(|p| p.crl_number + 1).unwrap_or(1);
+        let now = self.now();
+        let next = now + self.inner.crl.validity;
+        let entries = store.revoked_for_crl(issuer_id, now).await?;
+        let tbs = crl::tbs_der(&crl::CrlContent {
+            issuer: &issuer.cert,
+            number,
+            this_update: now,
+            next_update: next,
+            entries: &entries,
+            signature: issuer.key.alg.signature_alg(),
+        })?;
+        let sig = self.sign(&issuer.key, tbs.clone(), Form::Der).await?;
+        let der = x509::assemble_signed(&tbs, issuer.key.alg.signature_alg(), &sig)?;
+        let rec = CrlRecord {
+            issuer_id: issuer_id.to_string(),
+            crl_number: number,
+            this_update: now,
+            next_update: next,
+            der,
+        };
+        let event = AuditEvent::new(
+            actor,
+            "crl.issued",
+            issuer_id,
+            serde_json::json!({
+                "issuer": issuer_id,
+                "number": number,
+                "entries": entries.len(),
+                "this_update": now,
+                "next_update": next,
+                "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&rec.der)),
+            }),
+        );
+        if !store.put_crl(&rec, &event).await? {
+            // Another process stored a newer one meanwhile: serve that.
+            if let Some(newer) = store.get_crl(issuer_id).await? {
+                return Ok(newer);
+            }
+        }
+        tracing::info!(issuer = %issuer_id, number, entries = entries.len(), "CRL issued");
+        Ok(rec)
+    }
+
+    /// The current CRL: the stored one unless missing, past half its life, or older than the
+    /// newest revocation; otherwise a fresh one (issued as `actor`).
+    pub async fn current_crl(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
+        let now = self.now();
+        let store = &self.inner.store;
+        if let Some(c) = store.get_crl(issuer_id).await? {
+            let fresh = now < c.this_update + (c.next_update - c.this_update) / 2;
+            let last = store.last_revocation(issuer_id).await?;
+            if fresh && last.is_none_or(|l| l < c.this_update) {
+                return Ok(c);
+            }
+        }
+        self.issue_crl(issuer_id, actor).await
+    }
+
+    /// How often the scheduler looks at every CA's CRL.
+    pub fn crl_scheduler_period(&self) -> Duration {
+        Duration::from_secs(
+            u64::try_from(self.inner.crl.validity / 4)
+                .unwrap_or(1)
+                .max(1),
+        )
+        .max(MIN_SCHEDULER_PERIOD)
+    }
+
+    /// One pass of the scheduler: refresh every CA's CRL that needs it. Returns how many CAs
+    /// failed.
+    pub async fn refresh_crls(&self) -> usize {
+        let cas = match self.inner.store.list_cas().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled CRL refresh: cannot list CAs");
+                return 1;
+            }
+        };
+        let mut failed = 0;
+        for c in cas {
+            if let Err(e) = self.current_crl(&c.id, "service:crl-scheduler").await {
+                failed += 1;
+                tracing::warn!(issuer = %c.id, error = %e, "scheduled CRL refresh failed");
+            }
+        }
+        failed
+    }
+
+    /// Refresh every CA's CRL before it is half way to nextUpdate, until the task is dropped.
+    pub async fn run_crl_scheduler(self) {
+        let period = self.crl_scheduler_period();
+        loop {
+            self.refresh_crls().await;
+            tokio::time::sleep(period).await;
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The access-token signing key: a P-256 key generated in the HSM on first use (label
+//! `pnc-api-jwt`, non-extractable, like the CA keys) and recorded with its public point, so that
+//! tokens are signed in the token and verified without it. Raw `r‖s` over SHA-256 is exactly the
+//! JWS ES256 signature format.
+
+use super::signing::Form;
+use super::{Ca, CaError};
+use crate::alg::KeyAlg;
+use crate::hsm::KeyRef;
+use crate::model::{AuditEvent, SigningKeyRecord};
+
+/// The token signing key: its `kid` and public point; the private half stays in the HSM.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    key: KeyRef,
+    /// JWS `kid`.
+    pub kid: String,
+    /// Uncompressed P-256 point `04 || X || Y`.
+    pub public_point: Vec<u8>,
+}
+
+impl Ca {
+    /// The token signing key, created (and audited) on first use.
+    pub async fn token_key(&self) -> Result<TokenKey, CaError> {
+        let store = &self.inner.store;
+        let rec = match store.current_signing_key().await? {
+            Some(r) => r,
+            None => {
+                let (key, public) = self
+                    .hsm_call(|h| h.generate_ca_key(KeyAlg::EcP256, "pnc-api-jwt"))
+                    .await?;
+                let kid = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&public.point)[..8]);
+                let rec = SigningKeyRecord {
+                    kid: kid.clone(),
+                    key_id: hex::encode(&key.id),
+                    key_alg: KeyAlg::EcP256,
+                    public_point: public.point.clone(),
+                    created_at: self.now(),
+                };
+                let ev = AuditEvent::new(
+                    "service",
+                    "api.signing_key.create",
+                    &kid,
+                    serde_json::json!({"alg": "ES256", "hsm_key_id": rec.key_id}),
+                );
+                store.insert_signing_key(&rec, &ev).await?;
+                tracing::info!(kid = %kid, "created access-token signing key in the HSM");
+                rec
+            }
+        };
+        if rec.key_alg != KeyAlg::EcP256 || rec.public_point.len() != 65 || rec.public_point[0] != 4
+        {
+            return Err(CaError::Internal(format!(
+                "token signing key {} is not an uncompressed P-256 key",
+                rec.kid
+            )));
+        }
+        Ok(TokenKey {
+            key: KeyRef {
+                id: hex::decode(&rec.key_id).map_err(CaError::internal)?,
+                alg: KeyAlg::EcP256,
+            },
+            kid: rec.kid,
+            public_point: rec.public_point,
+        })
+    }
+
+    /// The ES256 signature (raw `r‖s`) over a JWS signing input.
+    pub async fn sign_token(&self, key: &TokenKey, input: &[u8]) -> Result<Vec<u8>, CaError> {
+        self.sign(&key.key, input.to_vec(), Form::Raw).await
+    }
+}

@@ -1,0 +1,689 @@
+//! Who may do what: roles, principals, tenant rules and the one decision "may principal P do
+//! operation O on target T" ([`decide`]). Front ends only establish *who* is asking (a token, a
+//! client certificate, the local operator); the RA asks this module *whether*.
+//!
+//! Tenants are identifier prefixes: an EVSE operator (`DE*ABC`) for CPOs, an EMAID provider
+//! (`DE8AA`) for MOs, a PCID WMI (`WP0`) for OEMs. A CPO may enroll and manage certificates for
+//! EVSE IDs under its operator prefixes only, and so on. Admins and the local operator act for
+//! every tenant; auditors read everything and change nothing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::PolicyError;
+use super::identifiers;
+
+/// What an API client (or a person, later) may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Charge point operator: SECC certificates for its EVSE IDs.
+    Cpo,
+    /// Mobility operator: contract certificates for its EMAIDs.
+    Mo,
+    /// Vehicle maker: provisioning certificates for its PCIDs.
+    Oem,
+    /// Certificate provisioning service: CPS leaf certificates.
+    Cps,
+    /// Everything an API client can do, for every tenant.
+    Admin,
+    /// Reads certificates, CAs, clients and the audit log; changes nothing.
+    Auditor,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 6] = [
+        Role::Cpo,
+        Role::Mo,
+        Role::Oem,
+        Role::Cps,
+        Role::Admin,
+        Role::Auditor,
+    ];
+
+    /// The name used in tokens, the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Cpo => "cpo",
+            Role::Mo => "mo",
+            Role::Oem => "oem",
+            Role::Cps => "cps",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Whether clients of this role carry tenant prefixes.
+    pub fn has_tenants(self) -> bool {
+        matches!(self, Role::Cpo | Role::Mo | Role::Oem)
+    }
+
+    /// Whether this role sees every tenant's certificates.
+    fn sees_all_tenants(self) -> bool {
+        matches!(self, Role::Admin | Role::Auditor)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Role, PolicyError> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                PolicyError::UnknownRole(format!(
+                    "unknown role '{}' (use one of: cpo, mo, oem, cps, admin, auditor)",
+                    s.chars().take(40).collect::<String>()
+                ))
+            })
+    }
+}
+
+/// How a principal was established.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The local operator running the CLI (holds the data dir and the HSM PIN).
+    Operator,
+    /// An API client (access token or client certificate).
+    Client,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Client id, or the operator's user name.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// Its normalised tenant prefixes.
+    pub tenants: Vec<String>,
+    /// How it was established.
+    pub via: Via,
+}
+
+impl Principal {
+    /// The local operator (CLI): admin rights plus the operations only the key holder may do.
+    pub fn operator(user: &str) -> Principal {
+        Principal {
+            id: user.to_string(),
+            role: Role::Admin,
+            tenants: Vec::new(),
+            via: Via::Operator,
+        }
+    }
+
+    /// The operator named by `$USER`.
+    pub fn local_operator() -> Principal {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        Self::operator(&user)
+    }
+
+    /// An API client.
+    pub fn client(id: &str, role: Role, tenants: Vec<String>) -> Principal {
+        Principal {
+            id: id.to_string(),
+            role,
+            tenants,
+            via: Via::Client,
+        }
+    }
+
+    /// The name audit entries carry: `cli:alice`, `api:pnc_…`.
+    pub fn actor(&self) -> String {
+        match self.via {
+            Via::Operator => format!("cli:{}", self.id),
+            Via::Client => format!("api:{}", self.id),
+        }
+    }
+}
+
+/// The leaf families the API enrolls, each owned by one role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// SECC (charger) certificates: CPOs.
+    Secc,
+    /// Contract certificates: MOs.
+    Contract,
+    /// OEM provisioning certificates: OEMs.
+    OemProvisioning,
+    /// CPS leaf certificates: CPSs.
+    Cps,
+}
+
+impl Family {
+    /// The role that enrolls this family.
+    pub fn role(self) -> Role {
+        match self {
+            Family::Secc => Role::Cpo,
+            Family::Contract => Role::Mo,
+            Family::OemProvisioning => Role::Oem,
+            Family::Cps => Role::Cps,
+        }
+    }
+
+    /// The ISO 15118-2 profile of this family (`-20` appended for -20).
+    pub fn base_profile(self) -> &'static str {
+        match self {
+            Family::Secc => "secc-leaf",
+            Family::Contract => "contract",
+            Family::OemProvisioning => "oem-provisioning",
+            Family::Cps => "cps-leaf",
+        }
+    }
+}
+
+/// An identifier a request is about, as the subject check found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identifier<'a> {
+    /// An EVSE ID or SECCID.
+    EvseId(&'a str),
+    /// An EMAID.
+    Emaid(&'a str),
+    /// A PCID.
+    Pcid(&'a str),
+}
+
+impl Identifier<'_> {
+    fn what(&self) -> &'static str {
+        match self {
+            Identifier::EvseId(_) => "EVSE ID",
+            Identifier::Emaid(_) => "EMAID",
+            Identifier::Pcid(_) => "PCID",
+        }
+    }
+
+    fn value(&self) -> &str {
+        match self {
+            Identifier::EvseId(v) | Identifier::Emaid(v) | Identifier::Pcid(v) => v,
+        }
+    }
+
+    /// Whether this identifier lies under tenant prefix `t`.
+    fn in_tenant(&self, t: &str) -> bool {
+        match self {
+            Identifier::EvseId(v) => identifiers::evse_id_in_tenant(v, t),
+            Identifier::Emaid(v) => identifiers::emaid_in_tenant(v, t),
+            Identifier::Pcid(v) => identifiers::pcid_in_tenant(v, t),
+        }
+    }
+
+    /// The tenant prefix of this identifier, normalised as tenants are stored.
+    pub fn tenant(&self) -> Option<String> {
+        match self {
+            Identifier::EvseId(v) => identifiers::evse_operator_prefix(v).ok(),
+            Identifier::Emaid(v) => identifiers::emaid_prefix(v).ok(),
+            Identifier::Pcid(v) => identifiers::pcid_wmi(v).ok(),
+        }
+    }
+}
+
+/// Something a principal asks to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Obtain a certificate of a leaf family from a CSR.
+    Enroll(Family),
+    /// Issue a leaf with a key generated in the HSM and handed out (operator only).
+    IssueWithExportedKey,
+    /// Issue any leaf profile from a CSR, choosing issuer and validity (operator only).
+    IssueAnyLeaf,
+    /// Create or import CAs, service certificates and OCSP signers (operator only).
+    ManageHierarchy,
+    /// Inspect the HSM's keys (operator only).
+    InspectHsm,
+    /// List and read certificates.
+    ReadCertificates,
+    /// Revoke a certificate.
+    Revoke,
+    /// Read CA certificates and chains.
+    ReadCas,
+    /// List API clients (never their secrets).
+    ReadClients,
+    /// Register or disable API clients.
+    ManageClients,
+    /// Read, export and verify the audit log.
+    ReadAudit,
+    /// OCPP-shaped OCSP lookups relayed by a CSMS.
+    OcspLookup,
+}
+
+impl Operation {
+    /// A stable name for audit entries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Enroll(_) => "enroll",
+            Operation::IssueWithExportedKey => "issue_with_exported_key",
+            Operation::IssueAnyLeaf => "issue",
+            Operation::ManageHierarchy => "manage_hierarchy",
+            Operation::InspectHsm => "inspect_hsm",
+            Operation::ReadCertificates => "read_certificates",
+            Operation::Revoke => "revoke",
+            Operation::ReadCas => "read_cas",
+            Operation::ReadClients => "read_clients",
+            Operation::ManageClients => "manage_clients",
+            Operation::ReadAudit => "read_audit",
+            Operation::OcspLookup => "ocsp_lookup",
+        }
+    }
+}
+
+/// What an operation is applied to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// The operation as such: checks the role only.
+    Any,
+    /// An existing object and the tenant stored with it (a certificate).
+    Stored {
+        /// Its stored tenant prefix (`None`: belongs to no tenant).
+        tenant: Option<&'a str>,
+    },
+    /// An identifier a request asks for (the CN of a CSR).
+    Identifier(Identifier<'a>),
+    /// A request that names no identifier although the operation needs one.
+    NoIdentifier(&'static str),
+}
+
+/// Why a principal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenialCode {
+    /// The role may not use the operation.
+    ForbiddenRole,
+    /// The object belongs to another tenant.
+    ForbiddenTenant,
+}
+
+impl DenialCode {
+    /// The machine-readable code (`forbidden_role`, `forbidden_tenant`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenialCode::ForbiddenRole => "forbidden_role",
+            DenialCode::ForbiddenTenant => "forbidden_tenant",
+        }
+    }
+}
+
+/// A refusal: who was refused, why, and a message for them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct Denial {
+    /// Machine-readable reason.
+    pub code: DenialCode,
+    /// Human-readable reason.
+    pub detail: String,
+    /// The refused principal's audit name.
+    pub actor: String,
+    /// The operation refused.
+    pub operation: Operation,
+}
+
+fn deny(p: &Principal, op: Operation, code: DenialCode, detail: String) -> Denial {
+    Denial {
+        code,
+        detail,
+        actor: p.actor(),
+        operation: op,
+    }
+}
+
+/// Roles allowed to use `op` (the operator and admins aside).
+fn roles_for(op: Operation) -> &'static [Role] {
+    match op {
+        Operation::Enroll(Family::Secc) => &[Role::Cpo],
+        Operation::Enroll(Family::Contract) => &[Role::Mo],
+        Operation::Enroll(Family::OemProvisioning) => &[Role::Oem],
+        Operation::Enroll(Family::Cps) => &[Role::Cps],
+        Operation::ReadCertificates => &[Role::Cpo, Role::Mo, Role::Oem, Role::Auditor],
+        Operation::Revoke => &[Role::Cpo, Role::Mo, Role::Oem],
+        Operation::ReadCas | Operation::OcspLookup => &Role::ALL,
+        Operation::ReadClients | Operation::ReadAudit => &[Role::Auditor],
+        Operation::ManageClients => &[],
+        Operation::IssueWithExportedKey
+        | Operation::IssueAnyLeaf
+        | Operation::ManageHierarchy
+        | Operation::InspectHsm => &[],
+    }
+}
+
+/// Operations only the local operator may do: they hand out key material or change the CA
+/// hierarchy, which no API role (admin included) is trusted with.
+fn operator_only(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::IssueWithExportedKey
+            | Operation::IssueAnyLeaf
+            | Operation::ManageHierarchy
+            | Operation::InspectHsm
+    )
+}
+
+/// May `p` do `op` on `target`?
+pub fn decide(p: &Principal, op: Operation, target: Target<'_>) -> Result<(), Denial> {
+    if p.via == Via::Operator {
+        return Ok(());
+    }
+    let role_ok = !operator_only(op) && (p.role == Role::Admin || roles_for(op).contains(&p.role));
+    if !role_ok {
+        return Err(deny(
+            p,
+            op,
+            DenialCode::ForbiddenRole,
+            format!("role {} may not use this operation", p.role),
+        ));
+    }
+    if p.role.sees_all_tenants() {
+        return Ok(());
+    }
+    match target {
+        Target::Any => Ok(()),
+        Target::NoIdentifier(_) if !p.role.has_tenants() => Ok(()),
+        Target::NoIdentifier(what) => Err(deny(
+            p,
+            op,
+            DenialCode::ForbiddenTenant,
+            format!(
+                "the request carries no {what} of a tenant of client {}",
+                p.id
+            ),
+        )),
+        Target::Identifier(id) => {
+            if p.tenants.iter().any(|t| id.in_tenant(t)) {
+                Ok(())
+            } else {
+                Err(deny(
+                    p,
+                    op,
+                    DenialCode::ForbiddenTenant,
+                    format!(
+                        "{} {} is outside the tenants of client {}",
+                        id.what(),
+                        id.value(),
+                        p.id
+                    ),
+                ))
+            }
+        }
+        Target::Stored { tenant } => {
+            if tenant.is_some_and(|t| p.tenants.iter().any(|m| m == t)) {
+                Ok(())
+            } else {
+                Err(deny(
+                    p,
+                    op,
+                    DenialCode::ForbiddenTenant,
+                    format!("this object is outside the tenants of client {}", p.id),
+                ))
+            }
+        }
+    }
+}
+
+/// Normalise a tenant prefix for a role: `DE*ABC` for CPOs, `DE8AA` for MOs, a 3-character WMI
+/// for OEMs. Other roles have no tenants.
+pub fn normalize_tenant(role: Role, t: &str) -> Result<String, PolicyError> {
+    let invalid = |m: String| PolicyError::InvalidTenant(m);
+    match role {
+        Role::Cpo => {
+            identifiers::normalize_evse_tenant_prefix(t).map_err(|e| invalid(e.to_string()))
+        }
+        Role::Mo => {
+            identifiers::normalize_emaid_tenant_prefix(t).map_err(|e| invalid(e.to_string()))
+        }
+        Role::Oem => {
+            let u = t.trim().to_ascii_uppercase();
+            if u.len() == 3 && u.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Ok(u)
+            } else {
+                Err(invalid(format!(
+                    "'{}' is not a 3-character WMI prefix",
+                    t.chars().take(40).collect::<String>()
+                )))
+            }
+        }
+        Role::Cps | Role::Admin | Role::Auditor => {
+            Err(invalid(format!("{role} clients have no tenant prefixes")))
+        }
+    }
+}
+
+/// Normalise and de-duplicate the tenants of a new client of `role`.
+pub fn normalize_tenants(role: Role, tenants: &[String]) -> Result<Vec<String>, PolicyError> {
+    let mut out = Vec::new();
+    for t in tenants {
+        let n = normalize_tenant(role, t)?;
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Which tenant a certificate listing covers. `requested` is the caller's `?tenant=`, `hint` an
+/// identifier the caller searches for. `Ok(None)` means every tenant (admins and auditors who ask
+/// for none).
+pub fn listing_tenant(
+    p: &Principal,
+    requested: Option<&str>,
+    hint: Option<Identifier<'_>>,
+) -> Result<Option<String>, PolicyError> {
+    decide(p, Operation::ReadCertificates, Target::Any)?;
+    if p.via == Via::Operator || p.role.sees_all_tenants() {
+        return Ok(requested.map(str::to_string));
+    }
+    let forbid = |t: &str| {
+        PolicyError::Denied(deny(
+            p,
+            Operation::ReadCertificates,
+            DenialCode::ForbiddenTenant,
+            format!("tenant {t} is not yours"),
+        ))
+    };
+    match (requested, p.tenants.as_slice()) {
+        (Some(t), mine) => {
+            let n = normalize_tenant(p.role, t)?;
+            if mine.contains(&n) {
+                Ok(Some(n))
+            } else {
+                Err(forbid(&n))
+            }
+        }
+        (None, [one]) => Ok(Some(one.clone())),
+        (None, []) => Err(PolicyError::Denied(deny(
+            p,
+            Operation::ReadCertificates,
+            DenialCode::ForbiddenTenant,
+            "this client has no tenant to list".into(),
+        ))),
+        (None, mine) => match hint.and_then(|h| h.tenant()) {
+            Some(t) if mine.contains(&t) => Ok(Some(t)),
+            Some(t) => Err(forbid(&t)),
+            None => Err(PolicyError::BadQuery(
+                "choose one of your tenants with ?tenant=".into(),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(role: Role, tenants: &[&str]) -> Principal {
+        Principal::client("c1", role, tenants.iter().map(|s| s.to_string()).collect())
+    }
+
+    const ALLOW: Option<DenialCode> = None;
+    const ROLE: Option<DenialCode> = Some(DenialCode::ForbiddenRole);
+    const TENANT: Option<DenialCode> = Some(DenialCode::ForbiddenTenant);
+
+    /// The whole decision as a table: (principal, operation, target, expected).
+    #[test]
+    fn decision_table() {
+        let cpo = client(Role::Cpo, &["DE*ABC"]);
+        let mo = client(Role::Mo, &["DE8AA"]);
+        let oem = client(Role::Oem, &["WP0"]);
+        let cps = client(Role::Cps, &[]);
+        let admin = client(Role::Admin, &[]);
+        let auditor = client(Role::Auditor, &[]);
+        let op = Principal::operator("alice");
+        let evse_ours = Target::Identifier(Identifier::EvseId("DE*ABC*E1234"));
+        let evse_theirs = Target::Identifier(Identifier::EvseId("DE*XYZ*E1234"));
+        let emaid_ours = Target::Identifier(Identifier::Emaid("DE8AA123456789L"));
+        let emaid_theirs = Target::Identifier(Identifier::Emaid("DE8BB123456789X"));
+        let pcid_ours = Target::Identifier(Identifier::Pcid("WP0123456789012345"));
+        let stored_ours = Target::Stored {
+            tenant: Some("DE*ABC"),
+        };
+        let stored_theirs = Target::Stored {
+            tenant: Some("DE*XYZ"),
+        };
+        let stored_none = Target::Stored { tenant: None };
+        let secc = Operation::Enroll(Family::Secc);
+        let contract = Operation::Enroll(Family::Contract);
+        let cases: Vec<(&Principal, Operation, Target, Option<DenialCode>)> = vec![
+            // Enrollment: the family's role, then the identifier's tenant.
+            (&cpo, secc, Target::Any, ALLOW),
+            (&cpo, secc, evse_ours, ALLOW),
+            (&cpo, secc, evse_theirs, TENANT),
+            (&cpo, secc, Target::NoIdentifier("EVSE ID"), TENANT),
+            (&mo, secc, Target::Any, ROLE),
+            (&mo, contract, emaid_ours, ALLOW),
+            (&mo, contract, emaid_theirs, TENANT),
+            (&cpo, contract, emaid_ours, ROLE),
+            (
+                &oem,
+                Operation::Enroll(Family::OemProvisioning),
+                pcid_ours,
+                ALLOW,
+            ),
+            (&oem, secc, Target::Any, ROLE),
+            (
+                &cps,
+                Operation::Enroll(Family::Cps),
+                Target::NoIdentifier("CN"),
+                ALLOW,
+            ),
+            (&cpo, Operation::Enroll(Family::Cps), Target::Any, ROLE),
+            (&admin, secc, evse_theirs, ALLOW),
+            (&auditor, secc, Target::Any, ROLE),
+            // Reading and revoking stored certificates: by stored tenant.
+            (&cpo, Operation::ReadCertificates, stored_ours, ALLOW),
+            (&cpo, Operation::ReadCertificates, stored_theirs, TENANT),
+            (&cpo, Operation::ReadCertificates, stored_none, TENANT),
+            (&cpo, Operation::Revoke, stored_ours, ALLOW),
+            (&cpo, Operation::Revoke, stored_theirs, TENANT),
+            (&mo, Operation::Revoke, stored_ours, TENANT),
+            (&cps, Operation::ReadCertificates, Target::Any, ROLE),
+            (&cps, Operation::Revoke, stored_none, ROLE),
+            (&auditor, Operation::ReadCertificates, stored_theirs, ALLOW),
+            (&auditor, Operation::Revoke, stored_theirs, ROLE),
+            (&admin, Operation::Revoke, stored_theirs, ALLOW),
+            // Public-ish reads: any role.
+            (&cps, Operation::ReadCas, Target::Any, ALLOW),
+            (&auditor, Operation::OcspLookup, Target::Any, ALLOW),
+            // Clients and audit.
+            (&admin, Operation::ManageClients, Target::Any, ALLOW),
+            (&auditor, Operation::ManageClients, Target::Any, ROLE),
+            (&cpo, Operation::ReadClients, Target::Any, ROLE),
+            (&auditor, Operation::ReadClients, Target::Any, ALLOW),
+            (&auditor, Operation::ReadAudit, Target::Any, ALLOW),
+            (&admin, Operation::ReadAudit, Target::Any, ALLOW),
+            (&mo, Operation::ReadAudit, Target::Any, ROLE),
+            // Key material and the hierarchy: the operator only, never an API admin.
+            (&admin, Operation::IssueWithExportedKey, Target::Any, ROLE),
+            (&admin, Operation::ManageHierarchy, Target::Any, ROLE),
+            (&admin, Operation::InspectHsm, Target::Any, ROLE),
+            (&admin, Operation::IssueAnyLeaf, Target::Any, ROLE),
+            (&op, Operation::IssueWithExportedKey, Target::Any, ALLOW),
+            (&op, Operation::ManageHierarchy, Target::Any, ALLOW),
+            (&op, Operation::Revoke, stored_theirs, ALLOW),
+        ];
+        for (p, op, target, want) in cases {
+            let got = decide(p, op, target).err().map(|d| d.code);
+            assert_eq!(got, want, "{:?} {op:?} {target:?}", p.role);
+        }
+    }
+
+    #[test]
+    fn denials_name_the_caller_and_operation() {
+        let d = decide(
+            &client(Role::Cpo, &["DE*ABC"]),
+            Operation::Revoke,
+            Target::Stored { tenant: None },
+        )
+        .unwrap_err();
+        assert_eq!(d.actor, "api:c1");
+        assert_eq!(d.operation, Operation::Revoke);
+        assert_eq!(d.code.as_str(), "forbidden_tenant");
+    }
+
+    #[test]
+    fn listing_tenant_rules() {
+        let two = client(Role::Cpo, &["DE*ABC", "DE*XYZ"]);
+        let one = client(Role::Cpo, &["DE*ABC"]);
+        let none = client(Role::Cpo, &[]);
+        let admin = client(Role::Admin, &[]);
+        let ev = |s| Some(Identifier::EvseId(s));
+        assert_eq!(
+            listing_tenant(&one, None, None).unwrap().as_deref(),
+            Some("DE*ABC")
+        );
+        assert_eq!(
+            listing_tenant(&one, Some("de-abc"), None)
+                .unwrap()
+                .as_deref(),
+            Some("DE*ABC")
+        );
+        assert!(matches!(
+            listing_tenant(&one, Some("DE*XYZ"), None),
+            Err(PolicyError::Denied(_))
+        ));
+        assert!(matches!(
+            listing_tenant(&one, Some("junk!"), None),
+            Err(PolicyError::InvalidTenant(_))
+        ));
+        assert!(matches!(
+            listing_tenant(&two, None, None),
+            Err(PolicyError::BadQuery(_))
+        ));
+        assert_eq!(
+            listing_tenant(&two, None, ev("DE*XYZ*E1"))
+                .unwrap()
+                .as_deref(),
+            Some("DE*XYZ")
+        );
+        assert!(matches!(
+            listing_tenant(&two, None, ev("NL*QQQ*E1")),
+            Err(PolicyError::Denied(_))
+        ));
+        assert!(matches!(
+            listing_tenant(&none, None, None),
+            Err(PolicyError::Denied(_))
+        ));
+        assert_eq!(listing_tenant(&admin, None, None).unwrap(), None);
+        assert!(matches!(
+            listing_tenant(&client(Role::Cps, &[]), None, None),
+            Err(PolicyError::Denied(_))
+        ));
+    }
+
+    #[test]
+    fn tenants_normalise_per_role() {
+        assert_eq!(normalize_tenant(Role::Cpo, "de-abc").unwrap(), "DE*ABC");
+        assert_eq!(normalize_tenant(Role::Mo, "DE-8AA").unwrap(), "DE8AA");
+        assert_eq!(normalize_tenant(Role::Oem, "wp0").unwrap(), "WP0");
+        assert!(normalize_tenant(Role::Admin, "x").is_err());
+        assert!(normalize_tenant(Role::Auditor, "x").is_err());
+        assert_eq!(
+            normalize_tenants(Role::Cpo, &["DE*ABC".into(), "de-abc".into()]).unwrap(),
+            vec!["DE*ABC".to_string()]
+        );
+        assert_eq!("auditor".parse::<Role>().unwrap(), Role::Auditor);
+        assert!("root".parse::<Role>().is_err());
+    }
+}

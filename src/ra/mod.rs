@@ -1,0 +1,669 @@
+//! The registration authority (Boulder's RA): the one thing front ends (the HTTP API, the OCPP
+//! lookups, the CLI and, next, contract provisioning) call for issuing, revoking, enrolling and
+//! looking up. Every operation first asks `policy::authz` whether the principal may do it (and
+//! audits a refusal), applies subject policy, and only then makes one call into the CA. Reads go
+//! through typed store functions.
+//!
+//! Front ends never hold the CA's token or the store: an [`Ra`] is all they get.
+
+pub mod auth;
+mod clients;
+
+use std::sync::Arc;
+
+use crate::ca::bootstrap::Step;
+use crate::ca::doctor::KeyReport;
+use crate::ca::{Ca, CaError};
+use crate::clock::SharedClock;
+use crate::config::HierarchyConfig;
+use crate::error::ErrorKind;
+use crate::hsm::ExportableKey;
+use crate::model::{
+    AuditEntry, AuditEvent, AuditFilter, AuditReport, CaRecord, CertFilter, CertRecord, CrlRecord,
+    Issued, Page, RevocationReason, RevokeOutcome, StatusFilter,
+};
+use crate::policy::PolicyError;
+use crate::policy::authz::{self, Family, Identifier, Operation, Principal, Target};
+use crate::policy::profile::{Profiles, Standard};
+use crate::policy::subject;
+use crate::store::{Store, StoreError};
+use crate::x509::csr::{self, CsrError};
+use crate::x509::{ParsedCert, normalize_serial_hex};
+
+/// Errors of the RA: everything a front end has to answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RaError {
+    /// No or bad credentials.
+    #[error("{detail}")]
+    Unauthenticated {
+        /// Machine-readable reason (`missing_credentials`, `token_expired`, …).
+        code: &'static str,
+        /// What is wrong (never the credential itself).
+        detail: String,
+    },
+    /// A request the RA refuses before policy is asked (a malformed query or body).
+    #[error("{detail}")]
+    BadRequest {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No such object.
+    #[error("{0}")]
+    NotFound(String),
+    /// Policy refused (subject, tenant, role).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The CA refused or failed.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This process opened no CA (a database-only command asked for a signing operation).
+    #[error("{0}")]
+    NoCa(String),
+    /// Anything else on our side.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<CsrError> for RaError {
+    fn from(e: CsrError) -> RaError {
+        RaError::Ca(CaError::Csr(e))
+    }
+}
+
+impl RaError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RaError::Unauthenticated { code, .. } | RaError::BadRequest { code, .. } => code,
+            RaError::NotFound(_) => "not_found",
+            RaError::Policy(e) => e.code(),
+            RaError::Ca(e) => e.code(),
+            RaError::Store(e) => e.code(),
+            RaError::NoCa(_) | RaError::Internal(_) => "internal",
+        }
+    }
+
+    /// How it is answered.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RaError::Unauthenticated { .. } => ErrorKind::Unauthenticated,
+            RaError::BadRequest { .. } => ErrorKind::BadRequest,
+            RaError::NotFound(_) => ErrorKind::NotFound,
+            RaError::Policy(e) => e.kind(),
+            RaError::Ca(e) => e.kind(),
+            RaError::Store(e) => e.kind(),
+            RaError::NoCa(_) | RaError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn bad(code: &'static str, detail: impl Into<String>) -> RaError {
+        RaError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A certificate search as a front end asks for it; the RA decides the tenant.
+#[derive(Clone, Debug, Default)]
+pub struct CertQuery {
+    /// Issuing CA id.
+    pub issuer_id: Option<String>,
+    /// Profile name.
+    pub profile: Option<String>,
+    /// EMAID (any separators).
+    pub emaid: Option<String>,
+    /// EVSE ID (any separators).
+    pub evse_id: Option<String>,
+    /// PCID.
+    pub pcid: Option<String>,
+    /// Status filter.
+    pub status: Option<StatusFilter>,
+    /// Serial, any hex spelling.
+    pub serial_hex: Option<String>,
+    /// Only certificates expiring before (unix seconds).
+    pub expiring_before: Option<i64>,
+    /// The tenant to list (a client with several must choose one).
+    pub tenant: Option<String>,
+    /// Cursor from the previous page.
+    pub after: Option<String>,
+    /// Page size (1..=1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// What a revocation did, with the record as it is now.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    /// Revoked now, or already before.
+    pub outcome: RevokeOutcome,
+    /// The certificate after the revocation.
+    pub record: CertRecord,
+}
+
+/// Whether the dependencies answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The token answers and we are logged in.
+    pub hsm: bool,
+    /// The database answers.
+    pub store: bool,
+}
+
+struct Inner {
+    ca: Option<Ca>,
+    store: Store,
+    profiles: Profiles,
+    clock: SharedClock,
+}
+
+/// The registration authority. Cheap to clone.
+#[derive(Clone)]
+pub struct Ra {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ra")
+            .field("ca", &self.inner.ca.is_some())
+            .finish()
+    }
+}
+
+impl Ra {
+    /// An RA over `store`, issuing through `ca` (`None` for database-only commands, which then
+    /// refuse every signing operation).
+    pub fn new(store: Store, profiles: Profiles, clock: SharedClock, ca: Option<Ca>) -> Ra {
+        Ra {
+            inner: Arc::new(Inner {
+                ca,
+                store,
+                profiles,
+                clock,
+            }),
+        }
+    }
+
+    fn ca(&self) -> Result<&Ca, RaError> {
+        self.inner.ca.as_ref().ok_or_else(|| {
+            RaError::NoCa("this operation needs the HSM, which this command did not open".into())
+        })
+    }
+
+    /// The profiles in force.
+    pub fn profiles(&self) -> &Profiles {
+        &self.inner.profiles
+    }
+
+    /// Unix seconds by the process clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// Ask policy; a refusal is audited (`auth.denied`) and returned.
+    async fn authorize(
+        &self,
+        p: &Principal,
+        op: Operation,
+        target: Target<'_>,
+        resource: &str,
+    ) -> Result<(), RaError> {
+        match authz::decide(p, op, target) {
+            Ok(()) => Ok(()),
+            Err(d) => {
+                self.audit_denial(&d, resource).await;
+                Err(RaError::Policy(PolicyError::Denied(d)))
+            }
+        }
+    }
+
+    async fn audit_denial(&self, d: &authz::Denial, resource: &str) {
+        let ev = AuditEvent::new(
+            &d.actor,
+            "auth.denied",
+            resource,
+            serde_json::json!({ "reason": d.code.as_str(), "operation": d.operation.name() }),
+        );
+        if let Err(e) = self.inner.store.audit(&ev).await {
+            tracing::error!(error = %e, "could not audit a refused request");
+        }
+    }
+
+    /// Audit a policy error if it is a refusal, then return it.
+    async fn audited(&self, e: PolicyError, resource: &str) -> RaError {
+        if let PolicyError::Denied(d) = &e {
+            self.audit_denial(d, resource).await;
+        }
+        RaError::Policy(e)
+    }
+
+    // ------------------------------------------------------------------------------- issuing
+
+    /// Enroll a leaf of `family` from a CSR: the principal's role, then the CSR's subject under
+    /// the family's profile, then the identifier's tenant, then the CA.
+    pub async fn enroll(
+        &self,
+        p: &Principal,
+        family: Family,
+        standard: Standard,
+        csr_input: &[u8],
+    ) -> Result<Issued, RaError> {
+        let op = Operation::Enroll(family);
+        let profile_name = match standard {
+            Standard::Iso2 => family.base_profile().to_string(),
+            Standard::Iso20 => format!("{}-20", family.base_profile()),
+        };
+        self.authorize(p, op, Target::Any, &profile_name).await?;
+        self.issue_checked(p, op, &profile_name, csr_input, None, None)
+            .await
+    }
+
+    /// Issue any leaf profile from a CSR, optionally from a chosen issuer and for a chosen
+    /// validity (the local operator).
+    pub async fn issue_from_csr(
+        &self,
+        p: &Principal,
+        profile: &str,
+        csr_input: &[u8],
+        issuer_id: Option<&str>,
+        validity_days: Option<u32>,
+    ) -> Result<Issued, RaError> {
+        let op = Operation::IssueAnyLeaf;
+        self.authorize(p, op, Target::Any, profile).await?;
+        self.issue_checked(p, op, profile, csr_input, issuer_id, validity_days)
+            .await
+    }
+
+    async fn issue_checked(
+        &self,
+        p: &Principal,
+        op: Operation,
+        profile_name: &str,
+        csr_input: &[u8],
+        issuer_id: Option<&str>,
+        validity_days: Option<u32>,
+    ) -> Result<Issued, RaError> {
+        let ca = self.ca()?;
+        ca.require_leaf_profile(profile_name)?;
+        let profile = self.inner.profiles.get(profile_name)?.clone();
+        let parsed = csr::parse_and_verify(csr_input)?;
+        let checked = subject::check_subject(&profile, &parsed.subject)?;
+        let target = match checked.identifier() {
+            Some(id) => Target::Identifier(id),
+            None => Target::NoIdentifier("identifier"),
+        };
+        self.authorize(p, op, target, profile_name).await?;
+        subject::check_requested_extensions(&profile, &parsed.requested_extensions)?;
+        Ok(ca
+            .issue_leaf(checked, parsed.spki, issuer_id, validity_days, &p.actor())
+            .await?)
+    }
+
+    /// Issue a leaf with a key generated in the HSM and handed to the caller (the operator's
+    /// contract keys). A CA or OCSP signer profile is refused before anything is generated.
+    pub async fn issue_with_generated_key(
+        &self,
+        p: &Principal,
+        profile: &str,
+        subject_text: &str,
+        issuer_id: Option<&str>,
+        validity_days: Option<u32>,
+    ) -> Result<(Issued, ExportableKey), RaError> {
+        self.authorize(p, Operation::IssueWithExportedKey, Target::Any, profile)
+            .await?;
+        let ca = self.ca()?;
+        ca.require_leaf_profile(profile)?;
+        let prof = self.inner.profiles.get(profile)?.clone();
+        let checked = subject::check_subject_text(&prof, subject_text)?;
+        Ok(ca
+            .issue_leaf_with_generated_key(checked, issuer_id, validity_days, &p.actor())
+            .await?)
+    }
+
+    /// The CA chain that issues `family` by default (EST `cacerts`); public.
+    pub async fn issuing_chain(
+        &self,
+        family: Family,
+        standard: Standard,
+    ) -> Result<Vec<ParsedCert>, RaError> {
+        let profile = match standard {
+            Standard::Iso2 => family.base_profile().to_string(),
+            Standard::Iso20 => format!("{}-20", family.base_profile()),
+        };
+        Ok(self.ca()?.issuing_chain(&profile).await?)
+    }
+
+    // ------------------------------------------------------------------------------- lookups
+
+    /// Search certificates. Clients see only their tenant (chosen or derived, see
+    /// `authz::listing_tenant`); admins, auditors and the operator see all unless they choose.
+    pub async fn list_certificates(
+        &self,
+        p: &Principal,
+        q: CertQuery,
+    ) -> Result<Page<CertRecord>, RaError> {
+        use crate::policy::identifiers::compact_id;
+        let hint = if let Some(e) = &q.evse_id {
+            Some(Identifier::EvseId(e))
+        } else if let Some(e) = &q.emaid {
+            Some(Identifier::Emaid(e))
+        } else {
+            q.pcid.as_deref().map(Identifier::Pcid)
+        };
+        let tenant = match authz::listing_tenant(p, q.tenant.as_deref(), hint) {
+            Ok(t) => t,
+            Err(e) => return Err(self.audited(e, "certificates").await),
+        };
+        let serial_hex = match &q.serial_hex {
+            Some(s) => Some(
+                normalize_serial_hex(s)
+                    .ok_or_else(|| RaError::bad("bad_query", "serial_hex is not hex"))?,
+            ),
+            None => None,
+        };
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let filter = CertFilter {
+            issuer_id: q.issuer_id,
+            profile: q.profile,
+            emaid: q.emaid.map(|e| compact_id(&e)),
+            evse_id: q.evse_id.map(|e| compact_id(&e)),
+            pcid: q.pcid,
+            status: q.status,
+            serial_hex,
+            tenant,
+            expiring_before: q.expiring_before,
+            after: q.after,
+            limit: Some(limit),
+        };
+        let items = self.inner.store.list_certs(&filter).await?;
+        let next = if items.len() as i64 == limit {
+            items
+                .last()
+                .map(|c| format!("{}/{}", c.issuer_id, c.serial_hex))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// One certificate, if the principal may see it.
+    pub async fn certificate(
+        &self,
+        p: &Principal,
+        issuer_id: &str,
+        serial: &str,
+    ) -> Result<CertRecord, RaError> {
+        self.load_for(p, Operation::ReadCertificates, issuer_id, serial)
+            .await
+    }
+
+    /// The certificate with `serial`: from `issuer_id` if given, else the only one with that
+    /// serial (the CLI, where serials are typed without their issuer).
+    pub async fn find_certificate(
+        &self,
+        p: &Principal,
+        serial: &str,
+        issuer_id: Option<&str>,
+    ) -> Result<CertRecord, RaError> {
+        if let Some(i) = issuer_id {
+            return self.certificate(p, i, serial).await;
+        }
+        self.authorize(p, Operation::ReadCertificates, Target::Any, "certificates")
+            .await?;
+        let s = normalize_serial_hex(serial).ok_or_else(|| {
+            RaError::bad(
+                "bad_serial",
+                format!(
+                    "'{}' is not a hex serial number",
+                    serial.chars().take(64).collect::<String>()
+                ),
+            )
+        })?;
+        let certs = self
+            .inner
+            .store
+            .list_certs(&CertFilter {
+                serial_hex: Some(s.clone()),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await?;
+        match certs.as_slice() {
+            [c] => {
+                self.authorize(
+                    p,
+                    Operation::ReadCertificates,
+                    Target::Stored {
+                        tenant: c.tenant.as_deref(),
+                    },
+                    &format!("{}/{}", c.issuer_id, c.serial_hex),
+                )
+                .await?;
+                Ok(c.clone())
+            }
+            [] => Err(RaError::NotFound(format!("no certificate with serial {s}"))),
+            _ => Err(RaError::bad(
+                "ambiguous_serial",
+                format!("serial {s} exists under several issuers; add --issuer"),
+            )),
+        }
+    }
+
+    async fn load_for(
+        &self,
+        p: &Principal,
+        op: Operation,
+        issuer_id: &str,
+        serial: &str,
+    ) -> Result<CertRecord, RaError> {
+        self.authorize(p, op, Target::Any, "certificates").await?;
+        let serial = normalize_serial_hex(serial)
+            .ok_or_else(|| RaError::bad("bad_serial", "serial_hex is not hex"))?;
+        let c = self
+            .inner
+            .store
+            .get_cert(issuer_id, &serial)
+            .await?
+            .ok_or_else(|| RaError::NotFound(format!("no certificate {issuer_id}/{serial}")))?;
+        self.authorize(
+            p,
+            op,
+            Target::Stored {
+                tenant: c.tenant.as_deref(),
+            },
+            &format!("{issuer_id}/{serial}"),
+        )
+        .await?;
+        Ok(c)
+    }
+
+    /// Revoke a certificate the principal may manage; idempotent. When this returns, no OCSP
+    /// replica answers "good" for it, and its CA's CRL has been regenerated.
+    pub async fn revoke(
+        &self,
+        p: &Principal,
+        issuer_id: &str,
+        serial: &str,
+        reason: &str,
+    ) -> Result<Revocation, RaError> {
+        self.authorize(p, Operation::Revoke, Target::Any, "certificates")
+            .await?;
+        let reason = RevocationReason::parse(reason).map_err(CaError::from)?;
+        let c = self
+            .load_for(p, Operation::Revoke, issuer_id, serial)
+            .await?;
+        let outcome = self
+            .ca()?
+            .revoke(&c.issuer_id, &c.serial_hex, reason, &p.actor())
+            .await?;
+        let record = self
+            .inner
+            .store
+            .get_cert(&c.issuer_id, &c.serial_hex)
+            .await?
+            .unwrap_or(c);
+        Ok(Revocation { outcome, record })
+    }
+
+    /// Every CA (public data: certificates are published anyway).
+    pub async fn cas(&self) -> Result<Vec<CaRecord>, RaError> {
+        Ok(self.inner.store.list_cas().await?)
+    }
+
+    /// Every CA, for an authenticated principal.
+    pub async fn list_cas(&self, p: &Principal) -> Result<Vec<CaRecord>, RaError> {
+        self.authorize(p, Operation::ReadCas, Target::Any, "cas")
+            .await?;
+        self.cas().await
+    }
+
+    /// The chain of CA `id`, that CA first, root last.
+    pub async fn ca_chain(&self, p: &Principal, id: &str) -> Result<Vec<ParsedCert>, RaError> {
+        self.authorize(p, Operation::ReadCas, Target::Any, "cas")
+            .await?;
+        Ok(self.ca()?.chain(id).await?)
+    }
+
+    /// (issuer_id, valid, revoked) counts (for `tree`).
+    pub async fn counts_by_issuer(&self) -> Result<Vec<(String, i64, i64)>, RaError> {
+        Ok(self.inner.store.counts_by_issuer().await?)
+    }
+
+    /// The current CRL of CA `id` (public, as RFC 5280 distribution points are).
+    pub async fn crl(&self, id: &str) -> Result<CrlRecord, RaError> {
+        Ok(self.ca()?.current_crl(id, "service:crl-request").await?)
+    }
+
+    /// Every CA certificate and the newest valid CPS leaf of each standard: (name, DER).
+    pub async fn export_certificates(
+        &self,
+        p: &Principal,
+    ) -> Result<Vec<(String, Vec<u8>)>, RaError> {
+        self.authorize(p, Operation::ReadCas, Target::Any, "export")
+            .await?;
+        let mut out = Vec::new();
+        let cas = self.inner.store.list_cas().await?;
+        for ca in &cas {
+            out.push((ca.id.clone(), ca.cert_der.clone()));
+        }
+        for profile in ["cps-leaf", "cps-leaf-20"] {
+            let mut newest: Option<CertRecord> = None;
+            for ca in &cas {
+                if let Some(c) = self
+                    .inner
+                    .store
+                    .current_service_cert(profile, &ca.id)
+                    .await?
+                    && newest.as_ref().is_none_or(|n| c.not_before > n.not_before)
+                {
+                    newest = Some(c);
+                }
+            }
+            if let Some(c) = newest {
+                out.push((profile.to_string(), c.der));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------------------- the audit log
+
+    /// Audit entries after a cursor (admins, auditors, the operator).
+    pub async fn audit_entries(
+        &self,
+        p: &Principal,
+        f: &AuditFilter,
+    ) -> Result<Vec<AuditEntry>, RaError> {
+        self.authorize(p, Operation::ReadAudit, Target::Any, "audit")
+            .await?;
+        Ok(self.inner.store.audit_entries(f).await?)
+    }
+
+    /// Recompute the whole audit chain.
+    pub async fn verify_audit(&self, p: &Principal) -> Result<AuditReport, RaError> {
+        self.authorize(p, Operation::ReadAudit, Target::Any, "audit")
+            .await?;
+        Ok(self.inner.store.audit_verify().await?)
+    }
+
+    // ------------------------------------------------------------------------- the hierarchy
+
+    /// Create the CAs, service certificates and OCSP signers `cfg` describes (idempotent).
+    pub async fn init_hierarchy(
+        &self,
+        p: &Principal,
+        cfg: &HierarchyConfig,
+    ) -> Result<Vec<Step>, RaError> {
+        self.authorize(p, Operation::ManageHierarchy, Target::Any, "hierarchy")
+            .await?;
+        Ok(self.ca()?.init_hierarchy(cfg, &p.actor()).await?)
+    }
+
+    /// Create (or reuse) the key of CA `id` and return a CSR for an external root to sign.
+    pub async fn create_ca_csr(
+        &self,
+        p: &Principal,
+        id: &str,
+        profile: &str,
+        subject_text: &str,
+    ) -> Result<String, RaError> {
+        self.authorize(p, Operation::ManageHierarchy, Target::Any, id)
+            .await?;
+        Ok(self
+            .ca()?
+            .create_ca_csr(id, profile, subject_text, &p.actor())
+            .await?)
+    }
+
+    /// Import the externally signed certificate of CA `id`.
+    pub async fn import_ca(
+        &self,
+        p: &Principal,
+        id: &str,
+        profile: &str,
+        cert_pem: &[u8],
+        issuer_chain_pem: Option<&[u8]>,
+    ) -> Result<CaRecord, RaError> {
+        self.authorize(p, Operation::ManageHierarchy, Target::Any, id)
+            .await?;
+        Ok(self
+            .ca()?
+            .import_ca(id, profile, cert_pem, issuer_chain_pem, &p.actor())
+            .await?)
+    }
+
+    /// What the token says about every CA key.
+    pub async fn hsm_doctor(&self, p: &Principal) -> Result<KeyReport, RaError> {
+        self.authorize(p, Operation::InspectHsm, Target::Any, "hsm")
+            .await?;
+        Ok(self.ca()?.key_report().await?)
+    }
+
+    /// Whether the token and the database answer.
+    pub async fn health(&self) -> Health {
+        let hsm = match &self.inner.ca {
+            Some(ca) => ca.hsm_ok().await,
+            None => false,
+        };
+        Health {
+            hsm,
+            store: self.inner.store.ping().await.is_ok(),
+        }
+    }
+
+    /// May `p` relay OCPP-shaped OCSP lookups?
+    pub async fn authorize_ocsp_lookup(&self, p: &Principal) -> Result<(), RaError> {
+        self.authorize(p, Operation::OcspLookup, Target::Any, "ocsp")
+            .await
+    }
+
+    /// The CRL URL certificates of CA `issuer_id` carry.
+    pub fn crl_url(&self, issuer_id: &str) -> Option<String> {
+        self.inner.ca.as_ref().map(|c| c.crl_url(issuer_id))
+    }
+}

@@ -1,0 +1,289 @@
+//! The composition root: opens the token, the store and the profiles from a data dir's settings,
+//! builds the CA and the RA on one clock, and subscribes the observers the CA announces to (the
+//! OCSP cache in `serve`, the cross-replica freshness protocol everywhere). Front ends get an
+//! [`Service`] and talk to its [`Ra`]; nothing else here is theirs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::ca::bootstrap::Step;
+use crate::ca::{Ca, CaConfig, CaError};
+use crate::clock::{self, SharedClock};
+use crate::config::{self, ConfigError, HierarchyConfig, Settings};
+use crate::hsm::{Hsm, HsmConfig, HsmError, softhsm};
+use crate::ocsp::Responder;
+use crate::ocsp::freshness::Freshness;
+use crate::policy::PolicyError;
+use crate::policy::authz::Principal;
+use crate::policy::profile::Profiles;
+use crate::ra::{Ra, RaError};
+use crate::store::{Store, StoreError, redact_url};
+
+/// Why a deployment could not be opened or initialised.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Settings or the hierarchy file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Profiles.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The token.
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    /// The database.
+    #[error("database {url}: {source}")]
+    Store {
+        /// The URL, password hidden.
+        url: String,
+        /// What failed.
+        source: StoreError,
+    },
+    /// Building the hierarchy, or starting the OCSP responder.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The RA refused or failed.
+    #[error(transparent)]
+    Ra(#[from] RaError),
+    /// A file or directory of the data dir.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Settings and the token's configuration, resolved before the async runtime starts (SoftHSM2
+/// reads its configuration file's location from the environment when it initialises).
+pub struct Prepared {
+    settings: Settings,
+    hsm: HsmConfig,
+}
+
+impl Prepared {
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// Load an initialised data dir's settings and token configuration. Call before starting threads.
+pub fn prepare(dir: &Path) -> Result<Prepared, ServiceError> {
+    let settings = Settings::load(dir)?;
+    let hsm = settings.hsm_config(dir)?;
+    Ok(Prepared { settings, hsm })
+}
+
+/// What a process does with the deployment it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A command: issues, revokes, exits.
+    Command,
+    /// `serve`: also runs the OCSP responder (cache, replica lease, pre-production).
+    Serve,
+}
+
+/// An opened deployment.
+pub struct Service {
+    /// What front ends call.
+    pub ra: Ra,
+    ca: Ca,
+    responder: Option<Responder>,
+}
+
+async fn connect(url: &str, clock: SharedClock) -> Result<Store, ServiceError> {
+    Store::connect(url, clock)
+        .await
+        .map_err(|source| ServiceError::Store {
+            url: redact_url(url),
+            source,
+        })
+}
+
+fn profiles(settings: &Settings) -> Result<Profiles, ServiceError> {
+    Ok(Profiles::load(settings.policies_dir.as_deref())?)
+}
+
+/// Open the token, the store and the profiles of `p` on the system clock.
+pub async fn open(p: &Prepared, mode: Mode) -> Result<Service, ServiceError> {
+    open_with_clock(p, mode, clock::system()).await
+}
+
+/// [`open`] on a given clock (tests move time with a `ManualClock`).
+pub async fn open_with_clock(
+    p: &Prepared,
+    mode: Mode,
+    clock: SharedClock,
+) -> Result<Service, ServiceError> {
+    let hsm_cfg = p.hsm.clone();
+    let hsm = tokio::task::spawn_blocking(move || Hsm::open(&hsm_cfg))
+        .await
+        .map_err(|e| ServiceError::Io(e.to_string()))??;
+    let store = connect(&p.settings.database_url, clock.clone()).await?;
+    let profiles = profiles(&p.settings)?;
+    let ca = Ca::new(CaConfig {
+        hsm,
+        store: store.clone(),
+        profiles: profiles.clone(),
+        public_url: p.settings.public_url.clone(),
+        crl_validity: config::crl_validity()?,
+        clock: clock.clone(),
+    });
+    let responder = match mode {
+        Mode::Serve => Some(
+            Responder::new(
+                ca.clone(),
+                store.clone(),
+                clock.clone(),
+                p.settings.ocsp.clone(),
+            )
+            .start()
+            .await?,
+        ),
+        Mode::Command => None,
+    };
+    // After the local responder (which `start` subscribed): a revocation wakes this process's
+    // cache first, then waits for every replica's acknowledgement.
+    ca.subscribe(Arc::new(Freshness::new(store.clone(), clock.clone())));
+    let ra = Ra::new(store, profiles, clock, Some(ca.clone()));
+    Ok(Service { ra, ca, responder })
+}
+
+/// An RA over the database alone (listing, clients, the audit log): no token is opened, and
+/// every signing operation is refused.
+pub async fn open_store_only(dir: &Path) -> Result<Ra, ServiceError> {
+    let settings = Settings::load(dir)?;
+    let clock = clock::system();
+    let store = connect(&settings.database_url, clock.clone()).await?;
+    Ok(Ra::new(store, profiles(&settings)?, clock, None))
+}
+
+impl Service {
+    /// The OCSP responder (`Mode::Serve` only).
+    pub fn responder(&self) -> Option<&Responder> {
+        self.responder.as_ref()
+    }
+
+    /// Start the CRL scheduler: every CA's CRL is refreshed before half its life.
+    pub fn spawn_crl_scheduler(&self) {
+        tokio::spawn(self.ca.clone().run_crl_scheduler());
+    }
+
+    /// Leave the replica set (graceful shutdown).
+    pub async fn stop(&self) {
+        if let Some(r) = &self.responder {
+            r.stop().await;
+        }
+    }
+}
+
+/// What `init` did.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// Whether the embedded token was created by this run.
+    pub token_created: bool,
+    /// Its label.
+    pub token_label: String,
+    /// Where the embedded token lives.
+    pub token_dir: PathBuf,
+    /// One line per CA, service certificate and OCSP signer.
+    pub steps: Vec<Step>,
+    /// Where the settings were written.
+    pub settings_path: PathBuf,
+}
+
+/// What `init` is given.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Hierarchy file; default: the demo hierarchy.
+    pub config: Option<PathBuf>,
+    /// Public URL override.
+    pub public_url: Option<String>,
+    /// Database URL override.
+    pub database_url: Option<String>,
+}
+
+/// `pnc-pki init`: settings, token (embedded SoftHSM2), schema, CAs, CPS leaf, OCSP signers.
+/// Idempotent. Runs its own runtime after the single-threaded preparation SoftHSM2 needs.
+pub fn init(
+    dir: &Path,
+    opts: &InitOptions,
+    operator: &Principal,
+) -> Result<InitReport, ServiceError> {
+    let hierarchy = match &opts.config {
+        Some(f) => HierarchyConfig::load(f)?,
+        None => HierarchyConfig::demo()?,
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ServiceError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    let previous = Settings::load(dir).ok();
+    let mut settings = previous.unwrap_or_else(|| Settings {
+        public_url: config::DEFAULT_PUBLIC_URL.into(),
+        database_url: config::default_sqlite_url(dir),
+        hsm: Default::default(),
+        policies_dir: None,
+        ocsp: Default::default(),
+    });
+    if let Some(h) = &hierarchy.hsm {
+        settings.hsm = h.clone();
+    }
+    if let Some(u) = &hierarchy.public_url {
+        settings.public_url = u.clone();
+    }
+    if let Some(u) = &hierarchy.database_url {
+        settings.database_url = u.clone();
+    }
+    if let Some(p) = &hierarchy.policies_dir {
+        settings.policies_dir = Some(p.clone());
+    }
+    if let Some(u) = &opts.public_url {
+        settings.public_url = u.clone();
+    }
+    if let Some(u) = &opts.database_url {
+        settings.database_url = u.clone();
+    }
+    settings.apply_env();
+    // Validate the profiles before touching the token.
+    let all = profiles(&settings)?;
+    for spec in hierarchy.ca.iter().chain(&hierarchy.service_cert) {
+        all.get(&spec.profile)
+            .map_err(|e| ServiceError::Config(ConfigError(format!("[[ca]] {}: {e}", spec.id))))?;
+    }
+    let mut token_created = false;
+    if settings.embedded_softhsm() {
+        let conf = softhsm::ensure_conf(dir)
+            .map_err(|e| ServiceError::Io(format!("cannot write the SoftHSM2 config: {e}")))?;
+        config::set_softhsm_conf(&conf);
+        let module = softhsm::find_module().ok_or_else(|| {
+            ConfigError("SoftHSM2 is not installed (apt-get install softhsm2) and no hsm.module is configured".into())
+        })?;
+        let user_pin = settings
+            .pin_source()
+            .read()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        token_created = Hsm::init_token(
+            &module,
+            &settings.token_label(),
+            &config::so_pin(),
+            &user_pin,
+        )?;
+    }
+    let hsm = settings.hsm_config(dir)?;
+    let p = Prepared {
+        settings: settings.clone(),
+        hsm,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServiceError::Io(e.to_string()))?;
+    let steps = rt.block_on(async {
+        let svc = open(&p, Mode::Command).await?;
+        Ok::<_, ServiceError>(svc.ra.init_hierarchy(operator, &hierarchy).await?)
+    })?;
+    settings.save(dir)?;
+    Ok(InitReport {
+        token_created,
+        token_label: settings.token_label(),
+        token_dir: dir.join("hsm"),
+        steps,
+        settings_path: config::settings_path(dir),
+    })
+}

@@ -1,0 +1,101 @@
+//! CRL state: the newest CRL per CA, whose number only grows, and the revoked entries it lists.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, audit, dispatch, reason_of};
+use crate::model::{AuditEvent, CrlRecord, RevokedEntry};
+
+impl Store {
+    /// The stored CRL of a CA.
+    pub async fn get_crl(&self, issuer_id: &str) -> Result<Option<CrlRecord>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(
+                "SELECT issuer_id, crl_number, this_update, next_update, der FROM crl_state WHERE issuer_id = $1",
+            )
+            .bind(issuer_id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(CrlRecord {
+                    issuer_id: r.try_get("issuer_id")?,
+                    crl_number: r.try_get("crl_number")?,
+                    this_update: r.try_get("this_update")?,
+                    next_update: r.try_get("next_update")?,
+                    der: r.try_get("der")?,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Store a new CRL with its audit entry, unless a CRL with the same or a higher number is
+    /// stored already (another process got there first): then neither is written and `false`
+    /// comes back.
+    pub async fn put_crl(&self, c: &CrlRecord, event: &AuditEvent) -> Result<bool, StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            let done = sqlx::query(
+                "INSERT INTO crl_state (issuer_id, crl_number, this_update, next_update, der) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (issuer_id) DO UPDATE SET crl_number = excluded.crl_number, \
+                 this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der \
+                 WHERE crl_state.crl_number < excluded.crl_number",
+            )
+            .bind(&c.issuer_id)
+            .bind(c.crl_number)
+            .bind(c.this_update)
+            .bind(c.next_update)
+            .bind(&c.der)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Revoked certificates of one issuer that have not expired at `now`, by serial.
+    pub async fn revoked_for_crl(
+        &self,
+        issuer_id: &str,
+        now: i64,
+    ) -> Result<Vec<RevokedEntry>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT serial_hex, revoked_at, revocation_reason FROM certificates \
+                 WHERE issuer_id = $1 AND status = 'revoked' AND not_after > $2 ORDER BY serial_hex",
+            )
+            .bind(issuer_id)
+            .bind(now)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let at: Option<i64> = r.try_get("revoked_at")?;
+                out.push(RevokedEntry {
+                    serial_hex: r.try_get("serial_hex")?,
+                    revoked_at: at.unwrap_or(0),
+                    reason: reason_of(r.try_get("revocation_reason")?)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Time of the newest revocation under an issuer (to spot a stale stored CRL).
+    pub async fn last_revocation(&self, issuer_id: &str) -> Result<Option<i64>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(
+                "SELECT MAX(revoked_at) AS last FROM certificates WHERE issuer_id = $1 AND status = 'revoked'",
+            )
+            .bind(issuer_id)
+            .fetch_one(pool)
+            .await?;
+            Ok(row.try_get("last")?)
+        })
+    }
+}
