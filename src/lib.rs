@@ -12,7 +12,7 @@
 //! Leaves with no I/O: [`alg`], [`model`], [`x509`], [`exi`], `ocsp::wire`, [`error`] and the
 //! [`clock`] every layer reads time from. [`service`] wires the layers together for a process.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod alg;

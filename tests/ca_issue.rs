@@ -550,3 +550,79 @@ fn tamper(env: &Env) {
             }
         });
 }
+
+/// Objects on the token, as `hsm doctor` counts them.
+fn token_objects(env: &Env) -> u64 {
+    let out = env.ok(&["hsm", "doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["objects"].as_u64().expect("object count")
+}
+
+/// A CA or OCSP-signer profile never gets a key generated for export: the command fails with
+/// one `error:` line, writes neither file, records nothing and leaves nothing on the token.
+#[test]
+fn non_leaf_profiles_are_refused_with_an_exported_key() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let out = env.run(&["profiles", "--json"]);
+    assert!(out.status.success());
+    let profiles: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let non_leaf: Vec<String> = profiles
+        .iter()
+        .filter(|p| p["kind"] != "leaf")
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        non_leaf.len() >= 24,
+        "every CA and OCSP signer profile of both standards: {non_leaf:?}"
+    );
+    assert!(non_leaf.iter().any(|p| p == "cpo-sub-ca-2"));
+    let before = (cert_count(&env), audit_entries(&env), token_objects(&env));
+    let key = env.path().join("k.pem");
+    let cert = env.path().join("c.pem");
+    for profile in &non_leaf {
+        let e = env.fails(&[
+            "issue",
+            "--profile",
+            profile,
+            "--subject",
+            "CN=X,O=Y,C=DE,DC=V2G",
+            "--key-out",
+            key.to_str().unwrap(),
+            "--out",
+            cert.to_str().unwrap(),
+        ]);
+        let lines: Vec<&str> = e.trim().lines().collect();
+        assert_eq!(lines.len(), 1, "{profile}: one line: {e}");
+        assert!(lines[0].starts_with("error:"), "{profile}: {e}");
+        assert!(lines[0].contains("only leaf profiles"), "{profile}: {e}");
+        assert!(lines[0].contains(profile.as_str()), "{profile}: {e}");
+        assert!(
+            !key.exists() && !cert.exists(),
+            "{profile}: a file was written"
+        );
+    }
+    assert_eq!(
+        (cert_count(&env), audit_entries(&env), token_objects(&env)),
+        before,
+        "no certificate, audit entry or token object left behind"
+    );
+    // A leaf profile with the same command still works.
+    env.ok(&[
+        "issue",
+        "--profile",
+        "contract",
+        "--subject",
+        "O=Example MO, CN=DE8AAA1B2C3D4EV",
+        "--key-out",
+        key.to_str().unwrap(),
+        "--out",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(key.exists() && cert.exists());
+    assert_eq!(
+        token_objects(&env),
+        before.2,
+        "the contract key was a session object"
+    );
+}

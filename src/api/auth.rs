@@ -124,15 +124,23 @@ async fn token(
         .unwrap_or("")
         .to_ascii_lowercase();
     let trimmed = body.trim_ascii_start();
-    let parsed: Result<TokenRequest, String> =
-        if ctype.contains("json") || trimmed.first() == Some(&b'{') {
-            serde_json::from_slice(&body).map_err(|e| format!("invalid JSON body: {e}"))
-        } else {
-            serde_urlencoded::from_bytes(&body).map_err(|e| format!("invalid form body: {e}"))
-        };
-    let mut req = match parsed {
-        Ok(r) => r,
-        Err(e) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e),
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("invalid {what} body: {e}"),
+        )
+    };
+    let mut req: TokenRequest = if ctype.contains("json") || trimmed.first() == Some(&b'{') {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return bad("JSON", &e),
+        }
+    } else {
+        match serde_urlencoded::from_bytes(&body) {
+            Ok(r) => r,
+            Err(e) => return bad("form", &e),
+        }
     };
     if let Some((id, secret)) = basic_credentials(&headers) {
         req.client_id.get_or_insert(id);

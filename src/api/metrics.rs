@@ -29,6 +29,7 @@ struct Inner {
     auth_failures: BTreeMap<String, u64>,
 }
 
+/// The counters of one process.
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -41,6 +42,7 @@ impl Metrics {
         f(&mut g);
     }
 
+    /// Count a request and its latency.
     pub fn observe(&self, method: &str, route: &str, status: u16, took: Duration) {
         let secs = took.as_secs_f64();
         self.with(|m| {
@@ -58,14 +60,17 @@ impl Metrics {
         });
     }
 
+    /// Count an issuance over HTTP.
     pub fn issued(&self, profile: &str) {
         self.with(|m| *m.issued.entry(profile.to_string()).or_default() += 1);
     }
 
+    /// Count a rejected authentication.
     pub fn auth_failure(&self, reason: &str) {
         self.with(|m| *m.auth_failures.entry(reason.to_string()).or_default() += 1);
     }
 
+    /// The Prometheus text exposition.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         self.with(|m| {
@@ -114,6 +119,7 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `GET /metrics`.
 pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

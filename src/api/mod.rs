@@ -14,7 +14,6 @@ pub mod native;
 pub mod tls;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -69,6 +68,9 @@ pub enum ServeError {
     /// Listening failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// TLS cannot be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The RA could not load the token key.
     #[error(transparent)]
     Ra(#[from] crate::ra::RaError),
@@ -430,7 +432,7 @@ pub async fn serve(
     listen: &str,
 ) -> Result<(), ServeError> {
     let cfg = ApiConfig::from_env(public_url)?;
-    let tls = tls::TlsConfig::from_env().map_err(ServeError::Config)?;
+    let tls = tls::TlsConfig::from_env()?;
     let state = AppState::new(ra, ocsp, cfg).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -446,7 +448,7 @@ pub async fn serve(
     };
     match tls {
         Some(t) => {
-            let l = tls::TlsListener::new(listener, &t).map_err(ServeError::Config)?;
+            let l = tls::TlsListener::new(listener, &t)?;
             tracing::info!(addr = %local, mtls = t.client_ca.is_some(), "pnc-pki listening (TLS 1.3)");
             let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
                 tls::PeerInfo,

@@ -24,6 +24,7 @@ use tokio_openssl::SslStream;
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
+    /// The peer's address.
     pub addr: SocketAddr,
     /// CN of a client certificate that verified against `PNC_TLS_CLIENT_CA`.
     pub client_cert_cn: Option<String>,
@@ -44,14 +45,24 @@ impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
     }
 }
 
+/// TLS cannot be set up as configured.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
+/// Where the TLS material is.
 pub struct TlsConfig {
+    /// Server certificate chain, PEM.
     pub cert: String,
+    /// Server private key, PEM.
     pub key: String,
+    /// CA bundle for client certificates (enables optional mutual TLS).
     pub client_ca: Option<String>,
 }
 
 impl TlsConfig {
-    pub fn from_env() -> Result<Option<TlsConfig>, String> {
+    /// From `PNC_TLS_CERT`, `PNC_TLS_KEY`, `PNC_TLS_CLIENT_CA`; `None` for plain HTTP.
+    pub fn from_env() -> Result<Option<TlsConfig>, TlsError> {
         let get = |n: &str| std::env::var(n).ok().filter(|s| !s.is_empty());
         match (get("PNC_TLS_CERT"), get("PNC_TLS_KEY")) {
             (Some(cert), Some(key)) => Ok(Some(TlsConfig {
@@ -61,16 +72,19 @@ impl TlsConfig {
             })),
             (None, None) => {
                 if get("PNC_TLS_CLIENT_CA").is_some() {
-                    return Err("PNC_TLS_CLIENT_CA needs PNC_TLS_CERT and PNC_TLS_KEY".into());
+                    return Err(TlsError(
+                        "PNC_TLS_CLIENT_CA needs PNC_TLS_CERT and PNC_TLS_KEY".into(),
+                    ));
                 }
                 Ok(None)
             }
-            _ => Err("PNC_TLS_CERT and PNC_TLS_KEY go together".into()),
+            _ => Err(TlsError("PNC_TLS_CERT and PNC_TLS_KEY go together".into())),
         }
     }
 
-    fn acceptor(&self) -> Result<SslAcceptor, String> {
-        let e = |what: &str, err: openssl::error::ErrorStack| format!("TLS {what}: {err}");
+    fn acceptor(&self) -> Result<SslAcceptor, TlsError> {
+        let e =
+            |what: &str, err: openssl::error::ErrorStack| TlsError(format!("TLS {what}: {err}"));
         let mut b =
             SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()).map_err(|x| e("setup", x))?;
         b.set_min_proto_version(Some(SslVersion::TLS1_3))
@@ -91,15 +105,17 @@ impl TlsConfig {
     }
 }
 
+/// Accepts TCP connections and completes TLS handshakes in their own tasks.
 pub struct TlsListener {
     rx: tokio::sync::mpsc::Receiver<(SslStream<TcpStream>, PeerInfo)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, cfg: &TlsConfig) -> Result<TlsListener, String> {
+    /// Serve TLS on `tcp`.
+    pub fn new(tcp: TcpListener, cfg: &TlsConfig) -> Result<TlsListener, TlsError> {
         let acceptor = cfg.acceptor()?;
-        let local = tcp.local_addr().map_err(|e| e.to_string())?;
+        let local = tcp.local_addr().map_err(|e| TlsError(e.to_string()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             loop {

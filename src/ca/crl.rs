@@ -41,7 +41,15 @@ impl Ca {
         let number = prev.as_ref().map(|p| p.crl_number + 1).unwrap_or(1);
         let now = self.now();
         let next = now + self.inner.crl.validity;
-        let entries = store.revoked_for_crl(issuer_id, now).await?;
+        let revoked = store.revoked_for_crl(issuer_id, now).await?;
+        let entries: Vec<crl::Entry> = revoked
+            .into_iter()
+            .map(|r| crl::Entry {
+                serial_hex: r.serial_hex,
+                revoked_at: r.revoked_at,
+                reason_code: r.reason.and_then(|x| x.encoded_code()),
+            })
+            .collect();
         let tbs = crl::tbs_der(&crl::CrlContent {
             issuer: &issuer.cert,
             number,

@@ -11,6 +11,7 @@ use crate::policy::authz::{Principal, Role};
 pub enum ClientCmd {
     /// Register a client; prints its id and secret (the secret is shown only this once).
     Add {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Human-readable name.
@@ -29,6 +30,7 @@ pub enum ClientCmd {
     },
     /// List clients (never their secrets).
     List {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Print JSON.
@@ -37,6 +39,7 @@ pub enum ClientCmd {
     },
     /// Disable a client: no new tokens for it.
     Disable {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Its id.

@@ -103,6 +103,7 @@ pub struct DataDir {
 pub enum Command {
     /// Create the token, database and PKI hierarchy (idempotent).
     Init {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Hierarchy file (TOML); default: the ISO 15118-2 and -20 demo hierarchy.
@@ -120,6 +121,7 @@ pub enum Command {
     },
     /// Run the HTTP service.
     Serve {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Address to listen on.
@@ -128,6 +130,7 @@ pub enum Command {
     },
     /// Issue a leaf certificate from a CSR (or with a key generated in the HSM).
     Issue {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Leaf profile.
@@ -157,6 +160,7 @@ pub enum Command {
     },
     /// Create a CA key in the token and write a CSR for it, to be signed by an external root.
     Csr {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// CA id (as used by the API, CRL paths and export).
@@ -174,6 +178,7 @@ pub enum Command {
     },
     /// Import the externally signed certificate of a CA whose key `csr` created.
     ImportCa {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// CA id given to `csr`.
@@ -191,6 +196,7 @@ pub enum Command {
     },
     /// Revoke a certificate (idempotent).
     Revoke {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Serial, hex.
@@ -206,6 +212,7 @@ pub enum Command {
     },
     /// List issued certificates.
     List {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Profile.
@@ -235,6 +242,7 @@ pub enum Command {
     },
     /// Show one certificate.
     Show {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Serial, hex.
@@ -249,6 +257,7 @@ pub enum Command {
     },
     /// Write every CA and service certificate as OUT/<id>.pem.
     Export {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Output directory.
@@ -263,6 +272,7 @@ pub enum Command {
     },
     /// Draw the CA hierarchy.
     Tree {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
     },
@@ -297,11 +307,13 @@ pub enum Command {
 pub enum AuditCmd {
     /// Recompute the hash chain of the whole audit log.
     Verify {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
     },
     /// Print audit entries as JSON lines: seq, at, actor, action, subject, details, hash.
     Export {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Start at this entry (inclusive).
@@ -318,6 +330,7 @@ pub enum AuditCmd {
 pub enum HsmCmd {
     /// Check module, token, login and every CA key; prints key attributes read from the token.
     Doctor {
+        /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
         /// Print JSON.

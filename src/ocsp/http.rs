@@ -29,6 +29,7 @@ pub fn routes(responder: Responder) -> Router {
 /// An OCSP answer as it goes over HTTP: the one definition both the axum handlers and the
 /// plain-HTTP direct path (`server`) write.
 pub struct Reply {
+    /// What the responder said.
     pub answer: Answer,
     /// Answered to a GET: RFC 5019 caching headers.
     pub get: bool,

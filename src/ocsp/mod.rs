@@ -9,16 +9,13 @@
 //! - [`http`]: `POST /ocsp`, `GET /ocsp/{base64}` (what an answer looks like over HTTP).
 //! - [`server`]: the plain-HTTP/1.1 accept loop of `serve`, with a direct path for OCSP requests.
 //! - [`ocpp`]: OCPP 2.0.1 GetCertificateStatus / OCPP 2.1 GetCertificateChainStatus lookups.
-//! - [`settings`]: the `[ocsp]` settings section.
 
 pub mod freshness;
 pub mod http;
 pub mod ocpp;
 pub mod responder;
 pub mod server;
-pub mod settings;
 pub mod wire;
 
 pub use http::routes;
 pub use responder::Responder;
-pub use settings::{OcspSettings, SignWith};

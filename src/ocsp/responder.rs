@@ -16,7 +16,6 @@ use der::Encode;
 use futures_util::future::BoxFuture;
 use sha2::Digest;
 
-use super::settings::{OcspSettings, SignWith};
 use super::wire::{
     CertId, CertStatus, ErrorStatus, OcspRequest, SingleResponseSpec, WireError,
     encode_basic_response, encode_response_data, issuer_hashes, parse_request,
@@ -26,6 +25,7 @@ use crate::ca::events::{Observer, Revoked};
 use crate::ca::ocsp::OcspSigner;
 use crate::ca::{Ca, CaError};
 use crate::clock::SharedClock;
+use crate::config::{OcspSettings, SignWith};
 use crate::model::CertStatus as StoredStatus;
 use crate::store::ocsp::{CertState, StoredResponse};
 use crate::store::{Backend, Store};
@@ -60,12 +60,19 @@ struct Index {
 pub struct Entry {
     /// The CertID TLV this response answers (the cache key).
     pub cert_id: Vec<u8>,
+    /// Issuing CA id.
     pub issuer_id: String,
+    /// Serial, hex as stored.
     pub serial_hex: String,
+    /// The status it states.
     pub status: CertStatus,
+    /// thisUpdate, unix seconds.
     pub this_update: i64,
+    /// nextUpdate, unix seconds.
     pub next_update: i64,
+    /// producedAt, unix seconds.
     pub produced_at: i64,
+    /// The signed OCSPResponse.
     pub der: Bytes,
     /// Strong validator for GET: hex SHA-256 prefix of the DER, quoted.
     pub etag: String,
@@ -87,9 +94,12 @@ pub enum Answer {
     /// A signed response. `entry` is set when it is a cacheable single-CertID response
     /// (GET may carry RFC 5019 caching headers).
     Signed {
+        /// The OCSPResponse, DER.
         der: Bytes,
+        /// The cache entry it came from.
         entry: Option<Arc<Entry>>,
     },
+    /// An OCSP error status (`malformedRequest`, `unauthorized`, `tryLater`, …).
     Error(ErrorStatus),
 }
 
@@ -98,6 +108,7 @@ pub enum Answer {
 pub struct Verdict {
     /// `None`: the issuer is not one of ours.
     pub status: Option<CertStatus>,
+    /// Until when the verdict holds, unix seconds.
     pub next_update: i64,
 }
 
@@ -620,6 +631,7 @@ impl Responder {
         }
     }
 
+    /// Answer a parsed request.
     pub async fn answer(&self, req: &OcspRequest) -> Answer {
         let idx = match self.ensure_index().await {
             Ok(i) => i,

@@ -96,8 +96,11 @@ fn invalid(e: impl std::fmt::Display) -> WireError {
 /// One CertID of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertId {
+    /// Hash of the two issuer hashes.
     pub hash_alg: HashAlg,
+    /// Hash of the issuer's subject Name DER.
     pub issuer_name_hash: Vec<u8>,
+    /// Hash of the issuer's subjectPublicKey contents.
     pub issuer_key_hash: Vec<u8>,
     /// Unsigned big-endian, no leading zero bytes (serial 0 is `[0]`).
     pub serial: Vec<u8>,
@@ -378,12 +381,16 @@ fn parse_nonce(extn_value: &[u8]) -> Result<Vec<u8>, WireError> {
 /// Status of one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertStatus {
+    /// Not revoked.
     Good,
     /// `time`: unix seconds; `reason`: CRLReason code (0..=10, not 7).
     Revoked {
+        /// revocationTime, unix seconds.
         time: i64,
+        /// CRLReason code, when not `unspecified`.
         reason: Option<u8>,
     },
+    /// Not a certificate we know.
     Unknown,
 }
 
@@ -392,6 +399,7 @@ pub enum CertStatus {
 pub struct SingleResponseSpec {
     /// A CertID TLV, normally [`CertId::der`] echoed from the request.
     pub cert_id_der: Vec<u8>,
+    /// Its status.
     pub status: CertStatus,
     /// Unix seconds.
     pub this_update: i64,
@@ -625,10 +633,15 @@ pub fn encode_basic_response(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ErrorStatus {
+    /// The request is not a valid OCSPRequest.
     MalformedRequest = 1,
+    /// Our fault.
     InternalError = 2,
+    /// Try again later (overloaded, dependency down).
     TryLater = 3,
+    /// A signed request is required.
     SigRequired = 5,
+    /// We are not authoritative for the certificate's issuer.
     Unauthorized = 6,
 }
 

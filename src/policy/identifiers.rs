@@ -76,45 +76,70 @@ impl fmt::Display for IdKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdError {
     /// The input is empty.
-    Empty { kind: IdKind },
+    Empty {
+        /// Which identifier.
+        kind: IdKind,
+    },
     /// The input contains a non-ASCII character at byte offset `position`.
     NonAscii {
+        /// Which identifier.
         kind: IdKind,
+        /// The input (cut).
         input: String,
+        /// Byte offset.
         position: usize,
     },
     /// The input length (in characters, separators included) is outside `min..=max`.
     Length {
+        /// Which identifier.
         kind: IdKind,
+        /// The input (cut).
         input: String,
+        /// Its length.
         len: usize,
+        /// Shortest allowed.
         min: usize,
+        /// Longest allowed.
         max: usize,
     },
     /// A character is not allowed at `position` (0-based); `expected` describes what is.
     InvalidChar {
+        /// Which identifier.
         kind: IdKind,
+        /// The input (cut).
         input: String,
+        /// Character offset.
         position: usize,
+        /// The character found.
         found: char,
+        /// What is allowed there.
         expected: &'static str,
     },
     /// The structure is wrong in a way not tied to a single character.
     Malformed {
+        /// Which identifier.
         kind: IdKind,
+        /// The input (cut).
         input: String,
+        /// Why.
         reason: &'static str,
     },
     /// The check digit present in the input does not match the computed one.
     CheckDigit {
+        /// Which identifier.
         kind: IdKind,
+        /// The input (cut).
         input: String,
+        /// The right check digit.
         expected: char,
+        /// The one given.
         found: char,
     },
     /// A tenant prefix argument is not of the form required (e.g. `DE8AA`, `DE*ABC`, `WP0`).
     InvalidPrefix {
+        /// The input (cut).
         input: String,
+        /// The form required.
         expected: &'static str,
     },
 }

@@ -12,24 +12,33 @@ use crate::alg::{HashAlg, KeyAlg};
 use crate::policy::identifiers::{self, IdError};
 use crate::x509::SkiMethod;
 
+/// Which ISO 15118 PKI a profile belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Standard {
+    /// ISO 15118-2 (P-256, SHA-256, 800-byte certificates).
     #[serde(rename = "iso15118-2")]
     Iso2,
+    /// ISO 15118-20 (P-521, SHA-512, 1600-byte certificates).
     #[serde(rename = "iso15118-20")]
     Iso20,
 }
 
+/// What a certificate of the profile is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    /// A self-signed root CA.
     Root,
+    /// An intermediate CA.
     SubCa,
+    /// An end-entity certificate.
     Leaf,
+    /// A delegated OCSP signer (key held by the service).
     OcspSigner,
 }
 
 impl Kind {
+    /// Root or sub-CA.
     pub fn is_ca(self) -> bool {
         matches!(self, Kind::Root | Kind::SubCa)
     }
@@ -39,6 +48,7 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CnRule {
+    /// Any non-blank text.
     Free,
     /// ISO 15118-2 EVSE ID (DIN SPEC 91286).
     EvseId,
@@ -56,6 +66,7 @@ pub enum CnRule {
     Pcid20,
 }
 
+/// What to do with a request whose subject lacks the profile's DC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DcMissing {
@@ -67,6 +78,7 @@ pub enum DcMissing {
     Allow,
 }
 
+/// What a subject may contain.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectRules {
@@ -77,8 +89,10 @@ pub struct SubjectRules {
     /// Required DC value, if the profile fixes one (V2G, CPO, MO, OEM, CPS).
     #[serde(default)]
     pub dc: Option<String>,
+    /// When DC is absent.
     #[serde(default = "default_dc_missing")]
     pub dc_missing: DcMissing,
+    /// What the CN must be.
     pub cn: CnRule,
 }
 
@@ -86,17 +100,23 @@ fn default_dc_missing() -> DcMissing {
     DcMissing::Reject
 }
 
+/// Validity periods.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidityRules {
+    /// When the request names none.
     pub default_days: u32,
+    /// The most a request may ask for.
     pub max_days: u32,
 }
 
+/// basicConstraints as issued.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicConstraintsRule {
+    /// cA.
     pub ca: bool,
+    /// pathLenConstraint.
     #[serde(default)]
     pub path_len: Option<u8>,
 }
@@ -112,23 +132,36 @@ pub const KEY_USAGE_NAMES: &[&str] = &[
     "cRLSign",
 ];
 
+/// A certificate profile (`policies/<name>.toml`).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// Name (= file stem).
     pub name: String,
+    /// What it is for.
     pub description: String,
+    /// ISO 15118-2 or -20.
     pub standard: Standard,
+    /// CA, leaf or OCSP signer.
     pub kind: Kind,
+    /// Key algorithm of the subject key.
     pub key: KeyAlg,
+    /// Signature hash (must match the key).
     pub hash: HashAlg,
     /// Largest DER encoding allowed (800 for -2, 1600 for -20).
     pub max_der_len: usize,
+    /// Validity periods.
     pub validity: ValidityRules,
+    /// Subject rules.
     pub subject: SubjectRules,
+    /// basicConstraints.
     pub basic_constraints: BasicConstraintsRule,
+    /// keyUsage bits (critical).
     pub key_usage: Vec<String>,
+    /// extendedKeyUsage names or OIDs (absent when empty).
     #[serde(default)]
     pub extended_key_usage: Vec<String>,
+    /// id-pkix-ocsp-nocheck (OCSP signers).
     #[serde(default)]
     pub ocsp_nocheck: bool,
     /// Exactly one OCSP URL ({public_url}/ocsp) in AIA.
@@ -139,6 +172,7 @@ pub struct Profile {
     /// certificatePolicies OIDs (non-critical).
     #[serde(default)]
     pub policies: Vec<String>,
+    /// How the subject key identifier is derived.
     pub ski: SkiMethod,
     /// Profiles of the CAs allowed to issue this profile (empty for a root).
     #[serde(default)]
@@ -259,6 +293,7 @@ impl Profile {
     }
 }
 
+/// The OID of an extendedKeyUsage name (`serverAuth`, …) or dotted OID.
 pub fn eku_oid(name: &str) -> Option<der::asn1::ObjectIdentifier> {
     Some(match name {
         "ocspSigning" => crate::x509::OID_KP_OCSP_SIGNING,

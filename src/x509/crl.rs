@@ -14,7 +14,6 @@ use x509_cert::time::Time;
 
 use super::{ParsedCert, X509Error};
 use crate::alg::SignatureAlg;
-use crate::model::RevokedEntry;
 
 const OID_CRL_NUMBER: der::asn1::ObjectIdentifier =
     der::asn1::ObjectIdentifier::new_unwrap("2.5.29.20");
@@ -44,6 +43,17 @@ struct TbsCertList {
     extensions: Option<Vec<Extension>>,
 }
 
+/// One revoked certificate as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Serial, lower-case hex.
+    pub serial_hex: String,
+    /// revocationDate, unix seconds.
+    pub revoked_at: i64,
+    /// CRLReason code; `None` (and never 0, which RFC 5280 says to omit) for no reason.
+    pub reason_code: Option<u8>,
+}
+
 /// What a CRL says.
 #[derive(Debug)]
 pub struct CrlContent<'a> {
@@ -56,7 +66,7 @@ pub struct CrlContent<'a> {
     /// nextUpdate, unix seconds.
     pub next_update: i64,
     /// The revoked, unexpired certificates.
-    pub entries: &'a [RevokedEntry],
+    pub entries: &'a [Entry],
     /// The signature algorithm the CA key uses.
     pub signature: SignatureAlg,
 }
@@ -68,7 +78,7 @@ pub fn tbs_der(c: &CrlContent<'_>) -> Result<Vec<u8>, X509Error> {
         let bytes = hex::decode(&e.serial_hex)
             .map_err(|x| X509Error::Der(format!("stored serial {}: {x}", e.serial_hex)))?;
         // RFC 5280 §5.3.1: omit reasonCode rather than encode unspecified (0).
-        let extensions = match e.reason.and_then(|r| r.encoded_code()) {
+        let extensions = match e.reason_code.filter(|c| *c != 0) {
             None => None,
             Some(code) => Some(vec![Extension {
                 extn_id: OID_CRL_REASON,

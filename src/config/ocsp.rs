@@ -1,4 +1,5 @@
-//! `[ocsp]` section of the settings file (`DATA_DIR/pnc-pki.toml`).
+//! `[ocsp]` section of the settings file (`DATA_DIR/pnc-pki.toml`): how the responder
+//! (`crate::ocsp`) signs, caches and refreshes.
 //!
 //! ```toml
 //! [ocsp]
@@ -38,38 +39,54 @@ pub enum SignWith {
 pub struct Dur(pub Duration);
 
 impl Dur {
+    /// `s` seconds.
     pub const fn secs(s: u64) -> Dur {
         Dur(Duration::from_secs(s))
     }
+    /// `ms` milliseconds.
     pub const fn millis(ms: u64) -> Dur {
         Dur(Duration::from_millis(ms))
     }
+    /// Whole seconds, saturating.
     pub fn as_secs_i64(self) -> i64 {
         i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
     }
+    /// Whole milliseconds, saturating.
     pub fn as_millis_i64(self) -> i64 {
         i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
     }
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadDuration(String);
+
+/// Parse `250ms`, `30s`, `5m`, `1h`, `7d` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 250ms, 30s, 5m, 1h, 7d)"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        BadDuration(format!(
+            "'{s}' is not a duration (e.g. 250ms, 30s, 5m, 1h, 7d)"
+        ))
+    })?;
     let mult_ms: u64 = match unit.trim() {
         "ms" => 1,
         "" | "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => return Err(format!("unknown duration unit '{other}' in '{s}'")),
+        other => {
+            return Err(BadDuration(format!(
+                "unknown duration unit '{other}' in '{s}'"
+            )));
+        }
     };
     n.checked_mul(mult_ms)
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration '{s}' is too large"))
+        .ok_or_else(|| BadDuration(format!("duration '{s}' is too large")))
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -107,18 +124,29 @@ impl Serialize for Dur {
     }
 }
 
+/// The `[ocsp]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OcspSettings {
+    /// nextUpdate − thisUpdate of every response.
     pub validity: Dur,
+    /// A pre-produced response older than this is re-signed.
     pub refresh_after: Dur,
+    /// thisUpdate = signing time − backdate (client clock skew).
     pub backdate: Dur,
+    /// A request with a nonce gets a freshly signed response echoing it.
     pub nonce: bool,
+    /// Delegated signer or CA key.
     pub sign_with: SignWith,
+    /// Issue a new delegated signer when the current one has less left.
     pub signer_renew_margin: Dur,
+    /// How often signers are checked.
     pub signer_check_interval: Dur,
+    /// How often the pre-producer looks for missing or ageing responses.
     pub refresh_interval: Dur,
+    /// How long a replica may serve from memory unconfirmed (see `freshness`).
     pub lease: Dur,
+    /// How often a replica polls the revocation epoch (PostgreSQL also LISTENs).
     pub poll_interval: Dur,
     /// Requests that need a live signature (nonce, several CertIDs, no pre-produced response,
     /// unknown serials) and find this many already waiting for the HSM are answered `tryLater`
@@ -146,6 +174,7 @@ impl Default for OcspSettings {
 }
 
 impl OcspSettings {
+    /// Whether nothing differs from the defaults (then the section is not written).
     pub fn is_default(&self) -> bool {
         *self == OcspSettings::default()
     }

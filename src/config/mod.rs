@@ -12,8 +12,11 @@
 //! | `PNC_POLICIES_DIR`    | directory of profile files replacing the built-in set |
 //! | `PNC_CRL_VALIDITY`    | CRL nextUpdate − thisUpdate, seconds (default 86400)  |
 
+pub mod ocsp;
+
 use std::path::{Path, PathBuf};
 
+pub use ocsp::{OcspSettings, SignWith};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -25,7 +28,7 @@ pub const SETTINGS_FILE: &str = "pnc-pki.toml";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 /// Token label when none is configured.
 pub const DEFAULT_TOKEN_LABEL: &str = "pnc-pki";
-const DEMO_HIERARCHY: &str = include_str!("../policies/hierarchy-demo.toml");
+const DEMO_HIERARCHY: &str = include_str!("../../policies/hierarchy-demo.toml");
 
 /// A configuration that cannot be read or used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,6 +42,7 @@ pub struct HsmSettings {
     /// PKCS#11 module; absent = the embedded SoftHSM2 token under DATA_DIR/hsm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<PathBuf>,
+    /// Token label (default `pnc-pki`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_label: Option<String>,
     /// File holding the user PIN (mode 0600). `PNC_HSM_PIN` wins when set.
@@ -63,9 +67,9 @@ pub struct Settings {
     /// Profile files replacing the built-in set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies_dir: Option<PathBuf>,
-    /// OCSP responder settings (see `crate::ocsp::settings`).
-    #[serde(default, skip_serializing_if = "crate::ocsp::OcspSettings::is_default")]
-    pub ocsp: crate::ocsp::OcspSettings,
+    /// OCSP responder settings (see [`ocsp`]).
+    #[serde(default, skip_serializing_if = "OcspSettings::is_default")]
+    pub ocsp: OcspSettings,
 }
 
 /// A CA (or a service-held certificate) described in the hierarchy file.

@@ -1,0 +1,20 @@
+//! In-process scenarios on PostgreSQL: with an injected clock instead of sleeping, expired
+//! certificates leave the CRL and a revoker waits for a dead replica's lease; the CPS key signs
+//! EXI signatures through the CA. One deployment per test binary (see `inproc`).
+
+mod common;
+mod inproc;
+
+#[test]
+fn crl_expiry_dead_replica_lease_and_cps_signer() {
+    if !common::backend_ready(common::Backend::Postgres) {
+        return;
+    }
+    let env = common::Env::new(common::Backend::Postgres);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let t = inproc::open(&env).await;
+        inproc::expired_certificates_leave_the_crl(&t).await;
+        inproc::revoker_waits_for_a_dead_replicas_lease(&t).await;
+        inproc::cps_key_signs_exi_signatures(&t).await;
+    });
+}
