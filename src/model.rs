@@ -258,7 +258,8 @@ pub struct CertRecord {
     pub created_at: i64,
 }
 
-/// Filters for listing certificates; all optional, combined with AND.
+/// Filters for listing certificates; all optional, combined with AND. A front end fills it as
+/// asked; the RA decides `tenant` and normalises identifiers before the store sees it.
 #[derive(Clone, Debug, Default)]
 pub struct CertFilter {
     /// Issuing CA id.
@@ -275,7 +276,7 @@ pub struct CertFilter {
     pub status: Option<StatusFilter>,
     /// Serial, lower-case hex.
     pub serial_hex: Option<String>,
-    /// Stored tenant prefix, exactly.
+    /// Tenant prefix (as stored, once the RA has decided it).
     pub tenant: Option<String>,
     /// Only certificates with `not_after` before this (unix seconds).
     pub expiring_before: Option<i64>,

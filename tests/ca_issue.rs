@@ -607,6 +607,25 @@ fn non_leaf_profiles_are_refused_with_an_exported_key() {
         before,
         "no certificate, audit entry or token object left behind"
     );
+    // A leaf whose key file cannot be written is not issued at all (the key would be lost).
+    let e = env.fails(&[
+        "issue",
+        "--profile",
+        "contract",
+        "--subject",
+        "O=Example MO, CN=DE8AAA1B2C3D4EV",
+        "--key-out",
+        "/nonexistent-dir/k.pem",
+        "--out",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(e.contains("cannot write /nonexistent-dir/k.pem"), "{e}");
+    assert!(!cert.exists());
+    assert_eq!(
+        (cert_count(&env), audit_entries(&env)),
+        (before.0, before.1),
+        "nothing issued for an unwritable key path"
+    );
     // A leaf profile with the same command still works.
     env.ok(&[
         "issue",

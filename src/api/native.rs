@@ -10,9 +10,8 @@ use axum::routing::{get, post};
 
 use super::error::{ApiError, body_error, parse_json};
 use super::{AppState, Routes};
-use crate::model::{AuditFilter, CaRecord, CertRecord, RevokeOutcome, StatusFilter};
+use crate::model::{AuditFilter, CaRecord, CertFilter, CertRecord, RevokeOutcome, StatusFilter};
 use crate::policy::authz::{Principal, Role};
-use crate::ra::CertQuery;
 use crate::x509::to_pem;
 
 /// The `/api/v1` routes and `/crl/{file}`.
@@ -94,7 +93,7 @@ async fn list_certs(
         .ra
         .list_certificates(
             &p,
-            CertQuery {
+            CertFilter {
                 issuer_id: q.issuer_id,
                 profile: q.profile,
                 emaid: q.emaid,

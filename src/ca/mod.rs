@@ -568,20 +568,33 @@ impl Ca {
                 "no certificate with serial {serial} from issuer {issuer_id}"
             )));
         }
-        if let Some(epoch) = done.epoch {
-            let notice = events::Revoked {
-                issuer_id: issuer_id.to_string(),
-                serial_hex: serial.clone(),
-                epoch,
-            };
-            for o in self.observers() {
-                o.revoked(&notice).await?;
+        // Also for a certificate revoked before (a client retrying after a timeout): the answer
+        // comes only once the guarantee holds, for the epoch in force now.
+        let epoch = match done.epoch {
+            Some(e) => e,
+            None => self.inner.store.ocsp_epoch().await?,
+        };
+        let notice = events::Revoked {
+            issuer_id: issuer_id.to_string(),
+            serial_hex: serial.clone(),
+            epoch,
+        };
+        let mut failed = None;
+        for o in self.observers() {
+            if let Err(e) = o.revoked(&notice).await {
+                failed.get_or_insert(e);
             }
-            // Publish the CRL at once; a failure is logged, and the next GET or the scheduler
-            // regenerates it (a GET notices a revocation newer than the stored CRL).
+        }
+        if done.outcome == RevokeOutcome::Revoked {
+            // Publish the CRL at once, whatever the replicas did; a failure is logged, and the
+            // next request or the scheduler regenerates it (a request notices a revocation newer
+            // than the stored CRL).
             if let Err(e) = self.issue_crl(issuer_id, actor).await {
                 tracing::warn!(issuer = %issuer_id, error = %e, "CRL regeneration after revocation failed");
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         tracing::info!(issuer = %issuer_id, serial = %serial, reason = %reason, outcome = ?done.outcome, "revocation");
         Ok(done.outcome)

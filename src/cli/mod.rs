@@ -14,10 +14,10 @@ use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
 use crate::config;
-use crate::model::{AuditFilter, Issued, RevokeOutcome, StatusFilter, rfc3339};
+use crate::model::{AuditFilter, CertFilter, Issued, RevokeOutcome, StatusFilter, rfc3339};
 use crate::policy::authz::Principal;
 use crate::policy::profile::Profiles;
-use crate::ra::{CertQuery, Ra, RaError};
+use crate::ra::{Ra, RaError};
 use crate::service::{self, InitOptions, Mode, ServiceError};
 use crate::x509::to_pem;
 
@@ -433,6 +433,12 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 Some(path) => Some(std::fs::read(path).map_err(CliError::read(path))?),
                 None => None,
             };
+            // The output files must be writable before anything is issued.
+            let out_file = Pending::public(&out)?;
+            let key_file = match (&subject, &key_out) {
+                (Some(_), Some(k)) => Some(Pending::private(k)?),
+                _ => None,
+            };
             with_service(&dir.data_dir, async |ra| {
                 let (issued, key) = match (input, subject, &key_out) {
                     (Some(input), None, _) => (
@@ -440,7 +446,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                             .await?,
                         None,
                     ),
-                    (None, Some(subject), Some(_)) => {
+                    (None, Some(subject), Some(_)) if key_file.is_some() => {
                         let (i, k) = ra
                             .issue_with_generated_key(
                                 &op,
@@ -459,7 +465,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     }
                 };
                 let scalar = key.as_ref().map(|k| k.scalar.as_slice());
-                write_issued(&issued, chain, &out, scalar.zip(key_out.as_deref()))?;
+                write_issued(&issued, chain, out_file, scalar.zip(key_file))?;
                 println!(
                     "issued {} serial {} by {} (valid until {})",
                     issued.record.profile,
@@ -553,7 +559,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 let page = ra
                     .list_certificates(
                         &op,
-                        CertQuery {
+                        CertFilter {
                             profile,
                             issuer_id: issuer,
                             status,
@@ -776,14 +782,62 @@ fn init(dir: &Path, opts: &InitOptions, json: bool, op: &Principal) -> Result<i3
     Ok(0)
 }
 
-/// Write the certificate (and chain) and, for a generated key, the key. Nothing is written when
-/// the key cannot be encoded; the key file is removed again when the certificate cannot be
-/// written, so that no half of the pair is left behind.
+/// A file that will be written after issuance: created first in its directory (mode 0600) so
+/// that a path that cannot be written fails before anything is issued, and moved into place only
+/// when everything is ready.
+struct Pending {
+    file: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl Pending {
+    /// A private file (mode 0600, as temporary files are made).
+    fn private(path: &Path) -> Result<Pending, CliError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let file = tempfile::NamedTempFile::new_in(dir).map_err(CliError::write(path))?;
+        Ok(Pending {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A file anyone may read (mode 0644): a certificate.
+    fn public(path: &Path) -> Result<Pending, CliError> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = Self::private(path)?;
+        std::fs::set_permissions(p.file.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(CliError::write(path))?;
+        Ok(p)
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), CliError> {
+        use std::io::Write;
+        self.file
+            .write_all(data)
+            .and_then(|()| self.file.as_file().sync_all())
+            .map_err(CliError::write(&self.path))
+    }
+
+    fn persist(self) -> Result<(), CliError> {
+        let path = self.path;
+        self.file
+            .persist(&path)
+            .map(|_| ())
+            .map_err(|e| CliError::write(&path)(e.error))
+    }
+}
+
+/// Write the certificate (and chain) and, for a generated key, the key (mode 0600): both are
+/// complete in their directories before either is moved into place, and the key file is removed
+/// again if the certificate cannot be, so that no half of the pair is left behind.
 fn write_issued(
     issued: &Issued,
     chain: bool,
-    out: &Path,
-    key: Option<(&[u8], &Path)>,
+    mut out: Pending,
+    key: Option<(&[u8], Pending)>,
 ) -> Result<(), CliError> {
     let mut pem = issued.cert.pem();
     if chain {
@@ -791,16 +845,18 @@ fn write_issued(
             pem.push_str(&c.pem());
         }
     }
-    if let Some((scalar, path)) = key {
-        let key_pem = private_key_pem(scalar, &issued.cert)?;
-        write_private(path, &key_pem)?;
-        if let Err(e) = std::fs::write(out, &pem) {
-            let _ = std::fs::remove_file(path);
-            return Err(CliError::write(out)(e));
+    out.write(pem.as_bytes())?;
+    match key {
+        Some((scalar, mut k)) => {
+            k.write(&private_key_pem(scalar, &issued.cert)?)?;
+            let key_path = k.path.clone();
+            k.persist()?;
+            out.persist().inspect_err(|_| {
+                let _ = std::fs::remove_file(&key_path);
+            })
         }
-        return Ok(());
+        None => out.persist(),
     }
-    std::fs::write(out, pem).map_err(CliError::write(out))
 }
 
 /// PKCS#8 PEM of a service-generated EC key, checked against the certificate's public key.
@@ -828,18 +884,4 @@ fn private_key_pem(
     key.check_key().map_err(e)?;
     let pkey = openssl::pkey::PKey::from_ec_key(key).map_err(e)?;
     Ok(Zeroizing::new(pkey.private_key_to_pem_pkcs8().map_err(e)?))
-}
-
-/// Write `data` to `path` with mode 0600.
-fn write_private(path: &Path, data: &[u8]) -> Result<(), CliError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(CliError::write(path))?;
-    f.write_all(data).map_err(CliError::write(path))
 }

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use super::PolicyError;
 use super::identifiers;
+use super::profile::Standard;
 
 /// What an API client (or a person, later) may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -168,13 +169,17 @@ impl Family {
         }
     }
 
-    /// The ISO 15118-2 profile of this family (`-20` appended for -20).
-    pub fn base_profile(self) -> &'static str {
-        match self {
+    /// The profile this family is issued under for `standard` (`secc-leaf`, `secc-leaf-20`, …).
+    pub fn profile(self, standard: Standard) -> String {
+        let base = match self {
             Family::Secc => "secc-leaf",
             Family::Contract => "contract",
             Family::OemProvisioning => "oem-provisioning",
             Family::Cps => "cps-leaf",
+        };
+        match standard {
+            Standard::Iso2 => base.to_string(),
+            Standard::Iso20 => format!("{base}-20"),
         }
     }
 }

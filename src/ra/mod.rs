@@ -20,7 +20,7 @@ use crate::error::ErrorKind;
 use crate::hsm::ExportableKey;
 use crate::model::{
     AuditEntry, AuditEvent, AuditFilter, AuditReport, CaRecord, CertFilter, CertRecord, CrlRecord,
-    Issued, Page, RevocationReason, RevokeOutcome, StatusFilter,
+    Issued, Page, RevocationReason, RevokeOutcome,
 };
 use crate::policy::PolicyError;
 use crate::policy::authz::{self, Family, Identifier, Operation, Principal, Target};
@@ -107,33 +107,6 @@ impl RaError {
             detail: detail.into(),
         }
     }
-}
-
-/// A certificate search as a front end asks for it; the RA decides the tenant.
-#[derive(Clone, Debug, Default)]
-pub struct CertQuery {
-    /// Issuing CA id.
-    pub issuer_id: Option<String>,
-    /// Profile name.
-    pub profile: Option<String>,
-    /// EMAID (any separators).
-    pub emaid: Option<String>,
-    /// EVSE ID (any separators).
-    pub evse_id: Option<String>,
-    /// PCID.
-    pub pcid: Option<String>,
-    /// Status filter.
-    pub status: Option<StatusFilter>,
-    /// Serial, any hex spelling.
-    pub serial_hex: Option<String>,
-    /// Only certificates expiring before (unix seconds).
-    pub expiring_before: Option<i64>,
-    /// The tenant to list (a client with several must choose one).
-    pub tenant: Option<String>,
-    /// Cursor from the previous page.
-    pub after: Option<String>,
-    /// Page size (1..=1000, default 100).
-    pub limit: Option<i64>,
 }
 
 /// What a revocation did, with the record as it is now.
@@ -254,10 +227,7 @@ impl Ra {
         csr_input: &[u8],
     ) -> Result<Issued, RaError> {
         let op = Operation::Enroll(family);
-        let profile_name = match standard {
-            Standard::Iso2 => family.base_profile().to_string(),
-            Standard::Iso20 => format!("{}-20", family.base_profile()),
-        };
+        let profile_name = family.profile(standard);
         self.authorize(p, op, Target::Any, &profile_name).await?;
         self.issue_checked(p, op, &profile_name, csr_input, None, None)
             .await
@@ -331,56 +301,43 @@ impl Ra {
         family: Family,
         standard: Standard,
     ) -> Result<Vec<ParsedCert>, RaError> {
-        let profile = match standard {
-            Standard::Iso2 => family.base_profile().to_string(),
-            Standard::Iso20 => format!("{}-20", family.base_profile()),
-        };
-        Ok(self.ca()?.issuing_chain(&profile).await?)
+        Ok(self.ca()?.issuing_chain(&family.profile(standard)).await?)
     }
 
     // ------------------------------------------------------------------------------- lookups
 
-    /// Search certificates. Clients see only their tenant (chosen or derived, see
-    /// `authz::listing_tenant`); admins, auditors and the operator see all unless they choose.
+    /// Search certificates as a front end asks (`f.tenant` is the tenant asked for, if any).
+    /// Clients see only their tenant (chosen or derived, see `authz::listing_tenant`); admins,
+    /// auditors and the operator see all unless they choose. Identifiers and the serial are
+    /// normalised before the store sees them.
     pub async fn list_certificates(
         &self,
         p: &Principal,
-        q: CertQuery,
+        mut f: CertFilter,
     ) -> Result<Page<CertRecord>, RaError> {
         use crate::policy::identifiers::compact_id;
-        let hint = if let Some(e) = &q.evse_id {
+        let hint = if let Some(e) = &f.evse_id {
             Some(Identifier::EvseId(e))
-        } else if let Some(e) = &q.emaid {
+        } else if let Some(e) = &f.emaid {
             Some(Identifier::Emaid(e))
         } else {
-            q.pcid.as_deref().map(Identifier::Pcid)
+            f.pcid.as_deref().map(Identifier::Pcid)
         };
-        let tenant = match authz::listing_tenant(p, q.tenant.as_deref(), hint) {
+        f.tenant = match authz::listing_tenant(p, f.tenant.as_deref(), hint) {
             Ok(t) => t,
             Err(e) => return Err(self.audited(e, "certificates").await),
         };
-        let serial_hex = match &q.serial_hex {
-            Some(s) => Some(
+        if let Some(s) = &f.serial_hex {
+            f.serial_hex = Some(
                 normalize_serial_hex(s)
                     .ok_or_else(|| RaError::bad("bad_query", "serial_hex is not hex"))?,
-            ),
-            None => None,
-        };
-        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-        let filter = CertFilter {
-            issuer_id: q.issuer_id,
-            profile: q.profile,
-            emaid: q.emaid.map(|e| compact_id(&e)),
-            evse_id: q.evse_id.map(|e| compact_id(&e)),
-            pcid: q.pcid,
-            status: q.status,
-            serial_hex,
-            tenant,
-            expiring_before: q.expiring_before,
-            after: q.after,
-            limit: Some(limit),
-        };
-        let items = self.inner.store.list_certs(&filter).await?;
+            );
+        }
+        f.emaid = f.emaid.map(|e| compact_id(&e));
+        f.evse_id = f.evse_id.map(|e| compact_id(&e));
+        let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+        f.limit = Some(limit);
+        let items = self.inner.store.list_certs(&f).await?;
         let next = if items.len() as i64 == limit {
             items
                 .last()

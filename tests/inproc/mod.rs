@@ -254,6 +254,53 @@ pub async fn revoker_waits_for_a_dead_replicas_lease(t: &InProcess<'_>) {
         .unwrap()
         .unwrap();
     assert_eq!(done.outcome, RevokeOutcome::Revoked);
+
+    // A client that timed out and retries gets "already revoked", and that answer too waits until
+    // no replica holding a lease can still answer good. Here the replica took a new lease and
+    // then died again while another revocation was under way.
+    let d = t
+        .svc
+        .ra
+        .issue_from_csr(&t.op, "secc-leaf", &secc_csr("DE*ABC*E0000004"), None, None)
+        .await
+        .unwrap();
+    let epoch = t.store.ocsp_epoch().await.unwrap();
+    assert!(
+        t.store
+            .ocsp_renew_lease("dead-replica", epoch, t.clock.now_ms() + lease_ms)
+            .await
+            .unwrap()
+    );
+    let spawn_revoke = |issuer: String, serial: String| {
+        let (ra, op) = (t.svc.ra.clone(), t.op.clone());
+        tokio::spawn(async move { ra.revoke(&op, &issuer, &serial, "superseded").await })
+    };
+    let other = spawn_revoke(d.record.issuer_id.clone(), d.record.serial_hex.clone());
+    while t.store.ocsp_epoch().await.unwrap() == epoch {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let retry = spawn_revoke(c.record.issuer_id.clone(), c.record.serial_hex.clone());
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            !retry.is_finished(),
+            "the retry returned while a replica could answer good"
+        );
+        assert!(!other.is_finished());
+    }
+    t.clock
+        .advance_ms(lease_ms + pnc_pki::ocsp::freshness::CLOCK_SKEW_MS + 1);
+    for (task, want) in [
+        (retry, RevokeOutcome::AlreadyRevoked),
+        (other, RevokeOutcome::Revoked),
+    ] {
+        let r = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("returns once the lease has run out")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.outcome, want);
+    }
     t.store
         .ocsp_deregister_replica("dead-replica")
         .await
