@@ -68,9 +68,6 @@ pub enum ServeError {
     /// Listening failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// TLS cannot be set up.
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
     /// The RA could not load the token key.
     #[error(transparent)]
     Ra(#[from] crate::ra::RaError),

@@ -21,6 +21,8 @@ use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode, SslVersio
 use tokio::net::{TcpListener, TcpStream};
 use tokio_openssl::SslStream;
 
+use super::ServeError;
+
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
@@ -45,11 +47,6 @@ impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
     }
 }
 
-/// TLS cannot be set up as configured.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TlsError(String);
-
 /// Where the TLS material is.
 pub struct TlsConfig {
     /// Server certificate chain, PEM.
@@ -62,7 +59,7 @@ pub struct TlsConfig {
 
 impl TlsConfig {
     /// From `PNC_TLS_CERT`, `PNC_TLS_KEY`, `PNC_TLS_CLIENT_CA`; `None` for plain HTTP.
-    pub fn from_env() -> Result<Option<TlsConfig>, TlsError> {
+    pub fn from_env() -> Result<Option<TlsConfig>, ServeError> {
         let get = |n: &str| std::env::var(n).ok().filter(|s| !s.is_empty());
         match (get("PNC_TLS_CERT"), get("PNC_TLS_KEY")) {
             (Some(cert), Some(key)) => Ok(Some(TlsConfig {
@@ -72,19 +69,22 @@ impl TlsConfig {
             })),
             (None, None) => {
                 if get("PNC_TLS_CLIENT_CA").is_some() {
-                    return Err(TlsError(
+                    return Err(ServeError::Config(
                         "PNC_TLS_CLIENT_CA needs PNC_TLS_CERT and PNC_TLS_KEY".into(),
                     ));
                 }
                 Ok(None)
             }
-            _ => Err(TlsError("PNC_TLS_CERT and PNC_TLS_KEY go together".into())),
+            _ => Err(ServeError::Config(
+                "PNC_TLS_CERT and PNC_TLS_KEY go together".into(),
+            )),
         }
     }
 
-    fn acceptor(&self) -> Result<SslAcceptor, TlsError> {
-        let e =
-            |what: &str, err: openssl::error::ErrorStack| TlsError(format!("TLS {what}: {err}"));
+    fn acceptor(&self) -> Result<SslAcceptor, ServeError> {
+        let e = |what: &str, err: openssl::error::ErrorStack| {
+            ServeError::Config(format!("TLS {what}: {err}"))
+        };
         let mut b =
             SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()).map_err(|x| e("setup", x))?;
         b.set_min_proto_version(Some(SslVersion::TLS1_3))
@@ -113,9 +113,11 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Serve TLS on `tcp`.
-    pub fn new(tcp: TcpListener, cfg: &TlsConfig) -> Result<TlsListener, TlsError> {
+    pub fn new(tcp: TcpListener, cfg: &TlsConfig) -> Result<TlsListener, ServeError> {
         let acceptor = cfg.acceptor()?;
-        let local = tcp.local_addr().map_err(|e| TlsError(e.to_string()))?;
+        let local = tcp
+            .local_addr()
+            .map_err(|e| ServeError::Config(e.to_string()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             loop {

@@ -244,22 +244,12 @@ impl Ca {
             .clone()
     }
 
-    /// The profiles in force.
-    pub fn profiles(&self) -> &Profiles {
-        &self.inner.profiles
-    }
-
-    /// The process clock.
-    pub fn clock(&self) -> &SharedClock {
-        &self.inner.clock
-    }
-
     fn now(&self) -> i64 {
         self.inner.clock.now()
     }
 
     /// `{public_url}/ocsp`, the one OCSP URL every non-root certificate carries.
-    pub fn ocsp_url(&self) -> String {
+    pub(crate) fn ocsp_url(&self) -> String {
         format!("{}/ocsp", self.inner.public_url.trim_end_matches('/'))
     }
 
@@ -281,12 +271,12 @@ impl Ca {
     }
 
     pub(crate) async fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
-        let record = self
-            .inner
-            .store
-            .get_ca(id)
-            .await?
-            .ok_or_else(|| CaError::UnknownIssuer(format!("no CA with id '{id}'")))?;
+        let record = self.inner.store.get_ca(id).await?.ok_or_else(|| {
+            CaError::UnknownIssuer(format!(
+                "no CA with id '{}'",
+                id.chars().take(64).collect::<String>()
+            ))
+        })?;
         let cert = ParsedCert::from_der(&record.cert_der)?;
         let key = KeyRef {
             id: hex::decode(&record.key_id).map_err(CaError::internal)?,

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::ConfigError;
+
 /// Who signs the responses of a CA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -57,18 +59,13 @@ impl Dur {
     }
 }
 
-/// A duration that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadDuration(String);
-
 /// Parse `250ms`, `30s`, `5m`, `1h`, `7d` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
-        BadDuration(format!(
+        ConfigError(format!(
             "'{s}' is not a duration (e.g. 250ms, 30s, 5m, 1h, 7d)"
         ))
     })?;
@@ -79,14 +76,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         other => {
-            return Err(BadDuration(format!(
+            return Err(ConfigError(format!(
                 "unknown duration unit '{other}' in '{s}'"
             )));
         }
     };
     n.checked_mul(mult_ms)
         .map(Duration::from_millis)
-        .ok_or_else(|| BadDuration(format!("duration '{s}' is too large")))
+        .ok_or_else(|| ConfigError(format!("duration '{s}' is too large")))
 }
 
 impl<'de> Deserialize<'de> for Dur {

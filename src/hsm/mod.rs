@@ -61,6 +61,9 @@ pub enum HsmError {
     /// The token returned something we cannot use.
     #[error("HSM returned a malformed value: {0}")]
     Malformed(String),
+    /// The PIN could not be read from where the configuration says.
+    #[error("{0}")]
+    Pin(String),
 }
 
 fn p11(op: &'static str) -> impl FnOnce(P11Error) -> HsmError {
@@ -104,21 +107,18 @@ pub const DEMO_USER_PIN: &str = "1234";
 /// The demo SO PIN of the embedded SoftHSM2 token.
 pub const DEMO_SO_PIN: &str = "12345678";
 
-/// The PIN could not be read.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct PinError(String);
-
 impl PinSource {
     /// Read the PIN.
-    pub fn read(&self) -> Result<Zeroizing<String>, PinError> {
+    pub fn read(&self) -> Result<Zeroizing<String>, HsmError> {
         match self {
-            PinSource::Env(var) => std::env::var(var)
-                .map(Zeroizing::new)
-                .map_err(|_| PinError(format!("environment variable {var} (HSM PIN) is not set"))),
+            PinSource::Env(var) => std::env::var(var).map(Zeroizing::new).map_err(|_| {
+                HsmError::Pin(format!("environment variable {var} (HSM PIN) is not set"))
+            }),
             PinSource::File(p) => std::fs::read_to_string(p)
                 .map(|s| Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|e| PinError(format!("cannot read HSM PIN file {}: {e}", p.display()))),
+                .map_err(|e| {
+                    HsmError::Pin(format!("cannot read HSM PIN file {}: {e}", p.display()))
+                }),
             PinSource::Demo => Ok(Zeroizing::new(DEMO_USER_PIN.to_string())),
         }
     }

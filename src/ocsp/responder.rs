@@ -279,11 +279,6 @@ impl Responder {
         }
     }
 
-    /// The settings in force.
-    pub fn settings(&self) -> &OcspSettings {
-        &self.inner.settings
-    }
-
     /// Unix seconds by the responder's clock.
     pub fn now(&self) -> i64 {
         self.inner.clock.now()
@@ -395,15 +390,6 @@ impl Responder {
             return Err(ErrorStatus::TryLater);
         }
         Ok(self.index())
-    }
-
-    /// Serial and signer of the delegated signer now in use for `ca_id` (for tests and tools).
-    pub fn signer_serial(&self, ca_id: &str) -> Option<String> {
-        self.index()
-            .issuers
-            .iter()
-            .find(|i| i.id == ca_id)
-            .and_then(|i| i.signer.serial_hex.clone())
     }
 
     // ---------------------------------------------------------------- cache

@@ -168,11 +168,6 @@ impl Ra {
         })
     }
 
-    /// The profiles in force.
-    pub fn profiles(&self) -> &Profiles {
-        &self.inner.profiles
-    }
-
     /// Unix seconds by the process clock.
     pub fn now(&self) -> i64 {
         self.inner.clock.now()

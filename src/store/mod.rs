@@ -299,11 +299,6 @@ impl Store {
         }
     }
 
-    /// The clock this store stamps audit entries with and filters expiry by.
-    pub fn clock(&self) -> &SharedClock {
-        &self.clock
-    }
-
     fn now(&self) -> i64 {
         self.clock.now()
     }
