@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with what exists (HTTP 409).
     Conflict,
+    /// This caller sent too many requests; retry later (HTTP 429).
+    TooManyRequests,
     /// A dependency (HSM, database, replicas) cannot serve now; retrying may help (HTTP 503).
     Unavailable,
     /// A fault on our side (HTTP 500).
@@ -35,6 +37,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::TooManyRequests => 429,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }

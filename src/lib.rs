@@ -2,15 +2,17 @@
 //!
 //! Layers, outermost first (the split Let's Encrypt's Boulder uses; `docs/architecture.md`
 //! follows one request through them):
-//! - front ends: [`cli`], [`api`] (HTTP) and the OCSP responder's HTTP side ([`ocsp`]);
+//! - front ends: [`cli`], [`api`] (HTTP) and the OCSP responder's HTTP side ([`ocsp`]), all
+//!   reached over HTTP through [`server`] (accept loops, TLS, timeouts, connection cap);
 //! - [`ra`]: the registration authority. Every front end calls it and nothing else; it asks
 //!   [`policy`] who may do what and whether a subject is acceptable, then calls the CA once;
 //! - [`ca`]: builds and signs certificates, CRLs, OCSP responses and tokens, only through
 //!   [`hsm`], and announces issuances and revocations to injected observers;
 //! - [`store`]: SQLite / PostgreSQL persistence and the audit chain; all SQL lives there.
 //!
-//! Leaves with no I/O: [`alg`], [`model`], [`x509`], [`exi`], `ocsp::wire`, [`error`] and the
-//! [`clock`] every layer reads time from. [`service`] wires the layers together for a process.
+//! Leaves with no I/O: [`alg`], [`model`], [`x509`], [`exi`], `ocsp::wire`, [`error`],
+//! [`ratelimit`], [`client_ip`] and the [`clock`] every layer reads time from. [`service`]
+//! wires the layers together for a process.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -19,6 +21,7 @@ pub mod alg;
 pub mod api;
 pub mod ca;
 pub mod cli;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -28,6 +31,8 @@ pub mod model;
 pub mod ocsp;
 pub mod policy;
 pub mod ra;
+pub mod ratelimit;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod x509;

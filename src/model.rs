@@ -309,6 +309,8 @@ pub struct ClientRecord {
     /// argon2id PHC string of its secret.
     #[serde(skip)]
     pub secret_hash: String,
+    /// SHA-256 (hex) of the client certificate it may authenticate with over mutual TLS.
+    pub cert_sha256: Option<String>,
     /// When it was disabled, unix seconds.
     pub disabled_at: Option<i64>,
     /// When it was registered, unix seconds.
@@ -342,6 +344,9 @@ pub struct CrlRecord {
     pub this_update: i64,
     /// nextUpdate, unix seconds.
     pub next_update: i64,
+    /// How many certificates of the CA were revoked when it was made (-1: unknown). The CRL is
+    /// current while that count has not grown.
+    pub revoked_count: i64,
     /// The CRL, DER.
     pub der: Vec<u8>,
 }

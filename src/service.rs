@@ -66,6 +66,7 @@ impl Prepared {
 
 /// Load an initialised data dir's settings and token configuration. Call before starting threads.
 pub fn prepare(dir: &Path) -> Result<Prepared, ServiceError> {
+    restrict_data_dir(dir);
     let settings = Settings::load(dir)?;
     let hsm = settings.hsm_config(dir)?;
     Ok(Prepared { settings, hsm })
@@ -86,6 +87,30 @@ pub struct Service {
     pub ra: Ra,
     ca: Ca,
     responder: Option<Responder>,
+}
+
+/// The data dir holds the database (argon2 hashes, the audit log), the settings and the
+/// embedded token: only its owner may enter it (0700). An existing directory open to others
+/// is tightened, with a log line saying so.
+fn restrict_data_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+                Ok(()) => {
+                    tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data directory was open to other users; now 0700")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "data directory is open to other users and cannot be restricted")
+                }
+            }
+        }
+    }
 }
 
 async fn connect(url: &str, clock: SharedClock) -> Result<Store, ServiceError> {
@@ -142,17 +167,25 @@ pub async fn open_with_clock(
     // After the local responder (which `start` subscribed): a revocation wakes this process's
     // cache first, then waits for every replica's acknowledgement.
     ca.subscribe(Arc::new(Freshness::new(store.clone(), clock.clone())));
-    let ra = Ra::new(store, profiles, clock, Some(ca.clone()));
+    let limits = config::limits::LimitSettings::from_env()?;
+    let ra = Ra::new(store, profiles, clock, Some(ca.clone()), limits);
     Ok(Service { ra, ca, responder })
 }
 
 /// An RA over the database alone (listing, clients, the audit log): no token is opened, and
 /// every signing operation is refused.
 pub async fn open_store_only(dir: &Path) -> Result<Ra, ServiceError> {
+    restrict_data_dir(dir);
     let settings = Settings::load(dir)?;
     let clock = clock::system();
     let store = connect(&settings.database_url, clock.clone()).await?;
-    Ok(Ra::new(store, profiles(&settings)?, clock, None))
+    Ok(Ra::new(
+        store,
+        profiles(&settings)?,
+        clock,
+        None,
+        config::limits::LimitSettings::from_env()?,
+    ))
 }
 
 impl Service {
@@ -213,6 +246,7 @@ pub fn init(
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| ServiceError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    restrict_data_dir(dir);
     let previous = Settings::load(dir).ok();
     let mut settings = previous.unwrap_or_else(|| Settings {
         public_url: config::DEFAULT_PUBLIC_URL.into(),

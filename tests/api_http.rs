@@ -245,6 +245,11 @@ fn deploy(backend: Backend) -> Deployment {
         ("PNC_API_JWKS_FILE", jwks.to_str().unwrap()),
         ("PNC_API_JWKS_ISSUER", EXT_ISSUER),
         ("PNC_API_MAX_BODY", "16384"),
+        // These scenarios fail authentication and fetch tokens on purpose, hundreds of times,
+        // from one address; the limits themselves are tested in tests/abuse.rs.
+        ("PNC_LIMIT_AUTH_FAILURES_PER_IP", "off"),
+        ("PNC_LIMIT_TOKEN_PER_IP", "off"),
+        ("PNC_LIMIT_TOKEN_PER_CLIENT", "off"),
     ]);
     let export = env.export();
     Deployment {
@@ -1456,135 +1461,61 @@ fn audit_trail(d: &Deployment) {
     assert!(out.contains("audit log OK"), "{out}");
 }
 
-fn sh_openssl(args: &[&str]) {
-    let (ok, out) = openssl(args);
-    assert!(ok, "openssl {args:?}: {out}");
-}
-
-fn curl(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/stdout",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "10",
-        ])
-        .args(args)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code = text
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
-    (code, text)
-}
-
-/// TLS 1.3 only, optional mutual TLS (client certificate CN = client id → that client), and no
-/// plain HTTP off loopback. Transport only, so SQLite suffices.
+/// TLS 1.3 only, optional mutual TLS (a client certificate authenticates only as the client it
+/// was registered for with `client add --cert`), and no plain HTTP off loopback. Transport only,
+/// so SQLite suffices. The attacks on mutual TLS are in tests/abuse.rs.
 #[test]
 fn tls13_and_mutual_tls() {
     let env = Env::new(Backend::Sqlite);
     env.init();
-    let cpo = env.client_add("CPO over mTLS", "cpo", &["DE*ABC"]);
     let d = env.path();
-    let p = |n: &str| d.join(n).display().to_string();
-    // A test CA, a server certificate for 127.0.0.1 and a client certificate named after the client.
-    sh_openssl(&[
-        "ecparam",
-        "-genkey",
-        "-name",
-        "prime256v1",
-        "-noout",
-        "-out",
-        &p("tca.key"),
+    let tca = TestCa::new(d, "tca");
+    let (srv_cert, srv_key) = tca.server_cert();
+    let (cli_cert, cli_key) = tca.issue("cli", "/CN=csms-1", "extendedKeyUsage=clientAuth\n");
+    let cpo = env.client_add_with_cert("CPO over mTLS", "cpo", &["DE*ABC"], &cli_cert);
+    // The same certificate cannot be bound twice; one without clientAuth not at all.
+    let err = env.fails(&[
+        "client",
+        "add",
+        "--name",
+        "again",
+        "--role",
+        "cpo",
+        "--tenant",
+        "DE*ABC",
+        "--cert",
+        cli_cert.to_str().unwrap(),
     ]);
-    sh_openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        &p("tca.key"),
-        "-subj",
-        "/CN=test TLS CA",
-        "-days",
-        "2",
-        "-out",
-        &p("tca.pem"),
+    assert!(err.contains("already_registered"), "{err}");
+    let (srv_only, _) = tca.issue("srvonly", "/CN=x", "extendedKeyUsage=serverAuth\n");
+    let err = env.fails(&[
+        "client",
+        "add",
+        "--name",
+        "x",
+        "--role",
+        "cpo",
+        "--tenant",
+        "DE*ABC",
+        "--cert",
+        srv_only.to_str().unwrap(),
     ]);
-    for (name, subj) in [
-        ("srv", "/CN=127.0.0.1".to_string()),
-        ("cli", format!("/CN={}", cpo.0)),
-        ("bad", "/CN=nobody".to_string()),
-    ] {
-        sh_openssl(&[
-            "ecparam",
-            "-genkey",
-            "-name",
-            "prime256v1",
-            "-noout",
-            "-out",
-            &p(&format!("{name}.key")),
-        ]);
-        sh_openssl(&[
-            "req",
-            "-new",
-            "-key",
-            &p(&format!("{name}.key")),
-            "-subj",
-            &subj,
-            "-out",
-            &p(&format!("{name}.csr")),
-        ]);
-        let ext = d.join(format!("{name}.ext"));
-        std::fs::write(
-            &ext,
-            if name == "srv" {
-                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-            } else {
-                "extendedKeyUsage=clientAuth\n"
-            },
-        )
-        .unwrap();
-        sh_openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &p(&format!("{name}.csr")),
-            "-CA",
-            &p("tca.pem"),
-            "-CAkey",
-            &p("tca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            ext.to_str().unwrap(),
-            "-out",
-            &p(&format!("{name}.pem")),
-        ]);
-    }
+    assert!(err.contains("invalid_client_certificate"), "{err}");
+    // A certificate from the same CA whose CN is the client id: verifies, but is not the bound one.
+    let (forged, forged_key) = tca.issue(
+        "forged",
+        &format!("/CN={}", cpo.0),
+        "extendedKeyUsage=clientAuth\n",
+    );
+    let s = |p: &std::path::Path| p.display().to_string();
     let srv = env.spawn_serve(&[
-        ("PNC_TLS_CERT", &p("srv.pem")),
-        ("PNC_TLS_KEY", &p("srv.key")),
-        ("PNC_TLS_CLIENT_CA", &p("tca.pem")),
+        ("PNC_TLS_CERT", &s(&srv_cert)),
+        ("PNC_TLS_KEY", &s(&srv_key)),
+        ("PNC_TLS_CLIENT_CA", &s(&tca.cert)),
     ]);
-    let base = srv.base.replace("http://", "https://");
+    let ca = s(&tca.cert);
+    let base = wait_tls_ready(&srv, &tca.cert);
     let url = |path: &str| format!("{base}{path}");
-    let ca = p("tca.pem");
-    let mut ready = false;
-    for _ in 0..300 {
-        if curl(&["--cacert", &ca, &url("/health/ready")]).0 == 200 {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(ready, "TLS server not ready: {}", srv.log());
     // TLS 1.2 is refused; 1.3 works.
     let (code, _) = curl(&[
         "--cacert",
@@ -1595,34 +1526,45 @@ fn tls13_and_mutual_tls() {
         &url("/health/live"),
     ]);
     assert_eq!(code, 0, "TLS 1.2 handshake must fail");
-    // No token, no certificate: 401. Client certificate of a registered client: authenticated as it.
+    // No token, no certificate: 401. The registered certificate: authenticated as its client.
     let list = url("/api/v1/certificates?evse_id=DE*ABC*E1234567");
     assert_eq!(curl(&["--cacert", &ca, &list]).0, 401);
     let (code, body) = curl(&[
         "--cacert",
         &ca,
         "--cert",
-        &p("cli.pem"),
+        &s(&cli_cert),
         "--key",
-        &p("cli.key"),
+        &s(&cli_key),
         &list,
     ]);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"items\""));
-    // A verified certificate that names no client falls back to needing a token.
-    assert_eq!(
-        curl(&[
-            "--cacert",
-            &ca,
-            "--cert",
-            &p("bad.pem"),
-            "--key",
-            &p("bad.key"),
-            &list
-        ])
-        .0,
-        401
-    );
+    // The CN names the client, but the certificate is not the one registered: no credential.
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &s(&forged),
+        "--key",
+        &s(&forged_key),
+        &list,
+    ]);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("missing_credentials"), "{body}");
+    // Disabled: the certificate stops working.
+    env.ok(&["client", "disable", "--client-id", &cpo.0]);
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &s(&cli_cert),
+        "--key",
+        &s(&cli_key),
+        &list,
+    ]);
+    assert_eq!(code, 401, "{body}");
+    let cpo = env.client_add("CPO with a secret", "cpo", &["DE*ABC"]);
     // Tokens work over TLS too.
     let form = format!(
         "grant_type=client_credentials&client_id={}&client_secret={}",

@@ -13,5 +13,6 @@ fn crl_expiry_dead_replica_lease_and_cps_signer() {
         inproc::expired_certificates_leave_the_crl(&t).await;
         inproc::revoker_waits_for_a_dead_replicas_lease(&t).await;
         inproc::cps_key_signs_exi_signatures(&t).await;
+        inproc::a_stale_crl_is_regenerated_once_for_concurrent_requests(&t).await;
     });
 }

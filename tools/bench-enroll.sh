@@ -15,6 +15,9 @@ THREADS=${4:-1}
 BIN=${PNC_BIN:-$(dirname "$0")/../target/release/pnc-pki}
 PORT=${PORT:-18600}
 export PNC_HSM_PIN=${PNC_HSM_PIN:-bench-user-pin-1234} PNC_HSM_SO_PIN=${PNC_HSM_SO_PIN:-bench-so-pin-12345678}
+# One client drives every enrollment here: its per-client limit (PNC_LIMIT_ENROLL_PER_CLIENT,
+# docs/security.md) would measure the limit, not the service.
+export PNC_LIMIT_ENROLL_PER_CLIENT=off
 WORK=$(mktemp -d /tmp/pnc-bench.XXXXXX)
 SERVER=
 PGDB=

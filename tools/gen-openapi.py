@@ -68,13 +68,17 @@ def path(p):
 OPCP_ERR = [("application/json", "{$ref: '#/components/schemas/OpcpError'}")]
 PROBLEM = [("application/problem+json", "{$ref: '#/components/schemas/Problem'}")]
 PKCS7 = [("application/pkcs7-mime", "{type: string, description: base64 DER PKCS#7 certs-only}")]
-AUTH_ERRS_OPCP = [("401", "missing or invalid token", OPCP_ERR), ("403", "wrong role or tenant", OPCP_ERR)]
-AUTH_ERRS = [("401", "missing or invalid token", PROBLEM), ("403", "wrong role or tenant", PROBLEM)]
+# 429: the caller's address spent its authentication-failure budget (too_many_failures), or a
+# per-client limit (rate_limited); Retry-After says when to come back (docs/security.md).
+AUTH_ERRS_OPCP = [("401", "missing or invalid token", OPCP_ERR), ("403", "wrong role or tenant", OPCP_ERR),
+                  ("429", "too_many_failures (this address) or rate_limited (this client); Retry-After", OPCP_ERR)]
+AUTH_ERRS = [("401", "missing or invalid token", PROBLEM), ("403", "wrong role or tenant", PROBLEM),
+             ("429", "too_many_failures (this address) or rate_limited (this client); Retry-After", PROBLEM)]
 
 path("/health/live")
 op("get", "Liveness", public=True, tags="operations", responses=[("200", "alive", [("application/json", "{type: object}")])])
 path("/health/ready")
-op("get", "Readiness (HSM session and store)", public=True, tags="operations",
+op("get", "Readiness: the token signs and the store writes (probed at most once a second)", public=True, tags="operations",
    responses=[("200", "ready", [("application/json", "{type: object}")]), ("503", "not ready", [("application/json", "{type: object}")])])
 path("/metrics")
 op("get", "Prometheus metrics", public=True, tags="operations", responses=[("200", "text exposition", [("text/plain", "{type: string}")])])
@@ -87,7 +91,9 @@ op("post", "OAuth2 client credentials token (JSON, form or HTTP Basic)", public=
          ("application/x-www-form-urlencoded", "{$ref: '#/components/schemas/TokenRequest'}")],
    responses=[("200", "access token (ES256 JWT)", [("application/json", "{$ref: '#/components/schemas/TokenResponse'}")]),
               ("400", "invalid_request / unsupported_grant_type", [("application/json", "{$ref: '#/components/schemas/OAuthError'}")]),
-              ("401", "invalid_client", [("application/json", "{$ref: '#/components/schemas/OAuthError'}")])])
+              ("401", "invalid_client", [("application/json", "{$ref: '#/components/schemas/OAuthError'}")]),
+              ("429", "rate_limited (per address or client_id) or too_many_failures; Retry-After", [("application/json", "{$ref: '#/components/schemas/OAuthError'}")]),
+              ("503", "busy: every secret-verification slot is taken; Retry-After", [("application/json", "{$ref: '#/components/schemas/OAuthError'}")])])
 path("/oauth/jwks.json")
 op("get", "Public key(s) of our access tokens", public=True, tags="auth", responses=[("200", "JWKS", [("application/json", "{type: object}")])])
 
@@ -97,7 +103,8 @@ for d, (profile, role, desc) in DOMAINS.items():
     enroll = dict(tags="opcp",
                   body=[("application/pkcs10", "{type: string, description: base64 DER PKCS#10 (line breaks tolerated)}")],
                   responses=[("200", "leaf first, then the issuing sub-CAs", PKCS7),
-                             ("400", "malformed CSR or profile violation", OPCP_ERR)] + AUTH_ERRS_OPCP + [("413", "body too large", OPCP_ERR)])
+                             ("400", "malformed CSR or profile violation", OPCP_ERR)] + AUTH_ERRS_OPCP +
+                            [("413", "body too large", OPCP_ERR)])
     for p, params in [(f"/{d}/simpleenroll/{{iso}}", [ISO]), (f"/.well-known/est/{d}/simpleenroll/{{iso}}", [ISO]),
                       (f"/.well-known/{d}/simpleenroll", []), (f"/.well-known/est/{d}/simpleenroll", [])]:
         path(p)
@@ -183,7 +190,8 @@ path("/api/v1/clients")
 op("get", "List API clients (admin, auditor)", tags="admin", responses=[("200", "clients", [("application/json", "{type: object}")])] + AUTH_ERRS)
 op("post", "Register an API client (admin); the secret is returned once", tags="admin",
    body=[("application/json", "{$ref: '#/components/schemas/NewClient'}")],
-   responses=[("201", "created", [("application/json", "{type: object}")]), ("400", "invalid input", PROBLEM)] + AUTH_ERRS)
+   responses=[("201", "created", [("application/json", "{type: object}")]), ("400", "invalid input", PROBLEM),
+              ("409", "already_registered: that certificate is bound to another client", PROBLEM)] + AUTH_ERRS)
 path("/api/v1/clients/{client_id}")
 op("delete", "Disable an API client (admin)", tags="admin", params=[("client_id", "path", "{type: string}", True)],
    responses=[("204", "disabled", None), ("404", "unknown client", PROBLEM)] + AUTH_ERRS)
@@ -283,6 +291,7 @@ w("""components:
         name: {type: string}
         role: {type: string, enum: [cpo, mo, oem, cps, admin, auditor]}
         tenants: {type: array, items: {type: string}}
+        certificate: {type: string, description: "PEM client certificate (extendedKeyUsage clientAuth) this client may also authenticate with over mutual TLS; bound by its SHA-256 fingerprint"}
     AuditEntry:
       type: object
       required: [seq, at, actor, action, subject, details, hash]

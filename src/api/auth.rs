@@ -14,6 +14,7 @@ use base64::Engine;
 
 use super::error::{ApiError, body_error};
 use super::{AppState, Routes};
+use crate::client_ip::ClientIp;
 use crate::policy::authz::Principal;
 use crate::ra::RaError;
 use crate::ra::auth::Credential;
@@ -41,11 +42,19 @@ fn credential(parts: &Parts) -> Result<Credential, &'static str> {
         (Some(a), _) | (None, Some(a)) => Ok(Credential::Bearer(a)),
         (None, None) => Ok(parts
             .extensions
-            .get::<axum::extract::ConnectInfo<super::tls::PeerInfo>>()
-            .and_then(|c| c.0.client_cert_cn.clone())
+            .get::<crate::server::Peer>()
+            .and_then(|p| p.client_cert.clone())
             .map(Credential::ClientCertificate)
             .unwrap_or(Credential::None)),
     }
+}
+
+/// Where the request comes from (set by `crate::server`; the unspecified address when a request
+/// arrives some other way, e.g. a unit test calling the router directly).
+pub fn client_ip(ext: &axum::http::Extensions) -> ClientIp {
+    ext.get::<ClientIp>()
+        .copied()
+        .unwrap_or(ClientIp(std::net::Ipv4Addr::UNSPECIFIED.into()))
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -53,13 +62,18 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path().to_string();
+        let ip = client_ip(&parts.extensions);
         let result = match credential(parts) {
-            Ok(c) => st.tokens.authenticate(c, &path).await,
-            Err(detail) => Err(st.tokens.refuse("invalid_token", detail, &path).await),
+            Ok(c) => st.tokens.authenticate(c, &path, ip).await,
+            Err(detail) => Err(st.tokens.refuse(ip, "invalid_token", detail, &path).await),
         };
         result.map_err(|e| {
-            if let RaError::Unauthenticated { code, .. } = &e {
-                st.metrics.auth_failure(code);
+            match &e {
+                RaError::Unauthenticated { code, .. } => st.metrics.auth_failure(code),
+                RaError::RateLimited { code, .. } | RaError::Busy { code, .. } => {
+                    st.metrics.limited(code)
+                }
+                _ => {}
             }
             ApiError::from(e)
         })
@@ -111,6 +125,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 /// body, or in HTTP Basic (RFC 6749 §2.3.1).
 async fn token(
     State(st): State<AppState>,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -160,7 +175,7 @@ async fn token(
             "client_id and client_secret are required",
         );
     };
-    match st.tokens.grant(&id, secret).await {
+    match st.tokens.grant(client_ip(&ext), &id, secret).await {
         Ok(g) => {
             let mut resp = Json(serde_json::json!({
                 "access_token": g.access_token,
@@ -178,6 +193,17 @@ async fn token(
         Err(RaError::Unauthenticated { code, detail }) => {
             st.metrics.auth_failure(code);
             oauth_error(StatusCode::UNAUTHORIZED, code, &detail)
+        }
+        Err(e @ (RaError::RateLimited { .. } | RaError::Busy { .. })) => {
+            st.metrics.limited(e.code());
+            let status = StatusCode::from_u16(e.kind().http_status())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut resp = oauth_error(status, e.code(), &e.to_string());
+            if let Some(secs) = e.retry_after() {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            }
+            resp
         }
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -76,6 +76,8 @@ pub struct ApiError {
     pub detail: String,
     /// Add `WWW-Authenticate` (401 answers).
     pub www_authenticate: bool,
+    /// Add `Retry-After` with these seconds (429 and 503 answers of limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -86,6 +88,7 @@ impl ApiError {
             code: code.to_string(),
             detail: detail.into(),
             www_authenticate: false,
+            retry_after: None,
         }
     }
     /// 400.
@@ -112,6 +115,12 @@ impl From<RaError> for ApiError {
         let kind = e.kind();
         let status =
             StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Some(secs) = e.retry_after() {
+            // A limit, not a fault: say which and when to come back.
+            let mut out = ApiError::new(status, e.code(), e.to_string());
+            out.retry_after = Some(secs);
+            return out;
+        }
         if !kind.is_client_error() {
             // Internal details (token errors, SQL) go to the log, not to the client.
             tracing::error!(error = %e, code = e.code(), "request failed on our side");
@@ -159,6 +168,10 @@ impl IntoResponse for ApiError {
             body.to_string(),
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.www_authenticate {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

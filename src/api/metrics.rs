@@ -27,6 +27,7 @@ struct Inner {
     latency: BTreeMap<String, Hist>,
     issued: BTreeMap<String, u64>,
     auth_failures: BTreeMap<String, u64>,
+    limited: BTreeMap<String, u64>,
 }
 
 /// The counters of one process.
@@ -42,9 +43,11 @@ impl Metrics {
         f(&mut g);
     }
 
-    /// Count a request and its latency.
+    /// Count a request and its latency. Methods outside the standard set count as `other`, so
+    /// that callers cannot create series (routes are the router's own, statuses ours).
     pub fn observe(&self, method: &str, route: &str, status: u16, took: Duration) {
         let secs = took.as_secs_f64();
+        let method = method_label(method);
         self.with(|m| {
             *m.requests
                 .entry((method.to_string(), route.to_string(), status))
@@ -68,6 +71,11 @@ impl Metrics {
     /// Count a rejected authentication.
     pub fn auth_failure(&self, reason: &str) {
         self.with(|m| *m.auth_failures.entry(reason.to_string()).or_default() += 1);
+    }
+
+    /// Count a request refused by a limit (`rate_limited`, `too_many_failures`, `busy`).
+    pub fn limited(&self, code: &str) {
+        self.with(|m| *m.limited.entry(code.to_string()).or_default() += 1);
     }
 
     /// The Prometheus text exposition.
@@ -108,9 +116,26 @@ impl Metrics {
             for (r, n) in &m.auth_failures {
                 let _ = writeln!(out, "pnc_auth_failures_total{{reason=\"{}\"}} {n}", esc(r));
             }
+            let _ = writeln!(out, "# HELP pnc_limited_total Requests refused by a rate or capacity limit, by reason.");
+            let _ = writeln!(out, "# TYPE pnc_limited_total counter");
+            for (r, n) in &m.limited {
+                let _ = writeln!(out, "pnc_limited_total{{reason=\"{}\"}} {n}", esc(r));
+            }
         });
         out
     }
+}
+
+/// The label of a request method: one of the RFC 9110 methods (and PATCH), else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn esc(s: &str) -> String {
@@ -119,10 +144,21 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: the HTTP counters, and the OCSP responder's live-signing budget.
 pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render_text(),
-    )
+    let mut text = st.metrics.render_text();
+    let live = st.ocsp.live_stats();
+    let _ = writeln!(
+        text,
+        "# HELP pnc_ocsp_live_signatures_total Live OCSP signatures made for requests (nonce, several CertIDs, unknown serials)."
+    );
+    let _ = writeln!(text, "# TYPE pnc_ocsp_live_signatures_total counter");
+    let _ = writeln!(text, "pnc_ocsp_live_signatures_total {}", live.signed);
+    let _ = writeln!(
+        text,
+        "# HELP pnc_ocsp_live_refused_total Requests that wanted a live OCSP signature beyond the budget."
+    );
+    let _ = writeln!(text, "# TYPE pnc_ocsp_live_refused_total counter");
+    let _ = writeln!(text, "pnc_ocsp_live_refused_total {}", live.refused);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

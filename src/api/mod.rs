@@ -11,7 +11,6 @@ pub mod error;
 pub mod est;
 pub mod metrics;
 pub mod native;
-pub mod tls;
 
 use std::sync::Arc;
 
@@ -27,6 +26,8 @@ use crate::ocsp::Responder;
 use crate::policy::authz::Principal;
 use crate::ra::Ra;
 use crate::ra::auth::{TokenSettings, Tokens};
+use crate::server::tls::{TlsConfig, serve_tls};
+use crate::server::{Limits, serve_plain};
 pub use error::ApiError;
 
 /// The OpenAPI document, served as is and checked against the router by a test.
@@ -71,6 +72,12 @@ pub enum ServeError {
     /// The RA could not load the token key.
     #[error(transparent)]
     Ra(#[from] crate::ra::RaError),
+}
+
+impl From<crate::config::ConfigError> for ServeError {
+    fn from(e: crate::config::ConfigError) -> ServeError {
+        ServeError::Config(e.to_string())
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ServeError> {
@@ -358,10 +365,12 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     }
     st.metrics
         .observe(method.as_str(), &matched, resp.status().as_u16(), elapsed);
+    // Method and path as sent are the caller's: bounded before they reach the log.
+    let logged_path: String = path.chars().take(256).collect();
     tracing::info!(
         trace_id = %id,
-        method = %method,
-        path = %path,
+        method = metrics::method_label(method.as_str()),
+        path = %logged_path,
         status = resp.status().as_u16(),
         ms = elapsed.as_secs_f64() * 1000.0,
         "request"
@@ -421,7 +430,8 @@ async fn ready(State(st): State<AppState>) -> (StatusCode, Json<serde_json::Valu
     )
 }
 
-/// Serve HTTP (or TLS 1.3 when `PNC_TLS_CERT`/`PNC_TLS_KEY` are set) on `listen` until Ctrl-C.
+/// Serve HTTP (or TLS 1.3 when `PNC_TLS_CERT`/`PNC_TLS_KEY` are set) on `listen` until Ctrl-C,
+/// under the connection limits of [`crate::server::Limits`].
 pub async fn serve(
     ra: Ra,
     ocsp: Responder,
@@ -429,8 +439,14 @@ pub async fn serve(
     listen: &str,
 ) -> Result<(), ServeError> {
     let cfg = ApiConfig::from_env(public_url)?;
-    let tls = tls::TlsConfig::from_env()?;
-    let state = AppState::new(ra, ocsp, cfg).await?;
+    let tls = TlsConfig::from_env()?;
+    let limits = Limits::from_env()?;
+    if let Some(t) = &tls {
+        refuse_own_client_ca(&ra, t).await?;
+    }
+    let state = AppState::new(ra.clone(), ocsp, cfg).await?;
+    // Summaries of repeated refusals (see `crate::ra::refusals`), written as windows end.
+    let flusher = tokio::spawn(ra.clone().run_refusal_flusher());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Config(format!("cannot listen on {listen}: {e}")))?;
@@ -445,12 +461,8 @@ pub async fn serve(
     };
     match tls {
         Some(t) => {
-            let l = tls::TlsListener::new(listener, &t)?;
             tracing::info!(addr = %local, mtls = t.client_ca.is_some(), "pnc-pki listening (TLS 1.3)");
-            let mk = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
-                tls::PeerInfo,
-            >(svc);
-            axum::serve(l, mk).with_graceful_shutdown(shutdown).await?;
+            serve_tls(listener, &t, svc, limits, shutdown).await?;
         }
         None => {
             // Tokens and client secrets travel in these requests: plain HTTP only on loopback,
@@ -464,10 +476,47 @@ pub async fn serve(
                 )));
             }
             tracing::info!(addr = %local, "pnc-pki listening (plain HTTP)");
-            // HTTP/1 with TCP_NODELAY, a header-read timeout and a direct path for OCSP
-            // requests: see `ocsp::server` and docs/benchmarks-ocsp.md for why and how much.
-            // mTLS identities exist only on the TLS path above.
-            crate::ocsp::server::serve_http1(listener, svc, ocsp, shutdown).await?;
+            // A direct path for OCSP requests: see `crate::server` and docs/benchmarks-ocsp.md
+            // for why and how much. mTLS identities exist only on the TLS path above.
+            serve_plain(listener, svc, ocsp, limits, shutdown).await?;
+        }
+    }
+    flusher.abort();
+    ra.flush_refusals(true).await;
+    Ok(())
+}
+
+/// Refuse a client CA bundle holding one of our own CAs (its key), unless
+/// `PNC_TLS_CLIENT_CA_ALLOW_OWN=1`: every certificate such a CA issues — a charger's, a contract's
+/// — would then pass the TLS layer as an API client certificate. Pinning (`client add --cert`)
+/// keeps those from authenticating anyway; this keeps the configuration from inviting it.
+async fn refuse_own_client_ca(ra: &Ra, t: &TlsConfig) -> Result<(), ServeError> {
+    let bundle = t.client_ca_certs()?;
+    if bundle.is_empty() || std::env::var("PNC_TLS_CLIENT_CA_ALLOW_OWN").as_deref() == Ok("1") {
+        return Ok(());
+    }
+    let ours: Vec<(String, Vec<u8>)> = ra
+        .cas()
+        .await?
+        .into_iter()
+        .filter_map(|ca| {
+            let spki = crate::x509::ParsedCert::from_der(&ca.cert_der)
+                .ok()?
+                .spki_der();
+            Some((ca.id, spki))
+        })
+        .collect();
+    for der in &bundle {
+        let Ok(c) = crate::x509::ParsedCert::from_der(der) else {
+            continue;
+        };
+        let spki = c.spki_der();
+        if let Some((id, _)) = ours.iter().find(|(_, k)| *k == spki) {
+            return Err(ServeError::Config(format!(
+                "PNC_TLS_CLIENT_CA holds this service's own CA '{id}': every certificate it issues \
+                 would pass as an API client certificate. Use a separate CA for API clients, or set \
+                 PNC_TLS_CLIENT_CA_ALLOW_OWN=1 if that is intended"
+            )));
         }
     }
     Ok(())

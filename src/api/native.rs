@@ -245,6 +245,9 @@ struct NewClient {
     role: Role,
     #[serde(default)]
     tenants: Vec<String>,
+    /// PEM client certificate for mutual TLS (bound by fingerprint).
+    #[serde(default)]
+    certificate: Option<String>,
 }
 
 /// `POST /api/v1/clients` (admin): the secret is in this answer only.
@@ -255,7 +258,16 @@ async fn add_client(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let body = body.map_err(body_error)?;
     let n: NewClient = parse_json(&body)?;
-    let (rec, secret) = st.ra.create_client(&p, &n.name, n.role, &n.tenants).await?;
+    let (rec, secret) = st
+        .ra
+        .create_client(
+            &p,
+            &n.name,
+            n.role,
+            &n.tenants,
+            n.certificate.as_deref().map(str::as_bytes),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -264,12 +276,13 @@ async fn add_client(
             "name": rec.name,
             "role": rec.role,
             "tenants": rec.tenants,
+            "cert_sha256": rec.cert_sha256,
         })),
     ))
 }
 
-/// `DELETE /api/v1/clients/{client_id}` (admin): disables; tokens already issued stay valid
-/// until they expire (short TTL), new ones are refused.
+/// `DELETE /api/v1/clients/{client_id}` (admin): disables; no new tokens, and its tokens
+/// already issued are refused within the client-state cache time (5 s).
 async fn disable_client(
     State(st): State<AppState>,
     p: Principal,

@@ -35,9 +35,17 @@ impl Ca {
     /// Build, sign, store and audit a fresh CRL for `issuer_id`.
     pub async fn issue_crl(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
         let _g = self.inner.crl.lock.lock().await;
+        self.issue_crl_locked(issuer_id, actor).await
+    }
+
+    /// [`Ca::issue_crl`] with the generation lock held.
+    async fn issue_crl_locked(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
         let issuer = self.issuer(issuer_id).await?;
         let store = &self.inner.store;
         let prev = store.get_crl(issuer_id).await?;
+        // Counted before the entries are read: a revocation in between makes this CRL look
+        // older than it is (one extra CRL later), never newer.
+        let revoked_count = store.revoked_count(issuer_id).await?;
         let number = prev.as_ref().map(|p| p.crl_number + 1).unwrap_or(1);
         let now = self.now();
         let next = now + self.inner.crl.validity;
@@ -65,6 +73,7 @@ impl Ca {
             crl_number: number,
             this_update: now,
             next_update: next,
+            revoked_count,
             der,
         };
         let event = AuditEvent::new(
@@ -90,19 +99,33 @@ impl Ca {
         Ok(rec)
     }
 
-    /// The current CRL: the stored one unless missing, past half its life, or older than the
-    /// newest revocation; otherwise a fresh one (issued as `actor`).
+    /// The current CRL: the stored one unless missing, past half its life, or made before a
+    /// revocation of its CA; otherwise a fresh one (issued as `actor`).
+    ///
+    /// Single-flight: a stale CRL is checked again under the generation lock, so any number of
+    /// requests racing after a revocation produce one CRL, not one each.
     pub async fn current_crl(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
-        let now = self.now();
-        let store = &self.inner.store;
-        if let Some(c) = store.get_crl(issuer_id).await? {
-            let fresh = now < c.this_update + (c.next_update - c.this_update) / 2;
-            let last = store.last_revocation(issuer_id).await?;
-            if fresh && last.is_none_or(|l| l < c.this_update) {
-                return Ok(c);
-            }
+        if let Some(c) = self.stored_crl_if_current(issuer_id).await? {
+            return Ok(c);
         }
-        self.issue_crl(issuer_id, actor).await
+        let _g = self.inner.crl.lock.lock().await;
+        if let Some(c) = self.stored_crl_if_current(issuer_id).await? {
+            return Ok(c);
+        }
+        self.issue_crl_locked(issuer_id, actor).await
+    }
+
+    async fn stored_crl_if_current(&self, issuer_id: &str) -> Result<Option<CrlRecord>, CaError> {
+        let store = &self.inner.store;
+        let Some(c) = store.get_crl(issuer_id).await? else {
+            return Ok(None);
+        };
+        let fresh = self.now() < c.this_update + (c.next_update - c.this_update) / 2;
+        if fresh && c.revoked_count >= 0 && store.revoked_count(issuer_id).await? == c.revoked_count
+        {
+            return Ok(Some(c));
+        }
+        Ok(None)
     }
 
     /// How often the scheduler looks at every CA's CRL.

@@ -261,15 +261,6 @@ impl Ca {
         )
     }
 
-    /// Whether the token answers and is logged in (blocking call on a blocking thread).
-    pub async fn hsm_ok(&self) -> bool {
-        let hsm = self.inner.hsm.clone();
-        matches!(
-            tokio::task::spawn_blocking(move || hsm.check()).await,
-            Ok(Ok(()))
-        )
-    }
-
     pub(crate) async fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
         let record = self.inner.store.get_ca(id).await?.ok_or_else(|| {
             CaError::UnknownIssuer(format!(

@@ -69,4 +69,16 @@ impl Ca {
     pub async fn sign_token(&self, key: &TokenKey, input: &[u8]) -> Result<Vec<u8>, CaError> {
         self.sign(&key.key, input.to_vec(), Form::Raw).await
     }
+
+    /// Readiness: one signature with the access-token key proves the token is reachable,
+    /// logged in and willing to sign (a session check alone passes on a token that refuses to
+    /// sign). Before any token key exists, the session check.
+    pub async fn sign_probe(&self) -> Result<(), CaError> {
+        if self.inner.store.current_signing_key().await?.is_none() {
+            return self.hsm_call(|h| h.check()).await;
+        }
+        let key = self.token_key().await?;
+        self.sign_token(&key, b"pnc-pki readiness probe").await?;
+        Ok(())
+    }
 }

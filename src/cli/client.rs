@@ -24,6 +24,10 @@ pub enum ClientCmd {
         /// mo, PCID WMI for oem.
         #[arg(long = "tenant")]
         tenants: Vec<String>,
+        /// Client certificate (PEM) it may also authenticate with over mutual TLS: bound by its
+        /// SHA-256 fingerprint, so only exactly this certificate works; it must allow clientAuth.
+        #[arg(long = "cert", value_name = "FILE")]
+        cert: Option<std::path::PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -56,10 +60,18 @@ pub fn run(cmd: ClientCmd, op: &Principal) -> Result<i32, CliError> {
             name,
             role,
             tenants,
+            cert,
             json,
         } => with_store(&dir.data_dir, async |ra| {
+            let pem =
+                match &cert {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        CliError::Invalid(format!("--cert {}: {e}", path.display()))
+                    })?),
+                    None => None,
+                };
             let (rec, secret) = ra
-                .create_client(op, &name, role, &tenants)
+                .create_client(op, &name, role, &tenants, pem.as_deref())
                 .await
                 .map_err(|e| CliError::Invalid(format!("{}: {e}", e.code())))?;
             if json {
@@ -70,12 +82,16 @@ pub fn run(cmd: ClientCmd, op: &Principal) -> Result<i32, CliError> {
                         "name": rec.name,
                         "role": rec.role,
                         "tenants": rec.tenants,
+                        "cert_sha256": rec.cert_sha256,
                     }),
                     false,
                 )?;
             } else {
                 println!("client_id:     {}", rec.client_id);
                 println!("client_secret: {secret}");
+                if let Some(fp) = &rec.cert_sha256 {
+                    println!("certificate:   sha256 {fp}");
+                }
                 println!("(the secret is not stored and cannot be shown again)");
             }
             Ok(0)

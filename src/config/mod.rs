@@ -12,6 +12,7 @@
 //! | `PNC_POLICIES_DIR`    | directory of profile files replacing the built-in set |
 //! | `PNC_CRL_VALIDITY`    | CRL nextUpdate − thisUpdate, seconds (default 86400)  |
 
+pub mod limits;
 pub mod ocsp;
 
 use std::path::{Path, PathBuf};

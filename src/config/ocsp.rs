@@ -14,6 +14,10 @@
 //! lease = "3s"             # see `sync`: how long a replica may serve from memory unconfirmed
 //! poll_interval = "100ms"  # how often a replica polls the revocation epoch (PostgreSQL also LISTENs)
 //! max_sign_queue = 256     # live signatures waiting for the HSM beyond which requests get tryLater
+//! live_sign_concurrency = 1      # HSM sessions anonymous callers' live signatures may use at once
+//! live_sign_rate = "100/s:200"   # live signatures for requests, overall ("off": no limit)
+//! live_sign_per_ip = "10/s:20"   # live signatures for requests, per client address
+//! unknown_cache = "60s"    # how long a signed "unknown" (never-issued serial) is served again
 //! ```
 //!
 //! Durations are strings with a unit (`ms`, `s`, `m`, `h`, `d`) or plain integers (seconds).
@@ -23,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ConfigError;
+use crate::ratelimit::{Rate, display_rate};
 
 /// Who signs the responses of a CA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -121,6 +126,25 @@ impl Serialize for Dur {
     }
 }
 
+/// A rate in a settings file: `"100/s"`, `"600/min:50"`, `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting(pub Option<Rate>);
+
+impl<'de> Deserialize<'de> for RateSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Rate::parse(&s)
+            .map(RateSetting)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for RateSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&display_rate(self.0))
+    }
+}
+
 /// The `[ocsp]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -150,6 +174,15 @@ pub struct OcspSettings {
     /// at once: a flood of such requests must not queue without bound, in memory and in the
     /// latency of everyone behind it. Cached answers are not affected.
     pub max_sign_queue: usize,
+    /// Live signatures for requests (nonce, several CertIDs, unknown serials) at once: the share
+    /// of the HSM's sessions anonymous callers can occupy (see `crate::ocsp::budget`).
+    pub live_sign_concurrency: usize,
+    /// Live signatures for requests, overall.
+    pub live_sign_rate: RateSetting,
+    /// Live signatures for requests, per client address.
+    pub live_sign_per_ip: RateSetting,
+    /// How long a signed "unknown" answer is served again for the same CertID.
+    pub unknown_cache: Dur,
 }
 
 impl Default for OcspSettings {
@@ -166,6 +199,10 @@ impl Default for OcspSettings {
             lease: Dur::secs(3),
             poll_interval: Dur::millis(100),
             max_sign_queue: 256,
+            live_sign_concurrency: 1,
+            live_sign_rate: RateSetting(Rate::per_second(100, 200)),
+            live_sign_per_ip: RateSetting(Rate::per_second(10, 20)),
+            unknown_cache: Dur::secs(60),
         }
     }
 }
@@ -196,5 +233,12 @@ mod tests {
         assert!(s.nonce);
         let back: OcspSettings = toml::from_str(&toml::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+        let s: OcspSettings =
+            toml::from_str("live_sign_rate = \"off\"\nlive_sign_per_ip = \"5/s:9\"").unwrap();
+        assert_eq!(s.live_sign_rate, RateSetting(None));
+        assert_eq!(s.live_sign_per_ip, RateSetting(Rate::per_second(5, 9)));
+        let back: OcspSettings = toml::from_str(&toml::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert!(toml::from_str::<OcspSettings>("live_sign_rate = \"fast\"").is_err());
     }
 }

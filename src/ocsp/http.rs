@@ -1,16 +1,17 @@
 //! HTTP binding (RFC 6960 appendix A, RFC 5019): `POST /ocsp`, `GET /ocsp/{base64}`.
 //! Every answer is HTTP 200 `application/ocsp-response`, errors included (as OCSP statuses).
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
 use base64::Engine;
 
 use super::responder::{Answer, Responder};
 use super::wire::{ErrorStatus, MAX_REQUEST_LEN, encode_error_response};
+use crate::client_ip::ClientIp;
 
 /// The media type of every answer.
 pub const CONTENT_TYPE: &str = "application/ocsp-response";
@@ -137,14 +138,14 @@ fn body_der(body: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// The answer to a POST body (DER, or hex text).
-pub async fn answer_post(r: &Responder, body: &[u8]) -> Reply {
+/// The answer to a POST body (DER, or hex text) from `ip`.
+pub async fn answer_post(r: &Responder, body: &[u8], ip: Option<ClientIp>) -> Reply {
     let (answer, hex) = if body.is_empty() {
         (Answer::Error(ErrorStatus::MalformedRequest), false)
     } else {
         match body_der(body) {
-            Some(der) => (r.answer_der(&der).await, true),
-            None => (r.answer_der(body).await, false),
+            Some(der) => (r.answer_der(&der, ip).await, true),
+            None => (r.answer_der(body, ip).await, false),
         }
     };
     Reply {
@@ -155,10 +156,10 @@ pub async fn answer_post(r: &Responder, body: &[u8]) -> Reply {
     }
 }
 
-/// The answer to `GET {path}` (the path without its query).
-pub async fn answer_get(r: &Responder, path: &str) -> Reply {
+/// The answer to `GET {path}` (the path without its query) from `ip`.
+pub async fn answer_get(r: &Responder, path: &str, ip: Option<ClientIp>) -> Reply {
     let answer = match decode_get_path(path) {
-        Some(der) => r.answer_der(&der).await,
+        Some(der) => r.answer_der(&der, ip).await,
         None => Answer::Error(ErrorStatus::MalformedRequest),
     };
     Reply {
@@ -174,10 +175,14 @@ pub async fn answer_get(r: &Responder, path: &str) -> Reply {
 pub const MAX_BODY_LEN: usize = 16 * MAX_REQUEST_LEN;
 
 /// `POST /ocsp`.
-pub async fn post_ocsp(State(r): State<Responder>, body: Body) -> Response {
+pub async fn post_ocsp(
+    State(r): State<Responder>,
+    ip: Option<Extension<ClientIp>>,
+    body: Body,
+) -> Response {
     // Bounded read: a body over the limit is refused without buffering it all (malformedRequest).
     let reply = match axum::body::to_bytes(body, MAX_BODY_LEN).await {
-        Ok(b) => answer_post(&r, &b).await,
+        Ok(b) => answer_post(&r, &b, ip.map(|e| e.0)).await,
         Err(_) => Reply::error(ErrorStatus::MalformedRequest, false, r.now()),
     };
     respond(reply)
@@ -227,8 +232,12 @@ pub fn decode_get_path(path: &str) -> Option<Vec<u8>> {
 }
 
 /// `GET /ocsp/{base64}`.
-pub async fn get_ocsp(State(r): State<Responder>, uri: Uri) -> Response {
-    respond(answer_get(&r, uri.path()).await)
+pub async fn get_ocsp(
+    State(r): State<Responder>,
+    ip: Option<Extension<ClientIp>>,
+    uri: Uri,
+) -> Response {
+    respond(answer_get(&r, uri.path(), ip.map(|e| e.0)).await)
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ pub async fn certificate_status(responder: &Responder, req: Value) -> Result<Val
         nonce: None,
         has_signature: false,
     };
-    Ok(match responder.answer(&request).await {
+    Ok(match responder.answer(&request, None).await {
         Answer::Signed { der, .. } => json!({
             "status": "Accepted",
             "ocspResult": base64::engine::general_purpose::STANDARD.encode(&der),

@@ -16,6 +16,8 @@ use der::Encode;
 use futures_util::future::BoxFuture;
 use sha2::Digest;
 
+use super::budget::{LiveBudget, LiveStats};
+use super::negative::NegativeCache;
 use super::wire::{
     CertId, CertStatus, ErrorStatus, OcspRequest, SingleResponseSpec, WireError,
     encode_basic_response, encode_response_data, issuer_hashes, parse_request,
@@ -24,6 +26,7 @@ use crate::alg::HashAlg;
 use crate::ca::events::{Observer, Revoked};
 use crate::ca::ocsp::OcspSigner;
 use crate::ca::{Ca, CaError};
+use crate::client_ip::ClientIp;
 use crate::clock::SharedClock;
 use crate::config::{OcspSettings, SignWith};
 use crate::model::CertStatus as StoredStatus;
@@ -130,6 +133,10 @@ struct Inner {
     sign_slots: tokio::sync::Semaphore,
     /// Live signatures waiting for a slot (see `OcspSettings::max_sign_queue`).
     sign_waiting: AtomicUsize,
+    /// What anonymous callers' live signatures may spend (see `super::budget`).
+    live: LiveBudget,
+    /// Signed "unknown" answers for never-issued serials (see `super::negative`).
+    negative: NegativeCache,
     /// Certificates to pre-produce, fed by the CA's events.
     produce_tx: tokio::sync::mpsc::Sender<(String, String)>,
     produce_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
@@ -263,6 +270,8 @@ impl Responder {
                 ca,
                 store,
                 clock,
+                live: LiveBudget::new(&settings),
+                negative: NegativeCache::default(),
                 settings,
                 replica_id: hex::encode(rand::random::<[u8; 8]>()),
                 index: RwLock::new(Arc::new(Index::default())),
@@ -605,11 +614,11 @@ impl Responder {
 
     // ---------------------------------------------------------------- answering
 
-    /// Answer a DER request (POST body or decoded GET path). Never panics; every failure is an
-    /// OCSP error status.
-    pub async fn answer_der(&self, der: &[u8]) -> Answer {
+    /// Answer a DER request (POST body or decoded GET path) from `ip` (`None`: not attributed
+    /// to an address). Never panics; every failure is an OCSP error status.
+    pub async fn answer_der(&self, der: &[u8], ip: Option<ClientIp>) -> Answer {
         match parse_request(der) {
-            Ok(req) => self.answer(&req).await,
+            Ok(req) => self.answer(&req, ip).await,
             Err(e) => {
                 tracing::debug!(error = %e, "OCSP: bad request");
                 Answer::Error(e.ocsp_status())
@@ -617,8 +626,10 @@ impl Responder {
         }
     }
 
-    /// Answer a parsed request.
-    pub async fn answer(&self, req: &OcspRequest) -> Answer {
+    /// Answer a parsed request from `ip`. Live signatures for it come out of the live budget
+    /// (`super::budget`); over budget, a nonce is dropped and the pre-produced answer served,
+    /// and what cannot be answered without signing gets `tryLater`.
+    pub async fn answer(&self, req: &OcspRequest, ip: Option<ClientIp>) -> Answer {
         let idx = match self.ensure_index().await {
             Ok(i) => i,
             Err(s) => return Answer::Error(s),
@@ -645,20 +656,28 @@ impl Responder {
         } else {
             None
         };
+        let single_answer = |r: Result<Arc<Entry>, ErrorStatus>| match r {
+            Ok(e) => Answer::Signed {
+                der: e.der.clone(),
+                entry: if e.cacheable() { Some(e) } else { None },
+            },
+            Err(s) => Answer::Error(s),
+        };
         if req.cert_ids.len() == 1 && nonce.is_none() {
-            return match self.single(issuer, &req.cert_ids[0]).await {
-                Ok(e) => Answer::Signed {
-                    der: e.der.clone(),
-                    entry: if e.cacheable() { Some(e) } else { None },
-                },
-                Err(s) => Answer::Error(s),
-            };
+            return single_answer(self.single(issuer, &req.cert_ids[0], ip).await);
         }
         // Several CertIDs or a nonce: one live signature. CertIDs of another of our CAs cannot
         // be vouched for by this CA's signer: they are answered "unknown" (ask separately).
         if self.overloaded() {
             return Answer::Error(ErrorStatus::TryLater);
         }
+        let Some(_permit) = self.inner.live.try_acquire(ip) else {
+            if req.cert_ids.len() == 1 {
+                // Over budget: the nonce is ignored (RFC 5019 §2.1.1), the cached answer served.
+                return single_answer(self.single(issuer, &req.cert_ids[0], ip).await);
+            }
+            return Answer::Error(ErrorStatus::TryLater);
+        };
         let (this, next) = self.times(&issuer.signer);
         let mut singles = Vec::with_capacity(req.cert_ids.len());
         for (cid, who) in req.cert_ids.iter().zip(&issuers) {
@@ -716,11 +735,21 @@ impl Responder {
         }
     }
 
-    /// One CertID without nonce: cache, then store, then live signature.
-    async fn single(&self, issuer: &IssuerInfo, cid: &CertId) -> Result<Arc<Entry>, ErrorStatus> {
+    /// One CertID without nonce: cache, then store, then a signature (for a serial we never
+    /// issued: the negative cache, then a live signature within the budget).
+    async fn single(
+        &self,
+        issuer: &IssuerInfo,
+        cid: &CertId,
+        ip: Option<ClientIp>,
+    ) -> Result<Arc<Entry>, ErrorStatus> {
         if let Some(e) = self.cached(&cid.der) {
             return Ok(e);
         }
+        if let Some(e) = self.inner.negative.get(&cid.der, self.now()) {
+            return Ok(e);
+        }
+        let issued_gen = self.inner.negative.generation();
         let store = &self.inner.store;
         let seen = self.applied_epoch();
         let now = self.now();
@@ -754,7 +783,12 @@ impl Responder {
         }
         let signed = match state {
             Some(st) => self.produce_one(issuer, cid, &st, seen).await,
-            None => self.unknown(issuer, cid).await,
+            None => {
+                let Some(_permit) = self.inner.live.try_acquire(ip) else {
+                    return Err(ErrorStatus::TryLater);
+                };
+                self.unknown(issuer, cid, issued_gen).await
+            }
         };
         signed.map_err(|e| {
             tracing::error!(error = %e, "OCSP: signing failed");
@@ -762,8 +796,14 @@ impl Responder {
         })
     }
 
-    /// "unknown" for a serial we never issued: signed live, never stored.
-    async fn unknown(&self, issuer: &IssuerInfo, cid: &CertId) -> Result<Arc<Entry>, CaError> {
+    /// "unknown" for a serial we never issued: signed live, never stored; kept briefly in the
+    /// negative cache unless an issuance happened since `issued_gen` (read before the store).
+    async fn unknown(
+        &self,
+        issuer: &IssuerInfo,
+        cid: &CertId,
+        issued_gen: u64,
+    ) -> Result<Arc<Entry>, CaError> {
         let (this, next) = self.times(&issuer.signer);
         let single = SingleResponseSpec {
             cert_id_der: cid.der.clone(),
@@ -772,7 +812,7 @@ impl Responder {
             next_update: Some(next),
         };
         let (der, produced) = self.sign(&issuer.signer, &[single], None).await?;
-        Ok(Arc::new(Entry {
+        let entry = Arc::new(Entry {
             cert_id: cid.der.clone(),
             issuer_id: issuer.id.clone(),
             serial_hex: hex::encode(&cid.serial),
@@ -783,7 +823,22 @@ impl Responder {
             etag: etag_of(&der),
             der: Bytes::from(der),
             http: OnceLock::new(),
-        }))
+        });
+        let keep = self.inner.settings.unknown_cache.as_secs_i64();
+        if keep > 0 {
+            self.inner.negative.put(
+                entry.clone(),
+                produced.saturating_add(keep),
+                produced,
+                issued_gen,
+            );
+        }
+        Ok(entry)
+    }
+
+    /// Live-signing counters (for `/metrics`).
+    pub fn live_stats(&self) -> LiveStats {
+        self.inner.live.stats()
     }
 
     /// Verdict for one CertID without producing a response (OCPP chain status).
@@ -1080,6 +1135,7 @@ impl Responder {
 /// replica loop at once so that this process acknowledges the new epoch without polling.
 impl Observer for Responder {
     fn issued(&self, issuer_id: &str, serial_hex: &str) {
+        self.inner.negative.forget(issuer_id, serial_hex);
         self.queue_production(issuer_id, serial_hex);
     }
 

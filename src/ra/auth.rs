@@ -16,6 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::{Ra, RaError};
 use crate::ca::tokens::TokenKey;
+use crate::client_ip::ClientIp;
 use crate::model::ClientRecord;
 use crate::policy::authz::{Principal, Role};
 
@@ -42,8 +43,8 @@ pub struct TokenSettings {
 pub enum Credential {
     /// An access token (`Authorization: Bearer`, `X-API-Key`).
     Bearer(String),
-    /// The CN of a client certificate that verified against the configured client CA.
-    ClientCertificate(String),
+    /// A client certificate (DER) that verified against the configured client CA.
+    ClientCertificate(std::sync::Arc<Vec<u8>>),
     /// Nothing.
     None,
 }
@@ -147,13 +148,20 @@ impl Tokens {
         serde_json::json!({ "keys": [self.public_jwk] })
     }
 
-    /// Exchange client credentials for a token. A failure is audited with the client id (not a
-    /// secret, and it helps trace brute force); the secret is never logged.
-    pub async fn grant(&self, client_id: &str, secret: String) -> Result<Grant, RaError> {
-        let Some(client) = self.ra.check_client_secret(client_id, secret).await? else {
-            let who = format!("client:{}", client_id.chars().take(64).collect::<String>());
+    /// Exchange client credentials for a token, for a request from `ip`. A failure is audited
+    /// with the client id (not a secret, and it helps trace brute force); the secret is never
+    /// logged. Limits: see `Ra::check_client_secret`.
+    pub async fn grant(
+        &self,
+        ip: ClientIp,
+        client_id: &str,
+        secret: String,
+    ) -> Result<Grant, RaError> {
+        self.ra.admit_source(ip, "/oauth/token").await?;
+        let Some(client) = self.ra.check_client_secret(ip, client_id, secret).await? else {
+            let who = format!("client:{}", super::clients::cut(client_id));
             self.ra
-                .audit_auth_failure(&who, "invalid_client", "/oauth/token")
+                .audit_auth_failure(ip, &who, "invalid_client", "/oauth/token")
                 .await;
             return Err(unauthenticated(
                 "invalid_client",
@@ -197,45 +205,64 @@ impl Tokens {
         Ok(format!("{input}.{}", B64URL.encode(sig)))
     }
 
-    /// The principal a credential establishes. Failures are audited with `resource` (the
-    /// request path) and answered without echoing the credential.
+    /// The principal a credential establishes for a request from `ip`. Failures are audited
+    /// with `resource` (the request path, aggregated per address) and answered without echoing
+    /// the credential; an address that failed too often is refused (429) before any check.
     pub async fn authenticate(
         &self,
         credential: Credential,
         resource: &str,
+        ip: ClientIp,
     ) -> Result<Principal, RaError> {
+        self.ra.admit_source(ip, resource).await?;
         let result = match credential {
-            Credential::Bearer(t) => self.verify(&t),
-            Credential::ClientCertificate(cn) => match self.ra.enabled_client(&cn).await? {
-                Some(c) => Ok(Principal::client(&c.client_id, c.role, c.tenants)),
-                None => Err(unauthenticated(
-                    "missing_credentials",
-                    "an access token is required (Authorization: Bearer or X-API-Key)",
-                )),
-            },
+            Credential::Bearer(t) => self.verify(&t).await,
+            Credential::ClientCertificate(der) => {
+                match self.ra.client_for_certificate(&der).await {
+                    Ok(Some(c)) => Ok(Principal::client(&c.client_id, c.role, c.tenants)),
+                    // A certificate no client is registered for is no credential.
+                    Ok(None) => Err(unauthenticated(
+                        "missing_credentials",
+                        "an access token is required (Authorization: Bearer or X-API-Key)",
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
             Credential::None => Err(unauthenticated(
                 "missing_credentials",
                 "an access token is required (Authorization: Bearer or X-API-Key)",
             )),
         };
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && e.kind() == crate::error::ErrorKind::Unauthenticated
+        {
             self.ra
-                .audit_auth_failure("anonymous", e.code(), resource)
+                .audit_auth_failure(ip, "anonymous", e.code(), resource)
                 .await;
         }
         result
     }
 
     /// Audit and return a credential the front end could not even read (two different tokens).
-    pub async fn refuse(&self, code: &'static str, detail: &str, resource: &str) -> RaError {
+    pub async fn refuse(
+        &self,
+        ip: ClientIp,
+        code: &'static str,
+        detail: &str,
+        resource: &str,
+    ) -> RaError {
+        if let Err(e) = self.ra.admit_source(ip, resource).await {
+            return e;
+        }
         self.ra
-            .audit_auth_failure("anonymous", code, resource)
+            .audit_auth_failure(ip, "anonymous", code, resource)
             .await;
         unauthenticated(code, detail)
     }
 
-    /// Verify a bearer token; the error says why (never echoing the token).
-    fn verify(&self, token: &str) -> Result<Principal, RaError> {
+    /// Verify a bearer token; the error says why (never echoing the token). A token we issued
+    /// also needs its client to be enabled still (checked at most every `CLIENT_STATE_TTL`).
+    async fn verify(&self, token: &str) -> Result<Principal, RaError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("invalid_token", "malformed token"))?;
         if header.alg != Algorithm::ES256 {
@@ -287,6 +314,12 @@ impl Tokens {
             .role
             .parse()
             .map_err(|_| unauthenticated("invalid_token", "token has no valid role"))?;
+        if kid == self.key.kid && !self.ra.client_active(&data.claims.sub).await? {
+            return Err(unauthenticated(
+                "client_disabled",
+                "the client of this token is disabled",
+            ));
+        }
         Ok(Principal::client(
             &data.claims.sub,
             role,

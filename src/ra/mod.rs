@@ -8,6 +8,8 @@
 
 pub mod auth;
 mod clients;
+mod guard;
+pub mod refusals;
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use crate::ca::doctor::KeyReport;
 use crate::ca::{Ca, CaError};
 use crate::clock::SharedClock;
 use crate::config::HierarchyConfig;
+use crate::config::limits::LimitSettings;
 use crate::error::ErrorKind;
 use crate::hsm::ExportableKey;
 use crate::model::{
@@ -23,12 +26,13 @@ use crate::model::{
     Issued, Page, RevocationReason, RevokeOutcome,
 };
 use crate::policy::PolicyError;
-use crate::policy::authz::{self, Family, Identifier, Operation, Principal, Target};
+use crate::policy::authz::{self, Family, Identifier, Operation, Principal, Target, Via};
 use crate::policy::profile::{Profiles, Standard};
 use crate::policy::subject;
 use crate::store::{Store, StoreError};
 use crate::x509::csr::{self, CsrError};
 use crate::x509::{ParsedCert, normalize_serial_hex};
+use refusals::Refusal;
 
 /// Errors of the RA: everything a front end has to answer.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,26 @@ pub enum RaError {
     /// This process opened no CA (a database-only command asked for a signing operation).
     #[error("{0}")]
     NoCa(String),
+    /// Too many requests from this address or client; retry after `retry_after` seconds.
+    #[error("{detail}")]
+    RateLimited {
+        /// Machine-readable reason (`rate_limited`, `too_many_failures`).
+        code: &'static str,
+        /// What was limited.
+        detail: String,
+        /// Seconds to wait (`Retry-After`).
+        retry_after: u64,
+    },
+    /// No capacity right now for anyone (all verification slots busy); retry shortly.
+    #[error("{detail}")]
+    Busy {
+        /// Machine-readable reason (`busy`).
+        code: &'static str,
+        /// What is busy.
+        detail: String,
+        /// Seconds to wait (`Retry-After`).
+        retry_after: u64,
+    },
     /// Anything else on our side.
     #[error("internal: {0}")]
     Internal(String),
@@ -79,7 +103,10 @@ impl RaError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            RaError::Unauthenticated { code, .. } | RaError::BadRequest { code, .. } => code,
+            RaError::Unauthenticated { code, .. }
+            | RaError::BadRequest { code, .. }
+            | RaError::RateLimited { code, .. }
+            | RaError::Busy { code, .. } => code,
             RaError::NotFound(_) => "not_found",
             RaError::Policy(e) => e.code(),
             RaError::Ca(e) => e.code(),
@@ -97,7 +124,19 @@ impl RaError {
             RaError::Policy(e) => e.kind(),
             RaError::Ca(e) => e.kind(),
             RaError::Store(e) => e.kind(),
+            RaError::RateLimited { .. } => ErrorKind::TooManyRequests,
+            RaError::Busy { .. } => ErrorKind::Unavailable,
             RaError::NoCa(_) | RaError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Seconds after which a retry may succeed (`Retry-After`), for limits and busy answers.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            RaError::RateLimited { retry_after, .. } | RaError::Busy { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 
@@ -118,12 +157,12 @@ pub struct Revocation {
     pub record: CertRecord,
 }
 
-/// Whether the dependencies answer.
+/// Whether the dependencies can do their work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Health {
-    /// The token answers and we are logged in.
+    /// The token signs (a probe signature with the access-token key).
     pub hsm: bool,
-    /// The database answers.
+    /// The database accepts a write.
     pub store: bool,
 }
 
@@ -132,6 +171,10 @@ struct Inner {
     store: Store,
     profiles: Profiles,
     clock: SharedClock,
+    guard: guard::Guard,
+    refusals: refusals::Refusals,
+    clients: clients::ClientStates,
+    health: tokio::sync::Mutex<Option<(tokio::time::Instant, Health)>>,
 }
 
 /// The registration authority. Cheap to clone.
@@ -150,14 +193,25 @@ impl std::fmt::Debug for Ra {
 
 impl Ra {
     /// An RA over `store`, issuing through `ca` (`None` for database-only commands, which then
-    /// refuse every signing operation).
-    pub fn new(store: Store, profiles: Profiles, clock: SharedClock, ca: Option<Ca>) -> Ra {
+    /// refuse every signing operation), under `limits`.
+    pub fn new(
+        store: Store,
+        profiles: Profiles,
+        clock: SharedClock,
+        ca: Option<Ca>,
+        limits: LimitSettings,
+    ) -> Ra {
+        let window = i64::try_from(limits.refusal_window.as_secs()).unwrap_or(60);
         Ra {
             inner: Arc::new(Inner {
                 ca,
                 store,
                 profiles,
                 clock,
+                guard: guard::Guard::new(limits),
+                refusals: refusals::Refusals::new(window),
+                clients: clients::ClientStates::default(),
+                health: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -191,15 +245,70 @@ impl Ra {
     }
 
     async fn audit_denial(&self, d: &authz::Denial, resource: &str) {
-        let ev = AuditEvent::new(
-            &d.actor,
-            "auth.denied",
-            resource,
-            serde_json::json!({ "reason": d.code.as_str(), "operation": d.operation.name() }),
-        );
-        if let Err(e) = self.inner.store.audit(&ev).await {
-            tracing::error!(error = %e, "could not audit a refused request");
+        self.audit_refusal(Refusal {
+            actor: &d.actor,
+            source: &d.actor,
+            action: "auth.denied",
+            reason: d.code.as_str(),
+            target: resource,
+            details: serde_json::json!({ "operation": d.operation.name() }),
+        })
+        .await;
+    }
+
+    /// Record a refusal through the aggregation of [`refusals`]: the rows it yields are
+    /// written now (a failure to write is logged; the refusal itself stands).
+    async fn audit_refusal(&self, r: Refusal<'_>) {
+        let rows = self.inner.refusals.record(r, self.now());
+        self.write_audit_rows(rows).await;
+    }
+
+    async fn write_audit_rows(&self, rows: Vec<AuditEvent>) {
+        for ev in rows {
+            if let Err(e) = self.inner.store.audit(&ev).await {
+                tracing::error!(error = %e, action = %ev.action, "could not audit a refusal");
+            }
         }
+    }
+
+    /// Write the summaries of refusals counted in a window that has ended (all of them with
+    /// `force`, at shutdown).
+    pub async fn flush_refusals(&self, force: bool) {
+        let rows = self.inner.refusals.flush(self.now(), force);
+        self.write_audit_rows(rows).await;
+    }
+
+    /// Flush refusal summaries once a second, until the task is dropped.
+    pub async fn run_refusal_flusher(self) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            self.flush_refusals(false).await;
+        }
+    }
+
+    /// Audit a refused enrollment or revocation (client errors only: a failure on our side is
+    /// logged where it happens, and denials are audited by `authorize`), then return it.
+    async fn refused(
+        &self,
+        p: &Principal,
+        action: &'static str,
+        target: &str,
+        e: RaError,
+    ) -> RaError {
+        let denial = matches!(&e, RaError::Policy(PolicyError::Denied(_)));
+        if e.kind().is_client_error() && !denial {
+            let detail: String = e.to_string().chars().take(512).collect();
+            self.audit_refusal(Refusal {
+                actor: &p.actor(),
+                source: &p.actor(),
+                action,
+                reason: e.code(),
+                target,
+                details: serde_json::json!({ "detail": detail }),
+            })
+            .await;
+        }
+        e
     }
 
     /// Audit a policy error if it is a refusal, then return it.
@@ -223,9 +332,27 @@ impl Ra {
     ) -> Result<Issued, RaError> {
         let op = Operation::Enroll(family);
         let profile_name = family.profile(standard);
-        self.authorize(p, op, Target::Any, &profile_name).await?;
-        self.issue_checked(p, op, &profile_name, csr_input, None, None)
-            .await
+        let r = async {
+            self.authorize(p, op, Target::Any, &profile_name).await?;
+            self.limit_enrollment(p)?;
+            self.issue_checked(p, op, &profile_name, csr_input, None, None)
+                .await
+        }
+        .await;
+        match r {
+            Ok(i) => Ok(i),
+            Err(e) => Err(self
+                .refused(p, "certificate.enroll.refused", &profile_name, e)
+                .await),
+        }
+    }
+
+    /// Per-client enrollment limit (API clients; the local operator is not limited).
+    fn limit_enrollment(&self, p: &Principal) -> Result<(), RaError> {
+        match p.via {
+            Via::Client => self.inner.guard.enrollment(&p.id),
+            Via::Operator => Ok(()),
+        }
     }
 
     /// Issue any leaf profile from a CSR, optionally from a chosen issuer and for a chosen
@@ -239,9 +366,19 @@ impl Ra {
         validity_days: Option<u32>,
     ) -> Result<Issued, RaError> {
         let op = Operation::IssueAnyLeaf;
-        self.authorize(p, op, Target::Any, profile).await?;
-        self.issue_checked(p, op, profile, csr_input, issuer_id, validity_days)
-            .await
+        let r = async {
+            self.authorize(p, op, Target::Any, profile).await?;
+            self.limit_enrollment(p)?;
+            self.issue_checked(p, op, profile, csr_input, issuer_id, validity_days)
+                .await
+        }
+        .await;
+        match r {
+            Ok(i) => Ok(i),
+            Err(e) => Err(self
+                .refused(p, "certificate.enroll.refused", profile, e)
+                .await),
+        }
     }
 
     async fn issue_checked(
@@ -279,15 +416,25 @@ impl Ra {
         issuer_id: Option<&str>,
         validity_days: Option<u32>,
     ) -> Result<(Issued, ExportableKey), RaError> {
-        self.authorize(p, Operation::IssueWithExportedKey, Target::Any, profile)
-            .await?;
-        let ca = self.ca()?;
-        ca.require_leaf_profile(profile)?;
-        let prof = self.inner.profiles.get(profile)?.clone();
-        let checked = subject::check_subject_text(&prof, subject_text)?;
-        Ok(ca
-            .issue_leaf_with_generated_key(checked, issuer_id, validity_days, &p.actor())
-            .await?)
+        let r = async {
+            self.authorize(p, Operation::IssueWithExportedKey, Target::Any, profile)
+                .await?;
+            self.limit_enrollment(p)?;
+            let ca = self.ca()?;
+            ca.require_leaf_profile(profile)?;
+            let prof = self.inner.profiles.get(profile)?.clone();
+            let checked = subject::check_subject_text(&prof, subject_text)?;
+            Ok(ca
+                .issue_leaf_with_generated_key(checked, issuer_id, validity_days, &p.actor())
+                .await?)
+        }
+        .await;
+        match r {
+            Ok(i) => Ok(i),
+            Err(e) => Err(self
+                .refused(p, "certificate.enroll.refused", profile, e)
+                .await),
+        }
     }
 
     /// The CA chain that issues `family` by default (EST `cacerts`); public.
@@ -443,23 +590,35 @@ impl Ra {
         serial: &str,
         reason: &str,
     ) -> Result<Revocation, RaError> {
-        self.authorize(p, Operation::Revoke, Target::Any, "certificates")
-            .await?;
-        let reason = RevocationReason::parse(reason).map_err(CaError::from)?;
-        let c = self
-            .load_for(p, Operation::Revoke, issuer_id, serial)
-            .await?;
-        let outcome = self
-            .ca()?
-            .revoke(&c.issuer_id, &c.serial_hex, reason, &p.actor())
-            .await?;
-        let record = self
-            .inner
-            .store
-            .get_cert(&c.issuer_id, &c.serial_hex)
-            .await?
-            .unwrap_or(c);
-        Ok(Revocation { outcome, record })
+        let r = async {
+            self.authorize(p, Operation::Revoke, Target::Any, "certificates")
+                .await?;
+            let reason = RevocationReason::parse(reason).map_err(CaError::from)?;
+            let c = self
+                .load_for(p, Operation::Revoke, issuer_id, serial)
+                .await?;
+            let outcome = self
+                .ca()?
+                .revoke(&c.issuer_id, &c.serial_hex, reason, &p.actor())
+                .await?;
+            let record = self
+                .inner
+                .store
+                .get_cert(&c.issuer_id, &c.serial_hex)
+                .await?
+                .unwrap_or(c);
+            Ok(Revocation { outcome, record })
+        }
+        .await;
+        match r {
+            Ok(rev) => Ok(rev),
+            Err(e) => {
+                let target = format!("{issuer_id}/{serial}");
+                Err(self
+                    .refused(p, "certificate.revoke.refused", &target, e)
+                    .await)
+            }
+        }
     }
 
     /// Every CA (public data: certificates are published anyway).
@@ -596,16 +755,36 @@ impl Ra {
         Ok(self.ca()?.key_report().await?)
     }
 
-    /// Whether the token and the database answer.
+    /// Whether the token can sign and the database can write. Probed at most once a second
+    /// (one signature, one one-row UPDATE), however often readiness is asked; concurrent
+    /// askers wait for the one probe in flight.
     pub async fn health(&self) -> Health {
+        let mut cached = self.inner.health.lock().await;
+        if let Some((at, h)) = *cached
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return h;
+        }
         let hsm = match &self.inner.ca {
-            Some(ca) => ca.hsm_ok().await,
+            Some(ca) => match ca.sign_probe().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness: the token cannot sign");
+                    false
+                }
+            },
             None => false,
         };
-        Health {
-            hsm,
-            store: self.inner.store.ping().await.is_ok(),
-        }
+        let store = match self.inner.store.write_probe().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: the store cannot write");
+                false
+            }
+        };
+        let h = Health { hsm, store };
+        *cached = Some((tokio::time::Instant::now(), h));
+        h
     }
 
     /// May `p` relay OCPP-shaped OCSP lookups?

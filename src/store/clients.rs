@@ -4,11 +4,12 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, audit, corrupt, dispatch, key_alg_of};
+use super::{Store, StoreError, audit, corrupt, dispatch, is_unique_violation, key_alg_of};
 use crate::model::{AuditEvent, ClientRecord, SigningKeyRecord};
 use crate::policy::authz::Role;
 
-const CLIENT_COLUMNS: &str = "client_id, name, role, tenants, secret_hash, disabled_at, created_at";
+const CLIENT_COLUMNS: &str =
+    "client_id, name, role, tenants, secret_hash, cert_sha256, disabled_at, created_at";
 
 macro_rules! client_from_row {
     ($row:expr) => {{
@@ -23,6 +24,7 @@ macro_rules! client_from_row {
                 .map_err(|_| corrupt("client role", &role))?,
             tenants: serde_json::from_str(&tenants).map_err(|_| corrupt("tenants", &tenants))?,
             secret_hash: r.try_get("secret_hash")?,
+            cert_sha256: r.try_get("cert_sha256")?,
             disabled_at: r.try_get("disabled_at")?,
             created_at: r.try_get("created_at")?,
         }
@@ -42,17 +44,28 @@ impl Store {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO api_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                "INSERT INTO api_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             )))
             .bind(&c.client_id)
             .bind(&c.name)
             .bind(c.role.as_str())
             .bind(&tenants)
             .bind(&c.secret_hash)
+            .bind(&c.cert_sha256)
             .bind(c.disabled_at)
             .bind(c.created_at)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Taken(format!(
+                        "client {} or its certificate is registered already",
+                        c.client_id
+                    ))
+                } else {
+                    StoreError::Db(e)
+                }
+            })?;
             tx.commit().await?;
             Ok(())
         })
@@ -65,6 +78,25 @@ impl Store {
                 "SELECT {CLIENT_COLUMNS} FROM api_clients WHERE client_id = $1"
             )))
             .bind(client_id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(client_from_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The client registered for the client certificate with this SHA-256 (hex).
+    pub async fn get_client_by_cert(
+        &self,
+        cert_sha256: &str,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CLIENT_COLUMNS} FROM api_clients WHERE cert_sha256 = $1"
+            )))
+            .bind(cert_sha256)
             .fetch_optional(pool)
             .await?;
             match row {

@@ -10,7 +10,7 @@ impl Store {
     pub async fn get_crl(&self, issuer_id: &str) -> Result<Option<CrlRecord>, StoreError> {
         dispatch!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT issuer_id, crl_number, this_update, next_update, der FROM crl_state WHERE issuer_id = $1",
+                "SELECT issuer_id, crl_number, this_update, next_update, revoked_count, der FROM crl_state WHERE issuer_id = $1",
             )
             .bind(issuer_id)
             .fetch_optional(pool)
@@ -21,6 +21,7 @@ impl Store {
                     crl_number: r.try_get("crl_number")?,
                     this_update: r.try_get("this_update")?,
                     next_update: r.try_get("next_update")?,
+                    revoked_count: r.try_get("revoked_count")?,
                     der: r.try_get("der")?,
                 })),
                 None => Ok(None),
@@ -37,16 +38,18 @@ impl Store {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(
-                "INSERT INTO crl_state (issuer_id, crl_number, this_update, next_update, der) \
-                 VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO crl_state (issuer_id, crl_number, this_update, next_update, revoked_count, der) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (issuer_id) DO UPDATE SET crl_number = excluded.crl_number, \
-                 this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der \
+                 this_update = excluded.this_update, next_update = excluded.next_update, \
+                 revoked_count = excluded.revoked_count, der = excluded.der \
                  WHERE crl_state.crl_number < excluded.crl_number",
             )
             .bind(&c.issuer_id)
             .bind(c.crl_number)
             .bind(c.this_update)
             .bind(c.next_update)
+            .bind(c.revoked_count)
             .bind(&c.der)
             .execute(&mut *tx)
             .await?;
@@ -86,16 +89,17 @@ impl Store {
         })
     }
 
-    /// Time of the newest revocation under an issuer (to spot a stale stored CRL).
-    pub async fn last_revocation(&self, issuer_id: &str) -> Result<Option<i64>, StoreError> {
+    /// How many certificates of one issuer are revoked (expired ones included). Only grows:
+    /// there is no un-revoking.
+    pub async fn revoked_count(&self, issuer_id: &str) -> Result<i64, StoreError> {
         dispatch!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT MAX(revoked_at) AS last FROM certificates WHERE issuer_id = $1 AND status = 'revoked'",
+                "SELECT COUNT(*) AS n FROM certificates WHERE issuer_id = $1 AND status = 'revoked'",
             )
             .bind(issuer_id)
             .fetch_one(pool)
             .await?;
-            Ok(row.try_get("last")?)
+            Ok(row.try_get("n")?)
         })
     }
 }

@@ -51,6 +51,9 @@ pub enum StoreError {
     /// A CA with that id exists already.
     #[error("CA {0} already exists")]
     DuplicateCa(String),
+    /// Something unique (a client id, a client certificate) is registered already.
+    #[error("{0}")]
+    Taken(String),
     /// A paging cursor that is not ours.
     #[error("{0}")]
     BadCursor(String),
@@ -71,6 +74,7 @@ impl StoreError {
         match self {
             StoreError::DuplicateSerial { .. } => "duplicate_serial",
             StoreError::DuplicateCa(_) => "ca_exists",
+            StoreError::Taken(_) => "already_registered",
             StoreError::BadCursor(_) => "bad_query",
             StoreError::BadUrl(_) => "config",
             StoreError::ReplicasLagging(_) => "revocation_not_propagated",
@@ -82,7 +86,7 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::BadCursor(_) => ErrorKind::BadRequest,
-            StoreError::DuplicateCa(_) => ErrorKind::Conflict,
+            StoreError::DuplicateCa(_) | StoreError::Taken(_) => ErrorKind::Conflict,
             StoreError::BadUrl(_) | StoreError::Corrupt(_) => ErrorKind::Internal,
             _ => ErrorKind::Unavailable,
         }
@@ -259,6 +263,54 @@ pub struct Revocation {
     pub epoch: Option<i64>,
 }
 
+/// The SQLite file holds argon2 hashes and the audit log: create it 0600 before SQLite does
+/// (SQLite gives its `-wal` and `-shm` files the database file's mode), and tighten an existing
+/// one that others can read.
+fn owner_only_file(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") {
+            return;
+        }
+        match std::fs::metadata(path) {
+            Err(_) => {
+                // Created here, empty: SQLite initialises an empty file as a new database.
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path);
+            }
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    for p in [
+                        path.to_path_buf(),
+                        wal_side(path, "-wal"),
+                        wal_side(path, "-shm"),
+                    ] {
+                        if p.exists() {
+                            let _ = std::fs::set_permissions(
+                                &p,
+                                std::fs::Permissions::from_mode(0o600),
+                            );
+                        }
+                    }
+                    tracing::warn!(file = %path.display(), was = format!("{mode:o}"), "database file was readable by other users; now 0600");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn wal_side(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
+}
+
 impl Store {
     /// Connect and run migrations. `sqlite://path` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str, clock: SharedClock) -> Result<Store, StoreError> {
@@ -276,6 +328,7 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(15))
                 .foreign_keys(true);
+            owner_only_file(opts.get_filename());
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(opts)
@@ -303,9 +356,16 @@ impl Store {
         self.clock.now()
     }
 
-    /// Health probe.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(&self.db, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+    /// Prove the database accepts writes: update the one row of `health_probe` (a read-only
+    /// file, a full disk or a read-only replica fail here, where `SELECT 1` would not).
+    pub async fn write_probe(&self) -> Result<(), StoreError> {
+        let now = self.now();
+        dispatch!(&self.db, pool => {
+            sqlx::query("UPDATE health_probe SET checked_at = $1 WHERE id = 1")
+                .bind(now)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 

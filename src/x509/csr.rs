@@ -142,6 +142,33 @@ pub fn parse_and_verify(input: &[u8]) -> Result<Csr, CsrError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The fuzzing seeds and corpus (fuzz/, part of the repository) replayed on every test run:
+    /// no input panics; the ECDSA seeds made by openssl parse and verify (which curves a
+    /// profile takes is policy's business), the RSA and bad-signature ones are refused.
+    #[test]
+    fn fuzz_seeds_and_corpus_replay() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut ok = 0;
+        for e in std::fs::read_dir(root.join("seeds/csr_parse")).expect("seeds") {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".sh") {
+                continue;
+            }
+            let r = parse_and_verify(&std::fs::read(&p).unwrap());
+            let refused = name.starts_with("rsa") || name.contains("badsig");
+            assert_eq!(r.is_err(), refused, "{name}: {r:?}");
+            ok += usize::from(r.is_ok());
+        }
+        assert!(ok >= 20, "{ok} seeds parsed");
+        let mut n = 0;
+        for e in std::fs::read_dir(root.join("corpus/csr_parse")).expect("corpus") {
+            let _ = parse_and_verify(&std::fs::read(e.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 100, "{n} corpus inputs");
+    }
     use super::*;
 
     fn make_csr() -> Vec<u8> {

@@ -325,6 +325,24 @@ impl ParsedCert {
             .extensions()
             .and_then(|exts| exts.iter().find(|e| e.extn_id == oid))
     }
+    /// The extendedKeyUsage purposes, `None` when the extension is absent.
+    pub fn extended_key_usage(&self) -> Option<Vec<ObjectIdentifier>> {
+        let e = self.extension(const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE)?;
+        x509_cert::ext::pkix::ExtendedKeyUsage::from_der(e.extn_value.as_bytes())
+            .ok()
+            .map(|eku| eku.0)
+    }
+
+    /// Issuer name, DER.
+    pub fn issuer_der(&self) -> Vec<u8> {
+        self.tbs().issuer().to_der().unwrap_or_default()
+    }
+
+    /// SHA-256 of the DER, lower-case hex (a certificate's fingerprint).
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&self.der))
+    }
+
     /// Its subject key identifier.
     pub fn ski(&self) -> Option<Vec<u8>> {
         let e = self.extension(const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER)?;

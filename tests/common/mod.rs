@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 pub const USER_PIN: &str = "test-user-pin-1234";
 pub const SO_PIN: &str = "test-so-pin-12345678";
 
+/// The binary under test: this build, or `PNC_TEST_BIN` (to run the suite against another
+/// build, e.g. to show a new test failing on the code before a fix).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pnc-pki"))
+    std::env::var_os("PNC_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pnc-pki")))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +80,20 @@ pub fn backend_ready(backend: Backend) -> bool {
         Backend::Sqlite => true,
         Backend::Postgres => backends().contains(&Backend::Postgres),
     }
+}
+
+/// Run one statement as the PostgreSQL admin (fault tests change database settings).
+pub fn pg_admin_exec(sql: &str) {
+    block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("connect postgres");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }
 
 /// A throw-away PostgreSQL database, dropped with the value.
@@ -436,4 +454,172 @@ pub fn read_pem_der(path: &Path) -> Vec<u8> {
     let pem = std::fs::read(path).expect("read pem");
     let (_, der) = der::pem::decode_vec(&pem).expect("pem");
     der
+}
+
+/// A throwaway CA made with the openssl CLI (TLS server and client certificates for tests).
+pub struct TestCa {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    dir: PathBuf,
+}
+
+fn must_openssl(args: &[&str]) {
+    let (ok, out) = openssl(args);
+    assert!(ok, "openssl {args:?}: {out}");
+}
+
+impl TestCa {
+    /// A self-signed P-256 CA `CN=<name>` in `dir`.
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        let key = dir.join(format!("{name}.key"));
+        let cert = dir.join(format!("{name}.pem"));
+        must_openssl(&[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            key.to_str().unwrap(),
+        ]);
+        must_openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            &format!("/CN={name}"),
+            "-days",
+            "2",
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        TestCa {
+            cert,
+            key,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Issue `name` (a fresh P-256 key) with subject `subj` and the extensions in `ext`
+    /// (openssl extfile syntax); returns (certificate, key).
+    pub fn issue(&self, name: &str, subj: &str, ext: &str) -> (PathBuf, PathBuf) {
+        let p = |suffix: &str| self.dir.join(format!("{name}.{suffix}"));
+        must_openssl(&[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            p("key").to_str().unwrap(),
+        ]);
+        must_openssl(&[
+            "req",
+            "-new",
+            "-key",
+            p("key").to_str().unwrap(),
+            "-subj",
+            subj,
+            "-out",
+            p("csr").to_str().unwrap(),
+        ]);
+        std::fs::write(p("ext"), ext).unwrap();
+        must_openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            p("csr").to_str().unwrap(),
+            "-CA",
+            self.cert.to_str().unwrap(),
+            "-CAkey",
+            self.key.to_str().unwrap(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            p("ext").to_str().unwrap(),
+            "-out",
+            p("pem").to_str().unwrap(),
+        ]);
+        (p("pem"), p("key"))
+    }
+
+    /// A TLS server certificate for 127.0.0.1.
+    pub fn server_cert(&self) -> (PathBuf, PathBuf) {
+        self.issue(
+            "srv",
+            "/CN=127.0.0.1",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+    }
+}
+
+/// `curl -s` with a 10 s limit; returns (HTTP status or 0, body).
+pub fn curl(args: &[&str]) -> (i32, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/stdout",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// Wait until `serve` answers readiness over TLS (trusting `ca`).
+pub fn wait_tls_ready(srv: &Server, ca: &Path) -> String {
+    let base = srv.base.replace("http://", "https://");
+    for _ in 0..300 {
+        if curl(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            &format!("{base}/health/ready"),
+        ])
+        .0 == 200
+        {
+            return base;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("TLS server not ready: {}", srv.log());
+}
+
+impl Env {
+    /// `client add … --cert FILE --json`; returns (client_id, client_secret).
+    pub fn client_add_with_cert(
+        &self,
+        name: &str,
+        role: &str,
+        tenants: &[&str],
+        cert: &Path,
+    ) -> (String, String) {
+        let cert = cert.display().to_string();
+        let mut args = vec![
+            "client", "add", "--name", name, "--role", role, "--json", "--cert", &cert,
+        ];
+        for t in tenants {
+            args.extend(["--tenant", t]);
+        }
+        let out = self.ok(&args);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("client add --json");
+        assert!(v["cert_sha256"].is_string(), "{v}");
+        (
+            v["client_id"].as_str().unwrap().to_string(),
+            v["client_secret"].as_str().unwrap().to_string(),
+        )
+    }
 }

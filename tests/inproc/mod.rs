@@ -356,3 +356,28 @@ pub async fn cps_key_signs_exi_signatures(t: &InProcess<'_>) {
         );
     }
 }
+
+/// Single-flight CRLs: once the stored CRL is past half its life, 40 concurrent requests for it
+/// make exactly one new CRL (the staleness is checked again under the generation lock), not 40.
+pub async fn a_stale_crl_is_regenerated_once_for_concurrent_requests(t: &InProcess<'_>) {
+    let ra = &t.svc.ra;
+    let issuer = "cpo-sub-ca-2";
+    let before = ra.crl(issuer).await.unwrap();
+    t.clock
+        .advance_secs((before.next_update - before.this_update) / 2 + 1);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let ra = ra.clone();
+            tokio::spawn(async move { ra.crl(issuer).await.unwrap().crl_number })
+        })
+        .collect();
+    let mut numbers = std::collections::BTreeSet::new();
+    for task in tasks {
+        numbers.insert(task.await.unwrap());
+    }
+    assert_eq!(
+        numbers.into_iter().collect::<Vec<_>>(),
+        vec![before.crl_number + 1],
+        "one new CRL for every request"
+    );
+}

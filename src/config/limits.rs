@@ -1,0 +1,115 @@
+//! Limits on what callers can make the service do, from the environment (`docs/security.md`
+//! explains what each protects). Rates are `N/s`, `N/min` or `N/h`, optionally `:BURST`, or
+//! `off`.
+//!
+//! | variable                               | default    | what is limited                                   |
+//! |----------------------------------------|------------|---------------------------------------------------|
+//! | `PNC_LIMIT_TOKEN_PER_IP`               | `10/s:30`  | `POST /oauth/token` per client address            |
+//! | `PNC_LIMIT_TOKEN_PER_CLIENT`           | `5/s:20`   | `POST /oauth/token` per `client_id`               |
+//! | `PNC_LIMIT_AUTH_FAILURES_PER_IP`       | `1/s:30`   | failed authentications per address; beyond, 429   |
+//! | `PNC_LIMIT_ENROLL_PER_CLIENT`          | `50/s:200` | enrollments and issuances per API client          |
+//! | `PNC_LIMIT_SECRET_VERIFICATIONS`       | CPUs       | argon2 verifications at once (19 MiB each)        |
+//! | `PNC_LIMIT_SECRET_VERIFY_WAIT`         | `250ms`    | wait for a verification slot; then 503            |
+//! | `PNC_LIMIT_TRACKED_KEYS`               | `65536`    | addresses / clients each limiter remembers        |
+//! | `PNC_AUDIT_REFUSAL_WINDOW`             | `60s`      | window in which repeated refusals are aggregated  |
+//! | `PNC_TRUSTED_PROXIES`                  | none       | proxies whose `X-Forwarded-For` is believed       |
+
+use std::time::Duration;
+
+use super::ConfigError;
+use super::ocsp::parse_duration;
+use crate::client_ip::TrustedProxies;
+use crate::ratelimit::Rate;
+
+/// The limits of one process.
+#[derive(Clone, Debug)]
+pub struct LimitSettings {
+    /// Token requests per address.
+    pub token_per_ip: Option<Rate>,
+    /// Token requests per client id.
+    pub token_per_client: Option<Rate>,
+    /// Failed authentications per address.
+    pub auth_failures_per_ip: Option<Rate>,
+    /// Enrollments per API client.
+    pub enroll_per_client: Option<Rate>,
+    /// argon2 verifications at once.
+    pub secret_verifications: usize,
+    /// How long a token request waits for a verification slot.
+    pub secret_verify_wait: Duration,
+    /// Keys each limiter tracks.
+    pub tracked_keys: usize,
+    /// Aggregation window of repeated refusals in the audit log.
+    pub refusal_window: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            token_per_ip: Rate::per_second(10, 30),
+            token_per_client: Rate::per_second(5, 20),
+            auth_failures_per_ip: Rate::per_second(1, 30),
+            enroll_per_client: Rate::per_second(50, 200),
+            secret_verifications: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            secret_verify_wait: Duration::from_millis(250),
+            tracked_keys: crate::ratelimit::DEFAULT_MAX_KEYS,
+            refusal_window: Duration::from_secs(60),
+            trusted_proxies: TrustedProxies::default(),
+        }
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn rate(name: &str, default: Option<Rate>) -> Result<Option<Rate>, ConfigError> {
+    match var(name) {
+        Some(v) => Rate::parse(&v).map_err(|e| ConfigError(format!("{name}: {e}"))),
+        None => Ok(default),
+    }
+}
+
+fn count(name: &str, default: usize) -> Result<usize, ConfigError> {
+    match var(name) {
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError(format!(
+                "{name}='{v}' is not a positive number"
+            ))),
+        },
+        None => Ok(default),
+    }
+}
+
+fn duration(name: &str, default: Duration) -> Result<Duration, ConfigError> {
+    match var(name) {
+        Some(v) => parse_duration(&v).map_err(|e| ConfigError(format!("{name}: {e}"))),
+        None => Ok(default),
+    }
+}
+
+impl LimitSettings {
+    /// From the environment (see the table above).
+    pub fn from_env() -> Result<LimitSettings, ConfigError> {
+        let d = LimitSettings::default();
+        let window = duration("PNC_AUDIT_REFUSAL_WINDOW", d.refusal_window)?;
+        if window < Duration::from_secs(1) {
+            return Err(ConfigError(
+                "PNC_AUDIT_REFUSAL_WINDOW must be at least 1s".into(),
+            ));
+        }
+        Ok(LimitSettings {
+            token_per_ip: rate("PNC_LIMIT_TOKEN_PER_IP", d.token_per_ip)?,
+            token_per_client: rate("PNC_LIMIT_TOKEN_PER_CLIENT", d.token_per_client)?,
+            auth_failures_per_ip: rate("PNC_LIMIT_AUTH_FAILURES_PER_IP", d.auth_failures_per_ip)?,
+            enroll_per_client: rate("PNC_LIMIT_ENROLL_PER_CLIENT", d.enroll_per_client)?,
+            secret_verifications: count("PNC_LIMIT_SECRET_VERIFICATIONS", d.secret_verifications)?,
+            secret_verify_wait: duration("PNC_LIMIT_SECRET_VERIFY_WAIT", d.secret_verify_wait)?,
+            tracked_keys: count("PNC_LIMIT_TRACKED_KEYS", d.tracked_keys)?,
+            refusal_window: window,
+            trusted_proxies: TrustedProxies::from_env().map_err(|e| ConfigError(e.to_string()))?,
+        })
+    }
+}
