@@ -765,20 +765,30 @@ impl Ra {
         {
             return h;
         }
+        // A hung token or database must not hold every asker behind this lock.
+        let limit = std::time::Duration::from_secs(5);
         let hsm = match &self.inner.ca {
-            Some(ca) => match ca.sign_probe().await {
-                Ok(()) => true,
-                Err(e) => {
+            Some(ca) => match tokio::time::timeout(limit, ca.sign_probe()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "readiness: the token cannot sign");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("readiness: the token did not sign within 5 s");
                     false
                 }
             },
             None => false,
         };
-        let store = match self.inner.store.write_probe().await {
-            Ok(()) => true,
-            Err(e) => {
+        let store = match tokio::time::timeout(limit, self.inner.store.write_probe()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness: the store cannot write");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("readiness: the store did not write within 5 s");
                 false
             }
         };
