@@ -255,7 +255,7 @@ pub enum Command {
         #[arg(long)]
         pem: bool,
     },
-    /// Write every CA and service certificate as OUT/<id>.pem.
+    /// Write every CA and service certificate as `OUT/<id>.pem`.
     Export {
         /// Where the deployment lives.
         #[command(flatten)]

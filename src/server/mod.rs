@@ -10,7 +10,7 @@
 //! the bytes already read, to hyper and the full axum router, which serves the same OCSP
 //! handlers. Why: OCSP is the hottest path of the product, and hyper + axum cost a keep-alive
 //! OCSP request about 10 µs of CPU where this path costs 7 (docs/benchmarks-ocsp.md). The answer
-//! itself — status, headers, body — is defined once, in [`super::http`].
+//! itself — status, headers, body — is defined once, in [`crate::ocsp::http`].
 
 pub mod tls;
 

@@ -21,7 +21,7 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     v
 }
 
-/// ContentInfo { signedData, SignedData { v1, {}, {data}, [0] certs (in the given order), {} } }.
+/// ContentInfo { signedData, SignedData { v1, {}, {data}, `[0]` certs (in the given order), {} } }.
 pub fn certs_only(certs: &[&[u8]]) -> Vec<u8> {
     let all: Vec<u8> = certs.iter().flat_map(|c| c.iter().copied()).collect();
     let signed_data = der_sequence(&[
