@@ -545,3 +545,222 @@ mod tests {
         assert_eq!(long.target.len(), MAX_AUDIT_TARGET);
     }
 }
+
+// ------------------------------------------------------------------------- contract provisioning
+
+/// The kind of an external root the operator trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum RootKind {
+    /// An OEM root: OEM provisioning chains end in it.
+    #[serde(rename = "oem-root")]
+    Oem,
+    /// A V2G root.
+    #[serde(rename = "v2g-root")]
+    V2g,
+    /// A mobility operator root.
+    #[serde(rename = "mo-root")]
+    Mo,
+}
+
+impl RootKind {
+    /// Every kind.
+    pub const ALL: [RootKind; 3] = [RootKind::Oem, RootKind::V2g, RootKind::Mo];
+
+    /// The stored and displayed form (`oem-root`, `v2g-root`, `mo-root`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootKind::Oem => "oem-root",
+            RootKind::V2g => "v2g-root",
+            RootKind::Mo => "mo-root",
+        }
+    }
+
+    /// OPCP's `rootType` (`OEM`, `V2G`, `MO`).
+    pub fn opcp_type(self) -> &'static str {
+        match self {
+            RootKind::Oem => "OEM",
+            RootKind::V2g => "V2G",
+            RootKind::Mo => "MO",
+        }
+    }
+}
+
+impl FromStr for RootKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RootKind, String> {
+        RootKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown root kind '{}' (use oem-root, v2g-root or mo-root)",
+                    s.chars().take(32).collect::<String>()
+                )
+            })
+    }
+}
+
+/// An external root certificate the operator trusts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrustedRoot {
+    /// SHA-256 of the DER, hex.
+    pub id: String,
+    /// What it is trusted for.
+    pub kind: RootKind,
+    /// Subject DN.
+    pub subject: String,
+    /// Serial number, hex.
+    pub serial_hex: String,
+    /// Validity start, Unix seconds.
+    pub not_before: i64,
+    /// Validity end, Unix seconds.
+    pub not_after: i64,
+    /// The certificate.
+    #[serde(skip)]
+    pub der: Vec<u8>,
+    /// When it was added.
+    pub added_at: i64,
+}
+
+/// One vehicle's OEM provisioning certificate chain in the pool.
+#[derive(Debug, Clone)]
+pub struct ProvCertRecord {
+    /// PCID (the leaf's CN), uppercase.
+    pub pcid: String,
+    /// The PCID's WMI.
+    pub tenant: String,
+    /// `xsdMsgDefNamespace` as uploaded.
+    pub namespace: String,
+    /// The OEM provisioning certificate.
+    pub leaf_der: Vec<u8>,
+    /// OEM sub-CA 1 (next to the root).
+    pub sub_ca1_der: Option<Vec<u8>>,
+    /// OEM sub-CA 2 (issuer of the leaf).
+    pub sub_ca2_der: Option<Vec<u8>>,
+    /// The trusted root the chain ended in at upload.
+    pub root_der: Vec<u8>,
+    /// Who uploaded it.
+    pub uploaded_by: String,
+    /// When.
+    pub uploaded_at: i64,
+}
+
+/// Whether a contract may still be provisioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContractStatus {
+    /// Provisioning allowed.
+    Active,
+    /// Cancelled: its certificates are revoked, nothing more is issued.
+    Cancelled,
+}
+
+impl ContractStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractStatus::Active => "active",
+            ContractStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parse the stored form.
+    pub fn from_db(s: &str) -> Option<ContractStatus> {
+        match s {
+            "active" => Some(ContractStatus::Active),
+            "cancelled" => Some(ContractStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A contract: an EMAID bound to a vehicle (PCID), under which contract certificates are issued.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ContractRecord {
+    /// Identifier (random, URL-safe).
+    pub id: String,
+    /// EMAID, normalised (no separators, with check digit for -2).
+    pub emaid: String,
+    /// PCID, uppercase.
+    pub pcid: String,
+    /// EMAID prefix (country + provider): the MO tenant.
+    pub tenant: String,
+    /// MO sub-CA to issue under (`None`: the default one).
+    pub issuer_id: Option<String>,
+    /// `O` of the contract certificates (`None`: the issuing sub-CA's).
+    pub organization: Option<String>,
+    /// Provisioning allowed from (Unix seconds).
+    pub valid_from: Option<i64>,
+    /// Provisioning allowed until, and the latest expiry of its certificates (Unix seconds).
+    pub valid_to: Option<i64>,
+    /// Seconds after an update before the replaced certificate is revoked (`superseded`).
+    pub grace_seconds: i64,
+    /// Active or cancelled.
+    pub status: ContractStatus,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: i64,
+    /// When it was cancelled.
+    pub cancelled_at: Option<i64>,
+}
+
+/// Install or update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvisioningKind {
+    /// `CertificateInstallationReq`.
+    Install,
+    /// `CertificateUpdateReq`.
+    Update,
+}
+
+impl ProvisioningKind {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisioningKind::Install => "install",
+            ProvisioningKind::Update => "update",
+        }
+    }
+}
+
+/// What ties an issued contract certificate to the request that produced it; stored in the
+/// issuance's transaction.
+#[derive(Debug, Clone)]
+pub struct ProvisioningLink {
+    /// The contract.
+    pub contract_id: String,
+    /// Install or update.
+    pub kind: ProvisioningKind,
+    /// `iso15118-2` or `iso15118-20`.
+    pub schema_version: &'static str,
+    /// The EXI request as received.
+    pub request: Vec<u8>,
+    /// Size of the EXI response, bytes.
+    pub response_size: usize,
+    /// The certificate an update replaces (issuer, serial) and when to revoke it.
+    pub supersedes: Option<(String, String, i64)>,
+    /// A pre-generated answer to keep for later delivery: (SHA-256 of the OEM provisioning
+    /// certificate it is encrypted for, the signed EXI).
+    pub pregenerated: Option<(String, Vec<u8>)>,
+}
+
+/// A pre-generated answer, ready to deliver with the live SessionID.
+#[derive(Debug, Clone)]
+pub struct Pregenerated {
+    /// The contract.
+    pub contract_id: String,
+    /// `iso15118-2`.
+    pub schema_version: String,
+    /// Issuer of the contract certificate inside.
+    pub issuer_id: String,
+    /// Its serial.
+    pub serial_hex: String,
+    /// SHA-256 (hex) of the OEM provisioning certificate the key is encrypted for.
+    pub oem_sha256: String,
+    /// The signed answer (SessionID to be replaced).
+    pub exi: Vec<u8>,
+    /// When it was made.
+    pub created_at: i64,
+}

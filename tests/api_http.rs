@@ -712,6 +712,24 @@ fn route_matrix(d: &Deployment) {
     );
     assert_eq!(r.status, 200);
     let s1 = serial_of(env.path(), &pkcs7_certs(env.path(), "m1", &r.body)[0]);
+    // Contracts to read and cancel in the matrix.
+    let mo_tok = token(&c.mo);
+    let contract = |emaid: &str| -> String {
+        let r = send(
+            srv,
+            "POST",
+            "/api/v1/contracts",
+            Some(&mo_tok),
+            "application/json",
+            json!({"emaid": emaid, "pcid": "WP0ZZZ99ZTS392124"})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["id"].as_str().unwrap().to_string()
+    };
+    let contract_a = contract("DE8AA000000002");
+    let contract_b = contract("DE8AA000000003");
     // One CSR per enrolling domain, for both standards; enrolling the same CSR twice is allowed.
     let csr2 = |n: &str, subject: &str| csr_body(env, n, "prime256v1", subject);
     let csr20 = |n: &str, subject: &str| csr_body(env, n, "secp521r1", subject);
@@ -920,6 +938,66 @@ fn route_matrix(d: &Deployment) {
             body: vec![],
             right: c.auditor.clone(),
             right_claims: ("auditor", vec![]),
+            wrong_role: Some(c.mo.clone()),
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            route: "/api/v1/contracts",
+            path: "/api/v1/contracts".into(),
+            ctype: "application/json",
+            body: br#"{"emaid":"DE8AA000000001","pcid":"WP0ZZZ99ZTS392124"}"#.to_vec(),
+            right: c.mo.clone(),
+            right_claims: ("mo", vec!["DE8AA"]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: Some(c.mo_other.clone()),
+            ok_status: 201,
+        },
+        Case {
+            method: "GET",
+            route: "/api/v1/contracts",
+            path: "/api/v1/contracts?limit=5".into(),
+            ctype: "",
+            body: vec![],
+            right: c.mo.clone(),
+            right_claims: ("mo", vec!["DE8AA"]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            route: "/api/v1/contracts/{id}",
+            path: format!("/api/v1/contracts/{contract_a}"),
+            ctype: "",
+            body: vec![],
+            right: c.mo.clone(),
+            right_claims: ("mo", vec!["DE8AA"]),
+            wrong_role: Some(c.oem.clone()),
+            wrong_tenant: Some(c.mo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "DELETE",
+            route: "/api/v1/contracts/{id}",
+            path: format!("/api/v1/contracts/{contract_b}"),
+            ctype: "",
+            body: vec![],
+            right: c.mo.clone(),
+            right_claims: ("mo", vec!["DE8AA"]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: Some(c.mo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            route: "/api/v1/ocpp/get-15118-ev-certificate",
+            path: "/api/v1/ocpp/get-15118-ev-certificate".into(),
+            ctype: "application/json",
+            body: br#"{"iso15118SchemaVersion":"urn:iso:15118:2:2013:MsgDef","action":"Install","exiRequest":"gJg="}"#.to_vec(),
+            right: c.cpo.clone(),
+            right_claims: ("cpo", vec!["DE*ABC"]),
             wrong_role: Some(c.mo.clone()),
             wrong_tenant: None,
             ok_status: 200,

@@ -202,6 +202,69 @@ op("get", "The audit log in seq order, a page at a time (admin, auditor); `next`
            ("limit", "query", "{type: integer, minimum: 1, maximum: 1000, default: 100}", False)],
    responses=[("200", "page", [("application/json", "{$ref: '#/components/schemas/AuditPage'}")]), ("400", "bad query", PROBLEM)] + AUTH_ERRS)
 
+CCP_RES = [("application/json", "{$ref: '#/components/schemas/CCPResponse'}")]
+CCP_FAIL = [("application/json", "{oneOf: [{$ref: '#/components/schemas/OpcpError'}, {$ref: '#/components/schemas/CCPResponse'}]}")]
+path("/v1/ccp/signedContractData")
+op("post", "Get Signed Contract Data (OPCP CCP): an EV's CertificateInstallationReq or CertificateUpdateReq (ISO 15118-2 or -20, told from the EXI) -> a signed answer with a new contract certificate and its key encrypted for the car. Header alwaysReturnEXI (default true): refusals that could be addressed to the EV also carry a FAILED certificateInstallationRes", tags="opcp",
+   params=[("alwaysReturnEXI", "header", "{type: boolean, default: true}", False)],
+   body=[("application/json", "{$ref: '#/components/schemas/CCPRequest'}")],
+   responses=[("200", "exactly one emaidContent item for -2", CCP_RES),
+              ("400", "exi_invalid, signature_invalid, oem_untrusted, oem_certificate_expired, oem_revoked, contract_revoked, action_mismatch", CCP_FAIL),
+              ("404", "no_contract, contract_cancelled, no_matching_root", CCP_FAIL),
+              ("500", "response_too_large: over PNC_PROVISIONING_MAX_CHARS_ISO2/ISO20; nothing issued", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/v1/cps/generate/signedContractData")
+op("put", "Pre-generate contract data (OPCP CPS, MO without own PKI): key, contract certificate, encrypted key and CPS signature made now for the vehicle in the provisioning pool; installation then only sets the live SessionID (no HSM call). Creates the contract when the EMAID has none; ISO 15118-2", tags="opcp",
+   body=[("application/json", "{$ref: '#/components/schemas/GenerateContractData'}")],
+   responses=[("201", "pre-generated", [("application/json", "{type: object}")]),
+              ("400", "bad_emaid, bad_pcid, bad_validity, unsupported_namespace, oem_untrusted", OPCP_ERR),
+              ("404", "the PCID is not in the provisioning pool", OPCP_ERR),
+              ("409", "the EMAID has an active contract for another vehicle", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/v1/ccp/signedContractData/{emaid}")
+op("delete", "Delete pre-generated contract data (MO); its certificate is revoked unless X-Skip-Revocation: true", tags="opcp",
+   params=[("emaid", "path", "{type: string}", True), ("X-Skip-Revocation", "header", "{type: boolean, default: false}", False)],
+   responses=[("204", "deleted", None), ("404", "no contract or no pre-generated data", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/v1/ccp/lookupContract/{emaid}")
+op("get", "Contracts of an EMAID with their current contract certificate (MO tenant)", tags="opcp",
+   params=[("emaid", "path", "{type: string}", True)],
+   responses=[("200", "XMLContracts", [("application/json", "{type: object}")]), ("404", "no contract", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/api/v1/ocpp/get-15118-ev-certificate")
+op("post", "OCPP 2.0.1/2.1 Get15118EVCertificateRequest -> Get15118EVCertificateResponse; refusals are status Failed with statusInfo.reasonCode", tags="ocpp",
+   body=[("application/json", "{$ref: '#/components/schemas/Get15118EVCertificateRequest'}")],
+   responses=[("200", "Accepted with exiResponse, or Failed with statusInfo", [("application/json", "{$ref: '#/components/schemas/Get15118EVCertificateResponse'}")]),
+              ("400", "malformed JSON or fields out of the OCPP bounds", PROBLEM)] + AUTH_ERRS)
+path("/v1/oem/provCerts")
+op("put", "Upload a vehicle's OEM provisioning certificate chain (OEM role, PCID WMI tenant); the chain must end in a trusted OEM root", tags="opcp",
+   body=[("application/json", "{$ref: '#/components/schemas/ProvCertUpload'}")],
+   responses=[("201", "stored", [("application/json", "{$ref: '#/components/schemas/OEMMessage'}")]),
+              ("400", "bad_certificate, bad_pcid, untrusted_chain, certificate_expired", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/v1/oem/provCerts/{pcid}")
+op("get", "A vehicle's OEM provisioning chain (OEM of that WMI, MO, auditor)", tags="opcp",
+   params=[("pcid", "path", "{type: string}", True)],
+   responses=[("200", "chain", [("application/json", "{$ref: '#/components/schemas/OEMMessage'}")]), ("404", "unknown PCID", OPCP_ERR)] + AUTH_ERRS_OPCP)
+op("delete", "Remove a vehicle's OEM provisioning chain (OEM of that WMI)", tags="opcp",
+   params=[("pcid", "path", "{type: string}", True)],
+   responses=[("204", "removed", None), ("404", "unknown PCID", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/v1/oem/provCerts/lookupVehicle/{pcid}")
+op("get", "Whether the pool knows a vehicle", tags="opcp",
+   params=[("pcid", "path", "{type: string}", True)],
+   responses=[("200", "known", [("application/json", "{type: object}")]), ("404", "unknown PCID", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/api/v1/contracts")
+op("get", "Contracts of the caller's tenants (MO; auditor, admin: all)", tags="native",
+   params=[("emaid", "query", "{type: string}", False), ("pcid", "query", "{type: string}", False),
+           ("limit", "query", "{type: integer, minimum: 1, maximum: 1000, default: 100}", False)],
+   responses=[("200", "contracts", [("application/json", "{$ref: '#/components/schemas/ContractList'}")]), ("400", "bad query", PROBLEM)] + AUTH_ERRS)
+op("post", "Create a contract (MO; EMAID in the caller's tenants): binds an EMAID (normalised, check digit computed when absent) to a PCID", tags="native",
+   body=[("application/json", "{$ref: '#/components/schemas/NewContract'}")],
+   responses=[("201", "created", [("application/json", "{$ref: '#/components/schemas/Contract'}")]),
+              ("400", "bad_emaid, bad_pcid, bad_validity, bad_issuer, bad_grace", PROBLEM),
+              ("409", "already_registered: the EMAID has an active contract", PROBLEM)] + AUTH_ERRS)
+path("/api/v1/contracts/{id}")
+op("get", "A contract and the certificates issued under it", tags="native", params=[("id", "path", "{type: string}", True)],
+   responses=[("200", "contract", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM)] + AUTH_ERRS)
+op("delete", "Cancel a contract: its certificates are revoked (OCSP answers revoked when this returns); idempotent", tags="native",
+   params=[("id", "path", "{type: string}", True)],
+   responses=[("200", "cancelled", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM)] + AUTH_ERRS)
+
 w("""components:
   securitySchemes:
     bearer:
@@ -330,5 +393,99 @@ w("""components:
                   validTo: {type: string, format: date-time}
                   organizationName: {type: string}
                   rootType: {type: string, enum: [V2G, MO, OEM]}
-                  fingerprint: {type: string, description: SHA-256 hex}""")
+                  fingerprint: {type: string, description: SHA-256 hex}
+    CCPRequest:
+      type: object
+      required: [certificateInstallationReq, xsdMsgDefNamespace]
+      properties:
+        certificateInstallationReq: {type: string, description: base64 EXI as the EV sent it}
+        xsdMsgDefNamespace: {type: string, maxLength: 128, description: informational; the schema is read from the EXI}
+        metadata: {type: string}
+    CCPResponse:
+      type: object
+      properties:
+        CCPResponse:
+          type: object
+          properties:
+            emaidContent:
+              type: array
+              items:
+                type: object
+                properties:
+                  messageDef:
+                    type: object
+                    properties:
+                      certificateInstallationRes: {type: string, description: base64 EXI (CertificateInstallationRes or CertificateUpdateRes)}
+                      emaid: {type: string}
+                      metaData: {type: string}
+    Get15118EVCertificateRequest:
+      type: object
+      required: [iso15118SchemaVersion, action, exiRequest]
+      properties:
+        iso15118SchemaVersion: {type: string, maxLength: 50}
+        action: {type: string, enum: [Install, Update]}
+        exiRequest: {type: string, maxLength: 11000}
+        maximumContractCertificateChains: {type: integer, minimum: 0}
+        prioritizedEMAIDs: {type: array, maxItems: 8, items: {type: string, maxLength: 255}}
+    Get15118EVCertificateResponse:
+      type: object
+      required: [status, exiResponse]
+      properties:
+        status: {type: string, enum: [Accepted, Failed]}
+        exiResponse: {type: string}
+        remainingContracts: {type: integer, description: only when the request used OCPP 2.1 fields}
+        statusInfo:
+          type: object
+          properties:
+            reasonCode: {type: string, maxLength: 20}
+            additionalInfo: {type: string, maxLength: 512}
+    ProvCertUpload:
+      type: object
+      required: [vehicleCertificate]
+      properties:
+        vehicleCertificate: {type: string, description: base64 DER}
+        subCA1Certificate: {type: string, description: base64 DER}
+        subCA2Certificate: {type: string, description: base64 DER}
+        xsdMsgDefNamespace: {type: string}
+    OEMMessage:
+      type: object
+      properties:
+        OEMMessage: {type: object}
+    GenerateContractData:
+      type: object
+      required: [emaid, pcid, xsdMsgDefNamespace]
+      properties:
+        emaid: {type: string}
+        pcid: {type: string}
+        contractBegins: {type: string, format: date-time}
+        contractEnds: {type: string, format: date-time}
+        xsdMsgDefNamespace: {type: string, description: urn:iso:15118:2:2013:MsgDef}
+        metaData: {type: string}
+    NewContract:
+      type: object
+      required: [emaid, pcid]
+      properties:
+        emaid: {type: string}
+        pcid: {type: string}
+        valid_from: {type: integer, description: unix seconds}
+        valid_to: {type: integer, description: unix seconds; contract certificates expire no later}
+        issuer_id: {type: string, description: MO sub-CA 2 to issue under}
+        organization: {type: string, description: O of the contract certificates (default the issuer's)}
+        grace_seconds: {type: integer, minimum: 0, maximum: 7776000, description: how long an updated certificate stays valid}
+    Contract:
+      type: object
+      required: [id, emaid, pcid, status]
+      properties:
+        id: {type: string}
+        emaid: {type: string}
+        pcid: {type: string}
+        tenant: {type: string}
+        status: {type: string, enum: [active, cancelled]}
+        created_at: {type: integer}
+        cancelled_at: {type: [integer, 'null']}
+    ContractList:
+      type: object
+      required: [items]
+      properties:
+        items: {type: array, items: {$ref: '#/components/schemas/Contract'}}""")
 print("\n".join(out))

@@ -121,6 +121,10 @@ impl From<RaError> for ApiError {
             out.retry_after = Some(secs);
             return out;
         }
+        if let RaError::Provisioning(f) = &e {
+            // Provisioning details name certificates and limits, never secrets: say them.
+            return ApiError::new(status, f.code, f.detail.clone());
+        }
         if !kind.is_client_error() {
             // Internal details (token errors, SQL) go to the log, not to the client.
             tracing::error!(error = %e, code = e.code(), "request failed on our side");

@@ -220,7 +220,30 @@ fn root_json(
     let Some(rt) = root_type_of(&rec.profile) else {
         return Ok(None);
     };
-    let cert = crate::x509::ParsedCert::from_der(&rec.cert_der).map_err(ApiError::internal)?;
+    root_json_der(&rec.cert_der, rt).map(Some)
+}
+
+/// Every root of the pool: our own, then the external ones the operator trusts.
+async fn all_roots(st: &AppState) -> Result<Vec<(&'static str, serde_json::Value)>, ApiError> {
+    let mut out = Vec::new();
+    for rec in st.ra.cas().await? {
+        if let Some(v) = root_json(&rec)? {
+            out.push(v);
+        }
+    }
+    for t in st.ra.trusted_roots().await? {
+        out.push(root_json_der(&t.der, t.kind.opcp_type())?);
+    }
+    Ok(out)
+}
+
+/// OPCP `RootCert` object for a root certificate.
+fn root_json_der(
+    der: &[u8],
+    rt: &'static str,
+) -> Result<(&'static str, serde_json::Value), ApiError> {
+    let rec_der = der;
+    let cert = crate::x509::ParsedCert::from_der(rec_der).map_err(ApiError::internal)?;
     let subject: &x509_cert::name::RdnSequence = cert.tbs().subject().as_ref();
     let cn = crate::x509::name::values(subject, const_oid::db::rfc4519::CN)
         .into_iter()
@@ -229,12 +252,12 @@ fn root_json(
         .into_iter()
         .next();
     let b64 = base64::engine::general_purpose::STANDARD;
-    Ok(Some((
+    Ok((
         rt,
         serde_json::json!({
-            "rootCertificateId": cert_uuid(&rec.cert_der),
+            "rootCertificateId": cert_uuid(rec_der),
             "distinguishedName": dn_rfc4514(subject),
-            "caCertificate": b64.encode(&rec.cert_der),
+            "caCertificate": b64.encode(rec_der),
             "commonName": cn,
             "rootAuthorityKeyIdentifier": cert.ski().map(|s| b64.encode(s)),
             "rootIssuerSerialNumber": cert.serial_hex(),
@@ -242,9 +265,9 @@ fn root_json(
             "validTo": rfc3339(cert.not_after()),
             "organizationName": org,
             "rootType": rt,
-            "fingerprint": hex::encode(sha2::Sha256::digest(&rec.cert_der)),
+            "fingerprint": hex::encode(sha2::Sha256::digest(rec_der)),
         }),
-    )))
+    ))
 }
 
 /// `GET /v1/root/rootCerts[?rootType=V2G|MO|OEM]`: every root CA this deployment holds.
@@ -262,14 +285,12 @@ async fn root_certs(
             "rootType must be V2G, MO or OEM",
         ));
     }
-    let mut out = Vec::new();
-    for rec in st.ra.cas().await? {
-        if let Some((rt, v)) = root_json(&rec)?
-            && want.as_deref().is_none_or(|w| w == rt)
-        {
-            out.push(v);
-        }
-    }
+    let out: Vec<serde_json::Value> = all_roots(&st)
+        .await?
+        .into_iter()
+        .filter(|(rt, _)| want.as_deref().is_none_or(|w| w == *rt))
+        .map(|(_, v)| v)
+        .collect();
     Ok(Json(serde_json::json!({
         "RootCertificateCollection": { "rootCertificates": out }
     })))
@@ -280,10 +301,8 @@ async fn root_cert(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    for rec in st.ra.cas().await? {
-        if let Some((_, v)) = root_json(&rec)?
-            && v["rootCertificateId"].as_str() == Some(id.as_str())
-        {
+    for (_, v) in all_roots(&st).await? {
+        if v["rootCertificateId"].as_str() == Some(id.as_str()) {
             return Ok(Json(serde_json::json!({ "RootResponse": v })));
         }
     }

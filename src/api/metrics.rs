@@ -28,6 +28,9 @@ struct Inner {
     issued: BTreeMap<String, u64>,
     auth_failures: BTreeMap<String, u64>,
     limited: BTreeMap<String, u64>,
+    provisioned: u64,
+    provisioned_bytes: u64,
+    provisioned_max_bytes: u64,
 }
 
 /// The counters of one process.
@@ -78,6 +81,16 @@ impl Metrics {
         self.with(|m| *m.limited.entry(code.to_string()).or_default() += 1);
     }
 
+    /// Count a delivered provisioning answer of `bytes` EXI bytes.
+    pub fn provisioning_answer(&self, bytes: usize) {
+        let b = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.with(|m| {
+            m.provisioned += 1;
+            m.provisioned_bytes += b;
+            m.provisioned_max_bytes = m.provisioned_max_bytes.max(b);
+        });
+    }
+
     /// The Prometheus text exposition.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
@@ -121,6 +134,15 @@ impl Metrics {
             for (r, n) in &m.limited {
                 let _ = writeln!(out, "pnc_limited_total{{reason=\"{}\"}} {n}", esc(r));
             }
+            let _ = writeln!(out, "# HELP pnc_provisioning_answers_total Contract provisioning answers delivered.");
+            let _ = writeln!(out, "# TYPE pnc_provisioning_answers_total counter");
+            let _ = writeln!(out, "pnc_provisioning_answers_total {}", m.provisioned);
+            let _ = writeln!(out, "# HELP pnc_provisioning_answer_bytes_total EXI bytes of the delivered provisioning answers.");
+            let _ = writeln!(out, "# TYPE pnc_provisioning_answer_bytes_total counter");
+            let _ = writeln!(out, "pnc_provisioning_answer_bytes_total {}", m.provisioned_bytes);
+            let _ = writeln!(out, "# HELP pnc_provisioning_answer_max_bytes Largest provisioning answer so far, EXI bytes.");
+            let _ = writeln!(out, "# TYPE pnc_provisioning_answer_max_bytes gauge");
+            let _ = writeln!(out, "pnc_provisioning_answer_max_bytes {}", m.provisioned_max_bytes);
         });
         out
     }

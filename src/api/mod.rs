@@ -11,6 +11,7 @@ pub mod error;
 pub mod est;
 pub mod metrics;
 pub mod native;
+pub mod provisioning;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub const OPENAPI_YAML: &str = include_str!("../../api/openapi.yaml");
 /// | `PNC_API_JWKS_FILE`       | unset              | JWKS of an external token issuer we trust     |
 /// | `PNC_API_JWKS_ISSUER`     | unset              | that issuer's `iss` (required with the file)  |
 /// | `PNC_API_MAX_BODY`        | `65536`            | request body limit, bytes                     |
+/// | `PNC_PROVISIONING_FAILED_EXI_STATUS` | `error` | `200`: answer refused installations with 200 + FAILED EXI (`alwaysReturnEXI`) |
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
     /// `iss` of our tokens.
@@ -58,6 +60,9 @@ pub struct ApiConfig {
     pub jwks_issuer: Option<String>,
     /// Request body limit, bytes.
     pub max_body: usize,
+    /// Answer a refused installation that carries a FAILED EXI with HTTP 200 (both CSMSs discard
+    /// 404 bodies) instead of its error status.
+    pub failed_exi_ok: bool,
 }
 
 /// Settings or files `serve` cannot start with.
@@ -107,6 +112,15 @@ impl ApiConfig {
                 .ok()
                 .filter(|s| !s.is_empty()),
             max_body: env_or("PNC_API_MAX_BODY", 64 * 1024usize)?,
+            failed_exi_ok: match std::env::var("PNC_PROVISIONING_FAILED_EXI_STATUS").as_deref() {
+                Ok("200") => true,
+                Ok("error") | Ok("") | Err(_) => false,
+                Ok(other) => {
+                    return Err(ServeError::Config(format!(
+                        "PNC_PROVISIONING_FAILED_EXI_STATUS='{other}' (use 200 or error)"
+                    )));
+                }
+            },
         };
         if cfg.token_ttl < 1 {
             return Err(ServeError::Config(
@@ -222,6 +236,7 @@ fn build() -> Routes {
     let r = ocsp_routes(r);
     let r = auth::routes(r);
     let r = est::routes(r);
+    let r = provisioning::routes(r);
     native::routes(r)
 }
 
@@ -447,6 +462,8 @@ pub async fn serve(
     let state = AppState::new(ra.clone(), ocsp, cfg).await?;
     // Summaries of repeated refusals (see `crate::ra::refusals`), written as windows end.
     let flusher = tokio::spawn(ra.clone().run_refusal_flusher());
+    // Updated contract certificates are revoked once their grace period ends.
+    let sweeper = tokio::spawn(ra.clone().run_supersession_sweeper());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Config(format!("cannot listen on {listen}: {e}")))?;
@@ -482,6 +499,7 @@ pub async fn serve(
         }
     }
     flusher.abort();
+    sweeper.abort();
     ra.flush_refusals(true).await;
     Ok(())
 }

@@ -30,8 +30,8 @@ use crate::clock::SharedClock;
 use crate::error::ErrorKind;
 use crate::hsm::{ExportableKey, Hsm, HsmError, KeyRef};
 use crate::model::{
-    AuditEvent, CaRecord, CertRecord, CertStatus, Issued, RevocationReason, RevokeOutcome,
-    UnknownReason,
+    AuditEvent, CaRecord, CertRecord, CertStatus, Issued, ProvisioningLink, RevocationReason,
+    RevokeOutcome, UnknownReason,
 };
 use crate::policy::PolicyError;
 use crate::policy::profile::{Kind, Profile, Profiles};
@@ -161,6 +161,20 @@ impl CaError {
     fn internal(e: impl std::fmt::Display) -> CaError {
         CaError::Internal(e.to_string())
     }
+}
+
+/// A certificate built and signed but not recorded (see [`Ca::prepare_leaf_with_generated_key`]).
+/// Dropping it leaves nothing behind: the serial was never stored, the key was never a token
+/// object.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The record that [`Ca::commit_provisioned`] stores.
+    pub record: CertRecord,
+    /// The certificate.
+    pub cert: ParsedCert,
+    /// Issuer chain, issuing CA first, root last.
+    pub chain: Vec<ParsedCert>,
+    event: AuditEvent,
 }
 
 /// What the CA needs at construction.
@@ -438,6 +452,60 @@ impl Ca {
         Ok((issued, key))
     }
 
+    /// Build, sign (HSM), verify and size-check a certificate, and the record and audit entry
+    /// that go with it; nothing is stored yet.
+    #[allow(clippy::too_many_arguments)]
+    async fn build_record(
+        &self,
+        profile: &Profile,
+        issuer: &IssuerHandle,
+        subject: &CheckedSubject,
+        spki: &SubjectPublicKeyInfoOwned,
+        validity_days: Option<u32>,
+        key_id: Option<&KeyRef>,
+        actor: &str,
+    ) -> Result<(ParsedCert, CertRecord, AuditEvent), CaError> {
+        let built = build::build_certificate(
+            self,
+            profile,
+            build::Signer::Issuer(issuer),
+            &subject.name,
+            spki,
+            validity_days,
+        )
+        .await?;
+        let record = CertRecord {
+            issuer_id: issuer.record.id.clone(),
+            serial_hex: built.serial_hex(),
+            profile: profile.name.clone(),
+            subject: built.subject_string(),
+            emaid: subject.emaid.clone(),
+            evse_id: subject.evse_id.clone(),
+            pcid: subject.pcid.clone(),
+            not_before: built.not_before(),
+            not_after: built.not_after(),
+            status: CertStatus::Valid,
+            revoked_at: None,
+            revocation_reason: None,
+            key_id: key_id.map(|k| hex::encode(&k.id)),
+            tenant: subject.tenant.clone(),
+            der: built.der.clone(),
+            created_at: self.now(),
+        };
+        let event = AuditEvent::new(
+            actor,
+            "certificate.issue",
+            &format!("{}/{}", record.issuer_id, record.serial_hex),
+            serde_json::json!({
+                "profile": record.profile,
+                "subject": record.subject,
+                "not_after": record.not_after,
+                "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&built.der)),
+            }),
+        );
+        Ok((built, record, event))
+    }
+
     /// Build, sign (HSM), verify, size-check and record. Retries on the (astronomically unlikely)
     /// duplicate serial, with a fresh serial.
     #[allow(clippy::too_many_arguments)]
@@ -452,44 +520,17 @@ impl Ca {
         actor: &str,
     ) -> Result<Issued, CaError> {
         for attempt in 0..3 {
-            let built = build::build_certificate(
-                self,
-                profile,
-                build::Signer::Issuer(issuer),
-                &subject.name,
-                &spki,
-                validity_days,
-            )
-            .await?;
-            let record = CertRecord {
-                issuer_id: issuer.record.id.clone(),
-                serial_hex: built.serial_hex(),
-                profile: profile.name.clone(),
-                subject: built.subject_string(),
-                emaid: subject.emaid.clone(),
-                evse_id: subject.evse_id.clone(),
-                pcid: subject.pcid.clone(),
-                not_before: built.not_before(),
-                not_after: built.not_after(),
-                status: CertStatus::Valid,
-                revoked_at: None,
-                revocation_reason: None,
-                key_id: key_id.map(|k| hex::encode(&k.id)),
-                tenant: subject.tenant.clone(),
-                der: built.der.clone(),
-                created_at: self.now(),
-            };
-            let event = AuditEvent::new(
-                actor,
-                "certificate.issue",
-                &format!("{}/{}", record.issuer_id, record.serial_hex),
-                serde_json::json!({
-                    "profile": record.profile,
-                    "subject": record.subject,
-                    "not_after": record.not_after,
-                    "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&built.der)),
-                }),
-            );
+            let (built, record, event) = self
+                .build_record(
+                    profile,
+                    issuer,
+                    &subject,
+                    &spki,
+                    validity_days,
+                    key_id,
+                    actor,
+                )
+                .await?;
             match self
                 .inner
                 .store
@@ -497,10 +538,7 @@ impl Ca {
                 .await
             {
                 Ok(_) => {
-                    tracing::info!(issuer = %record.issuer_id, serial = %record.serial_hex, profile = %record.profile, "certificate issued");
-                    for o in self.observers() {
-                        o.issued(&record.issuer_id, &record.serial_hex);
-                    }
+                    self.announce_issued(&record);
                     let chain = self.chain(&issuer.record.id).await?;
                     return Ok(Issued {
                         record,
@@ -514,6 +552,89 @@ impl Ca {
         }
         Err(CaError::Internal(
             "could not find a free serial number".into(),
+        ))
+    }
+
+    fn announce_issued(&self, record: &CertRecord) {
+        tracing::info!(issuer = %record.issuer_id, serial = %record.serial_hex, profile = %record.profile, "certificate issued");
+        for o in self.observers() {
+            o.issued(&record.issuer_id, &record.serial_hex);
+        }
+    }
+
+    /// Build and sign a contract certificate for a key pair generated in the HSM (session
+    /// objects, handed out once), without recording it: provisioning first wraps the key and
+    /// signs its answer, and only records ([`Ca::commit_provisioned`]) what it can deliver.
+    /// Only leaf profiles.
+    pub async fn prepare_leaf_with_generated_key(
+        &self,
+        subject: CheckedSubject,
+        issuer_id: Option<&str>,
+        validity_days: Option<u32>,
+        actor: &str,
+    ) -> Result<(Prepared, ExportableKey), CaError> {
+        let profile = self.leaf_profile(&subject.profile)?;
+        let issuer = self.pick_issuer(&profile, issuer_id).await?;
+        let alg = profile.key;
+        let key = self
+            .hsm_call(move |h| h.generate_exportable_keypair(alg))
+            .await?;
+        let spki = crate::x509::spki_owned(key.public.alg, &key.public.point)?;
+        let (cert, record, event) = self
+            .build_record(
+                &profile,
+                &issuer,
+                &subject,
+                &spki,
+                validity_days,
+                None,
+                actor,
+            )
+            .await?;
+        let chain = self.chain(&issuer.record.id).await?;
+        Ok((
+            Prepared {
+                record,
+                cert,
+                chain,
+                event,
+            },
+            key,
+        ))
+    }
+
+    /// Record a prepared certificate with the request that produced it and its audit entry, in
+    /// one transaction, then announce it (OCSP). A duplicate serial (2^-63) is refused; the
+    /// caller's retry builds a new one. Returns the certificate of a pre-generated answer this
+    /// one replaced, if any.
+    pub async fn commit_provisioned(
+        &self,
+        prepared: Prepared,
+        link: &ProvisioningLink,
+    ) -> Result<(Issued, Option<(String, String)>), CaError> {
+        let mut event = prepared.event;
+        if let Some(o) = event.details.as_object_mut() {
+            o.insert("contract".into(), link.contract_id.clone().into());
+            o.insert("provisioning".into(), link.kind.as_str().into());
+            o.insert("schema".into(), link.schema_version.into());
+            o.insert(
+                "request_sha256".into(),
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&link.request)).into(),
+            );
+        }
+        let replaced = self
+            .inner
+            .store
+            .record_provisioning(&prepared.record, link, &event)
+            .await?;
+        self.announce_issued(&prepared.record);
+        Ok((
+            Issued {
+                record: prepared.record,
+                cert: prepared.cert,
+                chain: prepared.chain,
+            },
+            replaced,
         ))
     }
 

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod exi;
 mod tree;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 
@@ -293,6 +294,12 @@ pub enum Command {
         /// The operation.
         #[command(subcommand)]
         cmd: client::ClientCmd,
+    },
+    /// External roots the service trusts (OEM, V2G, MO roots of other PKIs).
+    Trust {
+        /// The operation.
+        #[command(subcommand)]
+        cmd: trust::TrustCmd,
     },
     /// List the certificate profiles in force.
     Profiles {
@@ -693,6 +700,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Exi { cmd } => exi::run(cmd),
         Command::Client { cmd } => client::run(cmd, &op),
+        Command::Trust { cmd } => trust::run(cmd, &op),
         Command::Profiles { json } => {
             let profiles = Profiles::load(None).map_err(invalid)?;
             if json {

@@ -13,6 +13,8 @@
 //! | `PNC_LIMIT_TRACKED_KEYS`               | `65536`    | addresses / clients each limiter remembers        |
 //! | `PNC_AUDIT_REFUSAL_WINDOW`             | `60s`      | window in which repeated refusals are aggregated  |
 //! | `PNC_TRUSTED_PROXIES`                  | none       | proxies whose `X-Forwarded-For` is believed       |
+//! | `PNC_PROVISIONING_MAX_CHARS_ISO2`      | `5600`     | base64 size of a -2 provisioning answer (OCPP 2.0.1) |
+//! | `PNC_PROVISIONING_MAX_CHARS_ISO20`     | `17000`    | base64 size of a -20 provisioning answer (OCPP 2.1)  |
 
 use std::time::Duration;
 
@@ -42,6 +44,10 @@ pub struct LimitSettings {
     pub refusal_window: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Largest ISO 15118-2 provisioning answer, in base64 characters (OCPP 2.0.1 `exiResponse`).
+    pub max_response_chars_iso2: usize,
+    /// Largest ISO 15118-20 provisioning answer, in base64 characters (OCPP 2.1).
+    pub max_response_chars_iso20: usize,
 }
 
 impl Default for LimitSettings {
@@ -56,6 +62,8 @@ impl Default for LimitSettings {
             tracked_keys: crate::ratelimit::DEFAULT_MAX_KEYS,
             refusal_window: Duration::from_secs(60),
             trusted_proxies: TrustedProxies::default(),
+            max_response_chars_iso2: 5600,
+            max_response_chars_iso20: 17000,
         }
     }
 }
@@ -110,6 +118,14 @@ impl LimitSettings {
             tracked_keys: count("PNC_LIMIT_TRACKED_KEYS", d.tracked_keys)?,
             refusal_window: window,
             trusted_proxies: TrustedProxies::from_env().map_err(|e| ConfigError(e.to_string()))?,
+            max_response_chars_iso2: count(
+                "PNC_PROVISIONING_MAX_CHARS_ISO2",
+                d.max_response_chars_iso2,
+            )?,
+            max_response_chars_iso20: count(
+                "PNC_PROVISIONING_MAX_CHARS_ISO20",
+                d.max_response_chars_iso20,
+            )?,
         })
     }
 }

@@ -61,7 +61,7 @@ impl Role {
     }
 
     /// Whether this role sees every tenant's certificates.
-    fn sees_all_tenants(self) -> bool {
+    pub fn sees_all_tenants(self) -> bool {
         matches!(self, Role::Admin | Role::Auditor)
     }
 }
@@ -256,6 +256,19 @@ pub enum Operation {
     ReadAudit,
     /// OCPP-shaped OCSP lookups relayed by a CSMS.
     OcspLookup,
+    /// Create and cancel contracts (EMAID ↔ PCID bindings).
+    ManageContracts,
+    /// List and read contracts.
+    ReadContracts,
+    /// Upload and delete OEM provisioning certificate chains.
+    ManageProvCerts,
+    /// Read OEM provisioning certificate chains.
+    ReadProvCerts,
+    /// Ask for a contract certificate for an EV (`CertificateInstallationReq` / `UpdateReq`
+    /// relayed by a CSMS): the EV's signature, not the caller's tenant, names the vehicle.
+    ProvisionContract,
+    /// Trust or distrust external roots (operator only).
+    ManageTrust,
 }
 
 impl Operation {
@@ -274,6 +287,12 @@ impl Operation {
             Operation::ManageClients => "manage_clients",
             Operation::ReadAudit => "read_audit",
             Operation::OcspLookup => "ocsp_lookup",
+            Operation::ManageContracts => "manage_contracts",
+            Operation::ReadContracts => "read_contracts",
+            Operation::ManageProvCerts => "manage_prov_certs",
+            Operation::ReadProvCerts => "read_prov_certs",
+            Operation::ProvisionContract => "provision_contract",
+            Operation::ManageTrust => "manage_trust",
         }
     }
 }
@@ -348,6 +367,12 @@ fn roles_for(op: Operation) -> &'static [Role] {
         Operation::ReadCas | Operation::OcspLookup => &Role::ALL,
         Operation::ReadClients | Operation::ReadAudit => &[Role::Auditor],
         Operation::ManageClients => &[],
+        Operation::ManageContracts => &[Role::Mo],
+        Operation::ReadContracts => &[Role::Mo, Role::Auditor],
+        Operation::ManageProvCerts => &[Role::Oem],
+        Operation::ReadProvCerts => &[Role::Mo, Role::Oem, Role::Auditor],
+        Operation::ProvisionContract => &[Role::Cpo, Role::Cps],
+        Operation::ManageTrust => &[],
         Operation::IssueWithExportedKey
         | Operation::IssueAnyLeaf
         | Operation::ManageHierarchy
@@ -364,6 +389,7 @@ fn operator_only(op: Operation) -> bool {
             | Operation::IssueAnyLeaf
             | Operation::ManageHierarchy
             | Operation::InspectHsm
+            | Operation::ManageTrust
     )
 }
 

@@ -8,7 +8,9 @@
 
 pub mod auth;
 mod clients;
+pub mod contracts;
 mod guard;
+pub mod provisioning;
 pub mod refusals;
 
 use std::sync::Arc;
@@ -88,6 +90,10 @@ pub enum RaError {
         /// Seconds to wait (`Retry-After`).
         retry_after: u64,
     },
+    /// A contract provisioning request refused, with the FAILED answer for the EV where the
+    /// request could be read.
+    #[error(transparent)]
+    Provisioning(Box<provisioning::ProvisionFailure>),
     /// Anything else on our side.
     #[error("internal: {0}")]
     Internal(String),
@@ -111,6 +117,7 @@ impl RaError {
             RaError::Policy(e) => e.code(),
             RaError::Ca(e) => e.code(),
             RaError::Store(e) => e.code(),
+            RaError::Provisioning(f) => f.code,
             RaError::NoCa(_) | RaError::Internal(_) => "internal",
         }
     }
@@ -126,6 +133,7 @@ impl RaError {
             RaError::Store(e) => e.kind(),
             RaError::RateLimited { .. } => ErrorKind::TooManyRequests,
             RaError::Busy { .. } => ErrorKind::Unavailable,
+            RaError::Provisioning(f) => f.kind,
             RaError::NoCa(_) | RaError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -175,6 +183,8 @@ struct Inner {
     refusals: refusals::Refusals,
     clients: clients::ClientStates,
     health: tokio::sync::Mutex<Option<(tokio::time::Instant, Health)>>,
+    /// Largest provisioning answers, base64 characters: (-2, -20).
+    response_caps: (usize, usize),
 }
 
 /// The registration authority. Cheap to clone.
@@ -202,6 +212,10 @@ impl Ra {
         limits: LimitSettings,
     ) -> Ra {
         let window = i64::try_from(limits.refusal_window.as_secs()).unwrap_or(60);
+        let response_caps = (
+            limits.max_response_chars_iso2,
+            limits.max_response_chars_iso20,
+        );
         Ra {
             inner: Arc::new(Inner {
                 ca,
@@ -212,6 +226,7 @@ impl Ra {
                 refusals: refusals::Refusals::new(window),
                 clients: clients::ClientStates::default(),
                 health: tokio::sync::Mutex::new(None),
+                response_caps,
             }),
         }
     }

@@ -13,6 +13,9 @@ mod audit;
 mod clients;
 mod crl;
 pub mod ocsp;
+mod provisioning;
+
+pub use provisioning::{ContractQuery, DueSupersession};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -216,6 +219,8 @@ macro_rules! ca_from_row {
     }};
 }
 
+use cert_from_row;
+
 /// Insert a certificate row inside an open transaction.
 macro_rules! insert_cert {
     ($tx:expr, $c:expr) => {{
@@ -253,6 +258,8 @@ macro_rules! insert_cert {
         })?;
     }};
 }
+
+use insert_cert;
 
 /// A committed revocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

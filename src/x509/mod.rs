@@ -6,6 +6,7 @@
 //! profiles; ISO 15118 profiles differ (8-byte SKIs, no EKU, critical KU everywhere), so we encode
 //! the TBS with our own `der` derive and reuse x509-cert's types for every field inside it.
 
+pub mod chain;
 pub mod crl;
 pub mod csr;
 pub mod name;

@@ -1,0 +1,473 @@
+//! Contracts (EMAID ↔ PCID), the OEM provisioning certificate pool and the external roots the
+//! operator trusts: what contract provisioning ([`super::provisioning`]) reads.
+
+use super::{Ra, RaError};
+use crate::model::{
+    AuditEvent, CertRecord, CertStatus, ContractRecord, ContractStatus, ProvCertRecord,
+    RevocationReason, RootKind, TrustedRoot,
+};
+use crate::policy::authz::{Identifier, Operation, Principal, Role, Target};
+use crate::policy::identifiers;
+use crate::store::ContractQuery;
+use crate::x509::{ParsedCert, chain, name};
+
+/// Longest grace period before an updated contract certificate is revoked: 90 days.
+const MAX_GRACE_SECONDS: i64 = 90 * 86_400;
+
+/// A contract to create.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct NewContract {
+    /// EMAID, with or without separators and check digit.
+    pub emaid: String,
+    /// PCID of the vehicle.
+    pub pcid: String,
+    /// Provisioning allowed from (Unix seconds).
+    #[serde(default)]
+    pub valid_from: Option<i64>,
+    /// Provisioning allowed until; contract certificates expire no later (Unix seconds).
+    #[serde(default)]
+    pub valid_to: Option<i64>,
+    /// MO sub-CA to issue under (default: the profile's default issuer).
+    #[serde(default)]
+    pub issuer_id: Option<String>,
+    /// `O` of the contract certificates (default: the issuing sub-CA's).
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Seconds an updated certificate stays valid after its successor is issued (default 0).
+    #[serde(default)]
+    pub grace_seconds: Option<i64>,
+}
+
+/// The result of a cancellation.
+#[derive(Debug, Clone)]
+pub struct Cancellation {
+    /// The contract as it is now.
+    pub contract: ContractRecord,
+    /// Certificates revoked by this call.
+    pub revoked: Vec<CertRecord>,
+}
+
+/// An uploaded OEM provisioning chain (DER).
+#[derive(Debug, Clone)]
+pub struct ProvCertUpload {
+    /// The vehicle's OEM provisioning certificate.
+    pub vehicle: Vec<u8>,
+    /// OEM sub-CA 1.
+    pub sub_ca1: Option<Vec<u8>>,
+    /// OEM sub-CA 2.
+    pub sub_ca2: Option<Vec<u8>>,
+    /// `xsdMsgDefNamespace`.
+    pub namespace: String,
+}
+
+/// Normalise an EMAID (-2 with check digit, else -20).
+pub fn normalize_emaid(s: &str) -> Result<String, RaError> {
+    identifiers::normalize_emaid(s)
+        .or_else(|_| identifiers::normalize_emaid_20(s))
+        .map_err(|e| RaError::bad("bad_emaid", e.to_string()))
+}
+
+/// Validate a PCID (-2 or -20), uppercase.
+pub fn normalize_pcid(s: &str) -> Result<String, RaError> {
+    identifiers::validate_pcid(s)
+        .or_else(|_| identifiers::validate_pcid_20(s))
+        .map_err(|e| RaError::bad("bad_pcid", e.to_string()))
+}
+
+fn random_id() -> Result<String, RaError> {
+    let mut b = [0u8; 12];
+    openssl::rand::rand_bytes(&mut b).map_err(|e| RaError::Internal(e.to_string()))?;
+    Ok(hex::encode(b))
+}
+
+/// The CN of a certificate.
+pub(super) fn common_name(c: &ParsedCert) -> Option<String> {
+    name::values(c.tbs().subject().as_ref(), name::OID_CN)
+        .into_iter()
+        .next()
+}
+
+impl Ra {
+    // --------------------------------------------------------------------------- contracts
+
+    /// Create a contract for an EMAID of the caller's tenants.
+    pub async fn create_contract(
+        &self,
+        p: &Principal,
+        c: NewContract,
+    ) -> Result<ContractRecord, RaError> {
+        let emaid = normalize_emaid(&c.emaid)?;
+        let pcid = normalize_pcid(&c.pcid)?;
+        self.authorize(
+            p,
+            Operation::ManageContracts,
+            Target::Identifier(Identifier::Emaid(&emaid)),
+            &format!("contracts/{emaid}"),
+        )
+        .await?;
+        let now = self.now();
+        if let (Some(f), Some(t)) = (c.valid_from, c.valid_to)
+            && t <= f
+        {
+            return Err(RaError::bad(
+                "bad_validity",
+                "valid_to must be after valid_from",
+            ));
+        }
+        if c.valid_to.is_some_and(|t| t <= now) {
+            return Err(RaError::bad("bad_validity", "valid_to is in the past"));
+        }
+        let grace = c.grace_seconds.unwrap_or(0);
+        if !(0..=MAX_GRACE_SECONDS).contains(&grace) {
+            return Err(RaError::bad(
+                "bad_grace",
+                format!("grace_seconds must be 0..={MAX_GRACE_SECONDS}"),
+            ));
+        }
+        if let Some(id) = &c.issuer_id {
+            let ca = self.inner.store.get_ca(id).await?;
+            if !ca.is_some_and(|ca| ca.profile.starts_with("mo-sub-ca-2")) {
+                return Err(RaError::bad(
+                    "bad_issuer",
+                    format!(
+                        "issuer_id '{}' is not an MO sub-CA 2 of this service",
+                        id.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        if let Some(o) = &c.organization
+            && (o.trim().is_empty() || o.len() > 64)
+        {
+            return Err(RaError::bad(
+                "bad_organization",
+                "organization must be 1..64 characters",
+            ));
+        }
+        let tenant = identifiers::emaid_prefix(&emaid)
+            .map_err(|e| RaError::bad("bad_emaid", e.to_string()))?;
+        let rec = ContractRecord {
+            id: random_id()?,
+            emaid,
+            pcid,
+            tenant,
+            issuer_id: c.issuer_id,
+            organization: c.organization.map(|o| o.trim().to_string()),
+            valid_from: c.valid_from,
+            valid_to: c.valid_to,
+            grace_seconds: grace,
+            status: ContractStatus::Active,
+            created_by: p.actor(),
+            created_at: now,
+            cancelled_at: None,
+        };
+        let ev = AuditEvent::new(
+            &p.actor(),
+            "contract.create",
+            &format!("contract/{}", rec.id),
+            serde_json::json!({ "emaid": rec.emaid, "pcid": rec.pcid }),
+        );
+        self.inner.store.insert_contract(&rec, &ev).await?;
+        tracing::info!(contract = %rec.id, emaid = %rec.emaid, pcid = %rec.pcid, "contract created");
+        Ok(rec)
+    }
+
+    /// Contracts the caller may see, filtered by EMAID and/or PCID, newest first.
+    pub async fn list_contracts(
+        &self,
+        p: &Principal,
+        emaid: Option<&str>,
+        pcid: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Vec<ContractRecord>, RaError> {
+        self.authorize(p, Operation::ReadContracts, Target::Any, "contracts")
+            .await?;
+        let q = ContractQuery {
+            emaid: emaid.map(normalize_emaid).transpose()?,
+            pcid: pcid.map(normalize_pcid).transpose()?,
+            tenants: (!p.role.sees_all_tenants()).then(|| p.tenants.clone()),
+            limit: limit.unwrap_or(100),
+        };
+        Ok(self.inner.store.list_contracts(&q).await?)
+    }
+
+    /// One contract.
+    pub async fn contract(&self, p: &Principal, id: &str) -> Result<ContractRecord, RaError> {
+        self.contract_for(p, Operation::ReadContracts, id).await
+    }
+
+    async fn contract_for(
+        &self,
+        p: &Principal,
+        op: Operation,
+        id: &str,
+    ) -> Result<ContractRecord, RaError> {
+        self.authorize(p, op, Target::Any, "contracts").await?;
+        let c = self
+            .inner
+            .store
+            .get_contract(id)
+            .await?
+            .ok_or_else(|| RaError::NotFound(format!("no contract {}", echo(id))))?;
+        self.authorize(
+            p,
+            op,
+            Target::Stored {
+                tenant: Some(&c.tenant),
+            },
+            &format!("contract/{id}"),
+        )
+        .await?;
+        Ok(c)
+    }
+
+    /// Certificates issued under a contract.
+    pub async fn contract_certificates(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<Vec<CertRecord>, RaError> {
+        let c = self.contract_for(p, Operation::ReadContracts, id).await?;
+        Ok(self.inner.store.contract_certificates(&c.id).await?)
+    }
+
+    /// Cancel a contract: nothing more is provisioned under it, and every certificate it
+    /// produced is revoked (OCSP answers "revoked" when this returns). Idempotent: a repeated
+    /// call revokes what an interrupted one left.
+    pub async fn cancel_contract(&self, p: &Principal, id: &str) -> Result<Cancellation, RaError> {
+        let c = self.contract_for(p, Operation::ManageContracts, id).await?;
+        let ev = AuditEvent::new(
+            &p.actor(),
+            "contract.cancel",
+            &format!("contract/{}", c.id),
+            serde_json::json!({ "emaid": c.emaid, "pcid": c.pcid }),
+        );
+        self.inner
+            .store
+            .cancel_contract(&c.id, self.now(), &ev)
+            .await?;
+        let mut revoked = Vec::new();
+        for cert in self.inner.store.contract_certificates(&c.id).await? {
+            if cert.status != CertStatus::Valid {
+                continue;
+            }
+            self.ca()?
+                .revoke(
+                    &cert.issuer_id,
+                    &cert.serial_hex,
+                    RevocationReason::CessationOfOperation,
+                    &p.actor(),
+                )
+                .await?;
+            revoked.push(cert);
+        }
+        let contract = self.inner.store.get_contract(&c.id).await?.unwrap_or(c);
+        tracing::info!(contract = %contract.id, revoked = revoked.len(), "contract cancelled");
+        Ok(Cancellation { contract, revoked })
+    }
+
+    // ------------------------------------------------------------------------ trusted roots
+
+    /// Roots an OEM provisioning chain may end in: trusted OEM and V2G roots, and our own.
+    pub(super) async fn oem_anchors(&self) -> Result<Vec<Vec<u8>>, RaError> {
+        self.anchors(&[RootKind::Oem, RootKind::V2g], &["oem-root", "v2g-root"])
+            .await
+    }
+
+    async fn anchors(
+        &self,
+        kinds: &[RootKind],
+        own_profiles: &[&str],
+    ) -> Result<Vec<Vec<u8>>, RaError> {
+        let mut out: Vec<Vec<u8>> = self
+            .inner
+            .store
+            .list_trusted_roots()
+            .await?
+            .into_iter()
+            .filter(|r| kinds.contains(&r.kind))
+            .map(|r| r.der)
+            .collect();
+        for ca in self.inner.store.list_cas().await? {
+            let base = ca.profile.trim_end_matches("-20");
+            if ca.parent_id.is_none() && own_profiles.contains(&base) {
+                out.push(ca.cert_der);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Trust an external root (operator only).
+    pub async fn trust_root(
+        &self,
+        p: &Principal,
+        kind: RootKind,
+        der: &[u8],
+    ) -> Result<TrustedRoot, RaError> {
+        self.authorize(p, Operation::ManageTrust, Target::Any, "trust")
+            .await?;
+        let cert = ParsedCert::from_der(der)
+            .map_err(|e| RaError::bad("bad_certificate", e.to_string()))?;
+        if !cert.is_self_issued() {
+            return Err(RaError::bad(
+                "not_a_root",
+                format!("{} is not self-issued", cert.subject_string()),
+            ));
+        }
+        // A root must verify with its own key.
+        chain::verify(
+            der,
+            &[],
+            &[der],
+            cert.not_before().max(self.now().min(cert.not_after())),
+        )
+        .map_err(|e| RaError::bad("not_a_root", e.to_string()))?;
+        let root = TrustedRoot {
+            id: cert.sha256_hex(),
+            kind,
+            subject: cert.subject_string(),
+            serial_hex: cert.serial_hex(),
+            not_before: cert.not_before(),
+            not_after: cert.not_after(),
+            der: der.to_vec(),
+            added_at: self.now(),
+        };
+        let ev = AuditEvent::new(
+            &p.actor(),
+            "trust.add",
+            &format!("root/{}", root.id),
+            serde_json::json!({ "kind": kind.as_str(), "subject": root.subject }),
+        );
+        self.inner.store.add_trusted_root(&root, &ev).await?;
+        Ok(root)
+    }
+
+    /// Every trusted external root (public data, as the root pool is).
+    pub async fn trusted_roots(&self) -> Result<Vec<TrustedRoot>, RaError> {
+        Ok(self.inner.store.list_trusted_roots().await?)
+    }
+
+    /// Stop trusting a root, by its SHA-256 (operator only).
+    pub async fn distrust_root(&self, p: &Principal, id: &str) -> Result<(), RaError> {
+        self.authorize(p, Operation::ManageTrust, Target::Any, "trust")
+            .await?;
+        let id = id.trim().to_ascii_lowercase();
+        let ev = AuditEvent::new(
+            &p.actor(),
+            "trust.remove",
+            &format!("root/{id}"),
+            serde_json::json!({}),
+        );
+        if self.inner.store.remove_trusted_root(&id, &ev).await? {
+            Ok(())
+        } else {
+            Err(RaError::NotFound(format!("no trusted root {}", echo(&id))))
+        }
+    }
+
+    // --------------------------------------------------------------- provisioning pool
+
+    /// Store a vehicle's OEM provisioning chain after checking it ends in a trusted OEM root.
+    pub async fn put_prov_cert(
+        &self,
+        p: &Principal,
+        u: ProvCertUpload,
+    ) -> Result<ProvCertRecord, RaError> {
+        let leaf = ParsedCert::from_der(&u.vehicle)
+            .map_err(|e| RaError::bad("bad_certificate", format!("vehicleCertificate: {e}")))?;
+        let pcid = common_name(&leaf)
+            .ok_or_else(|| RaError::bad("bad_pcid", "vehicleCertificate has no CN"))?;
+        let pcid = normalize_pcid(&pcid)?;
+        self.authorize(
+            p,
+            Operation::ManageProvCerts,
+            Target::Identifier(Identifier::Pcid(&pcid)),
+            &format!("provCerts/{pcid}"),
+        )
+        .await?;
+        let anchors = self.oem_anchors().await?;
+        let roots: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
+        let mut inter: Vec<&[u8]> = Vec::new();
+        inter.extend(u.sub_ca2.as_deref());
+        inter.extend(u.sub_ca1.as_deref());
+        let root_der = chain::verify(&u.vehicle, &inter, &roots, self.now()).map_err(|e| {
+            RaError::bad(
+                match e {
+                    chain::ChainError::Expired(_) => "certificate_expired",
+                    chain::ChainError::Untrusted(_) => "untrusted_chain",
+                },
+                e.to_string(),
+            )
+        })?;
+        let tenant =
+            identifiers::pcid_wmi(&pcid).map_err(|e| RaError::bad("bad_pcid", e.to_string()))?;
+        let rec = ProvCertRecord {
+            pcid: pcid.clone(),
+            tenant,
+            namespace: u.namespace.chars().take(128).collect(),
+            leaf_der: u.vehicle,
+            sub_ca1_der: u.sub_ca1,
+            sub_ca2_der: u.sub_ca2,
+            root_der,
+            uploaded_by: p.actor(),
+            uploaded_at: self.now(),
+        };
+        let ev = AuditEvent::new(
+            &p.actor(),
+            "provcert.put",
+            &format!("provCerts/{pcid}"),
+            serde_json::json!({ "subject": leaf.subject_string(), "serial": leaf.serial_hex() }),
+        );
+        self.inner.store.put_prov_cert(&rec, &ev).await?;
+        Ok(rec)
+    }
+
+    /// A vehicle's chain (OEMs of that WMI; MOs and auditors).
+    pub async fn prov_cert(&self, p: &Principal, pcid: &str) -> Result<ProvCertRecord, RaError> {
+        let pcid = normalize_pcid(pcid)?;
+        let target = if p.role == Role::Oem {
+            Target::Identifier(Identifier::Pcid(&pcid))
+        } else {
+            Target::Any
+        };
+        self.authorize(
+            p,
+            Operation::ReadProvCerts,
+            target,
+            &format!("provCerts/{pcid}"),
+        )
+        .await?;
+        self.inner.store.get_prov_cert(&pcid).await?.ok_or_else(|| {
+            RaError::NotFound(format!("no provisioning certificate for PCID {pcid}"))
+        })
+    }
+
+    /// Remove a vehicle's chain.
+    pub async fn delete_prov_cert(&self, p: &Principal, pcid: &str) -> Result<(), RaError> {
+        let pcid = normalize_pcid(pcid)?;
+        self.authorize(
+            p,
+            Operation::ManageProvCerts,
+            Target::Identifier(Identifier::Pcid(&pcid)),
+            &format!("provCerts/{pcid}"),
+        )
+        .await?;
+        let ev = AuditEvent::new(
+            &p.actor(),
+            "provcert.delete",
+            &format!("provCerts/{pcid}"),
+            serde_json::json!({}),
+        );
+        if self.inner.store.delete_prov_cert(&pcid, &ev).await? {
+            Ok(())
+        } else {
+            Err(RaError::NotFound(format!(
+                "no provisioning certificate for PCID {pcid}"
+            )))
+        }
+    }
+}
+
+fn echo(s: &str) -> String {
+    s.chars().take(64).collect()
+}

@@ -1,0 +1,1338 @@
+//! Contract certificate provisioning: an EV's `CertificateInstallationReq` or
+//! `CertificateUpdateReq` (ISO 15118-2, or -20 installation) in, a signed answer carrying a new
+//! contract certificate and its key encrypted for that car out.
+//!
+//! Install vs update and -2 vs -20 are read from the EXI itself (MaEVe always declares the -2
+//! namespace and ignores the OCPP `action`). Order of work, so that a refusal costs no HSM time
+//! and nothing is stored unless the answer can be delivered: decode → verify the EV's signature
+//! → validate the OEM (or current contract) chain and its status → find the contract → choose
+//! the chains the EV's root list accepts → generate the key and sign the certificate (not yet
+//! recorded) → encrypt the key → sign the answer with the CPS key → encode and size-check →
+//! record certificate, request and audit entry in one transaction.
+
+use super::contracts::{common_name, normalize_emaid, normalize_pcid};
+use super::{Ra, RaError};
+use crate::ca::cps::CpsSigner;
+use crate::error::ErrorKind;
+use crate::exi::xmldsig::{Suite, VerifyingKey};
+use crate::exi::{self, Message, Schema, iso2, iso20, keyenc};
+use crate::model::{
+    CertRecord, CertStatus, ContractRecord, ContractStatus, ProvisioningKind, ProvisioningLink,
+    RevocationReason,
+};
+use crate::policy::authz::{Operation, Principal, Target};
+use crate::policy::profile::Standard;
+use crate::policy::subject;
+use crate::x509::{ParsedCert, chain};
+
+/// A provisioning request as a front end received it.
+#[derive(Debug, Clone, Default)]
+pub struct ProvisionRequest {
+    /// The EXI stream (already base64-decoded).
+    pub exi: Vec<u8>,
+    /// The OCPP `action`, when the caller sent one: a mismatch with the EXI is refused.
+    pub action: Option<ProvisioningKind>,
+    /// OCPP 2.1 `maximumContractCertificateChains` (overrides the -20 request's own).
+    pub maximum_chains: Option<u8>,
+    /// OCPP 2.1 `prioritizedEMAIDs` (added after the -20 request's own).
+    pub prioritized_emaids: Vec<String>,
+}
+
+/// A delivered answer.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The EXI answer (`CertificateInstallationRes` / `CertificateUpdateRes`).
+    pub exi: Vec<u8>,
+    /// The contract certificate's EMAID.
+    pub emaid: String,
+    /// Install or update.
+    pub kind: ProvisioningKind,
+    /// ISO 15118-2 or -20.
+    pub schema: Schema,
+    /// -20: contract chains still to deliver (the car asks again); -2: 0.
+    pub remaining: u8,
+    /// The certificate issued.
+    pub certificate: CertRecord,
+    /// The contract it was issued under.
+    pub contract_id: String,
+}
+
+/// A refused provisioning request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct ProvisionFailure {
+    /// Machine-readable reason (`no_contract`, `signature_invalid`, …).
+    pub code: &'static str,
+    /// HTTP class.
+    pub kind: ErrorKind,
+    /// What is wrong.
+    pub detail: String,
+    /// A FAILED answer with the ISO `ResponseCode` and the request's SessionID, when the request
+    /// was readable enough to address one (ISO 15118-2 only).
+    pub failed_exi: Option<Vec<u8>>,
+    /// Install or update, when known.
+    pub request_kind: Option<ProvisioningKind>,
+}
+
+/// What a failure answer needs to know about the request.
+#[derive(Clone)]
+struct Ctx {
+    schema: Schema,
+    kind: ProvisioningKind,
+    session_id: Vec<u8>,
+    emaid: Option<String>,
+}
+
+impl Ctx {
+    fn fail(
+        &self,
+        code: &'static str,
+        kind: ErrorKind,
+        iso: iso2::schema::ResponseCode,
+        detail: impl Into<String>,
+    ) -> RaError {
+        let failed_exi = match self.schema {
+            Schema::Iso2 => failed_iso2(self, iso).ok(),
+            Schema::Iso20 => None,
+        };
+        RaError::Provisioning(Box::new(ProvisionFailure {
+            code,
+            kind,
+            detail: detail.into(),
+            failed_exi,
+            request_kind: Some(self.kind),
+        }))
+    }
+}
+
+fn refuse(code: &'static str, kind: ErrorKind, detail: impl Into<String>) -> RaError {
+    RaError::Provisioning(Box::new(ProvisionFailure {
+        code,
+        kind,
+        detail: detail.into(),
+        failed_exi: None,
+        request_kind: None,
+    }))
+}
+
+/// A schema-valid -2 FAILED answer: placeholders where the schema demands content, no header
+/// signature (the EV stops at the ResponseCode; signing would spend HSM time on refusals).
+fn failed_iso2(ctx: &Ctx, code: iso2::schema::ResponseCode) -> Result<Vec<u8>, exi::CodecError> {
+    use iso2::schema as s;
+    let chain = |id: Option<&str>| s::CertificateChain {
+        id: id.map(str::to_string),
+        certificate: vec![0],
+        sub_certificates: None,
+    };
+    let emaid = ctx
+        .emaid
+        .clone()
+        .filter(|e| (14..=15).contains(&e.len()))
+        .unwrap_or_else(|| "ZZ00000000000".to_string() + "0");
+    let (sa, cc, k, dh, e) = (
+        chain(None),
+        chain(Some("ID1")),
+        s::ContractSignatureEncryptedPrivateKey {
+            id: "ID2".into(),
+            value: vec![0; 48],
+        },
+        s::DiffieHellmanPublickey {
+            id: "ID3".into(),
+            value: vec![0; 65],
+        },
+        s::EMAID {
+            id: "ID4".into(),
+            value: emaid,
+        },
+    );
+    let body = match ctx.kind {
+        ProvisioningKind::Install => {
+            iso2::Body::CertificateInstallationRes(s::CertificateInstallationRes {
+                response_code: code,
+                sa_provisioning_certificate_chain: sa,
+                contract_signature_cert_chain: cc,
+                contract_signature_encrypted_private_key: k,
+                dh_public_key: dh,
+                e_maid: e,
+            })
+        }
+        ProvisioningKind::Update => iso2::Body::CertificateUpdateRes(s::CertificateUpdateRes {
+            response_code: code,
+            sa_provisioning_certificate_chain: sa,
+            contract_signature_cert_chain: cc,
+            contract_signature_encrypted_private_key: k,
+            dh_public_key: dh,
+            e_maid: e,
+            retry_counter: None,
+        }),
+    };
+    iso2::V2gMessage {
+        header: s::MessageHeader {
+            session_id: ctx.session_id.clone(),
+            notification: None,
+            signature: None,
+        },
+        body,
+    }
+    .encode()
+}
+
+use iso2::schema::ResponseCode as Rc2;
+
+/// The signer, its chain without the root, and the root.
+struct CpsChain {
+    signer: CpsSigner,
+    subs: Vec<Vec<u8>>,
+    root: ParsedCert,
+}
+
+impl Ra {
+    /// Provision a contract certificate for the EV whose request is `req` (see the module).
+    pub async fn provision(
+        &self,
+        p: &Principal,
+        req: ProvisionRequest,
+    ) -> Result<Provisioned, RaError> {
+        self.authorize(p, Operation::ProvisionContract, Target::Any, "provisioning")
+            .await?;
+        // Each answer is an issuance: the per-client issuance limit applies.
+        self.limit_enrollment(p)?;
+        let r = self.provision_inner(p, req).await;
+        if let Err(e) = &r {
+            let target = "provisioning".to_string();
+            if let RaError::Provisioning(f) = e {
+                tracing::info!(code = f.code, detail = %f.detail, "provisioning refused");
+            }
+            let copy = match e {
+                RaError::Provisioning(f) => RaError::Provisioning(f.clone()),
+                other => RaError::Internal(other.to_string()),
+            };
+            let _ = self
+                .refused(p, "contract.provision.refused", &target, copy)
+                .await;
+        }
+        r
+    }
+
+    async fn provision_inner(
+        &self,
+        p: &Principal,
+        req: ProvisionRequest,
+    ) -> Result<Provisioned, RaError> {
+        let msg = Message::decode(&req.exi, None).map_err(|e| {
+            refuse(
+                "exi_invalid",
+                ErrorKind::BadRequest,
+                format!("EXI format is invalid: {e}"),
+            )
+        })?;
+        match msg {
+            Message::Iso2(m) => {
+                let session_id = m.header.session_id.clone();
+                match &m.body {
+                    iso2::Body::CertificateInstallationReq(r) => {
+                        let ctx = Ctx {
+                            schema: Schema::Iso2,
+                            kind: ProvisioningKind::Install,
+                            session_id,
+                            emaid: None,
+                        };
+                        check_action(&ctx, req.action)?;
+                        self.install_iso2(p, &m, r, &req.exi, ctx).await
+                    }
+                    iso2::Body::CertificateUpdateReq(r) => {
+                        let ctx = Ctx {
+                            schema: Schema::Iso2,
+                            kind: ProvisioningKind::Update,
+                            session_id,
+                            emaid: normalize_emaid(&r.emaid).ok(),
+                        };
+                        check_action(&ctx, req.action)?;
+                        self.update_iso2(p, &m, r, &req.exi, ctx).await
+                    }
+                    other => Err(refuse(
+                        "unsupported_message",
+                        ErrorKind::BadRequest,
+                        format!(
+                            "{} is an answer, not a CertificateInstallationReq or CertificateUpdateReq",
+                            other.name()
+                        ),
+                    )),
+                }
+            }
+            Message::Iso20(iso20::Message::CertificateInstallationReq(r)) => {
+                let ctx = Ctx {
+                    schema: Schema::Iso20,
+                    kind: ProvisioningKind::Install,
+                    session_id: r.header.session_id.clone(),
+                    emaid: None,
+                };
+                check_action(&ctx, req.action)?;
+                let m = iso20::Message::CertificateInstallationReq(r.clone());
+                self.install_iso20(p, &m, &r, &req, ctx).await
+            }
+            Message::Iso20(other) => Err(refuse(
+                "unsupported_message",
+                ErrorKind::BadRequest,
+                format!("{} is an answer, not a request", other.name()),
+            )),
+        }
+    }
+
+    // ----------------------------------------------------------------------------- checks
+
+    /// Validate an OEM provisioning certificate: chain to a trusted OEM or V2G root (with the
+    /// pool's or the request's sub-CAs), validity now, our own revocation status. Returns the PCID.
+    async fn check_oem(
+        &self,
+        ctx: &Ctx,
+        leaf_der: &[u8],
+        request_subs: &[Vec<u8>],
+    ) -> Result<String, RaError> {
+        let leaf = ParsedCert::from_der(leaf_der).map_err(|e| {
+            ctx.fail(
+                "oem_certificate_invalid",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                format!("OEM provisioning certificate: {e}"),
+            )
+        })?;
+        let pcid = common_name(&leaf)
+            .and_then(|cn| normalize_pcid(&cn).ok())
+            .ok_or_else(|| {
+                ctx.fail(
+                    "oem_certificate_invalid",
+                    ErrorKind::BadRequest,
+                    Rc2::FAILEDCertChainError,
+                    "the OEM provisioning certificate's CN is not a PCID",
+                )
+            })?;
+        let pooled = self.inner.store.get_prov_cert(&pcid).await?;
+        let mut inter: Vec<&[u8]> = request_subs.iter().map(Vec::as_slice).collect();
+        if let Some(pc) = &pooled {
+            inter.extend(pc.sub_ca2_der.as_deref());
+            inter.extend(pc.sub_ca1_der.as_deref());
+        }
+        // Our own OEM sub-CAs, for provisioning certificates this service issued.
+        let own: Vec<Vec<u8>> = self
+            .inner
+            .store
+            .list_cas()
+            .await?
+            .into_iter()
+            .filter(|c| c.parent_id.is_some() && c.profile.starts_with("oem-sub-ca"))
+            .map(|c| c.cert_der)
+            .collect();
+        inter.extend(own.iter().map(Vec::as_slice));
+        let anchors = self.oem_anchors().await?;
+        let roots: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
+        chain::verify(leaf_der, &inter, &roots, self.now()).map_err(|e| match e {
+            chain::ChainError::Expired(d) => ctx.fail(
+                "oem_certificate_expired",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertificateExpired,
+                format!("OEM provisioning {d}"),
+            ),
+            chain::ChainError::Untrusted(d) => ctx.fail(
+                "oem_untrusted",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                format!("OEM provisioning certificate does not chain to a trusted root: {d}"),
+            ),
+        })?;
+        if let Some(rec) = self.own_record(&leaf).await?
+            && rec.status == CertStatus::Revoked
+        {
+            return Err(ctx.fail(
+                "oem_revoked",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertificateRevoked,
+                format!("OEM provisioning certificate {} is revoked", rec.serial_hex),
+            ));
+        }
+        Ok(pcid)
+    }
+
+    /// Our record of a certificate, if one of our CAs issued it.
+    async fn own_record(&self, cert: &ParsedCert) -> Result<Option<CertRecord>, RaError> {
+        let issuer = cert.issuer_der();
+        for ca in self.inner.store.list_cas().await? {
+            let Ok(c) = ParsedCert::from_der(&ca.cert_der) else {
+                continue;
+            };
+            if c.subject_der() != issuer {
+                continue;
+            }
+            if let Some(r) = self
+                .inner
+                .store
+                .get_cert(&ca.id, &cert.serial_hex())
+                .await?
+            {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Active contracts of a vehicle valid now, newest first; a cancelled-only vehicle and an
+    /// unknown one are told apart.
+    async fn contracts_of(&self, ctx: &Ctx, pcid: &str) -> Result<Vec<ContractRecord>, RaError> {
+        let all = self
+            .inner
+            .store
+            .list_contracts(&crate::store::ContractQuery {
+                pcid: Some(pcid.to_string()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await?;
+        let now = self.now();
+        let active: Vec<ContractRecord> = all
+            .iter()
+            .filter(|c| {
+                c.status == ContractStatus::Active
+                    && c.valid_from.is_none_or(|f| f <= now)
+                    && c.valid_to.is_none_or(|t| t > now)
+            })
+            .cloned()
+            .collect();
+        if !active.is_empty() {
+            return Ok(active);
+        }
+        if all.iter().any(|c| c.status == ContractStatus::Cancelled) {
+            return Err(ctx.fail(
+                "contract_cancelled",
+                ErrorKind::NotFound,
+                Rc2::FAILEDContractCanceled,
+                format!("the contract for PCID {pcid} is cancelled"),
+            ));
+        }
+        Err(ctx.fail(
+            "no_contract",
+            ErrorKind::NotFound,
+            Rc2::FAILEDNoCertificateAvailable,
+            format!("Contract or Vehicle not found: no valid contract for PCID {pcid}"),
+        ))
+    }
+
+    /// The CPS signer of `standard`, refused unless its root is one the EV lists.
+    async fn cps_chain(
+        &self,
+        ctx: &Ctx,
+        standard: Standard,
+        listed: Option<&[(String, Vec<u8>)]>,
+    ) -> Result<CpsChain, RaError> {
+        let signer = self.ca()?.cps_signer(standard).await?;
+        let root = signer
+            .chain
+            .last()
+            .cloned()
+            .ok_or_else(|| RaError::Internal("CPS chain without a root".into()))?;
+        if let Some(listed) = listed
+            && !listed
+                .iter()
+                .any(|(name, serial)| chain::root_matches(&root, name, serial))
+        {
+            return Err(ctx.fail(
+                "no_matching_root",
+                ErrorKind::NotFound,
+                Rc2::FAILEDNoCertificateAvailable,
+                format!(
+                    "none of the {} roots in ListOfRootCertificateIDs is {} (serial {}), the root of our CPS chain",
+                    listed.len(),
+                    root.subject_string(),
+                    root.serial_hex()
+                ),
+            ));
+        }
+        let subs = signer
+            .chain
+            .iter()
+            .filter(|c| !c.is_self_issued())
+            .map(|c| c.der.clone())
+            .collect();
+        Ok(CpsChain { signer, subs, root })
+    }
+
+    /// Subject and validity of the next contract certificate of `contract`.
+    async fn contract_subject(
+        &self,
+        contract: &ContractRecord,
+        profile: &str,
+    ) -> Result<(subject::CheckedSubject, Option<u32>), RaError> {
+        let ca = self.ca()?;
+        let prof = self.inner.profiles.get(profile)?.clone();
+        let org = match &contract.organization {
+            Some(o) => o.clone(),
+            None => {
+                let chain = match &contract.issuer_id {
+                    Some(id) => ca.chain(id).await?,
+                    None => ca.issuing_chain(profile).await?,
+                };
+                chain
+                    .first()
+                    .and_then(|c| {
+                        crate::x509::name::values(
+                            c.tbs().subject().as_ref(),
+                            crate::x509::name::OID_O,
+                        )
+                        .into_iter()
+                        .next()
+                    })
+                    .unwrap_or_else(|| "pnc-pki".to_string())
+            }
+        };
+        let text = format!("O={org}, CN={}", contract.emaid);
+        let checked = subject::check_subject_text(&prof, &text)?;
+        let days = contract.valid_to.map(|t| {
+            let left = (t - self.now()).max(86_400) / 86_400;
+            u32::try_from(left)
+                .unwrap_or(u32::MAX)
+                .min(prof.validity.default_days)
+        });
+        Ok((checked, days))
+    }
+
+    fn check_size(&self, ctx: &Ctx, exi_len: usize) -> Result<(), RaError> {
+        let chars = exi_len.div_ceil(3) * 4;
+        let cap = match ctx.schema {
+            Schema::Iso2 => self.inner.response_caps.0,
+            Schema::Iso20 => self.inner.response_caps.1,
+        };
+        if chars > cap {
+            return Err(refuse(
+                "response_too_large",
+                ErrorKind::Internal,
+                format!(
+                    "the answer would be {chars} base64 characters ({exi_len} bytes of EXI), over the configured cap of {cap}; nothing was issued"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------ ISO 15118-2
+
+    async fn install_iso2(
+        &self,
+        p: &Principal,
+        m: &iso2::V2gMessage,
+        r: &iso2::CertificateInstallationReq,
+        raw: &[u8],
+        mut ctx: Ctx,
+    ) -> Result<Provisioned, RaError> {
+        verify_signature_iso2(&ctx, m, &r.oem_provisioning_cert)?;
+        let pcid = self.check_oem(&ctx, &r.oem_provisioning_cert, &[]).await?;
+        let contract = self
+            .contracts_of(&ctx, &pcid)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| RaError::Internal("empty contract list".into()))?;
+        ctx.emaid = Some(contract.emaid.clone());
+        let listed = listed_roots(&r.list_of_root_certificate_ids);
+        let cps = self.cps_chain(&ctx, Standard::Iso2, Some(&listed)).await?;
+        let recipient = keyenc::recipient_public_key(&r.oem_provisioning_cert).map_err(|e| {
+            ctx.fail(
+                "oem_certificate_invalid",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                format!("OEM provisioning key: {e}"),
+            )
+        })?;
+        if let Some(out) = self
+            .pregenerated_answer(&ctx, &contract, &r.oem_provisioning_cert)
+            .await?
+        {
+            return Ok(out);
+        }
+        self.issue_iso2(p, ctx, contract, cps, &recipient, raw, None, None)
+            .await
+    }
+
+    /// The contract's pre-generated answer for this car's OEM key, with the live SessionID, if
+    /// there is one whose certificate is still valid: no HSM call, nothing new recorded.
+    async fn pregenerated_answer(
+        &self,
+        ctx: &Ctx,
+        contract: &ContractRecord,
+        oem_der: &[u8],
+    ) -> Result<Option<Provisioned>, RaError> {
+        let Some(pre) = self
+            .inner
+            .store
+            .get_pregenerated(&contract.id, "iso15118-2")
+            .await?
+        else {
+            return Ok(None);
+        };
+        if pre.oem_sha256 != sha256_hex(oem_der) {
+            return Ok(None);
+        }
+        let Some(cert) = self
+            .inner
+            .store
+            .get_cert(&pre.issuer_id, &pre.serial_hex)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if cert.status != CertStatus::Valid || cert.not_after <= self.now() {
+            return Ok(None);
+        }
+        let Message::Iso2(mut m) = Message::decode(&pre.exi, Some(Schema::Iso2))
+            .map_err(|e| RaError::Internal(format!("stored answer: {e}")))?
+        else {
+            return Ok(None);
+        };
+        // The header is outside the signed elements: the signature stays valid.
+        m.header.session_id = ctx.session_id.clone();
+        let exi = m
+            .encode()
+            .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
+        self.check_size(ctx, exi.len())?;
+        tracing::info!(contract = %contract.id, serial = %cert.serial_hex, exi_bytes = exi.len(), "pre-generated contract data delivered");
+        Ok(Some(Provisioned {
+            exi,
+            emaid: contract.emaid.clone(),
+            kind: ProvisioningKind::Install,
+            schema: Schema::Iso2,
+            remaining: 0,
+            certificate: cert,
+            contract_id: contract.id.clone(),
+        }))
+    }
+
+    /// Pre-generate a contract's ISO 15118-2 answer for the vehicle in the provisioning pool
+    /// (Hubject's `generate/signedContractData`): key, certificate, encrypted key and signature
+    /// made now, the answer kept and delivered at installation with the live SessionID. Creates
+    /// the contract when the EMAID has none. A previous pre-generated certificate is revoked
+    /// (`superseded`).
+    pub async fn pregenerate(
+        &self,
+        p: &Principal,
+        req: Pregenerate,
+    ) -> Result<Provisioned, RaError> {
+        let emaid = normalize_emaid(&req.emaid)?;
+        let pcid = normalize_pcid(&req.pcid)?;
+        self.authorize(
+            p,
+            Operation::ManageContracts,
+            Target::Identifier(crate::policy::authz::Identifier::Emaid(&emaid)),
+            &format!("contracts/{emaid}"),
+        )
+        .await?;
+        self.limit_enrollment(p)?;
+        if !is_iso2_namespace(&req.namespace) {
+            return Err(RaError::bad(
+                "unsupported_namespace",
+                "pre-generated contract data is ISO 15118-2 only (urn:iso:15118:2:2013:MsgDef)",
+            ));
+        }
+        let existing = self
+            .inner
+            .store
+            .list_contracts(&crate::store::ContractQuery {
+                emaid: Some(emaid.clone()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .find(|c| c.status == ContractStatus::Active);
+        let contract = match existing {
+            Some(c) if c.pcid != pcid => {
+                return Err(RaError::Store(crate::store::StoreError::Taken(format!(
+                    "EMAID {emaid} has an active contract for another vehicle ({})",
+                    c.pcid
+                ))));
+            }
+            Some(c) => c,
+            None => {
+                self.create_contract(
+                    p,
+                    super::contracts::NewContract {
+                        emaid: emaid.clone(),
+                        pcid: pcid.clone(),
+                        valid_from: req.valid_from,
+                        valid_to: req.valid_to,
+                        ..Default::default()
+                    },
+                )
+                .await?
+            }
+        };
+        let pooled = self.inner.store.get_prov_cert(&pcid).await?.ok_or_else(|| {
+            RaError::NotFound(format!(
+                "no OEM provisioning certificate for PCID {pcid} in the pool (PUT /v1/oem/provCerts)"
+            ))
+        })?;
+        let ctx = Ctx {
+            schema: Schema::Iso2,
+            kind: ProvisioningKind::Install,
+            // Replaced by the live SessionID at delivery.
+            session_id: vec![0; 8],
+            emaid: Some(contract.emaid.clone()),
+        };
+        let subs: Vec<Vec<u8>> = [&pooled.sub_ca2_der, &pooled.sub_ca1_der]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        self.check_oem(&ctx, &pooled.leaf_der, &subs).await?;
+        let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
+        let recipient = keyenc::recipient_public_key(&pooled.leaf_der)
+            .map_err(|e| RaError::bad("bad_certificate", format!("OEM provisioning key: {e}")))?;
+        let sha = sha256_hex(&pooled.leaf_der);
+        self.issue_iso2(
+            p,
+            ctx,
+            contract,
+            cps,
+            &recipient,
+            &req.body,
+            None,
+            Some(sha),
+        )
+        .await
+    }
+
+    /// Delete a contract's pre-generated data (Hubject's `DELETE signedContractData/{emaid}`);
+    /// its certificate is revoked unless `skip_revocation`.
+    pub async fn delete_pregenerated(
+        &self,
+        p: &Principal,
+        emaid: &str,
+        skip_revocation: bool,
+    ) -> Result<usize, RaError> {
+        let emaid = normalize_emaid(emaid)?;
+        self.authorize(
+            p,
+            Operation::ManageContracts,
+            Target::Identifier(crate::policy::authz::Identifier::Emaid(&emaid)),
+            &format!("contracts/{emaid}"),
+        )
+        .await?;
+        let contract = self
+            .inner
+            .store
+            .list_contracts(&crate::store::ContractQuery {
+                emaid: Some(emaid.clone()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .find(|c| c.status == ContractStatus::Active)
+            .ok_or_else(|| RaError::NotFound(format!("Contract or Vehicle not found: {emaid}")))?;
+        let pre = self
+            .inner
+            .store
+            .get_pregenerated(&contract.id, "iso15118-2")
+            .await?
+            .ok_or_else(|| RaError::NotFound(format!("no signed contract data for {emaid}")))?;
+        let ev = crate::model::AuditEvent::new(
+            &p.actor(),
+            "contract.pregenerated.delete",
+            &format!("contract/{}", contract.id),
+            serde_json::json!({ "emaid": emaid, "skip_revocation": skip_revocation }),
+        );
+        let n = self
+            .inner
+            .store
+            .delete_pregenerated(&contract.id, &ev)
+            .await?;
+        if !skip_revocation {
+            self.ca()?
+                .revoke(
+                    &pre.issuer_id,
+                    &pre.serial_hex,
+                    RevocationReason::CessationOfOperation,
+                    &p.actor(),
+                )
+                .await?;
+        }
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    async fn update_iso2(
+        &self,
+        p: &Principal,
+        m: &iso2::V2gMessage,
+        r: &iso2::CertificateUpdateReq,
+        raw: &[u8],
+        ctx: Ctx,
+    ) -> Result<Provisioned, RaError> {
+        let current_der = &r.contract_signature_cert_chain.certificate;
+        verify_signature_iso2(&ctx, m, current_der)?;
+        let current = ParsedCert::from_der(current_der).map_err(|e| {
+            ctx.fail(
+                "contract_certificate_invalid",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                format!("current contract certificate: {e}"),
+            )
+        })?;
+        let rec = self.own_record(&current).await?.ok_or_else(|| {
+            ctx.fail(
+                "contract_unknown",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                "the current contract certificate was not issued by this service",
+            )
+        })?;
+        if rec.status == CertStatus::Revoked {
+            return Err(ctx.fail(
+                "contract_revoked",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertificateRevoked,
+                format!(
+                    "the current contract certificate {} is revoked",
+                    rec.serial_hex
+                ),
+            ));
+        }
+        if rec.not_after <= self.now() {
+            return Err(ctx.fail(
+                "contract_expired",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertificateExpired,
+                format!(
+                    "the current contract certificate {} has expired",
+                    rec.serial_hex
+                ),
+            ));
+        }
+        let contract_id = self
+            .inner
+            .store
+            .contract_of_certificate(&rec.issuer_id, &rec.serial_hex)
+            .await?;
+        let contract = match contract_id {
+            Some(id) => self.inner.store.get_contract(&id).await?,
+            None => None,
+        }
+        .ok_or_else(|| {
+            ctx.fail(
+                "no_contract",
+                ErrorKind::NotFound,
+                Rc2::FAILEDNoCertificateAvailable,
+                "the current contract certificate belongs to no contract",
+            )
+        })?;
+        if contract.status == ContractStatus::Cancelled {
+            return Err(ctx.fail(
+                "contract_cancelled",
+                ErrorKind::NotFound,
+                Rc2::FAILEDContractCanceled,
+                format!("contract {} is cancelled", contract.id),
+            ));
+        }
+        if ctx.emaid.as_deref() != Some(contract.emaid.as_str()) {
+            return Err(ctx.fail(
+                "emaid_mismatch",
+                ErrorKind::BadRequest,
+                Rc2::FAILED,
+                format!(
+                    "the request's eMAID is not the contract's ({})",
+                    contract.emaid
+                ),
+            ));
+        }
+        let listed = listed_roots(&r.list_of_root_certificate_ids);
+        let cps = self.cps_chain(&ctx, Standard::Iso2, Some(&listed)).await?;
+        let recipient = keyenc::recipient_public_key(current_der).map_err(|e| {
+            ctx.fail(
+                "contract_certificate_invalid",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                format!("current contract key: {e}"),
+            )
+        })?;
+        let due = self.now() + contract.grace_seconds;
+        let out = self
+            .issue_iso2(
+                p,
+                ctx,
+                contract,
+                cps,
+                &recipient,
+                raw,
+                Some((rec.issuer_id.clone(), rec.serial_hex.clone(), due)),
+                None,
+            )
+            .await?;
+        if due <= self.now() {
+            self.supersede(
+                &out.certificate.issuer_id,
+                &out.certificate.serial_hex,
+                &rec.issuer_id,
+                &rec.serial_hex,
+            )
+            .await;
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_iso2(
+        &self,
+        p: &Principal,
+        ctx: Ctx,
+        contract: ContractRecord,
+        cps: CpsChain,
+        recipient: &[u8],
+        raw: &[u8],
+        supersedes: Option<(String, String, i64)>,
+        pregenerate: Option<String>,
+    ) -> Result<Provisioned, RaError> {
+        use iso2::schema as s;
+        let ca = self.ca()?;
+        let (checked, days) = self.contract_subject(&contract, "contract").await?;
+        let (prepared, key) = ca
+            .prepare_leaf_with_generated_key(
+                checked,
+                contract.issuer_id.as_deref(),
+                days,
+                &p.actor(),
+            )
+            .await?;
+        let env = keyenc::iso2_encrypt(recipient, &key.scalar)
+            .map_err(|e| RaError::Internal(format!("contract key encryption: {e}")))?;
+        drop(key);
+        let contract_subs: Vec<Vec<u8>> = prepared
+            .chain
+            .iter()
+            .filter(|c| !c.is_self_issued())
+            .map(|c| c.der.clone())
+            .collect();
+        let sa = s::CertificateChain {
+            id: None,
+            certificate: cps.signer.cert.der.clone(),
+            sub_certificates: Some(s::SubCertificates {
+                certificate: cps.subs.clone(),
+            }),
+        };
+        let cc = s::CertificateChain {
+            id: Some("ID1".into()),
+            certificate: prepared.record.der.clone(),
+            sub_certificates: Some(s::SubCertificates {
+                certificate: contract_subs,
+            }),
+        };
+        let k = s::ContractSignatureEncryptedPrivateKey {
+            id: "ID2".into(),
+            value: env.encrypted_private_key,
+        };
+        let dh = s::DiffieHellmanPublickey {
+            id: "ID3".into(),
+            value: env.dh_public_key,
+        };
+        let e = s::EMAID {
+            id: "ID4".into(),
+            value: contract.emaid.clone(),
+        };
+        let body = match ctx.kind {
+            ProvisioningKind::Install => {
+                iso2::Body::CertificateInstallationRes(s::CertificateInstallationRes {
+                    response_code: s::ResponseCode::OK,
+                    sa_provisioning_certificate_chain: sa,
+                    contract_signature_cert_chain: cc,
+                    contract_signature_encrypted_private_key: k,
+                    dh_public_key: dh,
+                    e_maid: e,
+                })
+            }
+            ProvisioningKind::Update => iso2::Body::CertificateUpdateRes(s::CertificateUpdateRes {
+                response_code: s::ResponseCode::OK,
+                sa_provisioning_certificate_chain: sa,
+                contract_signature_cert_chain: cc,
+                contract_signature_encrypted_private_key: k,
+                dh_public_key: dh,
+                e_maid: e,
+                retry_counter: None,
+            }),
+        };
+        let mut msg = iso2::V2gMessage {
+            header: s::MessageHeader {
+                session_id: ctx.session_id.clone(),
+                notification: None,
+                signature: None,
+            },
+            body,
+        };
+        let signer = cps.signer;
+        let msg = tokio::task::spawn_blocking(move || msg.sign(&signer).map(|()| msg))
+            .await
+            .map_err(|e| RaError::Internal(e.to_string()))?
+            .map_err(|e| RaError::Internal(format!("signing the answer: {e}")))?;
+        let exi = msg
+            .encode()
+            .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
+        drop(cps.root);
+        self.deliver(
+            ctx,
+            contract,
+            prepared,
+            raw,
+            exi,
+            0,
+            supersedes,
+            pregenerate,
+        )
+        .await
+    }
+
+    /// Size-check, then record certificate, request and audit entry together.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        ctx: Ctx,
+        contract: ContractRecord,
+        prepared: crate::ca::Prepared,
+        raw: &[u8],
+        exi: Vec<u8>,
+        remaining: u8,
+        supersedes: Option<(String, String, i64)>,
+        pregenerate: Option<String>,
+    ) -> Result<Provisioned, RaError> {
+        self.check_size(&ctx, exi.len())?;
+        let link = ProvisioningLink {
+            contract_id: contract.id.clone(),
+            kind: ctx.kind,
+            schema_version: match ctx.schema {
+                Schema::Iso2 => "iso15118-2",
+                Schema::Iso20 => "iso15118-20",
+            },
+            request: raw.to_vec(),
+            response_size: exi.len(),
+            supersedes,
+            pregenerated: pregenerate.map(|sha| (sha, exi.clone())),
+        };
+        let (issued, replaced) = self.ca()?.commit_provisioned(prepared, &link).await?;
+        if let Some((i, s)) = replaced {
+            // The previous pre-generated answer was never delivered, or is superseded now.
+            if let Err(e) = self
+                .ca()?
+                .revoke(&i, &s, RevocationReason::Superseded, "service:provisioning")
+                .await
+            {
+                tracing::warn!(serial = %s, error = %e, "revoking a replaced pre-generated certificate failed");
+            }
+        }
+        tracing::info!(
+            contract = %contract.id,
+            emaid = %contract.emaid,
+            serial = %issued.record.serial_hex,
+            kind = ctx.kind.as_str(),
+            schema = link.schema_version,
+            exi_bytes = exi.len(),
+            base64_chars = exi.len().div_ceil(3) * 4,
+            "contract certificate provisioned"
+        );
+        Ok(Provisioned {
+            exi,
+            emaid: contract.emaid,
+            kind: ctx.kind,
+            schema: ctx.schema,
+            remaining,
+            certificate: issued.record,
+            contract_id: contract.id,
+        })
+    }
+
+    /// Revoke a replaced contract certificate (`superseded`) and mark the supersession done.
+    /// A failure is logged; the sweep retries it.
+    async fn supersede(
+        &self,
+        issuer_id: &str,
+        serial_hex: &str,
+        old_issuer: &str,
+        old_serial: &str,
+    ) {
+        let r = async {
+            self.ca()?
+                .revoke(
+                    old_issuer,
+                    old_serial,
+                    RevocationReason::Superseded,
+                    "service:provisioning",
+                )
+                .await?;
+            self.inner
+                .store
+                .supersession_done(issuer_id, serial_hex)
+                .await?;
+            Ok::<(), RaError>(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(old = %old_serial, error = %e, "revoking a superseded contract certificate failed; the sweep retries");
+        }
+    }
+
+    /// Revoke every replaced contract certificate whose grace period has ended (at most 100 a
+    /// call). Returns how many were due.
+    pub async fn sweep_supersessions(&self) -> Result<usize, RaError> {
+        let due = self.inner.store.due_supersessions(self.now(), 100).await?;
+        for d in &due {
+            self.supersede(
+                &d.issuer_id,
+                &d.serial_hex,
+                &d.old_issuer_id,
+                &d.old_serial_hex,
+            )
+            .await;
+        }
+        Ok(due.len())
+    }
+
+    /// Sweep supersessions once a minute, until the task is dropped.
+    pub async fn run_supersession_sweeper(self) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            if let Err(e) = self.sweep_supersessions().await {
+                tracing::warn!(error = %e, "supersession sweep failed");
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------- ISO 15118-20
+
+    async fn install_iso20(
+        &self,
+        p: &Principal,
+        m: &iso20::Message,
+        r: &iso20::CertificateInstallationReq,
+        req: &ProvisionRequest,
+        ctx: Ctx,
+    ) -> Result<Provisioned, RaError> {
+        use iso15118::iso20::common as c20;
+        use iso15118::iso20::messages as m20;
+        let oem = &r.oem_provisioning_certificate_chain;
+        let key = VerifyingKey::from_certificate(&oem.certificate).map_err(|e| {
+            ctx.fail(
+                "oem_certificate_invalid",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                format!("OEM provisioning certificate: {e}"),
+            )
+        })?;
+        m.verify(&key)
+            .and_then(|rep| rep.into_result())
+            .map_err(|e| {
+                ctx.fail(
+                    "signature_invalid",
+                    ErrorKind::BadRequest,
+                    Rc2::FAILEDSignatureError,
+                    format!("request signature: {e}"),
+                )
+            })?;
+        let subs: Vec<Vec<u8>> = oem
+            .sub_certificates
+            .as_ref()
+            .map(|s| s.certificate.clone())
+            .unwrap_or_default();
+        let pcid = self.check_oem(&ctx, &oem.certificate, &subs).await?;
+        let mut contracts = self.contracts_of(&ctx, &pcid).await?;
+        // Prioritised EMAIDs first (the request's, then OCPP 2.1's), the rest newest first.
+        let mut prio: Vec<String> = r
+            .prioritized_emaids
+            .as_ref()
+            .map(|l| l.emaid.clone())
+            .unwrap_or_default();
+        prio.extend(req.prioritized_emaids.iter().cloned());
+        let prio: Vec<String> = prio
+            .iter()
+            .filter_map(|e| normalize_emaid(e).ok())
+            .collect();
+        contracts.sort_by_key(|c| {
+            prio.iter()
+                .position(|e| *e == c.emaid)
+                .unwrap_or(usize::MAX)
+        });
+        // One chain per request: the first contract without a valid -20 certificate yet; the
+        // car asks again while RemainingContractCertificateChains > 0.
+        let now = self.now();
+        let mut pending = Vec::new();
+        for c in &contracts {
+            let certs = self.inner.store.contract_certificates(&c.id).await?;
+            let has = certs.iter().any(|x| {
+                x.profile == "contract-20" && x.status == CertStatus::Valid && x.not_after > now
+            });
+            if !has {
+                pending.push(c.clone());
+            }
+        }
+        let max = usize::from(
+            req.maximum_chains
+                .unwrap_or(r.maximum_contract_certificate_chains)
+                .max(1),
+        );
+        let (contract, remaining) = match pending.first() {
+            Some(c) => (
+                c.clone(),
+                u8::try_from(pending.len().min(max) - 1).unwrap_or(u8::MAX),
+            ),
+            None => (contracts[0].clone(), 0),
+        };
+        let listed = listed_roots(&r.list_of_root_certificate_ids);
+        let cps = self.cps_chain(&ctx, Standard::Iso20, Some(&listed)).await?;
+        let recipient = keyenc::recipient_public_key(&oem.certificate).map_err(|e| {
+            ctx.fail(
+                "oem_certificate_invalid",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDCertChainError,
+                format!("OEM provisioning key: {e}"),
+            )
+        })?;
+        let ca = self.ca()?;
+        let (checked, days) = self.contract_subject(&contract, "contract-20").await?;
+        let (prepared, key) = ca
+            .prepare_leaf_with_generated_key(
+                checked,
+                contract.issuer_id.as_deref(),
+                days,
+                &p.actor(),
+            )
+            .await?;
+        let ski = prepared
+            .cert
+            .ski()
+            .ok_or_else(|| RaError::Internal("contract certificate without SKI".into()))?;
+        let aad = keyenc::iso20_aad(&pcid, &ski);
+        let env = keyenc::iso20_encrypt(&recipient, &key.scalar, &aad)
+            .map_err(|e| RaError::Internal(format!("contract key encryption: {e}")))?;
+        drop(key);
+        let contract_subs: Vec<Vec<u8>> = prepared
+            .chain
+            .iter()
+            .filter(|c| !c.is_self_issued())
+            .map(|c| c.der.clone())
+            .collect();
+        let res = m20::CertificateInstallationRes {
+            header: c20::MessageHeader {
+                session_id: ctx.session_id.clone(),
+                time_stamp: u64::try_from(now).unwrap_or(0),
+                signature: None,
+            },
+            response_code: c20::ResponseCode::OK,
+            evse_processing: c20::Processing::Finished,
+            cp_s_certificate_chain: m20::CertificateChain {
+                certificate: cps.signer.cert.der.clone(),
+                sub_certificates: Some(m20::SubCertificates {
+                    certificate: cps.subs.clone(),
+                }),
+            },
+            signed_installation_data: m20::SignedInstallationData {
+                id: "ID1".into(),
+                contract_certificate_chain: m20::ContractCertificateChain {
+                    certificate: prepared.record.der.clone(),
+                    sub_certificates: m20::SubCertificates {
+                        certificate: contract_subs,
+                    },
+                },
+                ec_dh_curve: m20::EcdhCurve::SECP521,
+                dh_public_key: env.dh_public_key,
+                choice: m20::SignedInstallationDataChoice::SECP521EncryptedPrivateKey(
+                    env.encrypted_private_key,
+                ),
+            },
+            remaining_contract_certificate_chains: remaining,
+        };
+        let mut msg = iso20::Message::CertificateInstallationRes(res);
+        let signer = cps.signer;
+        let msg = tokio::task::spawn_blocking(move || {
+            msg.sign(Suite::EcdsaP521Sha512, &signer).map(|()| msg)
+        })
+        .await
+        .map_err(|e| RaError::Internal(e.to_string()))?
+        .map_err(|e| RaError::Internal(format!("signing the answer: {e}")))?;
+        let exi = msg
+            .encode()
+            .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
+        self.deliver(
+            ctx, contract, prepared, &req.exi, exi, remaining, None, None,
+        )
+        .await
+    }
+}
+
+/// A pre-generation request (Hubject `PUT /v1/cps/generate/signedContractData`).
+#[derive(Debug, Clone, Default)]
+pub struct Pregenerate {
+    /// EMAID.
+    pub emaid: String,
+    /// PCID of the vehicle (its chain must be in the pool).
+    pub pcid: String,
+    /// Contract start, when a contract is created (Unix seconds).
+    pub valid_from: Option<i64>,
+    /// Contract end, when a contract is created (Unix seconds).
+    pub valid_to: Option<i64>,
+    /// `xsdMsgDefNamespace`.
+    pub namespace: String,
+    /// The request body, kept with the certificate it produced.
+    pub body: Vec<u8>,
+}
+
+/// Whether a declared namespace is ISO 15118-2's.
+fn is_iso2_namespace(ns: &str) -> bool {
+    ns.is_empty() || ns.starts_with("urn:iso:15118:2:")
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b))
+}
+
+fn check_action(ctx: &Ctx, action: Option<ProvisioningKind>) -> Result<(), RaError> {
+    match action {
+        Some(a) if a != ctx.kind => Err(ctx.fail(
+            "action_mismatch",
+            ErrorKind::BadRequest,
+            Rc2::FAILED,
+            format!(
+                "action is {} but the EXI request is a Certificate{}Req",
+                a.as_str(),
+                match ctx.kind {
+                    ProvisioningKind::Install => "Installation",
+                    ProvisioningKind::Update => "Update",
+                }
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn verify_signature_iso2(
+    ctx: &Ctx,
+    m: &iso2::V2gMessage,
+    signer_der: &[u8],
+) -> Result<(), RaError> {
+    let key = VerifyingKey::from_certificate(signer_der).map_err(|e| {
+        ctx.fail(
+            "certificate_invalid",
+            ErrorKind::BadRequest,
+            Rc2::FAILEDCertChainError,
+            format!("signer certificate: {e}"),
+        )
+    })?;
+    m.verify(&key)
+        .and_then(|rep| rep.into_result())
+        .map_err(|e| {
+            ctx.fail(
+                "signature_invalid",
+                ErrorKind::BadRequest,
+                Rc2::FAILEDSignatureError,
+                format!("request signature: {e}"),
+            )
+        })
+}
+
+/// The EV's root list as (issuer DN text, serial magnitude); negative serials name nothing.
+fn listed_roots(ids: &[iso2::X509IssuerSerial]) -> Vec<(String, Vec<u8>)> {
+    ids.iter()
+        .filter(|r| !r.serial_number.is_negative())
+        .map(|r| (r.issuer_name.clone(), r.serial_number.magnitude().to_vec()))
+        .collect()
+}

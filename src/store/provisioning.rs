@@ -1,0 +1,616 @@
+//! Contract provisioning state: trusted external roots, the OEM provisioning certificate pool,
+//! contracts, and the link from each issued contract certificate to the request that produced
+//! it. Every change commits with its audit entry; an installation's certificate, its link and
+//! its audit entry commit in one transaction.
+
+use sqlx::Row;
+
+use super::{
+    CERT_COLUMNS, Store, StoreError, audit, cert_from_row, corrupt, dispatch, insert_cert,
+    is_unique_violation, reason_of, status_of,
+};
+use crate::model::{
+    AuditEvent, CertRecord, ContractRecord, ContractStatus, Pregenerated, ProvCertRecord,
+    ProvisioningLink, RootKind, TrustedRoot,
+};
+
+const ROOT_COLUMNS: &str = "id, kind, subject, serial_hex, not_before, not_after, der, added_at";
+const PROV_COLUMNS: &str = "pcid, tenant, namespace, leaf_der, sub_ca1_der, sub_ca2_der, root_der, uploaded_by, uploaded_at";
+const CONTRACT_COLUMNS: &str = "id, emaid, pcid, tenant, issuer_id, organization, valid_from, valid_to, grace_seconds, status, created_by, created_at, cancelled_at";
+
+macro_rules! root_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        let kind: String = r.try_get("kind")?;
+        TrustedRoot {
+            id: r.try_get("id")?,
+            kind: kind
+                .parse::<RootKind>()
+                .map_err(|_| corrupt("root kind", &kind))?,
+            subject: r.try_get("subject")?,
+            serial_hex: r.try_get("serial_hex")?,
+            not_before: r.try_get("not_before")?,
+            not_after: r.try_get("not_after")?,
+            der: r.try_get("der")?,
+            added_at: r.try_get("added_at")?,
+        }
+    }};
+}
+
+macro_rules! prov_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        ProvCertRecord {
+            pcid: r.try_get("pcid")?,
+            tenant: r.try_get("tenant")?,
+            namespace: r.try_get("namespace")?,
+            leaf_der: r.try_get("leaf_der")?,
+            sub_ca1_der: r.try_get("sub_ca1_der")?,
+            sub_ca2_der: r.try_get("sub_ca2_der")?,
+            root_der: r.try_get("root_der")?,
+            uploaded_by: r.try_get("uploaded_by")?,
+            uploaded_at: r.try_get("uploaded_at")?,
+        }
+    }};
+}
+
+macro_rules! contract_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        let status: String = r.try_get("status")?;
+        ContractRecord {
+            id: r.try_get("id")?,
+            emaid: r.try_get("emaid")?,
+            pcid: r.try_get("pcid")?,
+            tenant: r.try_get("tenant")?,
+            issuer_id: r.try_get("issuer_id")?,
+            organization: r.try_get("organization")?,
+            valid_from: r.try_get("valid_from")?,
+            valid_to: r.try_get("valid_to")?,
+            grace_seconds: r.try_get("grace_seconds")?,
+            status: ContractStatus::from_db(&status)
+                .ok_or_else(|| corrupt("contract status", &status))?,
+            created_by: r.try_get("created_by")?,
+            created_at: r.try_get("created_at")?,
+            cancelled_at: r.try_get("cancelled_at")?,
+        }
+    }};
+}
+
+/// Which contracts to list.
+#[derive(Debug, Clone, Default)]
+pub struct ContractQuery {
+    /// Only this EMAID.
+    pub emaid: Option<String>,
+    /// Only this PCID.
+    pub pcid: Option<String>,
+    /// Only these tenants (`None`: all).
+    pub tenants: Option<Vec<String>>,
+    /// At most this many (clamped to 1..=1000).
+    pub limit: i64,
+}
+
+/// A certificate whose replacement's grace period has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSupersession {
+    /// The replacement (its provisioning row holds the due time).
+    pub issuer_id: String,
+    /// The replacement's serial.
+    pub serial_hex: String,
+    /// The certificate to revoke.
+    pub old_issuer_id: String,
+    /// Its serial.
+    pub old_serial_hex: String,
+}
+
+impl Store {
+    // ---------------------------------------------------------------------- trusted roots
+
+    /// Trust an external root; refused (`Taken`) when it is trusted already.
+    pub async fn add_trusted_root(
+        &self,
+        root: &TrustedRoot,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO trusted_roots ({ROOT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            )))
+            .bind(&root.id)
+            .bind(root.kind.as_str())
+            .bind(&root.subject)
+            .bind(&root.serial_hex)
+            .bind(root.not_before)
+            .bind(root.not_after)
+            .bind(&root.der)
+            .bind(root.added_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Taken(format!("root {} is trusted already", root.id))
+                } else {
+                    StoreError::Db(e)
+                }
+            })?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Every trusted external root, oldest first.
+    pub async fn list_trusted_roots(&self) -> Result<Vec<TrustedRoot>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ROOT_COLUMNS} FROM trusted_roots ORDER BY added_at, id"
+            )))
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(root_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Stop trusting a root; `false` when it was not trusted.
+    pub async fn remove_trusted_root(
+        &self,
+        id: &str,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            let n = sqlx::query("DELETE FROM trusted_roots WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                // Nothing changed: the audit entry goes too.
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    // ----------------------------------------------------------------- provisioning pool
+
+    /// Store (or replace) a vehicle's OEM provisioning chain.
+    pub async fn put_prov_cert(
+        &self,
+        p: &ProvCertRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            sqlx::query("DELETE FROM prov_certs WHERE pcid = $1")
+                .bind(&p.pcid)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO prov_certs ({PROV_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            )))
+            .bind(&p.pcid)
+            .bind(&p.tenant)
+            .bind(&p.namespace)
+            .bind(&p.leaf_der)
+            .bind(&p.sub_ca1_der)
+            .bind(&p.sub_ca2_der)
+            .bind(&p.root_der)
+            .bind(&p.uploaded_by)
+            .bind(p.uploaded_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// A vehicle's chain by PCID.
+    pub async fn get_prov_cert(&self, pcid: &str) -> Result<Option<ProvCertRecord>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROV_COLUMNS} FROM prov_certs WHERE pcid = $1"
+            )))
+            .bind(pcid)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(prov_from_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Remove a vehicle's chain; `false` when there was none.
+    pub async fn delete_prov_cert(
+        &self,
+        pcid: &str,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            let n = sqlx::query("DELETE FROM prov_certs WHERE pcid = $1")
+                .bind(pcid)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    // -------------------------------------------------------------------------- contracts
+
+    /// Create a contract; `Taken` when its EMAID has an active contract already.
+    pub async fn insert_contract(
+        &self,
+        c: &ContractRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO contracts ({CONTRACT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            )))
+            .bind(&c.id)
+            .bind(&c.emaid)
+            .bind(&c.pcid)
+            .bind(&c.tenant)
+            .bind(&c.issuer_id)
+            .bind(&c.organization)
+            .bind(c.valid_from)
+            .bind(c.valid_to)
+            .bind(c.grace_seconds)
+            .bind(c.status.as_str())
+            .bind(&c.created_by)
+            .bind(c.created_at)
+            .bind(c.cancelled_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Taken(format!("EMAID {} has an active contract already", c.emaid))
+                } else {
+                    StoreError::Db(e)
+                }
+            })?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// A contract by id.
+    pub async fn get_contract(&self, id: &str) -> Result<Option<ContractRecord>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(contract_from_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Contracts matching `q`, newest first.
+    pub async fn list_contracts(
+        &self,
+        q: &ContractQuery,
+    ) -> Result<Vec<ContractRecord>, StoreError> {
+        let mut sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(e) = &q.emaid {
+            args.push(e.clone());
+            sql.push_str(&format!(" AND emaid = ${}", args.len()));
+        }
+        if let Some(p) = &q.pcid {
+            args.push(p.clone());
+            sql.push_str(&format!(" AND pcid = ${}", args.len()));
+        }
+        if let Some(ts) = &q.tenants {
+            if ts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::new();
+            for t in ts {
+                args.push(t.clone());
+                marks.push(format!("${}", args.len()));
+            }
+            sql.push_str(&format!(" AND tenant IN ({})", marks.join(", ")));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id LIMIT {}",
+            q.limit.clamp(1, 1000)
+        ));
+        dispatch!(&self.db, pool => {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for a in &args {
+                query = query.bind(a);
+            }
+            let rows = query.fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(contract_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Mark a contract cancelled (idempotent: `false` when it was cancelled already).
+    pub async fn cancel_contract(
+        &self,
+        id: &str,
+        at: i64,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            let n = sqlx::query(
+                "UPDATE contracts SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'active'",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Every certificate issued under a contract, newest first.
+    pub async fn contract_certificates(
+        &self,
+        contract_id: &str,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let cols: String = CERT_COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        dispatch!(&self.db, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {cols} FROM certificates c JOIN provisionings p \
+                 ON p.issuer_id = c.issuer_id AND p.serial_hex = c.serial_hex \
+                 WHERE p.contract_id = $1 ORDER BY c.created_at DESC, c.serial_hex"
+            )))
+            .bind(contract_id)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(cert_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The contract a certificate was provisioned under, if it was.
+    pub async fn contract_of_certificate(
+        &self,
+        issuer_id: &str,
+        serial_hex: &str,
+    ) -> Result<Option<String>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(
+                "SELECT contract_id FROM provisionings WHERE issuer_id = $1 AND serial_hex = $2",
+            )
+            .bind(issuer_id)
+            .bind(serial_hex)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(r.try_get("contract_id")?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Record a provisioned contract certificate, the request that produced it and its audit
+    /// entry in one transaction (and, for a pre-generated answer, the answer, replacing the
+    /// contract's previous one, whose certificate is returned for revocation).
+    pub async fn record_provisioning(
+        &self,
+        cert: &CertRecord,
+        link: &ProvisioningLink,
+        event: &AuditEvent,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let ts = self.now();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&link.request));
+        let size = i64::try_from(link.response_size).unwrap_or(i64::MAX);
+        let (old_issuer, old_serial, due) = match &link.supersedes {
+            Some((i, s, at)) => (Some(i.clone()), Some(s.clone()), Some(*at)),
+            None => (None, None, None),
+        };
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            insert_cert!(tx, cert);
+            sqlx::query(
+                "INSERT INTO provisionings (issuer_id, serial_hex, contract_id, kind, schema_version, \
+                 request_sha256, request, response_size, supersedes_issuer, supersedes_serial, \
+                 supersede_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&cert.issuer_id)
+            .bind(&cert.serial_hex)
+            .bind(&link.contract_id)
+            .bind(link.kind.as_str())
+            .bind(link.schema_version)
+            .bind(&sha)
+            .bind(&link.request)
+            .bind(size)
+            .bind(&old_issuer)
+            .bind(&old_serial)
+            .bind(due)
+            .bind(cert.created_at)
+            .execute(&mut *tx)
+            .await?;
+            let mut replaced = None;
+            if let Some((oem_sha, exi)) = &link.pregenerated {
+                let old = sqlx::query(
+                    "SELECT issuer_id, serial_hex FROM pregenerated WHERE contract_id = $1 AND schema_version = $2",
+                )
+                .bind(&link.contract_id)
+                .bind(link.schema_version)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(r) = old {
+                    replaced = Some((r.try_get("issuer_id")?, r.try_get("serial_hex")?));
+                }
+                sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2")
+                    .bind(&link.contract_id)
+                    .bind(link.schema_version)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO pregenerated (contract_id, schema_version, issuer_id, serial_hex, \
+                     oem_sha256, exi, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&link.contract_id)
+                .bind(link.schema_version)
+                .bind(&cert.issuer_id)
+                .bind(&cert.serial_hex)
+                .bind(oem_sha)
+                .bind(exi)
+                .bind(cert.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(replaced)
+        })
+    }
+
+    /// The pre-generated answer of a contract for a schema.
+    pub async fn get_pregenerated(
+        &self,
+        contract_id: &str,
+        schema_version: &str,
+    ) -> Result<Option<Pregenerated>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(
+                "SELECT contract_id, schema_version, issuer_id, serial_hex, oem_sha256, exi, created_at \
+                 FROM pregenerated WHERE contract_id = $1 AND schema_version = $2",
+            )
+            .bind(contract_id)
+            .bind(schema_version)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(Pregenerated {
+                    contract_id: r.try_get("contract_id")?,
+                    schema_version: r.try_get("schema_version")?,
+                    issuer_id: r.try_get("issuer_id")?,
+                    serial_hex: r.try_get("serial_hex")?,
+                    oem_sha256: r.try_get("oem_sha256")?,
+                    exi: r.try_get("exi")?,
+                    created_at: r.try_get("created_at")?,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Delete a contract's pre-generated answers, audited; returns how many there were.
+    pub async fn delete_pregenerated(
+        &self,
+        contract_id: &str,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            let n = sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1")
+                .bind(contract_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    /// Replaced certificates whose grace period has ended by `now` (at most `limit`).
+    pub async fn due_supersessions(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<DueSupersession>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT issuer_id, serial_hex, supersedes_issuer, supersedes_serial FROM provisionings \
+                 WHERE supersede_at IS NOT NULL AND supersede_at <= $1 ORDER BY supersede_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let old_issuer: Option<String> = r.try_get("supersedes_issuer")?;
+                let old_serial: Option<String> = r.try_get("supersedes_serial")?;
+                if let (Some(old_issuer_id), Some(old_serial_hex)) = (old_issuer, old_serial) {
+                    out.push(DueSupersession {
+                        issuer_id: r.try_get("issuer_id")?,
+                        serial_hex: r.try_get("serial_hex")?,
+                        old_issuer_id,
+                        old_serial_hex,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Mark a supersession done (its old certificate was revoked).
+    pub async fn supersession_done(
+        &self,
+        issuer_id: &str,
+        serial_hex: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE provisionings SET supersede_at = NULL WHERE issuer_id = $1 AND serial_hex = $2",
+            )
+            .bind(issuer_id)
+            .bind(serial_hex)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+}

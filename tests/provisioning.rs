@@ -1,0 +1,1081 @@
+//! Contract provisioning end to end over HTTP, against the real binary, a real SoftHSM2 token and
+//! both stores. An EV simulator in this file builds and signs `CertificateInstallationReq` /
+//! `CertificateUpdateReq` with our codec and an OEM provisioning key of its own (an OEM PKI made
+//! here with OpenSSL and trusted with `pnc-pki trust add`), then checks every answer as a car
+//! would: signature with the CPS leaf, both chains with `openssl verify`, the contract key
+//! decrypted with the OEM (or the old contract) key and matched to the certificate, eMAID and
+//! SessionID; OCSP with `openssl ocsp`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use common::{Env, Server, backends, http, openssl, reply};
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::ec::{EcGroup, EcKey, EcPoint, PointConversionForm};
+use openssl::ecdsa::EcdsaSig;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{BasicConstraints, KeyUsage};
+use openssl::x509::{X509, X509NameBuilder};
+use pnc_pki::exi::bigint::BigInteger;
+use pnc_pki::exi::xmldsig::{self, RawSigner, SignerError, Suite, VerifyingKey};
+use pnc_pki::exi::{Message, iso2, iso20, keyenc};
+use serde_json::{Value, json};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const NS2: &str = "urn:iso:15118:2:2013:MsgDef";
+const NS20: &str = "urn:iso:std:iso:15118:-20:CommonMessages";
+const PCID: &str = "WP0ZZZ99ZTS392124";
+const PCID20: &str = "WP0ZZZ99ZTS3921245";
+const EMAID: &str = "DE8AA123456789";
+const SESSION: [u8; 8] = [0x4a, 0x5b, 0x6c, 0x7d, 0x8e, 0x9f, 0x01, 0x11];
+
+// ------------------------------------------------------------------------- the OEM side
+
+fn ec_key(nid: Nid) -> PKey<Private> {
+    let g = EcGroup::from_curve_name(nid).unwrap();
+    PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap()
+}
+
+/// A certificate made with OpenSSL: `cn` (+ O), signed by `issuer` or self-signed.
+fn mk_cert(
+    cn: &str,
+    key: &PKey<Private>,
+    issuer: Option<(&X509, &PKey<Private>)>,
+    ca: bool,
+    validity: (i64, i64),
+) -> X509 {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("O", "Test OEM").unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial
+        .rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false)
+        .unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name()))
+        .unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&Asn1Time::from_unix(validity.0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(validity.1).unwrap())
+        .unwrap();
+    if ca {
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    } else {
+        b.append_extension(BasicConstraints::new().critical().build().unwrap())
+            .unwrap();
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .key_agreement()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256())
+        .unwrap();
+    b.build()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn valid() -> (i64, i64) {
+    (now() - 3600, now() + 30 * 86_400)
+}
+
+/// An OEM PKI: root → sub-CA → provisioning certificates.
+struct Oem {
+    root: X509,
+    sub: X509,
+    sub_key: PKey<Private>,
+}
+
+impl Oem {
+    fn new(name: &str) -> Oem {
+        let root_key = ec_key(Nid::X9_62_PRIME256V1);
+        let root = mk_cert(&format!("{name} Root"), &root_key, None, true, valid());
+        let sub_key = ec_key(Nid::X9_62_PRIME256V1);
+        let sub = mk_cert(
+            &format!("{name} Sub-CA"),
+            &sub_key,
+            Some((&root, &root_key)),
+            true,
+            valid(),
+        );
+        Oem { root, sub, sub_key }
+    }
+
+    /// A provisioning certificate for `pcid` on `curve`.
+    fn vehicle(&self, pcid: &str, nid: Nid, validity: (i64, i64)) -> Vehicle {
+        let key = ec_key(nid);
+        let cert = mk_cert(
+            pcid,
+            &key,
+            Some((&self.sub, &self.sub_key)),
+            false,
+            validity,
+        );
+        Vehicle {
+            cert: cert.to_der().unwrap(),
+            key,
+        }
+    }
+}
+
+/// A car: its OEM provisioning certificate and key.
+struct Vehicle {
+    cert: Vec<u8>,
+    key: PKey<Private>,
+}
+
+/// Signs with an OpenSSL EC key, returning raw `r‖s`.
+struct Signer(PKey<Private>);
+
+impl RawSigner for Signer {
+    fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, SignerError> {
+        let ec = self.0.ec_key()?;
+        let n = (ec.group().degree() as usize).div_ceil(8);
+        let sig = EcdsaSig::sign(digest, &ec)?;
+        Ok([
+            sig.r().to_vec_padded(n as i32)?,
+            sig.s().to_vec_padded(n as i32)?,
+        ]
+        .concat())
+    }
+}
+
+fn scalar(key: &PKey<Private>) -> Vec<u8> {
+    let ec = key.ec_key().unwrap();
+    let n = (ec.group().degree() as usize).div_ceil(8);
+    ec.private_key().to_vec_padded(n as i32).unwrap()
+}
+
+/// The public point of scalar `d` on `nid`, uncompressed.
+fn public_of(nid: Nid, d: &[u8]) -> Vec<u8> {
+    let g = EcGroup::from_curve_name(nid).unwrap();
+    let mut ctx = BigNumContext::new().unwrap();
+    let mut p = EcPoint::new(&g).unwrap();
+    p.mul_generator2(&g, &BigNum::from_slice(d).unwrap(), &mut ctx)
+        .unwrap();
+    p.to_bytes(&g, PointConversionForm::UNCOMPRESSED, &mut ctx)
+        .unwrap()
+}
+
+/// The private key with scalar `d` on `nid`.
+fn key_from_scalar(nid: Nid, d: &[u8]) -> PKey<Private> {
+    let g = EcGroup::from_curve_name(nid).unwrap();
+    let mut ctx = BigNumContext::new().unwrap();
+    let bn = BigNum::from_slice(d).unwrap();
+    let mut p = EcPoint::new(&g).unwrap();
+    p.mul_generator2(&g, &bn, &mut ctx).unwrap();
+    PKey::from_ec_key(EcKey::from_private_components(&g, &bn, &p).unwrap()).unwrap()
+}
+
+fn root_id(root_pem: &Path) -> iso2::X509IssuerSerial {
+    let c = X509::from_pem(&std::fs::read(root_pem).unwrap()).unwrap();
+    let subject: Vec<String> = c
+        .subject_name()
+        .entries()
+        .map(|e| {
+            format!(
+                "{}={}",
+                e.object().nid().short_name().unwrap(),
+                String::from_utf8_lossy(e.data().as_slice())
+            )
+        })
+        .collect();
+    // EVs send the DN in any RDN order: reversed here on purpose.
+    let mut subject = subject;
+    subject.reverse();
+    iso2::X509IssuerSerial {
+        issuer_name: subject.join(","),
+        serial_number: BigInteger::from_be_bytes(&c.serial_number().to_bn().unwrap().to_vec()),
+    }
+}
+
+fn foreign_root_id() -> iso2::X509IssuerSerial {
+    iso2::X509IssuerSerial {
+        issuer_name: "CN=Some Other V2G Root,O=Elsewhere,C=DE".into(),
+        serial_number: BigInteger::from(4242),
+    }
+}
+
+fn install_req2(v: &Vehicle, roots: Vec<iso2::X509IssuerSerial>) -> Vec<u8> {
+    let mut m = iso2::V2gMessage {
+        header: iso2::schema::MessageHeader {
+            session_id: SESSION.to_vec(),
+            notification: None,
+            signature: None,
+        },
+        body: iso2::Body::CertificateInstallationReq(iso2::CertificateInstallationReq {
+            id: "ID1".into(),
+            oem_provisioning_cert: v.cert.clone(),
+            list_of_root_certificate_ids: roots,
+        }),
+    };
+    m.sign(&Signer(v.key.clone())).unwrap();
+    m.encode().unwrap()
+}
+
+fn update_req2(
+    contract_cert: &[u8],
+    contract_key: &PKey<Private>,
+    emaid: &str,
+    roots: Vec<iso2::X509IssuerSerial>,
+) -> Vec<u8> {
+    let mut m = iso2::V2gMessage {
+        header: iso2::schema::MessageHeader {
+            session_id: SESSION.to_vec(),
+            notification: None,
+            signature: None,
+        },
+        body: iso2::Body::CertificateUpdateReq(iso2::CertificateUpdateReq {
+            id: "ID1".into(),
+            contract_signature_cert_chain: iso2::schema::CertificateChain {
+                id: None,
+                certificate: contract_cert.to_vec(),
+                sub_certificates: None,
+            },
+            emaid: emaid.into(),
+            list_of_root_certificate_ids: roots,
+        }),
+    };
+    m.sign(&Signer(contract_key.clone())).unwrap();
+    m.encode().unwrap()
+}
+
+fn install_req20(v: &Vehicle, oem: &Oem, roots: Vec<iso2::X509IssuerSerial>) -> Vec<u8> {
+    let mut m = iso20::Message::CertificateInstallationReq(iso20::CertificateInstallationReq {
+        header: iso15118::iso20::common::MessageHeader {
+            session_id: SESSION.to_vec(),
+            time_stamp: now() as u64,
+            signature: None,
+        },
+        oem_provisioning_certificate_chain: iso15118::iso20::messages::SignedCertificateChain {
+            id: "ID1".into(),
+            certificate: v.cert.clone(),
+            sub_certificates: Some(iso15118::iso20::messages::SubCertificates {
+                certificate: vec![oem.sub.to_der().unwrap()],
+            }),
+        },
+        list_of_root_certificate_ids: roots,
+        maximum_contract_certificate_chains: 1,
+        prioritized_emaids: None,
+    });
+    m.sign(Suite::EcdsaP521Sha512, &Signer(v.key.clone()))
+        .unwrap();
+    m.encode().unwrap()
+}
+
+// --------------------------------------------------------------------- the deployment
+
+struct Deployment {
+    env: Env,
+    srv: Server,
+    oem: Oem,
+    ex: PathBuf,
+    cpo: String,
+    mo: String,
+    oem_token: String,
+}
+
+fn write_pem(path: &Path, certs: &[&[u8]]) {
+    let mut s = String::new();
+    for c in certs {
+        s.push_str(&pnc_pki::x509::to_pem("CERTIFICATE", c));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+fn deploy(backend: common::Backend, vars: &[(&str, &str)]) -> Deployment {
+    let env = Env::new(backend);
+    env.init();
+    let oem = Oem::new("Test OEM");
+    let root_pem = env.path().join("oem-root.pem");
+    write_pem(&root_pem, &[&oem.root.to_der().unwrap()]);
+    let out = env.ok(&[
+        "trust",
+        "add",
+        "--kind",
+        "oem-root",
+        root_pem.to_str().unwrap(),
+    ]);
+    assert!(out.contains("trusted oem-root"), "{out}");
+    let listed = env.ok(&["trust", "list"]);
+    assert!(listed.contains("Test OEM Root"), "{listed}");
+    let ex = env.export();
+    let cpo = env.client_add("cpo", "cpo", &["DE*ABC"]);
+    let mo = env.client_add("mo", "mo", &["DE8AA"]);
+    let oem_client = env.client_add("oem", "oem", &["WP0"]);
+    let srv = env.serve_with_env(vars);
+    let cpo = srv.bearer(&cpo);
+    let mo = srv.bearer(&mo);
+    let oem_token = srv.bearer(&oem_client);
+    Deployment {
+        env,
+        srv,
+        oem,
+        ex,
+        cpo,
+        mo,
+        oem_token,
+    }
+}
+
+impl Deployment {
+    fn send(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> common::Reply {
+        let url = self.srv.url(path);
+        let agent = http();
+        match (method, body) {
+            ("GET", _) => reply(agent.get(&url).header("authorization", token).call()),
+            ("DELETE", _) => reply(agent.delete(&url).header("authorization", token).call()),
+            ("PUT", Some(b)) => reply(
+                agent
+                    .put(&url)
+                    .header("authorization", token)
+                    .header("content-type", "application/json")
+                    .send(b.to_string().as_bytes()),
+            ),
+            (_, b) => reply(
+                agent
+                    .post(&url)
+                    .header("authorization", token)
+                    .header("content-type", "application/json")
+                    .send(b.unwrap_or(json!({})).to_string().as_bytes()),
+            ),
+        }
+    }
+
+    fn ccp(&self, exi: &[u8], always_exi: Option<bool>) -> common::Reply {
+        let mut r = http()
+            .post(&self.srv.url("/v1/ccp/signedContractData"))
+            .header("authorization", &self.cpo)
+            .header("content-type", "application/json");
+        if let Some(a) = always_exi {
+            r = r.header("alwaysReturnEXI", if a { "true" } else { "false" });
+        }
+        reply(
+            r.send(
+                json!({"certificateInstallationReq": B64.encode(exi), "xsdMsgDefNamespace": NS2})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+    }
+
+    fn ocpp(&self, exi: &[u8], ns: &str, action: &str) -> Value {
+        let r = self.send(
+            "POST",
+            "/api/v1/ocpp/get-15118-ev-certificate",
+            &self.cpo,
+            Some(json!({"iso15118SchemaVersion": ns, "action": action, "exiRequest": B64.encode(exi)})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    fn contract(&self, emaid: &str, pcid: &str) -> Value {
+        let r = self.send(
+            "POST",
+            "/api/v1/contracts",
+            &self.mo,
+            Some(json!({"emaid": emaid, "pcid": pcid})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    }
+
+    fn upload(&self, v: &Vehicle) {
+        let r = self.send(
+            "PUT",
+            "/v1/oem/provCerts",
+            &self.oem_token,
+            Some(json!({
+                "vehicleCertificate": B64.encode(&v.cert),
+                "subCA2Certificate": B64.encode(self.oem.sub.to_der().unwrap()),
+                "subCA1Certificate": "",
+                "xsdMsgDefNamespace": NS2,
+            })),
+        );
+        assert!(r.status == 201 || r.status == 200, "{}", r.text());
+    }
+
+    fn pem(&self, id: &str) -> PathBuf {
+        let p = self.ex.join(format!("{id}.pem"));
+        assert!(p.exists(), "exported {id}");
+        p
+    }
+
+    /// Number of contract certificates in the store (both standards).
+    fn contract_certs(&self) -> usize {
+        let mut n = 0;
+        for profile in ["contract", "contract-20"] {
+            let out = self.env.ok(&["list", "--profile", profile, "--json"]);
+            let v: Value = serde_json::from_str(out.trim()).unwrap_or(json!([]));
+            n += v.as_array().map_or(0, Vec::len);
+        }
+        n
+    }
+
+    /// `openssl ocsp` status (good / revoked) of `cert`, whose CA chain is `subs` up to `root`.
+    fn ocsp(&self, cert: &[u8], subs: &[Vec<u8>], root: &Path) -> String {
+        let dir = self.env.path();
+        let c = dir.join("ocsp-cert.pem");
+        let i = dir.join("ocsp-issuer.pem");
+        let all = dir.join("ocsp-trust.pem");
+        write_pem(&c, &[cert]);
+        write_pem(&i, &[&issuer_of(cert, subs)]);
+        let mut trust = std::fs::read_to_string(root).unwrap();
+        for s in subs {
+            trust.push_str(&pnc_pki::x509::to_pem("CERTIFICATE", s));
+        }
+        std::fs::write(&all, trust).unwrap();
+        let (ok, out) = openssl(&[
+            "ocsp",
+            "-issuer",
+            i.to_str().unwrap(),
+            "-cert",
+            c.to_str().unwrap(),
+            "-url",
+            &self.srv.url("/ocsp"),
+            "-CAfile",
+            all.to_str().unwrap(),
+            "-no_nonce",
+        ]);
+        assert!(ok, "openssl ocsp: {out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains(": good") || l.contains(": revoked") || l.contains(": unknown"))
+            .unwrap_or_else(|| panic!("no status in {out}"))
+            .to_string();
+        assert!(out.contains("Response verify OK"), "{out}");
+        line.rsplit(": ").next().unwrap().trim().to_string()
+    }
+
+    /// `openssl verify` of `leaf` with `subs` to `root`.
+    fn verify_chain(&self, leaf: &[u8], subs: &[Vec<u8>], root: &Path) {
+        let dir = self.env.path();
+        let l = dir.join("v-leaf.pem");
+        let u = dir.join("v-untrusted.pem");
+        write_pem(&l, &[leaf]);
+        let subs: Vec<&[u8]> = subs.iter().map(Vec::as_slice).collect();
+        write_pem(&u, &subs);
+        let (ok, out) = openssl(&[
+            "verify",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            u.to_str().unwrap(),
+            l.to_str().unwrap(),
+        ]);
+        assert!(ok && out.contains(": OK"), "openssl verify: {out}");
+    }
+}
+
+fn res2(exi: &[u8]) -> (iso2::V2gMessage, iso2::schema::CertificateInstallationRes) {
+    let Message::Iso2(m) = Message::decode(exi, None).expect("decode answer") else {
+        panic!("not -2");
+    };
+    let r = match &m.body {
+        iso2::Body::CertificateInstallationRes(r) => r.clone(),
+        iso2::Body::CertificateUpdateRes(r) => iso2::schema::CertificateInstallationRes {
+            response_code: r.response_code,
+            sa_provisioning_certificate_chain: r.sa_provisioning_certificate_chain.clone(),
+            contract_signature_cert_chain: r.contract_signature_cert_chain.clone(),
+            contract_signature_encrypted_private_key: r
+                .contract_signature_encrypted_private_key
+                .clone(),
+            dh_public_key: r.dh_public_key.clone(),
+            e_maid: r.e_maid.clone(),
+        },
+        other => panic!("unexpected body {}", other.name()),
+    };
+    (m, r)
+}
+
+/// Checks a -2 answer as an EV does; returns (contract certificate, its private scalar).
+fn check_answer2(
+    d: &Deployment,
+    exi: &[u8],
+    recipient: &PKey<Private>,
+    update: bool,
+) -> (Vec<u8>, Vec<u8>) {
+    let (m, r) = res2(exi);
+    assert_eq!(
+        matches!(m.body, iso2::Body::CertificateUpdateRes(_)),
+        update,
+        "answer kind"
+    );
+    assert_eq!(m.header.session_id, SESSION, "SessionID is the request's");
+    assert_eq!(r.response_code, iso2::schema::ResponseCode::OK);
+    let sa = &r.sa_provisioning_certificate_chain;
+    let key = VerifyingKey::from_certificate(&sa.certificate).unwrap();
+    m.verify(&key)
+        .unwrap()
+        .into_result()
+        .expect("answer signature verifies with the CPS leaf");
+    let sa_subs = sa.sub_certificates.as_ref().unwrap().certificate.clone();
+    assert_eq!(sa_subs.len(), 2, "CPS leaf, sub-CA 2, sub-CA 1");
+    d.verify_chain(&sa.certificate, &sa_subs, &d.pem("v2g-root"));
+    let cc = &r.contract_signature_cert_chain;
+    let cc_subs = cc.sub_certificates.as_ref().unwrap().certificate.clone();
+    assert_eq!(cc_subs.len(), 2, "contract, MO sub-CA 2, MO sub-CA 1");
+    d.verify_chain(&cc.certificate, &cc_subs, &d.pem("mo-root"));
+    let contract = X509::from_der(&cc.certificate).unwrap();
+    let cn = contract
+        .subject_name()
+        .entries_by_nid(Nid::COMMONNAME)
+        .next()
+        .unwrap()
+        .data()
+        .as_slice()
+        .to_vec();
+    let cn = String::from_utf8(cn).unwrap();
+    assert_eq!(cn, r.e_maid.value, "eMAID is the certificate's CN");
+    assert!(r.e_maid.value.starts_with(EMAID));
+    let d_contract = keyenc::iso2_decrypt(
+        &scalar(recipient),
+        &r.dh_public_key.value,
+        &r.contract_signature_encrypted_private_key.value,
+    )
+    .expect("decrypt the contract key");
+    let point = contract
+        .public_key()
+        .unwrap()
+        .ec_key()
+        .unwrap()
+        .public_key()
+        .to_bytes(
+            EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
+                .unwrap()
+                .as_ref(),
+            PointConversionForm::UNCOMPRESSED,
+            &mut BigNumContext::new().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        public_of(Nid::X9_62_PRIME256V1, &d_contract),
+        point,
+        "the decrypted key belongs to the contract certificate"
+    );
+    assert_eq!(d.ocsp(&cc.certificate, &cc_subs, &d.pem("mo-root")), "good");
+    (cc.certificate.clone(), d_contract.to_vec())
+}
+
+fn issuer_of(cert: &[u8], candidates: &[Vec<u8>]) -> Vec<u8> {
+    let c = X509::from_der(cert).unwrap();
+    candidates
+        .iter()
+        .find(|i| {
+            X509::from_der(i)
+                .map(|i| i.issued(&c) == openssl::x509::X509VerifyResult::OK)
+                .unwrap_or(false)
+        })
+        .cloned()
+        .expect("issuer")
+}
+
+#[test]
+fn install_update_and_cancel_for_iso2_and_iso20_on_both_stores() {
+    for backend in backends() {
+        let d = deploy(backend, &[]);
+        let v2g = root_id(&d.pem("v2g-root"));
+        let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        d.upload(&car);
+        let pooled = d.send(
+            "GET",
+            &format!("/v1/oem/provCerts/{PCID}"),
+            &d.oem_token,
+            None,
+        );
+        assert_eq!(pooled.status, 200, "{}", pooled.text());
+        assert_eq!(
+            pooled.json()["OEMMessage"]["vehicleCertificate"],
+            B64.encode(&car.cert)
+        );
+        let contract = d.contract(EMAID, PCID);
+        let emaid15 = contract["emaid"].as_str().unwrap().to_string();
+        assert_eq!(emaid15.len(), 15, "check digit computed: {emaid15}");
+        let listed = d.send(
+            "GET",
+            &format!("/api/v1/contracts?emaid={EMAID}"),
+            &d.mo,
+            None,
+        );
+        assert_eq!(listed.status, 200);
+        assert_eq!(listed.json()["items"][0]["id"], contract["id"]);
+
+        // Installation through OPCP (MaEVe, CitrineOS).
+        let r = d.ccp(
+            &install_req2(&car, vec![foreign_root_id(), v2g.clone()]),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let j = r.json();
+        let items = j["CCPResponse"]["emaidContent"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "exactly one item for -2");
+        assert_eq!(items[0]["messageDef"]["emaid"], emaid15.as_str());
+        let b64 = items[0]["messageDef"]["certificateInstallationRes"]
+            .as_str()
+            .unwrap();
+        assert!(b64.len() <= 5600, "fits OCPP 2.0.1: {} chars", b64.len());
+        let exi = B64.decode(b64).unwrap();
+        let (first, first_key) = check_answer2(&d, &exi, &car.key, false);
+
+        // Update through the OCPP route, signed with the contract key the car just decrypted.
+        let contract_key = key_from_scalar(Nid::X9_62_PRIME256V1, &first_key);
+        let up = d.ocpp(
+            &update_req2(&first, &contract_key, &emaid15, vec![v2g.clone()]),
+            NS2,
+            "Update",
+        );
+        assert_eq!(up["status"], "Accepted", "{up}");
+        assert!(up.get("remainingContracts").is_none(), "2.0.1 shape: {up}");
+        let exi = B64.decode(up["exiResponse"].as_str().unwrap()).unwrap();
+        let (second, _) = check_answer2(&d, &exi, &contract_key, true);
+        assert_ne!(first, second);
+        let (_, r2) = res2(&exi);
+        let mo_subs = r2
+            .contract_signature_cert_chain
+            .sub_certificates
+            .clone()
+            .unwrap()
+            .certificate;
+        assert_eq!(
+            d.ocsp(&first, &mo_subs, &d.pem("mo-root")),
+            "revoked",
+            "the replaced certificate is revoked (grace 0)"
+        );
+        // An Install body sent as an Update is never Accepted.
+        let mismatch = d.ocpp(&install_req2(&car, vec![v2g.clone()]), NS2, "Update");
+        assert_eq!(mismatch["status"], "Failed", "{mismatch}");
+        assert_eq!(mismatch["statusInfo"]["reasonCode"], "ActionMismatch");
+
+        // ISO 15118-20 installation: P-521, AES-256-GCM, SignedInstallationData.
+        let car20 = d.oem.vehicle(PCID20, Nid::SECP521R1, valid());
+        d.contract("DE8AA987654321", PCID20);
+        let v2g20 = root_id(&d.pem("v2g-root-20"));
+        let a = d.ocpp(&install_req20(&car20, &d.oem, vec![v2g20]), NS20, "Install");
+        assert_eq!(a["status"], "Accepted", "{a}");
+        let exi = B64.decode(a["exiResponse"].as_str().unwrap()).unwrap();
+        let Message::Iso20(iso20::Message::CertificateInstallationRes(res)) =
+            Message::decode(&exi, None).unwrap()
+        else {
+            panic!("not a -20 answer");
+        };
+        assert_eq!(res.header.session_id, SESSION);
+        let m = iso20::Message::CertificateInstallationRes(res.clone());
+        m.verify(&VerifyingKey::from_certificate(&res.cp_s_certificate_chain.certificate).unwrap())
+            .unwrap()
+            .into_result()
+            .expect("-20 answer verifies with the CPS leaf");
+        assert_eq!(res.remaining_contract_certificate_chains, 0);
+        let sid = &res.signed_installation_data;
+        let cc = &sid.contract_certificate_chain;
+        d.verify_chain(
+            &cc.certificate,
+            &cc.sub_certificates.certificate,
+            &d.pem("mo-root-20"),
+        );
+        d.verify_chain(
+            &res.cp_s_certificate_chain.certificate,
+            &res.cp_s_certificate_chain
+                .sub_certificates
+                .clone()
+                .unwrap()
+                .certificate,
+            &d.pem("v2g-root-20"),
+        );
+        let parsed = pnc_pki::x509::ParsedCert::from_der(&cc.certificate).unwrap();
+        let iso15118::iso20::messages::SignedInstallationDataChoice::SECP521EncryptedPrivateKey(
+            enc,
+        ) = &sid.choice
+        else {
+            panic!("SECP521 key expected");
+        };
+        let d20 = keyenc::iso20_decrypt(
+            &scalar(&car20.key),
+            &sid.dh_public_key,
+            enc,
+            &keyenc::iso20_aad(PCID20, &parsed.ski().unwrap()),
+        )
+        .expect("decrypt the -20 contract key");
+        let x = X509::from_der(&cc.certificate).unwrap();
+        let point = x
+            .public_key()
+            .unwrap()
+            .ec_key()
+            .unwrap()
+            .public_key()
+            .to_bytes(
+                EcGroup::from_curve_name(Nid::SECP521R1).unwrap().as_ref(),
+                PointConversionForm::UNCOMPRESSED,
+                &mut BigNumContext::new().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(public_of(Nid::SECP521R1, &d20), point);
+
+        // Cancelling the -2 contract revokes what it produced, at once.
+        let id = contract["id"].as_str().unwrap();
+        let c = d.send("DELETE", &format!("/api/v1/contracts/{id}"), &d.mo, None);
+        assert_eq!(c.status, 200, "{}", c.text());
+        assert_eq!(c.json()["status"], "cancelled");
+        assert_eq!(d.ocsp(&second, &mo_subs, &d.pem("mo-root")), "revoked");
+        // And nothing more is provisioned under it.
+        let again = d.ccp(&install_req2(&car, vec![v2g.clone()]), Some(false));
+        assert_eq!(again.status, 404, "{}", again.text());
+        assert_eq!(again.json()["code"], "contract_cancelled");
+        let verified = d.env.ok(&["audit", "verify"]);
+        assert!(verified.to_lowercase().contains("ok"), "{verified}");
+    }
+}
+
+#[test]
+fn refusals_issue_nothing_and_say_why() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let v2g = root_id(&d.pem("v2g-root"));
+    let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+    d.upload(&car);
+    d.contract(EMAID, PCID);
+    let before = d.contract_certs();
+
+    // Tampered: the root list changed after signing.
+    let good = install_req2(&car, vec![v2g.clone()]);
+    let Message::Iso2(mut m) = Message::decode(&good, None).unwrap() else {
+        panic!()
+    };
+    if let iso2::Body::CertificateInstallationReq(r) = &mut m.body {
+        r.list_of_root_certificate_ids.push(foreign_root_id());
+    }
+    let tampered = m.encode().unwrap();
+    let r = d.ccp(&tampered, Some(false));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "signature_invalid");
+    assert!(r.json()["traceId"].is_string());
+    // With alwaysReturnEXI (the default): a FAILED EXI for the EV, same status.
+    let r = d.ccp(&tampered, None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let b64 =
+        r.json()["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (fm, fr) = res2(&B64.decode(b64).unwrap());
+    assert_eq!(fm.header.session_id, SESSION);
+    assert_eq!(
+        fr.response_code,
+        iso2::schema::ResponseCode::FAILEDSignatureError
+    );
+
+    // Unknown PCID (no contract).
+    let stranger = d
+        .oem
+        .vehicle("WP0ZZZ99ZTS000001", Nid::X9_62_PRIME256V1, valid());
+    d.upload(&stranger);
+    let r = d.ccp(&install_req2(&stranger, vec![v2g.clone()]), Some(false));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["code"], "no_contract");
+    assert!(r.json()["errorMessages"][0].is_string());
+
+    // Expired OEM certificate.
+    let old = d.oem.vehicle(
+        PCID,
+        Nid::X9_62_PRIME256V1,
+        (now() - 10 * 86_400, now() - 86_400),
+    );
+    let r = d.ccp(&install_req2(&old, vec![v2g.clone()]), Some(false));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "oem_certificate_expired");
+
+    // OEM root nobody trusts.
+    let rogue = Oem::new("Rogue OEM").vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+    let r = d.ccp(&install_req2(&rogue, vec![v2g.clone()]), Some(false));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "oem_untrusted");
+    // ... nor can it be uploaded to the pool.
+    let r = d.send(
+        "PUT",
+        "/v1/oem/provCerts",
+        &d.oem_token,
+        Some(json!({"vehicleCertificate": B64.encode(&rogue.cert), "xsdMsgDefNamespace": NS2})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "untrusted_chain");
+
+    // Root not in ListOfRootCertificateIDs.
+    let r = d.ccp(&install_req2(&car, vec![foreign_root_id()]), Some(false));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["code"], "no_matching_root");
+
+    // Revoked OEM certificate of our own OEM CA (enrolled over the API, then revoked).
+    let pcid_own = "WP0ZZZ99ZTS777777";
+    let csr = d.env.openssl_csr(
+        "own",
+        "prime256v1",
+        &format!("/O=Test OEM/DC=OEM/CN={pcid_own}"),
+    );
+    let csr_der = common::read_pem_der(&csr);
+    let r = reply(
+        http()
+            .post(&d.srv.url("/oem/simpleenroll/ISO15118-2"))
+            .header("authorization", &d.oem_token)
+            .header("content-type", "application/pkcs10")
+            .send(B64.encode(csr_der).as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = d.send(
+        "GET",
+        &format!("/api/v1/certificates?pcid={pcid_own}"),
+        &d.oem_token,
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let own = listed.json()["items"][0].clone();
+    let own_der = X509::from_pem(own["pem"].as_str().unwrap().as_bytes())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let own_key =
+        PKey::private_key_from_pem(&std::fs::read(d.env.path().join("own.key")).unwrap()).unwrap();
+    let own_car = Vehicle {
+        cert: own_der,
+        key: own_key,
+    };
+    d.contract("DE8AA111111111", pcid_own);
+    let r = d.ccp(&install_req2(&own_car, vec![v2g.clone()]), Some(false));
+    assert_eq!(r.status, 200, "our own OEM certificate works: {}", r.text());
+    let before_revoked = d.contract_certs();
+    let rv = d.send(
+        "POST",
+        &format!(
+            "/api/v1/certificates/{}/{}/revoke",
+            own["issuer_id"].as_str().unwrap(),
+            own["serial_hex"].as_str().unwrap()
+        ),
+        &d.oem_token,
+        Some(json!({"reason": "keyCompromise"})),
+    );
+    assert_eq!(rv.status, 200, "{}", rv.text());
+    let r = d.ccp(&install_req2(&own_car, vec![v2g.clone()]), Some(false));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "oem_revoked");
+    assert_eq!(d.contract_certs(), before_revoked);
+
+    // Garbage.
+    let r = reply(
+        http()
+            .post(&d.srv.url("/v1/ccp/signedContractData"))
+            .header("authorization", &d.cpo)
+            .header("content-type", "application/json")
+            .send(
+                json!({"certificateInstallationReq": "%%% not base64", "xsdMsgDefNamespace": NS2})
+                    .to_string()
+                    .as_bytes(),
+            ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "exi_invalid");
+    let r = d.ccp(b"\x80\x98garbage-that-is-not-exi", Some(false));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "exi_invalid");
+    let f = d.ocpp(b"not exi at all", NS2, "Install");
+    assert_eq!(f["status"], "Failed");
+    assert_eq!(f["statusInfo"]["reasonCode"], "InvalidEXI");
+
+    // Wrong tenant and wrong role.
+    let r = d.send(
+        "POST",
+        "/api/v1/contracts",
+        &d.mo,
+        Some(json!({"emaid": "NL9BB123456789", "pcid": PCID})),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = d.send(
+        "POST",
+        "/api/v1/contracts",
+        &d.cpo,
+        Some(json!({"emaid": EMAID, "pcid": PCID})),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let other_wmi = d
+        .oem
+        .vehicle("ZZZZZZ99ZTS392124", Nid::X9_62_PRIME256V1, valid());
+    let r = d.send(
+        "PUT",
+        "/v1/oem/provCerts",
+        &d.oem_token,
+        Some(json!({"vehicleCertificate": B64.encode(&other_wmi.cert), "subCA2Certificate": B64.encode(d.oem.sub.to_der().unwrap()), "xsdMsgDefNamespace": NS2})),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = reply(
+        http()
+            .post(&d.srv.url("/v1/ccp/signedContractData"))
+            .header("content-type", "application/json")
+            .send(
+                json!({"certificateInstallationReq": B64.encode(&good), "xsdMsgDefNamespace": NS2})
+                    .to_string()
+                    .as_bytes(),
+            ),
+    );
+    assert_eq!(r.status, 401, "no token: {}", r.text());
+    let r = d.send(
+        "POST",
+        "/v1/ccp/signedContractData",
+        &d.mo,
+        Some(json!({"certificateInstallationReq": B64.encode(&good), "xsdMsgDefNamespace": NS2})),
+    );
+    assert_eq!(r.status, 403, "an MO token may not provision: {}", r.text());
+
+    // Every refusal above left nothing behind (the one success was counted separately).
+    assert_eq!(d.contract_certs(), before + 1);
+
+    // A response over the configured cap is refused and nothing is stored.
+    let capped = d
+        .env
+        .serve_with_env(&[("PNC_PROVISIONING_MAX_CHARS_ISO2", "1000")]);
+    let cpo2 = d.env.client_add("cpo2", "cpo", &["DE*ABC"]);
+    let token = capped.bearer(&cpo2);
+    let n = d.contract_certs();
+    let r = reply(
+        http()
+            .post(&capped.url("/v1/ccp/signedContractData"))
+            .header("authorization", &token)
+            .header("content-type", "application/json")
+            .header("alwaysReturnEXI", "false")
+            .send(json!({"certificateInstallationReq": B64.encode(install_req2(&car, vec![v2g.clone()])), "xsdMsgDefNamespace": NS2}).to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.json()["code"], "response_too_large");
+    assert!(r.text().contains("1000"), "{}", r.text());
+    assert_eq!(d.contract_certs(), n, "nothing stored");
+}
+
+// The signing helper must produce what xmldsig expects.
+#[test]
+fn test_signer_produces_raw_signatures() {
+    let k = ec_key(Nid::X9_62_PRIME256V1);
+    let sig = Signer(k).sign_digest(&[7u8; 32]).unwrap();
+    assert_eq!(sig.len(), 64);
+    let _ = xmldsig::MAX_REFERENCES;
+}
+
+#[test]
+fn pregenerated_contract_data_is_delivered_with_the_live_session_id() {
+    for backend in backends() {
+        let d = deploy(backend, &[]);
+        let v2g = root_id(&d.pem("v2g-root"));
+        let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        // Pre-generation needs the vehicle in the pool.
+        let r = d.send(
+            "PUT",
+            "/v1/cps/generate/signedContractData",
+            &d.mo,
+            Some(json!({"emaid": EMAID, "pcid": PCID, "xsdMsgDefNamespace": NS2})),
+        );
+        assert_eq!(r.status, 404, "{}", r.text());
+        d.upload(&car);
+        let r = d.send(
+            "PUT",
+            "/v1/cps/generate/signedContractData",
+            &d.mo,
+            Some(
+                json!({"emaid": EMAID, "pcid": PCID, "xsdMsgDefNamespace": NS2,
+                        "contractEnds": "2099-01-01T00:00:00Z"}),
+            ),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let pre = B64
+            .decode(r.json()["contractCertificate"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(d.contract_certs(), 1);
+
+        // Delivered as made, with the request's SessionID; nothing new is issued.
+        let a = d.ccp(&install_req2(&car, vec![v2g.clone()]), None);
+        assert_eq!(a.status, 200, "{}", a.text());
+        let exi = B64
+            .decode(
+                a.json()["CCPResponse"]["emaidContent"][0]["messageDef"]
+                    ["certificateInstallationRes"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let (cert, _) = check_answer2(&d, &exi, &car.key, false);
+        assert_eq!(cert, pre, "the pre-generated certificate");
+        assert_eq!(d.contract_certs(), 1, "no new issuance");
+
+        // Another session: another SessionID in the same signed answer.
+        let mut m = match Message::decode(&install_req2(&car, vec![v2g.clone()]), None).unwrap() {
+            Message::Iso2(m) => m,
+            Message::Iso20(_) => panic!(),
+        };
+        m.header.session_id = vec![9, 8, 7, 6, 5, 4, 3, 2];
+        m.sign(&Signer(car.key.clone())).unwrap();
+        let b = d.ccp(&m.encode().unwrap(), None);
+        assert_eq!(b.status, 200, "{}", b.text());
+        let exi2 = B64
+            .decode(
+                b.json()["CCPResponse"]["emaidContent"][0]["messageDef"]
+                    ["certificateInstallationRes"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let (m2, r2) = res2(&exi2);
+        assert_eq!(m2.header.session_id, vec![9, 8, 7, 6, 5, 4, 3, 2]);
+        assert_eq!(r2.contract_signature_cert_chain.certificate, pre);
+        m2.verify(
+            &VerifyingKey::from_certificate(&r2.sa_provisioning_certificate_chain.certificate)
+                .unwrap(),
+        )
+        .unwrap()
+        .into_result()
+        .expect("the signature does not cover the header");
+
+        // Deleted (and revoked): the next installation is made on demand.
+        let del = d.send(
+            "DELETE",
+            &format!("/v1/ccp/signedContractData/{EMAID}"),
+            &d.mo,
+            None,
+        );
+        assert_eq!(del.status, 204, "{}", del.text());
+        let subs = r2
+            .contract_signature_cert_chain
+            .sub_certificates
+            .clone()
+            .unwrap()
+            .certificate;
+        assert_eq!(d.ocsp(&pre, &subs, &d.pem("mo-root")), "revoked");
+        let c = d.ccp(&install_req2(&car, vec![v2g.clone()]), None);
+        assert_eq!(c.status, 200, "{}", c.text());
+        assert_eq!(d.contract_certs(), 2, "a new certificate on demand");
+    }
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Contract installations per second over HTTP: init a fresh deployment, trust a throw-away OEM
+# root, create a contract (MO), start `pnc-pki serve` on loopback and drive
+# POST /v1/ccp/signedContractData (CPO) with wrk (tools/bench-install.lua). Every request is a
+# real installation: EXI decode, EV signature and OEM chain check, contract lookup, contract key
+# generated in the HSM, contract certificate signed, key encrypted for the car, answer signed
+# with the CPS key (HSM), certificate + request + audit entry committed together.
+#
+# With PREGEN=1 the contract data is pre-generated first (PUT /v1/cps/generate/signedContractData)
+# and every request is answered from it: checks, lookup, SessionID, encode; no HSM call.
+#
+# usage: [PREGEN=1] tools/bench-install.sh [sqlite|postgres://ADMIN-URL] [duration=20s] [connections=4] [threads=1]
+# env:   PNC_BIN / PNC_BENCH_BIN (default target/release/…), PORT (default 18700)
+set -euo pipefail
+DB=${1:-sqlite}
+DUR=${2:-20s}
+CONN=${3:-4}
+THREADS=${4:-1}
+HERE=$(dirname "$0")
+BIN=${PNC_BIN:-$HERE/../target/release/pnc-pki}
+BENCH=${PNC_BENCH_BIN:-$HERE/../target/release/pnc-pki-bench}
+PORT=${PORT:-18700}
+export PNC_HSM_PIN=${PNC_HSM_PIN:-bench-user-pin-1234} PNC_HSM_SO_PIN=${PNC_HSM_SO_PIN:-bench-so-pin-12345678}
+# One client drives every installation: the per-client issuance limit would measure the limit.
+export PNC_LIMIT_ENROLL_PER_CLIENT=off
+WORK=$(mktemp -d /tmp/pnc-bench-install.XXXXXX)
+SERVER=
+PGDB=
+cleanup() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
+  wait 2>/dev/null
+  [ -n "$PGDB" ] && psql "$DB" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ "$DB" = sqlite ]; then
+  "$BIN" init --data-dir "$WORK/d" >/dev/null
+else
+  PGDB=pnc_bench_$RANDOM$RANDOM
+  psql "$DB" -qc "CREATE DATABASE $PGDB" >/dev/null
+  "$BIN" init --data-dir "$WORK/d" --database-url "${DB%/*}/$PGDB" >/dev/null
+fi
+"$BIN" export --data-dir "$WORK/d" --out "$WORK/ex" >/dev/null
+"$BENCH" --ev-request "$WORK/ex/v2g-root.pem" --out "$WORK/ev" --pcid WP0ZZZ99ZTS392124
+"$BIN" trust add --data-dir "$WORK/d" --kind oem-root "$WORK/ev/oem-root.pem" >/dev/null
+field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }
+MO=$("$BIN" client add --data-dir "$WORK/d" --name mo --role mo --tenant DE8AA --json)
+CPO=$("$BIN" client add --data-dir "$WORK/d" --name cpo --role cpo --tenant 'DE*ABC' --json)
+OEM=$("$BIN" client add --data-dir "$WORK/d" --name oem --role oem --tenant WP0 --json)
+"$BIN" serve --data-dir "$WORK/d" --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
+SERVER=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 0.1; done
+token() {
+  curl -sf -X POST "http://127.0.0.1:$PORT/oauth/token" -H 'content-type: application/json' \
+    -d "{\"grant_type\":\"client_credentials\",\"client_id\":\"$(echo "$1" | field client_id)\",\"client_secret\":\"$(echo "$1" | field client_secret)\"}" |
+    field access_token
+}
+MO_TOKEN=$(token "$MO")
+TOKEN=$(token "$CPO")
+if [ "${PREGEN:-0}" = 1 ]; then
+  OEM_TOKEN=$(token "$OEM")
+  curl -sf -X PUT "http://127.0.0.1:$PORT/v1/oem/provCerts" -H "authorization: Bearer $OEM_TOKEN" \
+    -H 'content-type: application/json' --data-binary @"$WORK/ev/provcert.json" >/dev/null
+  curl -sf -X PUT "http://127.0.0.1:$PORT/v1/cps/generate/signedContractData" -H "authorization: Bearer $MO_TOKEN" \
+    -H 'content-type: application/json' \
+    -d '{"emaid":"DE8AA123456789","pcid":"WP0ZZZ99ZTS392124","xsdMsgDefNamespace":"urn:iso:15118:2:2013:MsgDef"}' >/dev/null
+else
+  curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/contracts" -H "authorization: Bearer $MO_TOKEN" \
+    -H 'content-type: application/json' -d '{"emaid":"DE8AA123456789","pcid":"WP0ZZZ99ZTS392124"}' >/dev/null
+fi
+# One installation checked by hand, then a warm-up, then the measured run.
+curl -sf -X POST "http://127.0.0.1:$PORT/v1/ccp/signedContractData" -H "authorization: Bearer $TOKEN" \
+  -H 'content-type: application/json' --data-binary @"$WORK/ev/ccp.json" | grep -q certificateInstallationRes
+TOKEN=$TOKEN BODY_FILE="$WORK/ev/ccp.json" wrk -t1 -c1 -d2s -s "$HERE/bench-install.lua" \
+  "http://127.0.0.1:$PORT/v1/ccp/signedContractData" >/dev/null
+echo "backend=$([ "$DB" = sqlite ] && echo sqlite || echo postgres) pregenerated=${PREGEN:-0} duration=$DUR connections=$CONN threads=$THREADS"
+TOKEN=$TOKEN BODY_FILE="$WORK/ev/ccp.json" wrk -t"$THREADS" -c"$CONN" -d"$DUR" --latency -s "$HERE/bench-install.lua" \
+  "http://127.0.0.1:$PORT/v1/ccp/signedContractData"
+
