@@ -757,8 +757,11 @@ pub struct Pregenerated {
     pub issuer_id: String,
     /// Its serial.
     pub serial_hex: String,
-    /// SHA-256 (hex) of the OEM provisioning certificate the key is encrypted for.
+    /// SHA-256 (hex) of the OEM provisioning certificate the key is encrypted for (empty: an
+    /// MO encrypted it itself, for whichever certificate of the vehicle it chose).
     pub oem_sha256: String,
+    /// Expiry of the contract certificate inside (Unix seconds).
+    pub not_after: i64,
     /// The signed answer (SessionID to be replaced).
     pub exi: Vec<u8>,
     /// When it was made.

@@ -1079,3 +1079,117 @@ fn pregenerated_contract_data_is_delivered_with_the_live_session_id() {
         assert_eq!(d.contract_certs(), 2, "a new certificate on demand");
     }
 }
+
+#[test]
+fn contract_data_from_an_mo_with_its_own_pki_is_signed_and_delivered() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let v2g = root_id(&d.pem("v2g-root"));
+    let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+    // The MO's own PKI: root (trusted by the operator) → sub-CA → contract certificate.
+    let mo_pki = Oem::new("Own MO");
+    let mo_root = d.env.path().join("own-mo-root.pem");
+    write_pem(&mo_root, &[&mo_pki.root.to_der().unwrap()]);
+    let contract_key = ec_key(Nid::X9_62_PRIME256V1);
+    let contract_cert = mk_cert(
+        "DE8AA555555555",
+        &contract_key,
+        Some((&mo_pki.sub, &mo_pki.sub_key)),
+        false,
+        valid(),
+    )
+    .to_der()
+    .unwrap();
+    // The MO encrypts the contract key for the car's OEM key itself.
+    let car_public = keyenc::recipient_public_key(&car.cert).unwrap();
+    let env = keyenc::iso2_encrypt(&car_public, &scalar(&contract_key)).unwrap();
+    let body = json!({
+        "contractData": {
+            "contractCertificate": B64.encode(&contract_cert),
+            "contractSubCa2Certificate": B64.encode(mo_pki.sub.to_der().unwrap()),
+            "contractSignatureEncryptedPrivateKey": B64.encode(&env.encrypted_private_key),
+            "dHpublickey": B64.encode(&env.dh_public_key),
+        },
+        "pcid": PCID,
+        "xsdMsgDefNamespace": NS2,
+    });
+    // Untrusted MO root: refused.
+    let r = d.send(
+        "PUT",
+        "/v1/cps/contractData/signed",
+        &d.mo,
+        Some(body.clone()),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "untrusted_chain");
+    d.env.ok(&[
+        "trust",
+        "add",
+        "--kind",
+        "mo-root",
+        mo_root.to_str().unwrap(),
+    ]);
+    // Another MO's tenant: refused.
+    let other = d.env.client_add("mo-other", "mo", &["NL9BB"]);
+    let other = d.srv.bearer(&other);
+    let r = d.send(
+        "PUT",
+        "/v1/cps/contractData/signed",
+        &other,
+        Some(body.clone()),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = d.send("PUT", "/v1/cps/contractData/signed", &d.mo, Some(body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let listed = d.send(
+        "GET",
+        &format!("/v1/ccp/signedContractData/{PCID}"),
+        &d.oem_token,
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert!(
+        listed.json()["XMLContracts"][0]["emaid"]
+            .as_str()
+            .unwrap()
+            .starts_with("DE8AA555555555")
+    );
+
+    d.upload(&car);
+    let before = d.contract_certs();
+    let a = d.ccp(&install_req2(&car, vec![v2g]), None);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let exi = B64
+        .decode(
+            a.json()["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let (m, r) = res2(&exi);
+    assert_eq!(m.header.session_id, SESSION);
+    m.verify(
+        &VerifyingKey::from_certificate(&r.sa_provisioning_certificate_chain.certificate).unwrap(),
+    )
+    .unwrap()
+    .into_result()
+    .expect("signed with our CPS key");
+    assert_eq!(r.contract_signature_cert_chain.certificate, contract_cert);
+    let sub = r
+        .contract_signature_cert_chain
+        .sub_certificates
+        .unwrap()
+        .certificate;
+    d.verify_chain(&contract_cert, &sub, &mo_root);
+    let k = keyenc::iso2_decrypt(
+        &scalar(&car.key),
+        &r.dh_public_key.value,
+        &r.contract_signature_encrypted_private_key.value,
+    )
+    .unwrap();
+    assert_eq!(
+        k.to_vec(),
+        scalar(&contract_key),
+        "the car gets the MO's key"
+    );
+    assert_eq!(d.contract_certs(), before, "nothing issued by us");
+}

@@ -219,10 +219,19 @@ op("put", "Pre-generate contract data (OPCP CPS, MO without own PKI): key, contr
               ("400", "bad_emaid, bad_pcid, bad_validity, unsupported_namespace, oem_untrusted", OPCP_ERR),
               ("404", "the PCID is not in the provisioning pool", OPCP_ERR),
               ("409", "the EMAID has an active contract for another vehicle", OPCP_ERR)] + AUTH_ERRS_OPCP)
-path("/v1/ccp/signedContractData/{emaid}")
-op("delete", "Delete pre-generated contract data (MO); its certificate is revoked unless X-Skip-Revocation: true", tags="opcp",
-   params=[("emaid", "path", "{type: string}", True), ("X-Skip-Revocation", "header", "{type: boolean, default: false}", False)],
+path("/v1/ccp/signedContractData/{key}")
+op("get", "Contracts of a vehicle: key = PCID (OEM of its WMI; an MO sees its own)", tags="opcp",
+   params=[("key", "path", "{type: string, description: PCID}", True)],
+   responses=[("200", "XMLContracts", [("application/json", "{type: object}")]), ("404", "no contract", OPCP_ERR)] + AUTH_ERRS_OPCP)
+op("delete", "Delete pre-generated contract data: key = EMAID (MO); its certificate is revoked unless X-Skip-Revocation: true", tags="opcp",
+   params=[("key", "path", "{type: string, description: EMAID}", True), ("X-Skip-Revocation", "header", "{type: boolean, default: false}", False)],
    responses=[("204", "deleted", None), ("404", "no contract or no pre-generated data", OPCP_ERR)] + AUTH_ERRS_OPCP)
+path("/v1/cps/contractData/signed")
+op("put", "Contract data of an MO with its own PKI (contract certificate chaining to a trusted MO root, key encrypted by the MO for the car): signed with our CPS key and kept for delivery; ISO 15118-2", tags="opcp",
+   body=[("application/json", "{$ref: '#/components/schemas/OwnContractData'}")],
+   responses=[("201", "accepted", [("application/json", "{type: object}")]),
+              ("400", "bad_certificate, bad_emaid, bad_contract_data, untrusted_chain, certificate_expired, unsupported_namespace", OPCP_ERR),
+              ("409", "the EMAID has an active contract for another vehicle", OPCP_ERR)] + AUTH_ERRS_OPCP)
 path("/v1/ccp/lookupContract/{emaid}")
 op("get", "Contracts of an EMAID with their current contract certificate (MO tenant)", tags="opcp",
    params=[("emaid", "path", "{type: string}", True)],
@@ -451,6 +460,21 @@ w("""components:
       type: object
       properties:
         OEMMessage: {type: object}
+    OwnContractData:
+      type: object
+      required: [contractData, pcid]
+      properties:
+        contractData:
+          type: object
+          required: [contractCertificate, contractSignatureEncryptedPrivateKey, dHpublickey]
+          properties:
+            contractCertificate: {type: string, description: base64 DER}
+            contractSubCa1Certificate: {type: string, description: base64 DER}
+            contractSubCa2Certificate: {type: string, description: base64 DER}
+            contractSignatureEncryptedPrivateKey: {type: string, description: base64, 48 bytes}
+            dHpublickey: {type: string, description: base64, 65 bytes}
+        pcid: {type: string}
+        xsdMsgDefNamespace: {type: string}
     GenerateContractData:
       type: object
       required: [emaid, pcid, xsdMsgDefNamespace]

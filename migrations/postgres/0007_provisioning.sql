@@ -71,7 +71,8 @@ CREATE TABLE pregenerated (
     schema_version  TEXT NOT NULL,
     issuer_id       TEXT NOT NULL,          -- the contract certificate inside
     serial_hex      TEXT NOT NULL,
-    oem_sha256      TEXT NOT NULL,          -- the OEM provisioning certificate it is encrypted for
+    oem_sha256      TEXT NOT NULL,          -- the OEM certificate it is encrypted for ('': any of the PCID)
+    not_after       BIGINT NOT NULL,        -- the contract certificate's expiry
     exi             BYTEA NOT NULL,
     created_at      BIGINT NOT NULL,
     PRIMARY KEY (contract_id, schema_version)

@@ -19,7 +19,7 @@ use crate::model::{CertRecord, ContractRecord, ProvCertRecord, ProvisioningKind,
 use crate::policy::authz::Principal;
 use crate::ra::RaError;
 use crate::ra::contracts::{NewContract, ProvCertUpload};
-use crate::ra::provisioning::{Pregenerate, ProvisionRequest, Provisioned};
+use crate::ra::provisioning::{OwnContractData, Pregenerate, ProvisionRequest, Provisioned};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -52,9 +52,14 @@ pub fn routes(r: Routes) -> Routes {
         put(generate_signed_contract_data),
     )
     .add(
-        "/v1/ccp/signedContractData/{emaid}",
-        &["DELETE"],
-        axum::routing::delete(delete_signed_contract_data),
+        "/v1/cps/contractData/signed",
+        &["PUT"],
+        put(put_contract_data_signed),
+    )
+    .add(
+        "/v1/ccp/signedContractData/{key}",
+        &["GET", "DELETE"],
+        get(contracts_of_vehicle).delete(delete_signed_contract_data),
     )
     .add(
         "/v1/ccp/lookupContract/{emaid}",
@@ -238,7 +243,10 @@ async fn generate_signed_contract_data(
             },
         )
         .await?;
-    let c = &out.certificate;
+    let c = out
+        .certificate
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("pre-generation returned no certificate"))?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -255,16 +263,113 @@ async fn generate_signed_contract_data(
 }
 
 /// `DELETE /v1/ccp/signedContractData/{emaid}` (MO): drop the pre-generated data; its
-/// certificate is revoked unless `X-Skip-Revocation: true`.
+/// certificate is revoked unless `X-Skip-Revocation: true`. (The path's one segment is an EMAID
+/// here and a PCID for `GET`, as in Hubject's API; one route serves both.)
 async fn delete_signed_contract_data(
     State(st): State<AppState>,
     p: Principal,
     headers: HeaderMap,
-    Path(path): Path<ContractPath>,
+    Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let skip = header_bool(&headers, "X-Skip-Revocation", false);
-    st.ra.delete_pregenerated(&p, &path.emaid, skip).await?;
+    st.ra.delete_pregenerated(&p, &key, skip).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/ccp/signedContractData/{pcid}`: the contracts of a vehicle (OEM of its WMI; an MO
+/// sees its own).
+async fn contracts_of_vehicle(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(pcid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let contracts = st.ra.contracts_of_vehicle(&p, &pcid).await?;
+    let items: Vec<Value> = contracts
+        .iter()
+        .filter(|c| c.cancelled_at.is_none())
+        .map(|c| {
+            json!({
+                "pcid": c.pcid,
+                "emaid": c.emaid,
+                "contractId": c.id,
+                "defaultContract": true,
+                "contractBegins": c.valid_from.map(rfc3339),
+                "contractEnds": c.valid_to.map(rfc3339),
+            })
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(ApiError::not_found("Contract or Vehicle not found."));
+    }
+    Ok(Json(json!({ "XMLContracts": items })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContractDataBody {
+    contract_data: ContractDataFields,
+    pcid: String,
+    #[serde(default)]
+    xsd_msg_def_namespace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContractDataFields {
+    contract_certificate: String,
+    #[serde(default)]
+    contract_sub_ca1_certificate: Option<String>,
+    #[serde(default)]
+    contract_sub_ca2_certificate: Option<String>,
+    contract_signature_encrypted_private_key: String,
+    #[serde(rename = "dHpublickey")]
+    dh_public_key: String,
+}
+
+/// `PUT /v1/cps/contractData/signed` (MO with its own PKI): contract data the MO encrypted
+/// itself; we sign the answer and keep it for delivery.
+async fn put_contract_data_signed(
+    State(st): State<AppState>,
+    p: Principal,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let b: ContractDataBody = parse_json(&body)?;
+    let f = &b.contract_data;
+    let opt = |name: &str, v: &Option<String>| -> Result<Option<Vec<u8>>, ApiError> {
+        v.as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| cert_b64(name, s))
+            .transpose()
+    };
+    let raw = |name: &str, v: &str| -> Result<Vec<u8>, ApiError> {
+        B64.decode(v.trim()).map_err(|_| {
+            ApiError::bad_request("bad_contract_data", format!("{name} is not base64"))
+        })
+    };
+    let c = st
+        .ra
+        .accept_contract_data(
+            &p,
+            OwnContractData {
+                contract_certificate: cert_b64("contractCertificate", &f.contract_certificate)?,
+                sub_ca1: opt("contractSubCa1Certificate", &f.contract_sub_ca1_certificate)?,
+                sub_ca2: opt("contractSubCa2Certificate", &f.contract_sub_ca2_certificate)?,
+                encrypted_private_key: raw(
+                    "contractSignatureEncryptedPrivateKey",
+                    &f.contract_signature_encrypted_private_key,
+                )?,
+                dh_public_key: raw("dHpublickey", &f.dh_public_key)?,
+                pcid: b.pcid.clone(),
+                namespace: b.xsd_msg_def_namespace.clone().unwrap_or_default(),
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "emaid": c.emaid, "pcid": c.pcid, "contractId": c.id })),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

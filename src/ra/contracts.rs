@@ -1,6 +1,8 @@
 //! Contracts (EMAID ↔ PCID), the OEM provisioning certificate pool and the external roots the
 //! operator trusts: what contract provisioning ([`super::provisioning`]) reads.
 
+use std::sync::Arc;
+
 use super::{Ra, RaError};
 use crate::model::{
     AuditEvent, CertRecord, CertStatus, ContractRecord, ContractStatus, ProvCertRecord,
@@ -10,6 +12,21 @@ use crate::policy::authz::{Identifier, Operation, Principal, Role, Target};
 use crate::policy::identifiers;
 use crate::store::ContractQuery;
 use crate::x509::{ParsedCert, chain, name};
+
+/// How long a parsed [`TrustSet`] is used before it is read again: a root trusted or removed by
+/// another process (the CLI) takes effect within this time; in this process, at once.
+const TRUST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What provisioning path checks need, parsed once: OpenSSL 3 parses a certificate in tens of
+/// microseconds, and a check would otherwise parse a dozen.
+pub(crate) struct TrustSet {
+    /// Roots an OEM provisioning chain may end in (trusted OEM and V2G roots, and our own).
+    pub(crate) oem_roots: Vec<openssl::x509::X509>,
+    /// Our own OEM sub-CAs (for provisioning certificates this service issued).
+    pub(crate) own_oem_subs: Vec<openssl::x509::X509>,
+    /// Every CA of ours: (id, subject DER), to find our record of a certificate.
+    pub(crate) cas: Vec<(String, Vec<u8>)>,
+}
 
 /// Longest grace period before an updated contract certificate is revoked: 90 days.
 const MAX_GRACE_SECONDS: i64 = 90 * 86_400;
@@ -268,10 +285,90 @@ impl Ra {
 
     // ------------------------------------------------------------------------ trusted roots
 
+    /// The current [`TrustSet`] (read again after [`TRUST_TTL`]).
+    pub(crate) async fn trust_set(&self) -> Result<Arc<TrustSet>, RaError> {
+        if let Some((at, t)) = self
+            .inner
+            .trust
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && at.elapsed() < TRUST_TTL
+        {
+            return Ok(t.clone());
+        }
+        let roots = self.oem_anchors().await?;
+        let cas = self.inner.store.list_cas().await?;
+        let own_oem_subs = chain::parse_all(
+            cas.iter()
+                .filter(|c| c.parent_id.is_some() && c.profile.starts_with("oem-sub-ca"))
+                .map(|c| c.cert_der.as_slice()),
+        );
+        let ca_subjects = cas
+            .iter()
+            .filter_map(|c| {
+                ParsedCert::from_der(&c.cert_der)
+                    .ok()
+                    .map(|p| (c.id.clone(), p.subject_der()))
+            })
+            .collect();
+        let t = Arc::new(TrustSet {
+            oem_roots: chain::parse_all(roots.iter().map(Vec::as_slice)),
+            own_oem_subs,
+            cas: ca_subjects,
+        });
+        *self.inner.trust.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), t.clone()));
+        Ok(t)
+    }
+
+    fn forget_trust(&self) {
+        *self.inner.trust.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Roots an OEM provisioning chain may end in: trusted OEM and V2G roots, and our own.
     pub(super) async fn oem_anchors(&self) -> Result<Vec<Vec<u8>>, RaError> {
         self.anchors(&[RootKind::Oem, RootKind::V2g], &["oem-root", "v2g-root"])
             .await
+    }
+
+    /// Roots a contract chain may end in: trusted MO and V2G roots, and our own.
+    pub(super) async fn contract_anchors(&self) -> Result<Vec<Vec<u8>>, RaError> {
+        self.anchors(&[RootKind::Mo, RootKind::V2g], &["mo-root", "v2g-root"])
+            .await
+    }
+
+    /// Contracts of a vehicle: all of them for the OEM of its WMI, an auditor or admin; an MO's
+    /// own for an MO.
+    pub async fn contracts_of_vehicle(
+        &self,
+        p: &Principal,
+        pcid: &str,
+    ) -> Result<Vec<ContractRecord>, RaError> {
+        let pcid = normalize_pcid(pcid)?;
+        let target = if p.role == Role::Oem {
+            Target::Identifier(Identifier::Pcid(&pcid))
+        } else {
+            Target::Any
+        };
+        self.authorize(
+            p,
+            Operation::ReadProvCerts,
+            target,
+            &format!("contracts/{pcid}"),
+        )
+        .await?;
+        let tenants = (p.role == Role::Mo).then(|| p.tenants.clone());
+        Ok(self
+            .inner
+            .store
+            .list_contracts(&ContractQuery {
+                pcid: Some(pcid),
+                tenants,
+                limit: 100,
+                ..Default::default()
+            })
+            .await?)
     }
 
     async fn anchors(
@@ -339,6 +436,7 @@ impl Ra {
             serde_json::json!({ "kind": kind.as_str(), "subject": root.subject }),
         );
         self.inner.store.add_trusted_root(&root, &ev).await?;
+        self.forget_trust();
         Ok(root)
     }
 
@@ -359,6 +457,7 @@ impl Ra {
             serde_json::json!({}),
         );
         if self.inner.store.remove_trusted_root(&id, &ev).await? {
+            self.forget_trust();
             Ok(())
         } else {
             Err(RaError::NotFound(format!("no trusted root {}", echo(&id))))

@@ -185,6 +185,8 @@ struct Inner {
     health: tokio::sync::Mutex<Option<(tokio::time::Instant, Health)>>,
     /// Largest provisioning answers, base64 characters: (-2, -20).
     response_caps: (usize, usize),
+    /// Roots and CAs for provisioning path checks, parsed once (`contracts::TrustSet`).
+    trust: std::sync::Mutex<Option<(std::time::Instant, Arc<contracts::TrustSet>)>>,
 }
 
 /// The registration authority. Cheap to clone.
@@ -227,6 +229,7 @@ impl Ra {
                 clients: clients::ClientStates::default(),
                 health: tokio::sync::Mutex::new(None),
                 response_caps,
+                trust: std::sync::Mutex::new(None),
             }),
         }
     }

@@ -51,8 +51,10 @@ pub struct Provisioned {
     pub schema: Schema,
     /// -20: contract chains still to deliver (the car asks again); -2: 0.
     pub remaining: u8,
-    /// The certificate issued.
-    pub certificate: CertRecord,
+    /// The certificate issued, when it is ours (an MO's own contract data: `None`).
+    pub certificate: Option<CertRecord>,
+    /// Serial (hex) of the contract certificate delivered.
+    pub serial_hex: String,
     /// The contract it was issued under.
     pub contract_id: String,
 }
@@ -307,39 +309,35 @@ impl Ra {
                     "the OEM provisioning certificate's CN is not a PCID",
                 )
             })?;
+        let trust = self.trust_set().await?;
         let pooled = self.inner.store.get_prov_cert(&pcid).await?;
-        let mut inter: Vec<&[u8]> = request_subs.iter().map(Vec::as_slice).collect();
+        let mut ders: Vec<&[u8]> = request_subs.iter().map(Vec::as_slice).collect();
         if let Some(pc) = &pooled {
-            inter.extend(pc.sub_ca2_der.as_deref());
-            inter.extend(pc.sub_ca1_der.as_deref());
+            ders.extend(pc.sub_ca2_der.as_deref());
+            ders.extend(pc.sub_ca1_der.as_deref());
         }
-        // Our own OEM sub-CAs, for provisioning certificates this service issued.
-        let own: Vec<Vec<u8>> = self
-            .inner
-            .store
-            .list_cas()
-            .await?
-            .into_iter()
-            .filter(|c| c.parent_id.is_some() && c.profile.starts_with("oem-sub-ca"))
-            .map(|c| c.cert_der)
-            .collect();
-        inter.extend(own.iter().map(Vec::as_slice));
-        let anchors = self.oem_anchors().await?;
-        let roots: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
-        chain::verify(leaf_der, &inter, &roots, self.now()).map_err(|e| match e {
-            chain::ChainError::Expired(d) => ctx.fail(
-                "oem_certificate_expired",
-                ErrorKind::BadRequest,
-                Rc2::FAILEDCertificateExpired,
-                format!("OEM provisioning {d}"),
-            ),
-            chain::ChainError::Untrusted(d) => ctx.fail(
+        let mut inter = chain::parse_all(ders);
+        inter.extend(trust.own_oem_subs.iter().cloned());
+        let untrusted = |d: String| {
+            ctx.fail(
                 "oem_untrusted",
                 ErrorKind::BadRequest,
                 Rc2::FAILEDCertChainError,
                 format!("OEM provisioning certificate does not chain to a trusted root: {d}"),
-            ),
-        })?;
+            )
+        };
+        let parsed = chain::parse(leaf_der).map_err(|e| untrusted(e.to_string()))?;
+        chain::verify_parsed(&parsed, &inter, &trust.oem_roots, self.now()).map_err(
+            |e| match e {
+                chain::ChainError::Expired(d) => ctx.fail(
+                    "oem_certificate_expired",
+                    ErrorKind::BadRequest,
+                    Rc2::FAILEDCertificateExpired,
+                    format!("OEM provisioning {d}"),
+                ),
+                chain::ChainError::Untrusted(d) => untrusted(d),
+            },
+        )?;
         if let Some(rec) = self.own_record(&leaf).await?
             && rec.status == CertStatus::Revoked
         {
@@ -356,19 +354,12 @@ impl Ra {
     /// Our record of a certificate, if one of our CAs issued it.
     async fn own_record(&self, cert: &ParsedCert) -> Result<Option<CertRecord>, RaError> {
         let issuer = cert.issuer_der();
-        for ca in self.inner.store.list_cas().await? {
-            let Ok(c) = ParsedCert::from_der(&ca.cert_der) else {
-                continue;
-            };
-            if c.subject_der() != issuer {
+        let trust = self.trust_set().await?;
+        for (id, subject) in &trust.cas {
+            if *subject != issuer {
                 continue;
             }
-            if let Some(r) = self
-                .inner
-                .store
-                .get_cert(&ca.id, &cert.serial_hex())
-                .await?
-            {
+            if let Some(r) = self.inner.store.get_cert(id, &cert.serial_hex()).await? {
                 return Ok(Some(r));
             }
         }
@@ -533,6 +524,12 @@ impl Ra {
         ctx.emaid = Some(contract.emaid.clone());
         let listed = listed_roots(&r.list_of_root_certificate_ids);
         let cps = self.cps_chain(&ctx, Standard::Iso2, Some(&listed)).await?;
+        if let Some(out) = self
+            .pregenerated_answer(&ctx, &contract, &r.oem_provisioning_cert)
+            .await?
+        {
+            return Ok(out);
+        }
         let recipient = keyenc::recipient_public_key(&r.oem_provisioning_cert).map_err(|e| {
             ctx.fail(
                 "oem_certificate_invalid",
@@ -541,12 +538,6 @@ impl Ra {
                 format!("OEM provisioning key: {e}"),
             )
         })?;
-        if let Some(out) = self
-            .pregenerated_answer(&ctx, &contract, &r.oem_provisioning_cert)
-            .await?
-        {
-            return Ok(out);
-        }
         self.issue_iso2(p, ctx, contract, cps, &recipient, raw, None, None)
             .await
     }
@@ -567,18 +558,19 @@ impl Ra {
         else {
             return Ok(None);
         };
-        if pre.oem_sha256 != sha256_hex(oem_der) {
+        if !pre.oem_sha256.is_empty() && pre.oem_sha256 != sha256_hex(oem_der) {
             return Ok(None);
         }
-        let Some(cert) = self
+        if pre.not_after <= self.now() {
+            return Ok(None);
+        }
+        // Our own certificate must not be revoked; an MO's own one is its MO's to revoke.
+        let cert = self
             .inner
             .store
             .get_cert(&pre.issuer_id, &pre.serial_hex)
-            .await?
-        else {
-            return Ok(None);
-        };
-        if cert.status != CertStatus::Valid || cert.not_after <= self.now() {
+            .await?;
+        if cert.as_ref().is_some_and(|c| c.status != CertStatus::Valid) {
             return Ok(None);
         }
         let Message::Iso2(mut m) = Message::decode(&pre.exi, Some(Schema::Iso2))
@@ -592,13 +584,14 @@ impl Ra {
             .encode()
             .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
         self.check_size(ctx, exi.len())?;
-        tracing::info!(contract = %contract.id, serial = %cert.serial_hex, exi_bytes = exi.len(), "pre-generated contract data delivered");
+        tracing::info!(contract = %contract.id, serial = %pre.serial_hex, exi_bytes = exi.len(), "pre-generated contract data delivered");
         Ok(Some(Provisioned {
             exi,
             emaid: contract.emaid.clone(),
             kind: ProvisioningKind::Install,
             schema: Schema::Iso2,
             remaining: 0,
+            serial_hex: pre.serial_hex,
             certificate: cert,
             contract_id: contract.id.clone(),
         }))
@@ -630,39 +623,9 @@ impl Ra {
                 "pre-generated contract data is ISO 15118-2 only (urn:iso:15118:2:2013:MsgDef)",
             ));
         }
-        let existing = self
-            .inner
-            .store
-            .list_contracts(&crate::store::ContractQuery {
-                emaid: Some(emaid.clone()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await?
-            .into_iter()
-            .find(|c| c.status == ContractStatus::Active);
-        let contract = match existing {
-            Some(c) if c.pcid != pcid => {
-                return Err(RaError::Store(crate::store::StoreError::Taken(format!(
-                    "EMAID {emaid} has an active contract for another vehicle ({})",
-                    c.pcid
-                ))));
-            }
-            Some(c) => c,
-            None => {
-                self.create_contract(
-                    p,
-                    super::contracts::NewContract {
-                        emaid: emaid.clone(),
-                        pcid: pcid.clone(),
-                        valid_from: req.valid_from,
-                        valid_to: req.valid_to,
-                        ..Default::default()
-                    },
-                )
-                .await?
-            }
-        };
+        let contract = self
+            .contract_for_data(p, &emaid, &pcid, req.valid_from, req.valid_to)
+            .await?;
         let pooled = self.inner.store.get_prov_cert(&pcid).await?.ok_or_else(|| {
             RaError::NotFound(format!(
                 "no OEM provisioning certificate for PCID {pcid} in the pool (PUT /v1/oem/provCerts)"
@@ -696,6 +659,195 @@ impl Ra {
             Some(sha),
         )
         .await
+    }
+
+    /// The active contract of `emaid` for `pcid`, created when the EMAID has none; refused when
+    /// it is bound to another vehicle.
+    async fn contract_for_data(
+        &self,
+        p: &Principal,
+        emaid: &str,
+        pcid: &str,
+        valid_from: Option<i64>,
+        valid_to: Option<i64>,
+    ) -> Result<ContractRecord, RaError> {
+        let existing = self
+            .inner
+            .store
+            .list_contracts(&crate::store::ContractQuery {
+                emaid: Some(emaid.to_string()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .find(|c| c.status == ContractStatus::Active);
+        match existing {
+            Some(c) if c.pcid != pcid => {
+                Err(RaError::Store(crate::store::StoreError::Taken(format!(
+                    "EMAID {emaid} has an active contract for another vehicle ({})",
+                    c.pcid
+                ))))
+            }
+            Some(c) => Ok(c),
+            None => {
+                self.create_contract(
+                    p,
+                    super::contracts::NewContract {
+                        emaid: emaid.to_string(),
+                        pcid: pcid.to_string(),
+                        valid_from,
+                        valid_to,
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// Accept contract data an MO with its own PKI made (Hubject's `PUT
+    /// /v1/cps/contractData/signed`): its contract certificate must chain to a trusted MO (or
+    /// V2G) root and carry an EMAID of the caller's tenants; its encrypted key and DH public key
+    /// are taken as they are (only the car can check them). We sign the answer with the CPS
+    /// key and keep it for delivery like a pre-generated one. ISO 15118-2.
+    pub async fn accept_contract_data(
+        &self,
+        p: &Principal,
+        d: OwnContractData,
+    ) -> Result<ContractRecord, RaError> {
+        let pcid = normalize_pcid(&d.pcid)?;
+        let cert = ParsedCert::from_der(&d.contract_certificate)
+            .map_err(|e| RaError::bad("bad_certificate", format!("contractCertificate: {e}")))?;
+        let emaid = common_name(&cert)
+            .and_then(|cn| normalize_emaid(&cn).ok())
+            .ok_or_else(|| {
+                RaError::bad("bad_emaid", "the contract certificate's CN is not an EMAID")
+            })?;
+        self.authorize(
+            p,
+            Operation::ManageContracts,
+            Target::Identifier(crate::policy::authz::Identifier::Emaid(&emaid)),
+            &format!("contracts/{emaid}"),
+        )
+        .await?;
+        if !is_iso2_namespace(&d.namespace) {
+            return Err(RaError::bad(
+                "unsupported_namespace",
+                "contract data is accepted for ISO 15118-2 only (urn:iso:15118:2:2013:MsgDef)",
+            ));
+        }
+        if d.encrypted_private_key.len() != 48 {
+            return Err(RaError::bad(
+                "bad_contract_data",
+                "contractSignatureEncryptedPrivateKey must be 48 bytes (IV ‖ AES-128-CBC ciphertext)",
+            ));
+        }
+        if d.dh_public_key.len() != 65 || d.dh_public_key.first() != Some(&4) {
+            return Err(RaError::bad(
+                "bad_contract_data",
+                "dHpublickey must be an uncompressed P-256 point (65 bytes, 0x04 first)",
+            ));
+        }
+        let subs: Vec<Vec<u8>> = [&d.sub_ca2, &d.sub_ca1]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let anchors = self.contract_anchors().await?;
+        let roots: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
+        let inter: Vec<&[u8]> = subs.iter().map(Vec::as_slice).collect();
+        chain::verify(&d.contract_certificate, &inter, &roots, self.now()).map_err(|e| {
+            RaError::bad(
+                match e {
+                    chain::ChainError::Expired(_) => "certificate_expired",
+                    chain::ChainError::Untrusted(_) => "untrusted_chain",
+                },
+                e.to_string(),
+            )
+        })?;
+        let contract = self
+            .contract_for_data(p, &emaid, &pcid, None, Some(cert.not_after()))
+            .await?;
+        let ctx = Ctx {
+            schema: Schema::Iso2,
+            kind: ProvisioningKind::Install,
+            session_id: vec![0; 8],
+            emaid: Some(emaid.clone()),
+        };
+        let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
+        use iso2::schema as s;
+        let mut msg = iso2::V2gMessage {
+            header: s::MessageHeader {
+                session_id: ctx.session_id.clone(),
+                notification: None,
+                signature: None,
+            },
+            body: iso2::Body::CertificateInstallationRes(s::CertificateInstallationRes {
+                response_code: s::ResponseCode::OK,
+                sa_provisioning_certificate_chain: s::CertificateChain {
+                    id: None,
+                    certificate: cps.signer.cert.der.clone(),
+                    sub_certificates: Some(s::SubCertificates {
+                        certificate: cps.subs.clone(),
+                    }),
+                },
+                contract_signature_cert_chain: s::CertificateChain {
+                    id: Some("ID1".into()),
+                    certificate: d.contract_certificate.clone(),
+                    sub_certificates: (!subs.is_empty())
+                        .then_some(s::SubCertificates { certificate: subs }),
+                },
+                contract_signature_encrypted_private_key: s::ContractSignatureEncryptedPrivateKey {
+                    id: "ID2".into(),
+                    value: d.encrypted_private_key,
+                },
+                dh_public_key: s::DiffieHellmanPublickey {
+                    id: "ID3".into(),
+                    value: d.dh_public_key,
+                },
+                e_maid: s::EMAID {
+                    id: "ID4".into(),
+                    value: emaid.clone(),
+                },
+            }),
+        };
+        let signer = cps.signer;
+        let msg = tokio::task::spawn_blocking(move || msg.sign(&signer).map(|()| msg))
+            .await
+            .map_err(|e| RaError::Internal(e.to_string()))?
+            .map_err(|e| RaError::Internal(format!("signing the answer: {e}")))?;
+        let exi = msg
+            .encode()
+            .map_err(|e| RaError::bad("bad_contract_data", format!("encoding the answer: {e}")))?;
+        self.check_size(&ctx, exi.len())?;
+        let issuer_id = format!(
+            "external:{}",
+            hex::encode(cert.issuer_der()).get(..16).unwrap_or("")
+        );
+        let pre = crate::model::Pregenerated {
+            contract_id: contract.id.clone(),
+            schema_version: "iso15118-2".into(),
+            issuer_id,
+            serial_hex: cert.serial_hex(),
+            oem_sha256: String::new(),
+            not_after: cert.not_after(),
+            exi,
+            created_at: self.now(),
+        };
+        let ev = crate::model::AuditEvent::new(
+            &p.actor(),
+            "contract.data.accept",
+            &format!("contract/{}", contract.id),
+            serde_json::json!({
+                "emaid": emaid,
+                "pcid": pcid,
+                "certificate_sha256": cert.sha256_hex(),
+                "issuer": cert.issuer_string(),
+            }),
+        );
+        self.inner.store.put_pregenerated(&pre, &ev).await?;
+        Ok(contract)
     }
 
     /// Delete a contract's pre-generated data (Hubject's `DELETE signedContractData/{emaid}`);
@@ -743,7 +895,7 @@ impl Ra {
             .store
             .delete_pregenerated(&contract.id, &ev)
             .await?;
-        if !skip_revocation {
+        if !skip_revocation && !pre.issuer_id.starts_with("external:") {
             self.ca()?
                 .revoke(
                     &pre.issuer_id,
@@ -863,14 +1015,11 @@ impl Ra {
                 None,
             )
             .await?;
-        if due <= self.now() {
-            self.supersede(
-                &out.certificate.issuer_id,
-                &out.certificate.serial_hex,
-                &rec.issuer_id,
-                &rec.serial_hex,
-            )
-            .await;
+        if due <= self.now()
+            && let Some(c) = &out.certificate
+        {
+            self.supersede(&c.issuer_id, &c.serial_hex, &rec.issuer_id, &rec.serial_hex)
+                .await;
         }
         Ok(out)
     }
@@ -1037,7 +1186,8 @@ impl Ra {
             kind: ctx.kind,
             schema: ctx.schema,
             remaining,
-            certificate: issued.record,
+            serial_hex: issued.record.serial_hex.clone(),
+            certificate: Some(issued.record),
             contract_id: contract.id,
         })
     }
@@ -1257,6 +1407,26 @@ impl Ra {
         )
         .await
     }
+}
+
+/// Contract data an MO made with its own PKI (Hubject `PUT /v1/cps/contractData/signed`), DER
+/// and raw bytes.
+#[derive(Debug, Clone, Default)]
+pub struct OwnContractData {
+    /// The contract certificate.
+    pub contract_certificate: Vec<u8>,
+    /// MO sub-CA 1.
+    pub sub_ca1: Option<Vec<u8>>,
+    /// MO sub-CA 2 (issuer of the contract certificate).
+    pub sub_ca2: Option<Vec<u8>>,
+    /// IV ‖ ciphertext, 48 bytes.
+    pub encrypted_private_key: Vec<u8>,
+    /// The ephemeral ECDH public key, 65 bytes.
+    pub dh_public_key: Vec<u8>,
+    /// The vehicle.
+    pub pcid: String,
+    /// `xsdMsgDefNamespace`.
+    pub namespace: String,
 }
 
 /// A pre-generation request (Hubject `PUT /v1/cps/generate/signedContractData`).

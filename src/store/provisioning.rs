@@ -77,6 +77,27 @@ macro_rules! contract_from_row {
     }};
 }
 
+/// Insert a pre-generated answer inside an open transaction.
+macro_rules! insert_pregenerated {
+    ($tx:expr, $p:expr) => {{
+        let p: &Pregenerated = $p;
+        sqlx::query(
+            "INSERT INTO pregenerated (contract_id, schema_version, issuer_id, serial_hex, \
+             oem_sha256, not_after, exi, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.contract_id)
+        .bind(&p.schema_version)
+        .bind(&p.issuer_id)
+        .bind(&p.serial_hex)
+        .bind(&p.oem_sha256)
+        .bind(p.not_after)
+        .bind(&p.exi)
+        .bind(p.created_at)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 /// Which contracts to list.
 #[derive(Debug, Clone, Default)]
 pub struct ContractQuery {
@@ -495,19 +516,19 @@ impl Store {
                     .bind(link.schema_version)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO pregenerated (contract_id, schema_version, issuer_id, serial_hex, \
-                     oem_sha256, exi, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&link.contract_id)
-                .bind(link.schema_version)
-                .bind(&cert.issuer_id)
-                .bind(&cert.serial_hex)
-                .bind(oem_sha)
-                .bind(exi)
-                .bind(cert.created_at)
-                .execute(&mut *tx)
-                .await?;
+                insert_pregenerated!(
+                    tx,
+                    &Pregenerated {
+                        contract_id: link.contract_id.clone(),
+                        schema_version: link.schema_version.to_string(),
+                        issuer_id: cert.issuer_id.clone(),
+                        serial_hex: cert.serial_hex.clone(),
+                        oem_sha256: oem_sha.clone(),
+                        not_after: cert.not_after,
+                        exi: exi.clone(),
+                        created_at: cert.created_at,
+                    }
+                );
             }
             tx.commit().await?;
             Ok(replaced)
@@ -522,8 +543,8 @@ impl Store {
     ) -> Result<Option<Pregenerated>, StoreError> {
         dispatch!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT contract_id, schema_version, issuer_id, serial_hex, oem_sha256, exi, created_at \
-                 FROM pregenerated WHERE contract_id = $1 AND schema_version = $2",
+                "SELECT contract_id, schema_version, issuer_id, serial_hex, oem_sha256, not_after, exi, \
+                 created_at FROM pregenerated WHERE contract_id = $1 AND schema_version = $2",
             )
             .bind(contract_id)
             .bind(schema_version)
@@ -536,11 +557,33 @@ impl Store {
                     issuer_id: r.try_get("issuer_id")?,
                     serial_hex: r.try_get("serial_hex")?,
                     oem_sha256: r.try_get("oem_sha256")?,
+                    not_after: r.try_get("not_after")?,
                     exi: r.try_get("exi")?,
                     created_at: r.try_get("created_at")?,
                 })),
                 None => Ok(None),
             }
+        })
+    }
+
+    /// Store (or replace) a pre-generated answer made from an MO's own contract data, audited.
+    pub async fn put_pregenerated(
+        &self,
+        p: &Pregenerated,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let ts = self.now();
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let _ = audit::append_in_tx!(tx, event, ts);
+            sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2")
+                .bind(&p.contract_id)
+                .bind(&p.schema_version)
+                .execute(&mut *tx)
+                .await?;
+            insert_pregenerated!(tx, p);
+            tx.commit().await?;
+            Ok(())
         })
     }
 

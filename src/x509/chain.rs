@@ -22,8 +22,17 @@ pub enum ChainError {
     Untrusted(String),
 }
 
-fn x509(der: &[u8]) -> Result<X509, ChainError> {
+/// Parse a DER certificate for [`verify_parsed`] (OpenSSL 3 parsing is the expensive part of a
+/// path check: parse the fixed sets once and keep them).
+pub fn parse(der: &[u8]) -> Result<X509, ChainError> {
     X509::from_der(der).map_err(|e| ChainError::Untrusted(format!("unreadable certificate: {e}")))
+}
+
+/// Parse every certificate of `ders` that parses (unreadable ones can vouch for nothing).
+pub fn parse_all<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> Vec<X509> {
+    ders.into_iter()
+        .filter_map(|d| X509::from_der(d).ok())
+        .collect()
 }
 
 /// Validate `leaf` through `intermediates` to one of `roots` at Unix time `at`. Returns the DER
@@ -34,13 +43,26 @@ pub fn verify(
     roots: &[&[u8]],
     at: i64,
 ) -> Result<Vec<u8>, ChainError> {
+    let leaf = parse(leaf)?;
+    let mut inter = Vec::with_capacity(intermediates.len());
+    for i in intermediates {
+        inter.push(parse(i)?);
+    }
+    let roots = parse_all(roots.iter().copied());
+    verify_parsed(&leaf, &inter, &roots, at)
+}
+
+/// [`verify`] for parsed certificates.
+pub fn verify_parsed(
+    leaf: &X509,
+    intermediates: &[X509],
+    roots: &[X509],
+    at: i64,
+) -> Result<Vec<u8>, ChainError> {
     let build = || -> Result<Result<Vec<u8>, ChainError>, openssl::error::ErrorStack> {
         let mut sb = X509StoreBuilder::new()?;
-        let mut parsed_roots = Vec::with_capacity(roots.len());
         for r in roots {
-            let Ok(c) = X509::from_der(r) else { continue };
-            sb.add_cert(c.clone())?;
-            parsed_roots.push(c);
+            sb.add_cert(r.clone())?;
         }
         let mut param = X509VerifyParam::new()?;
         param.set_time(at);
@@ -48,17 +70,10 @@ pub fn verify(
         let store = sb.build();
         let mut chain = Stack::new()?;
         for i in intermediates {
-            match x509(i) {
-                Ok(c) => chain.push(c)?,
-                Err(e) => return Ok(Err(e)),
-            }
+            chain.push(i.clone())?;
         }
-        let leaf = match x509(leaf) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
         let mut ctx = X509StoreContext::new()?;
-        ctx.init(&store, &leaf, &chain, |c| {
+        ctx.init(&store, leaf, &chain, |c| {
             if c.verify_cert()? {
                 let root = c
                     .chain()
