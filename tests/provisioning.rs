@@ -955,6 +955,15 @@ fn refusals_issue_nothing_and_say_why() {
 
     // Every refusal above left nothing behind (the one success was counted separately).
     assert_eq!(d.contract_certs(), before + 1);
+    // ... and is audited: the first refusal of this caller in full (later ones of the window are
+    // counted into one `.repeated` row when the window ends, see `ra::refusals`).
+    let audit = d
+        .env
+        .ok(&["audit", "export", "--action", "contract.provision.refused"]);
+    assert!(
+        audit.contains("\"reason\":\"signature_invalid\""),
+        "refusal audited: {audit}"
+    );
 
     // A response over the configured cap is refused and nothing is stored.
     let capped = d

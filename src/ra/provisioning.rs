@@ -200,17 +200,17 @@ impl Ra {
         // Each answer is an issuance: the per-client issuance limit applies.
         self.limit_enrollment(p)?;
         let r = self.provision_inner(p, req).await;
-        if let Err(e) = &r {
-            let target = "provisioning".to_string();
-            if let RaError::Provisioning(f) = e {
-                tracing::info!(code = f.code, detail = %f.detail, "provisioning refused");
-            }
-            let copy = match e {
-                RaError::Provisioning(f) => RaError::Provisioning(f.clone()),
-                other => RaError::Internal(other.to_string()),
-            };
+        // Refusals of the EV's request are audited (aggregated like every refusal); policy
+        // denials were audited by `authorize`, faults on our side are logged where they happen.
+        if let Err(RaError::Provisioning(f)) = &r {
+            tracing::info!(code = f.code, detail = %f.detail, "provisioning refused");
             let _ = self
-                .refused(p, "contract.provision.refused", &target, copy)
+                .refused(
+                    p,
+                    "contract.provision.refused",
+                    "provisioning",
+                    RaError::Provisioning(f.clone()),
+                )
                 .await;
         }
         r
