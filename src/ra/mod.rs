@@ -1,8 +1,8 @@
 //! The registration authority (Boulder's RA): the one thing front ends (the HTTP API, the OCPP
 //! lookups, the CLI, contract provisioning over OPCP and OCPP) call for issuing, revoking,
-//! enrolling, provisioning and looking up. Every operation first asks `policy::authz` whether the principal may do it (and
-//! audits a refusal), applies subject policy, and only then makes one call into the CA. Reads go
-//! through typed store functions.
+//! enrolling, provisioning and looking up. Every operation first asks `policy::authz` whether the
+//! principal may do it (and audits a refusal), applies subject policy, and only then makes one
+//! call into the CA. Reads go through typed store functions.
 //!
 //! Front ends never hold the CA's token or the store: an [`Ra`] is all they get.
 
