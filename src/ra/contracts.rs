@@ -97,6 +97,15 @@ fn random_id() -> Result<String, RaError> {
     Ok(hex::encode(b))
 }
 
+/// A chain that does not validate, as a refusal of the upload that carried it.
+pub(super) fn chain_refusal(e: chain::ChainError) -> RaError {
+    let code = match e {
+        chain::ChainError::Expired(_) => "certificate_expired",
+        chain::ChainError::Untrusted(_) => "untrusted_chain",
+    };
+    RaError::bad(code, e.to_string())
+}
+
 /// The CN of a certificate.
 pub(super) fn common_name(c: &ParsedCert) -> Option<String> {
     name::values(c.tbs().subject().as_ref(), name::OID_CN)
@@ -206,6 +215,24 @@ impl Ra {
             limit: limit.unwrap_or(100),
         };
         Ok(self.inner.store.list_contracts(&q).await?)
+    }
+
+    /// The active contract of a (normalised) EMAID, if any.
+    pub(super) async fn active_contract_of(
+        &self,
+        emaid: &str,
+    ) -> Result<Option<ContractRecord>, RaError> {
+        Ok(self
+            .inner
+            .store
+            .list_contracts(&ContractQuery {
+                emaid: Some(emaid.to_string()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .find(|c| c.status == ContractStatus::Active))
     }
 
     /// One contract.
@@ -489,15 +516,8 @@ impl Ra {
         let mut inter: Vec<&[u8]> = Vec::new();
         inter.extend(u.sub_ca2.as_deref());
         inter.extend(u.sub_ca1.as_deref());
-        let root_der = chain::verify(&u.vehicle, &inter, &roots, self.now()).map_err(|e| {
-            RaError::bad(
-                match e {
-                    chain::ChainError::Expired(_) => "certificate_expired",
-                    chain::ChainError::Untrusted(_) => "untrusted_chain",
-                },
-                e.to_string(),
-            )
-        })?;
+        let root_der =
+            chain::verify(&u.vehicle, &inter, &roots, self.now()).map_err(chain_refusal)?;
         let tenant =
             identifiers::pcid_wmi(&pcid).map_err(|e| RaError::bad("bad_pcid", e.to_string()))?;
         let rec = ProvCertRecord {

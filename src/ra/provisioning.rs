@@ -10,7 +10,7 @@
 //! recorded) → encrypt the key → sign the answer with the CPS key → encode and size-check →
 //! record certificate, request and audit entry in one transaction.
 
-use super::contracts::{common_name, normalize_emaid, normalize_pcid};
+use super::contracts::{chain_refusal, common_name, normalize_emaid, normalize_pcid};
 use super::{Ra, RaError};
 use crate::ca::cps::CpsSigner;
 use crate::error::ErrorKind;
@@ -120,34 +120,60 @@ fn refuse(code: &'static str, kind: ErrorKind, detail: impl Into<String>) -> RaE
 /// A schema-valid -2 FAILED answer: placeholders where the schema demands content, no header
 /// signature (the EV stops at the ResponseCode; signing would spend HSM time on refusals).
 fn failed_iso2(ctx: &Ctx, code: iso2::schema::ResponseCode) -> Result<Vec<u8>, exi::CodecError> {
-    use iso2::schema as s;
-    let chain = |id: Option<&str>| s::CertificateChain {
-        id: id.map(str::to_string),
-        certificate: vec![0],
-        sub_certificates: None,
-    };
     let emaid = ctx
         .emaid
         .clone()
         .filter(|e| (14..=15).contains(&e.len()))
-        .unwrap_or_else(|| "ZZ00000000000".to_string() + "0");
-    let (sa, cc, k, dh, e) = (
-        chain(None),
-        chain(Some("ID1")),
-        s::ContractSignatureEncryptedPrivateKey {
-            id: "ID2".into(),
-            value: vec![0; 48],
-        },
-        s::DiffieHellmanPublickey {
-            id: "ID3".into(),
-            value: vec![0; 65],
-        },
-        s::EMAID {
-            id: "ID4".into(),
-            value: emaid,
-        },
-    );
-    let body = match ctx.kind {
+        .unwrap_or_else(|| "ZZ000000000000".to_string());
+    answer_iso2(
+        ctx.kind,
+        code,
+        &ctx.session_id,
+        (vec![0], Vec::new()),
+        (vec![0], Vec::new()),
+        vec![0; 48],
+        vec![0; 65],
+        emaid,
+    )
+    .encode()
+}
+
+/// An ISO 15118-2 answer of `kind` (unsigned): the CPS chain and the contract chain as
+/// (certificate, sub-CAs), the encrypted key, the DH public key and the eMAID under the Ids
+/// `ID1`..`ID4` that every real CPS uses.
+#[allow(clippy::too_many_arguments)]
+fn answer_iso2(
+    kind: ProvisioningKind,
+    code: iso2::schema::ResponseCode,
+    session_id: &[u8],
+    cps: (Vec<u8>, Vec<Vec<u8>>),
+    contract: (Vec<u8>, Vec<Vec<u8>>),
+    encrypted_key: Vec<u8>,
+    dh_public_key: Vec<u8>,
+    emaid: String,
+) -> iso2::V2gMessage {
+    use iso2::schema as s;
+    let chain =
+        |id: Option<&str>, (certificate, subs): (Vec<u8>, Vec<Vec<u8>>)| s::CertificateChain {
+            id: id.map(str::to_string),
+            certificate,
+            sub_certificates: (!subs.is_empty())
+                .then_some(s::SubCertificates { certificate: subs }),
+        };
+    let (sa, cc) = (chain(None, cps), chain(Some("ID1"), contract));
+    let k = s::ContractSignatureEncryptedPrivateKey {
+        id: "ID2".into(),
+        value: encrypted_key,
+    };
+    let dh = s::DiffieHellmanPublickey {
+        id: "ID3".into(),
+        value: dh_public_key,
+    };
+    let e = s::EMAID {
+        id: "ID4".into(),
+        value: emaid,
+    };
+    let body = match kind {
         ProvisioningKind::Install => {
             iso2::Body::CertificateInstallationRes(s::CertificateInstallationRes {
                 response_code: code,
@@ -170,22 +196,31 @@ fn failed_iso2(ctx: &Ctx, code: iso2::schema::ResponseCode) -> Result<Vec<u8>, e
     };
     iso2::V2gMessage {
         header: s::MessageHeader {
-            session_id: ctx.session_id.clone(),
+            session_id: session_id.to_vec(),
             notification: None,
             signature: None,
         },
         body,
     }
-    .encode()
+}
+
+/// Sign a -2 answer with the CPS key (the token blocks: on the blocking pool).
+async fn sign_iso2(
+    mut msg: iso2::V2gMessage,
+    signer: CpsSigner,
+) -> Result<iso2::V2gMessage, RaError> {
+    tokio::task::spawn_blocking(move || msg.sign(&signer).map(|()| msg))
+        .await
+        .map_err(|e| RaError::Internal(e.to_string()))?
+        .map_err(|e| RaError::Internal(format!("signing the answer: {e}")))
 }
 
 use iso2::schema::ResponseCode as Rc2;
 
-/// The signer, its chain without the root, and the root.
+/// The CPS signer and its chain without the root.
 struct CpsChain {
     signer: CpsSigner,
     subs: Vec<Vec<u8>>,
-    root: ParsedCert,
 }
 
 impl Ra {
@@ -443,7 +478,7 @@ impl Ra {
             .filter(|c| !c.is_self_issued())
             .map(|c| c.der.clone())
             .collect();
-        Ok(CpsChain { signer, subs, root })
+        Ok(CpsChain { signer, subs })
     }
 
     /// Subject and validity of the next contract certificate of `contract`.
@@ -671,18 +706,7 @@ impl Ra {
         valid_from: Option<i64>,
         valid_to: Option<i64>,
     ) -> Result<ContractRecord, RaError> {
-        let existing = self
-            .inner
-            .store
-            .list_contracts(&crate::store::ContractQuery {
-                emaid: Some(emaid.to_string()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await?
-            .into_iter()
-            .find(|c| c.status == ContractStatus::Active);
-        match existing {
+        match self.active_contract_of(emaid).await? {
             Some(c) if c.pcid != pcid => {
                 Err(RaError::Store(crate::store::StoreError::Taken(format!(
                     "EMAID {emaid} has an active contract for another vehicle ({})",
@@ -757,15 +781,8 @@ impl Ra {
         let anchors = self.contract_anchors().await?;
         let roots: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
         let inter: Vec<&[u8]> = subs.iter().map(Vec::as_slice).collect();
-        chain::verify(&d.contract_certificate, &inter, &roots, self.now()).map_err(|e| {
-            RaError::bad(
-                match e {
-                    chain::ChainError::Expired(_) => "certificate_expired",
-                    chain::ChainError::Untrusted(_) => "untrusted_chain",
-                },
-                e.to_string(),
-            )
-        })?;
+        chain::verify(&d.contract_certificate, &inter, &roots, self.now())
+            .map_err(chain_refusal)?;
         let contract = self
             .contract_for_data(p, &emaid, &pcid, None, Some(cert.not_after()))
             .await?;
@@ -776,47 +793,17 @@ impl Ra {
             emaid: Some(emaid.clone()),
         };
         let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
-        use iso2::schema as s;
-        let mut msg = iso2::V2gMessage {
-            header: s::MessageHeader {
-                session_id: ctx.session_id.clone(),
-                notification: None,
-                signature: None,
-            },
-            body: iso2::Body::CertificateInstallationRes(s::CertificateInstallationRes {
-                response_code: s::ResponseCode::OK,
-                sa_provisioning_certificate_chain: s::CertificateChain {
-                    id: None,
-                    certificate: cps.signer.cert.der.clone(),
-                    sub_certificates: Some(s::SubCertificates {
-                        certificate: cps.subs.clone(),
-                    }),
-                },
-                contract_signature_cert_chain: s::CertificateChain {
-                    id: Some("ID1".into()),
-                    certificate: d.contract_certificate.clone(),
-                    sub_certificates: (!subs.is_empty())
-                        .then_some(s::SubCertificates { certificate: subs }),
-                },
-                contract_signature_encrypted_private_key: s::ContractSignatureEncryptedPrivateKey {
-                    id: "ID2".into(),
-                    value: d.encrypted_private_key,
-                },
-                dh_public_key: s::DiffieHellmanPublickey {
-                    id: "ID3".into(),
-                    value: d.dh_public_key,
-                },
-                e_maid: s::EMAID {
-                    id: "ID4".into(),
-                    value: emaid.clone(),
-                },
-            }),
-        };
-        let signer = cps.signer;
-        let msg = tokio::task::spawn_blocking(move || msg.sign(&signer).map(|()| msg))
-            .await
-            .map_err(|e| RaError::Internal(e.to_string()))?
-            .map_err(|e| RaError::Internal(format!("signing the answer: {e}")))?;
+        let msg = answer_iso2(
+            ProvisioningKind::Install,
+            iso2::schema::ResponseCode::OK,
+            &ctx.session_id,
+            (cps.signer.cert.der.clone(), cps.subs.clone()),
+            (d.contract_certificate.clone(), subs),
+            d.encrypted_private_key,
+            d.dh_public_key,
+            emaid.clone(),
+        );
+        let msg = sign_iso2(msg, cps.signer).await?;
         let exi = msg
             .encode()
             .map_err(|e| RaError::bad("bad_contract_data", format!("encoding the answer: {e}")))?;
@@ -867,16 +854,8 @@ impl Ra {
         )
         .await?;
         let contract = self
-            .inner
-            .store
-            .list_contracts(&crate::store::ContractQuery {
-                emaid: Some(emaid.clone()),
-                limit: 10,
-                ..Default::default()
-            })
+            .active_contract_of(&emaid)
             .await?
-            .into_iter()
-            .find(|c| c.status == ContractStatus::Active)
             .ok_or_else(|| RaError::NotFound(format!("Contract or Vehicle not found: {emaid}")))?;
         let pre = self
             .inner
@@ -1036,7 +1015,6 @@ impl Ra {
         supersedes: Option<(String, String, i64)>,
         pregenerate: Option<String>,
     ) -> Result<Provisioned, RaError> {
-        use iso2::schema as s;
         let ca = self.ca()?;
         let (checked, days) = self.contract_subject(&contract, "contract").await?;
         let (prepared, key) = ca
@@ -1056,70 +1034,20 @@ impl Ra {
             .filter(|c| !c.is_self_issued())
             .map(|c| c.der.clone())
             .collect();
-        let sa = s::CertificateChain {
-            id: None,
-            certificate: cps.signer.cert.der.clone(),
-            sub_certificates: Some(s::SubCertificates {
-                certificate: cps.subs.clone(),
-            }),
-        };
-        let cc = s::CertificateChain {
-            id: Some("ID1".into()),
-            certificate: prepared.record.der.clone(),
-            sub_certificates: Some(s::SubCertificates {
-                certificate: contract_subs,
-            }),
-        };
-        let k = s::ContractSignatureEncryptedPrivateKey {
-            id: "ID2".into(),
-            value: env.encrypted_private_key,
-        };
-        let dh = s::DiffieHellmanPublickey {
-            id: "ID3".into(),
-            value: env.dh_public_key,
-        };
-        let e = s::EMAID {
-            id: "ID4".into(),
-            value: contract.emaid.clone(),
-        };
-        let body = match ctx.kind {
-            ProvisioningKind::Install => {
-                iso2::Body::CertificateInstallationRes(s::CertificateInstallationRes {
-                    response_code: s::ResponseCode::OK,
-                    sa_provisioning_certificate_chain: sa,
-                    contract_signature_cert_chain: cc,
-                    contract_signature_encrypted_private_key: k,
-                    dh_public_key: dh,
-                    e_maid: e,
-                })
-            }
-            ProvisioningKind::Update => iso2::Body::CertificateUpdateRes(s::CertificateUpdateRes {
-                response_code: s::ResponseCode::OK,
-                sa_provisioning_certificate_chain: sa,
-                contract_signature_cert_chain: cc,
-                contract_signature_encrypted_private_key: k,
-                dh_public_key: dh,
-                e_maid: e,
-                retry_counter: None,
-            }),
-        };
-        let mut msg = iso2::V2gMessage {
-            header: s::MessageHeader {
-                session_id: ctx.session_id.clone(),
-                notification: None,
-                signature: None,
-            },
-            body,
-        };
-        let signer = cps.signer;
-        let msg = tokio::task::spawn_blocking(move || msg.sign(&signer).map(|()| msg))
-            .await
-            .map_err(|e| RaError::Internal(e.to_string()))?
-            .map_err(|e| RaError::Internal(format!("signing the answer: {e}")))?;
+        let msg = answer_iso2(
+            ctx.kind,
+            iso2::schema::ResponseCode::OK,
+            &ctx.session_id,
+            (cps.signer.cert.der.clone(), cps.subs.clone()),
+            (prepared.record.der.clone(), contract_subs),
+            env.encrypted_private_key,
+            env.dh_public_key,
+            contract.emaid.clone(),
+        );
+        let msg = sign_iso2(msg, cps.signer).await?;
         let exi = msg
             .encode()
             .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
-        drop(cps.root);
         self.deliver(
             ctx,
             contract,
