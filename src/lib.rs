@@ -24,6 +24,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod exi;
 pub mod hsm;

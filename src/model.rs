@@ -276,10 +276,15 @@ pub struct CertFilter {
     pub status: Option<StatusFilter>,
     /// Serial, lower-case hex.
     pub serial_hex: Option<String>,
+    /// Free text: a case-insensitive part of the subject, or of the EVSE ID, EMAID, PCID or
+    /// serial (those compared without separators).
+    pub text: Option<String>,
     /// Tenant prefix (as stored, once the RA has decided it).
     pub tenant: Option<String>,
     /// Only certificates with `not_after` before this (unix seconds).
     pub expiring_before: Option<i64>,
+    /// Only certificates with `not_after` at or after this (unix seconds).
+    pub expiring_after: Option<i64>,
     /// Keyset pagination cursor: `issuer_id/serial_hex` of the last item seen.
     pub after: Option<String>,
     /// Page size, clamped to 1..=1000 (default 100).
@@ -455,6 +460,14 @@ pub struct AuditFilter {
     pub after_seq: Option<i64>,
     /// Only entries whose action starts with this.
     pub action_prefix: Option<String>,
+    /// Only entries with a smaller `seq` (paging backwards).
+    pub before_seq: Option<i64>,
+    /// Only entries about exactly this target (`issuer/serial`, a client id, a user name).
+    pub target: Option<String>,
+    /// Only entries by exactly this actor (`api:pnc_…`, `ui:alice`, `cli:root`).
+    pub actor: Option<String>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
     /// Page size, clamped to 1..=1000 (default 100).
     pub limit: Option<i64>,
 }
@@ -766,4 +779,38 @@ pub struct Pregenerated {
     pub exi: Vec<u8>,
     /// When it was made.
     pub created_at: i64,
+}
+
+/// A person who signs in to the operator console (never an API client). `password_hash` is an
+/// argon2id PHC string, never the password.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UserRecord {
+    /// Sign-in name (unique).
+    pub name: String,
+    /// Role, one of admin, auditor, cpo, mo.
+    pub role: crate::policy::authz::Role,
+    /// Normalised tenant prefixes (cpo, mo).
+    pub tenants: Vec<String>,
+    /// argon2id PHC string of the password.
+    #[serde(skip)]
+    pub password_hash: String,
+    /// When it was disabled, unix seconds.
+    pub disabled_at: Option<i64>,
+    /// When it was created, unix seconds.
+    pub created_at: i64,
+}
+
+/// A console session as stored: the user it belongs to and its CSRF token.
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    /// SHA-256 (hex) of the cookie value.
+    pub id_hash: String,
+    /// The signed-in user.
+    pub user: UserRecord,
+    /// The token every state-changing form must carry.
+    pub csrf: String,
+    /// Sign-in time, unix seconds.
+    pub created_at: i64,
+    /// Last request, unix seconds (updated at most every few seconds).
+    pub last_seen: i64,
 }

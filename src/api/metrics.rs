@@ -182,5 +182,18 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
     );
     let _ = writeln!(text, "# TYPE pnc_ocsp_live_refused_total counter");
     let _ = writeln!(text, "pnc_ocsp_live_refused_total {}", live.refused);
+    let req = st.ocsp.request_stats();
+    let _ = writeln!(
+        text,
+        "# HELP pnc_ocsp_requests_total OCSP requests answered by this process."
+    );
+    let _ = writeln!(text, "# TYPE pnc_ocsp_requests_total counter");
+    let _ = writeln!(text, "pnc_ocsp_requests_total {}", req.requests);
+    let _ = writeln!(
+        text,
+        "# HELP pnc_ocsp_cache_hits_total OCSP requests answered from memory (no database read, no signature)."
+    );
+    let _ = writeln!(text, "# TYPE pnc_ocsp_cache_hits_total counter");
+    let _ = writeln!(text, "pnc_ocsp_cache_hits_total {}", req.cache_hits);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

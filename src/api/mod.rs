@@ -46,6 +46,7 @@ pub const OPENAPI_YAML: &str = include_str!("../../api/openapi.yaml");
 /// | `PNC_API_JWKS_ISSUER`     | unset              | that issuer's `iss` (required with the file)  |
 /// | `PNC_API_MAX_BODY`        | `65536`            | request body limit, bytes                     |
 /// | `PNC_PROVISIONING_FAILED_EXI_STATUS` | `error` | `200`: answer refused installations with 200 + FAILED EXI (`alwaysReturnEXI`) |
+/// | `PNC_UI`                  | `on`               | `off`: no operator console at `/ui/`          |
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
     /// `iss` of our tokens.
@@ -63,6 +64,11 @@ pub struct ApiConfig {
     /// Answer a refused installation that carries a FAILED EXI with HTTP 200 (both CSMSs discard
     /// 404 bodies) instead of its error status.
     pub failed_exi_ok: bool,
+    /// Serve the operator console at `/ui/`.
+    pub ui: bool,
+    /// Mark console session cookies `Secure`: the public URL is https, or `serve` terminates
+    /// TLS itself.
+    pub secure_cookies: bool,
 }
 
 /// Settings or files `serve` cannot start with.
@@ -121,6 +127,16 @@ impl ApiConfig {
                     )));
                 }
             },
+            ui: match std::env::var("PNC_UI").as_deref().map(str::trim) {
+                Ok("on") | Ok("1") | Ok("true") | Ok("") | Err(_) => true,
+                Ok("off") | Ok("0") | Ok("false") => false,
+                Ok(other) => {
+                    return Err(ServeError::Config(format!(
+                        "PNC_UI='{other}' (use on or off)"
+                    )));
+                }
+            },
+            secure_cookies: public_url.starts_with("https://"),
         };
         if cfg.token_ttl < 1 {
             return Err(ServeError::Config(
@@ -301,16 +317,26 @@ pub fn router(state: AppState) -> Router {
     let ocsp = crate::ocsp::routes(state.ocsp.clone()).layer(
         tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
     );
-    build()
+    let mut app: Router = build()
         .router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state.clone());
+    if state.cfg.ui {
+        // HTML pages for people, not API routes: not in the route table or the OpenAPI spec,
+        // but under the same request ids, log lines, metrics and limits.
+        let console = crate::console::ConsoleState::new(
+            state.ra.clone(),
+            state.ocsp.clone(),
+            state.cfg.secure_cookies,
+        );
+        app = app.merge(crate::console::router(console));
+    }
+    app.layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .with_state(state)
         .merge(ocsp)
 }
 
@@ -459,6 +485,8 @@ pub async fn serve(
     if let Some(t) = &tls {
         refuse_own_client_ca(&ra, t).await?;
     }
+    let mut cfg = cfg;
+    cfg.secure_cookies |= tls.is_some();
     let state = AppState::new(ra.clone(), ocsp, cfg).await?;
     // Summaries of repeated refusals (see `crate::ra::refusals`), written as windows end.
     let flusher = tokio::spawn(ra.clone().run_refusal_flusher());

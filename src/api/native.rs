@@ -101,7 +101,9 @@ async fn list_certs(
                 pcid: q.pcid,
                 status,
                 serial_hex: q.serial_hex,
+                text: None,
                 expiring_before: q.expiring_before,
+                expiring_after: None,
                 tenant: q.tenant,
                 after: q.after,
                 limit: q.limit,
@@ -327,6 +329,7 @@ async fn audit(
                 after_seq: q.after,
                 action_prefix: q.action,
                 limit: Some(limit),
+                ..Default::default()
             },
         )
         .await?;

@@ -8,6 +8,7 @@ pub mod client;
 pub mod exi;
 mod tree;
 pub mod trust;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 
@@ -294,6 +295,12 @@ pub enum Command {
         /// The operation.
         #[command(subcommand)]
         cmd: client::ClientCmd,
+    },
+    /// People who sign in to the operator console at `/ui/`.
+    User {
+        /// The operation.
+        #[command(subcommand)]
+        cmd: user::UserCmd,
     },
     /// External roots the service trusts (OEM, V2G, MO roots of other PKIs).
     Trust {
@@ -700,6 +707,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Exi { cmd } => exi::run(cmd),
         Command::Client { cmd } => client::run(cmd, &op),
+        Command::User { cmd } => user::run(cmd, &op),
         Command::Trust { cmd } => trust::run(cmd, &op),
         Command::Profiles { json } => {
             let profiles = Profiles::load(None).map_err(invalid)?;
@@ -741,6 +749,7 @@ async fn audit_export(
                     after_seq: after,
                     action_prefix: action.clone(),
                     limit: Some(1000),
+                    ..Default::default()
                 },
             )
             .await?;

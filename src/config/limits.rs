@@ -15,6 +15,9 @@
 //! | `PNC_TRUSTED_PROXIES`                  | none       | proxies whose `X-Forwarded-For` is believed       |
 //! | `PNC_PROVISIONING_MAX_CHARS_ISO2`      | `5600`     | base64 size of a -2 provisioning answer (OCPP 2.0.1) |
 //! | `PNC_PROVISIONING_MAX_CHARS_ISO20`     | `17000`    | base64 size of a -20 provisioning answer (OCPP 2.1)  |
+//! | `PNC_LIMIT_SIGNIN_FAILURES_PER_USER`   | `5/min:5`  | failed console sign-ins per user name; beyond, 429 |
+//! | `PNC_UI_IDLE_TIMEOUT`                  | `15m`      | a console session ends after this long unused      |
+//! | `PNC_UI_SESSION_MAX`                   | `8h`       | a console session ends this long after sign-in     |
 
 use std::time::Duration;
 
@@ -48,6 +51,12 @@ pub struct LimitSettings {
     pub max_response_chars_iso2: usize,
     /// Largest ISO 15118-20 provisioning answer, in base64 characters (OCPP 2.1).
     pub max_response_chars_iso20: usize,
+    /// Failed console sign-ins per user name.
+    pub signin_failures_per_user: Option<Rate>,
+    /// A console session ends after this long without a request.
+    pub ui_idle_timeout: Duration,
+    /// A console session ends this long after sign-in, however active.
+    pub ui_session_max: Duration,
 }
 
 impl Default for LimitSettings {
@@ -64,6 +73,9 @@ impl Default for LimitSettings {
             trusted_proxies: TrustedProxies::default(),
             max_response_chars_iso2: 5600,
             max_response_chars_iso20: 17000,
+            signin_failures_per_user: Rate::parse("5/min:5").ok().flatten(),
+            ui_idle_timeout: Duration::from_secs(15 * 60),
+            ui_session_max: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -126,6 +138,12 @@ impl LimitSettings {
                 "PNC_PROVISIONING_MAX_CHARS_ISO20",
                 d.max_response_chars_iso20,
             )?,
+            signin_failures_per_user: rate(
+                "PNC_LIMIT_SIGNIN_FAILURES_PER_USER",
+                d.signin_failures_per_user,
+            )?,
+            ui_idle_timeout: duration("PNC_UI_IDLE_TIMEOUT", d.ui_idle_timeout)?,
+            ui_session_max: duration("PNC_UI_SESSION_MAX", d.ui_session_max)?,
         })
     }
 }

@@ -7,7 +7,7 @@
 //! result in `ocsp_responses` and the cache so the next request is a hit.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -140,6 +140,19 @@ struct Inner {
     /// Certificates to pre-produce, fed by the CA's events.
     produce_tx: tokio::sync::mpsc::Sender<(String, String)>,
     produce_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
+    /// Requests answered (every `answer`), for `/metrics` and the console.
+    requests: AtomicU64,
+    /// Single-certificate requests answered from memory (the cache or the negative cache).
+    cache_hits: AtomicU64,
+}
+
+/// Request counters of one responder since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests answered from memory without the database or a signature.
+    pub cache_hits: u64,
 }
 
 /// Counts a waiter for as long as it waits, cancellation included.
@@ -284,6 +297,8 @@ impl Responder {
                 sign_waiting: AtomicUsize::new(0),
                 produce_tx,
                 produce_rx: Mutex::new(Some(produce_rx)),
+                requests: AtomicU64::new(0),
+                cache_hits: AtomicU64::new(0),
             }),
         }
     }
@@ -630,6 +645,7 @@ impl Responder {
     /// (`super::budget`); over budget, a nonce is dropped and the pre-produced answer served,
     /// and what cannot be answered without signing gets `tryLater`.
     pub async fn answer(&self, req: &OcspRequest, ip: Option<ClientIp>) -> Answer {
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let idx = match self.ensure_index().await {
             Ok(i) => i,
             Err(s) => return Answer::Error(s),
@@ -744,9 +760,11 @@ impl Responder {
         ip: Option<ClientIp>,
     ) -> Result<Arc<Entry>, ErrorStatus> {
         if let Some(e) = self.cached(&cid.der) {
+            self.inner.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(e);
         }
         if let Some(e) = self.inner.negative.get(&cid.der, self.now()) {
+            self.inner.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(e);
         }
         let issued_gen = self.inner.negative.generation();
@@ -834,6 +852,14 @@ impl Responder {
             );
         }
         Ok(entry)
+    }
+
+    /// Requests answered and cache hits since start (for `/metrics` and the console).
+    pub fn request_stats(&self) -> RequestStats {
+        RequestStats {
+            requests: self.inner.requests.load(Ordering::Relaxed),
+            cache_hits: self.inner.cache_hits.load(Ordering::Relaxed),
+        }
     }
 
     /// Live-signing counters (for `/metrics`).

@@ -94,6 +94,9 @@ pub enum Via {
     Operator,
     /// An API client (access token or client certificate).
     Client,
+    /// A person signed in to the operator console (`/ui/`): the same rules as a client of
+    /// the same role and tenants.
+    User,
 }
 
 /// An authenticated caller.
@@ -136,11 +139,22 @@ impl Principal {
         }
     }
 
-    /// The name audit entries carry: `cli:alice`, `api:pnc_…`.
+    /// A person signed in to the console.
+    pub fn user(name: &str, role: Role, tenants: Vec<String>) -> Principal {
+        Principal {
+            id: name.to_string(),
+            role,
+            tenants,
+            via: Via::User,
+        }
+    }
+
+    /// The name audit entries carry: `cli:alice`, `api:pnc_…`, `ui:bob`.
     pub fn actor(&self) -> String {
         match self.via {
             Via::Operator => format!("cli:{}", self.id),
             Via::Client => format!("api:{}", self.id),
+            Via::User => format!("ui:{}", self.id),
         }
     }
 }
@@ -269,6 +283,9 @@ pub enum Operation {
     ProvisionContract,
     /// Trust or distrust external roots (operator only).
     ManageTrust,
+    /// Add, disable or reset console users (operator only: people get their rights from
+    /// whoever holds the data dir, as API clients' admins do not).
+    ManageUsers,
 }
 
 impl Operation {
@@ -292,6 +309,7 @@ impl Operation {
             Operation::ManageProvCerts => "manage_prov_certs",
             Operation::ReadProvCerts => "read_prov_certs",
             Operation::ProvisionContract => "provision_contract",
+            Operation::ManageUsers => "manage_users",
             Operation::ManageTrust => "manage_trust",
         }
     }
@@ -372,7 +390,7 @@ fn roles_for(op: Operation) -> &'static [Role] {
         Operation::ManageProvCerts => &[Role::Oem],
         Operation::ReadProvCerts => &[Role::Mo, Role::Oem, Role::Auditor],
         Operation::ProvisionContract => &[Role::Cpo, Role::Cps],
-        Operation::ManageTrust => &[],
+        Operation::ManageTrust | Operation::ManageUsers => &[],
         Operation::IssueWithExportedKey
         | Operation::IssueAnyLeaf
         | Operation::ManageHierarchy
@@ -390,6 +408,7 @@ fn operator_only(op: Operation) -> bool {
             | Operation::ManageHierarchy
             | Operation::InspectHsm
             | Operation::ManageTrust
+            | Operation::ManageUsers
     )
 }
 

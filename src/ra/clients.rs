@@ -43,7 +43,7 @@ fn client_certificate_fingerprint(pem: &[u8]) -> Result<String, RaError> {
 }
 
 /// The argon2id PHC string of `secret`.
-fn hash_secret(secret: &str) -> Result<String, RaError> {
+pub(super) fn hash_secret(secret: &str) -> Result<String, RaError> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     argon2::Argon2::default()
         .hash_password(secret.as_bytes(), &salt)

@@ -561,6 +561,37 @@ impl Ra {
         })
     }
 
+    /// The provisioning-certificate pool, newest first: all of it for admins and auditors, an
+    /// OEM's own WMIs for an OEM. Others (an MO) look vehicles up by PCID instead of listing
+    /// every vehicle.
+    pub async fn list_prov_certs(
+        &self,
+        p: &Principal,
+        limit: i64,
+    ) -> Result<Vec<ProvCertRecord>, RaError> {
+        self.authorize(p, Operation::ReadProvCerts, Target::Any, "provCerts")
+            .await?;
+        if p.via == crate::policy::authz::Via::Operator || p.role.sees_all_tenants() {
+            return Ok(self.inner.store.list_prov_certs(None, limit).await?);
+        }
+        if p.role != Role::Oem {
+            self.authorize(
+                p,
+                Operation::ReadProvCerts,
+                Target::NoIdentifier("a listing of every vehicle"),
+                "provCerts",
+            )
+            .await?;
+        }
+        let mut out = Vec::new();
+        for t in &p.tenants {
+            out.extend(self.inner.store.list_prov_certs(Some(t), limit).await?);
+        }
+        out.sort_by_key(|p| std::cmp::Reverse(p.uploaded_at));
+        out.truncate(usize::try_from(limit.clamp(1, 1000)).unwrap_or(1000));
+        Ok(out)
+    }
+
     /// Remove a vehicle's chain.
     pub async fn delete_prov_cert(&self, p: &Principal, pcid: &str) -> Result<(), RaError> {
         let pcid = normalize_pcid(pcid)?;

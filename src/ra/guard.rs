@@ -31,6 +31,7 @@ pub(super) struct Guard {
     token_per_ip: Keyed<IpAddr>,
     token_per_client: Keyed<String>,
     failures: FailureBudget<IpAddr>,
+    signin_failures: FailureBudget<String>,
     enroll_per_client: Keyed<String>,
     verify_slots: Semaphore,
     verify_wait: Duration,
@@ -43,6 +44,7 @@ impl Guard {
             token_per_ip: Keyed::new(s.token_per_ip, n),
             token_per_client: Keyed::new(s.token_per_client, n),
             failures: FailureBudget::new(s.auth_failures_per_ip, n),
+            signin_failures: FailureBudget::new(s.signin_failures_per_user, n),
             enroll_per_client: Keyed::new(s.enroll_per_client, n),
             verify_slots: Semaphore::new(s.secret_verifications.max(1)),
             verify_wait: s.secret_verify_wait,
@@ -58,6 +60,29 @@ impl Guard {
                 retry_after: retry_secs(wait),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Refuse a console user name that spent its sign-in failure budget (whoever asks: a
+    /// password guesser spread over many addresses is stopped too).
+    pub(super) fn signin_allowed(&self, name: &str) -> Result<(), RaError> {
+        match self.signin_failures.refused(&name.to_string()) {
+            Some(wait) => Err(RaError::RateLimited {
+                code: "too_many_failures",
+                detail: "too many failed sign-ins for this user; retry later".into(),
+                retry_after: retry_secs(wait),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Count a failed console sign-in for user name `name`.
+    pub(super) fn signin_failed(&self, name: &str) {
+        if let Some(wait) = self.signin_failures.failed(&name.to_string()) {
+            tracing::warn!(
+                retry_after = retry_secs(wait),
+                "a console user spent its sign-in failure budget"
+            );
         }
     }
 

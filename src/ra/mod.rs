@@ -12,6 +12,7 @@ pub mod contracts;
 mod guard;
 pub mod provisioning;
 pub mod refusals;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -187,6 +188,17 @@ struct Inner {
     response_caps: (usize, usize),
     /// Roots and CAs for provisioning path checks, parsed once (`contracts::TrustSet`).
     trust: std::sync::Mutex<Option<(std::time::Instant, Arc<contracts::TrustSet>)>>,
+    /// Console session timeouts.
+    ui: UiTimeouts,
+    /// The console's form-signing key, read from the store once (`users::console_form_key`).
+    form_key: tokio::sync::OnceCell<Arc<Vec<u8>>>,
+}
+
+/// Console session timeouts, seconds.
+#[derive(Clone, Copy, Debug)]
+struct UiTimeouts {
+    idle: i64,
+    max: i64,
 }
 
 /// The registration authority. Cheap to clone.
@@ -214,6 +226,14 @@ impl Ra {
         limits: LimitSettings,
     ) -> Ra {
         let window = i64::try_from(limits.refusal_window.as_secs()).unwrap_or(60);
+        let ui = UiTimeouts {
+            idle: i64::try_from(limits.ui_idle_timeout.as_secs())
+                .unwrap_or(900)
+                .max(1),
+            max: i64::try_from(limits.ui_session_max.as_secs())
+                .unwrap_or(28_800)
+                .max(1),
+        };
         let response_caps = (
             limits.max_response_chars_iso2,
             limits.max_response_chars_iso20,
@@ -230,6 +250,8 @@ impl Ra {
                 health: tokio::sync::Mutex::new(None),
                 response_caps,
                 trust: std::sync::Mutex::new(None),
+                ui,
+                form_key: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -368,7 +390,7 @@ impl Ra {
     /// Per-client enrollment limit (API clients; the local operator is not limited).
     fn limit_enrollment(&self, p: &Principal) -> Result<(), RaError> {
         match p.via {
-            Via::Client => self.inner.guard.enrollment(&p.id),
+            Via::Client | Via::User => self.inner.guard.enrollment(&p.id),
             Via::Operator => Ok(()),
         }
     }

@@ -117,21 +117,31 @@ macro_rules! entry_from_row {
     }};
 }
 
-/// Entries after `f.after_seq`, in order, optionally only those whose action starts with
-/// `f.action_prefix`.
+/// Entries after `f.after_seq` (and before `f.before_seq`), oldest or newest first, optionally
+/// only those whose action starts with `f.action_prefix` and with exactly `f.target` /
+/// `f.actor`.
 pub(super) async fn entries(store: &Store, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
     let after = f.after_seq.unwrap_or(0);
+    let before = f.before_seq.unwrap_or(i64::MAX);
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     // A prefix match without LIKE, whose wildcards (`_`, `%`) would need escaping per dialect.
     let prefix = f.action_prefix.clone().unwrap_or_default();
+    let target = f.target.clone().unwrap_or_default();
+    let actor = f.actor.clone().unwrap_or_default();
+    let order = if f.newest_first { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT seq, ts, actor, action, target, details, prev_hash, hash FROM audit_log \
+         WHERE seq > $1 AND seq < $2 AND ($3 = '' OR SUBSTR(action, 1, LENGTH($3)) = $3) \
+         AND ($4 = '' OR target = $4) AND ($5 = '' OR actor = $5) \
+         ORDER BY seq {order} LIMIT $6"
+    );
     dispatch!(&store.db, pool => {
-        let rows = sqlx::query(
-            "SELECT seq, ts, actor, action, target, details, prev_hash, hash FROM audit_log \
-             WHERE seq > $1 AND ($2 = '' OR SUBSTR(action, 1, LENGTH($2)) = $2) \
-             ORDER BY seq LIMIT $3",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
         .bind(after)
+        .bind(before)
         .bind(&prefix)
+        .bind(&target)
+        .bind(&actor)
         .bind(limit)
         .fetch_all(pool)
         .await?;

@@ -14,8 +14,10 @@ mod clients;
 mod crl;
 pub mod ocsp;
 mod provisioning;
+mod users;
 
 pub use provisioning::{ContractQuery, DueSupersession};
+pub use users::{MAX_SESSIONS_PER_USER, SessionCutoffs};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -572,6 +574,29 @@ impl Store {
         if let Some(v) = &f.tenant {
             push("tenant = ?", v.clone());
         }
+        if let Some(t) = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            // LIKE with its wildcards escaped (the ESCAPE clause reads the same on both
+            // databases); LOWER on both sides, since only SQLite's LIKE ignores case.
+            let esc = |s: &str| {
+                s.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            };
+            let compact: String = t
+                .chars()
+                .filter(|c| !matches!(c, '*' | '-' | ' ' | ':'))
+                .collect::<String>()
+                .to_lowercase();
+            args.push(format!("%{}%", esc(&t.to_lowercase())));
+            let a = args.len();
+            args.push(format!("%{}%", esc(&compact)));
+            let b = args.len();
+            clauses.push(format!(
+                "(LOWER(subject) LIKE ${a} ESCAPE '\\' OR LOWER(evse_id) LIKE ${b} ESCAPE '\\' \
+                 OR LOWER(emaid) LIKE ${b} ESCAPE '\\' OR LOWER(pcid) LIKE ${b} ESCAPE '\\' \
+                 OR serial_hex LIKE ${b} ESCAPE '\\')"
+            ));
+        }
         if let Some(after) = &f.after {
             let (i, s) = after.split_once('/').ok_or_else(|| {
                 StoreError::BadCursor("cursor must be issuer_id/serial_hex".into())
@@ -589,6 +614,10 @@ impl Store {
         if let Some(t) = f.expiring_before {
             ints.push(t);
             int_clauses.push(format!("not_after < ${}", args.len() + ints.len()));
+        }
+        if let Some(t) = f.expiring_after {
+            ints.push(t);
+            int_clauses.push(format!("not_after >= ${}", args.len() + ints.len()));
         }
         if f.status == Some(StatusFilter::Expired) {
             ints.push(self.now());

@@ -238,6 +238,31 @@ impl Store {
         })
     }
 
+    /// The pool, newest upload first, optionally of one tenant (PCID WMI).
+    pub async fn list_prov_certs(
+        &self,
+        tenant: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ProvCertRecord>, StoreError> {
+        let tenant = tenant.unwrap_or_default().to_string();
+        let limit = limit.clamp(1, 1000);
+        dispatch!(&self.db, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROV_COLUMNS} FROM prov_certs WHERE ($1 = '' OR tenant = $1) \
+                 ORDER BY uploaded_at DESC, pcid LIMIT $2"
+            )))
+            .bind(&tenant)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(prov_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
     /// A vehicle's chain by PCID.
     pub async fn get_prov_cert(&self, pcid: &str) -> Result<Option<ProvCertRecord>, StoreError> {
         dispatch!(&self.db, pool => {

@@ -1,0 +1,610 @@
+//! The operator console at `/ui/`, over real HTTP against the real binary on both stores:
+//! sign-in (form token, bounded attempts, audited), the session cookie's attributes, CSRF on
+//! every form, tenant isolation (also by typed URL), HTML escaping of subjects from CSRs,
+//! revocation with a confirmation step (then OCSP says revoked on the page and the audit log
+//! has the entry), sign-out, idle and absolute timeouts, and `PNC_UI=off`.
+//! `tests/console_browser.rs` drives the same pages in headless Chromium.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+
+const B64: base64::engine::general_purpose::GeneralPurpose =
+    base64::engine::general_purpose::STANDARD;
+
+/// An HTTP client that keeps one session cookie and never follows redirects.
+struct Ui {
+    base: String,
+    cookie: Option<String>,
+    agent: ureq::Agent,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Vec<String>,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of the first hidden field `name` on the page.
+    fn field(&self, name: &str) -> Option<String> {
+        let needle = format!("name=\"{name}\" value=\"");
+        let i = self.body.find(&needle)? + needle.len();
+        let j = self.body[i..].find('"')?;
+        Some(self.body[i..i + j].to_string())
+    }
+
+    /// The text of the element with id `id` (no nested tags).
+    fn by_id(&self, id: &str) -> Option<String> {
+        let needle = format!("id=\"{id}\"");
+        let i = self.body.find(&needle)?;
+        let start = self.body[i..].find('>')? + i + 1;
+        let end = self.body[start..].find('<')? + start;
+        Some(self.body[start..end].to_string())
+    }
+}
+
+impl Ui {
+    fn new(srv: &Server) -> Ui {
+        Ui {
+            base: srv.url(""),
+            cookie: None,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .build()
+                .into(),
+        }
+    }
+
+    fn read(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Page {
+        let mut r = r.expect("HTTP transport");
+        let headers: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        Page {
+            status: r.status().as_u16(),
+            location: r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string()),
+            set_cookie: r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect(),
+            headers,
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Page {
+        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", &format!("pnc_session={c}"));
+        }
+        Ui::read(req.call())
+    }
+
+    fn post_with(&self, path: &str, form: &[(&str, &str)], extra: &[(&str, &str)]) -> Page {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        let mut req = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", &format!("pnc_session={c}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        Ui::read(req.send(body.as_bytes()))
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.post_with(path, form, &[])
+    }
+
+    /// Sign in through the form; keeps the cookie.
+    fn sign_in(&mut self, name: &str, password: &str) -> Page {
+        let login = self.get("/ui/login");
+        assert_eq!(login.status, 200, "{}", login.body);
+        let token = login.field("csrf").expect("sign-in form token");
+        let p = self.post(
+            "/ui/login",
+            &[("name", name), ("password", password), ("csrf", &token)],
+        );
+        if let Some(c) = p
+            .set_cookie
+            .iter()
+            .find_map(|c| c.strip_prefix("pnc_session="))
+        {
+            self.cookie = Some(c.split(';').next().unwrap().to_string());
+        }
+        p
+    }
+}
+
+fn user_add(env: &Env, name: &str, role: &str, tenants: &[&str]) -> String {
+    let mut args = vec!["user", "add", "--name", name, "--role", role, "--json"];
+    for t in tenants {
+        args.extend(["--tenant", t]);
+    }
+    let v: serde_json::Value = serde_json::from_str(env.ok(&args).trim()).unwrap();
+    assert_eq!(v["name"], name);
+    v["password"].as_str().unwrap().to_string()
+}
+
+/// Enroll a SECC certificate over the API; returns (issuer_id, serial_hex).
+fn enroll(env: &Env, srv: &Server, auth: &str, name: &str, subject: &str) -> (String, String) {
+    let der = read_pem_der(&env.openssl_csr(name, "prime256v1", subject));
+    let r = reply(
+        http()
+            .post(&srv.url("/cpo/simpleenroll/ISO15118-2"))
+            .header("authorization", auth)
+            .header("content-type", "application/pkcs10")
+            .send(B64.encode(der).as_bytes()),
+    );
+    assert_eq!(r.status, 200, "enroll {subject}: {}", r.text());
+    let certs = reply(
+        http()
+            .get(&srv.url("/api/v1/certificates?limit=1000"))
+            .header("authorization", auth)
+            .call(),
+    )
+    .json();
+    let cn = subject.rsplit("CN=").next().unwrap().replace('*', "");
+    let c = certs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["evse_id"].as_str() == Some(&cn))
+        .max_by_key(|c| c["created_at"].as_i64())
+        .unwrap_or_else(|| panic!("no certificate for {cn}: {certs}"))
+        .clone();
+    (
+        c["issuer_id"].as_str().unwrap().to_string(),
+        c["serial_hex"].as_str().unwrap().to_string(),
+    )
+}
+
+fn audit_actions(srv: &Server, admin: &str, action: &str) -> Vec<serde_json::Value> {
+    let r = reply(
+        http()
+            .get(&srv.url(&format!("/api/v1/audit?action={action}&limit=1000")))
+            .header("authorization", admin)
+            .call(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"].as_array().unwrap().clone()
+}
+
+fn status_of(srv: &Server, admin: &str, issuer: &str, serial: &str) -> String {
+    let r = reply(
+        http()
+            .get(&srv.url(&format!("/api/v1/certificates/{issuer}/{serial}")))
+            .header("authorization", admin)
+            .call(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["status"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn console_pages_sessions_csrf_tenants_and_revocation() {
+    for backend in backends() {
+        run_console(backend);
+    }
+}
+
+fn run_console(backend: Backend) {
+    let env = Env::new(backend);
+    env.init();
+    let admin_pw = user_add(&env, "alice", "admin", &[]);
+    let cpo_pw = user_add(&env, "carol", "cpo", &["DE*ABC"]);
+    let other_pw = user_add(&env, "oscar", "cpo", &["DE*XYZ"]);
+    let auditor_pw = user_add(&env, "audrey", "auditor", &[]);
+    let guess_pw = user_add(&env, "gina", "admin", &[]);
+    // Console users are people: no machine roles, no duplicate names, plain names.
+    let e = env.fails(&["user", "add", "--name", "robot", "--role", "oem"]);
+    assert!(e.contains("invalid_role"), "{e}");
+    let e = env.fails(&["user", "add", "--name", "alice", "--role", "admin"]);
+    assert!(e.contains("exists"), "{e}");
+    let e = env.fails(&["user", "add", "--name", "<b>x</b>", "--role", "admin"]);
+    assert!(e.contains("invalid_user_name"), "{e}");
+
+    let srv = env.serve();
+    let admin_api = srv.bearer(&env.client_add("ops", "admin", &[]));
+    let abc = srv.bearer(&env.client_add("abc", "cpo", &["DE*ABC"]));
+    let xyz = srv.bearer(&env.client_add("xyz", "cpo", &["DE*XYZ"]));
+    let (ai, mine) = enroll(
+        &env,
+        &srv,
+        &abc,
+        "e1",
+        "/C=DE/O=ABC Charging/DC=CPO/CN=DE*ABC*E1",
+    );
+    let (xi, theirs) = enroll(&env, &srv, &xyz, "x1", "/C=DE/O=XYZ/DC=CPO/CN=DE*XYZ*E9");
+    let (si, script) = enroll(
+        &env,
+        &srv,
+        &abc,
+        "s1",
+        "/C=DE/O=<script>alert(1)<\\/script>/DC=CPO/CN=DE*ABC*E2",
+    );
+
+    // Anonymous: the sign-in page, with the security headers.
+    let mut ui = Ui::new(&srv);
+    let p = ui.get("/ui/");
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("action=\"/ui/login\""), "{}", p.body);
+    assert!(p.body.contains("name=\"name\"") && p.body.contains("name=\"password\""));
+    let csp = p.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(p.header("x-frame-options"), Some("DENY"));
+    assert_eq!(p.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(p.header("cache-control"), Some("no-store"));
+    assert!(!p.body.contains("<script"), "the console has no script");
+    // Pages behind the sign-in redirect to it.
+    assert_eq!(ui.get("/ui/certificates").status, 303);
+    assert_eq!(ui.get("/ui/audit").location.as_deref(), Some("/ui/login"));
+
+    // Sign-in forms without our token, with a forged one, or from another site: refused.
+    let token = ui.get("/ui/login").field("csrf").unwrap();
+    let p = ui.post("/ui/login", &[("name", "alice"), ("password", &admin_pw)]);
+    assert_eq!(p.status, 403, "no token: {}", p.body);
+    assert!(p.set_cookie.is_empty());
+    let forged = B64.encode([0u8; 56]);
+    let p = ui.post(
+        "/ui/login",
+        &[
+            ("name", "alice"),
+            ("password", &admin_pw),
+            ("csrf", &forged),
+        ],
+    );
+    assert_eq!(p.status, 403);
+    let p = ui.post_with(
+        "/ui/login",
+        &[("name", "alice"), ("password", &admin_pw), ("csrf", &token)],
+        &[("origin", "http://evil.example")],
+    );
+    assert_eq!(p.status, 403, "cross-site sign-in");
+    assert!(p.set_cookie.is_empty());
+
+    // A wrong password: 401 and audited under the name tried.
+    let p = ui.post(
+        "/ui/login",
+        &[("name", "alice"), ("password", "wrong"), ("csrf", &token)],
+    );
+    assert_eq!(p.status, 401, "{}", p.body);
+    assert!(p.set_cookie.is_empty());
+    let failures = audit_actions(&srv, &admin_api, "ui.signin.failure");
+    assert!(
+        failures.iter().any(|e| e["actor"] == "ui:alice"),
+        "{failures:?}"
+    );
+
+    // Bounded attempts per user name: beyond five failures even the right password waits.
+    let mut g = Ui::new(&srv);
+    for _ in 0..6 {
+        assert_eq!(g.sign_in("gina", "nope").status, 401);
+    }
+    let p = g.sign_in("gina", &guess_pw);
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.header("retry-after").is_some());
+    assert!(g.cookie.is_none());
+
+    // The right password: a strict session cookie and the dashboard.
+    let p = ui.sign_in("alice", &admin_pw);
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some("/ui"));
+    let c = &p.set_cookie[0];
+    assert!(
+        c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/ui"),
+        "{c}"
+    );
+    assert!(
+        !c.contains("Secure"),
+        "plain HTTP on loopback: no Secure flag ({c})"
+    );
+    let signins = audit_actions(&srv, &admin_api, "ui.signin");
+    assert!(
+        signins
+            .iter()
+            .any(|e| e["action"] == "ui.signin" && e["actor"] == "ui:alice")
+    );
+
+    // Dashboard numbers are the store's.
+    let all = reply(
+        http()
+            .get(&srv.url("/api/v1/certificates?limit=1000"))
+            .header("authorization", &admin_api)
+            .call(),
+    )
+    .json();
+    let total = all["items"].as_array().unwrap().len();
+    let dash = ui.get("/ui");
+    assert_eq!(dash.status, 200);
+    assert_eq!(
+        dash.by_id("count-all"),
+        Some(total.to_string()),
+        "{}",
+        dash.body
+    );
+    assert_eq!(dash.by_id("count-revoked").as_deref(), Some("0"));
+    assert_eq!(dash.by_id("health-db").as_deref(), Some("ok"));
+
+    // Search by EVSE ID finds it, links to its page; the subject from the CSR is escaped.
+    let p = ui.get("/ui/certificates?q=DE*ABC*E2");
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains(&format!("/ui/certificates/{si}/{script}")),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains("<script>"), "raw markup from a CSR");
+    let p = ui.get(&format!("/ui/certificates/{si}/{script}"));
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("&lt;script&gt;") && !p.body.contains("<script>"));
+    let p = ui.get("/ui/certificates?q=DE*ABC&status=valid");
+    assert!(p.body.contains(&mine) && p.body.contains(&script));
+    assert!(!p.body.contains(&theirs));
+
+    // The CPO user sees only its operator's certificates, also when typing the URL.
+    let mut cpo = Ui::new(&srv);
+    assert_eq!(cpo.sign_in("carol", &cpo_pw).status, 303);
+    let p = cpo.get("/ui/certificates");
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains(&mine), "{}", p.body);
+    assert!(
+        !p.body.contains(&theirs),
+        "another operator's certificate listed"
+    );
+    let p = cpo.get(&format!("/ui/certificates/{xi}/{theirs}"));
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.body.contains("forbidden_tenant"));
+    let p = cpo.get(&format!("/ui/certificates/{xi}/{theirs}/pem"));
+    assert_eq!(p.status, 403);
+    let p = cpo.get("/ui/certificates?q=DE*XYZ*E9");
+    assert!(!p.body.contains(&theirs));
+    // Its dashboard counts its own certificates only.
+    let dash = cpo.get("/ui");
+    assert_eq!(
+        dash.by_id("count-all").as_deref(),
+        Some("2"),
+        "{}",
+        dash.body
+    );
+    // It has no audit log or client pages.
+    assert_eq!(cpo.get("/ui/audit").status, 403);
+    assert_eq!(cpo.get("/ui/clients").status, 403);
+    let denied = audit_actions(&srv, &admin_api, "auth.denied");
+    assert!(
+        denied.iter().any(|e| e["actor"] == "ui:carol"),
+        "{denied:?}"
+    );
+
+    // Revocation: without the CSRF token refused and nothing changes; another operator's
+    // certificate refused; then a confirmation page, then the revocation.
+    let detail = cpo.get(&format!("/ui/certificates/{ai}/{mine}"));
+    let csrf = detail.field("csrf").expect("session CSRF field");
+    assert_eq!(detail.by_id("ocsp-status").as_deref(), Some("good"));
+    let rv = format!("/ui/certificates/{ai}/{mine}/revoke");
+    let p = cpo.post(&rv, &[("reason", "keyCompromise"), ("confirm", "yes")]);
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.body.contains("csrf"));
+    let p = cpo.post(
+        &rv,
+        &[
+            ("reason", "keyCompromise"),
+            ("confirm", "yes"),
+            ("csrf", "x"),
+        ],
+    );
+    assert_eq!(p.status, 403);
+    assert_eq!(status_of(&srv, &admin_api, &ai, &mine), "valid");
+    let p = cpo.post(
+        &format!("/ui/certificates/{xi}/{theirs}/revoke"),
+        &[
+            ("reason", "keyCompromise"),
+            ("confirm", "yes"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(p.status, 403);
+    assert_eq!(status_of(&srv, &admin_api, &xi, &theirs), "valid");
+    let mut auditor = Ui::new(&srv);
+    assert_eq!(auditor.sign_in("audrey", &auditor_pw).status, 303);
+    let acsrf = auditor.get("/ui").field("csrf").unwrap();
+    let p = auditor.post(
+        &rv,
+        &[
+            ("reason", "keyCompromise"),
+            ("confirm", "yes"),
+            ("csrf", &acsrf),
+        ],
+    );
+    assert_eq!(p.status, 403, "auditors change nothing");
+    assert_eq!(status_of(&srv, &admin_api, &ai, &mine), "valid");
+    let p = cpo.post(&rv, &[("reason", "keyCompromise"), ("csrf", &csrf)]);
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains("confirm-revoke"),
+        "confirmation step: {}",
+        p.body
+    );
+    assert_eq!(
+        status_of(&srv, &admin_api, &ai, &mine),
+        "valid",
+        "asked, not done"
+    );
+    let p = cpo.post(
+        &rv,
+        &[
+            ("reason", "keyCompromise"),
+            ("confirm", "yes"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(status_of(&srv, &admin_api, &ai, &mine), "revoked");
+    let detail = cpo.get(&format!("/ui/certificates/{ai}/{mine}"));
+    assert!(
+        detail.by_id("ocsp-status").unwrap().starts_with("revoked"),
+        "{}",
+        detail.body
+    );
+    assert!(detail.body.contains("certificate.revoke") && detail.body.contains("ui:carol"));
+    let revs = audit_actions(&srv, &admin_api, "certificate.revoke");
+    assert!(
+        revs.iter()
+            .any(|e| e["actor"] == "ui:carol" && e["details"]["reason"] == "keyCompromise")
+    );
+
+    // The audit log page and its verification, recorded and shown on the dashboard.
+    let p = ui.get("/ui/audit?action=certificate.revoke");
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("ui:carol"));
+    let acsrf = ui.get("/ui/audit").field("csrf").unwrap();
+    assert_eq!(ui.post("/ui/audit/verify", &[]).status, 403);
+    let p = ui.post("/ui/audit/verify", &[("csrf", &acsrf)]);
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("The audit chain is intact"), "{}", p.body);
+    let dash = ui.get("/ui");
+    assert!(dash.body.contains("verified intact"), "{}", dash.body);
+    assert_eq!(dash.by_id("count-revoked").as_deref(), Some("1"));
+
+    // API clients: the secret once, in the answer to the form only.
+    let p = ui.post(
+        "/ui/clients",
+        &[
+            ("name", "new-csms"),
+            ("role", "cpo"),
+            ("tenants", "DE*ABC"),
+            ("csrf", &acsrf),
+        ],
+    );
+    assert_eq!(p.status, 201, "{}", p.body);
+    let secret = p.by_id("new-client-secret").unwrap();
+    let id = p.by_id("new-client-id").unwrap();
+    assert!(
+        srv.bearer(&(id.clone(), secret.clone()))
+            .starts_with("Bearer ")
+    );
+    let list = ui.get("/ui/clients");
+    assert!(list.body.contains(&id) && !list.body.contains(&secret));
+    assert_eq!(
+        ui.post(&format!("/ui/clients/{id}/disable"), &[]).status,
+        403
+    );
+    let p = ui.post(&format!("/ui/clients/{id}/disable"), &[("csrf", &acsrf)]);
+    assert_eq!(p.status, 303);
+    let created = audit_actions(&srv, &admin_api, "client.");
+    assert!(
+        created
+            .iter()
+            .any(|e| e["action"] == "client.create" && e["actor"] == "ui:alice")
+    );
+    assert!(
+        created
+            .iter()
+            .any(|e| e["action"] == "client.disable" && e["actor"] == "ui:alice")
+    );
+
+    // Other pages render for an admin; unknown ones are 404 pages.
+    for path in [
+        "/ui/hierarchy",
+        "/ui/contracts",
+        "/ui/provisioning-certificates",
+        "/ui/assets/console.css",
+    ] {
+        assert_eq!(ui.get(path).status, 200, "{path}");
+    }
+    assert!(ui.get("/ui/hierarchy").body.contains("cpo-sub-ca-2"));
+    assert_eq!(ui.get("/ui/nothing-here").status, 404);
+    assert_eq!(ui.get("/ui/certificates?status=bogus").status, 400);
+
+    // Sign-out needs the token, ends the session here and for the old cookie.
+    assert_eq!(cpo.post("/ui/logout", &[]).status, 403);
+    let p = cpo.post("/ui/logout", &[("csrf", &csrf)]);
+    assert_eq!(p.status, 303);
+    assert!(p.set_cookie[0].contains("Max-Age=0"));
+    let p = cpo.get("/ui/certificates");
+    assert_eq!(p.status, 303, "the old cookie must not work");
+    assert_eq!(p.location.as_deref(), Some("/ui/login"));
+    let outs = audit_actions(&srv, &admin_api, "ui.signout");
+    assert!(outs.iter().any(|e| e["actor"] == "ui:carol"));
+
+    // A disabled user's session ends at once.
+    env.ok(&["user", "disable", "--name", "audrey"]);
+    assert_eq!(auditor.get("/ui/audit").status, 303);
+    assert_eq!(auditor.sign_in("audrey", &auditor_pw).status, 401);
+
+    // Five failed sign-ins above for oscar's neighbour did not lock oscar.
+    let mut o = Ui::new(&srv);
+    assert_eq!(o.sign_in("oscar", &other_pw).status, 303);
+
+    assert!(env.ok(&["audit", "verify"]).contains("OK"));
+}
+
+#[test]
+fn sessions_end_when_idle_or_too_old_and_the_console_can_be_off() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let pw = user_add(&env, "alice", "admin", &[]);
+    let srv = env.serve_with_env(&[("PNC_UI_IDLE_TIMEOUT", "2s"), ("PNC_UI_SESSION_MAX", "8s")]);
+    // Idle: activity keeps the session, a pause longer than the idle timeout ends it.
+    let mut ui = Ui::new(&srv);
+    assert_eq!(ui.sign_in("alice", &pw).status, 303);
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(ui.get("/ui").status, 200, "active within the idle timeout");
+    }
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(ui.get("/ui/audit").status, 303, "idle session must end");
+    // Absolute: however active, a session ends that long after sign-in.
+    let mut ui = Ui::new(&srv);
+    assert_eq!(ui.sign_in("alice", &pw).status, 303);
+    let mut ended = false;
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(1000));
+        if ui.get("/ui/audit").status == 303 {
+            ended = true;
+            break;
+        }
+    }
+    assert!(
+        ended,
+        "an active session must still end after PNC_UI_SESSION_MAX"
+    );
+    drop(srv);
+
+    let srv = env.serve_with_env(&[("PNC_UI", "off")]);
+    let p = Ui::new(&srv).get("/ui");
+    assert_eq!(p.status, 404);
+    assert!(!p.body.contains("<form"));
+}
