@@ -608,3 +608,190 @@ fn sessions_end_when_idle_or_too_old_and_the_console_can_be_off() {
     assert_eq!(p.status, 404);
     assert!(!p.body.contains("<form"));
 }
+
+/// A Python with Selenium 4.51 (4.52 needs a `certifi` the registry lacks), in a venv kept under
+/// the target dir so reruns reuse it. `None` (outside CI) when it cannot be made.
+fn selenium_python() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-venv");
+    let py = venv.join("bin/python");
+    let has = |py: &std::path::Path| {
+        std::process::Command::new(py)
+            .args([
+                "-c",
+                "import selenium, sys; sys.exit(selenium.__version__ != '4.51.0')",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has(&py) {
+        return Some(py);
+    }
+    let made = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "selenium==4.51.0"])
+            .status()
+            .is_ok_and(|s| s.success());
+    (made && has(&py)).then_some(py)
+}
+
+fn tool(path: &str) -> bool {
+    std::path::Path::new(path).exists()
+}
+
+/// The console in a real browser: sign in with the keyboard, dashboard numbers equal the store,
+/// find a certificate, revoke it with a reason through the confirmation page, see OCSP say
+/// revoked and the audit entry on its page, a `<script>` subject rendered as text, a form
+/// without its CSRF token refused, sign-out, a CPO user kept to its own certificates. Saves a
+/// screenshot of every page (`PNC_CONSOLE_SHOTS`, default under the target dir;
+/// `make screenshots` writes them to docs/console/).
+#[test]
+fn the_console_in_headless_chromium() {
+    let ci = std::env::var_os("CI").is_some();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    if !tool(&chromium) || !tool(&driver) {
+        assert!(
+            !ci,
+            "CI is set but {chromium} or {driver} is missing (Debian: chromium chromium-driver)"
+        );
+        eprintln!("\n!!! SKIPPED the browser test: {chromium} or {driver} missing !!!\n");
+        return;
+    }
+    let Some(py) = selenium_python() else {
+        assert!(
+            !ci,
+            "CI is set but a venv with selenium==4.51.0 could not be made"
+        );
+        eprintln!("\n!!! SKIPPED the browser test: no selenium venv !!!\n");
+        return;
+    };
+
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let admin_pw = user_add(&env, "alice", "admin", &[]);
+    let cpo_pw = user_add(&env, "carol", "cpo", &["DE*ABC"]);
+    let srv = env.serve();
+    let admin_api = srv.bearer(&env.client_add("ops", "admin", &[]));
+    let abc = srv.bearer(&env.client_add("abc", "cpo", &["DE*ABC"]));
+    let xyz = srv.bearer(&env.client_add("xyz", "cpo", &["DE*XYZ"]));
+    let (ai, mine) = enroll(
+        &env,
+        &srv,
+        &abc,
+        "e1",
+        "/C=DE/O=ABC Charging/DC=CPO/CN=DE*ABC*E1",
+    );
+    let (si, script) = enroll(
+        &env,
+        &srv,
+        &abc,
+        "s1",
+        "/C=DE/O=<script>alert(1)<\\/script>/DC=CPO/CN=DE*ABC*E2",
+    );
+    let (xi, theirs) = enroll(&env, &srv, &xyz, "x1", "/C=DE/O=XYZ/DC=CPO/CN=DE*XYZ*E9");
+    // One already revoked, so the revoked count is not trivially zero.
+    let (ri, gone) = enroll(
+        &env,
+        &srv,
+        &abc,
+        "r1",
+        "/C=DE/O=ABC Charging/DC=CPO/CN=DE*ABC*E3",
+    );
+    let r = reply(
+        http()
+            .post(&srv.url(&format!("/api/v1/certificates/{ri}/{gone}/revoke")))
+            .header("authorization", &admin_api)
+            .header("content-type", "application/json")
+            .send(br#"{"reason":"superseded"}"#.as_slice()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // What the store holds, as the API lists it.
+    let all = reply(
+        http()
+            .get(&srv.url("/api/v1/certificates?limit=1000"))
+            .header("authorization", &admin_api)
+            .call(),
+    )
+    .json();
+    let items = all["items"].as_array().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let valid = items
+        .iter()
+        .filter(|c| c["status"] == "valid" && c["not_after"].as_i64().unwrap() >= now)
+        .count();
+    let revoked = items.iter().filter(|c| c["status"] == "revoked").count();
+    let cpo_count = items
+        .iter()
+        .filter(|c| c["tenant"].as_str() == Some("DE*ABC"))
+        .count();
+    assert_eq!(revoked, 1);
+    let fixture = serde_json::json!({
+        "admin": {"name": "alice", "password": admin_pw},
+        "cpo": {"name": "carol", "password": cpo_pw},
+        "counts": {"all": items.len(), "valid": valid, "revoked": revoked},
+        "cpo_count": cpo_count,
+        "mine": {"issuer": ai, "serial": mine, "evse_id": "DE*ABC*E1"},
+        "script": {"issuer": si, "serial": script},
+        "theirs": {"issuer": xi, "serial": theirs},
+    });
+    let shots = std::env::var("PNC_CONSOLE_SHOTS")
+        .unwrap_or_else(|_| format!("{}/console-shots", env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&shots).unwrap();
+    let script_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/browser.py");
+    let out = std::process::Command::new(&py)
+        .arg(script_path)
+        .env("PNC_UI_URL", srv.url(""))
+        .env("PNC_UI_FIXTURE", fixture.to_string())
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .env("CHROMEDRIVER", &driver)
+        // Selenium must use the driver given, never fetch one.
+        .env("SE_OFFLINE", "true")
+        .output()
+        .expect("run the browser script");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{log}");
+    assert!(out.status.success(), "browser checks failed:\n{log}");
+    assert!(
+        log.contains("ok: no audit log link for a CPO"),
+        "the script ran to its end:\n{log}"
+    );
+    for page in [
+        "signin",
+        "dashboard",
+        "dashboard-phone",
+        "hierarchy",
+        "certificates",
+        "certificate",
+        "revoke-confirm",
+        "certificate-revoked",
+        "audit",
+        "audit-verified",
+        "clients",
+    ] {
+        let png = std::path::Path::new(&shots).join(format!("{page}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_default();
+        assert!(
+            bytes.starts_with(b"\x89PNG"),
+            "screenshot {}",
+            png.display()
+        );
+    }
+    // The browser's revocation reached the store, under the person's name.
+    assert_eq!(status_of(&srv, &admin_api, &ai, &mine), "revoked");
+    assert_eq!(status_of(&srv, &admin_api, &si, &script), "valid");
+    let revs = audit_actions(&srv, &admin_api, "certificate.revoke");
+    assert!(revs.iter().any(|e| e["actor"] == "ui:alice"));
+}

@@ -53,8 +53,8 @@ pub async fn home(State(st): State<ConsoleState>, viewer: Viewer) -> Response {
             div class="scroll" {
                 table id="by-profile" {
                     caption { "By profile and status" }
-                    thead { tr { th scope="col" { "Profile" } th scope="col" { "Valid" }
-                        th scope="col" { "Revoked" } th scope="col" { "Expired" } } }
+                    thead { tr { th scope="col" { "Profile" } th scope="col" class="num" { "Valid" }
+                        th scope="col" class="num" { "Revoked" } th scope="col" class="num" { "Expired" } } }
                     tbody {
                         @for p in &profiles {
                             tr data-profile=(p) {

@@ -59,15 +59,19 @@ pub fn same_token(a: &str, b: &str) -> bool {
 }
 
 /// Whether a POST may be from our own pages: refused when the browser says it comes from
-/// another origin. Browsers send `Origin` on every form POST and `Sec-Fetch-Site` with it; a
-/// client that sends neither (curl, a test) is judged by the CSRF token alone.
+/// another site. Browsers send `Sec-Fetch-Site` on every request (authoritative when present);
+/// older ones send `Origin`, which must then name this host. Under our `no-referrer` policy a
+/// browser may send `Origin: null`, which says nothing; a client that sends neither (curl, a
+/// test) is judged by the CSRF token alone.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| *o != "null")
+    else {
         return true;
     };
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
@@ -177,6 +181,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", "cross-site".parse().unwrap());
         assert!(!same_origin(&h));
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(same_origin(&h), "what Chromium sends under no-referrer");
+        h.insert("sec-fetch-site", "same-site".parse().unwrap());
+        assert!(
+            !same_origin(&h),
+            "a sibling subdomain is another site's page"
+        );
     }
 
     #[test]
