@@ -7,7 +7,7 @@ DATA_DIR ?= ./var
 LISTEN   ?= 127.0.0.1:8080
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build clippy fmt bench
+.PHONY: run test deps build clippy fmt bench screenshots
 
 deps:
 	@command -v softhsm2-util >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
@@ -16,6 +16,10 @@ deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
 	@dpkg -s libssl-dev >/dev/null 2>&1 || [ -e /usr/include/openssl/ssl.h ] || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libssl-dev pkg-config; }
+	@# The console's browser test drives Debian's Chromium through its WebDriver.
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { \
+	  echo "installing chromium and chromium-driver (Debian packages, for the console's browser test)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 build: deps
 	cargo build --release --locked
@@ -33,6 +37,10 @@ clippy:
 
 fmt:
 	cargo fmt --all -- --check
+
+# Screenshots of every console page at 1280x800 into docs/console/ (the browser test makes them).
+screenshots: deps
+	PNC_CONSOLE_SHOTS=$(CURDIR)/docs/console cargo test --locked --test console the_console_in_headless_chromium
 
 bench: deps
 	cargo run --release --locked --bin pnc-pki-bench -- --signatures 20000 --issuances 2000

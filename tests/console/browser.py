@@ -15,7 +15,8 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE = os.environ["PNC_UI_URL"].rstrip("/")
 FIX = json.loads(os.environ["PNC_UI_FIXTURE"])
@@ -49,6 +50,17 @@ def browser():
     return d
 
 
+def navigates(d, act):
+    """Do `act` (a click, an Enter) and wait until the next page has replaced this one."""
+    old = d.find_element(By.TAG_NAME, "html")
+    act()
+    WebDriverWait(d, 15).until(EC.staleness_of(old))
+
+
+def click(d, el):
+    navigates(d, el.click)
+
+
 def sign_in_with_keyboard(d, name, password):
     """The sign-in form with the keyboard only: the name field has focus, Tab, Enter."""
     d.get(BASE + "/ui/")
@@ -59,11 +71,12 @@ def sign_in_with_keyboard(d, name, password):
     active.send_keys(name)
     active.send_keys(Keys.TAB)
     d.switch_to.active_element.send_keys(password)
-    d.switch_to.active_element.send_keys(Keys.ENTER)
+    field = d.switch_to.active_element
+    navigates(d, lambda: field.send_keys(Keys.ENTER))
 
 
 def nav(d, label):
-    d.find_element(By.LINK_TEXT, label).click()
+    click(d, d.find_element(By.LINK_TEXT, label))
 
 
 def no_alert(d):
@@ -116,22 +129,22 @@ def run(d):
     nav(d, "Certificates")
     box = d.find_element(By.ID, "q")
     box.send_keys(mine["evse_id"])
-    box.send_keys(Keys.ENTER)
+    navigates(d, lambda: box.send_keys(Keys.ENTER))
     link = d.find_element(By.CSS_SELECTOR,
                           f"a[href='/ui/certificates/{mine['issuer']}/{mine['serial']}']")
     shot(d, "certificates")
-    link.click()
+    click(d, link)
     check(text(d, "serial") == mine["serial"], "detail page of the certificate found")
     check(text(d, "ocsp-status") == "good", "OCSP says good before the revocation")
     shot(d, "certificate")
 
     # Revoke with a reason, through the confirmation page.
     Select(d.find_element(By.ID, "reason")).select_by_value("keyCompromise")
-    d.find_element(By.XPATH, "//button[normalize-space()='Revoke…']").click()
+    click(d, d.find_element(By.XPATH, "//button[normalize-space()='Revoke…']"))
     check(d.title.startswith("Confirm revocation"), "a confirmation step before revoking")
     check(text(d, "confirm-reason") == "keyCompromise", "the confirmation names the reason")
     shot(d, "revoke-confirm")
-    d.find_element(By.ID, "confirm-revoke").click()
+    click(d, d.find_element(By.ID, "confirm-revoke"))
     check(text(d, "status").startswith("revoked"), "the page says revoked")
     check(text(d, "ocsp-status").startswith("revoked"), "OCSP says revoked on its page")
     rows = [r.text for r in d.find_elements(By.CSS_SELECTOR, "table.audit tbody tr")]
@@ -151,7 +164,7 @@ def run(d):
     d.execute_script(
         "document.querySelectorAll('form[action$=\"/revoke\"] input[name=csrf]')"
         ".forEach(function (e) { e.remove(); });")
-    d.find_element(By.XPATH, "//button[normalize-space()='Revoke…']").click()
+    click(d, d.find_element(By.XPATH, "//button[normalize-space()='Revoke…']"))
     check("csrf" in d.page_source and d.title.startswith("Forbidden"),
           "a form without the CSRF token is refused")
     d.get(f"{BASE}/ui/certificates/{s['issuer']}/{s['serial']}")
@@ -160,7 +173,7 @@ def run(d):
     # The audit log, and its verification.
     nav(d, "Audit log")
     shot(d, "audit")
-    d.find_element(By.ID, "verify").click()
+    click(d, d.find_element(By.ID, "verify"))
     check("intact" in text(d, "verify-result"), "the audit chain verifies")
     shot(d, "audit-verified")
 
@@ -173,7 +186,7 @@ def run(d):
     shot(d, "provisioning-certificates")
 
     # Sign-out ends the session.
-    d.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
+    click(d, d.find_element(By.XPATH, "//button[normalize-space()='Sign out']"))
     check(d.current_url.endswith("/ui/login"), "sign-out lands on the sign-in page")
     d.get(BASE + "/ui/certificates")
     check(d.current_url.endswith("/ui/login"), "after sign-out, pages need a new sign-in")
