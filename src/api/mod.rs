@@ -501,8 +501,27 @@ pub async fn serve(
         &tower::util::MapRequestLayer::new(normalize_path),
         router(state),
     );
+    // SIGTERM (systemd, Kubernetes, docker stop) and Ctrl-C both drain and exit 0.
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     };
     match tls {
         Some(t) => {

@@ -82,9 +82,73 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` names the client (`PNC_TRUSTED_PROXIES`).
     pub trusted: TrustedProxies,
+    /// How long a shutdown waits for requests in flight (`PNC_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
     slots: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
     refused: Arc<AtomicU64>,
+    drain: Arc<Drain>,
+}
+
+/// Graceful shutdown of one server: once started, no new connection is taken, a request that
+/// arrives on an open one is refused with 503 before any work, keep-alive connections close
+/// after their current request, and the server waits for the requests in flight.
+#[derive(Debug, Default)]
+struct Drain {
+    draining: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+/// A request in flight; counted until dropped.
+struct InFlight(Arc<Drain>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drain {
+    fn start(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Completes when the drain starts.
+    async fn started(&self) {
+        let n = self.notify.notified();
+        if self.is_draining() {
+            return;
+        }
+        n.await;
+    }
+
+    /// Count a request, or `None` when draining (it must then be refused before any work).
+    /// Counting first and checking second: a drain that started meanwhile waits for it.
+    fn enter(self: &Arc<Self>) -> Option<InFlight> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.clone());
+        (!self.is_draining()).then_some(guard)
+    }
+
+    /// Wait until no request is in flight or `grace` has passed; true when none is left.
+    async fn finish(&self, grace: Duration) -> bool {
+        let until = tokio::time::Instant::now() + grace;
+        loop {
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Open connections per address (IPv6: per /64).
@@ -128,9 +192,31 @@ impl Limits {
             request_timeout,
             handshake_timeout,
             trusted: TrustedProxies::default(),
+            shutdown_grace: Duration::from_secs(10),
             slots: Arc::new(Semaphore::new(max_connections)),
             per_ip: Arc::new(Mutex::new(HashMap::new())),
             refused: Arc::new(AtomicU64::new(0)),
+            drain: Arc::new(Drain::default()),
+        }
+    }
+
+    /// Stop taking connections and requests, then wait (at most `shutdown_grace`) for the
+    /// requests in flight; the caller exits afterwards. Logged either way.
+    pub async fn drain(&self) {
+        self.drain.start();
+        tracing::info!(
+            grace_s = self.shutdown_grace.as_secs_f64(),
+            "shutting down: draining requests in flight"
+        );
+        if self.drain.finish(self.shutdown_grace).await {
+            // Let the last answers leave their sockets.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tracing::info!("shutdown: every request in flight finished");
+        } else {
+            tracing::warn!(
+                left = self.drain.in_flight.load(Ordering::SeqCst),
+                "shutdown: requests still in flight after PNC_SHUTDOWN_GRACE; exiting (their transactions roll back)"
+            );
         }
     }
 
@@ -158,6 +244,7 @@ impl Limits {
             dur("PNC_TLS_HANDSHAKE_TIMEOUT", 10)?,
         );
         l.trusted = TrustedProxies::from_env().map_err(|e| ConfigError(e.to_string()))?;
+        l.shutdown_grace = dur("PNC_SHUTDOWN_GRACE", 10)?;
         if let Ok(v) = std::env::var("PNC_HTTP_MAX_CONNECTIONS_PER_IP")
             && !v.trim().is_empty()
         {
@@ -173,6 +260,10 @@ impl Limits {
     /// A slot for a new connection from `peer`, or `None` when a cap is reached (the
     /// connection is then closed at once, with a log line at the 1st, 2nd, 4th, 8th… refusal).
     fn admit(&self, peer: IpAddr) -> Option<Slot> {
+        if self.drain.is_draining() {
+            // Shutting down: the connection is closed before any request is read.
+            return None;
+        }
         let refuse = |which: &str, cap: usize| {
             let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
@@ -296,6 +387,7 @@ pub async fn serve_plain(
             })?;
     }
     shutdown.await;
+    limits.drain().await;
     Ok(())
 }
 
@@ -673,8 +765,12 @@ where
     use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
     let (peer, limits) = (conn.peer.clone(), conn.limits.clone());
+    let drain = conn.limits.drain.clone();
     let svc = TowerToHyperService::new(tower::service_fn(
         move |req: axum::http::Request<hyper::body::Incoming>| {
+            let Some(in_flight) = limits.drain.enter() else {
+                return futures_util::future::Either::Left(std::future::ready(Ok(shutting_down())));
+            };
             let mut req = req.map(Body::new);
             let ip = limits.trusted.client(
                 peer.addr.ip(),
@@ -687,22 +783,58 @@ where
             req.extensions_mut().insert(peer.clone());
             let work = tower::ServiceExt::oneshot(app.clone(), req);
             let deadline = limits.request_timeout;
-            async move {
-                match tokio::time::timeout(deadline, work).await {
+            futures_util::future::Either::Right(async move {
+                let r = match tokio::time::timeout(deadline, work).await {
                     Ok(r) => r,
                     Err(_) => Ok(request_timeout()),
-                }
-            }
+                };
+                drop(in_flight);
+                r
+            })
         },
     ));
-    let _ = hyper::server::conn::http1::Builder::new()
+    let served = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(conn.limits.head_timeout)
         .max_buf_size(64 * 1024)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), svc)
-        .await;
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => {}
+        () = drain.started() => {
+            // Finish the request being served, then close instead of waiting for another.
+            served.as_mut().graceful_shutdown();
+            let _ = served.await;
+        }
+    }
     drop(conn);
+}
+
+/// 503 for a request that arrives while the server shuts down: refused before any work.
+fn shutting_down() -> Response {
+    let body = serde_json::json!({
+        "type": "urn:pnc-pki:error:shutting_down",
+        "title": "Service Unavailable",
+        "status": 503,
+        "code": "shutting_down",
+        "detail": "the server is shutting down; retry on another replica",
+    });
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (axum::http::header::CONTENT_TYPE, "application/problem+json"),
+            (axum::http::header::CONNECTION, "close"),
+            (axum::http::header::RETRY_AFTER, "1"),
+        ],
+        body.to_string(),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// 408 for a request that did not complete in time, closing the connection.

@@ -106,6 +106,7 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ConfigError> {
     let acceptor = cfg.acceptor()?;
+    let drain_limits = limits.clone();
     let accept = async move {
         loop {
             let (sock, addr) = match listener.accept().await {
@@ -161,5 +162,6 @@ pub async fn serve_tls(
         () = accept => {}
         () = shutdown => {}
     }
+    drain_limits.drain().await;
     Ok(())
 }

@@ -1,0 +1,183 @@
+//! Running the service: log output (plain text without escape codes when not on a terminal, or
+//! JSON lines) and graceful shutdown on SIGTERM under load (every request completes or is
+//! refused before any work; exit 0 within the grace period; nothing half-written).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+
+#[test]
+fn logs_are_plain_text_without_escape_codes_or_json_lines() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let srv = env.serve();
+    let _ = reply(http().get(&srv.url("/health/live")).call());
+    let _ = reply(http().get(&srv.url("/no/such/route")).call());
+    std::thread::sleep(Duration::from_millis(200));
+    let text = srv.log();
+    assert!(text.contains("request"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in a log file: {text:?}"
+    );
+    drop(srv);
+
+    let srv = env.serve_with_env(&[("PNC_LOG_FORMAT", "json")]);
+    let _ = reply(http().get(&srv.url("/health/live")).call());
+    std::thread::sleep(Duration::from_millis(200));
+    let log = srv.log();
+    let mut requests = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        if v["fields"]["message"] == "request" && v["fields"]["path"] == "/health/live" {
+            requests += 1;
+            assert_eq!(v["fields"]["status"], 200, "{line}");
+        }
+    }
+    assert!(requests >= 1, "a request line in JSON: {log}");
+    drop(srv);
+
+    let out = env
+        .command()
+        .args([
+            "serve",
+            "--data-dir",
+            &env.data_dir(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("PNC_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PNC_LOG_FORMAT"));
+}
+
+#[test]
+fn sigterm_under_load_drains_and_exits_zero_with_nothing_half_written() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let mut srv = env.serve_with_env(&[("PNC_LIMIT_ENROLL_PER_CLIENT", "off")]);
+    let client = env.client_add("cpo", "cpo", &["DE*ABC"]);
+    let auth = srv.bearer(&client);
+    let csr = read_pem_der(&env.openssl_csr("e1", "prime256v1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1"));
+    let body = Arc::new(base64::engine::general_purpose::STANDARD.encode(csr));
+    let url = srv.url("/cpo/simpleenroll/ISO15118-2");
+    let (ok, refused, cut) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, auth, body) = (url.clone(), auth.clone(), body.clone());
+            let (ok, refused, cut, stop) = (ok.clone(), refused.clone(), cut.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent = http();
+                while !stop.load(Ordering::SeqCst) {
+                    match agent
+                        .post(&url)
+                        .header("authorization", &auth)
+                        .header("content-type", "application/pkcs10")
+                        .send(body.as_bytes())
+                    {
+                        Ok(mut r) => {
+                            let status = r.status().as_u16();
+                            let text = r.body_mut().read_to_string().unwrap_or_default();
+                            match status {
+                                200 => {
+                                    ok.fetch_add(1, Ordering::SeqCst);
+                                }
+                                503 => {
+                                    assert!(text.contains("shutting_down"), "{text}");
+                                    refused.fetch_add(1, Ordering::SeqCst);
+                                }
+                                other => panic!("unexpected {other}: {text}"),
+                            }
+                        }
+                        // Closed or refused before the request was read: nothing was done.
+                        Err(_) => {
+                            cut.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // Load for a while, then SIGTERM in the middle of it.
+    let t0 = Instant::now();
+    while ok.load(Ordering::SeqCst) < 40 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = ok.load(Ordering::SeqCst);
+    assert!(before >= 40, "the load ran: {before} enrollments");
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &srv.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(15),
+            "serve did not exit within the grace period after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().expect("a worker saw an unexpected answer");
+    }
+    assert!(
+        status.success(),
+        "exit status after SIGTERM: {status:?}\n{}",
+        srv.log()
+    );
+    assert!(
+        srv.log().contains("shutting down: draining"),
+        "{}",
+        srv.log()
+    );
+
+    eprintln!(
+        "acknowledged {}, refused 503 {}, cut before being read {}",
+        ok.load(Ordering::SeqCst),
+        refused.load(Ordering::SeqCst),
+        cut.load(Ordering::SeqCst)
+    );
+    // Every acknowledged certificate is stored, and nothing was stored that was not
+    // acknowledged: the store holds exactly as many as the clients received.
+    let acknowledged = ok.load(Ordering::SeqCst);
+    let listed: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "list",
+        "--profile",
+        "secc-leaf",
+        "--limit",
+        "1000",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        acknowledged,
+        "stored vs acknowledged (refused {}, cut {})",
+        refused.load(Ordering::SeqCst),
+        cut.load(Ordering::SeqCst)
+    );
+    assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
+}
