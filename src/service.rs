@@ -321,3 +321,89 @@ pub fn init(
         settings_path: config::settings_path(dir),
     })
 }
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The database file now in use.
+    pub database: std::path::PathBuf,
+    /// Where the database it replaced was moved (with its `-wal`/`-shm`), if there was one.
+    pub previous: Option<std::path::PathBuf>,
+    /// Audit entries in the restored database (its chain verified before it was put in place).
+    pub audit_entries: i64,
+}
+
+/// Put the SQLite backup `from` (made by `pnc-pki backup`) in place of `dir`'s database. The
+/// backup is copied, brought up to this version's schema and its audit chain verified first;
+/// only then is the current database moved aside (never deleted) and the copy renamed into its
+/// place, so a failed restore leaves everything as it was. `serve` must not be running.
+pub async fn restore_sqlite(dir: &Path, from: &Path) -> Result<Restored, ServiceError> {
+    let settings = Settings::load(dir)?;
+    let url = settings.database_url.clone();
+    let Some(db) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)))
+    else {
+        return Err(ServiceError::Io(format!(
+            "{} is not a SQLite database: restore PostgreSQL with pg_restore (docs/deployment.md)",
+            redact_url(&url)
+        )));
+    };
+    let io = |what: &str, e: std::io::Error| ServiceError::Io(format!("{what}: {e}"));
+    if !from.is_file() {
+        return Err(ServiceError::Io(format!(
+            "{}: no such backup file",
+            from.display()
+        )));
+    }
+    let staging = db.with_extension("db.restoring");
+    let _ = std::fs::remove_file(&staging);
+    std::fs::copy(from, &staging).map_err(|e| io("copying the backup", e))?;
+    let checked = async {
+        let store = connect(&format!("sqlite://{}", staging.display()), clock::system()).await?;
+        let report = store
+            .audit_verify()
+            .await
+            .map_err(|source| ServiceError::Store {
+                url: staging.display().to_string(),
+                source,
+            })?;
+        store.close().await;
+        if let Some((seq, why)) = report.broken_at {
+            return Err(ServiceError::Io(format!(
+                "the backup's audit chain is broken at entry {seq} ({why}): not restored"
+            )));
+        }
+        Ok(report.entries)
+    }
+    .await;
+    let entries = match checked {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
+    };
+    let previous = if db.exists() {
+        let stamp = clock::system().now();
+        let aside = db.with_extension(format!("db.before-restore-{stamp}"));
+        std::fs::rename(&db, &aside).map_err(|e| io("moving the current database aside", e))?;
+        for ext in ["-wal", "-shm"] {
+            let side = std::path::PathBuf::from(format!("{}{ext}", db.display()));
+            if side.exists() {
+                let to = std::path::PathBuf::from(format!("{}{ext}", aside.display()));
+                std::fs::rename(&side, &to).map_err(|e| io("moving the current WAL aside", e))?;
+            }
+        }
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(&staging, &db).map_err(|e| io("putting the backup in place", e))?;
+    Ok(Restored {
+        database: db,
+        previous,
+        audit_entries: entries,
+    })
+}

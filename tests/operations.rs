@@ -181,3 +181,102 @@ fn sigterm_under_load_drains_and_exits_zero_with_nothing_half_written() {
     );
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
 }
+
+fn enroll_n(srv: &Server, auth: &str, csr_b64: &str, n: usize) {
+    for _ in 0..n {
+        let r = reply(
+            http()
+                .post(&srv.url("/cpo/simpleenroll/ISO15118-2"))
+                .header("authorization", auth)
+                .header("content-type", "application/pkcs10")
+                .send(csr_b64.as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+fn secc_count(env: &Env) -> usize {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "list",
+        "--profile",
+        "secc-leaf",
+        "--limit",
+        "1000",
+        "--json",
+    ]))
+    .unwrap();
+    v.as_array().unwrap().len()
+}
+
+#[test]
+fn sqlite_backup_while_serving_then_restore_verified() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let srv = env.serve();
+    let auth = srv.bearer(&env.client_add("cpo", "cpo", &["DE*ABC"]));
+    let csr = read_pem_der(&env.openssl_csr("e1", "prime256v1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1"));
+    let csr = base64::engine::general_purpose::STANDARD.encode(csr);
+    enroll_n(&srv, &auth, &csr, 3);
+    // Online: the server keeps serving while the copy is made.
+    let backup = env.path().join("backup-1.db");
+    let b = backup.display().to_string();
+    let out = env.ok(&["backup", "--out", &b]);
+    assert!(out.contains("backup written"), "{out}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&backup).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "the backup is owner-only: {mode:o}");
+    let e = env.fails(&["backup", "--out", &b]);
+    assert!(e.contains("exists already"), "never overwritten: {e}");
+    enroll_n(&srv, &auth, &csr, 2);
+    assert_eq!(secc_count(&env), 5);
+    drop(srv);
+
+    // A tampered copy is refused and nothing changes.
+    let tampered = env.path().join("tampered.db");
+    std::fs::copy(&backup, &tampered).unwrap();
+    let py = format!(
+        "import sqlite3; c = sqlite3.connect('{}'); \
+         [c.execute('DROP TRIGGER ' + r[0]) for r in c.execute(\"SELECT name FROM sqlite_master WHERE type='trigger'\").fetchall()]; \
+         c.execute(\"UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2\"); c.commit()",
+        tampered.display()
+    );
+    let st = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = env.fails(&["restore", "--from", &tampered.display().to_string()]);
+    assert!(e.contains("audit chain is broken"), "{e}");
+    assert_eq!(secc_count(&env), 5, "a refused restore changes nothing");
+
+    // The good copy: the state at backup time, chain intact, the old database kept aside.
+    let out = env.ok(&["restore", "--from", &b]);
+    assert!(
+        out.contains("chain verified") && out.contains("before-restore"),
+        "{out}"
+    );
+    assert_eq!(secc_count(&env), 3);
+    assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
+    let srv = env.serve();
+    let auth = srv.bearer(&env.client_add("cpo2", "cpo", &["DE*ABC"]));
+    enroll_n(&srv, &auth, &csr, 1);
+    assert_eq!(
+        secc_count(&env),
+        4,
+        "the restored database takes new issuances"
+    );
+}
+
+#[test]
+fn postgres_backups_are_pg_dumps() {
+    if !backend_ready(Backend::Postgres) {
+        return;
+    }
+    let env = Env::new(Backend::Postgres);
+    env.init();
+    let out = env.path().join("x.db").display().to_string();
+    let e = env.fails(&["backup", "--out", &out]);
+    assert!(e.contains("pg_dump"), "{e}");
+    let e = env.fails(&["restore", "--from", &out]);
+    assert!(e.contains("pg_restore"), "{e}");
+}

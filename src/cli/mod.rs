@@ -302,6 +302,26 @@ pub enum Command {
         #[command(subcommand)]
         cmd: user::UserCmd,
     },
+    /// A consistent copy of the SQLite database, made while `serve` runs (PostgreSQL:
+    /// `pg_dump`, docs/deployment.md). The HSM token is backed up separately.
+    Backup {
+        /// Where the deployment lives.
+        #[command(flatten)]
+        dir: DataDir,
+        /// The new backup file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a `backup` file in place of the SQLite database (stop `serve` first): verified first,
+    /// the current database moved aside, never deleted.
+    Restore {
+        /// Where the deployment lives.
+        #[command(flatten)]
+        dir: DataDir,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// External roots the service trusts (OEM, V2G, MO roots of other PKIs).
     Trust {
         /// The operation.
@@ -708,6 +728,23 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Exi { cmd } => exi::run(cmd),
         Command::Client { cmd } => client::run(cmd, &op),
         Command::User { cmd } => user::run(cmd, &op),
+        Command::Backup { dir, out } => with_store(&dir.data_dir, async |ra| {
+            ra.backup(&op, &out).await?;
+            println!("backup written to {}", out.display());
+            Ok(0)
+        }),
+        Command::Restore { dir, from } => {
+            let r = runtime()?.block_on(service::restore_sqlite(&dir.data_dir, &from))?;
+            println!(
+                "restored {} ({} audit entries, chain verified)",
+                r.database.display(),
+                r.audit_entries
+            );
+            if let Some(p) = r.previous {
+                println!("the database it replaced is kept at {}", p.display());
+            }
+            Ok(0)
+        }
         Command::Trust { cmd } => trust::run(cmd, &op),
         Command::Profiles { json } => {
             let profiles = Profiles::load(None).map_err(invalid)?;

@@ -286,6 +286,8 @@ pub enum Operation {
     /// Add, disable or reset console users (operator only: people get their rights from
     /// whoever holds the data dir, as API clients' admins do not).
     ManageUsers,
+    /// Copy the whole database (operator only: it holds every hash and the audit log).
+    Backup,
 }
 
 impl Operation {
@@ -310,6 +312,7 @@ impl Operation {
             Operation::ReadProvCerts => "read_prov_certs",
             Operation::ProvisionContract => "provision_contract",
             Operation::ManageUsers => "manage_users",
+            Operation::Backup => "backup",
             Operation::ManageTrust => "manage_trust",
         }
     }
@@ -390,7 +393,7 @@ fn roles_for(op: Operation) -> &'static [Role] {
         Operation::ManageProvCerts => &[Role::Oem],
         Operation::ReadProvCerts => &[Role::Mo, Role::Oem, Role::Auditor],
         Operation::ProvisionContract => &[Role::Cpo, Role::Cps],
-        Operation::ManageTrust | Operation::ManageUsers => &[],
+        Operation::ManageTrust | Operation::ManageUsers | Operation::Backup => &[],
         Operation::IssueWithExportedKey
         | Operation::IssueAnyLeaf
         | Operation::ManageHierarchy
@@ -409,6 +412,7 @@ fn operator_only(op: Operation) -> bool {
             | Operation::InspectHsm
             | Operation::ManageTrust
             | Operation::ManageUsers
+            | Operation::Backup
     )
 }
 

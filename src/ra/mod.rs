@@ -735,6 +735,22 @@ impl Ra {
         Ok(self.inner.store.audit_entries(f).await?)
     }
 
+    /// Write a consistent copy of the database to `out` while the service runs (SQLite; the
+    /// operator only); the backup is then audited (`store.backup`, with the file name).
+    pub async fn backup(&self, p: &Principal, out: &std::path::Path) -> Result<(), RaError> {
+        self.authorize(p, Operation::Backup, Target::Any, "store")
+            .await?;
+        self.inner.store.backup_to(out).await?;
+        let ev = AuditEvent::new(
+            &p.actor(),
+            "store.backup",
+            "store",
+            serde_json::json!({ "file": out.display().to_string() }),
+        );
+        self.inner.store.audit(&ev).await?;
+        Ok(())
+    }
+
     /// Recompute the whole audit chain.
     pub async fn verify_audit(&self, p: &Principal) -> Result<AuditReport, RaError> {
         self.authorize(p, Operation::ReadAudit, Target::Any, "audit")

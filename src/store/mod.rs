@@ -71,6 +71,9 @@ pub enum StoreError {
     /// OCSP replicas did not confirm a revocation in time.
     #[error("{0}")]
     ReplicasLagging(String),
+    /// Not something this database does (an online SQLite backup of a PostgreSQL store).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl StoreError {
@@ -83,6 +86,7 @@ impl StoreError {
             StoreError::BadCursor(_) => "bad_query",
             StoreError::BadUrl(_) => "config",
             StoreError::ReplicasLagging(_) => "revocation_not_propagated",
+            StoreError::Unsupported(_) => "unsupported",
             _ => "store_unavailable",
         }
     }
@@ -90,7 +94,7 @@ impl StoreError {
     /// How it is answered.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::BadCursor(_) => ErrorKind::BadRequest,
+            StoreError::BadCursor(_) | StoreError::Unsupported(_) => ErrorKind::BadRequest,
             StoreError::DuplicateCa(_) | StoreError::Taken(_) => ErrorKind::Conflict,
             StoreError::BadUrl(_) | StoreError::Corrupt(_) => ErrorKind::Internal,
             _ => ErrorKind::Unavailable,
@@ -351,6 +355,46 @@ impl Store {
             )));
         };
         Ok(Store { db, clock })
+    }
+
+    /// Write a consistent copy of the whole database to `path` while it is in use: SQLite's
+    /// `VACUUM INTO` reads in one transaction, so the copy is a snapshot of committed data (a
+    /// certificate and its audit entry are both in it or both not), and writers go on meanwhile.
+    /// The file is created owner-only; an existing one is never overwritten. PostgreSQL stores
+    /// are backed up with its own tools (`docs/deployment.md`).
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let Db::Sqlite(pool) = &self.db else {
+            return Err(StoreError::Unsupported(
+                "an online backup here is for SQLite; back PostgreSQL up with pg_dump or \
+                 pg_basebackup (docs/deployment.md)"
+                    .into(),
+            ));
+        };
+        let target = path.to_str().ok_or_else(|| {
+            StoreError::Unsupported(format!("{} is not a UTF-8 path", path.display()))
+        })?;
+        if path.exists() {
+            return Err(StoreError::Unsupported(format!(
+                "{} exists already; choose a new file",
+                path.display()
+            )));
+        }
+        // Owner-only before SQLite writes a byte: the copy holds argon2 hashes and the audit log.
+        owner_only_file(path);
+        let done = sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(pool)
+            .await;
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(path);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Close every connection (a checkpointed, closed SQLite file can then be moved).
+    pub async fn close(&self) {
+        dispatch!(&self.db, pool => pool.close().await)
     }
 
     /// Which database this is.
