@@ -131,16 +131,46 @@ pub async fn open(p: &Prepared, mode: Mode) -> Result<Service, ServiceError> {
     open_with_clock(p, mode, clock::system()).await
 }
 
+/// Open the token. `serve` waits for it (`PNC_HSM_START_WAIT`, default `30s`, retrying with a
+/// growing pause up to 2 s) when it is not there yet or the module fails to start — replicas and
+/// a network HSM starting at the same moment; a command fails at once. A wrong PIN is never
+/// retried: each try would count towards locking the token.
+async fn open_token(p: &Prepared, mode: Mode) -> Result<Hsm, ServiceError> {
+    let wait = match (mode, std::env::var("PNC_HSM_START_WAIT")) {
+        (Mode::Command, _) => std::time::Duration::ZERO,
+        (Mode::Serve, Ok(v)) if !v.trim().is_empty() => config::ocsp::parse_duration(&v)
+            .map_err(|e| ConfigError(format!("PNC_HSM_START_WAIT: {e}")))?,
+        (Mode::Serve, _) => std::time::Duration::from_secs(30),
+    };
+    let until = std::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        let cfg = p.hsm.clone();
+        let r = tokio::task::spawn_blocking(move || Hsm::open(&cfg))
+            .await
+            .map_err(|e| ServiceError::Io(e.to_string()))?;
+        match r {
+            Ok(h) => return Ok(h),
+            Err(
+                e
+                @ (HsmError::TokenNotFound(_) | HsmError::Module { .. } | HsmError::Pkcs11 { .. }),
+            ) if std::time::Instant::now() + pause < until => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "the token is not available yet; waiting (PNC_HSM_START_WAIT)");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// [`open`] on a given clock (tests move time with a `ManualClock`).
 pub async fn open_with_clock(
     p: &Prepared,
     mode: Mode,
     clock: SharedClock,
 ) -> Result<Service, ServiceError> {
-    let hsm_cfg = p.hsm.clone();
-    let hsm = tokio::task::spawn_blocking(move || Hsm::open(&hsm_cfg))
-        .await
-        .map_err(|e| ServiceError::Io(e.to_string()))??;
+    let hsm = open_token(p, mode).await?;
     let store = connect(&p.settings.database_url, clock.clone()).await?;
     let profiles = profiles(&p.settings)?;
     let ca = Ca::new(CaConfig {

@@ -83,13 +83,19 @@ fn session_is_dead(e: &HsmError) -> bool {
                     | RvError::TokenNotPresent
                     | RvError::UserNotLoggedIn
                     | RvError::ObjectHandleInvalid
-                    | RvError::KeyHandleInvalid,
+                    | RvError::KeyHandleInvalid
+                    | RvError::SlotIdInvalid
+                    | RvError::CryptokiNotInitialized,
                 _
             ),
             ..
-        }
+        } | HsmError::TokenNotFound(_)
     )
 }
+
+/// Least time between two re-initialisations of the module: a token that stays away costs one
+/// `C_Finalize`/`C_Initialize` a second, however many requests fail meanwhile.
+const REINIT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where the user PIN comes from. Never a command-line argument.
 #[derive(Debug, Clone)]
@@ -212,6 +218,8 @@ pub struct KeyAttributes {
 struct Pooled {
     session: Session,
     handles: std::collections::HashMap<Vec<u8>, ObjectHandle>,
+    /// The module generation it was opened under (see `Hsm::reinitialize`).
+    generation: u64,
 }
 
 impl Pooled {
@@ -227,8 +235,18 @@ impl Pooled {
 
 struct Inner {
     ctx: Pkcs11,
-    slot: Slot,
+    /// The token's slot; found again by label after a re-initialisation.
+    slot: Mutex<Slot>,
+    token_label: String,
     pin: AuthPin,
+    /// Bumped by every re-initialisation: sessions of an older generation are never reused.
+    generation: std::sync::atomic::AtomicU64,
+    /// When the module was last re-initialised (serialises and spaces out attempts).
+    last_reinit: Mutex<Option<std::time::Instant>>,
+    /// Every PKCS#11 call holds this for reading; a re-initialisation for writing, so that
+    /// `C_Finalize` never runs while another thread is inside the module (undefined behaviour
+    /// by the standard, a crash in SoftHSM2).
+    calls: std::sync::RwLock<()>,
     /// Keeps the application logged in for the life of the process.
     keeper: Mutex<Option<Session>>,
     idle: Mutex<Vec<Pooled>>,
@@ -244,7 +262,7 @@ pub struct Hsm {
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hsm")
-            .field("slot", &self.inner.slot)
+            .field("token", &self.inner.token_label)
             .finish()
     }
 }
@@ -338,8 +356,12 @@ impl Hsm {
         Ok(Hsm {
             inner: Arc::new(Inner {
                 ctx,
-                slot,
+                slot: Mutex::new(slot),
+                token_label: cfg.token_label.clone(),
                 pin,
+                generation: std::sync::atomic::AtomicU64::new(0),
+                last_reinit: Mutex::new(None),
+                calls: std::sync::RwLock::new(()),
                 keeper: Mutex::new(Some(keeper)),
                 idle: Mutex::new(Vec::new()),
                 pool_size: cfg.pool_size.max(1),
@@ -383,21 +405,77 @@ impl Hsm {
         Ok(true)
     }
 
+    fn slot(&self) -> Slot {
+        *self.inner.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn open_session(&self) -> Result<Session, HsmError> {
         let s = self
             .inner
             .ctx
-            .open_rw_session(self.inner.slot)
+            .open_rw_session(self.slot())
             .map_err(p11("C_OpenSession"))?;
         login(&s, &self.inner.pin)?;
         Ok(s)
     }
 
     fn open_pooled(&self) -> Result<Pooled, HsmError> {
+        let generation = self.generation();
         Ok(Pooled {
             session: self.open_session()?,
             handles: Default::default(),
+            generation,
         })
+    }
+
+    /// `C_Finalize` and `C_Initialize` the module, find the token again by label and log in:
+    /// what recovers a token that went away and came back (a removed and re-inserted device, a
+    /// restarted network HSM, SoftHSM2's token directory moved away and back), where merely
+    /// reopening sessions keeps seeing the token as it was when it vanished. At most once per
+    /// [`REINIT_EVERY`]; concurrent callers wait for the one in progress. `Ok(false)`: not
+    /// attempted (too soon after the last one).
+    fn reinitialize(&self) -> Result<bool, HsmError> {
+        let mut last = self
+            .inner
+            .last_reinit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < REINIT_EVERY) {
+            return Ok(false);
+        }
+        *last = Some(std::time::Instant::now());
+        let _alone = self.inner.calls.write().unwrap_or_else(|p| p.into_inner());
+        // Sessions die with C_Finalize: none may be handed out again.
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.drop_idle_sessions();
+        if let Ok(mut k) = self.inner.keeper.lock() {
+            k.take();
+        }
+        let ctx = &self.inner.ctx;
+        if let Err(e) = ctx.clone().finalize() {
+            tracing::debug!(error = %e, "C_Finalize before re-initialising");
+        }
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(p11("C_Initialize")(e)),
+        }
+        let slot = find_slot(ctx, &self.inner.token_label)?
+            .ok_or_else(|| HsmError::TokenNotFound(self.inner.token_label.clone()))?;
+        *self.inner.slot.lock().unwrap_or_else(|p| p.into_inner()) = slot;
+        let keeper = self.open_session()?;
+        if let Ok(mut k) = self.inner.keeper.lock() {
+            *k = Some(keeper);
+        }
+        tracing::warn!(token = %self.inner.token_label, "HSM module re-initialised; the token is back");
+        Ok(true)
     }
 
     /// Run `f` on a pooled session; on a dead-session error, reopen (re-login) and retry once.
@@ -409,34 +487,63 @@ impl Hsm {
         &self,
         f: impl Fn(&mut Pooled) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
+        // Errors after which the token, not the request, is suspect. A missing key counts: a
+        // token that went away answers every lookup with "no such object".
+        let suspect = |e: &HsmError| session_is_dead(e) || matches!(e, HsmError::KeyNotFound(_));
+        let calls = self.inner.calls.read().unwrap_or_else(|p| p.into_inner());
         let pooled = self.inner.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
-        let (mut session, fresh) = match pooled {
-            Some(s) => (s, false),
-            None => (self.open_pooled()?, true),
-        };
-        match f(&mut session) {
-            Ok(v) => {
-                self.give_back(session);
-                Ok(v)
+        if let Some(mut session) = pooled {
+            match f(&mut session) {
+                Ok(v) => {
+                    self.give_back(session);
+                    return Ok(v);
+                }
+                Err(e) if suspect(&e) => {
+                    tracing::warn!(error = %e, "HSM session failed; reopening and retrying once");
+                    drop(session);
+                    self.drop_idle_sessions();
+                    self.reconnect_keeper();
+                }
+                Err(e) => {
+                    self.give_back(session);
+                    return Err(e);
+                }
             }
-            Err(e) if session_is_dead(&e) || (!fresh && matches!(e, HsmError::KeyNotFound(_))) => {
-                tracing::warn!(error = %e, "HSM session failed; reopening and retrying once");
-                drop(session);
-                self.drop_idle_sessions();
-                self.reconnect_keeper();
-                let mut s = self.open_pooled()?;
-                let out = f(&mut s)?;
-                self.give_back(s);
-                Ok(out)
+        }
+        match self.run_fresh(&f) {
+            Err(e) if suspect(&e) => {
+                // A fresh session fails too (or none opens): the token itself went away, and
+                // may be back. Re-initialise the module, then try a last time.
+                drop(calls);
+                match self.reinitialize() {
+                    Ok(true) => {
+                        let _calls = self.inner.calls.read().unwrap_or_else(|p| p.into_inner());
+                        self.run_fresh(&f)
+                    }
+                    Ok(false) => Err(e),
+                    Err(re) => {
+                        tracing::warn!(error = %re, "HSM re-initialisation failed; the token is still away");
+                        Err(e)
+                    }
+                }
             }
-            Err(e) => {
-                self.give_back(session);
-                Err(e)
-            }
+            other => other,
         }
     }
 
+    /// Run `f` on a newly opened session, pooled afterwards.
+    fn run_fresh<T>(&self, f: &impl Fn(&mut Pooled) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        let mut s = self.open_pooled()?;
+        let out = f(&mut s)?;
+        self.give_back(s);
+        Ok(out)
+    }
+
     fn give_back(&self, s: Pooled) {
+        if s.generation != self.generation() {
+            // Opened before a re-initialisation: its handle means nothing now.
+            return;
+        }
         if let Ok(mut idle) = self.inner.idle.lock()
             && idle.len() < self.inner.pool_size
         {
@@ -483,6 +590,7 @@ impl Hsm {
     /// Close every session of this handle, which logs the application out of the token (what a
     /// token or proxy restart does). The next operation must reopen and log in again by itself.
     pub fn drop_sessions_for_test(&self) {
+        let _calls = self.inner.calls.read().unwrap_or_else(|p| p.into_inner());
         self.drop_idle_sessions();
         if let Ok(mut k) = self.inner.keeper.lock()
             && let Some(s) = k.take()
@@ -747,10 +855,11 @@ impl Hsm {
 
     /// The label of the token we are logged in to.
     pub fn token_label(&self) -> Result<String, HsmError> {
+        let _calls = self.inner.calls.read().unwrap_or_else(|p| p.into_inner());
         let info = self
             .inner
             .ctx
-            .get_token_info(self.inner.slot)
+            .get_token_info(self.slot())
             .map_err(p11("C_GetTokenInfo"))?;
         Ok(info.label().trim_end().to_string())
     }
