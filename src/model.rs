@@ -814,3 +814,26 @@ pub struct SessionRecord {
     /// Last request, unix seconds (updated at most every few seconds).
     pub last_seen: i64,
 }
+
+/// An `Idempotency-Key` sent with an issuing call: who sent it, the key, and a digest of what
+/// was asked (route and body). Stored with the certificate it produced, in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The caller (`api:pnc_…`).
+    pub actor: String,
+    /// The key as sent.
+    pub key: String,
+    /// SHA-256 (hex) of the request it came with.
+    pub request_sha256: String,
+}
+
+/// What an earlier call with the same idempotency key produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotentResult {
+    /// SHA-256 (hex) of that request.
+    pub request_sha256: String,
+    /// The certificate it produced: issuer.
+    pub issuer_id: String,
+    /// The certificate it produced: serial.
+    pub serial_hex: String,
+}

@@ -280,3 +280,95 @@ fn postgres_backups_are_pg_dumps() {
     let e = env.fails(&["restore", "--from", &out]);
     assert!(e.contains("pg_restore"), "{e}");
 }
+
+fn enroll_keyed(srv: &Server, auth: &str, key: Option<&str>, csr_b64: &str) -> Reply {
+    let mut req = http()
+        .post(&srv.url("/cpo/simpleenroll/ISO15118-2"))
+        .header("authorization", auth)
+        .header("content-type", "application/pkcs10");
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    reply(req.send(csr_b64.as_bytes()))
+}
+
+#[test]
+fn idempotency_keys_return_the_first_certificate_even_after_a_kill() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        env.init();
+        let mut srv = env.serve();
+        let a = env.client_add("a", "cpo", &["DE*ABC"]);
+        let auth = srv.bearer(&a);
+        let other = srv.bearer(&env.client_add("b", "cpo", &["DE*ABC"]));
+        let b64 = |name: &str, cn: &str| {
+            let der = read_pem_der(&env.openssl_csr(
+                name,
+                "prime256v1",
+                &format!("/C=DE/O=ABC/DC=CPO/CN={cn}"),
+            ));
+            base64::engine::general_purpose::STANDARD.encode(der)
+        };
+        let (csr1, csr2) = (b64("e1", "DE*ABC*E1"), b64("e2", "DE*ABC*E2"));
+
+        let first = enroll_keyed(&srv, &auth, Some("k-1"), &csr1);
+        assert_eq!(first.status, 200, "{}", first.text());
+        let again = enroll_keyed(&srv, &auth, Some("k-1"), &csr1);
+        assert_eq!(again.status, 200);
+        assert_eq!(
+            again.body, first.body,
+            "a retry gets the same certificate bytes"
+        );
+        assert_eq!(
+            secc_count(&env),
+            1,
+            "{backend:?}: one certificate for two calls"
+        );
+        // The same key with another request: 409, nothing issued.
+        let r = enroll_keyed(&srv, &auth, Some("k-1"), &csr2);
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert!(r.text().contains("idempotency_key_reused"), "{}", r.text());
+        assert_eq!(secc_count(&env), 1);
+        // Keys are per caller; without a key every call issues.
+        assert_eq!(enroll_keyed(&srv, &other, Some("k-1"), &csr1).status, 200);
+        assert_eq!(enroll_keyed(&srv, &auth, None, &csr1).status, 200);
+        assert_eq!(secc_count(&env), 3);
+        let r = enroll_keyed(&srv, &auth, Some(&"x".repeat(300)), &csr1);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(secc_count(&env), 3);
+
+        // Concurrent retries with one key: one certificate, every caller gets it.
+        let bodies: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|_| {
+                    let (srv, auth, csr2) = (&srv, &auth, &csr2);
+                    s.spawn(move || {
+                        let r = enroll_keyed(srv, auth, Some("k-burst"), csr2);
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        r.body
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            bodies.windows(2).all(|w| w[0] == w[1]),
+            "{backend:?}: one answer for all"
+        );
+        assert_eq!(secc_count(&env), 4);
+
+        // kill -9, restart, retry: the first certificate again.
+        srv.child.kill().unwrap();
+        srv.child.wait().unwrap();
+        let srv = env.serve();
+        let auth = srv.bearer(&a);
+        let after = enroll_keyed(&srv, &auth, Some("k-1"), &csr1);
+        assert_eq!(after.status, 200, "{}", after.text());
+        assert_eq!(
+            after.body, first.body,
+            "{backend:?}: after a kill, the first certificate"
+        );
+        assert_eq!(secc_count(&env), 4);
+        assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
+    }
+}

@@ -66,15 +66,15 @@ fn duplicate_serial_is_refused_and_leaves_nothing() {
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             let store = connect(&env.db_url).await;
             store
-                .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"))
+                .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"), None)
                 .await
                 .unwrap();
             store
-                .record_issuance(&cert("root", "aa"), None, &ev("one"))
+                .record_issuance(&cert("root", "aa"), None, &ev("one"), None)
                 .await
                 .unwrap();
             let err = store
-                .record_issuance(&cert("root", "aa"), None, &ev("two"))
+                .record_issuance(&cert("root", "aa"), None, &ev("two"), None)
                 .await
                 .unwrap_err();
             assert!(
@@ -87,7 +87,7 @@ fn duplicate_serial_is_refused_and_leaves_nothing() {
             );
             // Same serial under another issuer is fine.
             store
-                .record_issuance(&cert("other", "01"), Some(&ca("other")), &ev("ca2"))
+                .record_issuance(&cert("other", "01"), Some(&ca("other")), &ev("ca2"), None)
                 .await
                 .unwrap();
             let report = store.audit_verify().await.unwrap();
@@ -97,7 +97,7 @@ fn duplicate_serial_is_refused_and_leaves_nothing() {
             assert_eq!(all.len(), 3);
             // A duplicate CA id rolls back its certificate too.
             let err = store
-                .record_issuance(&cert("root", "bb"), Some(&ca("root")), &ev("dup"))
+                .record_issuance(&cert("root", "bb"), Some(&ca("root")), &ev("dup"), None)
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::DuplicateCa(_)), "{err}");
@@ -139,7 +139,7 @@ fn listing_filters_and_pages() {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let store = Store::connect(&env.db_url, clock.clone()).await.unwrap();
         store
-            .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"))
+            .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"), None)
             .await
             .unwrap();
         // 25 certificates that differ in every filtered column: EVSE ID (five of them), tenant
@@ -159,7 +159,10 @@ fn listing_filters_and_pages() {
             } else {
                 1_900_000_000
             };
-            store.record_issuance(&c, None, &ev("c")).await.unwrap();
+            store
+                .record_issuance(&c, None, &ev("c"), None)
+                .await
+                .unwrap();
         }
         for s in ["10", "11", "12"] {
             let r = store

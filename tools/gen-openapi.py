@@ -99,14 +99,17 @@ op("get", "Public key(s) of our access tokens", public=True, tags="auth", respon
 
 ISO = ("iso", "path", "{type: string, enum: [ISO15118-2, ISO15118-20]}", True)
 ALG = ("alg", "path", "{type: string}", True)
+# A retry with the same key and body (same client, within 24 h) answers the first certificate.
+IDEM = ("Idempotency-Key", "header", "{type: string, minLength: 1, maxLength: 255, description: 'retry-safe enrollment: the same key and body within 24 h return the first certificate; another body with the key is 409 idempotency_key_reused'}", False)
 for d, (profile, role, desc) in DOMAINS.items():
     enroll = dict(tags="opcp",
                   body=[("application/pkcs10", "{type: string, description: base64 DER PKCS#10 (line breaks tolerated)}")],
                   responses=[("200", "leaf first, then the issuing sub-CAs", PKCS7),
                              ("400", "malformed CSR or profile violation", OPCP_ERR)] + AUTH_ERRS_OPCP +
-                            [("413", "body too large", OPCP_ERR)])
-    for p, params in [(f"/{d}/simpleenroll/{{iso}}", [ISO]), (f"/.well-known/est/{d}/simpleenroll/{{iso}}", [ISO]),
-                      (f"/.well-known/{d}/simpleenroll", []), (f"/.well-known/est/{d}/simpleenroll", [])]:
+                            [("409", "idempotency_key_reused: the Idempotency-Key came with another request", OPCP_ERR),
+                             ("413", "body too large", OPCP_ERR)])
+    for p, params in [(f"/{d}/simpleenroll/{{iso}}", [ISO, IDEM]), (f"/.well-known/est/{d}/simpleenroll/{{iso}}", [ISO, IDEM]),
+                      (f"/.well-known/{d}/simpleenroll", [IDEM]), (f"/.well-known/est/{d}/simpleenroll", [IDEM])]:
         path(p)
         op("post", f"Enroll ({profile}; role {role}). {desc}. Without {{iso}}: ISO15118-2", params=params, **enroll)
     for p, params in [(f"/{d}/cacerts/{{iso}}", [ISO]), (f"/{d}/cacerts/{{iso}}/{{alg}}", [ISO, ALG]),

@@ -46,13 +46,17 @@ fn iso_standard(iso: &str) -> Result<Standard, ApiError> {
 pub fn routes(mut r: Routes) -> Routes {
     for (s, d) in DOMAINS {
         let enroll_iso = post(
-            move |st: State<AppState>, p: Principal, Path(iso): Path<String>, b| async move {
-                enroll(st, p, d, iso_standard(&iso)?, b).await
+            move |st: State<AppState>,
+                  p: Principal,
+                  Path(iso): Path<String>,
+                  h: axum::http::HeaderMap,
+                  b| async move { enroll(st, p, d, iso_standard(&iso)?, h, b).await },
+        );
+        let enroll_default = post(
+            move |st: State<AppState>, p: Principal, h: axum::http::HeaderMap, b| async move {
+                enroll(st, p, d, Standard::Iso2, h, b).await
             },
         );
-        let enroll_default = post(move |st: State<AppState>, p: Principal, b| async move {
-            enroll(st, p, d, Standard::Iso2, b).await
-        });
         r = r
             .add(
                 &format!("/{s}/simpleenroll/{{iso}}"),
@@ -142,10 +146,25 @@ async fn enroll(
     p: Principal,
     family: Family,
     standard: Standard,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
-    let issued = st.ra.enroll(&p, family, standard, &body).await?;
+    // A retry with the same key and body gets the first certificate (`Ra::enroll`).
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) => Some(k.trim().to_string()),
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be visible ASCII",
+            ));
+        }
+    };
+    let issued = st
+        .ra
+        .enroll(&p, family, standard, &body, key.as_deref())
+        .await?;
     st.metrics.issued(&issued.record.profile);
     // Leaf first, then the issuing sub-CAs; the root is left out (clients get it from cacerts /
     // rootCerts and must not take it from an enrollment answer).

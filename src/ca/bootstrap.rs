@@ -160,7 +160,7 @@ impl Ca {
         );
         self.inner
             .store
-            .record_issuance(&cert_rec, Some(&ca_rec), &event)
+            .record_issuance(&cert_rec, Some(&ca_rec), &event, None)
             .await?;
         tracing::info!(ca = %spec.id, "CA created");
         Ok(Step {
@@ -228,6 +228,7 @@ impl Ca {
                 validity_days,
                 Some(&key),
                 actor,
+                None,
             )
             .await?;
         Ok(issued.record)

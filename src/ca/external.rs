@@ -208,7 +208,7 @@ impl Ca {
         );
         self.inner
             .store
-            .record_issuance(&cert_rec, Some(&rec), &event)
+            .record_issuance(&cert_rec, Some(&rec), &event, None)
             .await?;
         Ok(rec)
     }

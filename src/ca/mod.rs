@@ -422,11 +422,36 @@ impl Ca {
         validity_days: Option<u32>,
         actor: &str,
     ) -> Result<Issued, CaError> {
+        self.issue_leaf_keyed(subject, spki, issuer_id, validity_days, actor, None)
+            .await
+    }
+
+    /// [`Ca::issue_leaf`] for a call that carried an idempotency key: the key is recorded in the
+    /// transaction that records the certificate (a key another call committed first fails it,
+    /// and nothing is stored).
+    pub async fn issue_leaf_keyed(
+        &self,
+        subject: CheckedSubject,
+        spki: SubjectPublicKeyInfoOwned,
+        issuer_id: Option<&str>,
+        validity_days: Option<u32>,
+        actor: &str,
+        idem: Option<&crate::model::IdempotencyKey>,
+    ) -> Result<Issued, CaError> {
         let profile = self.leaf_profile(&subject.profile)?;
         Self::check_key(&profile, &spki)?;
         let issuer = self.pick_issuer(&profile, issuer_id).await?;
-        self.sign_and_record(&profile, &issuer, subject, spki, validity_days, None, actor)
-            .await
+        self.sign_and_record(
+            &profile,
+            &issuer,
+            subject,
+            spki,
+            validity_days,
+            None,
+            actor,
+            idem,
+        )
+        .await
     }
 
     /// Issue a leaf certificate with a key pair generated in the HSM as session objects (never
@@ -447,7 +472,16 @@ impl Ca {
             .await?;
         let spki = crate::x509::spki_owned(key.public.alg, &key.public.point)?;
         let issued = self
-            .sign_and_record(&profile, &issuer, subject, spki, validity_days, None, actor)
+            .sign_and_record(
+                &profile,
+                &issuer,
+                subject,
+                spki,
+                validity_days,
+                None,
+                actor,
+                None,
+            )
             .await?;
         Ok((issued, key))
     }
@@ -518,6 +552,7 @@ impl Ca {
         validity_days: Option<u32>,
         key_id: Option<&KeyRef>,
         actor: &str,
+        idem: Option<&crate::model::IdempotencyKey>,
     ) -> Result<Issued, CaError> {
         for attempt in 0..3 {
             let (built, record, event) = self
@@ -534,7 +569,7 @@ impl Ca {
             match self
                 .inner
                 .store
-                .record_issuance(&record, None, &event)
+                .record_issuance(&record, None, &event, idem)
                 .await
             {
                 Ok(_) => {

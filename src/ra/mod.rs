@@ -26,7 +26,7 @@ use crate::error::ErrorKind;
 use crate::hsm::ExportableKey;
 use crate::model::{
     AuditEntry, AuditEvent, AuditFilter, AuditReport, CaRecord, CertFilter, CertRecord, CrlRecord,
-    Issued, Page, RevocationReason, RevokeOutcome,
+    IdempotencyKey, Issued, Page, RevocationReason, RevokeOutcome,
 };
 use crate::policy::PolicyError;
 use crate::policy::authz::{self, Family, Identifier, Operation, Principal, Target, Via};
@@ -46,6 +46,14 @@ pub enum RaError {
         /// Machine-readable reason (`missing_credentials`, `token_expired`, …).
         code: &'static str,
         /// What is wrong (never the credential itself).
+        detail: String,
+    },
+    /// The request conflicts with an earlier one (an idempotency key reused for another body).
+    #[error("{detail}")]
+    Conflict {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What conflicts.
         detail: String,
     },
     /// A request the RA refuses before policy is asked (a malformed query or body).
@@ -111,6 +119,7 @@ impl RaError {
     pub fn code(&self) -> &'static str {
         match self {
             RaError::Unauthenticated { code, .. }
+            | RaError::Conflict { code, .. }
             | RaError::BadRequest { code, .. }
             | RaError::RateLimited { code, .. }
             | RaError::Busy { code, .. } => code,
@@ -128,6 +137,7 @@ impl RaError {
         match self {
             RaError::Unauthenticated { .. } => ErrorKind::Unauthenticated,
             RaError::BadRequest { .. } => ErrorKind::BadRequest,
+            RaError::Conflict { .. } => ErrorKind::Conflict,
             RaError::NotFound(_) => ErrorKind::NotFound,
             RaError::Policy(e) => e.kind(),
             RaError::Ca(e) => e.kind(),
@@ -155,6 +165,33 @@ impl RaError {
             detail: detail.into(),
         }
     }
+}
+
+/// An idempotency key as sent (`Idempotency-Key`): 1–255 visible ASCII characters, bound to
+/// the caller and to a digest of the profile and the request body.
+fn idempotency(
+    p: &Principal,
+    key: &str,
+    profile: &str,
+    body: &[u8],
+) -> Result<IdempotencyKey, RaError> {
+    let ok = !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(RaError::bad(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1–255 visible ASCII characters",
+        ));
+    }
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(profile.as_bytes());
+    h.update(b"\n");
+    h.update(body);
+    Ok(IdempotencyKey {
+        actor: p.actor(),
+        key: key.to_string(),
+        request_sha256: hex::encode(h.finalize()),
+    })
 }
 
 /// What a revocation did, with the record as it is now.
@@ -363,20 +400,50 @@ impl Ra {
 
     /// Enroll a leaf of `family` from a CSR: the principal's role, then the CSR's subject under
     /// the family's profile, then the identifier's tenant, then the CA.
+    ///
+    /// With an idempotency key (`Idempotency-Key`), a retry of the same call (same caller, key,
+    /// family, standard and body, within 24 h) returns the certificate the first call issued,
+    /// and issues nothing; the same key with another request is refused (409
+    /// `idempotency_key_reused`). The key is stored in the transaction that stores the
+    /// certificate, so after a crash at any moment a retry finds both or neither.
     pub async fn enroll(
         &self,
         p: &Principal,
         family: Family,
         standard: Standard,
         csr_input: &[u8],
+        idempotency_key: Option<&str>,
     ) -> Result<Issued, RaError> {
         let op = Operation::Enroll(family);
         let profile_name = family.profile(standard);
         let r = async {
             self.authorize(p, op, Target::Any, &profile_name).await?;
+            let idem = match idempotency_key {
+                Some(k) => {
+                    let idem = idempotency(p, k, &profile_name, csr_input)?;
+                    if let Some(done) = self.replay(&idem).await? {
+                        return Ok(done);
+                    }
+                    Some(idem)
+                }
+                None => None,
+            };
             self.limit_enrollment(p)?;
-            self.issue_checked(p, op, &profile_name, csr_input, None, None)
-                .await
+            let issued = self
+                .issue_checked(p, op, &profile_name, csr_input, None, None, idem.as_ref())
+                .await;
+            match (issued, &idem) {
+                // A concurrent call with the same key committed first: answer what it issued.
+                (Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))), Some(k)) => {
+                    match self.replay(k).await? {
+                        Some(done) => Ok(done),
+                        None => Err(RaError::Internal(
+                            "an idempotency key was taken but its certificate is not found".into(),
+                        )),
+                    }
+                }
+                (other, _) => other,
+            }
         }
         .await;
         match r {
@@ -385,6 +452,39 @@ impl Ra {
                 .refused(p, "certificate.enroll.refused", &profile_name, e)
                 .await),
         }
+    }
+
+    /// The certificate an earlier call with this idempotency key issued (`None`: no such call
+    /// in the last 24 h); 409 when that call asked for something else.
+    async fn replay(&self, k: &IdempotencyKey) -> Result<Option<Issued>, RaError> {
+        let Some(prev) = self.inner.store.idempotent_result(&k.actor, &k.key).await? else {
+            return Ok(None);
+        };
+        if prev.request_sha256 != k.request_sha256 {
+            return Err(RaError::Conflict {
+                code: "idempotency_key_reused",
+                detail: "this Idempotency-Key was used with a different request".into(),
+            });
+        }
+        let record = self
+            .inner
+            .store
+            .get_cert(&prev.issuer_id, &prev.serial_hex)
+            .await?
+            .ok_or_else(|| {
+                RaError::Internal(format!(
+                    "idempotency key names {}/{}, which is not stored",
+                    prev.issuer_id, prev.serial_hex
+                ))
+            })?;
+        let cert = ParsedCert::from_der(&record.der).map_err(CaError::from)?;
+        let chain = self.ca()?.chain(&record.issuer_id).await?;
+        tracing::info!(issuer = %record.issuer_id, serial = %record.serial_hex, "idempotent retry answered with the first certificate");
+        Ok(Some(Issued {
+            record,
+            cert,
+            chain,
+        }))
     }
 
     /// Per-client enrollment limit (API clients; the local operator is not limited).
@@ -409,7 +509,7 @@ impl Ra {
         let r = async {
             self.authorize(p, op, Target::Any, profile).await?;
             self.limit_enrollment(p)?;
-            self.issue_checked(p, op, profile, csr_input, issuer_id, validity_days)
+            self.issue_checked(p, op, profile, csr_input, issuer_id, validity_days, None)
                 .await
         }
         .await;
@@ -421,6 +521,7 @@ impl Ra {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn issue_checked(
         &self,
         p: &Principal,
@@ -429,6 +530,7 @@ impl Ra {
         csr_input: &[u8],
         issuer_id: Option<&str>,
         validity_days: Option<u32>,
+        idem: Option<&IdempotencyKey>,
     ) -> Result<Issued, RaError> {
         let ca = self.ca()?;
         ca.require_leaf_profile(profile_name)?;
@@ -442,7 +544,14 @@ impl Ra {
         self.authorize(p, op, target, profile_name).await?;
         subject::check_requested_extensions(&profile, &parsed.requested_extensions)?;
         Ok(ca
-            .issue_leaf(checked, parsed.spki, issuer_id, validity_days, &p.actor())
+            .issue_leaf_keyed(
+                checked,
+                parsed.spki,
+                issuer_id,
+                validity_days,
+                &p.actor(),
+                idem,
+            )
             .await?)
     }
 

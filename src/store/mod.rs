@@ -74,6 +74,9 @@ pub enum StoreError {
     /// Not something this database does (an online SQLite backup of a PostgreSQL store).
     #[error("{0}")]
     Unsupported(String),
+    /// Another call with the same idempotency key committed first.
+    #[error("idempotency key {0} was used by a concurrent call")]
+    IdempotencyKeyTaken(String),
 }
 
 impl StoreError {
@@ -87,6 +90,7 @@ impl StoreError {
             StoreError::BadUrl(_) => "config",
             StoreError::ReplicasLagging(_) => "revocation_not_propagated",
             StoreError::Unsupported(_) => "unsupported",
+            StoreError::IdempotencyKeyTaken(_) => "idempotency_key_in_use",
             _ => "store_unavailable",
         }
     }
@@ -95,7 +99,9 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::BadCursor(_) | StoreError::Unsupported(_) => ErrorKind::BadRequest,
-            StoreError::DuplicateCa(_) | StoreError::Taken(_) => ErrorKind::Conflict,
+            StoreError::DuplicateCa(_)
+            | StoreError::Taken(_)
+            | StoreError::IdempotencyKeyTaken(_) => ErrorKind::Conflict,
             StoreError::BadUrl(_) | StoreError::Corrupt(_) => ErrorKind::Internal,
             _ => ErrorKind::Unavailable,
         }
@@ -423,12 +429,15 @@ impl Store {
     }
 
     /// Record an issued certificate (and, for a CA certificate, the CA itself) together with its
-    /// audit entry, in one transaction. Nothing is visible unless all of it commits.
+    /// audit entry and, when the call carried one, its idempotency key, in one transaction.
+    /// Nothing is visible unless all of it commits; a key another call committed first fails
+    /// the whole transaction with [`StoreError::IdempotencyKeyTaken`].
     pub async fn record_issuance(
         &self,
         cert: &CertRecord,
         ca: Option<&CaRecord>,
         event: &AuditEvent,
+        idem: Option<&crate::model::IdempotencyKey>,
     ) -> Result<AuditEntry, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
@@ -462,8 +471,63 @@ impl Store {
                 }
             }
             insert_cert!(tx, cert);
+            if let Some(k) = idem {
+                sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                    .bind(ts - IDEMPOTENCY_KEEP_SECS)
+                    .execute(&mut *tx)
+                    .await?;
+                let r = sqlx::query(
+                    "INSERT INTO idempotency_keys \
+                     (actor, idem_key, request_sha256, issuer_id, serial_hex, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&k.actor)
+                .bind(&k.key)
+                .bind(&k.request_sha256)
+                .bind(&cert.issuer_id)
+                .bind(&cert.serial_hex)
+                .bind(ts)
+                .execute(&mut *tx)
+                .await;
+                if let Err(e) = r {
+                    return Err(if is_unique_violation(&e) {
+                        StoreError::IdempotencyKeyTaken(k.key.chars().take(64).collect())
+                    } else {
+                        StoreError::Db(e)
+                    });
+                }
+            }
             tx.commit().await?;
             Ok(entry)
+        })
+    }
+
+    /// What an earlier call by `actor` with idempotency key `key` produced, if it is younger
+    /// than 24 hours.
+    pub async fn idempotent_result(
+        &self,
+        actor: &str,
+        key: &str,
+    ) -> Result<Option<crate::model::IdempotentResult>, StoreError> {
+        let since = self.now() - IDEMPOTENCY_KEEP_SECS;
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(
+                "SELECT request_sha256, issuer_id, serial_hex FROM idempotency_keys \
+                 WHERE actor = $1 AND idem_key = $2 AND created_at >= $3",
+            )
+            .bind(actor)
+            .bind(key)
+            .bind(since)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(crate::model::IdempotentResult {
+                    request_sha256: r.try_get("request_sha256")?,
+                    issuer_id: r.try_get("issuer_id")?,
+                    serial_hex: r.try_get("serial_hex")?,
+                })),
+                None => Ok(None),
+            }
         })
     }
 
@@ -749,6 +813,9 @@ impl Store {
         audit::entries(self, f).await
     }
 }
+
+/// How long an idempotency key is kept, seconds (24 h).
+pub const IDEMPOTENCY_KEEP_SECS: i64 = 86_400;
 
 /// Hide the password in a database URL before it reaches a log or an error.
 pub fn redact_url(url: &str) -> String {
