@@ -334,9 +334,16 @@ impl Store {
     /// Connect and run migrations. `sqlite://path` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str, clock: SharedClock) -> Result<Store, StoreError> {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // While the server is down, sqlx retries connecting until this passes: it is how
+            // long a request waits before its 503, so it is short (`PNC_DB_ACQUIRE_TIMEOUT`).
+            let acquire = match std::env::var("PNC_DB_ACQUIRE_TIMEOUT") {
+                Ok(v) if !v.trim().is_empty() => crate::config::ocsp::parse_duration(&v)
+                    .map_err(|e| StoreError::BadUrl(format!("PNC_DB_ACQUIRE_TIMEOUT: {e}")))?,
+                _ => Duration::from_secs(3),
+            };
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(acquire)
                 .connect(url)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
