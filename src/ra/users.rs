@@ -14,8 +14,7 @@ use super::refusals::Refusal;
 use super::{Health, Ra, RaError};
 use crate::client_ip::ClientIp;
 use crate::model::{
-    AuditEntry, AuditEvent, AuditFilter, AuditReport, CaRecord, CertFilter, CertRecord,
-    StatusFilter, UserRecord,
+    AuditEntry, AuditEvent, AuditFilter, AuditReport, CaRecord, CertRecord, UserRecord,
 };
 use crate::policy::authz::{self, Operation, Principal, Role, Target, Via};
 use crate::store::SessionCutoffs;
@@ -399,14 +398,7 @@ impl Ra {
             soonest.extend(
                 self.inner
                     .store
-                    .list_certs(&CertFilter {
-                        tenant: t.clone(),
-                        status: Some(StatusFilter::Valid),
-                        expiring_after: Some(now),
-                        expiring_before: Some(now + 90 * day),
-                        limit: Some(1000),
-                        ..Default::default()
-                    })
+                    .expiring_soonest(now, now + 90 * day, t.as_deref(), 10)
                     .await?,
             );
         }

@@ -4,8 +4,11 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, audit, corrupt, dispatch, is_unique_violation};
-use crate::model::{AuditEvent, SessionRecord, UserRecord};
+use super::{
+    CERT_COLUMNS, Store, StoreError, audit, cert_from_row, corrupt, dispatch, is_unique_violation,
+    reason_of, status_of,
+};
+use crate::model::{AuditEvent, CertRecord, SessionRecord, UserRecord};
 use crate::policy::authz::Role;
 
 const USER_COLUMNS: &str = "name, role, tenants, password_hash, disabled_at, created_at";
@@ -299,6 +302,37 @@ impl Store {
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 out.push((r.try_get("profile")?, r.try_get("st")?, r.try_get("n")?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The valid certificates (optionally of one tenant) that expire first in `[from, to)`, at
+    /// most `limit`, soonest first.
+    pub async fn expiring_soonest(
+        &self,
+        from: i64,
+        to: i64,
+        tenant: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let tenant = tenant.unwrap_or_default().to_string();
+        let limit = limit.clamp(1, 1000);
+        dispatch!(&self.db, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'valid' \
+                 AND not_after >= $1 AND not_after < $2 AND ($3 = '' OR tenant = $3) \
+                 ORDER BY not_after, issuer_id, serial_hex LIMIT $4"
+            )))
+            .bind(from)
+            .bind(to)
+            .bind(&tenant)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(cert_from_row!(r));
             }
             Ok(out)
         })
