@@ -386,3 +386,74 @@ fn audit_entries_page_and_filter_by_action_prefix() {
         });
     }
 }
+
+#[test]
+fn concurrent_issuances_are_group_committed_and_one_failure_spares_the_rest() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            store
+                .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"), None)
+                .await
+                .unwrap();
+            store
+                .record_issuance(&cert("root", "dd"), None, &ev("first"), None)
+                .await
+                .unwrap();
+            let (b0, i0, _) = store.batch_stats();
+            // 200 issuances at once, one of them a duplicate serial.
+            let mut tasks = Vec::new();
+            for i in 0..200u32 {
+                let s = store.clone();
+                let serial = if i == 77 {
+                    "dd".to_string()
+                } else {
+                    format!("{:04x}", 0x1000 + i)
+                };
+                tasks.push(tokio::spawn(async move {
+                    s.record_issuance(&cert("root", &serial), None, &ev(&format!("c{i}")), None)
+                        .await
+                }));
+            }
+            let mut ok = 0;
+            for (i, t) in tasks.into_iter().enumerate() {
+                match t.await.unwrap() {
+                    Ok(_) => ok += 1,
+                    Err(StoreError::DuplicateSerial { .. }) if i == 77 => {}
+                    Err(e) => panic!("{backend:?}: issuance {i}: {e}"),
+                }
+            }
+            assert_eq!(
+                ok, 199,
+                "{backend:?}: every other issuance of the batch committed"
+            );
+            let (b1, i1, largest) = store.batch_stats();
+            assert_eq!(
+                i1 - i0,
+                200,
+                "{backend:?}: all went through the group commit"
+            );
+            assert!(
+                b1 - b0 < 200 && largest > 1,
+                "{backend:?}: issuances shared transactions ({} batches, largest {largest})",
+                b1 - b0
+            );
+            let r = store.audit_verify().await.unwrap();
+            assert!(r.ok(), "{backend:?}: {r:?}");
+            // ca + first + 199: the duplicate left no audit entry.
+            assert_eq!(r.entries, 201, "{backend:?}");
+            assert_eq!(
+                store
+                    .list_certs(&CertFilter {
+                        limit: Some(1000),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .len(),
+                201
+            );
+        });
+    }
+}

@@ -182,6 +182,25 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
     );
     let _ = writeln!(text, "# TYPE pnc_ocsp_live_refused_total counter");
     let _ = writeln!(text, "pnc_ocsp_live_refused_total {}", live.refused);
+    let (batches, items, largest) = st.ra.issuance_batches();
+    let _ = writeln!(
+        text,
+        "# HELP pnc_store_issuance_batches_total Transactions the group commit of issuances wrote."
+    );
+    let _ = writeln!(text, "# TYPE pnc_store_issuance_batches_total counter");
+    let _ = writeln!(text, "pnc_store_issuance_batches_total {batches}");
+    let _ = writeln!(
+        text,
+        "# HELP pnc_store_issuance_batch_items_total Issuances written by the group commit."
+    );
+    let _ = writeln!(text, "# TYPE pnc_store_issuance_batch_items_total counter");
+    let _ = writeln!(text, "pnc_store_issuance_batch_items_total {items}");
+    let _ = writeln!(
+        text,
+        "# HELP pnc_store_issuance_batch_largest The largest batch so far."
+    );
+    let _ = writeln!(text, "# TYPE pnc_store_issuance_batch_largest gauge");
+    let _ = writeln!(text, "pnc_store_issuance_batch_largest {largest}");
     let req = st.ocsp.request_stats();
     let _ = writeln!(
         text,

@@ -860,6 +860,11 @@ impl Ra {
         Ok(())
     }
 
+    /// Group commit of issuances so far: (transactions, issuances in them, largest batch).
+    pub fn issuance_batches(&self) -> (u64, u64, u64) {
+        self.inner.store.batch_stats()
+    }
+
     /// Recompute the whole audit chain.
     pub async fn verify_audit(&self, p: &Principal) -> Result<AuditReport, RaError> {
         self.authorize(p, Operation::ReadAudit, Target::Any, "audit")

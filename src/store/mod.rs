@@ -10,6 +10,7 @@
 //! its audit entry. Times come from the injected clock, never from the system directly.
 
 mod audit;
+pub mod batch;
 mod clients;
 mod crl;
 pub mod ocsp;
@@ -77,6 +78,9 @@ pub enum StoreError {
     /// Another call with the same idempotency key committed first.
     #[error("idempotency key {0} was used by a concurrent call")]
     IdempotencyKeyTaken(String),
+    /// The group commit holding this issuance failed; nothing of it was stored.
+    #[error("database: the issuance batch did not commit: {0}")]
+    BatchFailed(String),
 }
 
 impl StoreError {
@@ -149,6 +153,9 @@ use dispatch;
 pub struct Store {
     db: Db,
     clock: SharedClock,
+    /// The group-commit writer of leaf issuances (`batch`), started by `connect`.
+    batch: Option<tokio::sync::mpsc::Sender<batch::Job>>,
+    batch_stats: std::sync::Arc<batch::BatchStats>,
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -367,7 +374,14 @@ impl Store {
                 redact_url(url)
             )));
         };
-        Ok(Store { db, clock })
+        let batch_stats = std::sync::Arc::new(batch::BatchStats::default());
+        let batch = Some(batch::spawn(db.clone(), clock.clone(), batch_stats.clone()));
+        Ok(Store {
+            db,
+            clock,
+            batch,
+            batch_stats,
+        })
     }
 
     /// Write a consistent copy of the whole database to `path` while it is in use: SQLite's
@@ -446,6 +460,23 @@ impl Store {
         event: &AuditEvent,
         idem: Option<&crate::model::IdempotencyKey>,
     ) -> Result<AuditEntry, StoreError> {
+        if ca.is_none()
+            && let Some(batch) = &self.batch
+        {
+            // Leaf issuances are group-committed (`batch`); the answer comes after the commit.
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = batch::Job {
+                cert: cert.clone(),
+                event: event.clone(),
+                idem: idem.cloned(),
+                reply,
+            };
+            if batch.send(job).await.is_ok() {
+                return answer.await.unwrap_or_else(|_| {
+                    Err(StoreError::BatchFailed("the batch writer stopped".into()))
+                });
+            }
+        }
         let ts = self.now();
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
@@ -479,34 +510,22 @@ impl Store {
             }
             insert_cert!(tx, cert);
             if let Some(k) = idem {
-                sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-                    .bind(ts - IDEMPOTENCY_KEEP_SECS)
-                    .execute(&mut *tx)
-                    .await?;
-                let r = sqlx::query(
-                    "INSERT INTO idempotency_keys \
-                     (actor, idem_key, request_sha256, issuer_id, serial_hex, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&k.actor)
-                .bind(&k.key)
-                .bind(&k.request_sha256)
-                .bind(&cert.issuer_id)
-                .bind(&cert.serial_hex)
-                .bind(ts)
-                .execute(&mut *tx)
-                .await;
-                if let Err(e) = r {
-                    return Err(if is_unique_violation(&e) {
-                        StoreError::IdempotencyKeyTaken(k.key.chars().take(64).collect())
-                    } else {
-                        StoreError::Db(e)
-                    });
-                }
+                batch::insert_idem!(&mut *tx, k, cert, ts)?;
             }
             tx.commit().await?;
             Ok(entry)
         })
+    }
+
+    /// Group-commit statistics: (transactions, issuances in them, largest batch).
+    pub fn batch_stats(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.batch_stats;
+        (
+            s.batches.load(Relaxed),
+            s.items.load(Relaxed),
+            s.largest.load(Relaxed),
+        )
     }
 
     /// What an earlier call by `actor` with idempotency key `key` produced, if it is younger
