@@ -881,6 +881,12 @@ fn private_key_pem(
         crate::alg::KeyAlg::EcP256 => Nid::X9_62_PRIME256V1,
         crate::alg::KeyAlg::EcP384 => Nid::SECP384R1,
         crate::alg::KeyAlg::EcP521 => Nid::SECP521R1,
+        other => {
+            return Err(CliError::Invalid(format!(
+                "keys handed out are EC keys, not {}",
+                other.name()
+            )));
+        }
     };
     let group = EcGroup::from_curve_name(nid).map_err(e)?;
     let mut ctx = BigNumContext::new().map_err(e)?;

@@ -586,7 +586,7 @@ pub fn encode_response_data(
 }
 
 /// Full OCSPResponse (successful, id-pkix-ocsp-basic) from signed
-/// ResponseData. `signature_der` is a DER ECDSA-Sig-Value (see
+/// ResponseData. `signature_der` is a DER ECDSA-Sig-Value or an RSA signature as is (see
 /// [`crate::x509::ecdsa_raw_to_der`] for HSM `r||s` output); `certs` are DER certificates
 /// to embed (the delegated signer), or empty when the CA signs itself.
 pub fn encode_basic_response(
@@ -611,7 +611,8 @@ pub fn encode_basic_response(
         tbs_response_data: tbs,
         signature_algorithm: AlgorithmIdentifier {
             oid: sig_alg.oid(),
-            parameters: None,
+            // RSA PKCS#1 v1.5 carries NULL parameters (RFC 4055); ECDSA none (RFC 5758).
+            parameters: sig_alg.is_rsa().then_some(AnyRef::NULL),
         },
         signature: BitStringRef::from_bytes(signature_der).map_err(invalid)?,
         certs,
