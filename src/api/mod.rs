@@ -11,6 +11,7 @@ pub mod error;
 pub mod est;
 pub mod metrics;
 pub mod native;
+pub mod ocpp;
 pub mod provisioning;
 
 use std::sync::Arc;
@@ -63,6 +64,10 @@ pub struct ApiConfig {
     /// Answer a refused installation that carries a FAILED EXI with HTTP 200 (both CSMSs discard
     /// 404 bodies) instead of its error status.
     pub failed_exi_ok: bool,
+    /// What an OCPP `SignCertificateRequest` without `certificateType` asks for
+    /// (`PNC_OCPP_DEFAULT_CERTIFICATE_TYPE`; OCPP says "both", and MaEVe and CitrineOS read it
+    /// differently).
+    pub ocpp_default_certificate_type: crate::ra::ocpp::OcppCertificateType,
 }
 
 /// Settings or files `serve` cannot start with.
@@ -120,6 +125,19 @@ impl ApiConfig {
                         "PNC_PROVISIONING_FAILED_EXI_STATUS='{other}' (use 200 or error)"
                     )));
                 }
+            },
+            ocpp_default_certificate_type: match std::env::var(
+                "PNC_OCPP_DEFAULT_CERTIFICATE_TYPE",
+            ) {
+                Ok(v) if !v.trim().is_empty() => {
+                    crate::ra::ocpp::OcppCertificateType::from_name(v.trim()).ok_or_else(|| {
+                        ServeError::Config(format!(
+                            "PNC_OCPP_DEFAULT_CERTIFICATE_TYPE='{}' (use ChargingStationCertificate, V2GCertificate or V2G20Certificate)",
+                            v.chars().take(40).collect::<String>()
+                        ))
+                    })?
+                }
+                _ => crate::ra::ocpp::OcppCertificateType::ChargingStation,
             },
         };
         if cfg.token_ttl < 1 {
@@ -237,6 +255,7 @@ fn build() -> Routes {
     let r = auth::routes(r);
     let r = est::routes(r);
     let r = provisioning::routes(r);
+    let r = ocpp::routes(r);
     native::routes(r)
 }
 

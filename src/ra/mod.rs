@@ -10,6 +10,7 @@ pub mod auth;
 mod clients;
 pub mod contracts;
 mod guard;
+pub mod ocpp;
 pub mod provisioning;
 pub mod refusals;
 
@@ -353,8 +354,16 @@ impl Ra {
         let r = async {
             self.authorize(p, op, Target::Any, &profile_name).await?;
             self.limit_enrollment(p)?;
-            self.issue_checked(p, op, &profile_name, csr_input, None, None)
-                .await
+            self.issue_checked(
+                p,
+                op,
+                &profile_name,
+                csr_input,
+                None,
+                None,
+                ocpp::Extra::default(),
+            )
+            .await
         }
         .await;
         match r {
@@ -387,8 +396,16 @@ impl Ra {
         let r = async {
             self.authorize(p, op, Target::Any, profile).await?;
             self.limit_enrollment(p)?;
-            self.issue_checked(p, op, profile, csr_input, issuer_id, validity_days)
-                .await
+            self.issue_checked(
+                p,
+                op,
+                profile,
+                csr_input,
+                issuer_id,
+                validity_days,
+                ocpp::Extra::default(),
+            )
+            .await
         }
         .await;
         match r {
@@ -399,6 +416,11 @@ impl Ra {
         }
     }
 
+    /// The checks every CSR enrollment makes, in order: leaf profile, CSR, subject, the
+    /// station identity (OCPP), the tenant, requested extensions, the subjectAltName against
+    /// the caller's allow-list (OCPP server certificates), the root the station expects
+    /// (OCPP 2.1); then one call into the CA.
+    #[allow(clippy::too_many_arguments)]
     async fn issue_checked(
         &self,
         p: &Principal,
@@ -407,18 +429,50 @@ impl Ra {
         csr_input: &[u8],
         issuer_id: Option<&str>,
         validity_days: Option<u32>,
+        extra: ocpp::Extra<'_>,
     ) -> Result<Issued, RaError> {
         let ca = self.ca()?;
         ca.require_leaf_profile(profile_name)?;
         let profile = self.inner.profiles.get(profile_name)?.clone();
         let parsed = csr::parse_and_verify(csr_input)?;
         let checked = subject::check_subject(&profile, &parsed.subject)?;
+        if let Some(sid) = extra.station_id {
+            let cn = crate::x509::name::values(&checked.name, crate::x509::name::OID_CN);
+            if cn.first().map(String::as_str) != Some(sid) {
+                return Err(RaError::bad(
+                    "station_id_mismatch",
+                    format!(
+                        "the CSR's CN '{}' is not the station '{sid}'",
+                        cn.first()
+                            .map(|c| c.chars().take(64).collect::<String>())
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         let target = match checked.identifier() {
             Some(id) => Target::Identifier(id),
             None => Target::NoIdentifier("identifier"),
         };
         self.authorize(p, op, target, profile_name).await?;
         subject::check_requested_extensions(&profile, &parsed.requested_extensions)?;
+        let checked = checked.with_requested_sans(
+            &profile,
+            &parsed.requested_extensions,
+            |san| match san {
+                subject::SanName::Dns(n) => authz::dns_name_allowed(p, n),
+                subject::SanName::Ip(a) => authz::ip_allowed(p, a),
+            },
+        )?;
+        if let Some(h) = extra.hash_root {
+            let chain = ca.issuing_chain(profile_name).await?;
+            if !chain.last().is_some_and(|root| h.names(root)) {
+                return Err(RaError::bad(
+                    "root_hash_mismatch",
+                    "hashRootCertificate does not name the root this certificate is issued under",
+                ));
+            }
+        }
         Ok(ca
             .issue_leaf(checked, parsed.spki, issuer_id, validity_days, &p.actor())
             .await?)

@@ -405,6 +405,39 @@ impl ParsedCert {
     }
 }
 
+/// OCPP `CertificateHashDataType` of a certificate (what `GetInstalledCertificateIds` reports
+/// and `hashRootCertificate` names): hex hashes of its issuer's name and public key (the
+/// subjectPublicKey BIT STRING contents, as in an OCSP CertID) and its serial in lower-case hex
+/// without leading zeros (as EVerest writes it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertHashData {
+    /// `SHA256`, `SHA384` or `SHA512`.
+    pub hash_algorithm: &'static str,
+    /// Hex hash of the issuer's DER name.
+    pub issuer_name_hash: String,
+    /// Hex hash of the issuer's public key.
+    pub issuer_key_hash: String,
+    /// Hex serial number, leading zeros stripped.
+    pub serial_number: String,
+}
+
+/// The hash data of `cert` issued by `issuer` (a root is its own issuer).
+pub fn cert_hash_data(
+    cert: &ParsedCert,
+    issuer: &ParsedCert,
+    hash: crate::alg::HashAlg,
+) -> CertHashData {
+    let serial = cert.serial_hex();
+    let stripped = serial.trim_start_matches('0');
+    CertHashData {
+        hash_algorithm: hash.ocpp_name(),
+        issuer_name_hash: hex::encode(hash.digest(&cert.issuer_der())),
+        issuer_key_hash: hex::encode(hash.digest(issuer.spki().subject_public_key.raw_bytes())),
+        serial_number: if stripped.is_empty() { "0" } else { stripped }.to_string(),
+    }
+}
+
 /// PEM with `label` (LF line endings).
 pub fn to_pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
