@@ -278,6 +278,8 @@ pub struct CertFilter {
     pub serial_hex: Option<String>,
     /// Tenant prefix (as stored, once the RA has decided it).
     pub tenant: Option<String>,
+    /// Subject DN exactly as stored (`C=DE, O=…, CN=…`).
+    pub subject: Option<String>,
     /// Only certificates with `not_after` before this (unix seconds).
     pub expiring_before: Option<i64>,
     /// Keyset pagination cursor: `issuer_id/serial_hex` of the last item seen.

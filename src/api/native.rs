@@ -103,6 +103,7 @@ async fn list_certs(
                 serial_hex: q.serial_hex,
                 expiring_before: q.expiring_before,
                 tenant: q.tenant,
+                subject: None,
                 after: q.after,
                 limit: q.limit,
             },

@@ -12,6 +12,7 @@ pub mod contracts;
 mod guard;
 pub mod ocpp;
 pub mod provisioning;
+mod reenroll;
 pub mod refusals;
 
 use std::sync::Arc;
@@ -516,6 +517,18 @@ impl Ra {
         standard: Standard,
     ) -> Result<Vec<ParsedCert>, RaError> {
         Ok(self.ca()?.issuing_chain(&family.profile(standard)).await?)
+    }
+
+    /// RFC 7030 `csrattrs` for `family` (DER): the keys and signature algorithms its profile
+    /// takes, and whether it wants a subjectAltName; public.
+    pub fn csr_attrs(&self, family: Family, standard: Standard) -> Result<Vec<u8>, RaError> {
+        let p = self.inner.profiles.get(&family.profile(standard))?;
+        let mut keys = vec![p.key];
+        keys.extend(p.csr_keys.iter().copied());
+        Ok(csr::csr_attrs_der(
+            &keys,
+            p.san != crate::policy::profile::SanRule::None,
+        ))
     }
 
     // ------------------------------------------------------------------------------- lookups

@@ -194,7 +194,13 @@ impl Ra {
         }
         .await;
         match r {
-            Ok(i) => Ok(i),
+            Ok(i) => {
+                if family == Family::ChargingStation {
+                    // A station keeps one certificate: the one it just asked for.
+                    self.supersede_previous(&i, &p.actor()).await;
+                }
+                Ok(i)
+            }
             Err(e) => Err(self
                 .refused(p, "certificate.enroll.refused", &profile_name, e)
                 .await),

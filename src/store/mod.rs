@@ -572,6 +572,9 @@ impl Store {
         if let Some(v) = &f.tenant {
             push("tenant = ?", v.clone());
         }
+        if let Some(v) = &f.subject {
+            push("subject = ?", v.clone());
+        }
         if let Some(after) = &f.after {
             let (i, s) = after.split_once('/').ok_or_else(|| {
                 StoreError::BadCursor("cursor must be issuer_id/serial_hex".into())

@@ -146,6 +146,45 @@ pub fn parse_and_verify(input: &[u8]) -> Result<Csr, CsrError> {
     })
 }
 
+/// RFC 7030 §4.5.2 `CsrAttrs` (DER) telling an EST client what to put in its request: the
+/// key types (`id-ecPublicKey` with the curves as an attribute, `rsaEncryption` as an OID), the
+/// signature algorithms, and, when `wants_san`, an extensionRequest for subjectAltName.
+pub fn csr_attrs_der(keys: &[crate::alg::KeyAlg], wants_san: bool) -> Vec<u8> {
+    use der::Encode;
+    let oid = |o: ObjectIdentifier| o.to_der().unwrap_or_default();
+    let set = |mut items: Vec<Vec<u8>>| {
+        // DER SET OF: elements in ascending order of their encodings.
+        items.sort();
+        items.dedup();
+        let mut body = super::der_sequence(&items.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        body[0] = 0x31;
+        body
+    };
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let curves: Vec<Vec<u8>> = keys.iter().filter_map(|k| k.curve_oid()).map(oid).collect();
+    if !curves.is_empty() {
+        let attr_oid = oid(super::OID_EC_PUBLIC_KEY);
+        out.push(super::der_sequence(&[&attr_oid, &set(curves)]));
+    }
+    if keys.iter().any(|k| k.is_rsa()) {
+        out.push(oid(super::OID_RSA_ENCRYPTION));
+    }
+    if wants_san {
+        let attr_oid = oid(OID_EXTENSION_REQUEST);
+        let san = oid(const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME);
+        out.push(super::der_sequence(&[&attr_oid, &set(vec![san])]));
+    }
+    let mut sigs: Vec<ObjectIdentifier> = Vec::new();
+    for k in keys {
+        let s = k.signature_alg().oid();
+        if !sigs.contains(&s) {
+            sigs.push(s);
+        }
+    }
+    out.extend(sigs.into_iter().map(oid));
+    super::der_sequence(&out.iter().map(Vec::as_slice).collect::<Vec<_>>())
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -383,6 +383,38 @@ impl ParsedCert {
             .map(|eku| eku.0)
     }
 
+    /// Its subjectAltName DNS names and IP addresses as allow-list entries (`dns:NAME`,
+    /// `ip:ADDRESS`); other name types are left out.
+    pub fn subject_alt_names(&self) -> Vec<String> {
+        use x509_cert::ext::pkix::name::GeneralName;
+        let Some(e) = self.extension(const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME) else {
+            return Vec::new();
+        };
+        let Ok(names) = x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())
+        else {
+            return Vec::new();
+        };
+        names
+            .0
+            .into_iter()
+            .filter_map(|n| match n {
+                GeneralName::DnsName(d) => {
+                    Some(format!("dns:{}", d.to_string().to_ascii_lowercase()))
+                }
+                GeneralName::IpAddress(os) => {
+                    let b = os.as_bytes();
+                    let ip = match b.len() {
+                        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?),
+                        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?),
+                        _ => return None,
+                    };
+                    Some(format!("ip:{ip}"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Issuer name, DER.
     pub fn issuer_der(&self) -> Vec<u8> {
         self.tbs().issuer().to_der().unwrap_or_default()
