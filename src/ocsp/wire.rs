@@ -596,7 +596,17 @@ pub fn encode_basic_response(
     certs: &[Vec<u8>],
 ) -> Result<Vec<u8>, WireError> {
     let tbs = single_tlv(response_data_der, Tag::Sequence, "response_data_der")?;
-    single_tlv(signature_der, Tag::Sequence, "signature_der")?;
+    if sig_alg.is_rsa() {
+        // An RSA signature is an integer as long as the modulus, not a DER structure.
+        if signature_der.len() < 256 {
+            return Err(WireError::InvalidInput(format!(
+                "signature_der: an RSA signature of {} bytes",
+                signature_der.len()
+            )));
+        }
+    } else {
+        single_tlv(signature_der, Tag::Sequence, "signature_der")?;
+    }
     let certs = if certs.is_empty() {
         None
     } else {
@@ -1524,6 +1534,8 @@ mod tests {
         assert!(encode_basic_response(&tbs, SignatureAlg::EcdsaSha384, &sig, &[]).is_ok());
         assert!(encode_basic_response(&tbs[1..], SignatureAlg::EcdsaSha256, &sig, &[]).is_err());
         assert!(encode_basic_response(&tbs, SignatureAlg::EcdsaSha256, &[1, 2], &[]).is_err());
+        assert!(encode_basic_response(&tbs, SignatureAlg::RsaSha256, &[1u8; 256], &[]).is_ok());
+        assert!(encode_basic_response(&tbs, SignatureAlg::RsaSha256, &[1u8; 64], &[]).is_err());
         assert!(
             encode_basic_response(&tbs, SignatureAlg::EcdsaSha256, &sig, &[vec![0x30]]).is_err()
         );
