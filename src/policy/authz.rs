@@ -658,6 +658,7 @@ mod tests {
         let cps = client(Role::Cps, &[]);
         let admin = client(Role::Admin, &[]);
         let auditor = client(Role::Auditor, &[]);
+        let csms = client(Role::Csms, &["ACME CSO", "DE*ABC", "dns:csms.test"]);
         let op = Principal::operator("alice");
         let evse_ours = Target::Identifier(Identifier::EvseId("DE*ABC*E1234"));
         let evse_theirs = Target::Identifier(Identifier::EvseId("DE*XYZ*E1234"));
@@ -699,6 +700,35 @@ mod tests {
             (&cpo, Operation::Enroll(Family::Cps), Target::Any, ROLE),
             (&admin, secc, evse_theirs, ALLOW),
             (&auditor, secc, Target::Any, ROLE),
+            // OCPP: a CSMS enrolls stations of its CSO and SECC certificates of its operator.
+            (
+                &csms,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Identifier(Identifier::Organization("ACME CSO")),
+                ALLOW,
+            ),
+            (
+                &csms,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Identifier(Identifier::Organization("Other CSO")),
+                TENANT,
+            ),
+            (
+                &csms,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Identifier(Identifier::Organization("acme cso")),
+                TENANT,
+            ),
+            (&csms, secc, evse_ours, ALLOW),
+            (&csms, secc, evse_theirs, TENANT),
+            (&csms, contract, Target::Any, ROLE),
+            (
+                &cpo,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Any,
+                ROLE,
+            ),
+            (&csms, Operation::Revoke, stored_ours, ALLOW),
             // Reading and revoking stored certificates: by stored tenant.
             (&cpo, Operation::ReadCertificates, stored_ours, ALLOW),
             (&cpo, Operation::ReadCertificates, stored_theirs, TENANT),
@@ -748,6 +778,30 @@ mod tests {
         assert_eq!(d.actor, "api:c1");
         assert_eq!(d.operation, Operation::Revoke);
         assert_eq!(d.code.as_str(), "forbidden_tenant");
+    }
+
+    #[test]
+    fn csms_tenants_and_san_allow_lists() {
+        let t = |s: &str| normalize_tenant(Role::Csms, s);
+        assert_eq!(t(" ACME CSO ").unwrap(), "ACME CSO");
+        assert_eq!(t("de*abc").unwrap(), "DE*ABC");
+        assert_eq!(t("dns:CSMS.Example.COM.").unwrap(), "dns:csms.example.com");
+        assert_eq!(t("dns:*.example.com").unwrap(), "dns:*.example.com");
+        assert_eq!(t("ip:10.0.0.1").unwrap(), "ip:10.0.0.1");
+        assert!(t("dns:bad_name").is_err());
+        assert!(t("ip:10.0.0.300").is_err());
+        assert!(t("").is_err());
+        let p = client(
+            Role::Csms,
+            &["dns:csms.test", "dns:*.ws.test", "ip:127.0.0.1"],
+        );
+        assert!(dns_name_allowed(&p, "csms.test"));
+        assert!(!dns_name_allowed(&p, "evil.test"));
+        assert!(dns_name_allowed(&p, "a.ws.test"));
+        assert!(!dns_name_allowed(&p, "a.b.ws.test"), "one label only");
+        assert!(!dns_name_allowed(&p, "ws.test"));
+        assert!(ip_allowed(&p, &"127.0.0.1".parse().unwrap()));
+        assert!(!ip_allowed(&p, &"127.0.0.2".parse().unwrap()));
     }
 
     #[test]

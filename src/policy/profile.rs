@@ -524,6 +524,53 @@ mod tests {
     }
 
     #[test]
+    fn ocpp_profiles_take_rsa_and_ec_csrs_but_iso_profiles_do_not() {
+        let p = Profiles::builtin().unwrap();
+        for name in ["charging-station", "csms-server", "firmware-signing"] {
+            let prof = p.get(name).unwrap();
+            assert_eq!(prof.standard, Standard::Ocpp);
+            for k in [KeyAlg::Rsa2048, KeyAlg::Rsa3072, KeyAlg::EcP256] {
+                assert!(prof.accepts_key(k), "{name} {k:?}");
+            }
+        }
+        let cs = p.get("charging-station").unwrap();
+        assert_eq!(
+            cs.key_usage_for(KeyAlg::Rsa2048),
+            ["digitalSignature", "keyEncipherment"]
+        );
+        assert_eq!(
+            cs.key_usage_for(KeyAlg::EcP256),
+            ["digitalSignature", "keyAgreement"]
+        );
+        assert_eq!(p.get("csms-server").unwrap().san, SanRule::DnsIpAllowed);
+        assert!(!p.get("secc-leaf").unwrap().accepts_key(KeyAlg::Rsa2048));
+        // An ISO 15118 profile may not take RSA, nor carry a SAN rule.
+        let secc = BUILTIN.iter().find(|(n, _)| *n == "secc-leaf").unwrap().1;
+        for bad in [
+            secc.replacen(
+                "hash = \"sha256\"",
+                "csr_keys = [\"rsa-2048\"]\nhash = \"sha256\"",
+                1,
+            ),
+            secc.replacen(
+                "hash = \"sha256\"",
+                "san = \"dns-ip-allowed\"\nhash = \"sha256\"",
+                1,
+            ),
+        ] {
+            let r = Profiles::from_sources(BUILTIN.iter().map(|(n, t)| {
+                let text = if *n == "secc-leaf" {
+                    bad.clone()
+                } else {
+                    t.to_string()
+                };
+                (n.to_string(), text)
+            }));
+            assert!(r.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn invalid_profiles_are_refused() {
         let good = BUILTIN.iter().find(|(n, _)| *n == "secc-leaf").unwrap().1;
         let cases = [
