@@ -773,6 +773,40 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         assert_eq!(rec["status"], "revoked", "{rec}");
         assert_eq!(rec["revocation_reason"], "superseded", "{rec}");
 
+        // --- Renewal report: the valid station certificates, not the superseded one.
+        let report = env.ok(&[
+            "report",
+            "expiring",
+            "--days",
+            "400",
+            "--profile",
+            "charging-station",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_str(&report).unwrap();
+        let subjects: Vec<&str> = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["subject"].as_str().unwrap())
+            .collect();
+        assert!(
+            subjects.contains(&"O=pnc-pki Demo CSO, CN=CS-0003"),
+            "{subjects:?}"
+        );
+        assert_eq!(
+            subjects
+                .iter()
+                .filter(|s| s.ends_with("CN=CS-0001"))
+                .count(),
+            1,
+            "only the newest CS-0001: {subjects:?}"
+        );
+        assert!(
+            !subjects.iter().any(|s| s.ends_with("CN=CS-0002")),
+            "revoked"
+        );
+
         // --- EST cacerts and csrattrs, parsed by openssl.
         let (code, p7) = api.call(
             "GET",

@@ -17,11 +17,13 @@ pub enum ClientCmd {
         /// Human-readable name.
         #[arg(long)]
         name: String,
-        /// cpo, mo, oem, cps, admin or auditor.
+        /// cpo, mo, oem, cps, csms, admin or auditor.
         #[arg(long)]
         role: Role,
         /// Tenant prefix (repeatable): EVSE operator `DE*ABC` for cpo, EMAID provider `DE8AA` for
-        /// mo, PCID WMI for oem.
+        /// mo, PCID WMI for oem; for csms the CSO's organization name (subject O), EVSE operator
+        /// prefixes (with `*`) and its subjectAltName allow-list (`dns:NAME`, `dns:*.DOMAIN`,
+        /// `ip:ADDRESS`).
         #[arg(long = "tenant")]
         tenants: Vec<String>,
         /// Client certificate (PEM) it may also authenticate with over mutual TLS: bound by its

@@ -241,6 +241,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reports over the issued certificates.
+    Report {
+        /// The report.
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
     /// Show one certificate.
     Show {
         /// Where the deployment lives.
@@ -543,6 +549,57 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 }
                 RevokeOutcome::NotFound => {
                     return Err(RaError::NotFound(format!("no certificate {what}")).into());
+                }
+            }
+            Ok(0)
+        }),
+        Command::Report {
+            cmd:
+                ReportCmd::Expiring {
+                    dir,
+                    days,
+                    profile,
+                    limit,
+                    json,
+                },
+        } => with_store(&dir.data_dir, async |ra| {
+            // Valid certificates whose end falls within the window, by the process clock.
+            let before = ra.now() + i64::from(days) * 86_400;
+            let page = ra
+                .list_certificates(
+                    &op,
+                    CertFilter {
+                        profile,
+                        status: Some(StatusFilter::Valid),
+                        expiring_before: Some(before),
+                        limit: Some(limit),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let now = ra.now();
+            let mut items: Vec<_> = page
+                .items
+                .into_iter()
+                .filter(|c| c.not_after > now)
+                .collect();
+            items.sort_by_key(|c| c.not_after);
+            if json {
+                print_json(&items, true)?;
+            } else {
+                println!(
+                    "{:<20} {:<16} {:<34} {:<6} SUBJECT",
+                    "NOT AFTER", "ISSUER", "SERIAL", "DAYS"
+                );
+                for c in items {
+                    println!(
+                        "{:<20} {:<16} {:<34} {:<6} {}",
+                        rfc3339(c.not_after),
+                        c.issuer_id,
+                        c.serial_hex,
+                        (c.not_after - now) / 86_400,
+                        c.subject
+                    );
                 }
             }
             Ok(0)
@@ -865,6 +922,30 @@ fn write_issued(
         }
         None => out.persist(),
     }
+}
+
+/// Reports.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportCmd {
+    /// Valid certificates that expire within `--days` (every profile, or `--profile`), soonest
+    /// first: what has to be renewed (OCPP stations re-enroll with SignCertificate).
+    Expiring {
+        /// Where the deployment lives.
+        #[command(flatten)]
+        dir: DataDir,
+        /// The window, days from now.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Only this profile (`charging-station`, `csms-server`, `secc-leaf`, …).
+        #[arg(long)]
+        profile: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// PKCS#8 PEM of a service-generated EC key, checked against the certificate's public key.
