@@ -289,6 +289,8 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             ("PNC_TLS_KEY", &s(&api_key)),
             ("PNC_TLS_CLIENT_CA", &s(&client_ca)),
             ("PNC_TLS_CLIENT_CA_ALLOW_OWN", "1"),
+            // Superseded certificates are revoked at once here; the grace period is below.
+            ("PNC_SUPERSEDE_GRACE", "0"),
         ]);
         let base = wait_tls_ready(&srv, &tca.cert);
         let token_of = |c: &(String, String)| {
@@ -984,5 +986,50 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         ]);
         assert!(out.contains("Verified OK"), "{out}");
         drop(srv);
+
+        // --- With a grace period the replaced certificate stays valid, then is revoked.
+        let graced = env.serve_with_env(&[("PNC_SUPERSEDE_GRACE", "2s")]);
+        let g = Api {
+            base: graced.base.clone(),
+            ca: s(&tca.cert),
+            token: graced
+                .bearer(&csms)
+                .trim_start_matches("Bearer ")
+                .to_string(),
+        };
+        let serial_of = |body: &Value, name: &str| {
+            let leaf = split_pem(&d, name, body["certificateChain"].as_str().unwrap())[0].clone();
+            let out = must(&["x509", "-in", &s(&leaf), "-noout", "-serial"]);
+            out.trim()
+                .trim_start_matches("serial=")
+                .to_ascii_lowercase()
+        };
+        let (c1, _) = csr(&d, "g1", "ec:P-256", &format!("/O={ORG}/CN=CS-0200"), &[]);
+        let (code, first) = g.sign(&sign_req("CS-0200", &c1, None));
+        assert_eq!(code, 200, "{first}");
+        let (c2, _) = csr(&d, "g2", "ec:P-256", &format!("/O={ORG}/CN=CS-0200"), &[]);
+        let (code, second) = g.sign(&sign_req("CS-0200", &c2, None));
+        assert_eq!(code, 200, "{second}");
+        let old = serial_of(&first, "g1");
+        let (_, rec) = g.get_json(&format!("/api/v1/certificates/cso-sub-ca/{old}"));
+        assert_eq!(
+            rec["status"], "valid",
+            "still valid in its grace period: {rec}"
+        );
+        let audit = env.ok(&["audit", "export", "--action", "certificate.supersede"]);
+        assert!(audit.contains(&old), "the schedule is audited: {audit}");
+        let mut revoked = Value::Null;
+        for _ in 0..100 {
+            let (_, rec) = g.get_json(&format!("/api/v1/certificates/cso-sub-ca/{old}"));
+            if rec["status"] == "revoked" {
+                revoked = rec;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert_eq!(revoked["revocation_reason"], "superseded", "{revoked}");
+        let new = serial_of(&second, "g2");
+        let (_, rec) = g.get_json(&format!("/api/v1/certificates/cso-sub-ca/{new}"));
+        assert_eq!(rec["status"], "valid", "{rec}");
     }
 }

@@ -138,7 +138,7 @@ for label, profile in EST_LABELS.items():
         op("get", f"RFC 7030 cacerts: CA chain for {profile}, issuing CA first, root last", public=True, tags="est",
            responses=[("200", "PKCS#7 certs-only", PKCS7)])
     path(f"/.well-known/est/{label}/simplereenroll")
-    op("post", f"RFC 7030 simplereenroll ({profile}): authenticated by the current certificate over mutual TLS; same subject; the old certificate is revoked as superseded", public=True, tags="est",
+    op("post", f"RFC 7030 simplereenroll ({profile}): authenticated by the current certificate over mutual TLS; same subject; the old certificate is revoked as superseded after PNC_SUPERSEDE_GRACE", public=True, tags="est",
        body=[("application/pkcs10", "{type: string, description: base64 DER PKCS#10}")],
        responses=[("200", "leaf first, then the issuing sub-CAs", PKCS7),
                   ("400", "malformed CSR, subject_mismatch or profile violation", OPCP_ERR),

@@ -15,6 +15,7 @@
 //! | `PNC_TRUSTED_PROXIES`                  | none       | proxies whose `X-Forwarded-For` is believed       |
 //! | `PNC_PROVISIONING_MAX_CHARS_ISO2`      | `5600`     | base64 size of a -2 provisioning answer (OCPP 2.0.1) |
 //! | `PNC_PROVISIONING_MAX_CHARS_ISO20`     | `17000`    | base64 size of a -20 provisioning answer (OCPP 2.1)  |
+//! | `PNC_SUPERSEDE_GRACE`                  | `24h`      | how long a re-issued station's old certificate stays valid (`0`: revoked at once) |
 
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub struct LimitSettings {
     pub max_response_chars_iso2: usize,
     /// Largest ISO 15118-20 provisioning answer, in base64 characters (OCPP 2.1).
     pub max_response_chars_iso20: usize,
+    /// How long a certificate replaced by a re-issue for the same subject (an OCPP station,
+    /// `simplereenroll`) stays valid before it is revoked as superseded; zero: at once.
+    pub supersede_grace: Duration,
 }
 
 impl Default for LimitSettings {
@@ -64,6 +68,9 @@ impl Default for LimitSettings {
             trusted_proxies: TrustedProxies::default(),
             max_response_chars_iso2: 5600,
             max_response_chars_iso20: 17000,
+            // A day: a station that got its new certificate but lost the answer's
+            // acknowledgement can still connect with the old one and ask again.
+            supersede_grace: Duration::from_secs(86_400),
         }
     }
 }
@@ -126,6 +133,7 @@ impl LimitSettings {
                 "PNC_PROVISIONING_MAX_CHARS_ISO20",
                 d.max_response_chars_iso20,
             )?,
+            supersede_grace: duration("PNC_SUPERSEDE_GRACE", d.supersede_grace)?,
         })
     }
 }

@@ -189,6 +189,8 @@ struct Inner {
     response_caps: (usize, usize),
     /// Roots and CAs for provisioning path checks, parsed once (`contracts::TrustSet`).
     trust: std::sync::Mutex<Option<(std::time::Instant, Arc<contracts::TrustSet>)>>,
+    /// Seconds a superseded certificate stays valid (`PNC_SUPERSEDE_GRACE`).
+    supersede_grace: i64,
 }
 
 /// The registration authority. Cheap to clone.
@@ -216,6 +218,7 @@ impl Ra {
         limits: LimitSettings,
     ) -> Ra {
         let window = i64::try_from(limits.refusal_window.as_secs()).unwrap_or(60);
+        let limits_grace = limits.supersede_grace;
         let response_caps = (
             limits.max_response_chars_iso2,
             limits.max_response_chars_iso20,
@@ -232,6 +235,7 @@ impl Ra {
                 health: tokio::sync::Mutex::new(None),
                 response_caps,
                 trust: std::sync::Mutex::new(None),
+                supersede_grace: i64::try_from(limits_grace.as_secs()).unwrap_or(i64::MAX),
             }),
         }
     }

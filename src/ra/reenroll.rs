@@ -4,7 +4,7 @@
 use der::Encode;
 
 use super::{Ra, RaError, ocpp};
-use crate::model::{CertFilter, CertRecord, Issued, RevocationReason, StatusFilter};
+use crate::model::{AuditEvent, CertFilter, CertRecord, Issued, RevocationReason, StatusFilter};
 use crate::policy::authz::{Family, Operation, Principal};
 use crate::policy::profile::Standard;
 use crate::x509::ParsedCert;
@@ -115,13 +115,15 @@ impl Ra {
         Ok(None)
     }
 
-    /// Revoke (`superseded`) the other valid certificates of the same profile, subject and
-    /// tenant as `issued`: a station re-issued a certificate keeps only the newest. A failure is
-    /// logged; the new certificate stands.
+    /// Supersede the other valid certificates of the same profile, subject and tenant as
+    /// `issued`: a station re-issued a certificate keeps only the newest. They are revoked
+    /// (`superseded`) once the grace period has passed (`PNC_SUPERSEDE_GRACE`; at once when it
+    /// is zero), the schedule audited. A failure is logged; the new certificate stands.
     pub(super) async fn supersede_previous(&self, issued: &Issued, actor: &str) {
         let Ok(ca) = self.ca() else {
             return;
         };
+        let grace = self.inner.supersede_grace;
         let older = self
             .inner
             .store
@@ -145,18 +147,85 @@ impl Ra {
             if c.issuer_id == issued.record.issuer_id && c.serial_hex == issued.record.serial_hex {
                 continue;
             }
-            if let Err(e) = ca
-                .revoke(
+            let by = (
+                issued.record.issuer_id.as_str(),
+                issued.record.serial_hex.as_str(),
+            );
+            let r = if grace == 0 {
+                ca.revoke(
                     &c.issuer_id,
                     &c.serial_hex,
                     RevocationReason::Superseded,
                     actor,
                 )
                 .await
-            {
+                .map(|_| ())
+                .map_err(RaError::from)
+            } else {
+                let at = self.now().saturating_add(grace);
+                let event = AuditEvent::new(
+                    actor,
+                    "certificate.supersede.scheduled",
+                    &format!("{}/{}", c.issuer_id, c.serial_hex),
+                    serde_json::json!({
+                        "by": format!("{}/{}", by.0, by.1),
+                        "revoke_at": at,
+                    }),
+                );
+                self.inner
+                    .store
+                    .schedule_supersession((&c.issuer_id, &c.serial_hex), by, at, &event)
+                    .await
+                    .map(|_| ())
+                    .map_err(RaError::from)
+            };
+            if let Err(e) = r {
                 tracing::warn!(issuer = %c.issuer_id, serial = %c.serial_hex, error = %e, "superseding failed");
             }
         }
+    }
+}
+
+impl Ra {
+    /// Revoke (superseded) the replaced certificates whose grace period has ended (at most 100
+    /// a call); what fails stays scheduled for the next sweep. Returns how many were due.
+    pub async fn sweep_cert_supersessions(&self) -> Result<usize, RaError> {
+        let due = self
+            .inner
+            .store
+            .due_cert_supersessions(self.now(), 100)
+            .await?;
+        let ca = self.ca()?;
+        for (issuer, serial) in &due {
+            let r = ca
+                .revoke(
+                    issuer,
+                    serial,
+                    RevocationReason::Superseded,
+                    "service:supersede",
+                )
+                .await;
+            match r {
+                // Revoked now, revoked before (by hand), or gone: nothing is left to do.
+                Ok(_) | Err(crate::ca::CaError::NotFound(_)) => {
+                    self.inner
+                        .store
+                        .cert_supersession_done(issuer, serial)
+                        .await?;
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %issuer, serial = %serial, error = %e, "revoking a superseded certificate failed; the sweep retries");
+                }
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// How often the supersession sweeper runs: every minute, or as often as the grace period
+    /// (at least every second) when it is shorter.
+    pub fn supersession_sweep_interval(&self) -> std::time::Duration {
+        let g = u64::try_from(self.inner.supersede_grace).unwrap_or(60);
+        std::time::Duration::from_secs(g.clamp(1, 60))
     }
 }
 

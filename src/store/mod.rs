@@ -14,6 +14,7 @@ mod clients;
 mod crl;
 pub mod ocsp;
 mod provisioning;
+mod supersede;
 
 pub use provisioning::{ContractQuery, DueSupersession};
 
