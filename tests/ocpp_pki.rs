@@ -696,6 +696,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             &s(&root),
         ]);
         assert!(status.contains(": revoked"), "OCSP: {status}");
+        assert!(status.contains("Response verify OK"), "OCSP: {status}");
         let code = curl_to_file(
             &[
                 "--cacert",

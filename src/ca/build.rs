@@ -248,7 +248,9 @@ pub(super) async fn build_certificate(
             x509::spki_der(public.alg, &public.point)?,
         ),
     };
-    if key.alg != profile.key {
+    // A root signs with the key its profile names; an issuer's key was checked against its own
+    // profile when it was made (and the profiles against each other when they were loaded).
+    if matches!(signer, Signer::SelfSigned { .. }) && key.alg != profile.key {
         return Err(CaError::Profile {
             profile: profile.name.clone(),
             reason: format!(

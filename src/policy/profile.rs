@@ -449,7 +449,10 @@ impl Profiles {
                         p.name
                     )));
                 }
-                if issuer.key != p.key || issuer.standard != p.standard {
+                // ISO 15118 chains keep one algorithm throughout; the OCPP PKI may mix them (an
+                // RSA CA with an EC OCSP signer), as TLS stacks and OCSP clients take both.
+                let mixed_ok = p.standard == Standard::Ocpp;
+                if (issuer.key != p.key && !mixed_ok) || issuer.standard != p.standard {
                     return Err(bad(format!(
                         "profile {}: issuer profile {ip} uses another key algorithm or standard",
                         p.name
@@ -557,7 +560,14 @@ mod tests {
                 "san = \"dns-ip-allowed\"\nhash = \"sha256\"",
                 1,
             ),
+            // ISO chains keep one algorithm: a P-384 leaf under P-256 CAs is refused.
+            secc.replacen(
+                "key = \"ec-p256\"\nhash = \"sha256\"",
+                "key = \"ec-p384\"\nhash = \"sha384\"",
+                1,
+            ),
         ] {
+            assert_ne!(bad, secc);
             let r = Profiles::from_sources(BUILTIN.iter().map(|(n, t)| {
                 let text = if *n == "secc-leaf" {
                     bad.clone()
