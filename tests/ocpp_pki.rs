@@ -99,6 +99,13 @@ impl Api {
     }
 }
 
+/// A file of `tests/vectors/ocpp/`.
+fn vector(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors/ocpp")
+        .join(name)
+}
+
 /// `curl -s` writing the body to `out`; the HTTP status.
 fn curl_to_file(args: &[&str], out: &Path) -> i32 {
     let o = Command::new("curl")
@@ -504,6 +511,26 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
                 "root_hash_mismatch",
             ),
             ("malformed PEM", malformed, 400, "csr_malformed"),
+            (
+                "EVerest's CSR without a CN (station certificate)",
+                sign_req(
+                    "CS-0001",
+                    &vector("everest-csr-no-cn.pem"),
+                    Some("ChargingStationCertificate"),
+                ),
+                400,
+                "profile_violation",
+            ),
+            (
+                "EVerest's CSR without a CN (V2G certificate)",
+                sign_req(
+                    "CS-0001",
+                    &vector("everest-csr-no-cn.pem"),
+                    Some("V2GCertificate"),
+                ),
+                400,
+                "profile_violation",
+            ),
         ];
         for (what, v, status, code) in cases {
             let (got, body) = api.sign(&v);
