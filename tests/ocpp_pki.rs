@@ -962,7 +962,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         let (fw_csr, fw_key) = csr(
             &d,
             "fw",
-            "rsa:3072",
+            "ec:P-256",
             "/O=pnc-pki Demo Manufacturer/CN=Firmware Signing 1",
             &[],
         );
@@ -976,6 +976,24 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             "--out",
             &s(&fw_cert),
         ]);
+        // RSA is for the TLS certificates only: an RSA firmware-signing CSR is refused.
+        let (fw_rsa, _) = csr(
+            &d,
+            "fwrsa",
+            "rsa:2048",
+            "/O=pnc-pki Demo Manufacturer/CN=Firmware Signing 2",
+            &[],
+        );
+        let err = env.fails(&[
+            "issue",
+            "--profile",
+            "firmware-signing",
+            "--csr",
+            &s(&fw_rsa),
+            "--out",
+            &s(&d.join("fwrsa.pem")),
+        ]);
+        assert!(err.contains("rsa-2048"), "{err}");
         let mroot = export.join("manufacturer-root.pem");
         let (ok, out) = verify(&mroot, &mroot, &fw_cert, None);
         assert!(ok, "{out}");

@@ -529,7 +529,12 @@ mod tests {
     #[test]
     fn ocpp_profiles_take_rsa_and_ec_csrs_but_iso_profiles_do_not() {
         let p = Profiles::builtin().unwrap();
-        for name in ["charging-station", "csms-server", "firmware-signing"] {
+        assert!(
+            !p.get("firmware-signing")
+                .unwrap()
+                .accepts_key(KeyAlg::Rsa2048)
+        );
+        for name in ["charging-station", "csms-server"] {
             let prof = p.get(name).unwrap();
             assert_eq!(prof.standard, Standard::Ocpp);
             for k in [KeyAlg::Rsa2048, KeyAlg::Rsa3072, KeyAlg::EcP256] {
