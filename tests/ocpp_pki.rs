@@ -1034,7 +1034,10 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         drop(srv);
 
         // --- With a grace period the replaced certificate stays valid, then is revoked.
-        let graced = env.serve_with_env(&[("PNC_SUPERSEDE_GRACE", "2s")]);
+        let graced = env.serve_with_env(&[
+            ("PNC_SUPERSEDE_GRACE", "2s"),
+            ("PNC_OCPP_DEFAULT_CERTIFICATE_TYPE", "V2GCertificate"),
+        ]);
         let g = Api {
             base: graced.base.clone(),
             ca: s(&tca.cert),
@@ -1051,10 +1054,18 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
                 .to_ascii_lowercase()
         };
         let (c1, _) = csr(&d, "g1", "ec:P-256", &format!("/O={ORG}/CN=CS-0200"), &[]);
-        let (code, first) = g.sign(&sign_req("CS-0200", &c1, None));
+        let (code, first) = g.sign(&sign_req(
+            "CS-0200",
+            &c1,
+            Some("ChargingStationCertificate"),
+        ));
         assert_eq!(code, 200, "{first}");
         let (c2, _) = csr(&d, "g2", "ec:P-256", &format!("/O={ORG}/CN=CS-0200"), &[]);
-        let (code, second) = g.sign(&sign_req("CS-0200", &c2, None));
+        let (code, second) = g.sign(&sign_req(
+            "CS-0200",
+            &c2,
+            Some("ChargingStationCertificate"),
+        ));
         assert_eq!(code, 200, "{second}");
         let old = serial_of(&first, "g1");
         let (_, rec) = g.get_json(&format!("/api/v1/certificates/cso-sub-ca/{old}"));
@@ -1074,6 +1085,10 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         assert_eq!(revoked["revocation_reason"], "superseded", "{revoked}");
+        // This server's documented default for a request without certificateType.
+        let (code, body) = g.sign(&sign_req("CS-0200", &v2g_csr, None));
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["certificateType"], "V2GCertificate");
         let new = serial_of(&second, "g2");
         let (_, rec) = g.get_json(&format!("/api/v1/certificates/cso-sub-ca/{new}"));
         assert_eq!(rec["status"], "valid", "{rec}");
