@@ -278,10 +278,32 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
                 "{id} not exported"
             );
         }
-        let csms = env.client_add(
+        // `client add --role csms --tenant ORG --tenant 'DE*ABC'` as an operator types it (the
+        // name defaults to the role and first tenant).
+        let out = env.ok(&[
+            "client",
+            "add",
+            "--role",
             "csms",
-            "csms",
-            &[ORG, "DE*ABC", "dns:csms.test", "ip:127.0.0.1"],
+            "--tenant",
+            ORG,
+            "--tenant",
+            "DE*ABC",
+            "--tenant",
+            "dns:csms.test",
+            "--tenant",
+            "ip:127.0.0.1",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["name"], format!("csms {ORG}"));
+        assert_eq!(
+            v["tenants"],
+            json!([ORG, "DE*ABC", "dns:csms.test", "ip:127.0.0.1"])
+        );
+        let csms = (
+            v["client_id"].as_str().unwrap().to_string(),
+            v["client_secret"].as_str().unwrap().to_string(),
         );
         let cpo = env.client_add("cpo", "cpo", &["DE*ABC"]);
         // A TLS server for the API whose client CA is our CSO chain: simplereenroll needs it.

@@ -14,9 +14,9 @@ pub enum ClientCmd {
         /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
-        /// Human-readable name.
+        /// Human-readable name (default: the role and the first tenant, `csms ACME CSO`).
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// cpo, mo, oem, cps, csms, admin or auditor.
         #[arg(long)]
         role: Role,
@@ -72,6 +72,10 @@ pub fn run(cmd: ClientCmd, op: &Principal) -> Result<i32, CliError> {
                     })?),
                     None => None,
                 };
+            let name = name.unwrap_or_else(|| match tenants.first() {
+                Some(t) => format!("{role} {}", t.trim()),
+                None => format!("{role} client"),
+            });
             let (rec, secret) = ra
                 .create_client(op, &name, role, &tenants, pem.as_deref())
                 .await
