@@ -77,8 +77,9 @@ fn ca_keys_are_sensitive_and_non_extractable_and_sessions_recover() {
         .unwrap();
 
     let keys = private_keys(&ctx);
-    // 25 CAs (11 per ISO standard, 3 OCPP), 2 CPS leaves, 25 OCSP signers.
-    assert_eq!(keys.len(), 52, "{keys:?}");
+    // 25 CAs (11 per ISO standard, 3 OCPP), 2 CPS leaves, the firmware-signing key, 25 OCSP
+    // signers.
+    assert_eq!(keys.len(), 53, "{keys:?}");
     for (label, token, sensitive, extractable, always_sensitive, never_extractable) in &keys {
         assert!(label.starts_with("pnc-pki:"), "{label}");
         assert!(*token, "{label} is a token object");
@@ -118,7 +119,7 @@ fn ca_keys_are_sensitive_and_non_extractable_and_sessions_recover() {
     ]);
     assert_eq!(
         private_keys(&ctx).len(),
-        52,
+        53,
         "no persistent object was left behind"
     );
 

@@ -980,7 +980,79 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         let (code, out) = reenroll(Some((&cur_chain, &cur_key)), &re_body);
         assert_eq!(code, 401, "a superseded certificate: {out}");
 
-        // --- Firmware signing: a certificate from the manufacturer root verifies a signature.
+        // --- Firmware signing with the key `init` made in the HSM (`firmware sign`).
+        let image = d.join("firmware.bin");
+        std::fs::write(&image, vec![0x5au8; 100_000]).unwrap();
+        assert!(export.join("firmware-signing.pem").exists());
+        let sig = d.join("firmware.hsm.sig");
+        let fw_chain = d.join("firmware-chain.pem");
+        let out = env.ok(&[
+            "firmware",
+            "sign",
+            "--in",
+            &s(&image),
+            "--out",
+            &s(&sig),
+            "--cert-out",
+            &s(&fw_chain),
+            "--json",
+        ]);
+        let j: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            B64.decode(j["signature"].as_str().unwrap()).unwrap(),
+            std::fs::read(&sig).unwrap()
+        );
+        let fw_leaf =
+            split_pem(&d, "fwhsm", &std::fs::read_to_string(&fw_chain).unwrap())[0].clone();
+        assert_eq!(
+            std::fs::read_to_string(&fw_leaf).unwrap().trim(),
+            j["signingCertificate"].as_str().unwrap().trim()
+        );
+        let (ok, out) = verify(
+            &export.join("manufacturer-root.pem"),
+            &fw_chain,
+            &fw_leaf,
+            None,
+        );
+        assert!(ok, "{out}");
+        let fw_pub = d.join("fwhsm.pub");
+        must(&[
+            "x509",
+            "-in",
+            &s(&fw_leaf),
+            "-noout",
+            "-pubkey",
+            "-out",
+            &s(&fw_pub),
+        ]);
+        let out = must(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            &s(&fw_pub),
+            "-signature",
+            &s(&sig),
+            &s(&image),
+        ]);
+        assert!(out.contains("Verified OK"), "{out}");
+        // One changed byte: the signature no longer verifies.
+        let mut tampered = std::fs::read(&image).unwrap();
+        tampered[500] ^= 1;
+        std::fs::write(d.join("tampered.bin"), &tampered).unwrap();
+        let (ok, _) = openssl(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            &s(&fw_pub),
+            "-signature",
+            &s(&sig),
+            &s(&d.join("tampered.bin")),
+        ]);
+        assert!(!ok, "a tampered image must not verify");
+        let audit = env.ok(&["audit", "export", "--action", "firmware.sign"]);
+        assert!(audit.contains("firmware.sign"), "{audit}");
+
+        // --- Firmware signing from a CSR: a certificate from the manufacturer root.
         let (fw_csr, fw_key) = csr(
             &d,
             "fw",
@@ -1021,8 +1093,6 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         assert!(ok, "{out}");
         let text = must(&["x509", "-in", &s(&fw_cert), "-noout", "-text"]);
         assert!(text.contains("Code Signing"), "{text}");
-        let image = d.join("firmware.bin");
-        std::fs::write(&image, vec![0x5au8; 100_000]).unwrap();
         let sig = d.join("firmware.sig");
         must(&[
             "dgst",

@@ -17,6 +17,7 @@ pub mod crl;
 pub mod doctor;
 pub mod events;
 pub mod external;
+pub mod firmware;
 pub mod ocsp;
 mod signing;
 pub mod tokens;

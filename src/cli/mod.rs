@@ -241,6 +241,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Firmware signing (OCPP SignedUpdateFirmware) with the service-held key.
+    Firmware {
+        /// The operation.
+        #[command(subcommand)]
+        cmd: FirmwareCmd,
+    },
     /// Reports over the issued certificates.
     Report {
         /// The report.
@@ -553,6 +559,54 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             }
             Ok(0)
         }),
+        Command::Firmware {
+            cmd:
+                FirmwareCmd::Sign {
+                    dir,
+                    image,
+                    out,
+                    cert_out,
+                    json,
+                },
+        } => {
+            let data = std::fs::read(&image)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", image.display())))?;
+            with_service(&dir.data_dir, async |ra| {
+                let signed = ra.sign_firmware(&op, data).await?;
+                std::fs::write(&out, &signed.signature)
+                    .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+                if let Some(path) = &cert_out {
+                    // The signing certificate, then its chain up to the manufacturer root.
+                    let mut pem = signed.cert.pem();
+                    for c in &signed.chain {
+                        pem.push_str(&c.pem());
+                    }
+                    std::fs::write(path, pem)
+                        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+                }
+                if json {
+                    // What OCPP's SignedUpdateFirmware FirmwareType carries.
+                    print_json(
+                        &serde_json::json!({
+                            "signature": base64::Engine::encode(
+                                &base64::engine::general_purpose::STANDARD,
+                                &signed.signature
+                            ),
+                            "signingCertificate": signed.cert.pem(),
+                        }),
+                        false,
+                    )?;
+                } else {
+                    println!(
+                        "signed {} with {} (serial {})",
+                        image.display(),
+                        signed.cert.subject_string(),
+                        signed.cert.serial_hex()
+                    );
+                }
+                Ok(0)
+            })
+        }
         Command::Report {
             cmd:
                 ReportCmd::Expiring {
@@ -922,6 +976,30 @@ fn write_issued(
         }
         None => out.persist(),
     }
+}
+
+/// `pnc-pki firmware …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum FirmwareCmd {
+    /// Sign an image (SHA-256) with the firmware-signing key `init` made under the manufacturer
+    /// root; writes the DER signature (`openssl dgst -sha256 -verify` takes it); audited.
+    Sign {
+        /// Where the deployment lives.
+        #[command(flatten)]
+        dir: DataDir,
+        /// The firmware image.
+        #[arg(long = "in", value_name = "FILE")]
+        image: std::path::PathBuf,
+        /// Where the DER signature goes.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// Also write the signing certificate and its chain (PEM).
+        #[arg(long, value_name = "FILE")]
+        cert_out: Option<std::path::PathBuf>,
+        /// Print OCPP's `signature` (base64) and `signingCertificate` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Reports.

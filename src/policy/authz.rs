@@ -292,6 +292,8 @@ pub enum Operation {
     ProvisionContract,
     /// Trust or distrust external roots (operator only).
     ManageTrust,
+    /// Sign a firmware image with the service-held firmware-signing key (operator only).
+    SignFirmware,
 }
 
 impl Operation {
@@ -316,6 +318,7 @@ impl Operation {
             Operation::ReadProvCerts => "read_prov_certs",
             Operation::ProvisionContract => "provision_contract",
             Operation::ManageTrust => "manage_trust",
+            Operation::SignFirmware => "sign_firmware",
         }
     }
 }
@@ -396,7 +399,7 @@ fn roles_for(op: Operation) -> &'static [Role] {
         Operation::ManageProvCerts => &[Role::Oem],
         Operation::ReadProvCerts => &[Role::Mo, Role::Oem, Role::Auditor],
         Operation::ProvisionContract => &[Role::Cpo, Role::Cps],
-        Operation::ManageTrust => &[],
+        Operation::ManageTrust | Operation::SignFirmware => &[],
         Operation::IssueWithExportedKey
         | Operation::IssueAnyLeaf
         | Operation::ManageHierarchy
@@ -414,6 +417,7 @@ fn operator_only(op: Operation) -> bool {
             | Operation::ManageHierarchy
             | Operation::InspectHsm
             | Operation::ManageTrust
+            | Operation::SignFirmware
     )
 }
 
@@ -757,6 +761,8 @@ mod tests {
             (&admin, Operation::ManageHierarchy, Target::Any, ROLE),
             (&admin, Operation::InspectHsm, Target::Any, ROLE),
             (&admin, Operation::IssueAnyLeaf, Target::Any, ROLE),
+            (&admin, Operation::SignFirmware, Target::Any, ROLE),
+            (&op, Operation::SignFirmware, Target::Any, ALLOW),
             (&op, Operation::IssueWithExportedKey, Target::Any, ALLOW),
             (&op, Operation::ManageHierarchy, Target::Any, ALLOW),
             (&op, Operation::Revoke, stored_theirs, ALLOW),

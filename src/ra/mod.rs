@@ -523,6 +523,18 @@ impl Ra {
         Ok(self.ca()?.issuing_chain(&family.profile(standard)).await?)
     }
 
+    /// Sign a firmware image with the service-held firmware-signing key (the operator only; the
+    /// signature is audited with the image's SHA-256).
+    pub async fn sign_firmware(
+        &self,
+        p: &Principal,
+        image: Vec<u8>,
+    ) -> Result<crate::ca::firmware::FirmwareSignature, RaError> {
+        self.authorize(p, Operation::SignFirmware, Target::Any, "firmware")
+            .await?;
+        Ok(self.ca()?.sign_firmware(image, &p.actor()).await?)
+    }
+
     /// RFC 7030 `csrattrs` for `family` (DER): the keys and signature algorithms its profile
     /// takes, and whether it wants a subjectAltName; public.
     pub fn csr_attrs(&self, family: Family, standard: Standard) -> Result<Vec<u8>, RaError> {
@@ -751,7 +763,7 @@ impl Ra {
         for ca in &cas {
             out.push((ca.id.clone(), ca.cert_der.clone()));
         }
-        for profile in ["cps-leaf", "cps-leaf-20"] {
+        for profile in ["cps-leaf", "cps-leaf-20", "firmware-signing"] {
             let mut newest: Option<CertRecord> = None;
             for ca in &cas {
                 if let Some(c) = self
