@@ -99,6 +99,120 @@ impl Api {
     }
 }
 
+/// The constraints of the OCPP 2.0.1 / 2.1 JSON schemas (OCA) for the bodies we answer,
+/// restated: properties, required, additionalProperties false, maxLength, enums.
+fn ocpp_schema(name: &str) -> Value {
+    let hash_data = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber"],
+        "properties": {
+            "hashAlgorithm": {"enum": ["SHA256", "SHA384", "SHA512"]},
+            "issuerNameHash": {"type": "string", "maxLength": 128},
+            "issuerKeyHash": {"type": "string", "maxLength": 128},
+            "serialNumber": {"type": "string", "maxLength": 40},
+        },
+    });
+    let custom = json!({"type": "object", "required": ["vendorId"]});
+    match name {
+        // OCPP 2.0.1 CertificateSignedRequest.
+        "CertificateSignedRequest-2.0.1" => json!({
+            "type": "object", "additionalProperties": false, "required": ["certificateChain"],
+            "properties": {
+                "customData": custom,
+                "certificateChain": {"type": "string", "maxLength": 10000},
+                "certificateType": {"enum": ["ChargingStationCertificate", "V2GCertificate"]},
+            },
+        }),
+        // OCPP 2.1 CertificateSignedRequest: requestId, V2G20Certificate.
+        "CertificateSignedRequest-2.1" => json!({
+            "type": "object", "additionalProperties": false, "required": ["certificateChain"],
+            "properties": {
+                "customData": custom,
+                "certificateChain": {"type": "string", "maxLength": 10000},
+                "certificateType": {"enum": ["ChargingStationCertificate", "V2GCertificate", "V2G20Certificate"]},
+                "requestId": {"type": "integer"},
+            },
+        }),
+        "SignCertificateResponse" => json!({
+            "type": "object", "additionalProperties": false, "required": ["status"],
+            "properties": {
+                "customData": custom,
+                "status": {"enum": ["Accepted", "Rejected"]},
+                "statusInfo": {
+                    "type": "object", "additionalProperties": false, "required": ["reasonCode"],
+                    "properties": {
+                        "reasonCode": {"type": "string", "maxLength": 20},
+                        "additionalInfo": {"type": "string", "maxLength": 512},
+                    },
+                },
+            },
+        }),
+        "InstallCertificateRequest" => json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["certificateType", "certificate"],
+            "properties": {
+                "customData": custom,
+                "certificateType": {"enum": ["V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "ManufacturerRootCertificate"]},
+                "certificate": {"type": "string", "maxLength": 5500},
+            },
+        }),
+        "CertificateHashDataChainType" => json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["certificateType", "certificateHashData"],
+            "properties": {
+                "certificateType": {"enum": ["V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "V2GCertificateChain", "ManufacturerRootCertificate"]},
+                "certificateHashData": hash_data,
+            },
+        }),
+        other => panic!("schema {other}"),
+    }
+}
+
+/// Validate every (schema, body) with python-jsonschema, and read every base64 PKCS#7 body with
+/// pyca/cryptography: two readers we did not write, in one Python run. Under CI a missing
+/// module fails the test.
+fn independent_checks(dir: &Path, schemas: &[(&str, Value)], pkcs7_b64: &[String]) {
+    let input = json!({
+        "schemas": schemas.iter().map(|(n, v)| json!([ocpp_schema(n), v, n])).collect::<Vec<_>>(),
+        "pkcs7": pkcs7_b64,
+    });
+    let path = dir.join("independent.json");
+    std::fs::write(&path, input.to_string()).unwrap();
+    let script = "import json, sys, base64\n\
+try:\n    import jsonschema\n    from cryptography.hazmat.primitives.serialization import pkcs7\n\
+except ImportError as e:\n    print('MISSING', e); sys.exit(3)\n\
+d = json.load(open(sys.argv[1]))\n\
+for schema, body, name in d['schemas']:\n    jsonschema.validate(body, schema)\n\
+for b in d['pkcs7']:\n    certs = pkcs7.load_der_pkcs7_certificates(base64.b64decode(b))\n    assert certs, 'empty PKCS#7'\n\
+print('OK', len(d['schemas']), len(d['pkcs7']))\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output();
+    let Ok(out) = out else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but python3 is missing"
+        );
+        eprintln!("\n!!! SKIPPED: python3 is missing !!!\n");
+        return;
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.code() == Some(3) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but python-jsonschema / pyca/cryptography is missing: {text}"
+        );
+        eprintln!("\n!!! SKIPPED: {text} !!!\n");
+        return;
+    }
+    assert!(out.status.success() && text.starts_with("OK"), "{text}");
+}
+
 /// A file of `tests/vectors/ocpp/`.
 fn vector(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -344,6 +458,9 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             ca: s(&tca.cert),
             token: token_of(&csms),
         };
+        // Bodies for the schema check, PKCS#7 answers for a second reader (checked at the end).
+        let mut bodies: Vec<(&str, Value)> = Vec::new();
+        let mut p7s: Vec<String> = Vec::new();
 
         // --- RSA 2048 and P-256 stations through the OCPP route.
         let (rsa_csr, rsa_key) = csr(&d, "cs1", "rsa:2048", &format!("/O={ORG}/CN=CS-0001"), &[]);
@@ -359,6 +476,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         );
         assert_eq!(body["certificateType"], "ChargingStationCertificate");
         assert_eq!(body["requestId"], 42);
+        bodies.push(("CertificateSignedRequest-2.1", body.clone()));
         let chain_pem = body["certificateChain"].as_str().unwrap();
         assert!(chain_pem.len() <= 10_000);
         let rsa_chain = d.join("cs1-chain.pem");
@@ -386,6 +504,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["certificateType"], "ChargingStationCertificate");
         assert!(body.get("requestId").is_none());
+        bodies.push(("CertificateSignedRequest-2.0.1", body.clone()));
         let ec_chain = d.join("cs2-chain.pem");
         std::fs::write(&ec_chain, body["certificateChain"].as_str().unwrap()).unwrap();
         let ec_leaf = split_pem(&d, "cs2", body["certificateChain"].as_str().unwrap())[0].clone();
@@ -405,6 +524,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         let (code, body) = api.sign(&sign_req("CS-0001", &v2g_csr, Some("V2GCertificate")));
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["certificateType"], "V2GCertificate");
+        bodies.push(("CertificateSignedRequest-2.0.1", body.clone()));
         let v2g_chain = d.join("secc-chain.pem");
         std::fs::write(&v2g_chain, body["certificateChain"].as_str().unwrap()).unwrap();
         let v2g_leaf = split_pem(&d, "secc", body["certificateChain"].as_str().unwrap())[0].clone();
@@ -427,6 +547,12 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             "MORootCertificate",
         ] {
             assert!(types.contains(&t), "{t} missing: {types:?}");
+        }
+        for r in set["installCertificateRequests"].as_array().unwrap() {
+            bodies.push(("InstallCertificateRequest", r.clone()));
+        }
+        for h in set["certificateHashDataChain"].as_array().unwrap() {
+            bodies.push(("CertificateHashDataChainType", h.clone()));
         }
         let csms_root_pem = std::fs::read_to_string(&root).unwrap();
         let entry = set["installCertificateRequests"]
@@ -558,6 +684,11 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             let (got, body) = api.sign(&v);
             assert_eq!(got, status, "{what}: {body}");
             assert_eq!(body["status"], "Rejected", "{what}: {body}");
+            // What the CSMS answers the station: the OCPP part of the refusal.
+            bodies.push((
+                "SignCertificateResponse",
+                json!({"status": body["status"], "statusInfo": body["statusInfo"]}),
+            ));
             assert_eq!(body["code"], code, "{what}: {body}");
             let reason = body["statusInfo"]["reasonCode"].as_str().unwrap();
             assert!(!reason.is_empty() && reason.len() <= 20, "{what}: {body}");
@@ -614,6 +745,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             Some(&b64),
         );
         assert_eq!(code, 200, "{p7}");
+        p7s.push(p7.trim().to_string());
         let p7_der = d.join("csms.p7");
         std::fs::write(&p7_der, B64.decode(p7.trim()).unwrap()).unwrap();
         let csms_chain = d.join("csms-chain.pem");
@@ -867,6 +999,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             None,
         );
         assert_eq!(code, 200);
+        p7s.push(p7.trim().to_string());
         std::fs::write(d.join("cacerts.p7"), B64.decode(p7.trim()).unwrap()).unwrap();
         let printed = must(&[
             "pkcs7",
@@ -959,6 +1092,7 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         let (code, out) = reenroll(Some((&cur_chain, &cur_key)), &re_body);
         assert_eq!(code, 200, "{out}");
         let body_b64 = out.rsplit_once('\n').unwrap().0.trim().to_string();
+        p7s.push(body_b64.clone());
         std::fs::write(d.join("re.p7"), B64.decode(body_b64).unwrap()).unwrap();
         let printed = must(&[
             "pkcs7",
@@ -1124,6 +1258,8 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         ]);
         assert!(out.contains("Verified OK"), "{out}");
         drop(srv);
+
+        independent_checks(&d, &bodies, &p7s);
 
         // --- With a grace period the replaced certificate stays valid, then is revoked.
         let graced = env.serve_with_env(&[
