@@ -104,6 +104,7 @@ async fn sign_certificate(
         Ok(r) => r,
         Err(e) => return Ok(rejected_api(e)),
     };
+    // OCPP allows customData on every message; it carries nothing we act on.
     let _ = req.custom_data;
     if req.csr.chars().count() > MAX_CSR_CHARS {
         return Ok(rejected(

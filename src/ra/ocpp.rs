@@ -53,9 +53,10 @@ impl OcppCertificateType {
     }
 }
 
-/// OCPP `CertificateHashDataType` as a request carries it (`hashRootCertificate`).
+/// OCPP `CertificateHashDataType` as a request carries it (`hashRootCertificate`). Other
+/// members (OCPP's `customData`) are ignored; the four below are required.
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct HashDataIn {
     /// `SHA256`, `SHA384` or `SHA512`.
     pub hash_algorithm: String,
