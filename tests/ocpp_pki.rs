@@ -991,6 +991,26 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
             "revoked"
         );
 
+        // The search API, as the CSMS sees it: its CSO's station certificates, soon to expire.
+        let soon = 1_000_000_000_000i64;
+        let (code, page) = api.get_json(&format!(
+            "/api/v1/certificates?profile=charging-station&status=valid&tenant=pnc-pki%20Demo%20CSO&expiring_before={soon}"
+        ));
+        assert_eq!(code, 200, "{page}");
+        let listed: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["subject"].as_str().unwrap())
+            .collect();
+        assert!(
+            listed.contains(&"O=pnc-pki Demo CSO, CN=CS-0003"),
+            "{listed:?}"
+        );
+        let (code, page) =
+            api.get_json("/api/v1/certificates?profile=charging-station&tenant=Other%20CSO");
+        assert_eq!(code, 403, "another CSO's certificates: {page}");
+
         // --- EST cacerts and csrattrs, parsed by openssl.
         let (code, p7) = api.call(
             "GET",
