@@ -281,6 +281,8 @@ pub struct CertFilter {
     pub text: Option<String>,
     /// Tenant prefix (as stored, once the RA has decided it).
     pub tenant: Option<String>,
+    /// Subject DN exactly as stored (`C=DE, O=…, CN=…`).
+    pub subject: Option<String>,
     /// Only certificates with `not_after` before this (unix seconds).
     pub expiring_before: Option<i64>,
     /// Only certificates with `not_after` at or after this (unix seconds).

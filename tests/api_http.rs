@@ -24,6 +24,8 @@ struct Clients {
     oem: (String, String),
     oem_other: (String, String),
     cps: (String, String),
+    csms: (String, String),
+    csms_other: (String, String),
     admin: (String, String),
     auditor: (String, String),
 }
@@ -237,6 +239,8 @@ fn deploy(backend: Backend) -> Deployment {
         oem: env.client_add("OEM WP0", "oem", &["WP0"]),
         oem_other: env.client_add("OEM WMI", "oem", &["WMI"]),
         cps: env.client_add("CPS", "cps", &[]),
+        csms: env.client_add("CSMS", "csms", &["ACME CSO", "DE*ABC", "dns:csms.test"]),
+        csms_other: env.client_add("CSMS other", "csms", &["Other CSO"]),
         admin: env.client_add("Admin", "admin", &[]),
         auditor: env.client_add("Auditor", "auditor", &[]),
     };
@@ -988,6 +992,72 @@ fn route_matrix(d: &Deployment) {
             right_claims: ("mo", vec!["DE8AA"]),
             wrong_role: Some(c.cpo.clone()),
             wrong_tenant: Some(c.mo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            route: "/api/v1/ocpp/sign-certificate",
+            path: "/api/v1/ocpp/sign-certificate".into(),
+            ctype: "application/json",
+            body: json!({
+                "stationId": "CS-0001",
+                "csr": std::fs::read_to_string(env.openssl_csr("ocpp1", "prime256v1", "/O=ACME CSO/CN=CS-0001")).unwrap(),
+                "certificateType": "ChargingStationCertificate",
+            })
+            .to_string()
+            .into_bytes(),
+            right: c.csms.clone(),
+            right_claims: ("csms", vec!["ACME CSO"]),
+            wrong_role: Some(c.cpo.clone()),
+            // Another CSO's station is refused in OCPP terms (tests/ocpp_pki.rs), not as a problem.
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
+            route: "/api/v1/ocpp/install-certificates",
+            path: "/api/v1/ocpp/install-certificates?stationId=CS-0001".into(),
+            ctype: "",
+            body: vec![],
+            right: c.csms.clone(),
+            right_claims: ("csms", vec!["ACME CSO"]),
+            wrong_role: None,
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            route: "/.well-known/est/charging-station/simpleenroll",
+            path: "/.well-known/est/charging-station/simpleenroll".into(),
+            ctype: "application/pkcs10",
+            body: csr_body(env, "ocpp2", "prime256v1", "/O=ACME CSO/CN=CS-0002"),
+            right: c.csms.clone(),
+            right_claims: ("csms", vec!["ACME CSO"]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: Some(c.csms_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            route: "/.well-known/est/csms/simpleenroll",
+            path: "/.well-known/est/csms/simpleenroll".into(),
+            ctype: "application/pkcs10",
+            body: {
+                let k = env.path().join("ocpp3.key");
+                let csr = env.path().join("ocpp3.csr");
+                let (ok, out) = openssl(&[
+                    "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-keyout", k.to_str().unwrap(),
+                    "-subj", "/O=ACME CSO/CN=csms.test", "-addext",
+                    "subjectAltName=DNS:csms.test", "-out", csr.to_str().unwrap(),
+                ]);
+                assert!(ok, "{out}");
+                B64.encode(read_pem_der(&csr)).into_bytes()
+            },
+            right: c.csms.clone(),
+            right_claims: ("csms", vec!["ACME CSO", "dns:csms.test"]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: Some(c.csms_other.clone()),
             ok_status: 200,
         },
         Case {

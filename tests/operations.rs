@@ -372,3 +372,30 @@ fn idempotency_keys_return_the_first_certificate_even_after_a_kill() {
         assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
     }
 }
+
+#[test]
+fn report_expiring_takes_a_duration() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let parse = |out: String| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| format!("{}/{}", c["issuer_id"], c["serial_hex"]))
+            .collect()
+    };
+    let by_duration = parse(env.ok(&["report", "expiring", "--within", "30d", "--json"]));
+    let by_days = parse(env.ok(&["report", "expiring", "--days", "30", "--json"]));
+    // init's OCSP signers live a few days: they are what expires first.
+    assert!(
+        !by_duration.is_empty(),
+        "the OCSP signers expire within 30 days"
+    );
+    assert_eq!(by_duration, by_days);
+    assert!(parse(env.ok(&["report", "expiring", "--within", "1m", "--json"])).is_empty());
+    let all = parse(env.ok(&["report", "expiring", "--within", "36500d", "--json"]));
+    assert!(all.len() > by_duration.len());
+    let e = env.fails(&["report", "expiring", "--within", "soon"]);
+    assert!(e.contains("--within"), "{e}");
+}

@@ -119,6 +119,39 @@ for d, (profile, role, desc) in DOMAINS.items():
         op("get", f"CA chain for {profile}: sub-CA 2, sub-CA 1, root (root last)", public=True, tags="opcp", params=params,
            responses=[("200", "PKCS#7 certs-only", PKCS7), ("400", "unknown ISO version", OPCP_ERR)])
 
+# The standard RFC 7030 tree: labels cpo..cps share the Hubject-dialect routes above; csms and
+# charging-station (OCPP) are added here, and every label has simplereenroll and csrattrs.
+EST_LABELS = {
+    "cpo": "secc-leaf", "mo": "contract", "oem": "oem-provisioning", "cps": "cps-leaf",
+    "csms": "csms-server", "charging-station": "charging-station",
+}
+CSRATTRS = [("application/csrattrs", "{type: string, description: base64 DER CsrAttrs (RFC 7030 §4.5.2)}")]
+for label, profile in EST_LABELS.items():
+    if label in ("csms", "charging-station"):
+        role_desc = ("CSMS TLS server certificate; subject O must be one of the caller's organizations, every SAN on its dns:/ip: allow-list"
+                     if label == "csms" else
+                     "charging-station TLS client certificate; subject O must be one of the caller's organizations")
+        path(f"/.well-known/est/{label}/simpleenroll")
+        op("post", f"RFC 7030 simpleenroll ({profile}; role csms). {role_desc}", tags="est",
+           body=[("application/pkcs10", "{type: string, description: base64 DER PKCS#10 (line breaks tolerated)}")],
+           responses=[("200", "leaf first, then the issuing sub-CAs", PKCS7),
+                      ("400", "malformed CSR or profile violation", OPCP_ERR)] + AUTH_ERRS_OPCP +
+                     [("413", "body too large", OPCP_ERR)])
+        path(f"/.well-known/est/{label}/cacerts")
+        op("get", f"RFC 7030 cacerts: CA chain for {profile}, issuing CA first, root last", public=True, tags="est",
+           responses=[("200", "PKCS#7 certs-only", PKCS7)])
+    path(f"/.well-known/est/{label}/simplereenroll")
+    op("post", f"RFC 7030 simplereenroll ({profile}): authenticated by the current certificate over mutual TLS; same subject; the old certificate is revoked as superseded after PNC_SUPERSEDE_GRACE", public=True, tags="est",
+       body=[("application/pkcs10", "{type: string, description: base64 DER PKCS#10}")],
+       responses=[("200", "leaf first, then the issuing sub-CAs", PKCS7),
+                  ("400", "malformed CSR, subject_mismatch or profile violation", OPCP_ERR),
+                  ("401", "client_certificate_required: no, an unknown, a revoked or an expired client certificate", OPCP_ERR),
+                  ("403", "the certificate is of another profile", OPCP_ERR),
+                  ("429", "rate_limited", OPCP_ERR)])
+    path(f"/.well-known/est/{label}/csrattrs")
+    op("get", f"RFC 7030 csrattrs for {profile}: key types, signature algorithms, subjectAltName wanted", public=True, tags="est",
+       responses=[("200", "CsrAttrs", CSRATTRS)])
+
 path("/v1/root/rootCerts")
 op("get", "OPCP root certificate pool", public=True, tags="opcp",
    params=[("rootType", "query", "{type: string, enum: [V2G, MO, OEM]}", False)],
@@ -244,6 +277,19 @@ op("post", "OCPP 2.0.1/2.1 Get15118EVCertificateRequest -> Get15118EVCertificate
    body=[("application/json", "{$ref: '#/components/schemas/Get15118EVCertificateRequest'}")],
    responses=[("200", "Accepted with exiResponse, or Failed with statusInfo", [("application/json", "{$ref: '#/components/schemas/Get15118EVCertificateResponse'}")]),
               ("400", "malformed JSON or fields out of the OCPP bounds", PROBLEM)] + AUTH_ERRS)
+path("/api/v1/ocpp/sign-certificate")
+op("post", "OCPP 2.0.1/2.1 SignCertificateRequest relayed by a CSMS (role csms) plus the stationId it authenticated -> the CertificateSignedRequest body to send on. ChargingStationCertificate: CN must be stationId, O one of the caller's organizations; V2GCertificate / V2G20Certificate: CN an EVSE ID / SECCID of the caller's operator prefixes. certificateType omitted: PNC_OCPP_DEFAULT_CERTIFICATE_TYPE (ChargingStationCertificate). Refusals: status Rejected with statusInfo", tags="ocpp",
+   body=[("application/json", "{$ref: '#/components/schemas/SignCertificateRequest'}")],
+   responses=[("200", "issued", [("application/json", "{$ref: '#/components/schemas/CertificateSignedRequest'}")]),
+              ("400", "Rejected: malformed JSON or CSR, station_id_mismatch, profile_violation (key, subject, CA:TRUE), root_hash_mismatch, unknown_certificate_type", [("application/json", "{$ref: '#/components/schemas/SignCertificateRejected'}")]),
+              ("401", "missing or invalid token", PROBLEM),
+              ("403", "forbidden_role (problem), or Rejected forbidden_tenant: another CSO's station or operator", [("application/json", "{$ref: '#/components/schemas/SignCertificateRejected'}")]),
+              ("429", "too_many_failures (this address) or rate_limited (this client); Retry-After", PROBLEM)])
+path("/api/v1/ocpp/install-certificates")
+op("get", "The InstallCertificateRequest bodies a CSMS pushes to a new station (CSMS, manufacturer, V2G and MO roots, ours and trusted external ones) and the CertificateHashDataChainType entries GetInstalledCertificateIds reports for them", tags="ocpp",
+   params=[("stationId", "query", "{type: string, maxLength: 48}", True)],
+   responses=[("200", "root set", [("application/json", "{$ref: '#/components/schemas/InstallCertificates'}")]),
+              ("400", "invalid_station_id", PROBLEM)] + AUTH_ERRS)
 path("/v1/oem/provCerts")
 op("put", "Upload a vehicle's OEM provisioning certificate chain (OEM role, PCID WMI tenant); the chain must end in a trusted OEM root", tags="opcp",
    body=[("application/json", "{$ref: '#/components/schemas/ProvCertUpload'}")],
@@ -451,6 +497,61 @@ w("""components:
           properties:
             reasonCode: {type: string, maxLength: 20}
             additionalInfo: {type: string, maxLength: 512}
+    SignCertificateRequest:
+      type: object
+      required: [stationId, csr]
+      properties:
+        stationId: {type: string, maxLength: 48, description: the station identity the CSMS authenticated}
+        csr: {type: string, maxLength: 5500, description: PEM PKCS#10}
+        certificateType: {type: string, enum: [ChargingStationCertificate, V2GCertificate, V2G20Certificate]}
+        hashRootCertificate: {$ref: '#/components/schemas/CertificateHashData'}
+        requestId: {type: integer}
+        customData: {type: object}
+    CertificateHashData:
+      type: object
+      required: [hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber]
+      properties:
+        hashAlgorithm: {type: string, enum: [SHA256, SHA384, SHA512]}
+        issuerNameHash: {type: string, maxLength: 128}
+        issuerKeyHash: {type: string, maxLength: 128}
+        serialNumber: {type: string, maxLength: 40}
+    CertificateSignedRequest:
+      type: object
+      required: [certificateChain, certificateType]
+      properties:
+        certificateChain: {type: string, maxLength: 10000, description: PEM, leaf first, then the sub-CAs (no root)}
+        certificateType: {type: string, enum: [ChargingStationCertificate, V2GCertificate, V2G20Certificate]}
+        requestId: {type: integer, description: only when the request carried one}
+    SignCertificateRejected:
+      type: object
+      required: [status, statusInfo, code]
+      properties:
+        status: {type: string, enum: [Rejected]}
+        statusInfo:
+          type: object
+          properties:
+            reasonCode: {type: string, maxLength: 20}
+            additionalInfo: {type: string, maxLength: 512}
+        code: {type: string}
+        traceId: {type: string}
+    InstallCertificates:
+      type: object
+      properties:
+        stationId: {type: string}
+        installCertificateRequests:
+          type: array
+          items:
+            type: object
+            properties:
+              certificateType: {type: string, enum: [CSMSRootCertificate, ManufacturerRootCertificate, V2GRootCertificate, MORootCertificate]}
+              certificate: {type: string, description: PEM}
+        certificateHashDataChain:
+          type: array
+          items:
+            type: object
+            properties:
+              certificateType: {type: string}
+              certificateHashData: {$ref: '#/components/schemas/CertificateHashData'}
     ProvCertUpload:
       type: object
       required: [vehicleCertificate]

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use super::error::{ApiError, body_error};
 use super::{AppState, Routes};
 use crate::policy::authz::{Family, Principal};
 use crate::policy::profile::Standard;
+use crate::server::Peer;
 use crate::x509::pkcs7;
 
 /// The CA "domains" of the OPCP paths and the leaf family each enrolls.
@@ -24,6 +25,18 @@ const DOMAINS: [(&str, Family); 4] = [
     ("mo", Family::Contract),
     ("oem", Family::OemProvisioning),
     ("cps", Family::Cps),
+];
+
+/// The labels of the standard RFC 7030 tree (`/.well-known/est/{label}/…`), the family each
+/// enrolls and the standard its default profile is of. `cpo`…`cps` answer the same bytes as the
+/// Hubject dialect; `csms` (CSMS server certificates) and `charging-station` are OCPP's.
+const EST_LABELS: [(&str, Family, Standard); 6] = [
+    ("cpo", Family::Secc, Standard::Iso2),
+    ("mo", Family::Contract, Standard::Iso2),
+    ("oem", Family::OemProvisioning, Standard::Iso2),
+    ("cps", Family::Cps, Standard::Iso2),
+    ("csms", Family::CsmsServer, Standard::Ocpp),
+    ("charging-station", Family::ChargingStation, Standard::Ocpp),
 ];
 
 /// `ISO15118-2` / `ISO15118-20` (case-insensitive, `_` or `-`); anything else is refused.
@@ -117,6 +130,42 @@ pub fn routes(mut r: Routes) -> Routes {
                 cacerts_default,
             );
     }
+    for (s, d, std) in EST_LABELS {
+        if std == Standard::Ocpp {
+            // The Hubject-dialect loop above already serves these two for the ISO labels.
+            r = r
+                .add(
+                    &format!("/.well-known/est/{s}/simpleenroll"),
+                    &["POST"],
+                    post(
+                        move |st: State<AppState>,
+                              p: Principal,
+                              h: axum::http::HeaderMap,
+                              b| async move { enroll(st, p, d, std, h, b).await },
+                    ),
+                )
+                .add(
+                    &format!("/.well-known/est/{s}/cacerts"),
+                    &["GET"],
+                    get(move |st: State<AppState>| async move { cacerts(st, d, std).await }),
+                );
+        }
+        r = r
+            .add(
+                &format!("/.well-known/est/{s}/simplereenroll"),
+                &["POST"],
+                post(
+                    move |st: State<AppState>, peer: Option<Extension<Peer>>, b| async move {
+                        reenroll(st, peer, d, std, b).await
+                    },
+                ),
+            )
+            .add(
+                &format!("/.well-known/est/{s}/csrattrs"),
+                &["GET"],
+                get(move |st: State<AppState>| async move { csrattrs(st, d, std).await }),
+            );
+    }
     r.add("/v1/root/rootCerts", &["GET"], get(root_certs)).add(
         "/v1/root/rootCerts/{id}",
         &["GET"],
@@ -139,6 +188,50 @@ fn pkcs7_response(b64: String) -> Response {
         b64,
     )
         .into_response()
+}
+
+/// RFC 7030 §4.2.2 `simplereenroll`: the client authenticates with the certificate it renews
+/// (mutual TLS), asks for the same subject, and the old certificate is superseded.
+async fn reenroll(
+    State(st): State<AppState>,
+    peer: Option<Extension<Peer>>,
+    family: Family,
+    standard: Standard,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let cert = peer.and_then(|Extension(p)| p.client_cert);
+    let issued = st
+        .ra
+        .reenroll(family, standard, cert.as_deref().map(Vec::as_slice), &body)
+        .await?;
+    st.metrics.issued(&issued.record.profile);
+    let mut certs: Vec<&[u8]> = vec![&issued.cert.der];
+    for c in issued.intermediates() {
+        certs.push(&c.der);
+    }
+    Ok(pkcs7_response(pkcs7::certs_only_base64(&certs)))
+}
+
+/// RFC 7030 §4.5 `csrattrs`: `application/csrattrs`, base64 DER `CsrAttrs`.
+async fn csrattrs(
+    State(st): State<AppState>,
+    family: Family,
+    standard: Standard,
+) -> Result<Response, ApiError> {
+    let der = st.ra.csr_attrs(family, standard)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/csrattrs"),
+            (
+                header::HeaderName::from_static("content-transfer-encoding"),
+                "base64",
+            ),
+        ],
+        b64,
+    )
+        .into_response())
 }
 
 async fn enroll(

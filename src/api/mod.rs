@@ -11,6 +11,7 @@ pub mod error;
 pub mod est;
 pub mod metrics;
 pub mod native;
+pub mod ocpp;
 pub mod provisioning;
 
 use std::sync::Arc;
@@ -69,6 +70,10 @@ pub struct ApiConfig {
     /// Mark console session cookies `Secure`: the public URL is https, or `serve` terminates
     /// TLS itself.
     pub secure_cookies: bool,
+    /// What an OCPP `SignCertificateRequest` without `certificateType` asks for
+    /// (`PNC_OCPP_DEFAULT_CERTIFICATE_TYPE`; OCPP says "both", and MaEVe and CitrineOS read it
+    /// differently).
+    pub ocpp_default_certificate_type: crate::ra::ocpp::OcppCertificateType,
 }
 
 /// Settings or files `serve` cannot start with.
@@ -137,6 +142,19 @@ impl ApiConfig {
                 }
             },
             secure_cookies: public_url.starts_with("https://"),
+            ocpp_default_certificate_type: match std::env::var(
+                "PNC_OCPP_DEFAULT_CERTIFICATE_TYPE",
+            ) {
+                Ok(v) if !v.trim().is_empty() => {
+                    crate::ra::ocpp::OcppCertificateType::from_name(v.trim()).ok_or_else(|| {
+                        ServeError::Config(format!(
+                            "PNC_OCPP_DEFAULT_CERTIFICATE_TYPE='{}' (use ChargingStationCertificate, V2GCertificate or V2G20Certificate)",
+                            v.chars().take(40).collect::<String>()
+                        ))
+                    })?
+                }
+                _ => crate::ra::ocpp::OcppCertificateType::ChargingStation,
+            },
         };
         if cfg.token_ttl < 1 {
             return Err(ServeError::Config(
@@ -253,6 +271,7 @@ fn build() -> Routes {
     let r = auth::routes(r);
     let r = est::routes(r);
     let r = provisioning::routes(r);
+    let r = ocpp::routes(r);
     native::routes(r)
 }
 

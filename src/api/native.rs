@@ -105,6 +105,7 @@ async fn list_certs(
                 expiring_before: q.expiring_before,
                 expiring_after: None,
                 tenant: q.tenant,
+                subject: None,
                 after: q.after,
                 limit: q.limit,
             },

@@ -31,6 +31,7 @@ pub(crate) fn ocsp_signer_profile(standard: Standard) -> &'static str {
     match standard {
         Standard::Iso2 => "ocsp-signer",
         Standard::Iso20 => "ocsp-signer-20",
+        Standard::Ocpp => "ocsp-signer-ocpp",
     }
 }
 
@@ -127,6 +128,7 @@ impl Ca {
             &profile,
             signer,
             &checked.name,
+            &[],
             &spki,
             spec.validity_days,
         )

@@ -11,7 +11,7 @@ use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
     CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
-    SubjectKeyIdentifier,
+    SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::name::RdnSequence;
 use x509_cert::serial_number::SerialNumber;
@@ -21,6 +21,7 @@ use super::signing::Form;
 use super::{Ca, CaError, IssuerHandle};
 use crate::hsm::{KeyRef, PublicKey};
 use crate::policy::profile::{Profile, eku_oid};
+use crate::policy::subject::SanName;
 use crate::x509::{self, ParsedCert, TbsCertificate};
 
 /// Who signs a certificate.
@@ -67,11 +68,13 @@ fn uri(s: &str) -> Result<GeneralName, CaError> {
     ))
 }
 
-/// Build the extensions exactly as the profile says; nothing comes from the request.
+/// Build the extensions exactly as the profile says; nothing comes from the request except the
+/// subjectAltName entries policy checked (OCPP server certificates).
 fn extensions(
     ca: &Ca,
     profile: &Profile,
     spki: &SubjectPublicKeyInfoOwned,
+    sans: &[SanName],
     issuer_ski: Option<&[u8]>,
     issuer_id: &str,
 ) -> Result<Vec<x509_cert::ext::Extension>, CaError> {
@@ -88,9 +91,15 @@ fn extensions(
         )
         .map_err(internal)?,
     );
+    // RSA and EC subject keys may differ in keyUsage (keyEncipherment / keyAgreement).
+    let subject_alg = x509::spki_key_alg(spki).map_err(internal)?;
     exts.push(
-        x509::extension(o::ID_CE_KEY_USAGE, true, &key_usage(&profile.key_usage))
-            .map_err(internal)?,
+        x509::extension(
+            o::ID_CE_KEY_USAGE,
+            true,
+            &key_usage(profile.key_usage_for(subject_alg)),
+        )
+        .map_err(internal)?,
     );
     if !profile.extended_key_usage.is_empty() {
         let oids = profile
@@ -171,6 +180,25 @@ fn extensions(
             .map_err(internal)?,
         );
     }
+    if !sans.is_empty() {
+        let mut names = Vec::with_capacity(sans.len());
+        for n in sans {
+            names.push(match n {
+                SanName::Dns(d) => GeneralName::DnsName(Ia5String::new(d).map_err(internal)?),
+                SanName::Ip(std::net::IpAddr::V4(a)) => {
+                    GeneralName::IpAddress(OctetString::new(a.octets()).map_err(internal)?)
+                }
+                SanName::Ip(std::net::IpAddr::V6(a)) => {
+                    GeneralName::IpAddress(OctetString::new(a.octets()).map_err(internal)?)
+                }
+            });
+        }
+        // Non-critical: the subject (O, CN) is not empty.
+        exts.push(
+            x509::extension(o::ID_CE_SUBJECT_ALT_NAME, false, &SubjectAltName(names))
+                .map_err(internal)?,
+        );
+    }
     if profile.ocsp_nocheck {
         exts.push(x509::extension(x509::OID_OCSP_NOCHECK, false, &Null).map_err(internal)?);
     }
@@ -183,6 +211,7 @@ pub(super) async fn build_certificate(
     profile: &Profile,
     signer: Signer<'_>,
     subject: &RdnSequence,
+    sans: &[SanName],
     spki: &SubjectPublicKeyInfoOwned,
     validity_days: Option<u32>,
 ) -> Result<ParsedCert, CaError> {
@@ -219,7 +248,9 @@ pub(super) async fn build_certificate(
             x509::spki_der(public.alg, &public.point)?,
         ),
     };
-    if key.alg != profile.key {
+    // A root signs with the key its profile names; an issuer's key was checked against its own
+    // profile when it was made (and the profiles against each other when they were loaded).
+    if matches!(signer, Signer::SelfSigned { .. }) && key.alg != profile.key {
         return Err(CaError::Profile {
             profile: profile.name.clone(),
             reason: format!(
@@ -232,7 +263,7 @@ pub(super) async fn build_certificate(
     let tbs = TbsCertificate {
         version: 2,
         serial_number: SerialNumber::new(&random_serial()).map_err(internal)?,
-        signature: x509::ecdsa_alg(key.alg.signature_alg()),
+        signature: x509::signature_alg_id(key.alg.signature_alg()),
         issuer: issuer_name,
         validity: Validity::new(
             x509::x509_time(not_before).map_err(internal)?,
@@ -240,7 +271,7 @@ pub(super) async fn build_certificate(
         ),
         subject: subject.clone(),
         subject_public_key_info: spki.clone(),
-        extensions: extensions(ca, profile, spki, issuer_ski.as_deref(), &issuer_id)?,
+        extensions: extensions(ca, profile, spki, sans, issuer_ski.as_deref(), &issuer_id)?,
     };
     let tbs_der = tbs.to_der().map_err(internal)?;
     let sig = ca.sign(&key, tbs_der.clone(), Form::Der).await?;

@@ -39,6 +39,11 @@ impl Ca {
         let profile = match standard {
             Standard::Iso2 => "cps-leaf",
             Standard::Iso20 => "cps-leaf-20",
+            Standard::Ocpp => {
+                return Err(CaError::NotFound(
+                    "there is no CPS in the OCPP PKI (contract provisioning is ISO 15118)".into(),
+                ));
+            }
         };
         let p = self.inner.profiles.get(profile)?.clone();
         let issuer = self.pick_issuer(&p, None).await?;

@@ -17,6 +17,7 @@ pub mod crl;
 pub mod doctor;
 pub mod events;
 pub mod external;
+pub mod firmware;
 pub mod ocsp;
 mod signing;
 pub mod tokens;
@@ -394,17 +395,21 @@ impl Ca {
     fn check_key(profile: &Profile, spki: &SubjectPublicKeyInfoOwned) -> Result<(), CaError> {
         let alg = crate::x509::spki_key_alg(spki)
             .map_err(|r| CaError::profile(profile, r.to_string()))?;
-        if alg != profile.key {
+        if !profile.accepts_key(alg) {
+            let accepted: Vec<&str> = std::iter::once(profile.key)
+                .chain(profile.csr_keys.iter().copied())
+                .map(|k| k.name())
+                .collect();
             return Err(CaError::profile(
                 profile,
                 format!(
                     "public key is {}, the profile requires {}",
                     alg.name(),
-                    profile.key.name()
+                    accepted.join(" or ")
                 ),
             ));
         }
-        // The point must be on the curve: let OpenSSL parse it.
+        // The point must be on the curve (an RSA key well-formed): let OpenSSL parse it.
         let der = spki.to_der().map_err(CaError::internal)?;
         openssl::pkey::PKey::public_key_from_der(&der).map_err(|_| {
             CaError::profile(profile, "public key is not a valid point on its curve")
@@ -504,6 +509,7 @@ impl Ca {
             profile,
             build::Signer::Issuer(issuer),
             &subject.name,
+            &subject.sans,
             spki,
             validity_days,
         )

@@ -14,14 +14,16 @@ pub enum ClientCmd {
         /// Where the deployment lives.
         #[command(flatten)]
         dir: DataDir,
-        /// Human-readable name.
+        /// Human-readable name (default: the role and the first tenant, `csms ACME CSO`).
         #[arg(long)]
-        name: String,
-        /// cpo, mo, oem, cps, admin or auditor.
+        name: Option<String>,
+        /// cpo, mo, oem, cps, csms, admin or auditor.
         #[arg(long)]
         role: Role,
         /// Tenant prefix (repeatable): EVSE operator `DE*ABC` for cpo, EMAID provider `DE8AA` for
-        /// mo, PCID WMI for oem.
+        /// mo, PCID WMI for oem; for csms the CSO's organization name (subject O), EVSE operator
+        /// prefixes (with `*`) and its subjectAltName allow-list (`dns:NAME`, `dns:*.DOMAIN`,
+        /// `ip:ADDRESS`).
         #[arg(long = "tenant")]
         tenants: Vec<String>,
         /// Client certificate (PEM) it may also authenticate with over mutual TLS: bound by its
@@ -70,6 +72,10 @@ pub fn run(cmd: ClientCmd, op: &Principal) -> Result<i32, CliError> {
                     })?),
                     None => None,
                 };
+            let name = name.unwrap_or_else(|| match tenants.first() {
+                Some(t) => format!("{role} {}", t.trim()),
+                None => format!("{role} client"),
+            });
             let (rec, secret) = ra
                 .create_client(op, &name, role, &tenants, pem.as_deref())
                 .await

@@ -242,6 +242,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Firmware signing (OCPP SignedUpdateFirmware) with the service-held key.
+    Firmware {
+        /// The operation.
+        #[command(subcommand)]
+        cmd: FirmwareCmd,
+    },
+    /// Reports over the issued certificates.
+    Report {
+        /// The report.
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
     /// Show one certificate.
     Show {
         /// Where the deployment lives.
@@ -570,6 +582,115 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 }
                 RevokeOutcome::NotFound => {
                     return Err(RaError::NotFound(format!("no certificate {what}")).into());
+                }
+            }
+            Ok(0)
+        }),
+        Command::Firmware {
+            cmd:
+                FirmwareCmd::Sign {
+                    dir,
+                    image,
+                    out,
+                    cert_out,
+                    json,
+                },
+        } => {
+            let data = std::fs::read(&image)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", image.display())))?;
+            with_service(&dir.data_dir, async |ra| {
+                let signed = ra.sign_firmware(&op, data).await?;
+                std::fs::write(&out, &signed.signature)
+                    .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+                if let Some(path) = &cert_out {
+                    // The signing certificate, then its chain up to the manufacturer root.
+                    let mut pem = signed.cert.pem();
+                    for c in &signed.chain {
+                        pem.push_str(&c.pem());
+                    }
+                    std::fs::write(path, pem)
+                        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+                }
+                if json {
+                    // What OCPP's SignedUpdateFirmware FirmwareType carries.
+                    print_json(
+                        &serde_json::json!({
+                            "signature": base64::Engine::encode(
+                                &base64::engine::general_purpose::STANDARD,
+                                &signed.signature
+                            ),
+                            "signingCertificate": signed.cert.pem(),
+                        }),
+                        false,
+                    )?;
+                } else {
+                    println!(
+                        "signed {} with {} (serial {})",
+                        image.display(),
+                        signed.cert.subject_string(),
+                        signed.cert.serial_hex()
+                    );
+                }
+                Ok(0)
+            })
+        }
+        Command::Report {
+            cmd:
+                ReportCmd::Expiring {
+                    dir,
+                    days,
+                    within,
+                    profile,
+                    limit,
+                    json,
+                },
+        } => with_store(&dir.data_dir, async |ra| {
+            let window = match (within, days) {
+                (Some(w), _) => i64::try_from(
+                    crate::config::ocsp::parse_duration(&w)
+                        .map_err(|e| CliError::Invalid(format!("--within: {e}")))?
+                        .as_secs(),
+                )
+                .unwrap_or(i64::MAX / 4),
+                (None, d) => i64::from(d.unwrap_or(30)) * 86_400,
+            };
+            // Valid certificates whose end falls within the window, by the process clock.
+            let before = ra.now().saturating_add(window);
+            let page = ra
+                .list_certificates(
+                    &op,
+                    CertFilter {
+                        profile,
+                        status: Some(StatusFilter::Valid),
+                        expiring_before: Some(before),
+                        limit: Some(limit),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let now = ra.now();
+            let mut items: Vec<_> = page
+                .items
+                .into_iter()
+                .filter(|c| c.not_after > now)
+                .collect();
+            items.sort_by_key(|c| c.not_after);
+            if json {
+                print_json(&items, true)?;
+            } else {
+                println!(
+                    "{:<20} {:<16} {:<34} {:<6} SUBJECT",
+                    "NOT AFTER", "ISSUER", "SERIAL", "DAYS"
+                );
+                for c in items {
+                    println!(
+                        "{:<20} {:<16} {:<34} {:<6} {}",
+                        rfc3339(c.not_after),
+                        c.issuer_id,
+                        c.serial_hex,
+                        (c.not_after - now) / 86_400,
+                        c.subject
+                    );
                 }
             }
             Ok(0)
@@ -913,6 +1034,58 @@ fn write_issued(
     }
 }
 
+/// `pnc-pki firmware …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum FirmwareCmd {
+    /// Sign an image (SHA-256) with the firmware-signing key `init` made under the manufacturer
+    /// root; writes the DER signature (`openssl dgst -sha256 -verify` takes it); audited.
+    Sign {
+        /// Where the deployment lives.
+        #[command(flatten)]
+        dir: DataDir,
+        /// The firmware image.
+        #[arg(long = "in", value_name = "FILE")]
+        image: std::path::PathBuf,
+        /// Where the DER signature goes.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// Also write the signing certificate and its chain (PEM).
+        #[arg(long, value_name = "FILE")]
+        cert_out: Option<std::path::PathBuf>,
+        /// Print OCPP's `signature` (base64) and `signingCertificate` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Reports.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportCmd {
+    /// Valid certificates that expire within `--within` (or `--days`; every profile, or
+    /// `--profile`), soonest first: what has to be renewed (OCPP stations re-enroll with
+    /// SignCertificate).
+    Expiring {
+        /// Where the deployment lives.
+        #[command(flatten)]
+        dir: DataDir,
+        /// The window, days from now (default 30).
+        #[arg(long, conflicts_with = "within")]
+        days: Option<u32>,
+        /// The window as a duration: `30d`, `12h`, `90m`.
+        #[arg(long)]
+        within: Option<String>,
+        /// Only this profile (`charging-station`, `csms-server`, `secc-leaf`, …).
+        #[arg(long)]
+        profile: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// PKCS#8 PEM of a service-generated EC key, checked against the certificate's public key.
 fn private_key_pem(
     scalar: &[u8],
@@ -927,6 +1100,12 @@ fn private_key_pem(
         crate::alg::KeyAlg::EcP256 => Nid::X9_62_PRIME256V1,
         crate::alg::KeyAlg::EcP384 => Nid::SECP384R1,
         crate::alg::KeyAlg::EcP521 => Nid::SECP521R1,
+        other => {
+            return Err(CliError::Invalid(format!(
+                "keys handed out are EC keys, not {}",
+                other.name()
+            )));
+        }
     };
     let group = EcGroup::from_curve_name(nid).map_err(e)?;
     let mut ctx = BigNumContext::new().map_err(e)?;

@@ -18,6 +18,7 @@
 //! | `PNC_LIMIT_SIGNIN_FAILURES_PER_USER`   | `5/min:5`  | failed console sign-ins per user name; beyond, 429 |
 //! | `PNC_UI_IDLE_TIMEOUT`                  | `15m`      | a console session ends after this long unused      |
 //! | `PNC_UI_SESSION_MAX`                   | `8h`       | a console session ends this long after sign-in     |
+//! | `PNC_SUPERSEDE_GRACE`                  | `24h`      | how long a re-issued station's old certificate stays valid (`0`: revoked at once) |
 
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ pub struct LimitSettings {
     pub ui_idle_timeout: Duration,
     /// A console session ends this long after sign-in, however active.
     pub ui_session_max: Duration,
+    /// How long a certificate replaced by a re-issue for the same subject (an OCPP station,
+    /// `simplereenroll`) stays valid before it is revoked as superseded; zero: at once.
+    pub supersede_grace: Duration,
 }
 
 impl Default for LimitSettings {
@@ -76,6 +80,9 @@ impl Default for LimitSettings {
             signin_failures_per_user: Rate::parse("5/min:5").ok().flatten(),
             ui_idle_timeout: Duration::from_secs(15 * 60),
             ui_session_max: Duration::from_secs(8 * 3600),
+            // A day: a station that got its new certificate but lost the answer's
+            // acknowledgement can still connect with the old one and ask again.
+            supersede_grace: Duration::from_secs(86_400),
         }
     }
 }
@@ -144,6 +151,7 @@ impl LimitSettings {
             )?,
             ui_idle_timeout: duration("PNC_UI_IDLE_TIMEOUT", d.ui_idle_timeout)?,
             ui_session_max: duration("PNC_UI_SESSION_MAX", d.ui_session_max)?,
+            supersede_grace: duration("PNC_SUPERSEDE_GRACE", d.supersede_grace)?,
         })
     }
 }

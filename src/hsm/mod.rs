@@ -163,12 +163,12 @@ pub struct KeyRef {
     pub alg: KeyAlg,
 }
 
-/// Public data of a key pair: the uncompressed EC point and the algorithm.
+/// Public data of a key pair: the algorithm and the public key as an SPKI's BIT STRING holds it.
 #[derive(Debug, Clone)]
 pub struct PublicKey {
     /// Its algorithm.
     pub alg: KeyAlg,
-    /// Uncompressed SEC1 point `04 || X || Y`.
+    /// EC: the uncompressed SEC1 point `04 || X || Y`; RSA: the DER `RSAPublicKey` (PKCS#1).
     pub point: Vec<u8>,
 }
 
@@ -304,12 +304,18 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
 /// and its error is returned.
 fn generate_key_pair_retrying(
     s: &Session,
+    alg: KeyAlg,
     public: &[Attribute],
     private: &[Attribute],
 ) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+    let mechanism = if alg.is_rsa() {
+        Mechanism::RsaPkcsKeyPairGen
+    } else {
+        Mechanism::EccKeyPairGen
+    };
     let mut attempt = 0;
     loop {
-        match s.generate_key_pair(&Mechanism::EccKeyPairGen, public, private) {
+        match s.generate_key_pair(&mechanism, public, private) {
             Ok(pair) => return Ok(pair),
             Err(P11Error::Pkcs11(
                 rv @ (RvError::GeneralError
@@ -648,6 +654,13 @@ impl Hsm {
                 })
                 .ok_or_else(|| HsmError::Malformed(format!("key '{label}' has no CKA_ID")))?;
             let pubh = Self::find_public(s, &id)?;
+            if let Some(bits) = rsa_modulus_bits(s, pubh)? {
+                let alg = KeyAlg::from_rsa_bits(bits).ok_or_else(|| {
+                    HsmError::Malformed(format!("key '{label}' is RSA {bits}, not 2048/3072/4096"))
+                })?;
+                let point = read_public_key(s, pubh, alg)?;
+                return Ok(Some((KeyRef { id, alg }, PublicKey { alg, point })));
+            }
             let params = s
                 .get_attributes(pubh, &[AttributeType::EcParams])
                 .map_err(p11("C_GetAttributeValue"))?;
@@ -689,27 +702,39 @@ impl Hsm {
         let id2 = id.clone();
         let label = label.to_string();
         let point = self.with_session(move |s| {
-            let public = vec![
+            let mut public = vec![
                 Attribute::Token(true),
                 Attribute::Private(false),
                 Attribute::Verify(true),
-                Attribute::KeyType(KeyType::EC),
-                Attribute::EcParams(alg.ec_params()),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id2.clone()),
             ];
+            let key_type = match alg.rsa_bits() {
+                Some(bits) => {
+                    public.push(Attribute::KeyType(KeyType::RSA));
+                    public.push(Attribute::ModulusBits(u64::from(bits).into()));
+                    // F4, the exponent every TLS stack expects.
+                    public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+                    KeyType::RSA
+                }
+                None => {
+                    public.push(Attribute::KeyType(KeyType::EC));
+                    public.push(Attribute::EcParams(alg.ec_params()));
+                    KeyType::EC
+                }
+            };
             let private = vec![
                 Attribute::Token(true),
                 Attribute::Private(true),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
                 Attribute::Sign(true),
-                Attribute::KeyType(KeyType::EC),
+                Attribute::KeyType(key_type),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id2.clone()),
             ];
-            let (pubh, _privh) = generate_key_pair_retrying(s, &public, &private)?;
-            read_ec_point(s, pubh)
+            let (pubh, _privh) = generate_key_pair_retrying(s, alg, &public, &private)?;
+            read_public_key(s, pubh, alg)
         })?;
         Ok((KeyRef { id, alg }, PublicKey { alg, point }))
     }
@@ -718,7 +743,7 @@ impl Hsm {
     pub fn public_key(&self, key: &KeyRef) -> Result<PublicKey, HsmError> {
         let point = self.with_session(|s| {
             let h = Self::find_public(s, &key.id)?;
-            read_ec_point(s, h)
+            read_public_key(s, h, key.alg)
         })?;
         Ok(PublicKey {
             alg: key.alg,
@@ -726,15 +751,40 @@ impl Hsm {
         })
     }
 
-    /// Sign `data`: hash in process with `hash`, sign with CKM_ECDSA, return raw `r || s`.
+    /// Sign `data`: hash in process with `hash`, sign with CKM_ECDSA, return raw `r || s`; for
+    /// an RSA key, CKM_RSA_PKCS over the SHA-256 DigestInfo (PKCS#1 v1.5), the signature as is.
     /// Blocks on the token: call from a blocking thread.
     pub fn sign_raw(&self, key: &KeyRef, hash: HashAlg, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         let digest = hash.digest(data);
         self.sign_digest_raw(key, &digest)
     }
 
-    /// Sign a precomputed digest with CKM_ECDSA; raw `r || s`.
+    /// Sign a precomputed digest with CKM_ECDSA (raw `r || s`), or with CKM_RSA_PKCS over its
+    /// DigestInfo for an RSA key (the digest must then be SHA-256, the only RSA hash we use).
     pub fn sign_digest_raw(&self, key: &KeyRef, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
+        if key.alg.is_rsa() {
+            if digest.len() != HashAlg::Sha256.output_len() {
+                return Err(HsmError::Malformed(format!(
+                    "RSA signing takes a SHA-256 digest, got {} bytes",
+                    digest.len()
+                )));
+            }
+            let input = key.alg.signature_alg().token_input(digest);
+            let sig = self.with_pooled(|p| {
+                let h = p.private_key(&key.id)?;
+                p.session
+                    .sign(&Mechanism::RsaPkcs, h, &input)
+                    .map_err(p11("C_Sign"))
+            })?;
+            if sig.len() != key.alg.field_len() {
+                return Err(HsmError::Malformed(format!(
+                    "RSA signature of {} bytes for {}",
+                    sig.len(),
+                    key.alg.name()
+                )));
+            }
+            return Ok(sig);
+        }
         let sig = self.with_pooled(|p| {
             let h = p.private_key(&key.id)?;
             p.session
@@ -754,6 +804,13 @@ impl Hsm {
     /// Generate a key pair that must leave the service (a contract key): session objects only,
     /// never persisted on the token, destroyed before returning.
     pub fn generate_exportable_keypair(&self, alg: KeyAlg) -> Result<ExportableKey, HsmError> {
+        if alg.is_rsa() {
+            // Keys handed out are contract keys, which ISO 15118 makes EC keys.
+            return Err(HsmError::Malformed(format!(
+                "keys handed out are EC keys; {} is not offered",
+                alg.name()
+            )));
+        }
         self.with_session(|s| {
             let public = vec![
                 Attribute::Token(false),
@@ -769,7 +826,7 @@ impl Hsm {
                 Attribute::Derive(true),
                 Attribute::KeyType(KeyType::EC),
             ];
-            let (pubh, privh) = generate_key_pair_retrying(s, &public, &private)?;
+            let (pubh, privh) = generate_key_pair_retrying(s, alg, &public, &private)?;
             let point = read_ec_point(s, pubh);
             let value = s
                 .get_attributes(privh, &[AttributeType::Value])
@@ -863,6 +920,58 @@ impl Hsm {
             .map_err(p11("C_GetTokenInfo"))?;
         Ok(info.label().trim_end().to_string())
     }
+}
+
+/// The modulus length of a public key object if it is an RSA key (`None` for EC keys).
+fn rsa_modulus_bits(s: &Session, h: ObjectHandle) -> Result<Option<u32>, HsmError> {
+    let attrs = s
+        .get_attributes(h, &[AttributeType::KeyType])
+        .map_err(p11("C_GetAttributeValue"))?;
+    let is_rsa = attrs
+        .iter()
+        .any(|a| matches!(a, Attribute::KeyType(k) if *k == KeyType::RSA));
+    if !is_rsa {
+        return Ok(None);
+    }
+    let attrs = s
+        .get_attributes(h, &[AttributeType::Modulus])
+        .map_err(p11("C_GetAttributeValue"))?;
+    for a in attrs {
+        if let Attribute::Modulus(m) = a {
+            let m: Vec<u8> = m.into_iter().skip_while(|b| *b == 0).collect();
+            let lead = m.first().copied().unwrap_or(0);
+            let bits = (m.len() as u32).saturating_sub(1) * 8 + (8 - lead.leading_zeros());
+            return Ok(Some(bits));
+        }
+    }
+    Err(HsmError::Malformed(
+        "RSA public key has no CKA_MODULUS".into(),
+    ))
+}
+
+/// The public key as an SPKI's BIT STRING holds it: the EC point, or the DER `RSAPublicKey`
+/// built from CKA_MODULUS and CKA_PUBLIC_EXPONENT.
+fn read_public_key(s: &Session, h: ObjectHandle, alg: KeyAlg) -> Result<Vec<u8>, HsmError> {
+    if !alg.is_rsa() {
+        return read_ec_point(s, h);
+    }
+    let attrs = s
+        .get_attributes(h, &[AttributeType::Modulus, AttributeType::PublicExponent])
+        .map_err(p11("C_GetAttributeValue"))?;
+    let (mut n, mut e) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(m) => n = Some(m),
+            Attribute::PublicExponent(x) => e = Some(x),
+            _ => {}
+        }
+    }
+    let (Some(n), Some(e)) = (n, e) else {
+        return Err(HsmError::Malformed(
+            "RSA public key lacks its modulus or exponent".into(),
+        ));
+    };
+    crate::x509::rsa_public_key_der(&n, &e).map_err(|x| HsmError::Malformed(x.to_string()))
 }
 
 /// CKA_EC_POINT comes back wrapped in a DER OCTET STRING (`04 41 04 …`); unwrap it.

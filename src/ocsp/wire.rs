@@ -586,7 +586,7 @@ pub fn encode_response_data(
 }
 
 /// Full OCSPResponse (successful, id-pkix-ocsp-basic) from signed
-/// ResponseData. `signature_der` is a DER ECDSA-Sig-Value (see
+/// ResponseData. `signature_der` is a DER ECDSA-Sig-Value or an RSA signature as is (see
 /// [`crate::x509::ecdsa_raw_to_der`] for HSM `r||s` output); `certs` are DER certificates
 /// to embed (the delegated signer), or empty when the CA signs itself.
 pub fn encode_basic_response(
@@ -596,7 +596,17 @@ pub fn encode_basic_response(
     certs: &[Vec<u8>],
 ) -> Result<Vec<u8>, WireError> {
     let tbs = single_tlv(response_data_der, Tag::Sequence, "response_data_der")?;
-    single_tlv(signature_der, Tag::Sequence, "signature_der")?;
+    if sig_alg.is_rsa() {
+        // An RSA signature is an integer as long as the modulus, not a DER structure.
+        if signature_der.len() < 256 {
+            return Err(WireError::InvalidInput(format!(
+                "signature_der: an RSA signature of {} bytes",
+                signature_der.len()
+            )));
+        }
+    } else {
+        single_tlv(signature_der, Tag::Sequence, "signature_der")?;
+    }
     let certs = if certs.is_empty() {
         None
     } else {
@@ -611,7 +621,8 @@ pub fn encode_basic_response(
         tbs_response_data: tbs,
         signature_algorithm: AlgorithmIdentifier {
             oid: sig_alg.oid(),
-            parameters: None,
+            // RSA PKCS#1 v1.5 carries NULL parameters (RFC 4055); ECDSA none (RFC 5758).
+            parameters: sig_alg.is_rsa().then_some(AnyRef::NULL),
         },
         signature: BitStringRef::from_bytes(signature_der).map_err(invalid)?,
         certs,
@@ -1523,6 +1534,8 @@ mod tests {
         assert!(encode_basic_response(&tbs, SignatureAlg::EcdsaSha384, &sig, &[]).is_ok());
         assert!(encode_basic_response(&tbs[1..], SignatureAlg::EcdsaSha256, &sig, &[]).is_err());
         assert!(encode_basic_response(&tbs, SignatureAlg::EcdsaSha256, &[1, 2], &[]).is_err());
+        assert!(encode_basic_response(&tbs, SignatureAlg::RsaSha256, &[1u8; 256], &[]).is_ok());
+        assert!(encode_basic_response(&tbs, SignatureAlg::RsaSha256, &[1u8; 64], &[]).is_err());
         assert!(
             encode_basic_response(&tbs, SignatureAlg::EcdsaSha256, &sig, &[vec![0x30]]).is_err()
         );

@@ -26,6 +26,10 @@ pub enum Role {
     Oem,
     /// Certificate provisioning service: CPS leaf certificates.
     Cps,
+    /// Charging station management system (OCPP): charging-station certificates for its CSO
+    /// organization, its own TLS server certificates (names on its allow-list), and SECC
+    /// certificates for its EVSE operator prefixes, relayed from OCPP SignCertificate.
+    Csms,
     /// Everything an API client can do, for every tenant.
     Admin,
     /// Reads certificates, CAs, clients and the audit log; changes nothing.
@@ -34,11 +38,12 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Cpo,
         Role::Mo,
         Role::Oem,
         Role::Cps,
+        Role::Csms,
         Role::Admin,
         Role::Auditor,
     ];
@@ -50,6 +55,7 @@ impl Role {
             Role::Mo => "mo",
             Role::Oem => "oem",
             Role::Cps => "cps",
+            Role::Csms => "csms",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
         }
@@ -57,7 +63,7 @@ impl Role {
 
     /// Whether clients of this role carry tenant prefixes.
     pub fn has_tenants(self) -> bool {
-        matches!(self, Role::Cpo | Role::Mo | Role::Oem)
+        matches!(self, Role::Cpo | Role::Mo | Role::Oem | Role::Csms)
     }
 
     /// Whether this role sees every tenant's certificates.
@@ -80,7 +86,7 @@ impl FromStr for Role {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
                 PolicyError::UnknownRole(format!(
-                    "unknown role '{}' (use one of: cpo, mo, oem, cps, admin, auditor)",
+                    "unknown role '{}' (use one of: cpo, mo, oem, cps, csms, admin, auditor)",
                     s.chars().take(40).collect::<String>()
                 ))
             })
@@ -170,6 +176,10 @@ pub enum Family {
     OemProvisioning,
     /// CPS leaf certificates: CPSs.
     Cps,
+    /// OCPP charging-station TLS client certificates: CSMSs.
+    ChargingStation,
+    /// OCPP CSMS TLS server certificates: CSMSs.
+    CsmsServer,
 }
 
 impl Family {
@@ -180,19 +190,23 @@ impl Family {
             Family::Contract => Role::Mo,
             Family::OemProvisioning => Role::Oem,
             Family::Cps => Role::Cps,
+            Family::ChargingStation | Family::CsmsServer => Role::Csms,
         }
     }
 
     /// The profile this family is issued under for `standard` (`secc-leaf`, `secc-leaf-20`, …).
+    /// The OCPP families have one profile whatever the standard asked for.
     pub fn profile(self, standard: Standard) -> String {
         let base = match self {
             Family::Secc => "secc-leaf",
             Family::Contract => "contract",
             Family::OemProvisioning => "oem-provisioning",
             Family::Cps => "cps-leaf",
+            Family::ChargingStation => return "charging-station".into(),
+            Family::CsmsServer => return "csms-server".into(),
         };
         match standard {
-            Standard::Iso2 => base.to_string(),
+            Standard::Iso2 | Standard::Ocpp => base.to_string(),
             Standard::Iso20 => format!("{base}-20"),
         }
     }
@@ -207,6 +221,8 @@ pub enum Identifier<'a> {
     Emaid(&'a str),
     /// A PCID.
     Pcid(&'a str),
+    /// The organization (subject O) of an OCPP certificate: a CSO.
+    Organization(&'a str),
 }
 
 impl Identifier<'_> {
@@ -215,12 +231,16 @@ impl Identifier<'_> {
             Identifier::EvseId(_) => "EVSE ID",
             Identifier::Emaid(_) => "EMAID",
             Identifier::Pcid(_) => "PCID",
+            Identifier::Organization(_) => "organization",
         }
     }
 
     fn value(&self) -> &str {
         match self {
-            Identifier::EvseId(v) | Identifier::Emaid(v) | Identifier::Pcid(v) => v,
+            Identifier::EvseId(v)
+            | Identifier::Emaid(v)
+            | Identifier::Pcid(v)
+            | Identifier::Organization(v) => v,
         }
     }
 
@@ -230,6 +250,8 @@ impl Identifier<'_> {
             Identifier::EvseId(v) => identifiers::evse_id_in_tenant(v, t),
             Identifier::Emaid(v) => identifiers::emaid_in_tenant(v, t),
             Identifier::Pcid(v) => identifiers::pcid_in_tenant(v, t),
+            // An organization is a tenant by its exact name (as the CSR writes it).
+            Identifier::Organization(v) => *v == t,
         }
     }
 
@@ -239,6 +261,7 @@ impl Identifier<'_> {
             Identifier::EvseId(v) => identifiers::evse_operator_prefix(v).ok(),
             Identifier::Emaid(v) => identifiers::emaid_prefix(v).ok(),
             Identifier::Pcid(v) => identifiers::pcid_wmi(v).ok(),
+            Identifier::Organization(v) => Some(v.to_string()),
         }
     }
 }
@@ -288,6 +311,8 @@ pub enum Operation {
     ManageUsers,
     /// Copy the whole database (operator only: it holds every hash and the audit log).
     Backup,
+    /// Sign a firmware image with the service-held firmware-signing key (operator only).
+    SignFirmware,
 }
 
 impl Operation {
@@ -314,6 +339,7 @@ impl Operation {
             Operation::ManageUsers => "manage_users",
             Operation::Backup => "backup",
             Operation::ManageTrust => "manage_trust",
+            Operation::SignFirmware => "sign_firmware",
         }
     }
 }
@@ -379,12 +405,13 @@ fn deny(p: &Principal, op: Operation, code: DenialCode, detail: String) -> Denia
 /// Roles allowed to use `op` (the operator and admins aside).
 fn roles_for(op: Operation) -> &'static [Role] {
     match op {
-        Operation::Enroll(Family::Secc) => &[Role::Cpo],
+        Operation::Enroll(Family::Secc) => &[Role::Cpo, Role::Csms],
+        Operation::Enroll(Family::ChargingStation | Family::CsmsServer) => &[Role::Csms],
         Operation::Enroll(Family::Contract) => &[Role::Mo],
         Operation::Enroll(Family::OemProvisioning) => &[Role::Oem],
         Operation::Enroll(Family::Cps) => &[Role::Cps],
-        Operation::ReadCertificates => &[Role::Cpo, Role::Mo, Role::Oem, Role::Auditor],
-        Operation::Revoke => &[Role::Cpo, Role::Mo, Role::Oem],
+        Operation::ReadCertificates => &[Role::Cpo, Role::Mo, Role::Oem, Role::Csms, Role::Auditor],
+        Operation::Revoke => &[Role::Cpo, Role::Mo, Role::Oem, Role::Csms],
         Operation::ReadCas | Operation::OcspLookup => &Role::ALL,
         Operation::ReadClients | Operation::ReadAudit => &[Role::Auditor],
         Operation::ManageClients => &[],
@@ -393,7 +420,10 @@ fn roles_for(op: Operation) -> &'static [Role] {
         Operation::ManageProvCerts => &[Role::Oem],
         Operation::ReadProvCerts => &[Role::Mo, Role::Oem, Role::Auditor],
         Operation::ProvisionContract => &[Role::Cpo, Role::Cps],
-        Operation::ManageTrust | Operation::ManageUsers | Operation::Backup => &[],
+        Operation::ManageTrust
+        | Operation::ManageUsers
+        | Operation::Backup
+        | Operation::SignFirmware => &[],
         Operation::IssueWithExportedKey
         | Operation::IssueAnyLeaf
         | Operation::ManageHierarchy
@@ -413,6 +443,7 @@ fn operator_only(op: Operation) -> bool {
             | Operation::ManageTrust
             | Operation::ManageUsers
             | Operation::Backup
+            | Operation::SignFirmware
     )
 }
 
@@ -499,10 +530,83 @@ pub fn normalize_tenant(role: Role, t: &str) -> Result<String, PolicyError> {
                 )))
             }
         }
+        Role::Csms => normalize_csms_tenant(t),
         Role::Cps | Role::Admin | Role::Auditor => {
             Err(invalid(format!("{role} clients have no tenant prefixes")))
         }
     }
+}
+
+/// A CSMS tenant: an EVSE operator prefix when it holds a `*` (`DE*ABC`, for V2G certificates),
+/// a name on its subjectAltName allow-list as `dns:NAME` (`dns:*.example.com`: one label) or
+/// `ip:ADDRESS`, else the exact organization name (subject O) of its CSO.
+fn normalize_csms_tenant(t: &str) -> Result<String, PolicyError> {
+    let invalid = |m: String| PolicyError::InvalidTenant(m);
+    let t = t.trim();
+    let shown = || t.chars().take(64).collect::<String>();
+    if let Some(name) = t.strip_prefix("dns:") {
+        return normalize_dns_allowed(name)
+            .map(|n| format!("dns:{n}"))
+            .ok_or_else(|| invalid(format!("'{}' is not a DNS name", shown())));
+    }
+    if let Some(ip) = t.strip_prefix("ip:") {
+        return ip
+            .parse::<std::net::IpAddr>()
+            .map(|a| format!("ip:{a}"))
+            .map_err(|_| invalid(format!("'{}' is not an IP address", shown())));
+    }
+    if t.contains('*') {
+        return identifiers::normalize_evse_tenant_prefix(t).map_err(|e| invalid(e.to_string()));
+    }
+    if t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "'{}' is not an organization name (1 to 64 printable characters)",
+            shown()
+        )));
+    }
+    Ok(t.to_string())
+}
+
+/// A DNS name (or `*.` wildcard pattern) in lower case, `None` if it is not one.
+pub fn normalize_dns_allowed(name: &str) -> Option<String> {
+    let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let rest = n.strip_prefix("*.").unwrap_or(&n);
+    let ok = !rest.is_empty()
+        && n.len() <= 253
+        && rest.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    ok.then_some(n)
+}
+
+/// Whether DNS name `name` (lower case) is on a CSMS's allow-list: an exact `dns:` entry, or a
+/// `dns:*.suffix` entry covering exactly one more label.
+pub fn dns_name_allowed(p: &Principal, name: &str) -> bool {
+    if p.via == Via::Operator || p.role == Role::Admin {
+        return true;
+    }
+    p.tenants.iter().any(|t| {
+        let Some(pat) = t.strip_prefix("dns:") else {
+            return false;
+        };
+        match pat.strip_prefix("*.") {
+            Some(suffix) => name
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => pat == name,
+        }
+    })
+}
+
+/// Whether IP address `ip` is on a CSMS's allow-list (`ip:` entries).
+pub fn ip_allowed(p: &Principal, ip: &std::net::IpAddr) -> bool {
+    p.via == Via::Operator
+        || p.role == Role::Admin
+        || p.tenants.iter().any(|t| t == &format!("ip:{ip}"))
 }
 
 /// Normalise and de-duplicate the tenants of a new client of `role`.
@@ -584,6 +688,7 @@ mod tests {
         let cps = client(Role::Cps, &[]);
         let admin = client(Role::Admin, &[]);
         let auditor = client(Role::Auditor, &[]);
+        let csms = client(Role::Csms, &["ACME CSO", "DE*ABC", "dns:csms.test"]);
         let op = Principal::operator("alice");
         let evse_ours = Target::Identifier(Identifier::EvseId("DE*ABC*E1234"));
         let evse_theirs = Target::Identifier(Identifier::EvseId("DE*XYZ*E1234"));
@@ -625,6 +730,35 @@ mod tests {
             (&cpo, Operation::Enroll(Family::Cps), Target::Any, ROLE),
             (&admin, secc, evse_theirs, ALLOW),
             (&auditor, secc, Target::Any, ROLE),
+            // OCPP: a CSMS enrolls stations of its CSO and SECC certificates of its operator.
+            (
+                &csms,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Identifier(Identifier::Organization("ACME CSO")),
+                ALLOW,
+            ),
+            (
+                &csms,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Identifier(Identifier::Organization("Other CSO")),
+                TENANT,
+            ),
+            (
+                &csms,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Identifier(Identifier::Organization("acme cso")),
+                TENANT,
+            ),
+            (&csms, secc, evse_ours, ALLOW),
+            (&csms, secc, evse_theirs, TENANT),
+            (&csms, contract, Target::Any, ROLE),
+            (
+                &cpo,
+                Operation::Enroll(Family::ChargingStation),
+                Target::Any,
+                ROLE,
+            ),
+            (&csms, Operation::Revoke, stored_ours, ALLOW),
             // Reading and revoking stored certificates: by stored tenant.
             (&cpo, Operation::ReadCertificates, stored_ours, ALLOW),
             (&cpo, Operation::ReadCertificates, stored_theirs, TENANT),
@@ -653,6 +787,8 @@ mod tests {
             (&admin, Operation::ManageHierarchy, Target::Any, ROLE),
             (&admin, Operation::InspectHsm, Target::Any, ROLE),
             (&admin, Operation::IssueAnyLeaf, Target::Any, ROLE),
+            (&admin, Operation::SignFirmware, Target::Any, ROLE),
+            (&op, Operation::SignFirmware, Target::Any, ALLOW),
             (&op, Operation::IssueWithExportedKey, Target::Any, ALLOW),
             (&op, Operation::ManageHierarchy, Target::Any, ALLOW),
             (&op, Operation::Revoke, stored_theirs, ALLOW),
@@ -674,6 +810,30 @@ mod tests {
         assert_eq!(d.actor, "api:c1");
         assert_eq!(d.operation, Operation::Revoke);
         assert_eq!(d.code.as_str(), "forbidden_tenant");
+    }
+
+    #[test]
+    fn csms_tenants_and_san_allow_lists() {
+        let t = |s: &str| normalize_tenant(Role::Csms, s);
+        assert_eq!(t(" ACME CSO ").unwrap(), "ACME CSO");
+        assert_eq!(t("de*abc").unwrap(), "DE*ABC");
+        assert_eq!(t("dns:CSMS.Example.COM.").unwrap(), "dns:csms.example.com");
+        assert_eq!(t("dns:*.example.com").unwrap(), "dns:*.example.com");
+        assert_eq!(t("ip:10.0.0.1").unwrap(), "ip:10.0.0.1");
+        assert!(t("dns:bad_name").is_err());
+        assert!(t("ip:10.0.0.300").is_err());
+        assert!(t("").is_err());
+        let p = client(
+            Role::Csms,
+            &["dns:csms.test", "dns:*.ws.test", "ip:127.0.0.1"],
+        );
+        assert!(dns_name_allowed(&p, "csms.test"));
+        assert!(!dns_name_allowed(&p, "evil.test"));
+        assert!(dns_name_allowed(&p, "a.ws.test"));
+        assert!(!dns_name_allowed(&p, "a.b.ws.test"), "one label only");
+        assert!(!dns_name_allowed(&p, "ws.test"));
+        assert!(ip_allowed(&p, &"127.0.0.1".parse().unwrap()));
+        assert!(!ip_allowed(&p, &"127.0.0.2".parse().unwrap()));
     }
 
     #[test]

@@ -21,6 +21,22 @@ pub enum Standard {
     /// ISO 15118-20 (P-521, SHA-512, 1600-byte certificates).
     #[serde(rename = "iso15118-20")]
     Iso20,
+    /// OCPP 2.0.1 security profiles 2 and 3: the CSMS / charging-station TLS PKI and firmware
+    /// signing (RSA or ECDSA, no ISO 15118 size cap).
+    #[serde(rename = "ocpp")]
+    Ocpp,
+}
+
+/// Where the subjectAltName of a certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SanRule {
+    /// No subjectAltName is issued (a CSR asking for one is tolerated and ignored).
+    #[default]
+    None,
+    /// The DNS names and IP addresses the CSR asks for, each checked against the caller's
+    /// allow-list, and nothing else (no other name types); at least one.
+    DnsIpAllowed,
 }
 
 /// What a certificate of the profile is.
@@ -144,8 +160,13 @@ pub struct Profile {
     pub standard: Standard,
     /// CA, leaf or OCSP signer.
     pub kind: Kind,
-    /// Key algorithm of the subject key.
+    /// Key algorithm of the subject key (for CAs and service keys the key made in the HSM; for
+    /// leaves also the issuing CA's algorithm).
     pub key: KeyAlg,
+    /// Further key algorithms a CSR for this leaf profile may carry (OCPP stations: RSA 2048
+    /// as well as P-256). Empty: only `key`.
+    #[serde(default)]
+    pub csr_keys: Vec<KeyAlg>,
     /// Signature hash (must match the key).
     pub hash: HashAlg,
     /// Largest DER encoding allowed (800 for -2, 1600 for -20).
@@ -158,6 +179,13 @@ pub struct Profile {
     pub basic_constraints: BasicConstraintsRule,
     /// keyUsage bits (critical).
     pub key_usage: Vec<String>,
+    /// keyUsage bits for an RSA subject key, when they differ (RSA TLS clients encipher the
+    /// key, EC ones agree on it). Empty: `key_usage`.
+    #[serde(default)]
+    pub key_usage_rsa: Vec<String>,
+    /// Where the subjectAltName comes from.
+    #[serde(default)]
+    pub san: SanRule,
     /// extendedKeyUsage names or OIDs (absent when empty).
     #[serde(default)]
     pub extended_key_usage: Vec<String>,
@@ -202,6 +230,20 @@ impl Profile {
         self.kind == Kind::Leaf
     }
 
+    /// Whether a CSR for this profile may carry a key of `alg`.
+    pub fn accepts_key(&self, alg: KeyAlg) -> bool {
+        alg == self.key || self.csr_keys.contains(&alg)
+    }
+
+    /// The keyUsage bits for a subject key of `alg`.
+    pub fn key_usage_for(&self, alg: KeyAlg) -> &[String] {
+        if alg.is_rsa() && !self.key_usage_rsa.is_empty() {
+            &self.key_usage_rsa
+        } else {
+            &self.key_usage
+        }
+    }
+
     fn validate(&self, stem: &str) -> Result<(), PolicyError> {
         let err = |m: String| Err(PolicyError::ProfileFile(format!("profile {stem}: {m}")));
         if self.name != stem {
@@ -211,10 +253,28 @@ impl Profile {
             return err("validity.default_days must be between 1 and max_days".into());
         }
         let bits: Vec<&str> = self.key_usage.iter().map(String::as_str).collect();
-        for b in &bits {
-            if !KEY_USAGE_NAMES.contains(b) {
+        for b in self.key_usage.iter().chain(&self.key_usage_rsa) {
+            if !KEY_USAGE_NAMES.contains(&b.as_str()) {
                 return err(format!("unknown keyUsage '{b}'"));
             }
+        }
+        if self.key_usage_rsa.iter().any(|b| b == "keyCertSign") && !self.kind.is_ca() {
+            return err("a leaf must not have keyCertSign".into());
+        }
+        let iso = self.standard != Standard::Ocpp;
+        for k in std::iter::once(&self.key).chain(&self.csr_keys) {
+            if iso && k.is_rsa() {
+                return err(format!(
+                    "{} is for OCPP profiles only (ISO 15118 certificates are ECDSA)",
+                    k.name()
+                ));
+            }
+        }
+        if !self.csr_keys.is_empty() && !self.is_leaf() {
+            return err("csr_keys is for leaf profiles only".into());
+        }
+        if self.san != SanRule::None && (iso || !self.is_leaf()) {
+            return err("a subjectAltName rule is for OCPP leaf profiles only".into());
         }
         if bits.is_empty() {
             return err(
@@ -299,6 +359,7 @@ pub fn eku_oid(name: &str) -> Option<der::asn1::ObjectIdentifier> {
         "ocspSigning" => crate::x509::OID_KP_OCSP_SIGNING,
         "serverAuth" => const_oid::db::rfc5280::ID_KP_SERVER_AUTH,
         "clientAuth" => const_oid::db::rfc5280::ID_KP_CLIENT_AUTH,
+        "codeSigning" => const_oid::db::rfc5280::ID_KP_CODE_SIGNING,
         other => return der::asn1::ObjectIdentifier::new(other).ok(),
     })
 }
@@ -388,7 +449,10 @@ impl Profiles {
                         p.name
                     )));
                 }
-                if issuer.key != p.key || issuer.standard != p.standard {
+                // ISO 15118 chains keep one algorithm throughout; the OCPP PKI may mix them (an
+                // RSA CA with an EC OCSP signer), as TLS stacks and OCSP clients take both.
+                let mixed_ok = p.standard == Standard::Ocpp;
+                if (issuer.key != p.key && !mixed_ok) || issuer.standard != p.standard {
                     return Err(bad(format!(
                         "profile {}: issuer profile {ip} uses another key algorithm or standard",
                         p.name
@@ -460,6 +524,65 @@ mod tests {
             p.get("cpo-sub-ca-2").unwrap().basic_constraints.path_len,
             Some(0)
         );
+    }
+
+    #[test]
+    fn ocpp_profiles_take_rsa_and_ec_csrs_but_iso_profiles_do_not() {
+        let p = Profiles::builtin().unwrap();
+        assert!(
+            !p.get("firmware-signing")
+                .unwrap()
+                .accepts_key(KeyAlg::Rsa2048)
+        );
+        for name in ["charging-station", "csms-server"] {
+            let prof = p.get(name).unwrap();
+            assert_eq!(prof.standard, Standard::Ocpp);
+            for k in [KeyAlg::Rsa2048, KeyAlg::Rsa3072, KeyAlg::EcP256] {
+                assert!(prof.accepts_key(k), "{name} {k:?}");
+            }
+        }
+        let cs = p.get("charging-station").unwrap();
+        assert_eq!(
+            cs.key_usage_for(KeyAlg::Rsa2048),
+            ["digitalSignature", "keyEncipherment"]
+        );
+        assert_eq!(
+            cs.key_usage_for(KeyAlg::EcP256),
+            ["digitalSignature", "keyAgreement"]
+        );
+        assert_eq!(p.get("csms-server").unwrap().san, SanRule::DnsIpAllowed);
+        assert!(!p.get("secc-leaf").unwrap().accepts_key(KeyAlg::Rsa2048));
+        // An ISO 15118 profile may not take RSA, nor carry a SAN rule.
+        let secc = BUILTIN.iter().find(|(n, _)| *n == "secc-leaf").unwrap().1;
+        for bad in [
+            secc.replacen(
+                "hash = \"sha256\"",
+                "csr_keys = [\"rsa-2048\"]\nhash = \"sha256\"",
+                1,
+            ),
+            secc.replacen(
+                "hash = \"sha256\"",
+                "san = \"dns-ip-allowed\"\nhash = \"sha256\"",
+                1,
+            ),
+            // ISO chains keep one algorithm: a P-384 leaf under P-256 CAs is refused.
+            secc.replacen(
+                "key = \"ec-p256\"\nhash = \"sha256\"",
+                "key = \"ec-p384\"\nhash = \"sha384\"",
+                1,
+            ),
+        ] {
+            assert_ne!(bad, secc);
+            let r = Profiles::from_sources(BUILTIN.iter().map(|(n, t)| {
+                let text = if *n == "secc-leaf" {
+                    bad.clone()
+                } else {
+                    t.to_string()
+                };
+                (n.to_string(), text)
+            }));
+            assert!(r.is_err(), "{bad}");
+        }
     }
 
     #[test]

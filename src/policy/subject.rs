@@ -8,7 +8,7 @@ use x509_cert::name::RdnSequence;
 use super::PolicyError;
 use super::authz::Identifier;
 use crate::policy::identifiers;
-use crate::policy::profile::{CnRule, DcMissing, Profile};
+use crate::policy::profile::{CnRule, DcMissing, Profile, SanRule, Standard};
 use crate::x509::name;
 
 /// A subject that passed its profile, with the identifiers it carries. Only [`check_subject`]
@@ -30,7 +30,30 @@ pub struct CheckedSubject {
     pub tenant: Option<String>,
     /// The profile it was checked against.
     pub profile: String,
+    /// The organization (O) of an OCPP certificate: the CSO or manufacturer, its tenant.
+    pub organization: Option<String>,
+    /// The subjectAltName entries to issue (OCPP server certificates only), checked by
+    /// [`CheckedSubject::with_requested_sans`].
+    pub sans: Vec<SanName>,
     _checked: (),
+}
+
+/// One subjectAltName entry we issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SanName {
+    /// dNSName, lower case.
+    Dns(String),
+    /// iPAddress.
+    Ip(std::net::IpAddr),
+}
+
+impl std::fmt::Display for SanName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SanName::Dns(n) => write!(f, "DNS:{n}"),
+            SanName::Ip(a) => write!(f, "IP:{a}"),
+        }
+    }
 }
 
 impl CheckedSubject {
@@ -40,9 +63,84 @@ impl CheckedSubject {
             Some(Identifier::EvseId(e))
         } else if let Some(e) = &self.emaid {
             Some(Identifier::Emaid(e))
+        } else if let Some(p) = &self.pcid {
+            Some(Identifier::Pcid(p))
         } else {
-            self.pcid.as_deref().map(Identifier::Pcid)
+            self.organization.as_deref().map(Identifier::Organization)
         }
+    }
+
+    /// Take the subjectAltName the CSR asks for, as the profile says: under
+    /// [`SanRule::DnsIpAllowed`] every entry must be a DNS name or IP address that `allowed`
+    /// accepts, and there must be at least one; under [`SanRule::None`] nothing is issued.
+    pub fn with_requested_sans(
+        mut self,
+        profile: &Profile,
+        exts: &[Extension],
+        allowed: impl Fn(&SanName) -> bool,
+    ) -> Result<CheckedSubject, PolicyError> {
+        if profile.san == SanRule::None {
+            return Ok(self);
+        }
+        use x509_cert::ext::pkix::name::GeneralName;
+        let mut sans = Vec::new();
+        for e in exts
+            .iter()
+            .filter(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME)
+        {
+            let names: x509_cert::ext::pkix::SubjectAltName =
+                der::Decode::from_der(e.extn_value.as_bytes())
+                    .map_err(|_| refuse(profile, "malformed subjectAltName request".into()))?;
+            for n in names.0 {
+                let san = match n {
+                    GeneralName::DnsName(d) => {
+                        let raw = d.to_string();
+                        let norm = super::authz::normalize_dns_allowed(&raw)
+                            .filter(|n| !n.starts_with("*."))
+                            .ok_or_else(|| {
+                                refuse(profile, format!("'{raw}' is not a DNS host name"))
+                            })?;
+                        SanName::Dns(norm)
+                    }
+                    GeneralName::IpAddress(os) => {
+                        let b = os.as_bytes();
+                        let ip = match b.len() {
+                            4 => std::net::IpAddr::from(<[u8; 4]>::try_from(b).unwrap_or_default()),
+                            16 => {
+                                std::net::IpAddr::from(<[u8; 16]>::try_from(b).unwrap_or_default())
+                            }
+                            _ => {
+                                return Err(refuse(profile, "malformed IP address in SAN".into()));
+                            }
+                        };
+                        SanName::Ip(ip)
+                    }
+                    _ => {
+                        return Err(refuse(
+                            profile,
+                            "subjectAltName may hold DNS names and IP addresses only".into(),
+                        ));
+                    }
+                };
+                if !allowed(&san) {
+                    return Err(refuse(
+                        profile,
+                        format!("{san} is not on this client's subjectAltName allow-list"),
+                    ));
+                }
+                if !sans.contains(&san) {
+                    sans.push(san);
+                }
+            }
+        }
+        if sans.is_empty() {
+            return Err(refuse(
+                profile,
+                "the CSR must ask for at least one DNS name or IP address (subjectAltName)".into(),
+            ));
+        }
+        self.sans = sans;
+        Ok(self)
     }
 }
 
@@ -172,8 +270,16 @@ pub fn check_subject(
         pcid: None,
         tenant: None,
         profile: profile.name.clone(),
+        organization: None,
+        sans: Vec::new(),
         _checked: (),
     };
+    if profile.standard == Standard::Ocpp && profile.is_leaf() {
+        // OCPP leaves belong to the organization (the CSO, the manufacturer) they are made out to.
+        let org = name::values(&out.name, name::OID_O).into_iter().next();
+        out.tenant = org.clone();
+        out.organization = org;
+    }
     match profile.subject.cn {
         CnRule::Emaid | CnRule::Emaid20 => {
             out.tenant = identifiers::emaid_prefix(&normal).ok();

@@ -10,7 +10,9 @@ pub mod auth;
 mod clients;
 pub mod contracts;
 mod guard;
+pub mod ocpp;
 pub mod provisioning;
+mod reenroll;
 pub mod refusals;
 pub mod users;
 
@@ -229,6 +231,8 @@ struct Inner {
     ui: UiTimeouts,
     /// The console's form-signing key, read from the store once (`users::console_form_key`).
     form_key: tokio::sync::OnceCell<Arc<Vec<u8>>>,
+    /// Seconds a superseded certificate stays valid (`PNC_SUPERSEDE_GRACE`).
+    supersede_grace: i64,
 }
 
 /// Console session timeouts, seconds.
@@ -271,6 +275,7 @@ impl Ra {
                 .unwrap_or(28_800)
                 .max(1),
         };
+        let limits_grace = limits.supersede_grace;
         let response_caps = (
             limits.max_response_chars_iso2,
             limits.max_response_chars_iso20,
@@ -289,6 +294,7 @@ impl Ra {
                 trust: std::sync::Mutex::new(None),
                 ui,
                 form_key: tokio::sync::OnceCell::new(),
+                supersede_grace: i64::try_from(limits_grace.as_secs()).unwrap_or(i64::MAX),
             }),
         }
     }
@@ -430,7 +436,16 @@ impl Ra {
             };
             self.limit_enrollment(p)?;
             let issued = self
-                .issue_checked(p, op, &profile_name, csr_input, None, None, idem.as_ref())
+                .issue_checked(
+                    p,
+                    op,
+                    &profile_name,
+                    csr_input,
+                    None,
+                    None,
+                    ocpp::Extra::default(),
+                    idem.as_ref(),
+                )
                 .await;
             match (issued, &idem) {
                 // A concurrent call with the same key committed first: answer what it issued.
@@ -509,8 +524,17 @@ impl Ra {
         let r = async {
             self.authorize(p, op, Target::Any, profile).await?;
             self.limit_enrollment(p)?;
-            self.issue_checked(p, op, profile, csr_input, issuer_id, validity_days, None)
-                .await
+            self.issue_checked(
+                p,
+                op,
+                profile,
+                csr_input,
+                issuer_id,
+                validity_days,
+                ocpp::Extra::default(),
+                None,
+            )
+            .await
         }
         .await;
         match r {
@@ -521,6 +545,10 @@ impl Ra {
         }
     }
 
+    /// The checks every CSR enrollment makes, in order: leaf profile, CSR, subject, the
+    /// station identity (OCPP), the tenant, requested extensions, the subjectAltName against
+    /// the caller's allow-list (OCPP server certificates), the root the station expects
+    /// (OCPP 2.1); then one call into the CA (with the call's idempotency key, if any).
     #[allow(clippy::too_many_arguments)]
     async fn issue_checked(
         &self,
@@ -530,6 +558,7 @@ impl Ra {
         csr_input: &[u8],
         issuer_id: Option<&str>,
         validity_days: Option<u32>,
+        extra: ocpp::Extra<'_>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Issued, RaError> {
         let ca = self.ca()?;
@@ -537,12 +566,43 @@ impl Ra {
         let profile = self.inner.profiles.get(profile_name)?.clone();
         let parsed = csr::parse_and_verify(csr_input)?;
         let checked = subject::check_subject(&profile, &parsed.subject)?;
+        if let Some(sid) = extra.station_id {
+            let cn = crate::x509::name::values(&checked.name, crate::x509::name::OID_CN);
+            if cn.first().map(String::as_str) != Some(sid) {
+                return Err(RaError::bad(
+                    "station_id_mismatch",
+                    format!(
+                        "the CSR's CN '{}' is not the station '{sid}'",
+                        cn.first()
+                            .map(|c| c.chars().take(64).collect::<String>())
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         let target = match checked.identifier() {
             Some(id) => Target::Identifier(id),
             None => Target::NoIdentifier("identifier"),
         };
         self.authorize(p, op, target, profile_name).await?;
         subject::check_requested_extensions(&profile, &parsed.requested_extensions)?;
+        let checked = checked.with_requested_sans(
+            &profile,
+            &parsed.requested_extensions,
+            |san| match san {
+                subject::SanName::Dns(n) => authz::dns_name_allowed(p, n),
+                subject::SanName::Ip(a) => authz::ip_allowed(p, a),
+            },
+        )?;
+        if let Some(h) = extra.hash_root {
+            let chain = ca.issuing_chain(profile_name).await?;
+            if !chain.last().is_some_and(|root| h.names(root)) {
+                return Err(RaError::bad(
+                    "root_hash_mismatch",
+                    "hashRootCertificate does not name the root this certificate is issued under",
+                ));
+            }
+        }
         Ok(ca
             .issue_leaf_keyed(
                 checked,
@@ -593,6 +653,30 @@ impl Ra {
         standard: Standard,
     ) -> Result<Vec<ParsedCert>, RaError> {
         Ok(self.ca()?.issuing_chain(&family.profile(standard)).await?)
+    }
+
+    /// Sign a firmware image with the service-held firmware-signing key (the operator only; the
+    /// signature is audited with the image's SHA-256).
+    pub async fn sign_firmware(
+        &self,
+        p: &Principal,
+        image: Vec<u8>,
+    ) -> Result<crate::ca::firmware::FirmwareSignature, RaError> {
+        self.authorize(p, Operation::SignFirmware, Target::Any, "firmware")
+            .await?;
+        Ok(self.ca()?.sign_firmware(image, &p.actor()).await?)
+    }
+
+    /// RFC 7030 `csrattrs` for `family` (DER): the keys and signature algorithms its profile
+    /// takes, and whether it wants a subjectAltName; public.
+    pub fn csr_attrs(&self, family: Family, standard: Standard) -> Result<Vec<u8>, RaError> {
+        let p = self.inner.profiles.get(&family.profile(standard))?;
+        let mut keys = vec![p.key];
+        keys.extend(p.csr_keys.iter().copied());
+        Ok(csr::csr_attrs_der(
+            &keys,
+            p.san != crate::policy::profile::SanRule::None,
+        ))
     }
 
     // ------------------------------------------------------------------------------- lookups
@@ -811,7 +895,7 @@ impl Ra {
         for ca in &cas {
             out.push((ca.id.clone(), ca.cert_der.clone()));
         }
-        for profile in ["cps-leaf", "cps-leaf-20"] {
+        for profile in ["cps-leaf", "cps-leaf-20", "firmware-signing"] {
             let mut newest: Option<CertRecord> = None;
             for ca in &cas {
                 if let Some(c) = self

@@ -1166,12 +1166,17 @@ impl Ra {
         Ok(due.len())
     }
 
-    /// Sweep supersessions once a minute, until the task is dropped.
+    /// Sweep supersessions (contract certificates, and re-issued station certificates) once a
+    /// minute, or as often as a shorter grace period needs, until the task is dropped.
     pub async fn run_supersession_sweeper(self) {
+        let every = self.supersession_sweep_interval();
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            tokio::time::sleep(every).await;
             if let Err(e) = self.sweep_supersessions().await {
                 tracing::warn!(error = %e, "supersession sweep failed");
+            }
+            if let Err(e) = self.sweep_cert_supersessions().await {
+                tracing::warn!(error = %e, "certificate supersession sweep failed");
             }
         }
     }

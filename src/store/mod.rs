@@ -15,6 +15,7 @@ mod clients;
 mod crl;
 pub mod ocsp;
 mod provisioning;
+mod supersede;
 mod users;
 
 pub use provisioning::{ContractQuery, DueSupersession};
@@ -707,6 +708,9 @@ impl Store {
         }
         if let Some(v) = &f.tenant {
             push("tenant = ?", v.clone());
+        }
+        if let Some(v) = &f.subject {
+            push("subject = ?", v.clone());
         }
         if let Some(t) = f.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             // LIKE with its wildcards escaped (the ESCAPE clause reads the same on both

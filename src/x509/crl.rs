@@ -101,7 +101,7 @@ pub fn tbs_der(c: &CrlContent<'_>) -> Result<Vec<u8>, X509Error> {
         .map_err(|_| X509Error::Der(format!("CRL number {} is negative", c.number)))?;
     let tbs = TbsCertList {
         version: 1,
-        signature: super::ecdsa_alg(c.signature),
+        signature: super::signature_alg_id(c.signature),
         issuer: c.issuer.tbs().subject().as_ref().clone(),
         this_update: super::x509_time(c.this_update)?,
         next_update: super::x509_time(c.next_update)?,

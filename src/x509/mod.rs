@@ -105,11 +105,12 @@ pub fn der_sequence(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// `AlgorithmIdentifier` for ecdsa-with-SHAx (parameters absent, RFC 5758).
-pub fn ecdsa_alg(sig: SignatureAlg) -> AlgorithmIdentifierOwned {
+/// `AlgorithmIdentifier` of a signature: ecdsa-with-SHAx with parameters absent (RFC 5758),
+/// sha256WithRSAEncryption with NULL parameters (RFC 4055 §5: they MUST be present and NULL).
+pub fn signature_alg_id(sig: SignatureAlg) -> AlgorithmIdentifierOwned {
     AlgorithmIdentifierOwned {
         oid: sig.oid(),
-        parameters: None,
+        parameters: sig.is_rsa().then(|| der::Any::from(der::asn1::Null)),
     }
 }
 
@@ -119,7 +120,7 @@ pub fn assemble_signed(
     sig: SignatureAlg,
     sig_der: &[u8],
 ) -> Result<Vec<u8>, X509Error> {
-    let alg = ecdsa_alg(sig).to_der()?;
+    let alg = signature_alg_id(sig).to_der()?;
     let bits = BitString::from_bytes(sig_der).and_then(|b| b.to_der())?;
     Ok(der_sequence(&[tbs_der, &alg, &bits]))
 }
@@ -152,27 +153,75 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, X509Error> {
     .to_der()?)
 }
 
-/// SubjectPublicKeyInfo DER for an EC point.
+/// SubjectPublicKeyInfo DER for an EC point (or an RSA public key, see [`spki_owned`]).
 pub fn spki_der(alg: KeyAlg, point: &[u8]) -> Result<Vec<u8>, X509Error> {
     Ok(spki_owned(alg, point)?.to_der()?)
 }
 
-/// SubjectPublicKeyInfo for an uncompressed EC point on `alg`'s curve.
-pub fn spki_owned(alg: KeyAlg, point: &[u8]) -> Result<SubjectPublicKeyInfoOwned, X509Error> {
-    Ok(SubjectPublicKeyInfoOwned {
-        algorithm: AlgorithmIdentifierOwned {
+/// SubjectPublicKeyInfo for `key`: an uncompressed EC point on `alg`'s curve, or for an RSA
+/// `alg` the DER `RSAPublicKey` (PKCS#1) under rsaEncryption with NULL parameters.
+pub fn spki_owned(alg: KeyAlg, key: &[u8]) -> Result<SubjectPublicKeyInfoOwned, X509Error> {
+    let algorithm = match alg.curve_oid() {
+        Some(curve) => AlgorithmIdentifierOwned {
             oid: OID_EC_PUBLIC_KEY,
-            parameters: Some(der::Any::from(alg.curve_oid())),
+            parameters: Some(der::Any::from(curve)),
         },
-        subject_public_key: BitString::from_bytes(point)?,
+        None => AlgorithmIdentifierOwned {
+            oid: OID_RSA_ENCRYPTION,
+            parameters: Some(der::Any::from(der::asn1::Null)),
+        },
+    };
+    Ok(SubjectPublicKeyInfoOwned {
+        algorithm,
+        subject_public_key: BitString::from_bytes(key)?,
     })
 }
 
-/// Key algorithm of an SPKI, if it is an EC key on a curve we support.
+/// rsaEncryption (PKCS#1).
+pub const OID_RSA_ENCRYPTION: ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
+
+/// RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+#[derive(Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: der::asn1::UintRef<'a>,
+    public_exponent: der::asn1::UintRef<'a>,
+}
+
+/// DER `RSAPublicKey` from a big-endian modulus and exponent (as PKCS#11 returns them).
+pub fn rsa_public_key_der(modulus: &[u8], exponent: &[u8]) -> Result<Vec<u8>, X509Error> {
+    Ok(RsaPublicKey {
+        modulus: der::asn1::UintRef::new(modulus)?,
+        public_exponent: der::asn1::UintRef::new(exponent)?,
+    }
+    .to_der()?)
+}
+
+/// Modulus length in bits of a DER `RSAPublicKey`.
+fn rsa_modulus_bits(der: &[u8]) -> Result<u32, X509Error> {
+    let k =
+        RsaPublicKey::from_der(der).map_err(|e| X509Error::Key(format!("RSA public key: {e}")))?;
+    let m = k.modulus.as_bytes();
+    let lead = m.first().copied().unwrap_or(0);
+    if lead == 0 {
+        return Err(X509Error::Key("RSA modulus is zero".into()));
+    }
+    Ok((m.len() as u32 - 1) * 8 + (8 - lead.leading_zeros()))
+}
+
+/// Key algorithm of an SPKI, if it is an EC key on a curve we support or an RSA key of 2048,
+/// 3072 or 4096 bits (which profiles take it is policy's business).
 pub fn spki_key_alg(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyAlg, X509Error> {
+    if spki.algorithm.oid == OID_RSA_ENCRYPTION {
+        let bits = rsa_modulus_bits(spki.subject_public_key.raw_bytes())?;
+        return KeyAlg::from_rsa_bits(bits).ok_or_else(|| {
+            X509Error::Key(format!(
+                "RSA key of {bits} bits is not accepted (use 2048, 3072 or 4096)"
+            ))
+        });
+    }
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(X509Error::Key(format!(
-            "public key algorithm {} is not id-ecPublicKey",
+            "public key algorithm {} is not id-ecPublicKey or rsaEncryption",
             spki.algorithm.oid
         )));
     }
@@ -334,6 +383,38 @@ impl ParsedCert {
             .map(|eku| eku.0)
     }
 
+    /// Its subjectAltName DNS names and IP addresses as allow-list entries (`dns:NAME`,
+    /// `ip:ADDRESS`); other name types are left out.
+    pub fn subject_alt_names(&self) -> Vec<String> {
+        use x509_cert::ext::pkix::name::GeneralName;
+        let Some(e) = self.extension(const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME) else {
+            return Vec::new();
+        };
+        let Ok(names) = x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())
+        else {
+            return Vec::new();
+        };
+        names
+            .0
+            .into_iter()
+            .filter_map(|n| match n {
+                GeneralName::DnsName(d) => {
+                    Some(format!("dns:{}", d.to_string().to_ascii_lowercase()))
+                }
+                GeneralName::IpAddress(os) => {
+                    let b = os.as_bytes();
+                    let ip = match b.len() {
+                        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?),
+                        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?),
+                        _ => return None,
+                    };
+                    Some(format!("ip:{ip}"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Issuer name, DER.
     pub fn issuer_der(&self) -> Vec<u8> {
         self.tbs().issuer().to_der().unwrap_or_default()
@@ -353,6 +434,39 @@ impl ParsedCert {
     /// PEM `CERTIFICATE`.
     pub fn pem(&self) -> String {
         to_pem("CERTIFICATE", &self.der)
+    }
+}
+
+/// OCPP `CertificateHashDataType` of a certificate (what `GetInstalledCertificateIds` reports
+/// and `hashRootCertificate` names): hex hashes of its issuer's name and public key (the
+/// subjectPublicKey BIT STRING contents, as in an OCSP CertID) and its serial in lower-case hex
+/// without leading zeros (as EVerest writes it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertHashData {
+    /// `SHA256`, `SHA384` or `SHA512`.
+    pub hash_algorithm: &'static str,
+    /// Hex hash of the issuer's DER name.
+    pub issuer_name_hash: String,
+    /// Hex hash of the issuer's public key.
+    pub issuer_key_hash: String,
+    /// Hex serial number, leading zeros stripped.
+    pub serial_number: String,
+}
+
+/// The hash data of `cert` issued by `issuer` (a root is its own issuer).
+pub fn cert_hash_data(
+    cert: &ParsedCert,
+    issuer: &ParsedCert,
+    hash: crate::alg::HashAlg,
+) -> CertHashData {
+    let serial = cert.serial_hex();
+    let stripped = serial.trim_start_matches('0');
+    CertHashData {
+        hash_algorithm: hash.ocpp_name(),
+        issuer_name_hash: hex::encode(hash.digest(&cert.issuer_der())),
+        issuer_key_hash: hex::encode(hash.digest(issuer.spki().subject_public_key.raw_bytes())),
+        serial_number: if stripped.is_empty() { "0" } else { stripped }.to_string(),
     }
 }
 
