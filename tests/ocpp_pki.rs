@@ -513,6 +513,26 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         let text = must(&["x509", "-in", &s(&ec_leaf), "-noout", "-text"]);
         assert!(text.contains("Digital Signature, Key Agreement"), "{text}");
 
+        // A station that does not know its CSO's name sends CN only: the CA writes the CSMS's
+        // one organization into O (a CSR with another O is refused below).
+        let (bare_csr, _) = csr(&d, "cs5", "ec:P-256", "/CN=CS-0005", &[]);
+        let (code, body) = api.sign(&sign_req(
+            "CS-0005",
+            &bare_csr,
+            Some("ChargingStationCertificate"),
+        ));
+        assert_eq!(code, 200, "{body}");
+        let bare_chain = d.join("cs5-chain.pem");
+        std::fs::write(&bare_chain, body["certificateChain"].as_str().unwrap()).unwrap();
+        let bare_leaf = split_pem(&d, "cs5", body["certificateChain"].as_str().unwrap())[0].clone();
+        let (ok, out) = verify(&root, &bare_chain, &bare_leaf, Some("sslclient"));
+        assert!(ok, "{out}");
+        let text = must(&["x509", "-in", &s(&bare_leaf), "-noout", "-subject"]);
+        assert!(
+            text.contains("O = pnc-pki Demo CSO, CN = CS-0005"),
+            "{text}"
+        );
+
         // --- A V2G (SECC) certificate through the same route, for the operator prefix.
         let (v2g_csr, _) = csr(
             &d,

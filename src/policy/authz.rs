@@ -567,6 +567,19 @@ fn normalize_csms_tenant(t: &str) -> Result<String, PolicyError> {
     Ok(t.to_string())
 }
 
+/// The organization names (subject O of its CSO) among a CSMS's tenants: what is neither an
+/// EVSE operator prefix nor a `dns:`/`ip:` allow-list entry.
+pub fn csms_organizations(p: &Principal) -> Vec<&str> {
+    if p.role != Role::Csms {
+        return Vec::new();
+    }
+    p.tenants
+        .iter()
+        .filter(|t| !t.starts_with("dns:") && !t.starts_with("ip:") && !t.contains('*'))
+        .map(String::as_str)
+        .collect()
+}
+
 /// A DNS name (or `*.` wildcard pattern) in lower case, `None` if it is not one.
 pub fn normalize_dns_allowed(name: &str) -> Option<String> {
     let n = name.trim().trim_end_matches('.').to_ascii_lowercase();

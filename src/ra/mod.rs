@@ -564,7 +564,12 @@ impl Ra {
         let ca = self.ca()?;
         ca.require_leaf_profile(profile_name)?;
         let profile = self.inner.profiles.get(profile_name)?.clone();
-        let parsed = csr::parse_and_verify(csr_input)?;
+        let mut parsed = csr::parse_and_verify(csr_input)?;
+        if let Some(org) = extra.default_organization
+            && crate::x509::name::values(&parsed.subject, crate::x509::name::OID_O).is_empty()
+        {
+            parsed.subject = ocpp::with_organization(&parsed.subject, org)?;
+        }
         let checked = subject::check_subject(&profile, &parsed.subject)?;
         if let Some(sid) = extra.station_id {
             let cn = crate::x509::name::values(&checked.name, crate::x509::name::OID_CN);

@@ -7,7 +7,7 @@
 use super::{Ra, RaError};
 use crate::alg::HashAlg;
 use crate::model::{Issued, RootKind};
-use crate::policy::authz::{Family, Operation, Principal, Target};
+use crate::policy::authz::{self, Family, Operation, Principal, Target};
 use crate::policy::profile::Standard;
 use crate::x509::{CertHashData, ParsedCert, cert_hash_data};
 
@@ -109,6 +109,36 @@ pub(super) struct Extra<'a> {
     pub station_id: Option<&'a str>,
     /// The issuing chain must end in this root.
     pub hash_root: Option<&'a HashDataIn>,
+    /// The subject O to use when the CSR has none: the CSMS's one CSO organization (stations
+    /// that do not know their CSO's name still get the certificate OCPP requires).
+    pub default_organization: Option<&'a str>,
+}
+
+/// `subject` with `O=org` added before its CN (a CSR without an organization).
+pub(super) fn with_organization(
+    subject: &x509_cert::name::RdnSequence,
+    org: &str,
+) -> Result<x509_cert::name::RdnSequence, RaError> {
+    use crate::x509::name;
+    let mut pairs = Vec::new();
+    let mut added = false;
+    for (oid, v) in name::attributes(subject) {
+        let (Some(k), Some(v)) = (name::short_name(&oid), v) else {
+            return Err(RaError::bad(
+                "invalid_csr_subject",
+                format!("the CSR subject holds an attribute this CA does not issue ({oid})"),
+            ));
+        };
+        if oid == name::OID_CN && !added {
+            pairs.push(("O".to_string(), org.to_string()));
+            added = true;
+        }
+        pairs.push((k.to_string(), v));
+    }
+    if !added {
+        pairs.push(("O".to_string(), org.to_string()));
+    }
+    name::build(&pairs).map_err(|e| RaError::bad("invalid_csr_subject", e.to_string()))
 }
 
 /// The longest station identity we take (OCPP: `identity` of the websocket URL, ≤ 48).
@@ -186,9 +216,14 @@ impl Ra {
                 ));
             }
             self.limit_enrollment(p)?;
+            let orgs = authz::csms_organizations(p);
             let extra = Extra {
                 station_id: (family == Family::ChargingStation).then_some(sid),
                 hash_root: req.hash_root,
+                default_organization: match orgs.as_slice() {
+                    [one] if family == Family::ChargingStation => Some(*one),
+                    _ => None,
+                },
             };
             self.issue_checked(p, op, &profile_name, req.csr, None, None, extra, None)
                 .await
