@@ -45,7 +45,13 @@ fn leaf_of(env: &Env, key: &str, p7_b64: &str) -> (String, std::path::PathBuf) {
     std::fs::write(&p7, der).unwrap();
     let pem = env.path().join(format!("{key}.pem"));
     let (ok, out) = openssl(&[
-        "pkcs7", "-inform", "DER", "-in", p7.to_str().unwrap(), "-print_certs", "-out",
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        p7.to_str().unwrap(),
+        "-print_certs",
+        "-out",
         pem.to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
@@ -61,8 +67,15 @@ fn leaf_of(env: &Env, key: &str, p7_b64: &str) -> (String, std::path::PathBuf) {
 
 fn ocsp_status(base: &str, issuer: &std::path::Path, leaf: &std::path::Path) -> String {
     let (_, out) = openssl(&[
-        "ocsp", "-issuer", issuer.to_str().unwrap(), "-cert", leaf.to_str().unwrap(), "-url",
-        &format!("{base}/ocsp"), "-no_nonce", "-noverify",
+        "ocsp",
+        "-issuer",
+        issuer.to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{base}/ocsp"),
+        "-no_nonce",
+        "-noverify",
     ]);
     for s in ["good", "revoked", "unknown"] {
         if out.contains(&format!(": {s}")) {
@@ -146,7 +159,10 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
         std::thread::sleep(Duration::from_millis(300));
         a = env.serve_with_env(&vars);
         urls.lock().unwrap()[0] = a.url("");
-        eprintln!("round {round}: {} acknowledged", acked.lock().unwrap().len());
+        eprintln!(
+            "round {round}: {} acknowledged",
+            acked.lock().unwrap().len()
+        );
     }
     stop.store(true, Ordering::SeqCst);
     for w in workers {
@@ -183,7 +199,11 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
         },
     )
     .unwrap();
-    assert_eq!(again.text(), first, "retry after the kills returns the first certificate");
+    assert_eq!(
+        again.text(),
+        first,
+        "retry after the kills returns the first certificate"
+    );
 
     let acked = acked.lock().unwrap().clone();
     eprintln!(
@@ -194,7 +214,10 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
     let mut by_serial: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     for (k, body) in &acked {
         let (serial, pem) = leaf_of(&env, k, body);
-        assert!(by_serial.insert(serial, pem).is_none(), "two keys got one certificate");
+        assert!(
+            by_serial.insert(serial, pem).is_none(),
+            "two keys got one certificate"
+        );
     }
 
     // Revoke every fifth, alternating replicas.
@@ -203,7 +226,9 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
         let srv = if n % 2 == 0 { &a } else { &b };
         let r = reply(
             http()
-                .post(&srv.url(&format!("/api/v1/certificates/cpo-sub-ca-2/{serial}/revoke")))
+                .post(&srv.url(&format!(
+                    "/api/v1/certificates/cpo-sub-ca-2/{serial}/revoke"
+                )))
                 .header("authorization", &admin)
                 .header("content-type", "application/json")
                 .send(br#"{"reason":"keyCompromise"}"#.as_slice()),
@@ -214,7 +239,12 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
 
     // The store holds exactly the acknowledged certificates, each serial once.
     let listed: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "list", "--profile", "secc-leaf", "--limit", "5000", "--json",
+        "list",
+        "--profile",
+        "secc-leaf",
+        "--limit",
+        "5000",
+        "--json",
     ]))
     .unwrap();
     let stored: Vec<String> = listed
@@ -236,10 +266,19 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
         .iter()
         .filter(|(s, _)| revoked.contains(*s))
         .take(6)
-        .chain(by_serial.iter().filter(|(s, _)| !revoked.contains(*s)).take(6))
+        .chain(
+            by_serial
+                .iter()
+                .filter(|(s, _)| !revoked.contains(*s))
+                .take(6),
+        )
         .collect();
     for (serial, pem) in sample {
-        let want = if revoked.contains(serial) { "revoked" } else { "good" };
+        let want = if revoked.contains(serial) {
+            "revoked"
+        } else {
+            "good"
+        };
         for srv in [&a, &b] {
             assert_eq!(ocsp_status(&srv.url(""), &issuer, pem), want, "{serial}");
         }

@@ -457,3 +457,47 @@ fn concurrent_issuances_are_group_committed_and_one_failure_spares_the_rest() {
         });
     }
 }
+
+#[test]
+fn a_job_lease_has_one_holder_until_it_runs_out_or_is_given_up() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            let t = 1_000_000i64;
+            assert!(
+                store.job_lease("j", "a", t, 1000).await.unwrap(),
+                "{backend:?}"
+            );
+            assert!(
+                !store.job_lease("j", "b", t + 10, 1000).await.unwrap(),
+                "{backend:?}: held by a"
+            );
+            assert!(
+                store.job_lease("j", "a", t + 500, 1000).await.unwrap(),
+                "{backend:?}: a renews"
+            );
+            assert!(
+                !store.job_lease("j", "b", t + 1400, 1000).await.unwrap(),
+                "{backend:?}: renewed until t+1500"
+            );
+            assert!(
+                store.job_lease("j", "b", t + 1501, 1000).await.unwrap(),
+                "{backend:?}: ran out, b takes it"
+            );
+            assert!(
+                !store.job_lease("j", "a", t + 1600, 1000).await.unwrap(),
+                "{backend:?}"
+            );
+            assert!(
+                store.job_lease("other", "a", t + 1600, 1000).await.unwrap(),
+                "{backend:?}: per job"
+            );
+            store.release_job_lease("j", "b").await.unwrap();
+            assert!(
+                store.job_lease("j", "a", t + 1700, 1000).await.unwrap(),
+                "{backend:?}: given up"
+            );
+        });
+    }
+}

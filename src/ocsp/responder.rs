@@ -1043,6 +1043,16 @@ impl Responder {
                 }
             }
         }
+        // Re-producing stored answers, and pruning, is shared work: one replica at a time.
+        let interval = self
+            .inner
+            .settings
+            .refresh_interval
+            .0
+            .max(Duration::from_secs(1));
+        if !self.holds("ocsp.refresh", interval * 3).await {
+            return 0;
+        }
         let mut done = 0;
         match store
             .ocsp_due_for_production(now - refresh_after + 1, 500)
@@ -1069,6 +1079,24 @@ impl Responder {
             tracing::warn!(error = %e, "OCSP: cannot prune stored responses");
         }
         done
+    }
+
+    /// Whether this replica holds the lease of background job `job` (taken or renewed now for
+    /// `ttl`): jobs that write for every replica run on one at a time.
+    async fn holds(&self, job: &str, ttl: Duration) -> bool {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+        match self
+            .inner
+            .store
+            .job_lease(job, &self.inner.replica_id, self.now_ms(), ttl_ms)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, job, "cannot take a job lease; skipping this round");
+                false
+            }
+        }
     }
 
     async fn refresh_loop(&self) {
@@ -1129,7 +1157,16 @@ impl Responder {
                     .max(Duration::from_secs(1)),
             )
             .await;
-            self.rotate_signers().await;
+            // Two replicas renewing at once would each make a new signer: one renews.
+            let every = self
+                .inner
+                .settings
+                .signer_check_interval
+                .0
+                .max(Duration::from_secs(1));
+            if self.holds("ocsp.signers", every * 3).await {
+                self.rotate_signers().await;
+            }
             // Pick up CAs and signers created by other processes too.
             if let Err(e) = self.reload_index().await {
                 tracing::warn!(error = %e, "OCSP: cannot reload the CA index");

@@ -233,6 +233,8 @@ struct Inner {
     form_key: tokio::sync::OnceCell<Arc<Vec<u8>>>,
     /// Seconds a superseded certificate stays valid (`PNC_SUPERSEDE_GRACE`).
     supersede_grace: i64,
+    /// This process's name in job leases (`store::Store::job_lease`).
+    holder: String,
 }
 
 /// Console session timeouts, seconds.
@@ -295,6 +297,7 @@ impl Ra {
                 ui,
                 form_key: tokio::sync::OnceCell::new(),
                 supersede_grace: i64::try_from(limits_grace.as_secs()).unwrap_or(i64::MAX),
+                holder: format!("ra-{}", hex::encode(rand::random::<[u8; 8]>())),
             }),
         }
     }

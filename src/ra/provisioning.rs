@@ -1172,6 +1172,26 @@ impl Ra {
         let every = self.supersession_sweep_interval();
         loop {
             tokio::time::sleep(every).await;
+            // One replica sweeps at a time (the revocations are idempotent, the work is not free).
+            let ttl_ms = i64::try_from((every * 3).as_millis()).unwrap_or(i64::MAX / 4);
+            match self
+                .inner
+                .store
+                .job_lease(
+                    "supersession.sweep",
+                    &self.inner.holder,
+                    self.inner.clock.now_ms(),
+                    ttl_ms,
+                )
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the sweep lease; skipping this round");
+                    continue;
+                }
+            }
             if let Err(e) = self.sweep_supersessions().await {
                 tracing::warn!(error = %e, "supersession sweep failed");
             }

@@ -13,6 +13,7 @@ mod audit;
 pub mod batch;
 mod clients;
 mod crl;
+mod leases;
 pub mod ocsp;
 mod provisioning;
 mod supersede;
