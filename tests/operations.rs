@@ -399,3 +399,58 @@ fn report_expiring_takes_a_duration() {
     let e = env.fails(&["report", "expiring", "--within", "soon"]);
     assert!(e.contains("--within"), "{e}");
 }
+
+#[test]
+fn ocpp_sign_certificate_retries_with_an_idempotency_key_get_the_first_certificate() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let srv = env.serve();
+    let auth = srv.bearer(&env.client_add("csms", "csms", &["ACME CSO"]));
+    let pem = |name: &str, cn: &str| {
+        let p = env.openssl_csr(name, "prime256v1", &format!("/O=ACME CSO/CN={cn}"));
+        std::fs::read_to_string(p).unwrap()
+    };
+    let sign = |key: &str, station: &str, csr: &str| {
+        reply(
+            http()
+                .post(&srv.url("/api/v1/ocpp/sign-certificate"))
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .send(
+                    serde_json::json!({"stationId": station, "csr": csr,
+                        "certificateType": "ChargingStationCertificate"})
+                    .to_string()
+                    .as_bytes(),
+                ),
+        )
+    };
+    let stations = |env: &Env| -> usize {
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&[
+            "list",
+            "--profile",
+            "charging-station",
+            "--limit",
+            "1000",
+            "--json",
+        ]))
+        .unwrap();
+        v.as_array().unwrap().len()
+    };
+    let (c9, c8) = (pem("cs9", "CS-0009"), pem("cs8", "CS-0008"));
+    let first = sign("sc-1", "CS-0009", &c9);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = sign("sc-1", "CS-0009", &c9);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(
+        first.json()["certificateChain"],
+        again.json()["certificateChain"],
+        "a retry gets the first certificate"
+    );
+    assert_eq!(stations(&env), 1, "one certificate for two calls");
+    let other = sign("sc-1", "CS-0008", &c8);
+    assert_eq!(other.status, 409, "{}", other.text());
+    assert_eq!(stations(&env), 1);
+    assert_eq!(sign("sc-2", "CS-0008", &c8).status, 200);
+    assert_eq!(stations(&env), 2);
+}

@@ -279,8 +279,10 @@ op("post", "OCPP 2.0.1/2.1 Get15118EVCertificateRequest -> Get15118EVCertificate
               ("400", "malformed JSON or fields out of the OCPP bounds", PROBLEM)] + AUTH_ERRS)
 path("/api/v1/ocpp/sign-certificate")
 op("post", "OCPP 2.0.1/2.1 SignCertificateRequest relayed by a CSMS (role csms) plus the stationId it authenticated -> the CertificateSignedRequest body to send on. ChargingStationCertificate: CN must be stationId, O one of the caller's organizations; V2GCertificate / V2G20Certificate: CN an EVSE ID / SECCID of the caller's operator prefixes. certificateType omitted: PNC_OCPP_DEFAULT_CERTIFICATE_TYPE (ChargingStationCertificate). Refusals: status Rejected with statusInfo", tags="ocpp",
+   params=[IDEM],
    body=[("application/json", "{$ref: '#/components/schemas/SignCertificateRequest'}")],
    responses=[("200", "issued", [("application/json", "{$ref: '#/components/schemas/CertificateSignedRequest'}")]),
+              ("409", "idempotency_key_reused: the Idempotency-Key came with another station, type or CSR", PROBLEM),
               ("400", "Rejected: malformed JSON or CSR, station_id_mismatch, profile_violation (key, subject, CA:TRUE), root_hash_mismatch, unknown_certificate_type", [("application/json", "{$ref: '#/components/schemas/SignCertificateRejected'}")]),
               ("401", "missing or invalid token", PROBLEM),
               ("403", "forbidden_role (problem), or Rejected forbidden_tenant: another CSO's station or operator", [("application/json", "{$ref: '#/components/schemas/SignCertificateRejected'}")]),

@@ -97,9 +97,21 @@ fn rejected_api(e: ApiError) -> Response {
 async fn sign_certificate(
     State(st): State<AppState>,
     p: Principal,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
+    // A CSMS that retries (a timeout, another replica) gets the first certificate.
+    let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) => Some(k.trim().to_string()),
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be visible ASCII",
+            ));
+        }
+    };
     let req: SignRequest = match parse_json(&body) {
         Ok(r) => r,
         Err(e) => return Ok(rejected_api(e)),
@@ -135,6 +147,7 @@ async fn sign_certificate(
                 csr: req.csr.as_bytes(),
                 certificate_type,
                 hash_root: req.hash_root_certificate.as_ref(),
+                idempotency_key: idempotency_key.as_deref(),
             },
         )
         .await;

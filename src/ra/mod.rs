@@ -171,7 +171,7 @@ impl RaError {
 
 /// An idempotency key as sent (`Idempotency-Key`): 1–255 visible ASCII characters, bound to
 /// the caller and to a digest of the profile and the request body.
-fn idempotency(
+pub(super) fn idempotency(
     p: &Principal,
     key: &str,
     profile: &str,
@@ -427,19 +427,12 @@ impl Ra {
         let profile_name = family.profile(standard);
         let r = async {
             self.authorize(p, op, Target::Any, &profile_name).await?;
-            let idem = match idempotency_key {
-                Some(k) => {
-                    let idem = idempotency(p, k, &profile_name, csr_input)?;
-                    if let Some(done) = self.replay(&idem).await? {
-                        return Ok(done);
-                    }
-                    Some(idem)
-                }
-                None => None,
-            };
-            self.limit_enrollment(p)?;
-            let issued = self
-                .issue_checked(
+            let idem = idempotency_key
+                .map(|k| idempotency(p, k, &profile_name, csr_input))
+                .transpose()?;
+            self.idempotent(idem.as_ref(), || async {
+                self.limit_enrollment(p)?;
+                self.issue_checked(
                     p,
                     op,
                     &profile_name,
@@ -449,19 +442,9 @@ impl Ra {
                     ocpp::Extra::default(),
                     idem.as_ref(),
                 )
-                .await;
-            match (issued, &idem) {
-                // A concurrent call with the same key committed first: answer what it issued.
-                (Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))), Some(k)) => {
-                    match self.replay(k).await? {
-                        Some(done) => Ok(done),
-                        None => Err(RaError::Internal(
-                            "an idempotency key was taken but its certificate is not found".into(),
-                        )),
-                    }
-                }
-                (other, _) => other,
-            }
+                .await
+            })
+            .await
         }
         .await;
         match r {
@@ -469,6 +452,37 @@ impl Ra {
             Err(e) => Err(self
                 .refused(p, "certificate.enroll.refused", &profile_name, e)
                 .await),
+        }
+    }
+
+    /// Run an issuing call under its idempotency key, if it has one: the certificate an earlier
+    /// call with the key issued, if any (409 when that call asked for something else); else
+    /// `issue` (which must record the key with its certificate), and when a concurrent call
+    /// with the same key committed first, what that call issued.
+    pub(super) async fn idempotent<F, Fut>(
+        &self,
+        idem: Option<&IdempotencyKey>,
+        issue: F,
+    ) -> Result<Issued, RaError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Issued, RaError>>,
+    {
+        let Some(k) = idem else {
+            return issue().await;
+        };
+        if let Some(done) = self.replay(k).await? {
+            return Ok(done);
+        }
+        match issue().await {
+            Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))) => {
+                self.replay(k).await?.ok_or_else(|| {
+                    RaError::Internal(
+                        "an idempotency key was taken but its certificate is not found".into(),
+                    )
+                })
+            }
+            other => other,
         }
     }
 

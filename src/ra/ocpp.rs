@@ -100,6 +100,8 @@ pub struct SignCertificate<'a> {
     pub certificate_type: OcppCertificateType,
     /// The root the station expects its certificate under (OCPP 2.1), if it named one.
     pub hash_root: Option<&'a HashDataIn>,
+    /// The caller's `Idempotency-Key`: a retry gets the first certificate (see `Ra::enroll`).
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Checks beyond the profile that one enrollment path adds (see `Ra::issue_checked`).
@@ -215,7 +217,19 @@ impl Ra {
                     format!("stationId must be 1 to {MAX_STATION_ID} printable characters"),
                 ));
             }
-            self.limit_enrollment(p)?;
+            // What a retry must repeat: the station, the type and the CSR.
+            let idem = match req.idempotency_key {
+                Some(k) => {
+                    let mut what = Vec::with_capacity(req.csr.len() + 64);
+                    what.extend_from_slice(sid.as_bytes());
+                    what.push(b'\n');
+                    what.extend_from_slice(req.certificate_type.name().as_bytes());
+                    what.push(b'\n');
+                    what.extend_from_slice(req.csr);
+                    Some(super::idempotency(p, k, &profile_name, &what)?)
+                }
+                None => None,
+            };
             let orgs = authz::csms_organizations(p);
             let extra = Extra {
                 station_id: (family == Family::ChargingStation).then_some(sid),
@@ -225,8 +239,21 @@ impl Ra {
                     _ => None,
                 },
             };
-            self.issue_checked(p, op, &profile_name, req.csr, None, None, extra, None)
+            self.idempotent(idem.as_ref(), || async {
+                self.limit_enrollment(p)?;
+                self.issue_checked(
+                    p,
+                    op,
+                    &profile_name,
+                    req.csr,
+                    None,
+                    None,
+                    extra,
+                    idem.as_ref(),
+                )
                 .await
+            })
+            .await
         }
         .await;
         match r {
