@@ -13,8 +13,8 @@ use super::certs::{audit_table, pem_download};
 use super::layout::{
     self, csrf_field, day, enc, page, problem, respond, see_other, validity_bar, when,
 };
-use super::session::Viewer;
-use super::{ConsoleState, button_form, check_form, form, query, signed_in};
+use super::session::SignedIn;
+use super::{ConsoleState, Posted, button_form, posted, query};
 use crate::model::{AuditFilter, CaRecord};
 use crate::policy::authz::Role;
 use crate::ra::users::ConsoleSession;
@@ -61,11 +61,7 @@ fn ca_node(
 }
 
 /// `GET /ui/hierarchy`: every CA as a tree, roots first.
-pub async fn hierarchy(State(st): State<ConsoleState>, viewer: Viewer) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn hierarchy(State(st): State<ConsoleState>, SignedIn(s): SignedIn) -> Response {
     let cas = match st.ra.list_cas(&s.principal).await {
         Ok(c) => c,
         Err(e) => return layout::error_page(Some(&s), &e),
@@ -108,13 +104,9 @@ pub async fn hierarchy(State(st): State<ConsoleState>, viewer: Viewer) -> Respon
 /// `GET /ui/cas/{id}/pem`.
 pub async fn ca_pem(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     match st.ra.list_cas(&s.principal).await {
         Ok(cas) => match cas.iter().find(|c| c.id == id) {
             Some(c) => pem_download(&format!("{}.pem", c.id), &c.cert_der),
@@ -191,11 +183,7 @@ fn clients_page(
 }
 
 /// `GET /ui/clients` (admins and auditors).
-pub async fn clients(State(st): State<ConsoleState>, viewer: Viewer) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn clients(State(st): State<ConsoleState>, SignedIn(s): SignedIn) -> Response {
     match st.ra.list_clients(&s.principal).await {
         Ok(list) => respond(
             StatusCode::OK,
@@ -218,25 +206,24 @@ struct AddClientForm {
     tenants: Option<String>,
 }
 
+impl Posted for AddClientForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// `POST /ui/clients`: register, then show the secret once (in this answer only: never in a URL,
 /// never stored, `Cache-Control: no-store`).
 pub async fn add_client(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f: AddClientForm = match form(Some(&s), &body) {
+    let f: AddClientForm = match posted(&headers, &s, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_form(&headers, &s, f.csrf.as_deref()) {
-        return r;
-    }
     let role: Role = match f.role.as_deref().unwrap_or("").parse() {
         Ok(r) => r,
         Err(e) => {
@@ -282,20 +269,12 @@ pub async fn add_client(
 /// `POST /ui/clients/{id}/disable`.
 pub async fn disable_client(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f: super::CsrfForm = match form(Some(&s), &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_form(&headers, &s, f.csrf.as_deref()) {
+    if let Err(r) = posted::<super::CsrfForm>(&headers, &s, &body) {
         return r;
     }
     match st.ra.disable_client(&s.principal, &id).await {
@@ -322,12 +301,7 @@ fn audit_page(
     entries: &[crate::model::AuditEntry],
     verified: Option<&crate::model::AuditReport>,
 ) -> Markup {
-    let keep = |k: &str, v: &Option<String>| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| format!("&{k}={}", enc(v)))
-            .unwrap_or_default()
-    };
+    let keep = layout::keep_param;
     let older = (entries.len() as i64 == AUDIT_PAGE)
         .then(|| entries.last().map(|e| e.seq))
         .flatten()
@@ -378,7 +352,7 @@ async fn render_audit(
     q: &AuditQuery,
     verified: Option<&crate::model::AuditReport>,
 ) -> Response {
-    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let nonempty = layout::nonempty;
     let f = AuditFilter {
         action_prefix: nonempty(&q.action),
         actor: nonempty(&q.actor),
@@ -405,13 +379,9 @@ async fn render_audit(
 /// `GET /ui/audit`: newest first, filtered, a page at a time (cursor: `before`).
 pub async fn audit(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let q: AuditQuery = match query(Some(&s), raw.as_deref()) {
         Ok(q) => q,
         Err(r) => return r,
@@ -422,19 +392,11 @@ pub async fn audit(
 /// `POST /ui/audit/verify`: recompute the chain, record the result, show it.
 pub async fn verify_audit(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f: super::CsrfForm = match form(Some(&s), &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_form(&headers, &s, f.csrf.as_deref()) {
+    if let Err(r) = posted::<super::CsrfForm>(&headers, &s, &body) {
         return r;
     }
     match st.ra.verify_audit_recorded(&s.principal).await {
@@ -454,18 +416,14 @@ pub(super) struct ContractQuery {
 /// `GET /ui/contracts`: contracts the viewer may see, newest first.
 pub async fn contracts(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let q: ContractQuery = match query(Some(&s), raw.as_deref()) {
         Ok(q) => q,
         Err(r) => return r,
     };
-    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let nonempty = layout::nonempty;
     let (emaid, pcid) = (nonempty(&q.emaid), nonempty(&q.pcid));
     let list = match st
         .ra
@@ -521,13 +479,9 @@ pub(super) struct PoolQuery {
 /// auditors list it; an MO looks one vehicle up by PCID).
 pub async fn provisioning_certificates(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let q: PoolQuery = match query(Some(&s), raw.as_deref()) {
         Ok(q) => q,
         Err(r) => return r,

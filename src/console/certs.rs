@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::layout::{self, csrf_field, day, enc, page, problem, respond, see_other, when};
-use super::session::Viewer;
-use super::{ConsoleState, check_form, form, query, signed_in};
+use super::session::SignedIn;
+use super::{ConsoleState, Posted, posted, query};
 use crate::alg::HashAlg;
 use crate::model::{CertFilter, CertRecord, CertStatus, StatusFilter};
 use crate::ocsp::responder::build_cert_id;
@@ -74,13 +74,9 @@ fn status_label(c: &CertRecord, now: i64) -> &'static str {
 /// `GET /ui/certificates?q=…`: search and browse, a page at a time.
 pub async fn search(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let q: SearchQuery = match query(Some(&s), raw.as_deref()) {
         Ok(q) => q,
         Err(r) => return r,
@@ -133,12 +129,7 @@ pub async fn search(
         Err(e) => return layout::error_page(Some(&s), &e),
     };
     let now = st.ra.now();
-    let keep = |k: &str, v: &Option<String>| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| format!("&{k}={}", enc(v)))
-            .unwrap_or_default()
-    };
+    let keep = layout::keep_param;
     let next_href = found.next.as_ref().map(|n| {
         format!(
             "/ui/certificates?after={}{}{}{}{}{}",
@@ -248,13 +239,9 @@ fn may_revoke(s: &ConsoleSession) -> bool {
 /// `GET /ui/certificates/{issuer}/{serial}`.
 pub async fn detail(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     Path((issuer, serial)): Path<(String, String)>,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let c = match st.ra.certificate(&s.principal, &issuer, &serial).await {
         Ok(c) => c,
         Err(e) => return layout::error_page(Some(&s), &e),
@@ -372,13 +359,9 @@ pub(super) fn audit_table(entries: &[crate::model::AuditEntry]) -> Markup {
 /// `GET /ui/certificates/{issuer}/{serial}/pem`.
 pub async fn pem(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     Path((issuer, serial)): Path<(String, String)>,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     match st.ra.certificate(&s.principal, &issuer, &serial).await {
         Ok(c) => pem_download(&format!("{}-{}.pem", c.issuer_id, c.serial_hex), &c.der),
         Err(e) => layout::error_page(Some(&s), &e),
@@ -409,26 +392,25 @@ struct RevokeForm {
     confirm: Option<String>,
 }
 
+impl Posted for RevokeForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// `POST /ui/certificates/{issuer}/{serial}/revoke`: without `confirm=yes`, the confirmation
 /// page; with it, the revocation (then back to the detail page, which shows OCSP "revoked").
 pub async fn revoke(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     headers: HeaderMap,
     Path((issuer, serial)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f: RevokeForm = match form(Some(&s), &body) {
+    let f: RevokeForm = match posted(&headers, &s, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_form(&headers, &s, f.csrf.as_deref()) {
-        return r;
-    }
     let reason = f.reason.unwrap_or_else(|| "unspecified".into());
     if !REASONS.contains(&reason.as_str()) {
         return problem(

@@ -192,3 +192,16 @@ pub fn enc(s: &str) -> String {
         .map(|q| q.trim_start_matches("v=").to_string())
         .unwrap_or_default()
 }
+
+/// `&k=value` to carry a filter into the next page's link, or nothing when it is unset.
+pub fn keep_param(k: &str, v: &Option<String>) -> String {
+    v.as_deref()
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("&{k}={}", enc(v)))
+        .unwrap_or_default()
+}
+
+/// A query field that was filled in (not absent, not blank).
+pub fn nonempty(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|v| !v.trim().is_empty())
+}

@@ -41,7 +41,7 @@ use crate::ocsp::responder::RequestStats;
 use crate::ra::users::ConsoleSession;
 use crate::ra::{Ra, RaError};
 use layout::{csrf_field, page, problem, respond, see_other};
-use session::Viewer;
+use session::{SignedIn, Viewer};
 
 /// The stylesheet, embedded at build time.
 const CSS: &str = include_str!("console.css");
@@ -220,11 +220,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Ip {
     }
 }
 
-/// The signed-in session, or a redirect to the sign-in page.
-fn signed_in(v: Viewer) -> Result<ConsoleSession, Response> {
-    v.0.ok_or_else(|| see_other("/ui/login"))
-}
-
 /// A form body, or a 400 page.
 fn form<T: serde::de::DeserializeOwned>(
     s: Option<&ConsoleSession>,
@@ -258,12 +253,20 @@ fn query<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-/// Refuse a state-changing form that is not from our pages: another site's `Origin`, or a
-/// missing or wrong CSRF token (403 `csrf`).
-fn check_form(headers: &HeaderMap, s: &ConsoleSession, csrf: Option<&str>) -> Result<(), Response> {
-    let ok = session::same_origin(headers) && csrf.is_some_and(|t| session::same_token(t, &s.csrf));
+/// A state-changing form: it names the CSRF token it carries.
+trait Posted: serde::de::DeserializeOwned {
+    /// The form's `csrf` field.
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// Read a state-changing form of session `s`, refusing one that is not from our pages: another
+/// site's `Origin`, or a missing or wrong CSRF token (403 `csrf`).
+fn posted<T: Posted>(headers: &HeaderMap, s: &ConsoleSession, body: &Bytes) -> Result<T, Response> {
+    let f: T = form(Some(s), body)?;
+    let ok =
+        session::same_origin(headers) && f.csrf().is_some_and(|t| session::same_token(t, &s.csrf));
     if ok {
-        Ok(())
+        Ok(f)
     } else {
         Err(problem(
             Some(s),
@@ -398,26 +401,25 @@ async fn login(
     }
 }
 
+/// A form that carries only its CSRF token (sign-out, verify, disable).
 #[derive(Debug, Default, serde::Deserialize)]
 struct CsrfForm {
     csrf: Option<String>,
 }
 
+impl Posted for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 async fn logout(
     State(st): State<ConsoleState>,
-    viewer: Viewer,
+    SignedIn(s): SignedIn,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match signed_in(viewer) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f: CsrfForm = match form(Some(&s), &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_form(&headers, &s, f.csrf.as_deref()) {
+    if let Err(r) = posted::<CsrfForm>(&headers, &s, &body) {
         return r;
     }
     if let Err(e) = st.ra.sign_out(&s).await {

@@ -150,6 +150,23 @@ impl FromRequestParts<ConsoleState> for Viewer {
     }
 }
 
+/// The signed-in viewer of a page that needs one; anyone else is sent to the sign-in page.
+pub struct SignedIn(pub ConsoleSession);
+
+impl FromRequestParts<ConsoleState> for SignedIn {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        match Viewer::from_request_parts(parts, st).await {
+            Ok(Viewer(Some(s))) => Ok(SignedIn(s)),
+            _ => Err(super::layout::see_other("/ui/login")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
