@@ -244,16 +244,7 @@ async fn enroll(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
     // A retry with the same key and body gets the first certificate (`Ra::enroll`).
-    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(k)) => Some(k.trim().to_string()),
-        Some(Err(_)) => {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be visible ASCII",
-            ));
-        }
-    };
+    let key = super::idempotency_key(&headers)?;
     let issued = st
         .ra
         .enroll(&p, family, standard, &body, key.as_deref())

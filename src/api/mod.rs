@@ -438,6 +438,18 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     resp
 }
 
+/// The `Idempotency-Key` header of an issuing call, if sent (what it binds: `Ra::enroll`).
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(k)) => Ok(Some(k.trim().to_string())),
+        Some(Err(_)) => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be visible ASCII",
+        )),
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }

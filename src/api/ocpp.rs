@@ -102,16 +102,7 @@ async fn sign_certificate(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
     // A CSMS that retries (a timeout, another replica) gets the first certificate.
-    let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(k)) => Some(k.trim().to_string()),
-        Some(Err(_)) => {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be visible ASCII",
-            ));
-        }
-    };
+    let idempotency_key = super::idempotency_key(&headers)?;
     let req: SignRequest = match parse_json(&body) {
         Ok(r) => r,
         Err(e) => return Ok(rejected_api(e)),
