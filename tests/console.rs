@@ -152,14 +152,7 @@ fn user_add(env: &Env, name: &str, role: &str, tenants: &[&str]) -> String {
 
 /// Enroll a SECC certificate over the API; returns (issuer_id, serial_hex).
 fn enroll(env: &Env, srv: &Server, auth: &str, name: &str, subject: &str) -> (String, String) {
-    let der = read_pem_der(&env.openssl_csr(name, "prime256v1", subject));
-    let r = reply(
-        http()
-            .post(&srv.url("/cpo/simpleenroll/ISO15118-2"))
-            .header("authorization", auth)
-            .header("content-type", "application/pkcs10")
-            .send(B64.encode(der).as_bytes()),
-    );
+    let r = srv.enroll_secc(auth, &env.csr_b64(name, subject), None);
     assert_eq!(r.status, 200, "enroll {subject}: {}", r.text());
     let certs = reply(
         http()
@@ -181,6 +174,45 @@ fn enroll(env: &Env, srv: &Server, auth: &str, name: &str, subject: &str) -> (St
         c["issuer_id"].as_str().unwrap().to_string(),
         c["serial_hex"].as_str().unwrap().to_string(),
     )
+}
+
+/// The API clients and certificates both console tests start from: an admin, two CPOs of
+/// different operators, and certificates (issuer, serial) for each, one of them with a
+/// `<script>` subject.
+struct Fixture {
+    admin_api: String,
+    abc: String,
+    mine: (String, String),
+    theirs: (String, String),
+    script: (String, String),
+}
+
+fn fixture(env: &Env, srv: &Server) -> Fixture {
+    let admin_api = srv.bearer(&env.client_add("ops", "admin", &[]));
+    let abc = srv.bearer(&env.client_add("abc", "cpo", &["DE*ABC"]));
+    let xyz = srv.bearer(&env.client_add("xyz", "cpo", &["DE*XYZ"]));
+    let mine = enroll(
+        env,
+        srv,
+        &abc,
+        "e1",
+        "/C=DE/O=ABC Charging/DC=CPO/CN=DE*ABC*E1",
+    );
+    let theirs = enroll(env, srv, &xyz, "x1", "/C=DE/O=XYZ/DC=CPO/CN=DE*XYZ*E9");
+    let script = enroll(
+        env,
+        srv,
+        &abc,
+        "s1",
+        "/C=DE/O=<script>alert(1)<\\/script>/DC=CPO/CN=DE*ABC*E2",
+    );
+    Fixture {
+        admin_api,
+        abc,
+        mine,
+        theirs,
+        script,
+    }
 }
 
 fn audit_actions(srv: &Server, admin: &str, action: &str) -> Vec<serde_json::Value> {
@@ -229,24 +261,13 @@ fn run_console(backend: Backend) {
     assert!(e.contains("invalid_user_name"), "{e}");
 
     let srv = env.serve();
-    let admin_api = srv.bearer(&env.client_add("ops", "admin", &[]));
-    let abc = srv.bearer(&env.client_add("abc", "cpo", &["DE*ABC"]));
-    let xyz = srv.bearer(&env.client_add("xyz", "cpo", &["DE*XYZ"]));
-    let (ai, mine) = enroll(
-        &env,
-        &srv,
-        &abc,
-        "e1",
-        "/C=DE/O=ABC Charging/DC=CPO/CN=DE*ABC*E1",
-    );
-    let (xi, theirs) = enroll(&env, &srv, &xyz, "x1", "/C=DE/O=XYZ/DC=CPO/CN=DE*XYZ*E9");
-    let (si, script) = enroll(
-        &env,
-        &srv,
-        &abc,
-        "s1",
-        "/C=DE/O=<script>alert(1)<\\/script>/DC=CPO/CN=DE*ABC*E2",
-    );
+    let Fixture {
+        admin_api,
+        mine: (ai, mine),
+        theirs: (xi, theirs),
+        script: (si, script),
+        ..
+    } = fixture(&env, &srv);
 
     // Anonymous: the sign-in page, with the security headers.
     let mut ui = Ui::new(&srv);
@@ -675,24 +696,13 @@ fn the_console_in_headless_chromium() {
     let admin_pw = user_add(&env, "alice", "admin", &[]);
     let cpo_pw = user_add(&env, "carol", "cpo", &["DE*ABC"]);
     let srv = env.serve();
-    let admin_api = srv.bearer(&env.client_add("ops", "admin", &[]));
-    let abc = srv.bearer(&env.client_add("abc", "cpo", &["DE*ABC"]));
-    let xyz = srv.bearer(&env.client_add("xyz", "cpo", &["DE*XYZ"]));
-    let (ai, mine) = enroll(
-        &env,
-        &srv,
-        &abc,
-        "e1",
-        "/C=DE/O=ABC Charging/DC=CPO/CN=DE*ABC*E1",
-    );
-    let (si, script) = enroll(
-        &env,
-        &srv,
-        &abc,
-        "s1",
-        "/C=DE/O=<script>alert(1)<\\/script>/DC=CPO/CN=DE*ABC*E2",
-    );
-    let (xi, theirs) = enroll(&env, &srv, &xyz, "x1", "/C=DE/O=XYZ/DC=CPO/CN=DE*XYZ*E9");
+    let Fixture {
+        admin_api,
+        abc,
+        mine: (ai, mine),
+        theirs: (xi, theirs),
+        script: (si, script),
+    } = fixture(&env, &srv);
     // One already revoked, so the revoked count is not trivially zero.
     let (ri, gone) = enroll(
         &env,

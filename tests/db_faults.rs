@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
 
 /// The PostgreSQL server binaries (Debian: /usr/lib/postgresql/N/bin).
@@ -126,31 +125,6 @@ fn unsafe_is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn enroll(srv: &Server, auth: &str, csr: &str) -> Reply {
-    reply(
-        http()
-            .post(&srv.url("/cpo/simpleenroll/ISO15118-2"))
-            .header("authorization", auth)
-            .header("content-type", "application/pkcs10")
-            .send(csr.as_bytes()),
-    )
-}
-
-fn ocsp_answer(srv: &Server, leaf: &Path, issuer: &Path) -> String {
-    let (_, out) = openssl(&[
-        "ocsp",
-        "-issuer",
-        issuer.to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &srv.url("/ocsp"),
-        "-no_nonce",
-        "-noverify",
-    ]);
-    out
-}
-
 #[test]
 fn postgres_restart_while_serving() {
     let Some(bin) = pg_bin() else {
@@ -168,43 +142,18 @@ fn postgres_restart_while_serving() {
     let ex = env.export();
     let srv = env.serve();
     let auth = srv.bearer(&env.client_add("cpo", "cpo", &["DE*ABC"]));
-    let csr_pem = env.openssl_csr("e1", "prime256v1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1");
-    let csr = base64::engine::general_purpose::STANDARD.encode(read_pem_der(&csr_pem));
-    let r = enroll(&srv, &auth, &csr);
+    let csr = env.csr_b64("e1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1");
+    let r = srv.enroll_secc(&auth, &csr, None);
     assert_eq!(r.status, 200, "{}", r.text());
     let mut acknowledged = 1;
-    // The leaf, for OCSP: PKCS#7 → PEM.
-    let p7 = env.path().join("e1.p7");
-    std::fs::write(&p7, r.text()).unwrap();
-    let leaf = env.path().join("e1.pem");
-    let (ok, out) = openssl(&[
-        "base64",
-        "-d",
-        "-A",
-        "-in",
-        p7.to_str().unwrap(),
-        "-out",
-        env.path().join("e1.p7.der").to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
-    let (ok, out) = openssl(&[
-        "pkcs7",
-        "-inform",
-        "DER",
-        "-in",
-        env.path().join("e1.p7.der").to_str().unwrap(),
-        "-print_certs",
-        "-out",
-        leaf.to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
+    let (_, leaf) = pkcs7_leaf(env.path(), "e1", &r.text());
     let issuer = ex.join("cpo-sub-ca-2.pem");
-    let out = ocsp_answer(&srv, &leaf, &issuer);
-    assert!(out.contains(": good"), "OCSP good before the outage: {out}");
+    let out = ocsp_status(&srv.url(""), &issuer, &leaf);
+    assert_eq!(out, "good", "OCSP good before the outage");
 
     cluster.stop();
     let down = Instant::now();
-    let r = enroll(&srv, &auth, &csr);
+    let r = srv.enroll_secc(&auth, &csr, None);
     eprintln!("refused {:?} after PostgreSQL stopped", down.elapsed());
     assert_eq!(r.status, 503, "{}", r.text());
     let t = Instant::now();
@@ -222,16 +171,16 @@ fn postgres_restart_while_serving() {
     }
     // A PostgreSQL replica answers from memory only while it holds its lease (it could miss
     // a revocation otherwise, docs/ocsp.md): "good" within it, tryLater after; never wrong.
-    let out = ocsp_answer(&srv, &leaf, &issuer);
+    let out = ocsp_status(&srv.url(""), &issuer, &leaf);
     assert!(
-        out.contains(": good") || out.contains("trylater"),
+        out == "good" || out.contains("trylater"),
         "OCSP while the database is down: {out}"
     );
 
     cluster.start();
     let back = Instant::now();
     loop {
-        let r = enroll(&srv, &auth, &csr);
+        let r = srv.enroll_secc(&auth, &csr, None);
         if r.status == 200 {
             acknowledged += 1;
             break;
@@ -249,24 +198,15 @@ fn postgres_restart_while_serving() {
         back.elapsed()
     );
     let t = Instant::now();
-    while !ocsp_answer(&srv, &leaf, &issuer).contains(": good") {
+    while ocsp_status(&srv.url(""), &issuer, &leaf) != "good" {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "OCSP did not come back"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(enroll(&srv, &auth, &csr).status, 200);
+    assert_eq!(srv.enroll_secc(&auth, &csr, None).status, 200);
     acknowledged += 1;
-    let listed: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "list",
-        "--profile",
-        "secc-leaf",
-        "--limit",
-        "1000",
-        "--json",
-    ]))
-    .unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), acknowledged);
+    assert_eq!(env.listed("secc-leaf").len(), acknowledged);
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
 
 #[test]
@@ -70,8 +69,7 @@ fn sigterm_under_load_drains_and_exits_zero_with_nothing_half_written() {
     let mut srv = env.serve_with_env(&[("PNC_LIMIT_ENROLL_PER_CLIENT", "off")]);
     let client = env.client_add("cpo", "cpo", &["DE*ABC"]);
     let auth = srv.bearer(&client);
-    let csr = read_pem_der(&env.openssl_csr("e1", "prime256v1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1"));
-    let body = Arc::new(base64::engine::general_purpose::STANDARD.encode(csr));
+    let body = Arc::new(env.csr_b64("e1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1"));
     let url = srv.url("/cpo/simpleenroll/ISO15118-2");
     let (ok, refused, cut) = (
         Arc::new(AtomicUsize::new(0)),
@@ -163,17 +161,8 @@ fn sigterm_under_load_drains_and_exits_zero_with_nothing_half_written() {
     // Every acknowledged certificate is stored, and nothing was stored that was not
     // acknowledged: the store holds exactly as many as the clients received.
     let acknowledged = ok.load(Ordering::SeqCst);
-    let listed: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "list",
-        "--profile",
-        "secc-leaf",
-        "--limit",
-        "1000",
-        "--json",
-    ]))
-    .unwrap();
     assert_eq!(
-        listed.as_array().unwrap().len(),
+        secc_count(&env),
         acknowledged,
         "stored vs acknowledged (refused {}, cut {})",
         refused.load(Ordering::SeqCst),
@@ -184,28 +173,13 @@ fn sigterm_under_load_drains_and_exits_zero_with_nothing_half_written() {
 
 fn enroll_n(srv: &Server, auth: &str, csr_b64: &str, n: usize) {
     for _ in 0..n {
-        let r = reply(
-            http()
-                .post(&srv.url("/cpo/simpleenroll/ISO15118-2"))
-                .header("authorization", auth)
-                .header("content-type", "application/pkcs10")
-                .send(csr_b64.as_bytes()),
-        );
+        let r = srv.enroll_secc(auth, csr_b64, None);
         assert_eq!(r.status, 200, "{}", r.text());
     }
 }
 
 fn secc_count(env: &Env) -> usize {
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "list",
-        "--profile",
-        "secc-leaf",
-        "--limit",
-        "1000",
-        "--json",
-    ]))
-    .unwrap();
-    v.as_array().unwrap().len()
+    env.listed("secc-leaf").len()
 }
 
 #[test]
@@ -214,8 +188,7 @@ fn sqlite_backup_while_serving_then_restore_verified() {
     env.init();
     let srv = env.serve();
     let auth = srv.bearer(&env.client_add("cpo", "cpo", &["DE*ABC"]));
-    let csr = read_pem_der(&env.openssl_csr("e1", "prime256v1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1"));
-    let csr = base64::engine::general_purpose::STANDARD.encode(csr);
+    let csr = env.csr_b64("e1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1");
     enroll_n(&srv, &auth, &csr, 3);
     // Online: the server keeps serving while the copy is made.
     let backup = env.path().join("backup-1.db");
@@ -281,17 +254,6 @@ fn postgres_backups_are_pg_dumps() {
     assert!(e.contains("pg_restore"), "{e}");
 }
 
-fn enroll_keyed(srv: &Server, auth: &str, key: Option<&str>, csr_b64: &str) -> Reply {
-    let mut req = http()
-        .post(&srv.url("/cpo/simpleenroll/ISO15118-2"))
-        .header("authorization", auth)
-        .header("content-type", "application/pkcs10");
-    if let Some(k) = key {
-        req = req.header("idempotency-key", k);
-    }
-    reply(req.send(csr_b64.as_bytes()))
-}
-
 #[test]
 fn idempotency_keys_return_the_first_certificate_even_after_a_kill() {
     for backend in backends() {
@@ -301,19 +263,12 @@ fn idempotency_keys_return_the_first_certificate_even_after_a_kill() {
         let a = env.client_add("a", "cpo", &["DE*ABC"]);
         let auth = srv.bearer(&a);
         let other = srv.bearer(&env.client_add("b", "cpo", &["DE*ABC"]));
-        let b64 = |name: &str, cn: &str| {
-            let der = read_pem_der(&env.openssl_csr(
-                name,
-                "prime256v1",
-                &format!("/C=DE/O=ABC/DC=CPO/CN={cn}"),
-            ));
-            base64::engine::general_purpose::STANDARD.encode(der)
-        };
+        let b64 = |name: &str, cn: &str| env.csr_b64(name, &format!("/C=DE/O=ABC/DC=CPO/CN={cn}"));
         let (csr1, csr2) = (b64("e1", "DE*ABC*E1"), b64("e2", "DE*ABC*E2"));
 
-        let first = enroll_keyed(&srv, &auth, Some("k-1"), &csr1);
+        let first = srv.enroll_secc(&auth, &csr1, Some("k-1"));
         assert_eq!(first.status, 200, "{}", first.text());
-        let again = enroll_keyed(&srv, &auth, Some("k-1"), &csr1);
+        let again = srv.enroll_secc(&auth, &csr1, Some("k-1"));
         assert_eq!(again.status, 200);
         assert_eq!(
             again.body, first.body,
@@ -325,15 +280,15 @@ fn idempotency_keys_return_the_first_certificate_even_after_a_kill() {
             "{backend:?}: one certificate for two calls"
         );
         // The same key with another request: 409, nothing issued.
-        let r = enroll_keyed(&srv, &auth, Some("k-1"), &csr2);
+        let r = srv.enroll_secc(&auth, &csr2, Some("k-1"));
         assert_eq!(r.status, 409, "{}", r.text());
         assert!(r.text().contains("idempotency_key_reused"), "{}", r.text());
         assert_eq!(secc_count(&env), 1);
         // Keys are per caller; without a key every call issues.
-        assert_eq!(enroll_keyed(&srv, &other, Some("k-1"), &csr1).status, 200);
-        assert_eq!(enroll_keyed(&srv, &auth, None, &csr1).status, 200);
+        assert_eq!(srv.enroll_secc(&other, &csr1, Some("k-1")).status, 200);
+        assert_eq!(srv.enroll_secc(&auth, &csr1, None).status, 200);
         assert_eq!(secc_count(&env), 3);
-        let r = enroll_keyed(&srv, &auth, Some(&"x".repeat(300)), &csr1);
+        let r = srv.enroll_secc(&auth, &csr1, Some(&"x".repeat(300)));
         assert_eq!(r.status, 400, "{}", r.text());
         assert_eq!(secc_count(&env), 3);
 
@@ -343,7 +298,7 @@ fn idempotency_keys_return_the_first_certificate_even_after_a_kill() {
                 .map(|_| {
                     let (srv, auth, csr2) = (&srv, &auth, &csr2);
                     s.spawn(move || {
-                        let r = enroll_keyed(srv, auth, Some("k-burst"), csr2);
+                        let r = srv.enroll_secc(auth, csr2, Some("k-burst"));
                         assert_eq!(r.status, 200, "{}", r.text());
                         r.body
                     })
@@ -362,7 +317,7 @@ fn idempotency_keys_return_the_first_certificate_even_after_a_kill() {
         srv.child.wait().unwrap();
         let srv = env.serve();
         let auth = srv.bearer(&a);
-        let after = enroll_keyed(&srv, &auth, Some("k-1"), &csr1);
+        let after = srv.enroll_secc(&auth, &csr1, Some("k-1"));
         assert_eq!(after.status, 200, "{}", after.text());
         assert_eq!(
             after.body, first.body,
@@ -425,18 +380,7 @@ fn ocpp_sign_certificate_retries_with_an_idempotency_key_get_the_first_certifica
                 ),
         )
     };
-    let stations = |env: &Env| -> usize {
-        let v: serde_json::Value = serde_json::from_str(&env.ok(&[
-            "list",
-            "--profile",
-            "charging-station",
-            "--limit",
-            "1000",
-            "--json",
-        ]))
-        .unwrap();
-        v.as_array().unwrap().len()
-    };
+    let stations = |env: &Env| env.listed("charging-station").len();
     let (c9, c8) = (pem("cs9", "CS-0009"), pem("cs8", "CS-0008"));
     let first = sign("sc-1", "CS-0009", &c9);
     assert_eq!(first.status, 200, "{}", first.text());

@@ -12,11 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
-
-const B64: base64::engine::general_purpose::GeneralPurpose =
-    base64::engine::general_purpose::STANDARD;
 
 /// A request that has not been answered yet, kept for its retry.
 #[derive(Clone)]
@@ -26,63 +22,7 @@ struct Pending {
 }
 
 fn enroll(base: &str, auth: &str, p: &Pending) -> Result<Reply, String> {
-    let r = http()
-        .post(&format!("{base}/cpo/simpleenroll/ISO15118-2"))
-        .header("authorization", auth)
-        .header("content-type", "application/pkcs10")
-        .header("idempotency-key", &p.key)
-        .send(p.csr.as_bytes());
-    match r {
-        Ok(_) => Ok(reply(r)),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The leaf (first certificate) of a base64 PKCS#7 answer, as PEM, written by openssl.
-fn leaf_of(env: &Env, key: &str, p7_b64: &str) -> (String, std::path::PathBuf) {
-    let der = B64.decode(p7_b64.trim()).expect("base64 PKCS#7");
-    let p7 = env.path().join(format!("{key}.p7"));
-    std::fs::write(&p7, der).unwrap();
-    let pem = env.path().join(format!("{key}.pem"));
-    let (ok, out) = openssl(&[
-        "pkcs7",
-        "-inform",
-        "DER",
-        "-in",
-        p7.to_str().unwrap(),
-        "-print_certs",
-        "-out",
-        pem.to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
-    // print_certs writes the leaf first; `x509` reads the first certificate of the file.
-    let (ok, out) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
-    assert!(ok, "{out}");
-    let serial = out
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase();
-    (serial, pem)
-}
-
-fn ocsp_status(base: &str, issuer: &std::path::Path, leaf: &std::path::Path) -> String {
-    let (_, out) = openssl(&[
-        "ocsp",
-        "-issuer",
-        issuer.to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{base}/ocsp"),
-        "-no_nonce",
-        "-noverify",
-    ]);
-    for s in ["good", "revoked", "unknown"] {
-        if out.contains(&format!(": {s}")) {
-            return s.to_string();
-        }
-    }
-    out
+    try_enroll_secc(base, auth, &p.csr, Some(&p.key))
 }
 
 #[test]
@@ -102,12 +42,10 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
     let auth = b.bearer(&client);
     let csrs: Vec<Arc<String>> = (0..4)
         .map(|i| {
-            let der = read_pem_der(&env.openssl_csr(
+            Arc::new(env.csr_b64(
                 &format!("e{i}"),
-                "prime256v1",
                 &format!("/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E{i}"),
-            ));
-            Arc::new(B64.encode(der))
+            ))
         })
         .collect();
 
@@ -213,7 +151,7 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
     );
     let mut by_serial: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     for (k, body) in &acked {
-        let (serial, pem) = leaf_of(&env, k, body);
+        let (serial, pem) = pkcs7_leaf(env.path(), k, body);
         assert!(
             by_serial.insert(serial, pem).is_none(),
             "two keys got one certificate"

@@ -623,3 +623,101 @@ impl Env {
         )
     }
 }
+
+/// POST a base64 CSR to `base`'s SECC enrollment (`/cpo/simpleenroll/ISO15118-2`) with `auth`
+/// and, if given, an `Idempotency-Key`. `Err`: no answer (refused or cut connection).
+pub fn try_enroll_secc(
+    base: &str,
+    auth: &str,
+    csr_b64: &str,
+    key: Option<&str>,
+) -> Result<Reply, String> {
+    let mut req = http()
+        .post(&format!("{base}/cpo/simpleenroll/ISO15118-2"))
+        .header("authorization", auth)
+        .header("content-type", "application/pkcs10");
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    match req.send(csr_b64.as_bytes()) {
+        Ok(r) => Ok(reply(Ok(r))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Server {
+    /// [`try_enroll_secc`] against this server; a transport failure fails the test.
+    pub fn enroll_secc(&self, auth: &str, csr_b64: &str, key: Option<&str>) -> Reply {
+        try_enroll_secc(&self.url(""), auth, csr_b64, key).expect("enrollment request")
+    }
+}
+
+impl Env {
+    /// A P-256 CSR (openssl) for `subject`, base64 DER as enrollment bodies carry it.
+    pub fn csr_b64(&self, name: &str, subject: &str) -> String {
+        use base64::Engine;
+        let der = read_pem_der(&self.openssl_csr(name, "prime256v1", subject));
+        base64::engine::general_purpose::STANDARD.encode(der)
+    }
+
+    /// The certificates of `profile` in the store (`pnc-pki list --json`).
+    pub fn listed(&self, profile: &str) -> Vec<serde_json::Value> {
+        let out = self.ok(&["list", "--profile", profile, "--limit", "5000", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("list --json");
+        v.as_array().expect("a JSON array").clone()
+    }
+}
+
+/// The leaf of a base64 certs-only PKCS#7 (an enrollment answer), read by openssl: its serial
+/// (lower-case hex) and a PEM file `dir/NAME.pem` holding it first.
+pub fn pkcs7_leaf(dir: &Path, name: &str, p7_b64: &str) -> (String, PathBuf) {
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(p7_b64.trim())
+        .expect("base64 PKCS#7");
+    let p7 = dir.join(format!("{name}.p7"));
+    std::fs::write(&p7, der).unwrap();
+    let pem = dir.join(format!("{name}.pem"));
+    let (ok, out) = openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        p7.to_str().unwrap(),
+        "-print_certs",
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    // print_certs writes the leaf first; `x509` reads the first certificate of the file.
+    let (ok, out) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
+    assert!(ok, "{out}");
+    let serial = out
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    (serial, pem)
+}
+
+/// What `base`'s OCSP responder says of `leaf` (openssl, no nonce, signature not checked):
+/// `good`, `revoked` or `unknown`, else openssl's whole output (an error status such as
+/// tryLater).
+pub fn ocsp_status(base: &str, issuer: &Path, leaf: &Path) -> String {
+    let (_, out) = openssl(&[
+        "ocsp",
+        "-issuer",
+        issuer.to_str().unwrap(),
+        "-cert",
+        leaf.to_str().unwrap(),
+        "-url",
+        &format!("{base}/ocsp"),
+        "-no_nonce",
+        "-noverify",
+    ]);
+    for s in ["good", "revoked", "unknown"] {
+        if out.contains(&format!(": {s}")) {
+            return s.to_string();
+        }
+    }
+    out
+}
