@@ -217,6 +217,9 @@ pub struct CaRecord {
     /// For a CA signed by an issuer we do not hold: that issuer's chain (PEM, issuer first).
     #[serde(skip)]
     pub external_chain: Option<String>,
+    /// Which of the CA's keys this is: 1 for the key `init` made, one more at each
+    /// `ca rollover`.
+    pub generation: i64,
 }
 
 /// An issued certificate.
@@ -256,6 +259,8 @@ pub struct CertRecord {
     pub der: Vec<u8>,
     /// When it was recorded, unix seconds.
     pub created_at: i64,
+    /// Which key generation of the issuer signed it ([`CaRecord::generation`]).
+    pub issuer_generation: i64,
 }
 
 /// Filters for listing certificates; all optional, combined with AND. A front end fills it as
@@ -345,6 +350,8 @@ pub struct SigningKeyRecord {
 pub struct CrlRecord {
     /// CA id.
     pub issuer_id: String,
+    /// The key generation of the CA that signs it and whose certificates it lists.
+    pub generation: i64,
     /// CRL number; only ever grows.
     pub crl_number: i64,
     /// thisUpdate, unix seconds.

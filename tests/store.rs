@@ -31,6 +31,7 @@ fn ca(id: &str) -> CaRecord {
         not_after: i64::MAX / 2,
         created_at: 0,
         external_chain: None,
+        generation: 1,
     }
 }
 
@@ -52,6 +53,7 @@ fn cert(issuer: &str, serial: &str) -> CertRecord {
         tenant: Some("DE*ABC".into()),
         der: vec![0x30, 0x00],
         created_at: 0,
+        issuer_generation: 1,
     }
 }
 
@@ -103,6 +105,116 @@ fn duplicate_serial_is_refused_and_leaves_nothing() {
             assert!(matches!(err, StoreError::DuplicateCa(_)), "{err}");
             assert!(store.get_cert("root", "bb").await.unwrap().is_none());
             assert_eq!(store.audit_verify().await.unwrap().entries, 3);
+        });
+    }
+}
+
+#[test]
+fn a_rollover_retires_the_old_key_once_and_crls_are_kept_per_key() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            store
+                .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"), None)
+                .await
+                .unwrap();
+            let mut next = ca("root");
+            next.generation = 2;
+            next.key_id = "02".into();
+            next.serial_hex = "02".into();
+            let mut next_cert = cert("root", "02");
+            next_cert.issuer_generation = 2;
+            // Two rollovers racing from generation 1: one commits, the other changes nothing.
+            let event = ev("ca.rollover");
+            let (a, b) = tokio::join!(
+                store.record_rollover(&next, &next_cert, &event),
+                store.record_rollover(&next, &next_cert, &event)
+            );
+            let errs: Vec<StoreError> = [a, b].into_iter().filter_map(Result::err).collect();
+            assert_eq!(errs.len(), 1, "{backend:?}: exactly one rollover commits");
+            assert!(
+                matches!(errs[0], StoreError::ConcurrentChange(_)),
+                "{backend:?}: {}",
+                errs[0]
+            );
+            let now = store.get_ca("root").await.unwrap().unwrap();
+            assert_eq!((now.generation, now.key_id.as_str()), (2, "02"));
+            let retired = store.retired_ca_keys(Some("root"), 0).await.unwrap();
+            assert_eq!(retired.len(), 1);
+            assert_eq!(
+                (retired[0].generation, retired[0].key_id.as_str()),
+                (1, "00")
+            );
+            assert_eq!(
+                store
+                    .ca_generation("root", 1)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .key_id,
+                "00"
+            );
+            assert!(store.ca_generation("root", 3).await.unwrap().is_none());
+            // An expired retired key is no longer listed for serving.
+            assert!(
+                store
+                    .retired_ca_keys(None, i64::MAX / 2)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(store.ca_keys_fingerprint().await.unwrap(), (1, 2));
+
+            // Revocations and CRLs are per key generation.
+            let mut old_leaf = cert("root", "a1");
+            old_leaf.issuer_generation = 1;
+            let mut new_leaf = cert("root", "b2");
+            new_leaf.issuer_generation = 2;
+            for c in [&old_leaf, &new_leaf] {
+                store
+                    .record_issuance(c, None, &ev("leaf"), None)
+                    .await
+                    .unwrap();
+            }
+            let reason = pnc_pki::model::RevocationReason::KeyCompromise;
+            store
+                .revoke("root", "a1", reason, 10, &ev("r"))
+                .await
+                .unwrap();
+            assert_eq!(store.revoked_count("root", 1).await.unwrap(), 1);
+            assert_eq!(store.revoked_count("root", 2).await.unwrap(), 0);
+            let listed = store.revoked_for_crl("root", 1, 0).await.unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].serial_hex, "a1");
+            assert!(
+                store
+                    .revoked_for_crl("root", 2, 0)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let crl = |generation, crl_number| pnc_pki::model::CrlRecord {
+                issuer_id: "root".into(),
+                generation,
+                crl_number,
+                this_update: 0,
+                next_update: 10,
+                revoked_count: 0,
+                der: vec![generation as u8],
+            };
+            assert!(store.put_crl(&crl(1, 5), &ev("crl")).await.unwrap());
+            assert!(store.put_crl(&crl(2, 1), &ev("crl")).await.unwrap());
+            assert_eq!(
+                store.get_crl("root", 1).await.unwrap().unwrap().crl_number,
+                5
+            );
+            assert_eq!(
+                store.get_crl("root", 2).await.unwrap().unwrap().der,
+                vec![2]
+            );
+            let report = store.audit_verify().await.unwrap();
+            assert!(report.ok(), "{report:?}");
         });
     }
 }

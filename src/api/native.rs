@@ -47,7 +47,10 @@ fn cert_json(st: &AppState, c: &CertRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("pem".into(), to_pem("CERTIFICATE", &c.der).into());
-        o.insert("crl_url".into(), st.ra.crl_url(&c.issuer_id).into());
+        o.insert(
+            "crl_url".into(),
+            st.ra.crl_url(&c.issuer_id, c.issuer_generation).into(),
+        );
     }
     v
 }
@@ -186,7 +189,7 @@ fn ca_json(st: &AppState, c: &CaRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("pem".into(), to_pem("CERTIFICATE", &c.cert_der).into());
-        o.insert("crl_url".into(), st.ra.crl_url(&c.id).into());
+        o.insert("crl_url".into(), st.ra.crl_url(&c.id, c.generation).into());
     }
     v
 }
@@ -350,7 +353,9 @@ async fn get_crl(
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
     let Some(id) = file.strip_suffix(".crl") else {
-        return Err(ApiError::not_found("CRLs are at /crl/{ca_id}.crl"));
+        return Err(ApiError::not_found(
+            "CRLs are at /crl/{ca_id}.crl (a CA's first key) or /crl/{ca_id}.g{N}.crl (its N-th)",
+        ));
     };
     let crl = st.ra.crl(id).await?;
     Ok((

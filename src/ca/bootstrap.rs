@@ -145,9 +145,18 @@ impl Ca {
             &key,
             &cert,
             None,
+            1,
             now,
         );
-        let cert_rec = cert_record(&cert, &issuer_id, &profile.name, Some(&ca_rec.key_id), now);
+        let issuer_generation = parent.as_ref().map(|p| p.record.generation).unwrap_or(1);
+        let cert_rec = cert_record(
+            &cert,
+            &issuer_id,
+            issuer_generation,
+            &profile.name,
+            Some(&ca_rec.key_id),
+            now,
+        );
         let event = AuditEvent::new(
             actor,
             "ca.create",
@@ -180,7 +189,7 @@ impl Ca {
         if let Some(c) = self
             .inner
             .store
-            .current_service_cert(&spec.profile, parent)
+            .current_service_cert(&spec.profile, parent, None)
             .await?
         {
             return Ok(Step {
@@ -252,7 +261,7 @@ impl Ca {
             && let Some(c) = self
                 .inner
                 .store
-                .current_service_cert(signer_profile, ca_id)
+                .current_service_cert(signer_profile, ca_id, Some(issuer.record.generation))
                 .await?
         {
             let life = (c.not_after - c.not_before).max(1);
@@ -294,7 +303,9 @@ impl Ca {
     }
 }
 
-/// The `cas` row of a CA whose key `key` we hold and whose certificate is `cert`.
+/// The `cas` row of key generation `generation` of a CA whose key `key` we hold and whose
+/// certificate is `cert`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn ca_record(
     id: &str,
     profile: &str,
@@ -302,6 +313,7 @@ pub(super) fn ca_record(
     key: &KeyRef,
     cert: &ParsedCert,
     external_chain: Option<String>,
+    generation: i64,
     now: i64,
 ) -> CaRecord {
     CaRecord {
@@ -317,13 +329,16 @@ pub(super) fn ca_record(
         not_after: cert.not_after(),
         created_at: now,
         external_chain,
+        generation,
     }
 }
 
-/// The `certificates` row of a CA certificate.
+/// The `certificates` row of a CA certificate, signed by key generation `issuer_generation` of
+/// `issuer_id`.
 pub(super) fn cert_record(
     cert: &ParsedCert,
     issuer_id: &str,
+    issuer_generation: i64,
     profile: &str,
     key_id: Option<&str>,
     now: i64,
@@ -345,5 +360,6 @@ pub(super) fn cert_record(
         tenant: None,
         der: cert.der.clone(),
         created_at: now,
+        issuer_generation,
     }
 }

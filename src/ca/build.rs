@@ -76,7 +76,7 @@ fn extensions(
     spki: &SubjectPublicKeyInfoOwned,
     sans: &[SanName],
     issuer_ski: Option<&[u8]>,
-    issuer_id: &str,
+    issuer: (&str, i64),
 ) -> Result<Vec<x509_cert::ext::Extension>, CaError> {
     use const_oid::db::rfc5280 as o;
     let mut exts = Vec::new();
@@ -154,7 +154,7 @@ fn extensions(
                 false,
                 &CrlDistributionPoints(vec![DistributionPoint {
                     distribution_point: Some(DistributionPointName::FullName(vec![uri(
-                        &ca.crl_url(issuer_id)
+                        &ca.crl_url(issuer.0, issuer.1)
                     )?])),
                     reasons: None,
                     crl_issuer: None,
@@ -228,26 +228,27 @@ pub(super) async fn build_certificate(
     // Backdate a little for clock skew on chargers and vehicles.
     let not_before = ca.now() - 300;
     let mut not_after = not_before + i64::from(days) * 86_400;
-    let (issuer_name, issuer_ski, issuer_id, key, issuer_spki_der) = match &signer {
-        Signer::Issuer(h) => {
-            // Never outlive the issuer.
-            not_after = not_after.min(h.cert.not_after());
-            (
-                h.cert.tbs().subject().as_ref().clone(),
-                h.cert.ski(),
-                h.record.id.clone(),
-                h.key.clone(),
-                h.cert.spki_der(),
-            )
-        }
-        Signer::SelfSigned { key, public } => (
-            subject.clone(),
-            None,
-            String::new(),
-            (*key).clone(),
-            x509::spki_der(public.alg, &public.point)?,
-        ),
-    };
+    let (issuer_name, issuer_ski, (issuer_id, issuer_generation), key, issuer_spki_der) =
+        match &signer {
+            Signer::Issuer(h) => {
+                // Never outlive the issuer.
+                not_after = not_after.min(h.cert.not_after());
+                (
+                    h.cert.tbs().subject().as_ref().clone(),
+                    h.cert.ski(),
+                    (h.record.id.clone(), h.record.generation),
+                    h.key.clone(),
+                    h.cert.spki_der(),
+                )
+            }
+            Signer::SelfSigned { key, public } => (
+                subject.clone(),
+                None,
+                (String::new(), 1),
+                (*key).clone(),
+                x509::spki_der(public.alg, &public.point)?,
+            ),
+        };
     // A root signs with the key its profile names; an issuer's key was checked against its own
     // profile when it was made (and the profiles against each other when they were loaded).
     if matches!(signer, Signer::SelfSigned { .. }) && key.alg != profile.key {
@@ -271,7 +272,14 @@ pub(super) async fn build_certificate(
         ),
         subject: subject.clone(),
         subject_public_key_info: spki.clone(),
-        extensions: extensions(ca, profile, spki, sans, issuer_ski.as_deref(), &issuer_id)?,
+        extensions: extensions(
+            ca,
+            profile,
+            spki,
+            sans,
+            issuer_ski.as_deref(),
+            (&issuer_id, issuer_generation),
+        )?,
     };
     let tbs_der = tbs.to_der().map_err(internal)?;
     let sig = ca.sign(&key, tbs_der.clone(), Form::Der).await?;

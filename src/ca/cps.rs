@@ -50,7 +50,7 @@ impl Ca {
         let rec = self
             .inner
             .store
-            .current_service_cert(profile, &issuer.record.id)
+            .current_service_cert(profile, &issuer.record.id, None)
             .await?
             .ok_or_else(|| {
                 CaError::NotFound(format!(
@@ -69,7 +69,9 @@ impl Ca {
                 id: hex::decode(key_id).map_err(CaError::internal)?,
                 alg: p.key,
             },
-            chain: self.chain(&issuer.record.id).await?,
+            chain: self
+                .chain_from(&rec.issuer_id, rec.issuer_generation)
+                .await?,
             cert,
         })
     }

@@ -1,4 +1,8 @@
 //! CRLs, signed in the HSM with the CA's key and audited (`crl.issued`, with number and issuer).
+//! Each key generation of a CA has its own CRL, signed by that key and listing the certificates
+//! it signed (what RFC 5280 verifiers such as OpenSSL accept without indirect-CRL support), at
+//! `/crl/{id}.crl` for the first key and `/crl/{id}.g{N}.crl` for the N-th (see
+//! [`crl_file`]), until the key's certificate expires.
 //!
 //! A CRL is regenerated when a certificate of its CA is revoked (by this process, or by anyone: a
 //! request notices a revocation newer than the stored CRL), on a schedule before nextUpdate, and
@@ -31,25 +35,61 @@ impl CrlState {
     }
 }
 
+/// The CRL file name (without `.crl`) of key generation `generation` of CA `issuer_id`: the id
+/// itself for the first key (the name every certificate issued before any rollover carries),
+/// `{id}.g{N}` after.
+pub fn crl_file(issuer_id: &str, generation: i64) -> String {
+    if generation <= 1 {
+        issuer_id.to_string()
+    } else {
+        format!("{issuer_id}.g{generation}")
+    }
+}
+
+/// The CA id and key generation a CRL file name (without `.crl`) stands for. A CA whose id is
+/// the whole name wins over the `.g{N}` reading.
+pub(crate) fn parse_crl_file(name: &str) -> Vec<(String, i64)> {
+    let mut out = vec![(name.to_string(), 1)];
+    if let Some((id, g)) = name.rsplit_once(".g")
+        && let Ok(n) = g.parse::<i64>()
+        && n >= 2
+        && g.bytes().all(|b| b.is_ascii_digit())
+    {
+        out.push((id.to_string(), n));
+    }
+    out
+}
+
 impl Ca {
-    /// Build, sign, store and audit a fresh CRL for `issuer_id`.
-    pub async fn issue_crl(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
+    /// Build, sign, store and audit a fresh CRL for key generation `generation` of `issuer_id`.
+    pub async fn issue_crl(
+        &self,
+        issuer_id: &str,
+        generation: i64,
+        actor: &str,
+    ) -> Result<CrlRecord, CaError> {
         let _g = self.inner.crl.lock.lock().await;
-        self.issue_crl_locked(issuer_id, actor).await
+        self.issue_crl_locked(issuer_id, generation, actor).await
     }
 
     /// [`Ca::issue_crl`] with the generation lock held.
-    async fn issue_crl_locked(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
-        let issuer = self.issuer(issuer_id).await?;
+    async fn issue_crl_locked(
+        &self,
+        issuer_id: &str,
+        generation: i64,
+        actor: &str,
+    ) -> Result<CrlRecord, CaError> {
+        let issuer = self.issuer_at(issuer_id, generation).await?;
         let store = &self.inner.store;
-        let prev = store.get_crl(issuer_id).await?;
+        let prev = store.get_crl(issuer_id, generation).await?;
         // Counted before the entries are read: a revocation in between makes this CRL look
         // older than it is (one extra CRL later), never newer.
-        let revoked_count = store.revoked_count(issuer_id).await?;
+        let revoked_count = store.revoked_count(issuer_id, generation).await?;
         let number = prev.as_ref().map(|p| p.crl_number + 1).unwrap_or(1);
         let now = self.now();
-        let next = now + self.inner.crl.validity;
-        let revoked = store.revoked_for_crl(issuer_id, now).await?;
+        // A retired key's CRLs never claim more than its certificate's life.
+        let next = (now + self.inner.crl.validity).min(issuer.cert.not_after().max(now + 60));
+        let revoked = store.revoked_for_crl(issuer_id, generation, now).await?;
         let entries: Vec<crl::Entry> = revoked
             .into_iter()
             .map(|r| crl::Entry {
@@ -70,6 +110,7 @@ impl Ca {
         let der = x509::assemble_signed(&tbs, issuer.key.alg.signature_alg(), &sig)?;
         let rec = CrlRecord {
             issuer_id: issuer_id.to_string(),
+            generation,
             crl_number: number,
             this_update: now,
             next_update: next,
@@ -82,6 +123,7 @@ impl Ca {
             issuer_id,
             serde_json::json!({
                 "issuer": issuer_id,
+                "generation": generation,
                 "number": number,
                 "entries": entries.len(),
                 "this_update": now,
@@ -91,11 +133,11 @@ impl Ca {
         );
         if !store.put_crl(&rec, &event).await? {
             // Another process stored a newer one meanwhile: serve that.
-            if let Some(newer) = store.get_crl(issuer_id).await? {
+            if let Some(newer) = store.get_crl(issuer_id, generation).await? {
                 return Ok(newer);
             }
         }
-        tracing::info!(issuer = %issuer_id, number, entries = entries.len(), "CRL issued");
+        tracing::info!(issuer = %issuer_id, generation, number, entries = entries.len(), "CRL issued");
         Ok(rec)
     }
 
@@ -104,24 +146,53 @@ impl Ca {
     ///
     /// Single-flight: a stale CRL is checked again under the generation lock, so any number of
     /// requests racing after a revocation produce one CRL, not one each.
-    pub async fn current_crl(&self, issuer_id: &str, actor: &str) -> Result<CrlRecord, CaError> {
-        if let Some(c) = self.stored_crl_if_current(issuer_id).await? {
+    pub async fn current_crl(
+        &self,
+        issuer_id: &str,
+        generation: i64,
+        actor: &str,
+    ) -> Result<CrlRecord, CaError> {
+        if let Some(c) = self.stored_crl_if_current(issuer_id, generation).await? {
             return Ok(c);
         }
         let _g = self.inner.crl.lock.lock().await;
-        if let Some(c) = self.stored_crl_if_current(issuer_id).await? {
+        if let Some(c) = self.stored_crl_if_current(issuer_id, generation).await? {
             return Ok(c);
         }
-        self.issue_crl_locked(issuer_id, actor).await
+        self.issue_crl_locked(issuer_id, generation, actor).await
     }
 
-    async fn stored_crl_if_current(&self, issuer_id: &str) -> Result<Option<CrlRecord>, CaError> {
+    /// The current CRL behind a file name of [`crl_file`] (without `.crl`).
+    pub async fn crl_by_file(&self, name: &str, actor: &str) -> Result<CrlRecord, CaError> {
+        let mut last = None;
+        for (id, generation) in parse_crl_file(name) {
+            match self.inner.store.ca_generation(&id, generation).await? {
+                Some(_) => return self.current_crl(&id, generation, actor).await,
+                None => last = Some(id),
+            }
+        }
+        Err(CaError::UnknownIssuer(format!(
+            "no CA key with CRL {}",
+            last.unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect::<String>()
+        )))
+    }
+
+    async fn stored_crl_if_current(
+        &self,
+        issuer_id: &str,
+        generation: i64,
+    ) -> Result<Option<CrlRecord>, CaError> {
         let store = &self.inner.store;
-        let Some(c) = store.get_crl(issuer_id).await? else {
+        let Some(c) = store.get_crl(issuer_id, generation).await? else {
             return Ok(None);
         };
         let fresh = self.now() < c.this_update + (c.next_update - c.this_update) / 2;
-        if fresh && c.revoked_count >= 0 && store.revoked_count(issuer_id).await? == c.revoked_count
+        if fresh
+            && c.revoked_count >= 0
+            && store.revoked_count(issuer_id, generation).await? == c.revoked_count
         {
             return Ok(Some(c));
         }
@@ -138,21 +209,31 @@ impl Ca {
         .max(MIN_SCHEDULER_PERIOD)
     }
 
-    /// One pass of the scheduler: refresh every CA's CRL that needs it. Returns how many CAs
-    /// failed.
+    /// One pass of the scheduler: refresh the CRL of every CA key (current, or retired with
+    /// an unexpired certificate) that needs it. Returns how many failed.
     pub async fn refresh_crls(&self) -> usize {
-        let cas = match self.inner.store.list_cas().await {
-            Ok(c) => c,
-            Err(e) => {
+        let store = &self.inner.store;
+        let keys = match (
+            store.list_cas().await,
+            store.retired_ca_keys(None, self.now()).await,
+        ) {
+            (Ok(mut c), Ok(r)) => {
+                c.extend(r);
+                c
+            }
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "scheduled CRL refresh: cannot list CAs");
                 return 1;
             }
         };
         let mut failed = 0;
-        for c in cas {
-            if let Err(e) = self.current_crl(&c.id, "service:crl-scheduler").await {
+        for c in keys {
+            if let Err(e) = self
+                .current_crl(&c.id, c.generation, "service:crl-scheduler")
+                .await
+            {
                 failed += 1;
-                tracing::warn!(issuer = %c.id, error = %e, "scheduled CRL refresh failed");
+                tracing::warn!(issuer = %c.id, generation = c.generation, error = %e, "scheduled CRL refresh failed");
             }
         }
         failed

@@ -8,8 +8,11 @@ use x509_cert::request::{CertReqInfo, Version};
 use super::bootstrap::key_label;
 use super::signing::Form;
 use super::{Ca, CaError};
+use crate::hsm::{KeyRef, PublicKey};
 use crate::model::{AuditEvent, CaRecord};
+use crate::policy::profile::Profile;
 use crate::x509::{self, ParsedCert};
+use x509_cert::name::RdnSequence;
 
 fn ca_key_label(id: &str) -> String {
     key_label("ca", id)
@@ -53,10 +56,31 @@ impl Ca {
                 profile.key.name()
             )));
         }
+        let pem = self.ca_csr(&key, &public, &subject).await?;
+        self.inner
+            .store
+            .audit(&AuditEvent::new(
+                actor,
+                "ca.csr",
+                id,
+                serde_json::json!({"profile": profile_name, "subject": subject_text, "key_id": hex::encode(&key.id)}),
+            ))
+            .await?;
+        Ok(pem)
+    }
+
+    /// A PKCS#10 request for the CA key `key` (public half `public`) with subject `subject`,
+    /// signed by that key in the token, checked with OpenSSL, as PEM.
+    pub(super) async fn ca_csr(
+        &self,
+        key: &KeyRef,
+        public: &PublicKey,
+        subject: &RdnSequence,
+    ) -> Result<String, CaError> {
         let spki_der = x509::spki_der(public.alg, &public.point)?;
         let info = CertReqInfo {
             version: Version::V1,
-            subject: x509_cert::name::Name::from_der(&x509::name::to_der(&subject))
+            subject: x509_cert::name::Name::from_der(&x509::name::to_der(subject))
                 .map_err(|e| CaError::Internal(e.to_string()))?,
             public_key: spki::SubjectPublicKeyInfoOwned::from_der(&spki_der)
                 .map_err(|e| CaError::Internal(e.to_string()))?,
@@ -65,7 +89,7 @@ impl Ca {
         let info_der = info
             .to_der()
             .map_err(|e| CaError::Internal(e.to_string()))?;
-        let sig = self.sign(&key, info_der.clone(), Form::Der).await?;
+        let sig = self.sign(key, info_der.clone(), Form::Der).await?;
         let der = x509::assemble_signed(&info_der, key.alg.signature_alg(), &sig)?;
         // Check our own output with OpenSSL before handing it out.
         let req =
@@ -78,15 +102,6 @@ impl Ca {
                 "CSR self-signature does not verify".into(),
             ));
         }
-        self.inner
-            .store
-            .audit(&AuditEvent::new(
-                actor,
-                "ca.csr",
-                id,
-                serde_json::json!({"profile": profile_name, "subject": subject_text, "key_id": hex::encode(&key.id)}),
-            ))
-            .await?;
         Ok(x509::to_pem("CERTIFICATE REQUEST", &der))
     }
 
@@ -120,20 +135,7 @@ impl Ca {
                 "the certificate's public key is not the key created for CA '{id}'"
             )));
         }
-        // The certificate must be a CA certificate of the shape the profile describes.
-        use const_oid::db::rfc5280 as o;
-        let bc = cert
-            .extension(o::ID_CE_BASIC_CONSTRAINTS)
-            .and_then(|e| {
-                x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes()).ok()
-            })
-            .ok_or_else(|| CaError::Config("certificate has no basicConstraints".into()))?;
-        if !bc.ca || bc.path_len_constraint != profile.basic_constraints.path_len {
-            return Err(CaError::Config(format!(
-                "basicConstraints cA={} pathLen={:?} do not match profile {} (pathLen {:?})",
-                bc.ca, bc.path_len_constraint, profile.name, profile.basic_constraints.path_len
-            )));
-        }
+        check_ca_shape(&cert, &profile)?;
         // Find the issuer: one of ours, or the first certificate of the given chain.
         let issuer_subject = cert
             .tbs()
@@ -145,9 +147,11 @@ impl Ca {
                 .map(|p| p.subject_der() == issuer_subject)
                 .unwrap_or(false)
         });
+        let mut issuer_generation = 1;
         let (parent_id, issuer_spki, external_chain) = match (ours, issuer_chain_pem) {
             (Some(p), _) => {
                 let pc = ParsedCert::from_der(&p.cert_der)?;
+                issuer_generation = p.generation;
                 (Some(p.id.clone()), pc.spki_der(), None)
             }
             (None, Some(chain)) => {
@@ -189,6 +193,7 @@ impl Ca {
             &key,
             &cert,
             external_chain,
+            1,
             now,
         );
         // An externally issued CA is recorded under itself: its issuer is not ours to track.
@@ -196,6 +201,7 @@ impl Ca {
         let cert_rec = super::bootstrap::cert_record(
             &cert,
             &issuer_for_row,
+            issuer_generation,
             &profile.name,
             Some(&rec.key_id),
             now,
@@ -212,4 +218,22 @@ impl Ca {
             .await?;
         Ok(rec)
     }
+}
+
+/// Refuse a certificate that is not a CA certificate of the shape `profile` describes.
+pub(super) fn check_ca_shape(cert: &ParsedCert, profile: &Profile) -> Result<(), CaError> {
+    use const_oid::db::rfc5280 as o;
+    let bc = cert
+        .extension(o::ID_CE_BASIC_CONSTRAINTS)
+        .and_then(|e| {
+            x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes()).ok()
+        })
+        .ok_or_else(|| CaError::Config("certificate has no basicConstraints".into()))?;
+    if !bc.ca || bc.path_len_constraint != profile.basic_constraints.path_len {
+        return Err(CaError::Config(format!(
+            "basicConstraints cA={} pathLen={:?} do not match profile {} (pathLen {:?})",
+            bc.ca, bc.path_len_constraint, profile.name, profile.basic_constraints.path_len
+        )));
+    }
+    Ok(())
 }

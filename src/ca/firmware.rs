@@ -35,7 +35,7 @@ impl Ca {
         let rec = self
             .inner
             .store
-            .current_service_cert(PROFILE, &issuer.record.id)
+            .current_service_cert(PROFILE, &issuer.record.id, None)
             .await?
             .ok_or_else(|| {
                 CaError::NotFound(format!(
@@ -66,7 +66,9 @@ impl Ca {
         Ok(FirmwareSignature {
             signature,
             cert,
-            chain: self.chain(&issuer.record.id).await?,
+            chain: self
+                .chain_from(&rec.issuer_id, rec.issuer_generation)
+                .await?,
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod external;
 pub mod firmware;
 pub mod ocsp;
+pub mod rollover;
 mod signing;
 pub mod tokens;
 
@@ -268,11 +269,13 @@ impl Ca {
         format!("{}/ocsp", self.inner.public_url.trim_end_matches('/'))
     }
 
-    /// `{public_url}/crl/{issuer_id}.crl`.
-    pub fn crl_url(&self, issuer_id: &str) -> String {
+    /// `{public_url}/crl/{file}.crl`: the CRL of key generation `generation` of `issuer_id`
+    /// (file name from [`crl::crl_file`]).
+    pub fn crl_url(&self, issuer_id: &str, generation: i64) -> String {
         format!(
-            "{}/crl/{issuer_id}.crl",
-            self.inner.public_url.trim_end_matches('/')
+            "{}/crl/{}.crl",
+            self.inner.public_url.trim_end_matches('/'),
+            crl::crl_file(issuer_id, generation)
         )
     }
 
@@ -283,6 +286,30 @@ impl Ca {
                 id.chars().take(64).collect::<String>()
             ))
         })?;
+        Self::handle(record)
+    }
+
+    /// Key generation `generation` of CA `id`, current or retired.
+    pub(crate) async fn issuer_at(
+        &self,
+        id: &str,
+        generation: i64,
+    ) -> Result<IssuerHandle, CaError> {
+        let record = self
+            .inner
+            .store
+            .ca_generation(id, generation)
+            .await?
+            .ok_or_else(|| {
+                CaError::UnknownIssuer(format!(
+                    "CA '{}' has no key generation {generation}",
+                    id.chars().take(64).collect::<String>()
+                ))
+            })?;
+        Self::handle(record)
+    }
+
+    fn handle(record: CaRecord) -> Result<IssuerHandle, CaError> {
         let cert = ParsedCert::from_der(&record.cert_der)?;
         let key = KeyRef {
             id: hex::decode(&record.key_id).map_err(CaError::internal)?,
@@ -291,17 +318,31 @@ impl Ca {
         Ok(IssuerHandle { record, cert, key })
     }
 
-    /// Chain above and including CA `id`: that CA first, root last (an external root's chain
-    /// included).
+    /// Chain above and including CA `id`'s current key: that CA first, root last (an external
+    /// root's chain included).
     pub async fn chain(&self, id: &str) -> Result<Vec<ParsedCert>, CaError> {
+        let h = self.issuer(id).await?;
+        self.chain_above(h).await
+    }
+
+    /// Chain above and including key generation `generation` of CA `id`: what a certificate
+    /// that generation signed chains to, after the CA rolled over to a new key too.
+    pub async fn chain_from(&self, id: &str, generation: i64) -> Result<Vec<ParsedCert>, CaError> {
+        let h = self.issuer_at(id, generation).await?;
+        self.chain_above(h).await
+    }
+
+    async fn chain_above(&self, first: IssuerHandle) -> Result<Vec<ParsedCert>, CaError> {
         let mut out = Vec::new();
-        let mut next = Some(id.to_string());
-        while let Some(cur) = next {
+        let mut cur = Some(first);
+        while let Some(h) = cur {
             if out.len() > 8 {
                 return Err(CaError::Internal("CA hierarchy loops".into()));
             }
-            let h = self.issuer(&cur).await?;
-            next = h.record.parent_id.clone();
+            cur = match &h.record.parent_id {
+                Some(p) => Some(self.generation_that_signed(p, &h.cert).await?),
+                None => None,
+            };
             let external = h.record.external_chain.clone();
             out.push(h.cert);
             if let Some(pem) = external {
@@ -309,6 +350,34 @@ impl Ca {
             }
         }
         Ok(out)
+    }
+
+    /// The key generation of CA `parent` that signed `cert`: the current one unless `cert`'s
+    /// authority key identifier names a retired one.
+    async fn generation_that_signed(
+        &self,
+        parent: &str,
+        cert: &ParsedCert,
+    ) -> Result<IssuerHandle, CaError> {
+        let current = self.issuer(parent).await?;
+        let Some(aki) = cert.aki() else {
+            return Ok(current);
+        };
+        if current.cert.ski().as_deref() == Some(aki.as_slice()) {
+            return Ok(current);
+        }
+        for rec in self
+            .inner
+            .store
+            .retired_ca_keys(Some(parent), i64::MIN)
+            .await?
+        {
+            let h = Self::handle(rec)?;
+            if h.cert.ski().as_deref() == Some(aki.as_slice()) {
+                return Ok(h);
+            }
+        }
+        Ok(current)
     }
 
     /// The issuing CA for a profile: the one given, else the only unexpired CA whose profile may
@@ -531,6 +600,7 @@ impl Ca {
             tenant: subject.tenant.clone(),
             der: built.der.clone(),
             created_at: self.now(),
+            issuer_generation: issuer.record.generation,
         };
         let event = AuditEvent::new(
             actor,
@@ -580,7 +650,9 @@ impl Ca {
             {
                 Ok(_) => {
                     self.announce_issued(&record);
-                    let chain = self.chain(&issuer.record.id).await?;
+                    let chain = self
+                        .chain_from(&issuer.record.id, issuer.record.generation)
+                        .await?;
                     return Ok(Issued {
                         record,
                         cert: built,
@@ -632,7 +704,9 @@ impl Ca {
                 actor,
             )
             .await?;
-        let chain = self.chain(&issuer.record.id).await?;
+        let chain = self
+            .chain_from(&issuer.record.id, issuer.record.generation)
+            .await?;
         Ok((
             Prepared {
                 record,
@@ -732,7 +806,11 @@ impl Ca {
             // Publish the CRL at once, whatever the replicas did; a failure is logged, and the
             // next request or the scheduler regenerates it (a request notices a revocation newer
             // than the stored CRL).
-            if let Err(e) = self.issue_crl(issuer_id, actor).await {
+            let generation = match self.inner.store.get_cert(issuer_id, &serial).await {
+                Ok(Some(c)) => c.issuer_generation,
+                _ => 1,
+            };
+            if let Err(e) = self.issue_crl(issuer_id, generation, actor).await {
                 tracing::warn!(issuer = %issuer_id, error = %e, "CRL regeneration after revocation failed");
             }
         }

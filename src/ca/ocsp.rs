@@ -31,17 +31,24 @@ fn key_hash(cert: &ParsedCert) -> Result<[u8; 20], CaError> {
 }
 
 impl Ca {
-    /// The signer of CA `ca_id`'s responses: its current delegated signer when `delegated` and
-    /// one exists, else the CA key (with no certificate to embed).
-    pub async fn ocsp_signer(&self, ca_id: &str, delegated: bool) -> Result<OcspSigner, CaError> {
-        let issuer = self.issuer(ca_id).await?;
+    /// The signer of responses about certificates that key generation `generation` of CA
+    /// `ca_id` signed: that key's newest valid delegated signer when `delegated` and one exists,
+    /// else that CA key itself (with no certificate to embed). A retired key's delegated signer
+    /// is not renewed: when it expires, the retired CA key signs.
+    pub async fn ocsp_signer(
+        &self,
+        ca_id: &str,
+        generation: i64,
+        delegated: bool,
+    ) -> Result<OcspSigner, CaError> {
+        let issuer = self.issuer_at(ca_id, generation).await?;
         if delegated {
             let standard = self.inner.profiles.get(&issuer.record.profile)?.standard;
             let profile = ocsp_signer_profile(standard);
             if let Some(rec) = self
                 .inner
                 .store
-                .current_service_cert(profile, ca_id)
+                .current_service_cert(profile, ca_id, Some(generation))
                 .await?
                 && let Some(key_id) = rec.key_id.as_deref()
             {

@@ -242,6 +242,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// CA operations.
+    Ca {
+        /// The operation.
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
     /// Firmware signing (OCPP SignedUpdateFirmware) with the service-held key.
     Firmware {
         /// The operation.
@@ -630,6 +636,66 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                         signed.cert.subject_string(),
                         signed.cert.serial_hex()
                     );
+                }
+                Ok(0)
+            })
+        }
+        Command::Ca {
+            cmd:
+                CaCmd::Rollover {
+                    dir,
+                    ca,
+                    csr_out,
+                    cert,
+                    issuer_chain,
+                    json,
+                },
+        } => {
+            if let Some(out) = csr_out {
+                return with_service(&dir.data_dir, async |ra| {
+                    let pem = ra.rollover_ca_csr(&op, &ca).await?;
+                    std::fs::write(&out, pem).map_err(CliError::write(&out))?;
+                    println!(
+                        "wrote the CSR of CA '{ca}''s new key to {}; key held in the token. Have \
+                         it signed, then run `pnc-pki ca rollover --ca {ca} --cert FILE`",
+                        out.display()
+                    );
+                    Ok(0)
+                });
+            }
+            let read = |f: &PathBuf| std::fs::read(f).map_err(CliError::read(f));
+            let cert_pem = cert.as_ref().map(read).transpose()?;
+            let chain_pem = issuer_chain.as_ref().map(read).transpose()?;
+            with_service(&dir.data_dir, async |ra| {
+                let done = match &cert_pem {
+                    Some(c) => {
+                        ra.rollover_ca_import(&op, &ca, c, chain_pem.as_deref())
+                            .await?
+                    }
+                    None => ra.rollover_ca(&op, &ca).await?,
+                };
+                if json {
+                    print_json(&done, false)?;
+                } else {
+                    println!(
+                        "CA '{}' rolled over to key generation {} (key id {}, subject key \
+                         identifier {}, certificate serial {}, valid until {})",
+                        done.ca,
+                        done.generation,
+                        done.key_id,
+                        done.subject_key_identifier,
+                        done.serial_hex,
+                        rfc3339(done.not_after)
+                    );
+                    println!(
+                        "generation {} (subject key identifier {}) keeps answering OCSP and its \
+                         CRL until {}",
+                        done.previous_generation,
+                        done.previous_subject_key_identifier,
+                        rfc3339(done.previous_serves_until)
+                    );
+                    println!("new CRL: {}", done.crl_url);
+                    println!("OCSP signer: {}", done.ocsp_signer);
                 }
                 Ok(0)
             })
@@ -1053,6 +1119,35 @@ pub enum FirmwareCmd {
         #[arg(long, value_name = "FILE")]
         cert_out: Option<std::path::PathBuf>,
         /// Print OCPP's `signature` (base64) and `signingCertificate` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `pnc-pki ca …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CaCmd {
+    /// Give a CA a new key and certificate (same name, new key identifier) and switch issuance
+    /// to it while `serve` runs; the old key keeps answering OCSP and signing CRLs for what it
+    /// issued until its certificate expires. For a CA signed elsewhere: `--csr-out` first, then
+    /// `--cert` with what its issuer signed.
+    Rollover {
+        /// Where the deployment lives.
+        #[command(flatten)]
+        dir: DataDir,
+        /// CA id (`cpo-sub-ca-2`).
+        #[arg(long)]
+        ca: String,
+        /// Externally signed CA, step 1: write the CSR of the new key here (PEM).
+        #[arg(long, conflicts_with = "cert")]
+        csr_out: Option<PathBuf>,
+        /// Externally signed CA, step 2: the certificate its issuer signed (PEM).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// With `--cert`: the issuer's chain (PEM, issuer first), when it changed.
+        #[arg(long, requires = "cert")]
+        issuer_chain: Option<PathBuf>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

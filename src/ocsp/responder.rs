@@ -44,10 +44,15 @@ pub const SIGN_CONCURRENCY: usize = 4;
 /// ones are dropped: the refresher finds them within a minute, and the first request signs live.
 const PRODUCE_QUEUE: usize = 1024;
 
-/// One CA this responder answers for.
+/// One CA key this responder answers for: a CA's current key, or a retired one (`ca rollover`)
+/// whose certificate has not expired, for the certificates it signed.
 #[derive(Debug)]
 struct IssuerInfo {
     id: String,
+    /// Which key of the CA (the certificates' `issuer_generation`).
+    generation: i64,
+    /// Whether it is the CA's current key (only those get delegated signers renewed).
+    current: bool,
     name_hashes: HashMap<HashAlg, (Vec<u8>, Vec<u8>)>,
     signer: Arc<OcspSigner>,
 }
@@ -56,6 +61,11 @@ struct IssuerInfo {
 struct Index {
     issuers: Vec<IssuerInfo>,
     by_hash: HashMap<(HashAlg, Vec<u8>, Vec<u8>), usize>,
+    /// Issuer name hashes of our CAs: a request with one of them but a key hash we do not know
+    /// may be for a key another process rolled over to since the index was loaded.
+    names: std::collections::HashSet<(HashAlg, Vec<u8>)>,
+    /// The store's [`Store::ca_keys_fingerprint`] this index was built from.
+    fingerprint: (i64, i64),
 }
 
 /// One cached, signed response for one CertID.
@@ -380,23 +390,46 @@ impl Responder {
 
     // ---------------------------------------------------------------- issuers and signers
 
-    /// (Re)build the issuer index and signers from the store.
+    /// (Re)build the issuer index and signers from the store: every CA's current key, and the
+    /// retired keys whose certificates have not expired.
     pub async fn reload_index(&self) -> Result<(), CaError> {
         let _g = self.inner.index_lock.lock().await;
+        self.reload_index_locked().await
+    }
+
+    async fn reload_index_locked(&self) -> Result<(), CaError> {
         let delegated = self.inner.settings.sign_with == SignWith::Delegated;
-        let mut idx = Index::default();
-        for rec in self.inner.store.list_cas().await? {
-            let signer = self.inner.ca.ocsp_signer(&rec.id, delegated).await?;
+        let store = &self.inner.store;
+        // Read first: a change after it makes the next check reload again, never miss one.
+        let mut idx = Index {
+            fingerprint: store.ca_keys_fingerprint().await?,
+            ..Index::default()
+        };
+        let current = store.list_cas().await?;
+        let retired = store.retired_ca_keys(None, self.now()).await?;
+        let keys = current
+            .into_iter()
+            .map(|r| (r, true))
+            .chain(retired.into_iter().map(|r| (r, false)));
+        for (rec, is_current) in keys {
+            let signer = self
+                .inner
+                .ca
+                .ocsp_signer(&rec.id, rec.generation, delegated)
+                .await?;
             let mut name_hashes = HashMap::new();
             for alg in HashAlg::ALL {
                 let (n, k) = issuer_hashes(&rec.cert_der, alg)
                     .map_err(|e| CaError::Internal(format!("CA {}: {e}", rec.id)))?;
                 idx.by_hash
                     .insert((alg, n.clone(), k.clone()), idx.issuers.len());
+                idx.names.insert((alg, n.clone()));
                 name_hashes.insert(alg, (n, k));
             }
             idx.issuers.push(IssuerInfo {
                 id: rec.id.clone(),
+                generation: rec.generation,
+                current: is_current,
                 name_hashes,
                 signer: Arc::new(signer),
             });
@@ -404,6 +437,38 @@ impl Responder {
         *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(idx);
         self.inner.index_loaded.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Reload the index if a CA was added or rolled over since it was built (another process
+    /// ran `ca rollover`); `true` when the index is newer than when this was called. The check is
+    /// one aggregate over the small `cas` table, what a lookup of an unknown serial costs
+    /// anyway; the reload happens once per change, whoever asks (single flight).
+    async fn reload_if_changed(&self) -> bool {
+        let seen = self.index().fingerprint;
+        let now = match self.inner.store.ca_keys_fingerprint().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: cannot check the CA keys");
+                return false;
+            }
+        };
+        if now == seen {
+            return false;
+        }
+        let _g = self.inner.index_lock.lock().await;
+        if self.index().fingerprint != seen {
+            return true; // another caller reloaded meanwhile
+        }
+        match self.reload_index_locked().await {
+            Ok(()) => {
+                tracing::info!("OCSP: CA keys changed, index reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: cannot reload the CA index");
+                false
+            }
+        }
     }
 
     async fn ensure_index(&self) -> Result<Arc<Index>, ErrorStatus> {
@@ -580,9 +645,6 @@ impl Responder {
             .ensure_index()
             .await
             .map_err(|s| CaError::Internal(format!("OCSP index: {s:?}")))?;
-        let Some(issuer) = idx.issuers.iter().find(|i| i.id == issuer_id) else {
-            return Err(CaError::UnknownIssuer(format!("no CA {issuer_id}")));
-        };
         let seen = self.applied_epoch();
         let Some(state) = self
             .inner
@@ -594,6 +656,32 @@ impl Responder {
                 "no certificate {issuer_id}/{serial_hex}"
             )));
         };
+        let find = |idx: &Index| {
+            idx.issuers
+                .iter()
+                .position(|i| i.id == issuer_id && i.generation == state.issuer_generation)
+        };
+        let (idx, pos) = match find(&idx) {
+            Some(p) => (idx, p),
+            // Signed by a key this index does not know yet (a rollover in another process).
+            None if self.reload_if_changed().await => {
+                let idx = self.index();
+                let p = find(&idx).ok_or_else(|| {
+                    CaError::UnknownIssuer(format!(
+                        "no key generation {} of CA {issuer_id}",
+                        state.issuer_generation
+                    ))
+                })?;
+                (idx, p)
+            }
+            None => {
+                return Err(CaError::UnknownIssuer(format!(
+                    "no key generation {} of CA {issuer_id} (yet)",
+                    state.issuer_generation
+                )));
+            }
+        };
+        let issuer = &idx.issuers[pos];
         let serial = serial_bytes(serial_hex)
             .ok_or_else(|| CaError::Internal(format!("stored serial {serial_hex}")))?;
         for alg in PRODUCED_ALGS {
@@ -646,23 +734,36 @@ impl Responder {
     /// and what cannot be answered without signing gets `tryLater`.
     pub async fn answer(&self, req: &OcspRequest, ip: Option<ClientIp>) -> Answer {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let idx = match self.ensure_index().await {
+        let mut idx = match self.ensure_index().await {
             Ok(i) => i,
             Err(s) => return Answer::Error(s),
         };
-        let issuers: Vec<Option<usize>> = req
-            .cert_ids
-            .iter()
-            .map(|c| {
-                idx.by_hash
-                    .get(&(
-                        c.hash_alg,
-                        c.issuer_name_hash.clone(),
-                        c.issuer_key_hash.clone(),
-                    ))
-                    .copied()
+        let lookup = |idx: &Index| -> Vec<Option<usize>> {
+            req.cert_ids
+                .iter()
+                .map(|c| {
+                    idx.by_hash
+                        .get(&(
+                            c.hash_alg,
+                            c.issuer_name_hash.clone(),
+                            c.issuer_key_hash.clone(),
+                        ))
+                        .copied()
+                })
+                .collect()
+        };
+        let mut issuers = lookup(&idx);
+        if issuers.iter().all(Option::is_none)
+            && req.cert_ids.iter().any(|c| {
+                idx.names
+                    .contains(&(c.hash_alg, c.issuer_name_hash.clone()))
             })
-            .collect();
+            && self.reload_if_changed().await
+        {
+            // One of our CA names with a key we do not know: maybe a rollover elsewhere.
+            idx = self.index();
+            issuers = lookup(&idx);
+        }
         let Some(primary) = issuers.iter().flatten().next().copied() else {
             return Answer::Error(ErrorStatus::Unauthorized);
         };
@@ -742,8 +843,11 @@ impl Responder {
             .ocsp_cert_state(&issuer.id, &serial_spellings(&cid.serial))
             .await
         {
-            Ok(Some(st)) => Ok(Some((status_of_state(&st), None))),
-            Ok(None) => Ok(None),
+            Ok(Some(st)) if st.issuer_generation == issuer.generation => {
+                Ok(Some((status_of_state(&st), None)))
+            }
+            // Another key of the CA signed it: this key never issued that serial.
+            Ok(_) => Ok(None),
             Err(e) => {
                 tracing::error!(error = %e, "OCSP: store unavailable");
                 Err(ErrorStatus::TryLater)
@@ -790,7 +894,8 @@ impl Responder {
             .ocsp_cert_state(&issuer.id, &serial_spellings(&cid.serial))
             .await
         {
-            Ok(s) => s,
+            // Another key of the CA signed it: this key never issued that serial.
+            Ok(s) => s.filter(|st| st.issuer_generation == issuer.generation),
             Err(e) => {
                 tracing::error!(error = %e, "OCSP: store unavailable");
                 return Err(ErrorStatus::TryLater);
@@ -1126,7 +1231,7 @@ impl Responder {
         let margin = self.inner.settings.signer_renew_margin.as_secs_i64();
         let idx = self.index();
         let actor = format!("ocsp-responder:{}", self.inner.replica_id);
-        for i in &idx.issuers {
+        for i in idx.issuers.iter().filter(|i| i.current) {
             let left = i.signer.not_after - self.now();
             if i.signer.serial_hex.is_some() && left >= margin {
                 continue;

@@ -510,7 +510,10 @@ impl Ra {
                 ))
             })?;
         let cert = ParsedCert::from_der(&record.der).map_err(CaError::from)?;
-        let chain = self.ca()?.chain(&record.issuer_id).await?;
+        let chain = self
+            .ca()?
+            .chain_from(&record.issuer_id, record.issuer_generation)
+            .await?;
         tracing::info!(issuer = %record.issuer_id, serial = %record.serial_hex, "idempotent retry answered with the first certificate");
         Ok(Some(Issued {
             record,
@@ -900,9 +903,10 @@ impl Ra {
         Ok(self.inner.store.counts_by_issuer().await?)
     }
 
-    /// The current CRL of CA `id` (public, as RFC 5280 distribution points are).
-    pub async fn crl(&self, id: &str) -> Result<CrlRecord, RaError> {
-        Ok(self.ca()?.current_crl(id, "service:crl-request").await?)
+    /// The current CRL named `file` (`{ca_id}` for a CA's first key, `{ca_id}.g{N}` for its
+    /// N-th; public, as RFC 5280 distribution points are).
+    pub async fn crl(&self, file: &str) -> Result<CrlRecord, RaError> {
+        Ok(self.ca()?.crl_by_file(file, "service:crl-request").await?)
     }
 
     /// Every CA certificate and the newest valid CPS leaf of each standard: (name, DER).
@@ -923,7 +927,7 @@ impl Ra {
                 if let Some(c) = self
                     .inner
                     .store
-                    .current_service_cert(profile, &ca.id)
+                    .current_service_cert(profile, &ca.id, None)
                     .await?
                     && newest.as_ref().is_none_or(|n| c.not_before > n.not_before)
                 {
@@ -1024,6 +1028,40 @@ impl Ra {
             .await?)
     }
 
+    /// Roll CA `id` over to a new key (`ca rollover`); see [`crate::ca::rollover`].
+    pub async fn rollover_ca(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<crate::ca::rollover::Rollover, RaError> {
+        self.authorize(p, Operation::ManageHierarchy, Target::Any, id)
+            .await?;
+        Ok(self.ca()?.rollover(id, &p.actor()).await?)
+    }
+
+    /// First step of the rollover of an externally signed CA `id`: the CSR of its new key.
+    pub async fn rollover_ca_csr(&self, p: &Principal, id: &str) -> Result<String, RaError> {
+        self.authorize(p, Operation::ManageHierarchy, Target::Any, id)
+            .await?;
+        Ok(self.ca()?.rollover_csr(id, &p.actor()).await?)
+    }
+
+    /// Second step: switch externally signed CA `id` to the certificate signed for its new key.
+    pub async fn rollover_ca_import(
+        &self,
+        p: &Principal,
+        id: &str,
+        cert_pem: &[u8],
+        issuer_chain_pem: Option<&[u8]>,
+    ) -> Result<crate::ca::rollover::Rollover, RaError> {
+        self.authorize(p, Operation::ManageHierarchy, Target::Any, id)
+            .await?;
+        Ok(self
+            .ca()?
+            .rollover_import(id, cert_pem, issuer_chain_pem, &p.actor())
+            .await?)
+    }
+
     /// What the token says about every CA key.
     pub async fn hsm_doctor(&self, p: &Principal) -> Result<KeyReport, RaError> {
         self.authorize(p, Operation::InspectHsm, Target::Any, "hsm")
@@ -1079,8 +1117,11 @@ impl Ra {
             .await
     }
 
-    /// The CRL URL certificates of CA `issuer_id` carry.
-    pub fn crl_url(&self, issuer_id: &str) -> Option<String> {
-        self.inner.ca.as_ref().map(|c| c.crl_url(issuer_id))
+    /// The CRL URL certificates signed by key generation `generation` of CA `issuer_id` carry.
+    pub fn crl_url(&self, issuer_id: &str, generation: i64) -> Option<String> {
+        self.inner
+            .ca
+            .as_ref()
+            .map(|c| c.crl_url(issuer_id, generation))
     }
 }

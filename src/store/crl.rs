@@ -1,4 +1,5 @@
-//! CRL state: the newest CRL per CA, whose number only grows, and the revoked entries it lists.
+//! CRL state: the newest CRL per CA key generation, whose number only grows, and the revoked
+//! entries it lists.
 
 use sqlx::Row;
 
@@ -6,18 +7,25 @@ use super::{Store, StoreError, audit, dispatch, reason_of};
 use crate::model::{AuditEvent, CrlRecord, RevokedEntry};
 
 impl Store {
-    /// The stored CRL of a CA.
-    pub async fn get_crl(&self, issuer_id: &str) -> Result<Option<CrlRecord>, StoreError> {
+    /// The stored CRL of a CA's key generation.
+    pub async fn get_crl(
+        &self,
+        issuer_id: &str,
+        generation: i64,
+    ) -> Result<Option<CrlRecord>, StoreError> {
         dispatch!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT issuer_id, crl_number, this_update, next_update, revoked_count, der FROM crl_state WHERE issuer_id = $1",
+                "SELECT issuer_id, generation, crl_number, this_update, next_update, revoked_count, der \
+                 FROM crls WHERE issuer_id = $1 AND generation = $2",
             )
             .bind(issuer_id)
+            .bind(generation)
             .fetch_optional(pool)
             .await?;
             match row {
                 Some(r) => Ok(Some(CrlRecord {
                     issuer_id: r.try_get("issuer_id")?,
+                    generation: r.try_get("generation")?,
                     crl_number: r.try_get("crl_number")?,
                     this_update: r.try_get("this_update")?,
                     next_update: r.try_get("next_update")?,
@@ -38,12 +46,12 @@ impl Store {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(
-                "INSERT INTO crl_state (issuer_id, crl_number, this_update, next_update, revoked_count, der) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (issuer_id) DO UPDATE SET crl_number = excluded.crl_number, \
+                "INSERT INTO crls (issuer_id, generation, crl_number, this_update, next_update, revoked_count, der) \
+                 VALUES ($1, $7, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (issuer_id, generation) DO UPDATE SET crl_number = excluded.crl_number, \
                  this_update = excluded.this_update, next_update = excluded.next_update, \
                  revoked_count = excluded.revoked_count, der = excluded.der \
-                 WHERE crl_state.crl_number < excluded.crl_number",
+                 WHERE crls.crl_number < excluded.crl_number",
             )
             .bind(&c.issuer_id)
             .bind(c.crl_number)
@@ -51,6 +59,7 @@ impl Store {
             .bind(c.next_update)
             .bind(c.revoked_count)
             .bind(&c.der)
+            .bind(c.generation)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -61,19 +70,23 @@ impl Store {
         })
     }
 
-    /// Revoked certificates of one issuer that have not expired at `now`, by serial.
+    /// Revoked certificates signed by one key generation of an issuer that have not expired at
+    /// `now`, by serial.
     pub async fn revoked_for_crl(
         &self,
         issuer_id: &str,
+        generation: i64,
         now: i64,
     ) -> Result<Vec<RevokedEntry>, StoreError> {
         dispatch!(&self.db, pool => {
             let rows = sqlx::query(
                 "SELECT serial_hex, revoked_at, revocation_reason FROM certificates \
-                 WHERE issuer_id = $1 AND status = 'revoked' AND not_after > $2 ORDER BY serial_hex",
+                 WHERE issuer_id = $1 AND issuer_generation = $3 AND status = 'revoked' \
+                 AND not_after > $2 ORDER BY serial_hex",
             )
             .bind(issuer_id)
             .bind(now)
+            .bind(generation)
             .fetch_all(pool)
             .await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -89,14 +102,16 @@ impl Store {
         })
     }
 
-    /// How many certificates of one issuer are revoked (expired ones included). Only grows:
-    /// there is no un-revoking.
-    pub async fn revoked_count(&self, issuer_id: &str) -> Result<i64, StoreError> {
+    /// How many certificates signed by one key generation of an issuer are revoked (expired
+    /// ones included). Only grows: there is no un-revoking.
+    pub async fn revoked_count(&self, issuer_id: &str, generation: i64) -> Result<i64, StoreError> {
         dispatch!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT COUNT(*) AS n FROM certificates WHERE issuer_id = $1 AND status = 'revoked'",
+                "SELECT COUNT(*) AS n FROM certificates WHERE issuer_id = $1 \
+                 AND issuer_generation = $2 AND status = 'revoked'",
             )
             .bind(issuer_id)
+            .bind(generation)
             .fetch_one(pool)
             .await?;
             Ok(row.try_get("n")?)

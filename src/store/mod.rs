@@ -16,6 +16,7 @@ mod crl;
 mod leases;
 pub mod ocsp;
 mod provisioning;
+mod rollover;
 mod supersede;
 mod users;
 
@@ -80,6 +81,9 @@ pub enum StoreError {
     /// Another call with the same idempotency key committed first.
     #[error("idempotency key {0} was used by a concurrent call")]
     IdempotencyKeyTaken(String),
+    /// Another process changed the row first (two rollovers of one CA at once).
+    #[error("{0}")]
+    ConcurrentChange(String),
     /// The group commit holding this issuance failed; nothing of it was stored.
     #[error("database: the issuance batch did not commit: {0}")]
     BatchFailed(String),
@@ -97,6 +101,7 @@ impl StoreError {
             StoreError::ReplicasLagging(_) => "revocation_not_propagated",
             StoreError::Unsupported(_) => "unsupported",
             StoreError::IdempotencyKeyTaken(_) => "idempotency_key_in_use",
+            StoreError::ConcurrentChange(_) => "concurrent_change",
             _ => "store_unavailable",
         }
     }
@@ -107,7 +112,8 @@ impl StoreError {
             StoreError::BadCursor(_) | StoreError::Unsupported(_) => ErrorKind::BadRequest,
             StoreError::DuplicateCa(_)
             | StoreError::Taken(_)
-            | StoreError::IdempotencyKeyTaken(_) => ErrorKind::Conflict,
+            | StoreError::IdempotencyKeyTaken(_)
+            | StoreError::ConcurrentChange(_) => ErrorKind::Conflict,
             StoreError::BadUrl(_) | StoreError::Corrupt(_) => ErrorKind::Internal,
             _ => ErrorKind::Unavailable,
         }
@@ -191,8 +197,8 @@ fn key_alg_of(s: &str) -> Result<KeyAlg, StoreError> {
     KeyAlg::from_name(s).ok_or_else(|| corrupt("key algorithm", s))
 }
 
-const CERT_COLUMNS: &str = "issuer_id, serial_hex, profile, subject, emaid, evse_id, pcid, not_before, not_after, status, revoked_at, revocation_reason, key_id, tenant, der, created_at";
-const CA_COLUMNS: &str = "id, profile, parent_id, key_id, key_alg, serial_hex, subject, cert_der, not_before, not_after, created_at, external_chain";
+const CERT_COLUMNS: &str = "issuer_id, serial_hex, profile, subject, emaid, evse_id, pcid, not_before, not_after, status, revoked_at, revocation_reason, key_id, tenant, der, created_at, issuer_generation";
+const CA_COLUMNS: &str = "id, profile, parent_id, key_id, key_alg, serial_hex, subject, cert_der, not_before, not_after, created_at, external_chain, generation";
 
 macro_rules! cert_from_row {
     ($row:expr) => {{
@@ -215,6 +221,7 @@ macro_rules! cert_from_row {
             tenant: r.try_get("tenant")?,
             der: r.try_get("der")?,
             created_at: r.try_get("created_at")?,
+            issuer_generation: r.try_get("issuer_generation")?,
         }
     }};
 }
@@ -236,10 +243,12 @@ macro_rules! ca_from_row {
             not_after: r.try_get("not_after")?,
             created_at: r.try_get("created_at")?,
             external_chain: r.try_get("external_chain")?,
+            generation: r.try_get("generation")?,
         }
     }};
 }
 
+use ca_from_row;
 use cert_from_row;
 
 /// Insert a certificate row inside an open transaction.
@@ -247,7 +256,7 @@ macro_rules! insert_cert {
     ($tx:expr, $c:expr) => {{
         let c = $c;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO certificates ({CERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO certificates ({CERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         )))
         .bind(&c.issuer_id)
         .bind(&c.serial_hex)
@@ -265,6 +274,7 @@ macro_rules! insert_cert {
         .bind(&c.tenant)
         .bind(&c.der)
         .bind(c.created_at)
+        .bind(c.issuer_generation)
         .execute(&mut *$tx)
         .await
         .map_err(|e| {
@@ -486,7 +496,7 @@ impl Store {
             let entry = audit::append_in_tx!(tx, event, ts);
             if let Some(ca) = ca {
                 let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO cas ({CA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    "INSERT INTO cas ({CA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 )))
                 .bind(&ca.id)
                 .bind(&ca.profile)
@@ -500,6 +510,7 @@ impl Store {
                 .bind(ca.not_after)
                 .bind(ca.created_at)
                 .bind(&ca.external_chain)
+                .bind(ca.generation)
                 .execute(&mut *tx)
                 .await;
                 if let Err(e) = r {
@@ -789,23 +800,26 @@ impl Store {
         })
     }
 
-    /// The newest valid, unexpired certificate of `profile` from `issuer_id` whose key the
-    /// service holds (CPS leaf, OCSP signer).
+    /// The newest valid, unexpired certificate of `profile` from `issuer_id` (signed by its key
+    /// generation `generation`, when given) whose key the service holds (CPS leaf, OCSP signer).
     pub async fn current_service_cert(
         &self,
         profile: &str,
         issuer_id: &str,
+        generation: Option<i64>,
     ) -> Result<Option<CertRecord>, StoreError> {
         let now = self.now();
         dispatch!(&self.db, pool => {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {CERT_COLUMNS} FROM certificates WHERE issuer_id = $1 AND profile = $2 \
                  AND status = 'valid' AND key_id IS NOT NULL AND not_after > $3 \
+                 AND ($4 IS NULL OR issuer_generation = $4) \
                  ORDER BY not_before DESC, serial_hex DESC LIMIT 1"
             )))
             .bind(issuer_id)
             .bind(profile)
             .bind(now)
+            .bind(generation)
             .fetch_optional(pool)
             .await?;
             match row {

@@ -44,6 +44,8 @@ pub struct CertState {
     pub revocation_reason: Option<RevocationReason>,
     /// Expiry, unix seconds.
     pub not_after: i64,
+    /// Which key generation of the issuer signed it.
+    pub issuer_generation: i64,
 }
 
 /// A certificate that needs a (fresh) pre-produced response.
@@ -372,7 +374,7 @@ impl Store {
         let b = serials.get(1).cloned().unwrap_or_else(|| a.clone());
         dispatch!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT serial_hex, status, revoked_at, revocation_reason, not_after FROM certificates \
+                "SELECT serial_hex, status, revoked_at, revocation_reason, not_after, issuer_generation FROM certificates \
                  WHERE issuer_id = $1 AND serial_hex IN ($2, $3)",
             )
             .bind(issuer_id)
@@ -390,6 +392,7 @@ impl Store {
                         revoked_at: r.try_get("revoked_at")?,
                         revocation_reason: reason_of(r.try_get("revocation_reason")?)?,
                         not_after: r.try_get("not_after")?,
+                        issuer_generation: r.try_get("issuer_generation")?,
                     }))
                 }
             }

@@ -431,6 +431,15 @@ impl ParsedCert {
         let os = OctetString::from_der(e.extn_value.as_bytes()).ok()?;
         Some(os.as_bytes().to_vec())
     }
+
+    /// The key identifier of its authority key identifier (which issuer key signed it).
+    pub fn aki(&self) -> Option<Vec<u8>> {
+        let e = self.extension(const_oid::db::rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER)?;
+        let aki =
+            x509_cert::ext::pkix::AuthorityKeyIdentifier::from_der(e.extn_value.as_bytes()).ok()?;
+        aki.key_identifier.map(|k| k.as_bytes().to_vec())
+    }
+
     /// PEM `CERTIFICATE`.
     pub fn pem(&self) -> String {
         to_pem("CERTIFICATE", &self.der)
