@@ -191,5 +191,95 @@ fn external_root_signs_our_sub_ca() {
     assert!(ok && t.contains(": OK"), "{t}");
     let chain = std::fs::read_to_string(p("secc.pem")).unwrap();
     assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 3, "{chain}");
+
+    // Rollover of the externally signed CA: we cannot sign its new certificate, its owner does.
+    let e = env.fails(&["ca", "rollover", "--ca", "cpo-sub-ca-1"]);
+    assert!(e.contains("--csr-out"), "{e}");
+    let out = env.ok(&[
+        "ca",
+        "rollover",
+        "--ca",
+        "cpo-sub-ca-1",
+        "--csr-out",
+        &p("sub1.csr"),
+    ]);
+    assert!(out.contains("key held in the token"), "{out}");
+    let (ok, t) = openssl(&["req", "-in", &p("sub1.csr"), "-verify", "-noout", "-subject"]);
+    assert!(ok && t.contains("Example CPO Sub1"), "{t}");
+    let (_, k3) = openssl(&["req", "-in", &p("sub1.csr"), "-noout", "-pubkey"]);
+    assert_ne!(k3, k1, "a new key");
+    sign(
+        "basicConstraints=critical,CA:TRUE,pathlen:1\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+        "sub1-next.pem",
+    );
+    // The old certificate is not one for the new key.
+    let e = env.fails(&[
+        "ca",
+        "rollover",
+        "--ca",
+        "cpo-sub-ca-1",
+        "--cert",
+        &p("sub1.pem"),
+    ]);
+    assert!(e.contains("not the new key"), "{e}");
+    let out = env.ok(&[
+        "ca",
+        "rollover",
+        "--ca",
+        "cpo-sub-ca-1",
+        "--cert",
+        &p("sub1-next.pem"),
+    ]);
+    assert!(out.contains("key generation 2"), "{out}");
+    // cpo-sub-ca-2 was signed by the old key: its leaves still chain through the old
+    // certificate, which the service hands out with them.
+    env.ok(&[
+        "issue",
+        "--profile",
+        "secc-leaf",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--out",
+        &p("secc2.pem"),
+        "--chain",
+    ]);
+    let (ok, t) = openssl(&[
+        "verify",
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("secc2.pem"),
+        &p("secc2.pem"),
+    ]);
+    assert!(ok && t.contains(": OK"), "{t}");
+    // Rolling cpo-sub-ca-2 over too puts it under the new key of cpo-sub-ca-1.
+    env.ok(&["ca", "rollover", "--ca", "cpo-sub-ca-2"]);
+    env.ok(&[
+        "issue",
+        "--profile",
+        "secc-leaf",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--out",
+        &p("secc3.pem"),
+        "--chain",
+    ]);
+    let (ok, t) = openssl(&[
+        "verify",
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("secc3.pem"),
+        &p("secc3.pem"),
+    ]);
+    assert!(ok && t.contains(": OK"), "{t}");
+    // Each chain carries the certificate of the key that signed the one below it.
+    let body = |f: &str| {
+        let t = std::fs::read_to_string(p(f)).unwrap();
+        t.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
+    };
+    let (secc2, secc3) = (body("secc2.pem"), body("secc3.pem"));
+    assert!(secc2.contains(&body("sub1.pem")) && !secc2.contains(&body("sub1-next.pem")));
+    assert!(secc3.contains(&body("sub1-next.pem")) && !secc3.contains(&body("sub1.pem")));
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
 }
