@@ -189,8 +189,8 @@ op("post", "OCPP 2.1 GetCertificateChainStatus -> Good|Revoked|Unknown|Failed wi
    responses=[("200", "GetCertificateChainStatusResponse", [("application/json", "{type: object}")]), ("400", "bad request", [("application/json", "{type: object}")])] + AUTH_ERRS)
 
 path("/crl/{file}")
-op("get", "CRL of a CA, DER (file = {ca_id}.crl)", public=True, tags="crl",
-   params=[("file", "path", "{type: string, examples: [cpo-sub-ca-2.crl]}", True)],
+op("get", "CRL of one key of a CA, DER (file = {ca_id}.crl for its first key, {ca_id}.g{N}.crl for its N-th after `ca rollover`)", public=True, tags="crl",
+   params=[("file", "path", "{type: string, examples: [cpo-sub-ca-2.crl, cpo-sub-ca-2.g2.crl]}", True)],
    responses=[("200", "DER CRL", [("application/pkix-crl", "{type: string, format: binary}")]), ("404", "unknown CA", OPCP_ERR)])
 
 CERT_FILTERS = [("issuer_id", "query", "{type: string}", False), ("profile", "query", "{type: string}", False),
@@ -393,6 +393,7 @@ w("""components:
         revocation_reason: {type: [string, 'null']}
         tenant: {type: [string, 'null']}
         created_at: {type: integer}
+        issuer_generation: {type: integer, description: which key of the issuer signed it (1 = its first; one more per ca rollover)}
         pem: {type: string}
         crl_url: {type: string}
     CertificateList:
