@@ -172,6 +172,7 @@ fn listing_filters_and_pages() {
                     RevocationReason::Superseded,
                     1_800_000_000,
                     &ev("r"),
+                    None,
                 )
                 .await
                 .unwrap();

@@ -689,6 +689,20 @@ impl Ca {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<RevokeOutcome, CaError> {
+        self.revoke_keyed(issuer_id, serial_hex, reason, actor, None)
+            .await
+    }
+
+    /// [`Ca::revoke`], recording the call's idempotency key with the outcome in the revocation's
+    /// transaction (see `Store::revoke`).
+    pub async fn revoke_keyed(
+        &self,
+        issuer_id: &str,
+        serial_hex: &str,
+        reason: RevocationReason,
+        actor: &str,
+        idem: Option<&crate::model::IdempotencyKey>,
+    ) -> Result<RevokeOutcome, CaError> {
         let serial = crate::x509::normalize_serial_hex(serial_hex).ok_or_else(|| {
             CaError::NotFound(format!(
                 "'{}' is not a hex serial number",
@@ -704,7 +718,7 @@ impl Ca {
         let done = self
             .inner
             .store
-            .revoke(issuer_id, &serial, reason, self.now(), &event)
+            .revoke(issuer_id, &serial, reason, self.now(), &event, idem)
             .await?;
         if done.outcome == RevokeOutcome::NotFound {
             return Err(CaError::NotFound(format!(

@@ -487,7 +487,9 @@ impl Store {
 
     /// Record a provisioned contract certificate, the request that produced it and its audit
     /// entry in one transaction (and, for a pre-generated answer, the answer, replacing the
-    /// contract's previous one, whose certificate is returned for revocation).
+    /// contract's previous one, whose certificate is returned for revocation), and, when the
+    /// call carried one, its idempotency key with the answer its retries get. A key another call
+    /// committed first fails the whole transaction with [`StoreError::IdempotencyKeyTaken`].
     pub async fn record_provisioning(
         &self,
         cert: &CertRecord,
@@ -554,6 +556,17 @@ impl Store {
                         created_at: cert.created_at,
                     }
                 );
+            }
+            if let Some((k, answer)) = &link.idempotency {
+                super::batch::insert_idem!(
+                    &mut *tx,
+                    k,
+                    &cert.issuer_id,
+                    &cert.serial_hex,
+                    Some(answer.as_slice()),
+                    ts
+                )?;
+                super::batch::purge_idem!(&mut *tx, ts);
             }
             tx.commit().await?;
             Ok(replaced)
