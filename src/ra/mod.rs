@@ -1068,6 +1068,26 @@ impl Ra {
         Ok(())
     }
 
+    /// Connections of the database pool now: open, idle, maximum.
+    pub fn pool_stats(&self) -> crate::stats::PoolSnapshot {
+        self.inner.store.pool_stats()
+    }
+
+    /// Token calls by kind since start (`None`: this process opened no CA).
+    pub fn hsm_stats(&self) -> Option<crate::stats::HsmSnapshot> {
+        self.inner.ca.as_ref().map(Ca::hsm_stats)
+    }
+
+    /// Revocations this process made since start, by reason name (`None`: no CA).
+    pub fn revocation_counts(&self) -> Option<Vec<(&'static str, u64)>> {
+        self.inner.ca.as_ref().map(|ca| {
+            ca.revocation_counts()
+                .into_iter()
+                .map(|(r, n)| (r.name(), n))
+                .collect()
+        })
+    }
+
     /// Group commit of issuances so far: (transactions, issuances in them, largest batch).
     pub fn issuance_batches(&self) -> (u64, u64, u64) {
         self.inner.store.batch_stats()

@@ -519,6 +519,15 @@ impl Store {
         })
     }
 
+    /// Connections of the database pool now: open, idle and the maximum (`/metrics`).
+    pub fn pool_stats(&self) -> crate::stats::PoolSnapshot {
+        dispatch!(&self.db, pool => crate::stats::PoolSnapshot {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        })
+    }
+
     /// Group-commit statistics: (transactions, issuances in them, largest batch).
     pub fn batch_stats(&self) -> (u64, u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
