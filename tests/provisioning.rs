@@ -1210,7 +1210,7 @@ fn provisioning_retries_with_an_idempotency_key_get_the_first_answer_byte_for_by
         let v2g = root_id(&d.pem("v2g-root"));
         let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
         d.upload(&car);
-        d.contract(EMAID, PCID);
+        let contract = d.contract(EMAID, PCID)["id"].as_str().unwrap().to_string();
         // One signed request, sent again as a client retrying after a timeout would.
         let exi = install_req2(&car, vec![v2g.clone()]);
         let post = |path: &str, key: &str, body: &Value| {
@@ -1267,5 +1267,51 @@ fn provisioning_retries_with_an_idempotency_key_get_the_first_answer_byte_for_by
             .as_str()
             .unwrap();
         check_answer2(&d, &B64.decode(b64).unwrap(), &car.key, false);
+
+        // Cancelling the contract (it revokes): a retry answers the first call's revoked list.
+        let cancel = |id: &str, key: Option<&str>| {
+            let mut r = http()
+                .delete(&d.srv.url(&format!("/api/v1/contracts/{id}")))
+                .header("authorization", &d.mo);
+            if let Some(k) = key {
+                r = r.header("idempotency-key", k);
+            }
+            reply(r.call())
+        };
+        let first = cancel(&contract, Some("cx-1"));
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(
+            first.json()["revoked"].as_array().unwrap().len(),
+            2,
+            "{}",
+            first.text()
+        );
+        let again = cancel(&contract, Some("cx-1"));
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(
+            again.body, first.body,
+            "{backend:?}: a retry gets the first answer"
+        );
+        let unkeyed = cancel(&contract, None);
+        assert_eq!(unkeyed.json()["revoked"], json!([]), "{}", unkeyed.text());
+        let cancels = d
+            .env
+            .ok(&["audit", "export", "--action", "contract.cancel"])
+            .lines()
+            .filter(|l| l.contains("\"contract.cancel\""))
+            .count();
+        assert_eq!(cancels, 1, "{backend:?}: one cancellation entry");
+        let other = d.contract("DE8AA987654321", PCID20)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = cancel(&other, Some("cx-1"));
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(
+            d.send("GET", &format!("/api/v1/contracts/{other}"), &d.mo, None)
+                .json()["status"],
+            "active",
+            "nothing cancelled under a reused key"
+        );
     }
 }

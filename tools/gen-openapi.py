@@ -331,8 +331,10 @@ path("/api/v1/contracts/{id}")
 op("get", "A contract and the certificates issued under it", tags="native", params=[("id", "path", "{type: string}", True)],
    responses=[("200", "contract", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM)] + AUTH_ERRS)
 op("delete", "Cancel a contract: its certificates are revoked (OCSP answers revoked when this returns); idempotent", tags="native",
-   params=[("id", "path", "{type: string}", True)],
-   responses=[("200", "cancelled", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM)] + AUTH_ERRS)
+   params=[("id", "path", "{type: string}", True),
+           ("Idempotency-Key", "header", "{type: string, minLength: 1, maxLength: 255, description: 'retry-safe cancellation: the same key and contract within 24 h answer the revoked list of the first call (not an empty one), revoking whatever an interrupted first call left; another contract with the key is 409 idempotency_key_reused'}", False)],
+   responses=[("200", "cancelled", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM),
+              ("409", "idempotency_key_reused: the Idempotency-Key came with another contract", PROBLEM)] + AUTH_ERRS)
 
 w("""components:
   securitySchemes:

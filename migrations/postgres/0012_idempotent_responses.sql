@@ -1,6 +1,7 @@
--- Idempotency-Key on revocation and contract provisioning (postgres). Keep in step with the
--- other backend's 0012. A revocation keeps its outcome here, a provisioning the answer it
--- delivered (the EXI carries the contract key encrypted for the car, readable by that car only),
--- so a retry gets the same answer without revoking or issuing again. Written in the transaction
--- of the revocation or certificate it belongs to; purged with the key after 24 h.
+-- Idempotency-Key on revocation, contract provisioning and contract cancellation (postgres). Keep
+-- in step with the other backend's 0012. What a retry must answer and the store cannot rebuild
+-- is kept here: a revocation's outcome, a provisioning's answer (the EXI carries the contract key
+-- encrypted for the car, readable by that car only), a cancellation's list of certificates it
+-- revokes (issuer_id 'contract', serial_hex the contract id). Written in the transaction of the
+-- revocation, certificate or cancellation it belongs to; purged with the key after 24 h.
 ALTER TABLE idempotency_keys ADD COLUMN response BYTEA;

@@ -742,12 +742,16 @@ async fn get_contract(
 }
 
 /// `DELETE /api/v1/contracts/{id}`: cancel; its certificates are revoked before this answers.
+/// With `Idempotency-Key`, a retry answers the first call's `revoked` list
+/// (`Ra::cancel_contract_keyed`).
 async fn cancel_contract(
     State(st): State<AppState>,
     p: Principal,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = st.ra.cancel_contract(&p, &id).await?;
+    let key = super::idempotency_key(&headers)?;
+    let done = st.ra.cancel_contract_keyed(&p, &id, key.as_deref()).await?;
     let mut v = contract_json(&done.contract);
     v["revoked"] = done
         .revoked
