@@ -11,7 +11,8 @@
 //! - [`store`]: SQLite / PostgreSQL persistence and the audit chain; all SQL lives there.
 //!
 //! Leaves with no I/O: [`alg`], [`model`], [`x509`], [`exi`], `ocsp::wire`, [`error`],
-//! [`ratelimit`], [`client_ip`] and the [`clock`] every layer reads time from. [`service`]
+//! [`ratelimit`], [`client_ip`], [`stats`] (atomic counters for `/metrics`) and the [`clock`]
+//! every layer reads time from. [`service`]
 //! wires the layers together for a process.
 
 #![deny(missing_docs)]
@@ -35,5 +36,6 @@ pub mod ra;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod x509;

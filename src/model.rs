@@ -188,6 +188,27 @@ pub enum RevokeOutcome {
     NotFound,
 }
 
+impl RevokeOutcome {
+    /// The stored and answered form (`revoked`, `already_revoked`, `not_found`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RevokeOutcome::Revoked => "revoked",
+            RevokeOutcome::AlreadyRevoked => "already_revoked",
+            RevokeOutcome::NotFound => "not_found",
+        }
+    }
+
+    /// The outcome [`RevokeOutcome::name`] wrote, if it is one.
+    pub fn parse(s: &[u8]) -> Option<RevokeOutcome> {
+        match s {
+            b"revoked" => Some(RevokeOutcome::Revoked),
+            b"already_revoked" => Some(RevokeOutcome::AlreadyRevoked),
+            b"not_found" => Some(RevokeOutcome::NotFound),
+            _ => None,
+        }
+    }
+}
+
 /// A CA whose key the service holds.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CaRecord {
@@ -766,6 +787,9 @@ pub struct ProvisioningLink {
     /// A pre-generated answer to keep for later delivery: (SHA-256 of the OEM provisioning
     /// certificate it is encrypted for, the signed EXI).
     pub pregenerated: Option<(String, Vec<u8>)>,
+    /// The call's idempotency key and the answer to give its retries, stored in the same
+    /// transaction (`Ra::provision`).
+    pub idempotency: Option<(IdempotencyKey, Vec<u8>)>,
 }
 
 /// A pre-generated answer, ready to deliver with the live SessionID.
@@ -845,4 +869,7 @@ pub struct IdempotentResult {
     pub issuer_id: String,
     /// The certificate it produced: serial.
     pub serial_hex: String,
+    /// What is needed to answer a retry exactly like the first call, for calls whose answer
+    /// the certificate alone does not give (a revocation's outcome, a provisioning's answer).
+    pub response: Option<Vec<u8>>,
 }

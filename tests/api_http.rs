@@ -1383,13 +1383,63 @@ fn bad_input(d: &Deployment) {
         405
     );
     // Operations endpoints, after one enrollment and one expired token.
+    let before = metrics(srv);
     let good = csr_body(
         env,
         "good",
         "prime256v1",
         "/C=DE/O=ACME/DC=CPO/CN=DE*ABC*E1234567",
     );
-    assert_eq!(enroll(&good).status, 200);
+    let issued = enroll(&good);
+    assert_eq!(issued.status, 200);
+    let after_enroll = metrics(srv);
+    let sign = "pnc_hsm_operations_total{op=\"sign\"}";
+    assert!(
+        after_enroll[sign] > before[sign] && after_enroll[sign] >= 1.0,
+        "an enrollment signs: {} then {}",
+        before[sign],
+        after_enroll[sign]
+    );
+    let signs = "pnc_hsm_sign_duration_seconds_count";
+    assert!(after_enroll[signs] > before[signs], "signing time recorded");
+    assert_eq!(after_enroll["pnc_hsm_errors_total{op=\"sign\"}"], 0.0);
+    assert!(after_enroll["pnc_db_pool_connections_max"] >= 1.0);
+    assert!(after_enroll.contains_key("pnc_db_pool_connections_in_use"));
+    assert!(
+        after_enroll["pnc_db_pool_connections_idle"] >= 1.0,
+        "a pool that served requests"
+    );
+    // One revocation, one OCSP question about it.
+    let (serial, leaf) = pkcs7_leaf(env.path(), "metrics-leaf", &issued.text());
+    let r = send(
+        srv,
+        "POST",
+        &format!("/api/v1/certificates/cpo-sub-ca-2/{serial}/revoke"),
+        Some(&tok),
+        "application/json",
+        br#"{"reason": "keyCompromise"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = ocsp_status(&srv.url(""), &d.export.join("cpo-sub-ca-2.pem"), &leaf);
+    assert_eq!(status, "revoked");
+    let after_revoke = metrics(srv);
+    let revs = "pnc_revocations_total{reason=\"keyCompromise\"}";
+    assert_eq!(
+        after_revoke[revs],
+        after_enroll[revs] + 1.0,
+        "one revocation counted"
+    );
+    let answers = "pnc_ocsp_answer_duration_seconds_count";
+    assert!(
+        after_revoke[answers] > after_enroll[answers],
+        "OCSP answer time recorded"
+    );
+    assert!(
+        after_revoke["pnc_ocsp_cache_hits_total"] + after_revoke["pnc_ocsp_cache_misses_total"]
+            > after_enroll["pnc_ocsp_cache_hits_total"]
+                + after_enroll["pnc_ocsp_cache_misses_total"],
+        "the OCSP request was a hit or a miss"
+    );
     let expired = mint(
         &d.ext_pem,
         EXT_KID,
@@ -1433,6 +1483,20 @@ fn bad_input(d: &Deployment) {
         !log.contains(&c.cpo.1) && !log.contains(&tok) && !log.contains("eyJ"),
         "secret or token in the log"
     );
+}
+
+/// `/metrics` as series (name with labels) → value.
+fn metrics(srv: &Server) -> std::collections::BTreeMap<String, f64> {
+    let r = send(srv, "GET", "/metrics", None, "", b"");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
 }
 
 /// `pnc-pki audit export` as parsed JSON lines.

@@ -204,7 +204,14 @@ fn external_root_signs_our_sub_ca() {
         &p("sub1.csr"),
     ]);
     assert!(out.contains("key held in the token"), "{out}");
-    let (ok, t) = openssl(&["req", "-in", &p("sub1.csr"), "-verify", "-noout", "-subject"]);
+    let (ok, t) = openssl(&[
+        "req",
+        "-in",
+        &p("sub1.csr"),
+        "-verify",
+        "-noout",
+        "-subject",
+    ]);
     assert!(ok && t.contains("Example CPO Sub1"), "{t}");
     let (_, k3) = openssl(&["req", "-in", &p("sub1.csr"), "-noout", "-pubkey"]);
     assert_ne!(k3, k1, "a new key");
@@ -276,7 +283,9 @@ fn external_root_signs_our_sub_ca() {
     // Each chain carries the certificate of the key that signed the one below it.
     let body = |f: &str| {
         let t = std::fs::read_to_string(p(f)).unwrap();
-        t.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
+        t.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>()
     };
     let (secc2, secc3) = (body("secc2.pem"), body("secc3.pem"));
     assert!(secc2.contains(&body("sub1.pem")) && !secc2.contains(&body("sub1-next.pem")));

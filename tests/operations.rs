@@ -398,3 +398,111 @@ fn ocpp_sign_certificate_retries_with_an_idempotency_key_get_the_first_certifica
     assert_eq!(sign("sc-2", "CS-0008", &c8).status, 200);
     assert_eq!(stations(&env), 2);
 }
+
+/// `certificate.revoke` entries in the audit log (`audit export` matches by prefix, which
+/// also takes `certificate.revoke.refused`).
+fn revoke_entries(env: &Env) -> usize {
+    env.ok(&["audit", "export", "--action", "certificate.revoke"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["action"] == "certificate.revoke"
+        })
+        .count()
+}
+
+#[test]
+fn revocation_retries_with_an_idempotency_key_get_the_first_answer() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        env.init();
+        let mut srv = env.serve();
+        let client = env.client_add("a", "cpo", &["DE*ABC"]);
+        let auth = srv.bearer(&client);
+        let b64 = |name: &str, cn: &str| env.csr_b64(name, &format!("/C=DE/O=ABC/DC=CPO/CN={cn}"));
+        let mut targets = Vec::new();
+        for (name, cn) in [("r1", "DE*ABC*E71"), ("r2", "DE*ABC*E72")] {
+            let r = srv.enroll_secc(&auth, &b64(name, cn), None);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let (serial, _) = pkcs7_leaf(env.path(), name, r.text().trim());
+            targets.push(serial);
+        }
+        let issuer = env.listed("secc-leaf")[0]["issuer_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let revoke = |srv: &Server, auth: &str, serial: &str, key: &str, reason: &str| {
+            reply(
+                http()
+                    .post(&srv.url(&format!("/api/v1/certificates/{issuer}/{serial}/revoke")))
+                    .header("authorization", auth)
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", key)
+                    .send(
+                        serde_json::json!({ "reason": reason })
+                            .to_string()
+                            .as_bytes(),
+                    ),
+            )
+        };
+        let before = revoke_entries(&env);
+        let first = revoke(&srv, &auth, &targets[0], "rv-1", "keyCompromise");
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(first.json()["outcome"], "revoked");
+        let again = revoke(&srv, &auth, &targets[0], "rv-1", "keyCompromise");
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(
+            again.body, first.body,
+            "{backend:?}: a retry gets the first answer, not already_revoked"
+        );
+        assert_eq!(
+            revoke_entries(&env),
+            before + 1,
+            "{backend:?}: one revocation entry"
+        );
+        // The same key with another reason or another certificate: 409, nothing revoked.
+        for (serial, reason) in [(&targets[0], "superseded"), (&targets[1], "keyCompromise")] {
+            let r = revoke(&srv, &auth, serial, "rv-1", reason);
+            assert_eq!(r.status, 409, "{}", r.text());
+            assert!(r.text().contains("idempotency_key_reused"), "{}", r.text());
+        }
+        assert_eq!(revoke_entries(&env), before + 1);
+        let valid = |env: &Env| {
+            env.listed("secc-leaf")
+                .iter()
+                .filter(|c| c["status"] == "valid")
+                .count()
+        };
+        assert_eq!(
+            valid(&env),
+            1,
+            "{backend:?}: the other certificate is untouched"
+        );
+        // Without a key a repeat says what it did: nothing.
+        let r = reply(
+            http()
+                .post(&srv.url(&format!(
+                    "/api/v1/certificates/{issuer}/{}/revoke",
+                    targets[0]
+                )))
+                .header("authorization", &auth)
+                .send(br#"{"reason": "keyCompromise"}"#),
+        );
+        assert_eq!(r.json()["outcome"], "already_revoked", "{}", r.text());
+
+        // kill -9, restart, retry: the first answer again, still one entry.
+        srv.child.kill().unwrap();
+        srv.child.wait().unwrap();
+        let srv = env.serve();
+        let auth = srv.bearer(&client);
+        let after = revoke(&srv, &auth, &targets[0], "rv-1", "keyCompromise");
+        assert_eq!(after.status, 200, "{}", after.text());
+        assert_eq!(
+            after.body, first.body,
+            "{backend:?}: after a kill, the first answer"
+        );
+        assert_eq!(revoke_entries(&env), before + 1);
+        assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
+    }
+}

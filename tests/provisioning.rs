@@ -1202,3 +1202,116 @@ fn contract_data_from_an_mo_with_its_own_pki_is_signed_and_delivered() {
     );
     assert_eq!(d.contract_certs(), before, "nothing issued by us");
 }
+
+#[test]
+fn provisioning_retries_with_an_idempotency_key_get_the_first_answer_byte_for_byte() {
+    for backend in backends() {
+        let d = deploy(backend, &[]);
+        let v2g = root_id(&d.pem("v2g-root"));
+        let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        d.upload(&car);
+        let contract = d.contract(EMAID, PCID)["id"].as_str().unwrap().to_string();
+        // One signed request, sent again as a client retrying after a timeout would.
+        let exi = install_req2(&car, vec![v2g.clone()]);
+        let post = |path: &str, key: &str, body: &Value| {
+            reply(
+                http()
+                    .post(&d.srv.url(path))
+                    .header("authorization", &d.cpo)
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", key)
+                    .send(body.to_string().as_bytes()),
+            )
+        };
+        let ccp = |meta: &str| {
+            json!({"certificateInstallationReq": B64.encode(&exi), "xsdMsgDefNamespace": NS2,
+                   "metadata": meta})
+        };
+        let first = post("/v1/ccp/signedContractData", "pv-1", &ccp("m"));
+        assert_eq!(first.status, 200, "{}", first.text());
+        let again = post("/v1/ccp/signedContractData", "pv-1", &ccp("m"));
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(
+            again.body, first.body,
+            "{backend:?}: a retry gets the first answer byte for byte"
+        );
+        assert_eq!(
+            d.contract_certs(),
+            1,
+            "{backend:?}: one certificate for two calls"
+        );
+        // The same key with another body (here only the metadata differs), or on another
+        // route: 409 in HTTP terms, nothing issued.
+        let other = post("/v1/ccp/signedContractData", "pv-1", &ccp("other"));
+        assert_eq!(other.status, 409, "{}", other.text());
+        assert!(
+            other.text().contains("idempotency_key_reused"),
+            "{}",
+            other.text()
+        );
+        let ocpp = json!({"iso15118SchemaVersion": NS2, "action": "Install",
+                          "exiRequest": B64.encode(&exi)});
+        let r = post("/api/v1/ocpp/get-15118-ev-certificate", "pv-1", &ocpp);
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(d.contract_certs(), 1);
+        // The OCPP route keeps its own keys the same way.
+        let a = post("/api/v1/ocpp/get-15118-ev-certificate", "pv-2", &ocpp);
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(a.json()["status"], "Accepted", "{}", a.text());
+        let b = post("/api/v1/ocpp/get-15118-ev-certificate", "pv-2", &ocpp);
+        assert_eq!(b.body, a.body, "{backend:?}: OCPP retry, same bytes");
+        assert_eq!(d.contract_certs(), 2);
+        // The answer still decrypts for the car and verifies.
+        let j = first.json();
+        let b64 = j["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+            .as_str()
+            .unwrap();
+        check_answer2(&d, &B64.decode(b64).unwrap(), &car.key, false);
+
+        // Cancelling the contract (it revokes): a retry answers the first call's revoked list.
+        let cancel = |id: &str, key: Option<&str>| {
+            let mut r = http()
+                .delete(&d.srv.url(&format!("/api/v1/contracts/{id}")))
+                .header("authorization", &d.mo);
+            if let Some(k) = key {
+                r = r.header("idempotency-key", k);
+            }
+            reply(r.call())
+        };
+        let first = cancel(&contract, Some("cx-1"));
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(
+            first.json()["revoked"].as_array().unwrap().len(),
+            2,
+            "{}",
+            first.text()
+        );
+        let again = cancel(&contract, Some("cx-1"));
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(
+            again.body, first.body,
+            "{backend:?}: a retry gets the first answer"
+        );
+        let unkeyed = cancel(&contract, None);
+        assert_eq!(unkeyed.json()["revoked"], json!([]), "{}", unkeyed.text());
+        let cancels = d
+            .env
+            .ok(&["audit", "export", "--action", "contract.cancel"])
+            .lines()
+            .filter(|l| l.contains("\"contract.cancel\""))
+            .count();
+        assert_eq!(cancels, 1, "{backend:?}: one cancellation entry");
+        let other = d.contract("DE8AA987654321", PCID20)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = cancel(&other, Some("cx-1"));
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(
+            d.send("GET", &format!("/api/v1/contracts/{other}"), &d.mo, None)
+                .json()["status"],
+            "active",
+            "nothing cancelled under a reused key"
+        );
+    }
+}

@@ -179,7 +179,7 @@ fn a_rollover_retires_the_old_key_once_and_crls_are_kept_per_key() {
             }
             let reason = pnc_pki::model::RevocationReason::KeyCompromise;
             store
-                .revoke("root", "a1", reason, 10, &ev("r"))
+                .revoke("root", "a1", reason, 10, &ev("r"), None)
                 .await
                 .unwrap();
             assert_eq!(store.revoked_count("root", 1).await.unwrap(), 1);
@@ -284,6 +284,7 @@ fn listing_filters_and_pages() {
                     RevocationReason::Superseded,
                     1_800_000_000,
                     &ev("r"),
+                    None,
                 )
                 .await
                 .unwrap();

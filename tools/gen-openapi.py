@@ -101,6 +101,11 @@ ISO = ("iso", "path", "{type: string, enum: [ISO15118-2, ISO15118-20]}", True)
 ALG = ("alg", "path", "{type: string}", True)
 # A retry with the same key and body (same client, within 24 h) answers the first certificate.
 IDEM = ("Idempotency-Key", "header", "{type: string, minLength: 1, maxLength: 255, description: 'retry-safe enrollment: the same key and body within 24 h return the first certificate; another body with the key is 409 idempotency_key_reused'}", False)
+# Revocation: bound to the certificate and the reason; a retry answers the first outcome.
+IDEM_REVOKE = ("Idempotency-Key", "header", "{type: string, minLength: 1, maxLength: 255, description: 'retry-safe revocation: the same key, certificate and reason within 24 h answer what the first call answered (status and body, e.g. outcome revoked, not already_revoked), with no second audit entry; another certificate or reason with the key is 409 idempotency_key_reused'}", False)
+# Contract provisioning: bound to the route and the body; a retry answers the first bytes.
+IDEM_PROVISION = ("Idempotency-Key", "header", "{type: string, minLength: 1, maxLength: 255, description: 'retry-safe provisioning: the same key and body within 24 h return the first answer byte for byte (kept with the key for 24 h) and issue no second certificate; another body or route with the key is 409 idempotency_key_reused'}", False)
+IDEM_409 = ("409", "idempotency_key_reused: the Idempotency-Key came with another request", OPCP_ERR)
 for d, (profile, role, desc) in DOMAINS.items():
     enroll = dict(tags="opcp",
                   body=[("application/pkcs10", "{type: string, description: base64 DER PKCS#10 (line breaks tolerated)}")],
@@ -211,10 +216,11 @@ op("get", "One certificate: JSON, PEM (Accept application/x-pem-file) or DER (ap
                                       ("application/pkix-cert", "{type: string, format: binary}")]),
               ("404", "not found", PROBLEM)] + AUTH_ERRS)
 path("/api/v1/certificates/{issuer_id}/{serial_hex}/revoke")
-op("post", "Revoke (idempotent; tenant-checked)", tags="native", params=IDS,
+op("post", "Revoke (idempotent; tenant-checked)", tags="native", params=IDS + [IDEM_REVOKE],
    body=[("application/json", "{$ref: '#/components/schemas/RevokeRequest'}")],
    responses=[("200", "revoked or already revoked", [("application/json", "{type: object}")]),
-              ("400", "malformed JSON or unknown reason", PROBLEM), ("404", "not found", PROBLEM)] + AUTH_ERRS)
+              ("400", "malformed JSON or unknown reason", PROBLEM), ("404", "not found", PROBLEM),
+              ("409", "idempotency_key_reused: the Idempotency-Key came with another certificate or reason", PROBLEM)] + AUTH_ERRS)
 path("/api/v1/cas")
 op("get", "List CAs", tags="native", responses=[("200", "CAs", [("application/json", "{type: object}")])] + AUTH_ERRS)
 path("/api/v1/cas/{id}/chain")
@@ -242,19 +248,20 @@ CCP_RES = [("application/json", "{$ref: '#/components/schemas/CCPResponse'}")]
 CCP_FAIL = [("application/json", "{oneOf: [{$ref: '#/components/schemas/OpcpError'}, {$ref: '#/components/schemas/CCPResponse'}]}")]
 path("/v1/ccp/signedContractData")
 op("post", "Get Signed Contract Data (OPCP CCP): an EV's CertificateInstallationReq or CertificateUpdateReq (ISO 15118-2 or -20, told from the EXI) -> a signed answer with a new contract certificate and its key encrypted for the car. Header alwaysReturnEXI (default true): refusals that could be addressed to the EV also carry a FAILED certificateInstallationRes", tags="opcp",
-   params=[("alwaysReturnEXI", "header", "{type: boolean, default: true}", False)],
+   params=[("alwaysReturnEXI", "header", "{type: boolean, default: true}", False), IDEM_PROVISION],
    body=[("application/json", "{$ref: '#/components/schemas/CCPRequest'}")],
    responses=[("200", "exactly one emaidContent item for -2", CCP_RES),
               ("400", "exi_invalid, signature_invalid, oem_untrusted, oem_certificate_expired, oem_revoked, contract_revoked, action_mismatch", CCP_FAIL),
-              ("404", "no_contract, contract_cancelled, no_matching_root", CCP_FAIL),
+              ("404", "no_contract, contract_cancelled, no_matching_root", CCP_FAIL), IDEM_409,
               ("500", "response_too_large: over PNC_PROVISIONING_MAX_CHARS_ISO2/ISO20; nothing issued", OPCP_ERR)] + AUTH_ERRS_OPCP)
 path("/v1/cps/generate/signedContractData")
 op("put", "Pre-generate contract data (OPCP CPS, MO without own PKI): key, contract certificate, encrypted key and CPS signature made now for the vehicle in the provisioning pool; installation then only sets the live SessionID (no HSM call). Creates the contract when the EMAID has none; ISO 15118-2", tags="opcp",
+   params=[IDEM_PROVISION],
    body=[("application/json", "{$ref: '#/components/schemas/GenerateContractData'}")],
    responses=[("201", "pre-generated", [("application/json", "{type: object}")]),
               ("400", "bad_emaid, bad_pcid, bad_validity, unsupported_namespace, oem_untrusted", OPCP_ERR),
               ("404", "the PCID is not in the provisioning pool", OPCP_ERR),
-              ("409", "the EMAID has an active contract for another vehicle", OPCP_ERR)] + AUTH_ERRS_OPCP)
+              ("409", "the EMAID has an active contract for another vehicle, or idempotency_key_reused: the Idempotency-Key came with another request", OPCP_ERR)] + AUTH_ERRS_OPCP)
 path("/v1/ccp/signedContractData/{key}")
 op("get", "Contracts of a vehicle: key = PCID (OEM of its WMI; an MO sees its own)", tags="opcp",
    params=[("key", "path", "{type: string, description: PCID}", True)],
@@ -274,9 +281,11 @@ op("get", "Contracts of an EMAID with their current contract certificate (MO ten
    responses=[("200", "XMLContracts", [("application/json", "{type: object}")]), ("404", "no contract", OPCP_ERR)] + AUTH_ERRS_OPCP)
 path("/api/v1/ocpp/get-15118-ev-certificate")
 op("post", "OCPP 2.0.1/2.1 Get15118EVCertificateRequest -> Get15118EVCertificateResponse; refusals are status Failed with statusInfo.reasonCode", tags="ocpp",
+   params=[IDEM_PROVISION],
    body=[("application/json", "{$ref: '#/components/schemas/Get15118EVCertificateRequest'}")],
    responses=[("200", "Accepted with exiResponse, or Failed with statusInfo", [("application/json", "{$ref: '#/components/schemas/Get15118EVCertificateResponse'}")]),
-              ("400", "malformed JSON or fields out of the OCPP bounds", PROBLEM)] + AUTH_ERRS)
+              ("400", "malformed JSON, fields out of the OCPP bounds, or invalid_idempotency_key", PROBLEM),
+              ("409", "idempotency_key_reused: the Idempotency-Key came with another request", PROBLEM)] + AUTH_ERRS)
 path("/api/v1/ocpp/sign-certificate")
 op("post", "OCPP 2.0.1/2.1 SignCertificateRequest relayed by a CSMS (role csms) plus the stationId it authenticated -> the CertificateSignedRequest body to send on. ChargingStationCertificate: CN must be stationId, O one of the caller's organizations; V2GCertificate / V2G20Certificate: CN an EVSE ID / SECCID of the caller's operator prefixes. certificateType omitted: PNC_OCPP_DEFAULT_CERTIFICATE_TYPE (ChargingStationCertificate). Refusals: status Rejected with statusInfo", tags="ocpp",
    params=[IDEM],
@@ -322,8 +331,10 @@ path("/api/v1/contracts/{id}")
 op("get", "A contract and the certificates issued under it", tags="native", params=[("id", "path", "{type: string}", True)],
    responses=[("200", "contract", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM)] + AUTH_ERRS)
 op("delete", "Cancel a contract: its certificates are revoked (OCSP answers revoked when this returns); idempotent", tags="native",
-   params=[("id", "path", "{type: string}", True)],
-   responses=[("200", "cancelled", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM)] + AUTH_ERRS)
+   params=[("id", "path", "{type: string}", True),
+           ("Idempotency-Key", "header", "{type: string, minLength: 1, maxLength: 255, description: 'retry-safe cancellation: the same key and contract within 24 h answer the revoked list of the first call (not an empty one), revoking whatever an interrupted first call left; another contract with the key is 409 idempotency_key_reused'}", False)],
+   responses=[("200", "cancelled", [("application/json", "{$ref: '#/components/schemas/Contract'}")]), ("404", "unknown contract", PROBLEM),
+              ("409", "idempotency_key_reused: the Idempotency-Key came with another contract", PROBLEM)] + AUTH_ERRS)
 
 w("""components:
   securitySchemes:

@@ -166,7 +166,8 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics`: the HTTP counters, and the OCSP responder's live-signing budget.
+/// `GET /metrics`: the HTTP counters, the OCSP responder's budget, counters and answer time,
+/// the token's operations, revocations and the database pool (read now).
 pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
     let mut text = st.metrics.render_text();
     let live = st.ocsp.live_stats();
@@ -214,5 +215,91 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
     );
     let _ = writeln!(text, "# TYPE pnc_ocsp_cache_hits_total counter");
     let _ = writeln!(text, "pnc_ocsp_cache_hits_total {}", req.cache_hits);
+    let _ = writeln!(
+        text,
+        "# HELP pnc_ocsp_cache_misses_total Single-certificate OCSP requests memory could not answer (a database read, maybe a signature)."
+    );
+    let _ = writeln!(text, "# TYPE pnc_ocsp_cache_misses_total counter");
+    let _ = writeln!(text, "pnc_ocsp_cache_misses_total {}", req.cache_misses);
+    latency(
+        &mut text,
+        "pnc_ocsp_answer_duration_seconds",
+        "Time the OCSP responder took to answer a parsed request.",
+        &st.ocsp.answer_latency(),
+    );
+    if let Some(hsm) = st.ra.hsm_stats() {
+        render_hsm(&mut text, &hsm);
+    }
+    if let Some(revs) = st.ra.revocation_counts() {
+        let _ = writeln!(
+            text,
+            "# HELP pnc_revocations_total Certificates this process revoked, by reason (a repeat of a revocation is not counted)."
+        );
+        let _ = writeln!(text, "# TYPE pnc_revocations_total counter");
+        for (reason, n) in revs {
+            let _ = writeln!(text, "pnc_revocations_total{{reason=\"{reason}\"}} {n}");
+        }
+    }
+    let pool = st.ra.pool_stats();
+    let in_use = pool.size.saturating_sub(pool.idle);
+    for (name, help, v) in [
+        (
+            "pnc_db_pool_connections_in_use",
+            "Database connections handed out now.",
+            in_use,
+        ),
+        (
+            "pnc_db_pool_connections_idle",
+            "Open database connections waiting in the pool now.",
+            pool.idle,
+        ),
+        (
+            "pnc_db_pool_connections_max",
+            "The database pool's maximum size.",
+            pool.max,
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} gauge");
+        let _ = writeln!(text, "{name} {v}");
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The token's counters: calls and failures by kind, and the signing time.
+fn render_hsm(text: &mut String, hsm: &crate::stats::HsmSnapshot) {
+    let _ = writeln!(
+        text,
+        "# HELP pnc_hsm_operations_total PKCS#11 operations by kind (a retry on a fresh session is part of its operation)."
+    );
+    let _ = writeln!(text, "# TYPE pnc_hsm_operations_total counter");
+    for (op, calls, _) in &hsm.ops {
+        let _ = writeln!(text, "pnc_hsm_operations_total{{op=\"{op}\"}} {calls}");
+    }
+    let _ = writeln!(
+        text,
+        "# HELP pnc_hsm_errors_total PKCS#11 operations that failed, by kind."
+    );
+    let _ = writeln!(text, "# TYPE pnc_hsm_errors_total counter");
+    for (op, _, errors) in &hsm.ops {
+        let _ = writeln!(text, "pnc_hsm_errors_total{{op=\"{op}\"}} {errors}");
+    }
+    latency(
+        text,
+        "pnc_hsm_sign_duration_seconds",
+        "Time of one HSM signature, waiting for a session and retries included.",
+        &hsm.sign_latency,
+    );
+}
+
+/// A histogram of [`crate::stats::LATENCY_BUCKETS`] named `name`.
+fn latency(text: &mut String, name: &str, help: &str, h: &crate::stats::LatencySnapshot) {
+    let _ = writeln!(text, "# HELP {name} {help}");
+    let _ = writeln!(text, "# TYPE {name} histogram");
+    for (b, n) in crate::stats::LATENCY_BUCKETS.iter().zip(&h.cumulative) {
+        let _ = writeln!(text, "{name}_bucket{{le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(text, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(text, "{name}_count {}", h.count);
 }

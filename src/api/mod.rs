@@ -438,7 +438,8 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     resp
 }
 
-/// The `Idempotency-Key` header of an issuing call, if sent (what it binds: `Ra::enroll`).
+/// The `Idempotency-Key` header of an issuing or revoking call, if sent (what it binds:
+/// `Ra::enroll`, `Ra::revoke_keyed`, `Ra::provision`).
 fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => Ok(None),

@@ -159,21 +159,27 @@ struct RevokeBody {
 }
 
 /// `POST /api/v1/certificates/{issuer_id}/{serial_hex}/revoke` `{"reason": "keyCompromise"}`.
-/// Idempotent: a second call answers 200 with `"outcome": "already_revoked"`.
+/// Idempotent: a second call answers 200 with `"outcome": "already_revoked"`; a retry with the
+/// first call's `Idempotency-Key` gets the first call's answer (`Ra::revoke_keyed`).
 async fn revoke(
     State(st): State<AppState>,
     p: Principal,
+    headers: axum::http::HeaderMap,
     Path((issuer_id, serial)): Path<(String, String)>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let body = body.map_err(body_error)?;
+    let key = super::idempotency_key(&headers)?;
     let b: RevokeBody = if body.trim_ascii().is_empty() {
         RevokeBody { reason: None }
     } else {
         parse_json(&body)?
     };
     let reason = b.reason.unwrap_or_else(|| "unspecified".into());
-    let done = st.ra.revoke(&p, &issuer_id, &serial, &reason).await?;
+    let done = st
+        .ra
+        .revoke_keyed(&p, &issuer_id, &serial, &reason, key.as_deref())
+        .await?;
     let c = &done.record;
     Ok(Json(serde_json::json!({
         "issuer_id": c.issuer_id,

@@ -17,9 +17,9 @@ use super::error::{ApiError, body_error, current_trace_id, parse_json};
 use super::{AppState, Routes};
 use crate::model::{CertRecord, ContractRecord, ProvCertRecord, ProvisioningKind, rfc3339};
 use crate::policy::authz::Principal;
-use crate::ra::RaError;
 use crate::ra::contracts::{NewContract, ProvCertUpload};
 use crate::ra::provisioning::{OwnContractData, Pregenerate, ProvisionRequest, Provisioned};
+use crate::ra::{KeyedRequest, RaError};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -96,6 +96,19 @@ fn header_bool(h: &HeaderMap, name: &str, default: bool) -> bool {
     }
 }
 
+/// The `Idempotency-Key` of a provisioning call, bound to its route and body (`Ra::provision`).
+fn keyed(
+    headers: &HeaderMap,
+    route: &'static str,
+    body: &[u8],
+) -> Result<Option<KeyedRequest>, ApiError> {
+    Ok(super::idempotency_key(headers)?.map(|key| KeyedRequest {
+        key,
+        scope: route,
+        body: body.to_vec(),
+    }))
+}
+
 /// Record the answer's size for `/metrics`.
 fn observe(st: &AppState, p: &Provisioned) {
     st.metrics.provisioning_answer(p.exi.len());
@@ -138,12 +151,14 @@ async fn signed_contract_data(
     )?;
     let meta = req.metadata.unwrap_or_default();
     let always_exi = header_bool(&headers, "alwaysReturnEXI", true);
+    let idempotency = keyed(&headers, "/v1/ccp/signedContractData", &body)?;
     match st
         .ra
         .provision(
             &p,
             ProvisionRequest {
                 exi,
+                idempotency,
                 ..Default::default()
             },
         )
@@ -225,9 +240,11 @@ fn rfc3339_secs(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError
 async fn generate_signed_contract_data(
     State(st): State<AppState>,
     p: Principal,
+    headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
+    let idempotency_key = super::idempotency_key(&headers)?;
     let b: GenerateBody = parse_json(&body)?;
     let out = st
         .ra
@@ -240,6 +257,7 @@ async fn generate_signed_contract_data(
                 pcid: b.pcid,
                 namespace: b.xsd_msg_def_namespace.unwrap_or_default(),
                 body: body.to_vec(),
+                idempotency_key,
             },
         )
         .await?;
@@ -459,9 +477,11 @@ fn reason_code(code: &str) -> &'static str {
 async fn get_15118_ev_certificate(
     State(st): State<AppState>,
     p: Principal,
+    headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
+    let idempotency = keyed(&headers, "/api/v1/ocpp/get-15118-ev-certificate", &body)?;
     let req: OcppRequest = parse_json(&body)?;
     let v21 = req.maximum_contract_certificate_chains.is_some() || req.prioritized_emaids.is_some();
     if req.iso15118_schema_version.len() > 50 {
@@ -523,6 +543,7 @@ async fn get_15118_ev_certificate(
                     .maximum_contract_certificate_chains
                     .map(|n| u8::try_from(n).unwrap_or(u8::MAX)),
                 prioritized_emaids: prioritized,
+                idempotency,
             },
         )
         .await;
@@ -536,12 +557,17 @@ async fn get_15118_ev_certificate(
             Ok(Json(v).into_response())
         }
         Err(RaError::Provisioning(f)) => Ok(failed(f.code, &f.detail, f.failed_exi.as_deref())),
-        // The caller's own standing (credentials, role, limits) is answered in HTTP terms; what
-        // is wrong with the EV's request or its contract, in OCPP terms.
+        // The caller's own standing (credentials, role, limits, its idempotency key) is answered
+        // in HTTP terms; what is wrong with the EV's request or its contract, in OCPP terms.
         Err(
             e @ (RaError::Unauthenticated { .. }
             | RaError::RateLimited { .. }
             | RaError::Busy { .. }
+            | RaError::Conflict { .. }
+            | RaError::BadRequest {
+                code: "invalid_idempotency_key",
+                ..
+            }
             | RaError::Policy(crate::policy::PolicyError::Denied(_))),
         ) => Err(e.into()),
         Err(e) if e.kind().is_client_error() => Ok(failed(e.code(), &e.to_string(), None)),
@@ -716,12 +742,16 @@ async fn get_contract(
 }
 
 /// `DELETE /api/v1/contracts/{id}`: cancel; its certificates are revoked before this answers.
+/// With `Idempotency-Key`, a retry answers the first call's `revoked` list
+/// (`Ra::cancel_contract_keyed`).
 async fn cancel_contract(
     State(st): State<AppState>,
     p: Principal,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = st.ra.cancel_contract(&p, &id).await?;
+    let key = super::idempotency_key(&headers)?;
+    let done = st.ra.cancel_contract_keyed(&p, &id, key.as_deref()).await?;
     let mut v = contract_json(&done.contract);
     v["revoked"] = done
         .revoked

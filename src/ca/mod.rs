@@ -203,6 +203,9 @@ struct Inner {
     clock: SharedClock,
     observers: RwLock<Vec<Arc<dyn events::Observer>>>,
     crl: crl::CrlState,
+    /// Revocations this process made, by reason (index in `RevocationReason::ALL`), for
+    /// `/metrics`.
+    revocations: [std::sync::atomic::AtomicU64; RevocationReason::ALL.len()],
 }
 
 /// The certificate authority. Cheap to clone; clones share everything.
@@ -239,6 +242,7 @@ impl Ca {
                 clock: cfg.clock,
                 observers: RwLock::new(Vec::new()),
                 crl: crl::CrlState::new(cfg.crl_validity),
+                revocations: Default::default(),
             }),
         }
     }
@@ -753,6 +757,20 @@ impl Ca {
         ))
     }
 
+    /// Revocations this process made since it started, by reason (every reason, zeros too).
+    pub fn revocation_counts(&self) -> Vec<(RevocationReason, u64)> {
+        RevocationReason::ALL
+            .iter()
+            .zip(&self.inner.revocations)
+            .map(|(r, n)| (*r, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Calls of the token, failures and signing time by kind (`/metrics`).
+    pub fn hsm_stats(&self) -> crate::stats::HsmSnapshot {
+        self.inner.hsm.stats()
+    }
+
     /// Revoke by issuer and serial; idempotent. The revocation, its audit entry and the OCSP
     /// epoch bump commit together; then every observer is told and awaited, so that once this
     /// returns no OCSP replica answers "good" for the certificate.
@@ -762,6 +780,20 @@ impl Ca {
         serial_hex: &str,
         reason: RevocationReason,
         actor: &str,
+    ) -> Result<RevokeOutcome, CaError> {
+        self.revoke_keyed(issuer_id, serial_hex, reason, actor, None)
+            .await
+    }
+
+    /// [`Ca::revoke`], recording the call's idempotency key with the outcome in the revocation's
+    /// transaction (see `Store::revoke`).
+    pub async fn revoke_keyed(
+        &self,
+        issuer_id: &str,
+        serial_hex: &str,
+        reason: RevocationReason,
+        actor: &str,
+        idem: Option<&crate::model::IdempotencyKey>,
     ) -> Result<RevokeOutcome, CaError> {
         let serial = crate::x509::normalize_serial_hex(serial_hex).ok_or_else(|| {
             CaError::NotFound(format!(
@@ -778,7 +810,7 @@ impl Ca {
         let done = self
             .inner
             .store
-            .revoke(issuer_id, &serial, reason, self.now(), &event)
+            .revoke(issuer_id, &serial, reason, self.now(), &event, idem)
             .await?;
         if done.outcome == RevokeOutcome::NotFound {
             return Err(CaError::NotFound(format!(
@@ -803,6 +835,13 @@ impl Ca {
             }
         }
         if done.outcome == RevokeOutcome::Revoked {
+            if let Some(n) = RevocationReason::ALL
+                .iter()
+                .position(|r| *r == reason)
+                .and_then(|i| self.inner.revocations.get(i))
+            {
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             // Publish the CRL at once, whatever the replicas did; a failure is logged, and the
             // next request or the scheduler regenerates it (a request notices a revocation newer
             // than the stored CRL).

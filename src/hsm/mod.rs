@@ -22,6 +22,8 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
+use crate::stats::{HsmOp, HsmSnapshot, HsmStats};
+
 use crate::alg::{HashAlg, KeyAlg};
 
 /// Failures talking to the token.
@@ -247,6 +249,8 @@ struct Inner {
     /// `C_Finalize` never runs while another thread is inside the module (undefined behaviour
     /// by the standard, a crash in SoftHSM2).
     calls: std::sync::RwLock<()>,
+    /// Calls, failures and signing time by kind (`/metrics`): atomics, no lock.
+    stats: HsmStats,
     /// Keeps the application logged in for the life of the process.
     keeper: Mutex<Option<Session>>,
     idle: Mutex<Vec<Pooled>>,
@@ -368,6 +372,7 @@ impl Hsm {
                 generation: std::sync::atomic::AtomicU64::new(0),
                 last_reinit: Mutex::new(None),
                 calls: std::sync::RwLock::new(()),
+                stats: HsmStats::default(),
                 keeper: Mutex::new(Some(keeper)),
                 idle: Mutex::new(Vec::new()),
                 pool_size: cfg.pool_size.max(1),
@@ -455,7 +460,17 @@ impl Hsm {
         if last.is_some_and(|t| t.elapsed() < REINIT_EVERY) {
             return Ok(false);
         }
-        *last = Some(std::time::Instant::now());
+        let t0 = std::time::Instant::now();
+        *last = Some(t0);
+        let r = self.reinitialize_now();
+        self.inner
+            .stats
+            .record(HsmOp::Reinitialize, r.is_ok(), t0.elapsed());
+        r.map(|()| true)
+    }
+
+    /// The re-initialisation itself (the caller holds `last_reinit`).
+    fn reinitialize_now(&self) -> Result<(), HsmError> {
         let _alone = self.inner.calls.write().unwrap_or_else(|p| p.into_inner());
         // Sessions die with C_Finalize: none may be handed out again.
         self.inner
@@ -481,15 +496,33 @@ impl Hsm {
             *k = Some(keeper);
         }
         tracing::warn!(token = %self.inner.token_label, "HSM module re-initialised; the token is back");
-        Ok(true)
+        Ok(())
     }
 
     /// Run `f` on a pooled session; on a dead-session error, reopen (re-login) and retry once.
-    fn with_session<T>(&self, f: impl Fn(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
-        self.with_pooled(|p| f(&p.session))
+    fn with_session<T>(
+        &self,
+        op: HsmOp,
+        f: impl Fn(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        self.with_pooled(op, |p| f(&p.session))
     }
 
+    /// [`Hsm::with_session`] with the pooled session itself (its cached key handles); every
+    /// token call goes through here, so this is where calls of `op` are counted and timed
+    /// (`/metrics`), retries and re-initialisation included.
     fn with_pooled<T>(
+        &self,
+        op: HsmOp,
+        f: impl Fn(&mut Pooled) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        let t0 = std::time::Instant::now();
+        let r = self.with_pooled_retrying(f);
+        self.inner.stats.record(op, r.is_ok(), t0.elapsed());
+        r
+    }
+
+    fn with_pooled_retrying<T>(
         &self,
         f: impl Fn(&mut Pooled) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
@@ -575,9 +608,14 @@ impl Hsm {
         }
     }
 
+    /// Calls, failures and signing time by kind since the process started (`/metrics`).
+    pub fn stats(&self) -> HsmSnapshot {
+        self.inner.stats.snapshot()
+    }
+
     /// Health probe: the keeper session answers and is logged in.
     pub fn check(&self) -> Result<(), HsmError> {
-        self.with_session(|s| {
+        self.with_session(HsmOp::Check, |s| {
             let info = s.get_session_info().map_err(p11("C_GetSessionInfo"))?;
             match info.session_state() {
                 cryptoki::session::SessionState::RwUser
@@ -633,7 +671,7 @@ impl Hsm {
 
     /// A private key found by its label (CKA_ID and algorithm read from the token).
     pub fn find_key_by_label(&self, label: &str) -> Result<Option<(KeyRef, PublicKey)>, HsmError> {
-        let found = self.with_session(|s| {
+        let found = self.with_session(HsmOp::Find, |s| {
             let privs = s
                 .find_objects(&[
                     Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -684,7 +722,7 @@ impl Hsm {
 
     /// Does a private key with this id exist on the token?
     pub fn has_key(&self, id: &[u8]) -> Result<bool, HsmError> {
-        self.with_session(|s| match Self::find_private(s, id) {
+        self.with_session(HsmOp::Find, |s| match Self::find_private(s, id) {
             Ok(_) => Ok(true),
             Err(HsmError::KeyNotFound(_)) => Ok(false),
             Err(e) => Err(e),
@@ -701,7 +739,7 @@ impl Hsm {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
         let id2 = id.clone();
         let label = label.to_string();
-        let point = self.with_session(move |s| {
+        let point = self.with_session(HsmOp::Generate, move |s| {
             let mut public = vec![
                 Attribute::Token(true),
                 Attribute::Private(false),
@@ -741,7 +779,7 @@ impl Hsm {
 
     /// Public key of a token key, found by id.
     pub fn public_key(&self, key: &KeyRef) -> Result<PublicKey, HsmError> {
-        let point = self.with_session(|s| {
+        let point = self.with_session(HsmOp::Find, |s| {
             let h = Self::find_public(s, &key.id)?;
             read_public_key(s, h, key.alg)
         })?;
@@ -770,7 +808,7 @@ impl Hsm {
                 )));
             }
             let input = key.alg.signature_alg().token_input(digest);
-            let sig = self.with_pooled(|p| {
+            let sig = self.with_pooled(HsmOp::Sign, |p| {
                 let h = p.private_key(&key.id)?;
                 p.session
                     .sign(&Mechanism::RsaPkcs, h, &input)
@@ -785,7 +823,7 @@ impl Hsm {
             }
             return Ok(sig);
         }
-        let sig = self.with_pooled(|p| {
+        let sig = self.with_pooled(HsmOp::Sign, |p| {
             let h = p.private_key(&key.id)?;
             p.session
                 .sign(&Mechanism::Ecdsa, h, digest)
@@ -811,7 +849,7 @@ impl Hsm {
                 alg.name()
             )));
         }
-        self.with_session(|s| {
+        self.with_session(HsmOp::Generate, |s| {
             let public = vec![
                 Attribute::Token(false),
                 Attribute::KeyType(KeyType::EC),
@@ -863,7 +901,7 @@ impl Hsm {
 
     /// Read the security attributes of the private key `id` straight from the token.
     pub fn key_attributes(&self, id: &[u8]) -> Result<KeyAttributes, HsmError> {
-        self.with_session(|s| {
+        self.with_session(HsmOp::Find, |s| {
             let h = Self::find_private(s, id)?;
             let attrs = s
                 .get_attributes(
@@ -907,7 +945,9 @@ impl Hsm {
 
     /// Number of objects on the token visible to the user (for `hsm doctor`).
     pub fn object_count(&self) -> Result<usize, HsmError> {
-        self.with_session(|s| Ok(s.find_objects(&[]).map_err(p11("C_FindObjects"))?.len()))
+        self.with_session(HsmOp::Other, |s| {
+            Ok(s.find_objects(&[]).map_err(p11("C_FindObjects"))?.len())
+        })
     }
 
     /// The label of the token we are logged in to.

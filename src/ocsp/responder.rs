@@ -154,6 +154,10 @@ struct Inner {
     requests: AtomicU64,
     /// Single-certificate requests answered from memory (the cache or the negative cache).
     cache_hits: AtomicU64,
+    /// Single-certificate requests that memory could not answer (the store, or a signature).
+    cache_misses: AtomicU64,
+    /// Time of every `answer`, from the parsed request to the answer (`/metrics`).
+    latency: crate::stats::Latency,
 }
 
 /// Request counters of one responder since start.
@@ -163,6 +167,8 @@ pub struct RequestStats {
     pub requests: u64,
     /// Requests answered from memory without the database or a signature.
     pub cache_hits: u64,
+    /// Single-certificate requests memory could not answer.
+    pub cache_misses: u64,
 }
 
 /// Counts a waiter for as long as it waits, cancellation included.
@@ -309,6 +315,8 @@ impl Responder {
                 produce_rx: Mutex::new(Some(produce_rx)),
                 requests: AtomicU64::new(0),
                 cache_hits: AtomicU64::new(0),
+                cache_misses: AtomicU64::new(0),
+                latency: crate::stats::Latency::default(),
             }),
         }
     }
@@ -734,6 +742,13 @@ impl Responder {
     /// and what cannot be answered without signing gets `tryLater`.
     pub async fn answer(&self, req: &OcspRequest, ip: Option<ClientIp>) -> Answer {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
+        let a = self.answer_timed(req, ip).await;
+        self.inner.latency.observe(t0.elapsed());
+        a
+    }
+
+    async fn answer_timed(&self, req: &OcspRequest, ip: Option<ClientIp>) -> Answer {
         let mut idx = match self.ensure_index().await {
             Ok(i) => i,
             Err(s) => return Answer::Error(s),
@@ -871,6 +886,7 @@ impl Responder {
             self.inner.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(e);
         }
+        self.inner.cache_misses.fetch_add(1, Ordering::Relaxed);
         let issued_gen = self.inner.negative.generation();
         let store = &self.inner.store;
         let seen = self.applied_epoch();
@@ -964,7 +980,13 @@ impl Responder {
         RequestStats {
             requests: self.inner.requests.load(Ordering::Relaxed),
             cache_hits: self.inner.cache_hits.load(Ordering::Relaxed),
+            cache_misses: self.inner.cache_misses.load(Ordering::Relaxed),
         }
+    }
+
+    /// Answer time of every request since start (`/metrics`).
+    pub fn answer_latency(&self) -> crate::stats::LatencySnapshot {
+        self.inner.latency.snapshot()
     }
 
     /// Live-signing counters (for `/metrics`).

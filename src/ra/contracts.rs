@@ -279,17 +279,55 @@ impl Ra {
     /// produced is revoked (OCSP answers "revoked" when this returns). Idempotent: a repeated
     /// call revokes what an interrupted one left.
     pub async fn cancel_contract(&self, p: &Principal, id: &str) -> Result<Cancellation, RaError> {
+        self.cancel_contract_keyed(p, id, None).await
+    }
+
+    /// [`Ra::cancel_contract`] under an idempotency key (`Idempotency-Key`), bound to the caller
+    /// and the contract.
+    ///
+    /// The key is recorded in the cancellation's transaction (or alone, when the contract was
+    /// cancelled before) together with the certificates still valid then, which this call then
+    /// revokes: the key and the target are stored, and the answer is rebuilt from the store
+    /// (the contract as it is now, those certificates). So a retry within 24 h answers the
+    /// same `revoked` list as the first call (not an empty one), and after a crash between the
+    /// cancellation and the last revocation a retry finds the key and revokes the rest before
+    /// answering. The same key for another contract is refused (409 `idempotency_key_reused`).
+    pub async fn cancel_contract_keyed(
+        &self,
+        p: &Principal,
+        id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Cancellation, RaError> {
         let c = self.contract_for(p, Operation::ManageContracts, id).await?;
-        let ev = AuditEvent::new(
-            &p.actor(),
-            "contract.cancel",
-            &format!("contract/{}", c.id),
-            serde_json::json!({ "emaid": c.emaid, "pcid": c.pcid }),
-        );
-        self.inner
-            .store
-            .cancel_contract(&c.id, self.now(), &ev)
-            .await?;
+        let idem = idempotency_key
+            .map(|k| super::idempotency(p, k, "contract.cancel", c.id.as_bytes()))
+            .transpose()?;
+        let mut earlier = match &idem {
+            Some(k) => self.earlier(k).await?,
+            None => None,
+        };
+        if earlier.is_none() {
+            let ev = AuditEvent::new(
+                &p.actor(),
+                "contract.cancel",
+                &format!("contract/{}", c.id),
+                serde_json::json!({ "emaid": c.emaid, "pcid": c.pcid }),
+            );
+            match self
+                .inner
+                .store
+                .cancel_contract(&c.id, self.now(), &ev, idem.as_ref())
+                .await
+            {
+                Ok(_) => {}
+                // A concurrent call with this key committed first: answer as it does.
+                Err(crate::store::StoreError::IdempotencyKeyTaken(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(k) = &idem {
+                earlier = self.earlier(k).await?;
+            }
+        }
         let mut revoked = Vec::new();
         for cert in self.inner.store.contract_certificates(&c.id).await? {
             if cert.status != CertStatus::Valid {
@@ -304,6 +342,26 @@ impl Ra {
                 )
                 .await?;
             revoked.push(cert);
+        }
+        if let Some(prev) = earlier {
+            // Keyed: the certificates the key was recorded with, as they are now.
+            let list: Vec<(String, String)> = prev
+                .response
+                .as_deref()
+                .and_then(|r| serde_json::from_slice(r).ok())
+                .ok_or_else(|| {
+                    RaError::Internal("an idempotency key of a cancellation has no answer".into())
+                })?;
+            revoked.clear();
+            for (issuer, serial) in list {
+                if let Some(cert) = self.inner.store.get_cert(&issuer, &serial).await? {
+                    revoked.push(cert);
+                }
+            }
+        } else if idem.is_some() {
+            return Err(RaError::Internal(
+                "an idempotency key of a cancellation was recorded but is not found".into(),
+            ));
         }
         let contract = self.inner.store.get_contract(&c.id).await?.unwrap_or(c);
         tracing::info!(contract = %contract.id, revoked = revoked.len(), "contract cancelled");

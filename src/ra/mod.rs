@@ -196,6 +196,17 @@ pub(super) fn idempotency(
     })
 }
 
+/// An `Idempotency-Key` as a front end received it, with what it is bound to besides the caller.
+#[derive(Debug, Clone)]
+pub struct KeyedRequest {
+    /// The key as sent.
+    pub key: String,
+    /// The route or operation (a key reused on another route is another request).
+    pub scope: &'static str,
+    /// The request body as received.
+    pub body: Vec<u8>,
+}
+
 /// What a revocation did, with the record as it is now.
 #[derive(Clone, Debug)]
 pub struct Revocation {
@@ -489,15 +500,9 @@ impl Ra {
     /// The certificate an earlier call with this idempotency key issued (`None`: no such call
     /// in the last 24 h); 409 when that call asked for something else.
     async fn replay(&self, k: &IdempotencyKey) -> Result<Option<Issued>, RaError> {
-        let Some(prev) = self.inner.store.idempotent_result(&k.actor, &k.key).await? else {
+        let Some(prev) = self.earlier(k).await? else {
             return Ok(None);
         };
-        if prev.request_sha256 != k.request_sha256 {
-            return Err(RaError::Conflict {
-                code: "idempotency_key_reused",
-                detail: "this Idempotency-Key was used with a different request".into(),
-            });
-        }
         let record = self
             .inner
             .store
@@ -520,6 +525,24 @@ impl Ra {
             cert,
             chain,
         }))
+    }
+
+    /// What an earlier call with this idempotency key recorded (`None`: no such call in the
+    /// last 24 h); 409 `idempotency_key_reused` when that call asked for something else.
+    async fn earlier(
+        &self,
+        k: &IdempotencyKey,
+    ) -> Result<Option<crate::model::IdempotentResult>, RaError> {
+        let Some(prev) = self.inner.store.idempotent_result(&k.actor, &k.key).await? else {
+            return Ok(None);
+        };
+        if prev.request_sha256 != k.request_sha256 {
+            return Err(RaError::Conflict {
+                code: "idempotency_key_reused",
+                detail: "this Idempotency-Key was used with a different request".into(),
+            });
+        }
+        Ok(Some(prev))
     }
 
     /// Per-client enrollment limit (API clients; the local operator is not limited).
@@ -848,6 +871,28 @@ impl Ra {
         serial: &str,
         reason: &str,
     ) -> Result<Revocation, RaError> {
+        self.revoke_keyed(p, issuer_id, serial, reason, None).await
+    }
+
+    /// [`Ra::revoke`] under an idempotency key (`Idempotency-Key`), bound to the caller, the
+    /// certificate and the reason (the request's meaning, not its bytes: an empty body and
+    /// `{"reason":"unspecified"}` are one request).
+    ///
+    /// The key and the outcome of the first call are recorded in the transaction of the
+    /// revocation and its audit entry (or alone, when the certificate was revoked before), so
+    /// after a crash a retry finds both or neither. A retry within 24 h answers that outcome
+    /// again (`revoked`, not `already_revoked`), with the record as it is now; it writes no
+    /// second audit entry, but still waits until no OCSP replica answers "good", as a first
+    /// call does. The same key for another certificate or reason is refused (409
+    /// `idempotency_key_reused`). No key is recorded for a refused call.
+    pub async fn revoke_keyed(
+        &self,
+        p: &Principal,
+        issuer_id: &str,
+        serial: &str,
+        reason: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Revocation, RaError> {
         let r = async {
             self.authorize(p, Operation::Revoke, Target::Any, "certificates")
                 .await?;
@@ -855,10 +900,43 @@ impl Ra {
             let c = self
                 .load_for(p, Operation::Revoke, issuer_id, serial)
                 .await?;
-            let outcome = self
-                .ca()?
-                .revoke(&c.issuer_id, &c.serial_hex, reason, &p.actor())
-                .await?;
+            let request = format!("{}/{}\n{}", c.issuer_id, c.serial_hex, reason.name());
+            let idem = idempotency_key
+                .map(|k| idempotency(p, k, "revoke", request.as_bytes()))
+                .transpose()?;
+            let ca = self.ca()?;
+            let earlier = match &idem {
+                Some(k) => self.earlier(k).await?,
+                None => None,
+            };
+            let outcome = match earlier {
+                Some(prev) => self.revoke_again(ca, &c, reason, p, &prev).await?,
+                None => match ca
+                    .revoke_keyed(
+                        &c.issuer_id,
+                        &c.serial_hex,
+                        reason,
+                        &p.actor(),
+                        idem.as_ref(),
+                    )
+                    .await
+                {
+                    Err(CaError::Store(StoreError::IdempotencyKeyTaken(_))) => {
+                        // A concurrent call with this key committed first: its answer.
+                        let prev = match &idem {
+                            Some(k) => self.earlier(k).await?,
+                            None => None,
+                        }
+                        .ok_or_else(|| {
+                            RaError::Internal(
+                                "an idempotency key was taken but is not found".into(),
+                            )
+                        })?;
+                        self.revoke_again(ca, &c, reason, p, &prev).await?
+                    }
+                    other => other?,
+                },
+            };
             let record = self
                 .inner
                 .store
@@ -877,6 +955,30 @@ impl Ra {
                     .await)
             }
         }
+    }
+
+    /// A retry of a keyed revocation: the outcome the first call recorded, once the guarantee
+    /// of [`Ra::revoke`] holds (revoking again is a no-op that writes nothing, but waits for the
+    /// OCSP replicas as a first call does).
+    async fn revoke_again(
+        &self,
+        ca: &Ca,
+        c: &CertRecord,
+        reason: RevocationReason,
+        p: &Principal,
+        prev: &crate::model::IdempotentResult,
+    ) -> Result<RevokeOutcome, RaError> {
+        let outcome = prev
+            .response
+            .as_deref()
+            .and_then(RevokeOutcome::parse)
+            .ok_or_else(|| {
+                RaError::Internal("an idempotency key of a revocation has no outcome".into())
+            })?;
+        ca.revoke(&c.issuer_id, &c.serial_hex, reason, &p.actor())
+            .await?;
+        tracing::info!(issuer = %c.issuer_id, serial = %c.serial_hex, "idempotent retry answered with the first revocation's outcome");
+        Ok(outcome)
     }
 
     /// Every CA (public data: certificates are published anyway).
@@ -968,6 +1070,26 @@ impl Ra {
         );
         self.inner.store.audit(&ev).await?;
         Ok(())
+    }
+
+    /// Connections of the database pool now: open, idle, maximum.
+    pub fn pool_stats(&self) -> crate::stats::PoolSnapshot {
+        self.inner.store.pool_stats()
+    }
+
+    /// Token calls by kind since start (`None`: this process opened no CA).
+    pub fn hsm_stats(&self) -> Option<crate::stats::HsmSnapshot> {
+        self.inner.ca.as_ref().map(Ca::hsm_stats)
+    }
+
+    /// Revocations this process made since start, by reason name (`None`: no CA).
+    pub fn revocation_counts(&self) -> Option<Vec<(&'static str, u64)>> {
+        self.inner.ca.as_ref().map(|ca| {
+            ca.revocation_counts()
+                .into_iter()
+                .map(|(r, n)| (r.name(), n))
+                .collect()
+        })
     }
 
     /// Group commit of issuances so far: (transactions, issuances in them, largest batch).

@@ -12,10 +12,12 @@
 
 use super::contracts::{chain_refusal, common_name, normalize_emaid, normalize_pcid};
 use super::{Ra, RaError};
+use crate::ca::CaError;
 use crate::ca::cps::CpsSigner;
 use crate::error::ErrorKind;
 use crate::exi::xmldsig::{Suite, VerifyingKey};
 use crate::exi::{self, Message, Schema, iso2, iso20, keyenc};
+use crate::model::IdempotencyKey;
 use crate::model::{
     CertRecord, CertStatus, ContractRecord, ContractStatus, ProvisioningKind, ProvisioningLink,
     RevocationReason,
@@ -23,6 +25,7 @@ use crate::model::{
 use crate::policy::authz::{Operation, Principal, Target};
 use crate::policy::profile::Standard;
 use crate::policy::subject;
+use crate::store::StoreError;
 use crate::x509::{ParsedCert, chain};
 
 /// A provisioning request as a front end received it.
@@ -36,6 +39,8 @@ pub struct ProvisionRequest {
     pub maximum_chains: Option<u8>,
     /// OCPP 2.1 `prioritizedEMAIDs` (added after the -20 request's own).
     pub prioritized_emaids: Vec<String>,
+    /// `Idempotency-Key`, with the route and body it is bound to (see [`Ra::provision`]).
+    pub idempotency: Option<super::KeyedRequest>,
 }
 
 /// A delivered answer.
@@ -83,6 +88,8 @@ struct Ctx {
     kind: ProvisioningKind,
     session_id: Vec<u8>,
     emaid: Option<String>,
+    /// The call's idempotency key, recorded with the certificate and the answer (`deliver`).
+    idem: Option<IdempotencyKey>,
 }
 
 impl Ctx {
@@ -225,6 +232,16 @@ struct CpsChain {
 
 impl Ra {
     /// Provision a contract certificate for the EV whose request is `req` (see the module).
+    ///
+    /// With an idempotency key (`req.idempotency`), a retry of the same call (same caller, key,
+    /// route and body, within 24 h) gets the first call's answer byte for byte and issues
+    /// nothing; the same key with another body is refused (409 `idempotency_key_reused`). A
+    /// second run could not give that answer (a new key pair, a new encryption for the car, a
+    /// new signature), so the answer itself is kept with the key, in the transaction that
+    /// records the certificate: after a crash a retry finds both or neither. The kept answer
+    /// holds the contract key only encrypted for the car (readable by that car alone), and is
+    /// deleted with the key after 24 h. Refusals and pre-generated answers (which issue nothing)
+    /// record no key: a retry is decided again.
     pub async fn provision(
         &self,
         p: &Principal,
@@ -232,9 +249,25 @@ impl Ra {
     ) -> Result<Provisioned, RaError> {
         self.authorize(p, Operation::ProvisionContract, Target::Any, "provisioning")
             .await?;
+        let idem = req
+            .idempotency
+            .as_ref()
+            .map(|k| super::idempotency(p, &k.key, k.scope, &k.body))
+            .transpose()?;
+        if let Some(k) = &idem
+            && let Some(prev) = self.earlier(k).await?
+        {
+            return self.replay_provisioned(&prev).await;
+        }
         // Each answer is an issuance: the per-client issuance limit applies.
         self.limit_enrollment(p)?;
-        let r = self.provision_inner(p, req).await;
+        let r = match self.provision_inner(p, req, idem.clone()).await {
+            Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))) => {
+                // A concurrent call with this key committed first: its answer.
+                self.replay_keyed(idem.as_ref()).await
+            }
+            other => other,
+        };
         // Refusals of the EV's request are audited (aggregated like every refusal); policy
         // denials were audited by `authorize`, faults on our side are logged where they happen.
         if let Err(RaError::Provisioning(f)) = &r {
@@ -251,10 +284,61 @@ impl Ra {
         r
     }
 
+    /// The answer kept with `k` by a concurrent call that committed it first.
+    async fn replay_keyed(&self, k: Option<&IdempotencyKey>) -> Result<Provisioned, RaError> {
+        let prev = match k {
+            Some(k) => self.earlier(k).await?,
+            None => None,
+        }
+        .ok_or_else(|| RaError::Internal("an idempotency key was taken but is not found".into()))?;
+        self.replay_provisioned(&prev).await
+    }
+
+    /// The answer an earlier keyed provisioning delivered, as it delivered it.
+    async fn replay_provisioned(
+        &self,
+        prev: &crate::model::IdempotentResult,
+    ) -> Result<Provisioned, RaError> {
+        let kept: KeptAnswer = prev
+            .response
+            .as_deref()
+            .and_then(|r| serde_json::from_slice(r).ok())
+            .ok_or_else(|| {
+                RaError::Internal("an idempotency key of a provisioning has no answer".into())
+            })?;
+        let exi = hex::decode(&kept.exi)
+            .map_err(|e| RaError::Internal(format!("a kept answer is not hex: {e}")))?;
+        let kind = match kept.kind.as_str() {
+            "update" => ProvisioningKind::Update,
+            _ => ProvisioningKind::Install,
+        };
+        let schema = match kept.schema.as_str() {
+            "iso15118-20" => Schema::Iso20,
+            _ => Schema::Iso2,
+        };
+        let certificate = self
+            .inner
+            .store
+            .get_cert(&prev.issuer_id, &prev.serial_hex)
+            .await?;
+        tracing::info!(issuer = %prev.issuer_id, serial = %prev.serial_hex, "idempotent retry answered with the first provisioning answer");
+        Ok(Provisioned {
+            exi,
+            emaid: kept.emaid,
+            kind,
+            schema,
+            remaining: kept.remaining,
+            certificate,
+            serial_hex: prev.serial_hex.clone(),
+            contract_id: kept.contract_id,
+        })
+    }
+
     async fn provision_inner(
         &self,
         p: &Principal,
         req: ProvisionRequest,
+        idem: Option<IdempotencyKey>,
     ) -> Result<Provisioned, RaError> {
         let msg = Message::decode(&req.exi, None).map_err(|e| {
             refuse(
@@ -273,6 +357,7 @@ impl Ra {
                             kind: ProvisioningKind::Install,
                             session_id,
                             emaid: None,
+                            idem: idem.clone(),
                         };
                         check_action(&ctx, req.action)?;
                         self.install_iso2(p, &m, r, &req.exi, ctx).await
@@ -283,6 +368,7 @@ impl Ra {
                             kind: ProvisioningKind::Update,
                             session_id,
                             emaid: normalize_emaid(&r.emaid).ok(),
+                            idem: idem.clone(),
                         };
                         check_action(&ctx, req.action)?;
                         self.update_iso2(p, &m, r, &req.exi, ctx).await
@@ -303,6 +389,7 @@ impl Ra {
                     kind: ProvisioningKind::Install,
                     session_id: r.header.session_id.clone(),
                     emaid: None,
+                    idem: idem.clone(),
                 };
                 check_action(&ctx, req.action)?;
                 let m = iso20::Message::CertificateInstallationReq(r.clone());
@@ -651,6 +738,16 @@ impl Ra {
             &format!("contracts/{emaid}"),
         )
         .await?;
+        let idem = req
+            .idempotency_key
+            .as_deref()
+            .map(|k| super::idempotency(p, k, "pregenerate", &req.body))
+            .transpose()?;
+        if let Some(k) = &idem
+            && let Some(prev) = self.earlier(k).await?
+        {
+            return self.replay_provisioned(&prev).await;
+        }
         self.limit_enrollment(p)?;
         if !is_iso2_namespace(&req.namespace) {
             return Err(RaError::bad(
@@ -672,6 +769,7 @@ impl Ra {
             // Replaced by the live SessionID at delivery.
             session_id: vec![0; 8],
             emaid: Some(contract.emaid.clone()),
+            idem,
         };
         let subs: Vec<Vec<u8>> = [&pooled.sub_ca2_der, &pooled.sub_ca1_der]
             .into_iter()
@@ -683,17 +781,25 @@ impl Ra {
         let recipient = keyenc::recipient_public_key(&pooled.leaf_der)
             .map_err(|e| RaError::bad("bad_certificate", format!("OEM provisioning key: {e}")))?;
         let sha = sha256_hex(&pooled.leaf_der);
-        self.issue_iso2(
-            p,
-            ctx,
-            contract,
-            cps,
-            &recipient,
-            &req.body,
-            None,
-            Some(sha),
-        )
-        .await
+        let keyed = ctx.idem.clone();
+        match self
+            .issue_iso2(
+                p,
+                ctx,
+                contract,
+                cps,
+                &recipient,
+                &req.body,
+                None,
+                Some(sha),
+            )
+            .await
+        {
+            Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))) => {
+                self.replay_keyed(keyed.as_ref()).await
+            }
+            other => other,
+        }
     }
 
     /// The active contract of `emaid` for `pcid`, created when the EMAID has none; refused when
@@ -791,6 +897,7 @@ impl Ra {
             kind: ProvisioningKind::Install,
             session_id: vec![0; 8],
             emaid: Some(emaid.clone()),
+            idem: None,
         };
         let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
         let msg = answer_iso2(
@@ -1086,6 +1193,10 @@ impl Ra {
             response_size: exi.len(),
             supersedes,
             pregenerated: pregenerate.map(|sha| (sha, exi.clone())),
+            idempotency: match ctx.idem.clone() {
+                Some(k) => Some((k, kept_answer(&ctx, &contract, &exi, remaining)?)),
+                None => None,
+            },
         };
         let (issued, replaced) = self.ca()?.commit_provisioned(prepared, &link).await?;
         if let Some((i, s)) = replaced {
@@ -1397,6 +1508,41 @@ pub struct Pregenerate {
     pub namespace: String,
     /// The request body, kept with the certificate it produced.
     pub body: Vec<u8>,
+    /// `Idempotency-Key`, bound to the caller and `body` (see [`Ra::provision`]).
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer a keyed provisioning delivered, kept with its key (`idempotency_keys.response`)
+/// for 24 h so that a retry gets the same bytes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptAnswer {
+    /// The EXI answer, hex.
+    exi: String,
+    emaid: String,
+    kind: String,
+    schema: String,
+    remaining: u8,
+    contract_id: String,
+}
+
+fn kept_answer(
+    ctx: &Ctx,
+    contract: &ContractRecord,
+    exi: &[u8],
+    remaining: u8,
+) -> Result<Vec<u8>, RaError> {
+    serde_json::to_vec(&KeptAnswer {
+        exi: hex::encode(exi),
+        emaid: contract.emaid.clone(),
+        kind: ctx.kind.as_str().into(),
+        schema: match ctx.schema {
+            Schema::Iso2 => "iso15118-2".into(),
+            Schema::Iso20 => "iso15118-20".into(),
+        },
+        remaining,
+        contract_id: contract.id.clone(),
+    })
+    .map_err(|e| RaError::Internal(format!("keeping the answer: {e}")))
 }
 
 /// Whether a declared namespace is ISO 15118-2's.

@@ -70,32 +70,48 @@ pub(super) fn spawn(
     tx
 }
 
-/// Insert the idempotency key `$k` of `$cert` on `$conn`; evaluates to `Result<(), StoreError>`.
+/// Insert the idempotency key `$k` of the certificate (`$issuer`, `$serial`) on `$conn`, with the
+/// answer for retries (`$resp`: `Option<&[u8]>`) when the certificate alone does not give it;
+/// evaluates to `Result<(), StoreError>`.
 macro_rules! insert_idem {
-    ($conn:expr, $k:expr, $cert:expr, $ts:expr) => {{
+    ($conn:expr, $k:expr, $issuer:expr, $serial:expr, $resp:expr, $ts:expr) => {{
+        let resp: Option<&[u8]> = $resp;
         let r = sqlx::query(
             "INSERT INTO idempotency_keys \
-             (actor, idem_key, request_sha256, issuer_id, serial_hex, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             (actor, idem_key, request_sha256, issuer_id, serial_hex, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&$k.actor)
         .bind(&$k.key)
         .bind(&$k.request_sha256)
-        .bind(&$cert.issuer_id)
-        .bind(&$cert.serial_hex)
+        .bind($issuer)
+        .bind($serial)
+        .bind(resp)
         .bind($ts)
         .execute($conn)
         .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::IdempotencyKeyTaken(
-                $k.key.chars().take(64).collect(),
-            )),
-            Err(e) => Err(StoreError::Db(e)),
+            Err(e) if $crate::store::is_unique_violation(&e) => Err(
+                $crate::store::StoreError::IdempotencyKeyTaken($k.key.chars().take(64).collect()),
+            ),
+            Err(e) => Err($crate::store::StoreError::Db(e)),
         }
     }};
 }
 pub(super) use insert_idem;
+
+/// Delete idempotency keys (and the answers kept with them) older than 24 h on `$conn`, in the
+/// transaction that adds one; `?`s a database error.
+macro_rules! purge_idem {
+    ($conn:expr, $ts:expr) => {{
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind($ts - $crate::store::IDEMPOTENCY_KEEP_SECS)
+            .execute($conn)
+            .await?;
+    }};
+}
+pub(super) use purge_idem;
 
 /// Write `jobs` in one transaction and answer each.
 async fn write(db: &Db, clock: &SharedClock, jobs: Vec<Job>) {
@@ -110,7 +126,7 @@ async fn write(db: &Db, clock: &SharedClock, jobs: Vec<Job>) {
                     let entry = audit::append_in_tx!(sp, &j.event, ts);
                     insert_cert!(sp, &j.cert);
                     if let Some(k) = &j.idem {
-                        insert_idem!(&mut *sp, k, &j.cert, ts)?;
+                        insert_idem!(&mut *sp, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
                     }
                     sp.commit().await?;
                     Ok(entry)
@@ -119,10 +135,7 @@ async fn write(db: &Db, clock: &SharedClock, jobs: Vec<Job>) {
                 results.push(one);
             }
             if jobs.iter().any(|j| j.idem.is_some()) {
-                sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-                    .bind(ts - super::IDEMPOTENCY_KEEP_SECS)
-                    .execute(&mut *tx)
-                    .await?;
+                purge_idem!(&mut *tx, ts);
             }
             tx.commit().await?;
             Ok(())

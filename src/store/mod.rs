@@ -523,10 +523,19 @@ impl Store {
             }
             insert_cert!(tx, cert);
             if let Some(k) = idem {
-                batch::insert_idem!(&mut *tx, k, cert, ts)?;
+                batch::insert_idem!(&mut *tx, k, &cert.issuer_id, &cert.serial_hex, None, ts)?;
             }
             tx.commit().await?;
             Ok(entry)
+        })
+    }
+
+    /// Connections of the database pool now: open, idle and the maximum (`/metrics`).
+    pub fn pool_stats(&self) -> crate::stats::PoolSnapshot {
+        dispatch!(&self.db, pool => crate::stats::PoolSnapshot {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
         })
     }
 
@@ -551,7 +560,7 @@ impl Store {
         let since = self.now() - IDEMPOTENCY_KEEP_SECS;
         dispatch!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT request_sha256, issuer_id, serial_hex FROM idempotency_keys \
+                "SELECT request_sha256, issuer_id, serial_hex, response FROM idempotency_keys \
                  WHERE actor = $1 AND idem_key = $2 AND created_at >= $3",
             )
             .bind(actor)
@@ -564,6 +573,7 @@ impl Store {
                     request_sha256: r.try_get("request_sha256")?,
                     issuer_id: r.try_get("issuer_id")?,
                     serial_hex: r.try_get("serial_hex")?,
+                    response: r.try_get("response")?,
                 })),
                 None => Ok(None),
             }
@@ -573,6 +583,12 @@ impl Store {
     /// Revoke; idempotent. The status change, its audit entry, the OCSP revocation epoch bump and
     /// the event replicas apply, and the removal of stored "good" OCSP answers commit together:
     /// no replica can miss a revocation that committed.
+    ///
+    /// With an idempotency key, the key and the outcome (`revoked` / `already_revoked`) are
+    /// recorded too: in the revocation's transaction when this call revoked; alone when the
+    /// certificate was revoked before (nothing else is written then). A key another call
+    /// committed first fails the call with [`StoreError::IdempotencyKeyTaken`], and nothing of it
+    /// is stored. No key is recorded for an unknown certificate.
     pub async fn revoke(
         &self,
         issuer_id: &str,
@@ -580,13 +596,14 @@ impl Store {
         reason: RevocationReason,
         at: i64,
         event: &AuditEvent,
+        idem: Option<&crate::model::IdempotencyKey>,
     ) -> Result<Revocation, StoreError> {
         let ts = self.now();
         let nothing = |outcome| Revocation {
             outcome,
             epoch: None,
         };
-        dispatch!(&self.db, pool => {
+        let done = dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             // Write first: on SQLite (WAL) a transaction that reads before writing fails at once
             // with SQLITE_BUSY when another process committed meanwhile. Early returns roll back.
@@ -603,26 +620,48 @@ impl Store {
             };
             let status: String = row.try_get("status")?;
             if status_of(&status)? == CertStatus::Revoked {
-                return Ok(nothing(RevokeOutcome::AlreadyRevoked));
+                nothing(RevokeOutcome::AlreadyRevoked)
+            } else {
+                let done = sqlx::query(
+                    "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
+                     WHERE issuer_id = $3 AND serial_hex = $4 AND status = 'valid'",
+                )
+                .bind(at)
+                .bind(reason.name())
+                .bind(issuer_id)
+                .bind(serial_hex)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    // Someone else revoked it between our read and write.
+                    nothing(RevokeOutcome::AlreadyRevoked)
+                } else {
+                    let epoch = ocsp::bump_epoch_in_tx!(tx, issuer_id, serial_hex, ts);
+                    if let Some(k) = idem {
+                        let outcome: &[u8] = RevokeOutcome::Revoked.name().as_bytes();
+                        batch::insert_idem!(&mut *tx, k, issuer_id, serial_hex, Some(outcome), ts)?;
+                        batch::purge_idem!(&mut *tx, ts);
+                    }
+                    tx.commit().await?;
+                    Revocation { outcome: RevokeOutcome::Revoked, epoch: Some(epoch) }
+                }
             }
-            let done = sqlx::query(
-                "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
-                 WHERE issuer_id = $3 AND serial_hex = $4 AND status = 'valid'",
-            )
-            .bind(at)
-            .bind(reason.name())
-            .bind(issuer_id)
-            .bind(serial_hex)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                // Someone else revoked it between our read and write.
-                return Ok(nothing(RevokeOutcome::AlreadyRevoked));
-            }
-            let epoch = ocsp::bump_epoch_in_tx!(tx, issuer_id, serial_hex, ts);
-            tx.commit().await?;
-            Ok(Revocation { outcome: RevokeOutcome::Revoked, epoch: Some(epoch) })
-        })
+            // Not revoked by this call: `tx` (its audit entry) rolls back when dropped here.
+        });
+        if done.outcome == RevokeOutcome::AlreadyRevoked
+            && let Some(k) = idem
+        {
+            // Nothing else to keep consistent with: the key alone, so that the same key with
+            // another body is still refused and a retry still answers "already revoked".
+            let outcome: &[u8] = RevokeOutcome::AlreadyRevoked.name().as_bytes();
+            dispatch!(&self.db, pool => {
+                let mut tx = pool.begin().await?;
+                batch::insert_idem!(&mut *tx, k, issuer_id, serial_hex, Some(outcome), ts)?;
+                batch::purge_idem!(&mut *tx, ts);
+                tx.commit().await?;
+            });
+        }
+        Ok(done)
     }
 
     /// Append an audit entry on its own (authentication failures, refusals, CSRs, …).

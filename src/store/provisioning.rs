@@ -406,14 +406,52 @@ impl Store {
     }
 
     /// Mark a contract cancelled (idempotent: `false` when it was cancelled already).
+    ///
+    /// With an idempotency key, the key is recorded with the contract's still valid
+    /// certificates (`[[issuer, serial], …]`, newest first: what the cancellation then revokes
+    /// and answers): in the cancellation's transaction when this call cancelled, alone when the
+    /// contract was cancelled before. Its certificate columns hold `contract` and the contract's
+    /// id. A key another call committed first fails the call with
+    /// [`StoreError::IdempotencyKeyTaken`], and nothing of it is stored.
     pub async fn cancel_contract(
         &self,
         id: &str,
         at: i64,
         event: &AuditEvent,
+        idem: Option<&crate::model::IdempotencyKey>,
     ) -> Result<bool, StoreError> {
         let ts = self.now();
-        dispatch!(&self.db, pool => {
+        // The key with what a keyed cancellation answers (the contract's valid certificates),
+        // read in the transaction that records it.
+        macro_rules! record_key {
+            ($tx:ident, $k:expr) => {{
+                let rows = sqlx::query(
+                    "SELECT c.issuer_id, c.serial_hex FROM certificates c JOIN provisionings p \
+                     ON p.issuer_id = c.issuer_id AND p.serial_hex = c.serial_hex \
+                     WHERE p.contract_id = $1 AND c.status = 'valid' \
+                     ORDER BY c.created_at DESC, c.serial_hex",
+                )
+                .bind(id)
+                .fetch_all(&mut *$tx)
+                .await?;
+                let mut list: Vec<(String, String)> = Vec::with_capacity(rows.len());
+                for r in rows {
+                    list.push((r.try_get("issuer_id")?, r.try_get("serial_hex")?));
+                }
+                let answer =
+                    serde_json::to_vec(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                super::batch::insert_idem!(
+                    &mut *$tx,
+                    $k,
+                    "contract",
+                    id,
+                    Some(answer.as_slice()),
+                    ts
+                )?;
+                super::batch::purge_idem!(&mut *$tx, ts);
+            }};
+        }
+        let cancelled = dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let n = sqlx::query(
@@ -426,15 +464,29 @@ impl Store {
             .rows_affected();
             if n == 0 {
                 tx.rollback().await?;
-                return Ok(false);
+                false
+            } else {
+                sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(k) = idem {
+                    record_key!(tx, k);
+                }
+                tx.commit().await?;
+                true
             }
-            sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        });
+        if !cancelled && let Some(k) = idem {
+            // Cancelled before (maybe by a call that died before revoking everything): the key
+            // with what this call will revoke, so that its retries answer the same.
+            dispatch!(&self.db, pool => {
+                let mut tx = pool.begin().await?;
+                record_key!(tx, k);
+                tx.commit().await?;
+            });
+        }
+        Ok(cancelled)
     }
 
     /// Every certificate issued under a contract, newest first.
@@ -487,7 +539,9 @@ impl Store {
 
     /// Record a provisioned contract certificate, the request that produced it and its audit
     /// entry in one transaction (and, for a pre-generated answer, the answer, replacing the
-    /// contract's previous one, whose certificate is returned for revocation).
+    /// contract's previous one, whose certificate is returned for revocation), and, when the
+    /// call carried one, its idempotency key with the answer its retries get. A key another call
+    /// committed first fails the whole transaction with [`StoreError::IdempotencyKeyTaken`].
     pub async fn record_provisioning(
         &self,
         cert: &CertRecord,
@@ -554,6 +608,17 @@ impl Store {
                         created_at: cert.created_at,
                     }
                 );
+            }
+            if let Some((k, answer)) = &link.idempotency {
+                super::batch::insert_idem!(
+                    &mut *tx,
+                    k,
+                    &cert.issuer_id,
+                    &cert.serial_hex,
+                    Some(answer.as_slice()),
+                    ts
+                )?;
+                super::batch::purge_idem!(&mut *tx, ts);
             }
             tx.commit().await?;
             Ok(replaced)
