@@ -206,6 +206,63 @@ struct Inner {
     /// Revocations this process made, by reason (index in `RevocationReason::ALL`), for
     /// `/metrics`.
     revocations: [std::sync::atomic::AtomicU64; RevocationReason::ALL.len()],
+    /// The CA keys as last read from the store (see [`Ca::keys`]).
+    keys: RwLock<Option<Arc<Keys>>>,
+}
+
+/// Every CA's current key and the retired ones, parsed, as of one store fingerprint.
+#[derive(Debug)]
+struct Keys {
+    /// [`Store::ca_keys_fingerprint`] when they were read (before reading them).
+    fingerprint: (i64, i64),
+    /// Current keys, in `list_cas` order.
+    current: Vec<IssuerHandle>,
+    /// Retired keys, expired ones included (chains of old certificates need them).
+    retired: Vec<IssuerHandle>,
+}
+
+impl Keys {
+    /// The chain above and including `first`.
+    fn chain_above(&self, first: &IssuerHandle) -> Result<Vec<ParsedCert>, CaError> {
+        let mut out = Vec::new();
+        let mut cur = Some(first);
+        while let Some(h) = cur {
+            if out.len() > 8 {
+                return Err(CaError::Internal("CA hierarchy loops".into()));
+            }
+            out.push(h.cert.clone());
+            if let Some(pem) = &h.record.external_chain {
+                out.extend(ParsedCert::chain_from_pem(pem.as_bytes())?);
+            }
+            cur = match &h.record.parent_id {
+                Some(p) => Some(self.generation_that_signed(p, &h.cert).ok_or_else(|| {
+                    CaError::Internal(format!("CA {} has no parent {p}", h.record.id))
+                })?),
+                None => None,
+            };
+        }
+        Ok(out)
+    }
+
+    /// The key of CA `parent` that signed `cert`: the current one unless `cert`'s authority key
+    /// identifier names a retired one.
+    fn generation_that_signed(&self, parent: &str, cert: &ParsedCert) -> Option<&IssuerHandle> {
+        let current = self.current.iter().find(|h| h.record.id == parent)?;
+        let Some(aki) = cert.aki() else {
+            return Some(current);
+        };
+        if current.cert.ski().as_deref() == Some(aki.as_slice()) {
+            return Some(current);
+        }
+        Some(
+            self.retired
+                .iter()
+                .find(|h| {
+                    h.record.id == parent && h.cert.ski().as_deref() == Some(aki.as_slice())
+                })
+                .unwrap_or(current),
+        )
+    }
 }
 
 /// The certificate authority. Cheap to clone; clones share everything.
@@ -228,6 +285,9 @@ pub(crate) struct IssuerHandle {
     pub(crate) record: CaRecord,
     pub(crate) cert: ParsedCert,
     key: KeyRef,
+    /// Its chain: this certificate first, root last (an external root's chain included), each
+    /// certificate followed by the one of the key that signed it.
+    chain: Arc<Vec<ParsedCert>>,
 }
 
 impl Ca {
@@ -243,6 +303,7 @@ impl Ca {
                 observers: RwLock::new(Vec::new()),
                 crl: crl::CrlState::new(cfg.crl_validity),
                 revocations: Default::default(),
+                keys: RwLock::new(None),
             }),
         }
     }
@@ -283,14 +344,70 @@ impl Ca {
         )
     }
 
+    /// The CA keys, parsed: from memory while the store's fingerprint of them is unchanged
+    /// (one small aggregate query instead of reading and parsing every CA certificate for each
+    /// issuance), read again when a CA was added or rolled over, by any process.
+    async fn keys(&self) -> Result<Arc<Keys>, CaError> {
+        let store = &self.inner.store;
+        let fingerprint = store.ca_keys_fingerprint().await?;
+        if let Some(k) = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && k.fingerprint == fingerprint
+        {
+            return Ok(k.clone());
+        }
+        let mut keys = Keys {
+            fingerprint,
+            current: store
+                .list_cas()
+                .await?
+                .into_iter()
+                .map(Self::handle)
+                .collect::<Result<Vec<_>, _>>()?,
+            retired: store
+                .retired_ca_keys(None, i64::MIN)
+                .await?
+                .into_iter()
+                .map(Self::handle)
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        // Chains once per load, not per issuance.
+        let chains = keys
+            .current
+            .iter()
+            .chain(&keys.retired)
+            .map(|h| keys.chain_above(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (h, c) in keys
+            .current
+            .iter_mut()
+            .chain(keys.retired.iter_mut())
+            .zip(chains)
+        {
+            h.chain = Arc::new(c);
+        }
+        let keys = Arc::new(keys);
+        *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(keys.clone());
+        Ok(keys)
+    }
+
     pub(crate) async fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
-        let record = self.inner.store.get_ca(id).await?.ok_or_else(|| {
-            CaError::UnknownIssuer(format!(
-                "no CA with id '{}'",
-                id.chars().take(64).collect::<String>()
-            ))
-        })?;
-        Self::handle(record)
+        self.keys()
+            .await?
+            .current
+            .iter()
+            .find(|h| h.record.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                CaError::UnknownIssuer(format!(
+                    "no CA with id '{}'",
+                    id.chars().take(64).collect::<String>()
+                ))
+            })
     }
 
     /// Key generation `generation` of CA `id`, current or retired.
@@ -299,89 +416,45 @@ impl Ca {
         id: &str,
         generation: i64,
     ) -> Result<IssuerHandle, CaError> {
-        let record = self
-            .inner
-            .store
-            .ca_generation(id, generation)
-            .await?
+        let keys = self.keys().await?;
+        keys.current
+            .iter()
+            .chain(&keys.retired)
+            .find(|h| h.record.id == id && h.record.generation == generation)
+            .cloned()
             .ok_or_else(|| {
                 CaError::UnknownIssuer(format!(
                     "CA '{}' has no key generation {generation}",
                     id.chars().take(64).collect::<String>()
                 ))
-            })?;
-        Self::handle(record)
+            })
     }
 
+    /// A handle for `record`, its chain not yet filled in (see [`Ca::keys`]).
     fn handle(record: CaRecord) -> Result<IssuerHandle, CaError> {
         let cert = ParsedCert::from_der(&record.cert_der)?;
         let key = KeyRef {
             id: hex::decode(&record.key_id).map_err(CaError::internal)?,
             alg: record.key_alg,
         };
-        Ok(IssuerHandle { record, cert, key })
+        Ok(IssuerHandle {
+            record,
+            cert,
+            key,
+            chain: Arc::default(),
+        })
     }
 
     /// Chain above and including CA `id`'s current key: that CA first, root last (an external
     /// root's chain included).
     pub async fn chain(&self, id: &str) -> Result<Vec<ParsedCert>, CaError> {
-        let h = self.issuer(id).await?;
-        self.chain_above(h).await
+        Ok(self.issuer(id).await?.chain.to_vec())
     }
 
     /// Chain above and including key generation `generation` of CA `id`: what a certificate
     /// that generation signed chains to, after the CA rolled over to a new key too.
     pub async fn chain_from(&self, id: &str, generation: i64) -> Result<Vec<ParsedCert>, CaError> {
-        let h = self.issuer_at(id, generation).await?;
-        self.chain_above(h).await
-    }
-
-    async fn chain_above(&self, first: IssuerHandle) -> Result<Vec<ParsedCert>, CaError> {
-        let mut out = Vec::new();
-        let mut cur = Some(first);
-        while let Some(h) = cur {
-            if out.len() > 8 {
-                return Err(CaError::Internal("CA hierarchy loops".into()));
-            }
-            cur = match &h.record.parent_id {
-                Some(p) => Some(self.generation_that_signed(p, &h.cert).await?),
-                None => None,
-            };
-            let external = h.record.external_chain.clone();
-            out.push(h.cert);
-            if let Some(pem) = external {
-                out.extend(ParsedCert::chain_from_pem(pem.as_bytes())?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The key generation of CA `parent` that signed `cert`: the current one unless `cert`'s
-    /// authority key identifier names a retired one.
-    async fn generation_that_signed(
-        &self,
-        parent: &str,
-        cert: &ParsedCert,
-    ) -> Result<IssuerHandle, CaError> {
-        let current = self.issuer(parent).await?;
-        let Some(aki) = cert.aki() else {
-            return Ok(current);
-        };
-        if current.cert.ski().as_deref() == Some(aki.as_slice()) {
-            return Ok(current);
-        }
-        for rec in self
-            .inner
-            .store
-            .retired_ca_keys(Some(parent), i64::MIN)
-            .await?
-        {
-            let h = Self::handle(rec)?;
-            if h.cert.ski().as_deref() == Some(aki.as_slice()) {
-                return Ok(h);
-            }
-        }
-        Ok(current)
+        Ok(self.issuer_at(id, generation).await?.chain.to_vec())
     }
 
     /// The issuing CA for a profile: the one given, else the only unexpired CA whose profile may
@@ -402,27 +475,30 @@ impl Ca {
             return Ok(h);
         }
         let now = self.now();
-        let candidates: Vec<CaRecord> = self
-            .inner
-            .store
-            .list_cas()
-            .await?
-            .into_iter()
-            .filter(|c| profile.issuer_profiles.contains(&c.profile) && c.not_after > now)
+        let keys = self.keys().await?;
+        let candidates: Vec<&IssuerHandle> = keys
+            .current
+            .iter()
+            .filter(|h| {
+                profile.issuer_profiles.contains(&h.record.profile) && h.record.not_after > now
+            })
             .collect();
         for ip in &profile.issuer_profiles {
-            let of_profile: Vec<&CaRecord> =
-                candidates.iter().filter(|c| &c.profile == ip).collect();
+            let of_profile: Vec<&IssuerHandle> = candidates
+                .iter()
+                .copied()
+                .filter(|h| &h.record.profile == ip)
+                .collect();
             match of_profile.len() {
                 0 => continue,
-                1 => return self.issuer(&of_profile[0].id).await,
+                1 => return Ok(of_profile[0].clone()),
                 _ => {
                     return Err(CaError::UnknownIssuer(format!(
                         "several CAs can issue {}: {}; choose one with --issuer",
                         profile.name,
                         of_profile
                             .iter()
-                            .map(|c| c.id.as_str())
+                            .map(|c| c.record.id.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     )));
@@ -654,9 +730,7 @@ impl Ca {
             {
                 Ok(_) => {
                     self.announce_issued(&record);
-                    let chain = self
-                        .chain_from(&issuer.record.id, issuer.record.generation)
-                        .await?;
+                    let chain = issuer.chain.to_vec();
                     return Ok(Issued {
                         record,
                         cert: built,
@@ -708,9 +782,7 @@ impl Ca {
                 actor,
             )
             .await?;
-        let chain = self
-            .chain_from(&issuer.record.id, issuer.record.generation)
-            .await?;
+        let chain = issuer.chain.to_vec();
         Ok((
             Prepared {
                 record,

@@ -88,6 +88,25 @@ pub struct Tokens {
     settings: TokenSettings,
     public_jwk: serde_json::Value,
     keys: HashMap<String, TrustedKey>,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// Tokens whose signature and claims verified, by SHA-256 of the whole token, at most this
+/// many. A client sends the same token for its lifetime (an hour), so a signature is checked
+/// once per token and process, not once per request (ES256 verification was the largest single
+/// cost of an enrollment). Only verified tokens get in, so an anonymous caller cannot fill it.
+const VERIFIED_TOKENS: usize = 4096;
+
+/// What a verified token says; times and the client's state are checked again at every use.
+#[derive(Clone)]
+struct Verified {
+    sub: String,
+    role: Role,
+    tenants: Vec<String>,
+    exp: i64,
+    nbf: i64,
+    /// Issued by us (its client must still be enabled).
+    ours: bool,
 }
 
 fn unauthenticated(code: &'static str, detail: &str) -> RaError {
@@ -140,6 +159,7 @@ impl Tokens {
             key,
             settings,
             keys,
+            verified: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -263,6 +283,47 @@ impl Tokens {
     /// Verify a bearer token; the error says why (never echoing the token). A token we issued
     /// also needs its client to be enabled still (checked at most every `CLIENT_STATE_TTL`).
     async fn verify(&self, token: &str) -> Result<Principal, RaError> {
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).into();
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+            .cloned();
+        let v = match known {
+            Some(v) => v,
+            None => {
+                let v = self.verify_signed(token)?;
+                let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= VERIFIED_TOKENS {
+                    let now = self.ra.now();
+                    cache.retain(|_, t| t.exp + LEEWAY >= now);
+                    if cache.len() >= VERIFIED_TOKENS {
+                        cache.clear();
+                    }
+                }
+                cache.insert(digest, v.clone());
+                v
+            }
+        };
+        let now = self.ra.now();
+        if v.exp + LEEWAY < now {
+            return Err(unauthenticated("token_expired", "token has expired"));
+        }
+        if v.nbf - LEEWAY > now {
+            return Err(unauthenticated("invalid_token", "token not valid yet"));
+        }
+        if v.ours && !self.ra.client_active(&v.sub).await? {
+            return Err(unauthenticated(
+                "client_disabled",
+                "the client of this token is disabled",
+            ));
+        }
+        Ok(Principal::client(&v.sub, v.role, v.tenants))
+    }
+
+    /// Check a token's signature and claims (not its times or client state).
+    fn verify_signed(&self, token: &str) -> Result<Verified, RaError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("invalid_token", "malformed token"))?;
         if header.alg != Algorithm::ES256 {
@@ -302,28 +363,18 @@ impl Tokens {
                 _ => unauthenticated("invalid_token", "token is not valid"),
             }
         })?;
-        let now = self.ra.now();
-        if data.claims.exp + LEEWAY < now {
-            return Err(unauthenticated("token_expired", "token has expired"));
-        }
-        if data.claims.nbf - LEEWAY > now {
-            return Err(unauthenticated("invalid_token", "token not valid yet"));
-        }
         let role: Role = data
             .claims
             .role
             .parse()
             .map_err(|_| unauthenticated("invalid_token", "token has no valid role"))?;
-        if kid == self.key.kid && !self.ra.client_active(&data.claims.sub).await? {
-            return Err(unauthenticated(
-                "client_disabled",
-                "the client of this token is disabled",
-            ));
-        }
-        Ok(Principal::client(
-            &data.claims.sub,
+        Ok(Verified {
+            sub: data.claims.sub,
             role,
-            data.claims.tenants,
-        ))
+            tenants: data.claims.tenants,
+            exp: data.claims.exp,
+            nbf: data.claims.nbf,
+            ours: kid == self.key.kid,
+        })
     }
 }

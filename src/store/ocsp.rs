@@ -129,6 +129,31 @@ impl RevocationListener {
     }
 }
 
+/// Upsert one pre-produced response on `$conn` (see [`Store::ocsp_store_response`]).
+macro_rules! store_response {
+    ($conn:expr, $r:expr) => {{
+        let r: &StoredResponse = $r;
+        sqlx::query(
+                "INSERT INTO ocsp_responses (cert_id, issuer_id, serial_hex, status, this_update, next_update, produced_at, response_der) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS \
+                 (SELECT 1 FROM certificates WHERE issuer_id = $2 AND serial_hex = $3 AND status = $4) \
+                 ON CONFLICT (cert_id) DO UPDATE SET issuer_id = excluded.issuer_id, serial_hex = excluded.serial_hex, \
+                 status = excluded.status, this_update = excluded.this_update, next_update = excluded.next_update, \
+                 produced_at = excluded.produced_at, response_der = excluded.response_der",
+            )
+            .bind(&r.cert_id)
+            .bind(&r.issuer_id)
+            .bind(&r.serial_hex)
+            .bind(r.status.as_str())
+            .bind(r.this_update)
+            .bind(r.next_update)
+            .bind(r.produced_at)
+            .bind(&r.response_der)
+            .execute($conn)
+            .await?;
+    }};
+}
+
 impl Store {
     /// The current revocation epoch.
     pub async fn ocsp_epoch(&self) -> Result<i64, StoreError> {
@@ -341,28 +366,27 @@ impl Store {
     /// Insert or replace a pre-produced response, unless the certificate's status changed since it
     /// was signed (the row would be dropped on load anyway; this keeps the table clean).
     pub async fn ocsp_store_response(&self, r: &StoredResponse) -> Result<(), StoreError> {
+        self.ocsp_store_responses(std::slice::from_ref(r)).await
+    }
+
+    /// [`Store::ocsp_store_response`] for several responses, in one transaction.
+    pub async fn ocsp_store_responses(&self, rows: &[StoredResponse]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         dispatch!(&self.db, pool => {
-            sqlx::query(
-                "INSERT INTO ocsp_responses (cert_id, issuer_id, serial_hex, status, this_update, next_update, produced_at, response_der) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS \
-                 (SELECT 1 FROM certificates WHERE issuer_id = $2 AND serial_hex = $3 AND status = $4) \
-                 ON CONFLICT (cert_id) DO UPDATE SET issuer_id = excluded.issuer_id, serial_hex = excluded.serial_hex, \
-                 status = excluded.status, this_update = excluded.this_update, next_update = excluded.next_update, \
-                 produced_at = excluded.produced_at, response_der = excluded.response_der",
-            )
-            .bind(&r.cert_id)
-            .bind(&r.issuer_id)
-            .bind(&r.serial_hex)
-            .bind(r.status.as_str())
-            .bind(r.this_update)
-            .bind(r.next_update)
-            .bind(r.produced_at)
-            .bind(&r.response_der)
-            .execute(pool)
-            .await?;
+            let mut tx = pool.begin().await?;
+            for r in rows {
+                store_response!(&mut *tx, r);
+            }
+            tx.commit().await?;
             Ok(())
         })
     }
+}
+
+
+impl Store {
 
     /// Status of a serial (given as its possible hex spellings, at most two) from one issuer.
     pub async fn ocsp_cert_state(
