@@ -292,8 +292,21 @@ pub(super) async fn build_certificate(
         });
     }
     let parsed = ParsedCert::from_der(&der)?;
-    verify_signed_by(&der, &issuer_spki_der)?;
+    // Check the token's signature before anything is stored: through OpenSSL's EC primitives
+    // for EC issuers (`x509::ecdsa`), its generic certificate check otherwise.
+    let sig_oid = key.alg.signature_alg().oid();
+    match x509::ecdsa::verify(&issuer_spki_der, &sig_oid, &tbs_der, &sig) {
+        Some(true) => {}
+        Some(false) => return Err(bad_token_signature()),
+        None => verify_signed_by(&der, &issuer_spki_der)?,
+    }
     Ok(parsed)
+}
+
+fn bad_token_signature() -> CaError {
+    CaError::Internal(
+        "the HSM produced a signature that does not verify; certificate discarded".into(),
+    )
 }
 
 /// Independent check with OpenSSL that `cert_der` verifies under the issuer's public key.
@@ -303,8 +316,6 @@ pub(super) fn verify_signed_by(cert_der: &[u8], issuer_spki_der: &[u8]) -> Resul
     if cert.verify(&key).map_err(internal)? {
         Ok(())
     } else {
-        Err(CaError::Internal(
-            "the HSM produced a signature that does not verify; certificate discarded".into(),
-        ))
+        Err(bad_token_signature())
     }
 }

@@ -558,11 +558,19 @@ impl Ca {
                 ),
             ));
         }
-        // The point must be on the curve (an RSA key well-formed): let OpenSSL parse it.
+        // The point must be on the curve (an RSA key well-formed): OpenSSL checks, through
+        // its EC primitives for EC keys (`x509::ecdsa`), its generic decoder otherwise.
         let der = spki.to_der().map_err(CaError::internal)?;
-        openssl::pkey::PKey::public_key_from_der(&der).map_err(|_| {
-            CaError::profile(profile, "public key is not a valid point on its curve")
-        })?;
+        let valid = match crate::x509::ecdsa::ec_point_valid(&der) {
+            Some(v) => v,
+            None => openssl::pkey::PKey::public_key_from_der(&der).is_ok(),
+        };
+        if !valid {
+            return Err(CaError::profile(
+                profile,
+                "public key is not a valid point on its curve",
+            ));
+        }
         Ok(())
     }
 

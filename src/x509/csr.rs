@@ -110,14 +110,29 @@ pub fn parse_and_verify(input: &[u8]) -> Result<Csr, CsrError> {
     {
         return Err(CsrError::UnsupportedAlgorithm(alg.to_string()));
     }
-    // Verify with OpenSSL: it knows every curve we accept and is not our own code.
-    let ossl =
-        openssl::x509::X509Req::from_der(&der).map_err(|e| CsrError::Malformed(e.to_string()))?;
-    let key = ossl
-        .public_key()
-        .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
-    if !ossl.verify(&key).unwrap_or(false) {
-        return Err(CsrError::BadSignature);
+    let spki_der = req
+        .info
+        .public_key
+        .to_der()
+        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    // ECDSA on our curves: OpenSSL's EC primitives directly (see `super::ecdsa`), over the
+    // request info as DER (what a valid request signs: `CertReq::from_der` accepted DER only).
+    // Anything else, or a signature that does not verify that way, goes to OpenSSL's
+    // generic check on the original bytes, which decides.
+    let info_der = req
+        .info
+        .to_der()
+        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let fast = super::ecdsa::verify(&spki_der, &alg, &info_der, req.signature.raw_bytes());
+    if fast != Some(true) {
+        let ossl = openssl::x509::X509Req::from_der(&der)
+            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+        let key = ossl
+            .public_key()
+            .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
+        if !ossl.verify(&key).unwrap_or(false) {
+            return Err(CsrError::BadSignature);
+        }
     }
     let subject: RdnSequence = req.info.subject.clone().into();
     let mut requested_extensions = Vec::new();
@@ -131,11 +146,6 @@ pub fn parse_and_verify(input: &[u8]) -> Result<Csr, CsrError> {
             }
         }
     }
-    let spki_der = req
-        .info
-        .public_key
-        .to_der()
-        .map_err(|e| CsrError::Malformed(e.to_string()))?;
     let spki = SubjectPublicKeyInfoOwned::from_der(&spki_der)
         .map_err(|e| CsrError::Malformed(e.to_string()))?;
     Ok(Csr {

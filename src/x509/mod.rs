@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod crl;
 pub mod csr;
+pub mod ecdsa;
 pub mod name;
 pub mod pkcs7;
 
