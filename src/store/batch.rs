@@ -113,37 +113,185 @@ macro_rules! purge_idem {
 }
 pub(super) use purge_idem;
 
-/// Write `jobs` in one transaction and answer each.
+/// Write `jobs` in one transaction and answer each: first all together (one statement per
+/// table, no savepoints); if that fails, item by item in savepoints, so that one item's
+/// duplicate serial or taken idempotency key fails that item only.
 async fn write(db: &Db, clock: &SharedClock, jobs: Vec<Job>) {
     let ts = clock.now();
-    let mut results: Vec<Result<AuditEntry, StoreError>> = Vec::with_capacity(jobs.len());
-    let committed: Result<(), StoreError> = async {
-        super::dispatch!(db, pool => {
-            let mut tx = pool.begin().await?;
-            for j in &jobs {
-                let one: Result<AuditEntry, StoreError> = async {
-                    let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                    let entry = audit::append_in_tx!(sp, &j.event, ts);
-                    insert_cert!(sp, &j.cert);
-                    if let Some(k) = &j.idem {
-                        insert_idem!(&mut *sp, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
-                    }
-                    sp.commit().await?;
-                    Ok(entry)
-                }
-                .await;
-                results.push(one);
-            }
-            if jobs.iter().any(|j| j.idem.is_some()) {
-                purge_idem!(&mut *tx, ts);
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+    let mut committed = write_together(db, ts, &jobs).await;
+    if committed.is_err() {
+        committed = write_one_by_one(db, ts, &jobs).await;
     }
-    .await;
+    answer(jobs, committed);
+}
+
+/// The audit entries of `events` after `head` (seq, hash), chained; what the head becomes.
+fn chain(head: (i64, String), ts: i64, events: &[&AuditEvent]) -> Vec<AuditEntry> {
+    let (mut seq, mut prev) = head;
+    let mut out = Vec::with_capacity(events.len());
+    for ev in events {
+        seq += 1;
+        let details = ev.details.to_string();
+        let hash = audit::entry_hash(&prev, seq, ts, &ev.actor, &ev.action, &ev.target, &details);
+        out.push(AuditEntry {
+            seq,
+            ts,
+            actor: ev.actor.clone(),
+            action: ev.action.clone(),
+            target: ev.target.clone(),
+            details,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    out
+}
+
+/// Take the audit head row's lock (a write first, so SQLite takes its write lock before it
+/// reads) and read it: `(seq, hash)` on `$conn`; `?`s a database error.
+macro_rules! lock_head {
+    ($conn:expr) => {{
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *$conn)
+            .await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *$conn)
+            .await?;
+        let seq: i64 = sqlx::Row::try_get(&head, "seq")?;
+        let hash: String = sqlx::Row::try_get(&head, "hash")?;
+        (seq, hash)
+    }};
+}
+
+/// Insert `$entries` into the audit log and move the head to the last one, on `$conn`.
+macro_rules! extend_chain {
+    ($conn:expr, $entries:expr) => {{
+        let entries: &[AuditEntry] = $entries;
+        if let Some(last) = entries.last() {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_log (seq, ts, actor, action, target, details, prev_hash, hash) ",
+            );
+            q.push_values(entries, |mut b, e| {
+                b.push_bind(e.seq)
+                    .push_bind(e.ts)
+                    .push_bind(&e.actor)
+                    .push_bind(&e.action)
+                    .push_bind(&e.target)
+                    .push_bind(&e.details)
+                    .push_bind(&e.prev_hash)
+                    .push_bind(&e.hash);
+            });
+            q.build().execute(&mut *$conn).await?;
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(last.seq)
+                .bind(&last.hash)
+                .execute(&mut *$conn)
+                .await?;
+        }
+    }};
+}
+
+/// Every job in one transaction with one multi-row insert per table; any failure fails all
+/// (and the caller retries item by item).
+async fn write_together(
+    db: &Db,
+    ts: i64,
+    jobs: &[Job],
+) -> Result<Vec<Result<AuditEntry, StoreError>>, StoreError> {
+    super::dispatch!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let head = lock_head!(tx);
+        let mut q = sqlx::QueryBuilder::new(format!("INSERT INTO certificates ({CERT_COLUMNS}) "));
+        q.push_values(jobs, |mut b, j| {
+            let c = &j.cert;
+            b.push_bind(&c.issuer_id)
+                .push_bind(&c.serial_hex)
+                .push_bind(&c.profile)
+                .push_bind(&c.subject)
+                .push_bind(&c.emaid)
+                .push_bind(&c.evse_id)
+                .push_bind(&c.pcid)
+                .push_bind(c.not_before)
+                .push_bind(c.not_after)
+                .push_bind(c.status.as_str())
+                .push_bind(c.revoked_at)
+                .push_bind(c.revocation_reason.map(|r| r.name()))
+                .push_bind(&c.key_id)
+                .push_bind(&c.tenant)
+                .push_bind(&c.der)
+                .push_bind(c.created_at)
+                .push_bind(c.issuer_generation);
+        });
+        q.build().execute(&mut *tx).await?;
+        for j in jobs {
+            if let Some(k) = &j.idem {
+                insert_idem!(&mut *tx, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
+            }
+        }
+        let events: Vec<&AuditEvent> = jobs.iter().map(|j| &j.event).collect();
+        let entries = chain(head, ts, &events);
+        extend_chain!(tx, &entries);
+        if jobs.iter().any(|j| j.idem.is_some()) {
+            purge_idem!(&mut *tx, ts);
+        }
+        tx.commit().await?;
+        Ok(entries.into_iter().map(Ok).collect())
+    })
+}
+
+/// Every job in its own savepoint of one transaction: a failing item is rolled back alone;
+/// the audit entries of the others are chained and written at the end.
+async fn write_one_by_one(
+    db: &Db,
+    ts: i64,
+    jobs: &[Job],
+) -> Result<Vec<Result<AuditEntry, StoreError>>, StoreError> {
+    super::dispatch!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let head = lock_head!(tx);
+        let mut outcome: Vec<Result<(), StoreError>> = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let one: Result<(), StoreError> = async {
+                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                insert_cert!(sp, &j.cert);
+                if let Some(k) = &j.idem {
+                    insert_idem!(&mut *sp, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
+                }
+                sp.commit().await?;
+                Ok(())
+            }
+            .await;
+            outcome.push(one);
+        }
+        let events: Vec<&AuditEvent> = jobs
+            .iter()
+            .zip(&outcome)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(j, _)| &j.event)
+            .collect();
+        let mut entries = chain(head, ts, &events).into_iter();
+        extend_chain!(tx, entries.as_slice());
+        if jobs.iter().any(|j| j.idem.is_some()) {
+            purge_idem!(&mut *tx, ts);
+        }
+        tx.commit().await?;
+        Ok(outcome
+            .into_iter()
+            .map(|o| {
+                o.and_then(|()| {
+                    entries
+                        .next()
+                        .ok_or_else(|| StoreError::BatchFailed("audit entry missing".into()))
+                })
+            })
+            .collect())
+    })
+}
+
+/// Answer every caller: its own result once the transaction committed, else the commit's error.
+fn answer(jobs: Vec<Job>, committed: Result<Vec<Result<AuditEntry, StoreError>>, StoreError>) {
     match committed {
-        Ok(()) => {
+        Ok(results) => {
             for (j, r) in jobs.into_iter().zip(results) {
                 let _ = j.reply.send(r);
             }
