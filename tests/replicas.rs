@@ -223,3 +223,43 @@ fn two_replicas_under_load_with_kill_9_keep_every_acknowledged_certificate() {
     }
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
 }
+
+/// Replicas started at the same moment on a new deployment create the access-token signing key
+/// once between them: a token one of them grants is accepted by the other (as behind a load
+/// balancer), both ways.
+#[test]
+fn replicas_started_at_once_accept_each_others_tokens() {
+    if !backend_ready(Backend::Postgres) {
+        return;
+    }
+    for round in 0..3 {
+        let env = Env::new(Backend::Postgres);
+        env.init();
+        let client = env.client_add("cpo", "cpo", &["DE*ABC"]);
+        let csr = env.csr_b64("e", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1");
+        let servers: Vec<Server> = (0..3).map(|_| env.spawn_serve(&[])).collect();
+        for s in &servers {
+            s.wait_ready();
+        }
+        for from in &servers {
+            let token = from.bearer(&client);
+            for to in &servers {
+                let r = to.enroll_secc(&token, &csr, None);
+                assert_eq!(
+                    r.status,
+                    200,
+                    "round {round}: a token of {} refused by {}: {}",
+                    from.base,
+                    to.base,
+                    r.text()
+                );
+            }
+        }
+        let keys = env.ok(&["audit", "export", "--action", "api.signing_key.create"]);
+        assert_eq!(
+            keys.lines().count(),
+            1,
+            "round {round}: one signing key: {keys}"
+        );
+    }
+}

@@ -257,9 +257,7 @@ impl Keys {
         Some(
             self.retired
                 .iter()
-                .find(|h| {
-                    h.record.id == parent && h.cert.ski().as_deref() == Some(aki.as_slice())
-                })
+                .find(|h| h.record.id == parent && h.cert.ski().as_deref() == Some(aki.as_slice()))
                 .unwrap_or(current),
         )
     }

@@ -20,7 +20,9 @@ pub struct TokenKey {
 }
 
 impl Ca {
-    /// The token signing key, created (and audited) on first use.
+    /// The token signing key, created (and audited) on first use. Replicas starting at once on
+    /// a new deployment agree on one: the first recorded wins, and a loser's key is left unused
+    /// in the token (logged).
     pub async fn token_key(&self) -> Result<TokenKey, CaError> {
         let store = &self.inner.store;
         let rec = match store.current_signing_key().await? {
@@ -43,9 +45,18 @@ impl Ca {
                     &kid,
                     serde_json::json!({"alg": "ES256", "hsm_key_id": rec.key_id}),
                 );
-                store.insert_signing_key(&rec, &ev).await?;
-                tracing::info!(kid = %kid, "created access-token signing key in the HSM");
-                rec
+                if store.insert_first_signing_key(&rec, &ev).await? {
+                    tracing::info!(kid = %kid, "created access-token signing key in the HSM");
+                    rec
+                } else {
+                    tracing::warn!(
+                        unused_hsm_key_id = %rec.key_id,
+                        "another replica created the access-token signing key first; using it"
+                    );
+                    store.current_signing_key().await?.ok_or_else(|| {
+                        CaError::Internal("the access-token signing key vanished".into())
+                    })?
+                }
             }
         };
         if rec.key_alg != KeyAlg::EcP256 || rec.public_point.len() != 65 || rec.public_point[0] != 4
@@ -63,6 +74,20 @@ impl Ca {
             kid: rec.kid,
             public_point: rec.public_point,
         })
+    }
+
+    /// `(kid, uncompressed P-256 point)` of every access-token signing key ever recorded: a
+    /// token signed by any of them is ours.
+    pub async fn token_verification_keys(&self) -> Result<Vec<(String, Vec<u8>)>, CaError> {
+        Ok(self
+            .inner
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.key_alg == KeyAlg::EcP256 && k.public_point.len() == 65)
+            .map(|k| (k.kid, k.public_point))
+            .collect())
     }
 
     /// The ES256 signature (raw `r‖s`) over a JWS signing input.

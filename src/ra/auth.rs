@@ -79,6 +79,8 @@ struct Claims {
 struct TrustedKey {
     key: DecodingKey,
     issuer: String,
+    /// One of our own signing keys (its tokens' clients must still be enabled).
+    ours: bool,
 }
 
 /// Issues and verifies access tokens.
@@ -124,12 +126,27 @@ impl Tokens {
         let x = B64URL.encode(&key.public_point[1..33]);
         let y = B64URL.encode(&key.public_point[33..65]);
         let mut keys = HashMap::new();
+        // Every signing key we ever recorded, not only the one this process signs with: a
+        // replica that lost the race to create it (or ran before a rotation) verifies the others.
+        for (kid, point) in ra.ca()?.token_verification_keys().await? {
+            let (kx, ky) = (B64URL.encode(&point[1..33]), B64URL.encode(&point[33..65]));
+            keys.insert(
+                kid,
+                TrustedKey {
+                    key: DecodingKey::from_ec_components(&kx, &ky)
+                        .map_err(|e| RaError::Internal(format!("token key: {e}")))?,
+                    issuer: settings.issuer.clone(),
+                    ours: true,
+                },
+            );
+        }
         keys.insert(
             key.kid.clone(),
             TrustedKey {
                 key: DecodingKey::from_ec_components(&x, &y)
                     .map_err(|e| RaError::Internal(format!("token key: {e}")))?,
                 issuer: settings.issuer.clone(),
+                ours: true,
             },
         );
         if let Some((text, iss)) = &settings.external {
@@ -139,7 +156,7 @@ impl Tokens {
                 let Some(kid) = jwk.common.key_id.clone() else {
                     return Err(bad("JWKS: every key needs a kid".into()));
                 };
-                if kid == key.kid {
+                if keys.contains_key(&kid) {
                     return Err(bad(format!("JWKS: kid {kid} collides with our own key")));
                 }
                 keys.insert(
@@ -147,6 +164,7 @@ impl Tokens {
                     TrustedKey {
                         key: DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("JWKS: {e}")))?,
                         issuer: iss.clone(),
+                        ours: false,
                     },
                 );
             }
@@ -374,7 +392,7 @@ impl Tokens {
             tenants: data.claims.tenants,
             exp: data.claims.exp,
             nbf: data.claims.nbf,
-            ours: kid == self.key.kid,
+            ours: trusted.ours,
         })
     }
 }

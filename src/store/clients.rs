@@ -149,44 +149,51 @@ impl Store {
         })
     }
 
-    /// The newest token signing key, if any.
+    /// The newest access-token signing key.
     pub async fn current_signing_key(&self) -> Result<Option<SigningKeyRecord>, StoreError> {
+        Ok(self.signing_keys().await?.into_iter().next())
+    }
+
+    /// Every access-token signing key, newest first: tokens signed by any of them verify.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         dispatch!(&self.db, pool => {
-            let row = sqlx::query(
+            let rows = sqlx::query(
                 "SELECT kid, key_id, key_alg, public_point, created_at FROM api_signing_keys \
-                 ORDER BY created_at DESC, kid DESC LIMIT 1",
+                 ORDER BY created_at DESC, kid DESC",
             )
-            .fetch_optional(pool)
+            .fetch_all(pool)
             .await?;
-            match row {
-                Some(r) => {
-                    let alg: String = r.try_get("key_alg")?;
-                    Ok(Some(SigningKeyRecord {
-                        kid: r.try_get("kid")?,
-                        key_id: r.try_get("key_id")?,
-                        key_alg: key_alg_of(&alg)?,
-                        public_point: r.try_get("public_point")?,
-                        created_at: r.try_get("created_at")?,
-                    }))
-                }
-                None => Ok(None),
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let alg: String = r.try_get("key_alg")?;
+                out.push(SigningKeyRecord {
+                    kid: r.try_get("kid")?,
+                    key_id: r.try_get("key_id")?,
+                    key_alg: key_alg_of(&alg)?,
+                    public_point: r.try_get("public_point")?,
+                    created_at: r.try_get("created_at")?,
+                });
             }
+            Ok(out)
         })
     }
 
-    /// Record a new token signing key with its audit entry.
-    pub async fn insert_signing_key(
+    /// Record the first access-token signing key with its audit entry, unless another process
+    /// recorded one meanwhile (replicas starting at once): then nothing is written and `false`
+    /// comes back. The audit head's lock, taken first, orders the racers; the later one's
+    /// insert then sees the earlier one's key.
+    pub async fn insert_first_signing_key(
         &self,
         k: &SigningKeyRecord,
         event: &AuditEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
-            sqlx::query(
+            let done = sqlx::query(
                 "INSERT INTO api_signing_keys (kid, key_id, key_alg, public_point, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM api_signing_keys)",
             )
             .bind(&k.kid)
             .bind(&k.key_id)
@@ -195,8 +202,11 @@ impl Store {
             .bind(k.created_at)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
             tx.commit().await?;
-            Ok(())
+            Ok(true)
         })
     }
 }

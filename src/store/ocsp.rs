@@ -385,9 +385,7 @@ impl Store {
     }
 }
 
-
 impl Store {
-
     /// Status of a serial (given as its possible hex spellings, at most two) from one issuer.
     pub async fn ocsp_cert_state(
         &self,

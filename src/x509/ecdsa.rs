@@ -119,9 +119,21 @@ mod tests {
     fn agrees_with_openssl_on_good_and_bad_signatures() {
         use const_oid::db::rfc5912 as o;
         for (nid, md, oid) in [
-            (Nid::X9_62_PRIME256V1, MessageDigest::sha256(), o::ECDSA_WITH_SHA_256),
-            (Nid::SECP384R1, MessageDigest::sha384(), o::ECDSA_WITH_SHA_384),
-            (Nid::SECP521R1, MessageDigest::sha512(), o::ECDSA_WITH_SHA_512),
+            (
+                Nid::X9_62_PRIME256V1,
+                MessageDigest::sha256(),
+                o::ECDSA_WITH_SHA_256,
+            ),
+            (
+                Nid::SECP384R1,
+                MessageDigest::sha384(),
+                o::ECDSA_WITH_SHA_384,
+            ),
+            (
+                Nid::SECP521R1,
+                MessageDigest::sha512(),
+                o::ECDSA_WITH_SHA_512,
+            ),
         ] {
             let (k, spki) = keypair(nid);
             let msg = b"to be signed";

@@ -324,7 +324,8 @@ pub struct Server {
 }
 
 impl Server {
-    fn wait_ready(&self) {
+    /// Wait until `/health/ready` answers 200 (panics after 30 s with the log).
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(r) = ureq::get(&format!("{}/health/ready", self.base)).call()
