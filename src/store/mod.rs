@@ -15,6 +15,7 @@ mod clients;
 mod crl;
 mod leases;
 pub mod ocsp;
+mod pghosts;
 mod provisioning;
 mod rollover;
 mod supersede;
@@ -27,7 +28,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::alg::KeyAlg;
@@ -87,6 +88,13 @@ pub enum StoreError {
     /// The group commit holding this issuance failed; nothing of it was stored.
     #[error("database: the issuance batch did not commit: {0}")]
     BatchFailed(String),
+    /// The connection died after COMMIT was sent and the database could not be asked since:
+    /// the write may or may not be stored. A retry with the same idempotency key tells.
+    #[error("database: the connection was lost during the commit; outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// None of the database URL's hosts is a writable primary (all down, or standbys).
+    #[error("{0}")]
+    NoPrimary(String),
 }
 
 impl StoreError {
@@ -102,6 +110,7 @@ impl StoreError {
             StoreError::Unsupported(_) => "unsupported",
             StoreError::IdempotencyKeyTaken(_) => "idempotency_key_in_use",
             StoreError::ConcurrentChange(_) => "concurrent_change",
+            StoreError::OutcomeUnknown(_) => "outcome_unknown",
             _ => "store_unavailable",
         }
     }
@@ -117,6 +126,29 @@ impl StoreError {
             StoreError::BadUrl(_) | StoreError::Corrupt(_) => ErrorKind::Internal,
             _ => ErrorKind::Unavailable,
         }
+    }
+
+    /// Whether this is the loss of the database connection in use (or of the primary behind
+    /// it) rather than a refusal of the data: a transaction that failed so, before its COMMIT
+    /// was sent, stored nothing and may be run again on a fresh connection. Not when no
+    /// connection could be had at all (the pool timed out): a second wait as long helps no one.
+    pub fn lost_connection(&self) -> bool {
+        match self {
+            StoreError::Db(e) => is_connection_loss(e),
+            _ => false,
+        }
+    }
+}
+
+/// A broken connection, a server shutting down, or a server that is no longer a primary
+/// (`25006`: a read-only transaction, which wrote nothing).
+fn is_connection_loss(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+        }),
+        _ => false,
     }
 }
 
@@ -360,11 +392,14 @@ impl Store {
                     .map_err(|e| StoreError::BadUrl(format!("PNC_DB_ACQUIRE_TIMEOUT: {e}")))?,
                 _ => Duration::from_secs(3),
             };
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(acquire)
-                .connect(url)
-                .await?;
+            // One attempt on one host is bounded by this, so that the acquire budget covers
+            // several hosts of a host list (`pghosts`).
+            let connect_timeout = match std::env::var("PNC_DB_CONNECT_TIMEOUT") {
+                Ok(v) if !v.trim().is_empty() => crate::config::ocsp::parse_duration(&v)
+                    .map_err(|e| StoreError::BadUrl(format!("PNC_DB_CONNECT_TIMEOUT: {e}")))?,
+                _ => pghosts::DEFAULT_CONNECT_TIMEOUT,
+            };
+            let pool = pghosts::connect(url, acquire, connect_timeout).await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Db::Postgres(pool)
         } else if url.starts_with("sqlite:") {
