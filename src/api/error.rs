@@ -65,6 +65,11 @@ pub fn current_trace_id() -> String {
         .unwrap_or_else(|_| new_trace_id())
 }
 
+/// `Retry-After` seconds of a 503 that gives none of its own (the database or the token is
+/// unavailable): short, because the pool and the token reconnect by themselves; clients keep
+/// retrying within their own budget (`docs/deployment.md`).
+pub const RETRY_AFTER_UNAVAILABLE: u64 = 1;
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
@@ -124,6 +129,19 @@ impl From<RaError> for ApiError {
         if let RaError::Provisioning(f) = &e {
             // Provisioning details name certificates and limits, never secrets: say them.
             return ApiError::new(status, f.code, f.detail.clone());
+        }
+        if e.code() == "outcome_unknown" {
+            // The one 503 whose retry needs care: without the same key it could issue twice.
+            let mut out = ApiError::new(
+                status,
+                "outcome_unknown",
+                "the database connection was lost while this request was being committed, so \
+                 whether it took effect is unknown; retry it with the same Idempotency-Key to get \
+                 its result (a certificate that was stored is answered, not issued again)",
+            );
+            out.retry_after = Some(RETRY_AFTER_UNAVAILABLE);
+            tracing::warn!(error = %e, "request answered outcome_unknown");
+            return out;
         }
         if !kind.is_client_error() {
             // Internal details (token errors, SQL) go to the log, not to the client.

@@ -470,13 +470,17 @@ impl Ra {
     /// call with the key issued, if any (409 when that call asked for something else); else
     /// `issue` (which must record the key with its certificate), and when a concurrent call
     /// with the same key committed first, what that call issued.
+    ///
+    /// A keyed call that fails on a lost database connection (or whose commit is in doubt) is
+    /// safe to run again: the key is looked up first, so a certificate that was stored is
+    /// answered, and only when there is none is `issue` run once more, on a fresh connection.
     pub(super) async fn idempotent<F, Fut>(
         &self,
         idem: Option<&IdempotencyKey>,
         issue: F,
     ) -> Result<Issued, RaError>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Issued, RaError>>,
     {
         let Some(k) = idem else {
@@ -485,7 +489,32 @@ impl Ra {
         if let Some(done) = self.replay(k).await? {
             return Ok(done);
         }
-        match issue().await {
+        let first = match issue().await {
+            Err(e) if lost_connection(&e) => e,
+            other => return self.settle_taken(k, other).await,
+        };
+        tracing::warn!(error = %first, "a keyed issuance failed on a lost database connection; looking the key up and retrying once");
+        let again = async {
+            if let Some(done) = self.replay(k).await? {
+                return Ok(done);
+            }
+            self.settle_taken(k, issue().await).await
+        }
+        .await;
+        match again {
+            // Still unreachable: an outcome that was unknown stays unknown to the caller.
+            Err(e) if e.kind() == ErrorKind::Unavailable && outcome_unknown(&first) => Err(first),
+            other => other,
+        }
+    }
+
+    /// `r`, or what a concurrent call with the same key issued when it committed first.
+    async fn settle_taken(
+        &self,
+        k: &IdempotencyKey,
+        r: Result<Issued, RaError>,
+    ) -> Result<Issued, RaError> {
+        match r {
             Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))) => {
                 self.replay(k).await?.ok_or_else(|| {
                     RaError::Internal(
@@ -1246,4 +1275,25 @@ impl Ra {
             .as_ref()
             .map(|c| c.crl_url(issuer_id, generation))
     }
+}
+
+/// The store error inside `e`, if any.
+fn store_error(e: &RaError) -> Option<&StoreError> {
+    match e {
+        RaError::Store(s) | RaError::Ca(CaError::Store(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A failure on a lost database connection, or a commit whose outcome is unknown.
+fn lost_connection(e: &RaError) -> bool {
+    store_error(e).is_some_and(|s| s.lost_connection() || outcome_unknown_store(s))
+}
+
+fn outcome_unknown(e: &RaError) -> bool {
+    store_error(e).is_some_and(outcome_unknown_store)
+}
+
+fn outcome_unknown_store(s: &StoreError) -> bool {
+    matches!(s, StoreError::OutcomeUnknown(_))
 }

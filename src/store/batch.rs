@@ -13,6 +13,15 @@
 //! batches form by themselves under load (while one commit is in progress the next batch
 //! queues). One item's failure (a duplicate serial, a taken idempotency key) rolls back its
 //! savepoint only; a failed commit fails every item of the batch, and none was stored.
+//!
+//! A lost connection is not a failed commit. When it breaks before COMMIT was sent, nothing was
+//! stored and the batch is run once more on a fresh connection (which may be to a promoted
+//! standby, `pghosts`). When it breaks after, the outcome is unknown: the primary may have
+//! committed (and, with synchronous replication, the standby may have it) or not. The writer
+//! then asks a fresh connection which of the batch's certificates exist, behind the audit head
+//! lock so that a commit still in flight has finished, and answers them as committed, or runs
+//! the batch once more when none is there (never a `duplicate_serial` for our own rows). When
+//! even that cannot be asked, every caller gets [`StoreError::OutcomeUnknown`].
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -113,16 +122,95 @@ macro_rules! purge_idem {
 }
 pub(super) use purge_idem;
 
-/// Write `jobs` in one transaction and answer each: first all together (one statement per
-/// table, no savepoints); if that fails, item by item in savepoints, so that one item's
-/// duplicate serial or taken idempotency key fails that item only.
-async fn write(db: &Db, clock: &SharedClock, jobs: Vec<Job>) {
-    let ts = clock.now();
-    let mut committed = write_together(db, ts, &jobs).await;
-    if committed.is_err() {
-        committed = write_one_by_one(db, ts, &jobs).await;
+/// How one try at writing a batch ended.
+enum Attempt {
+    /// Committed: each item's own result.
+    Done(Vec<Result<AuditEntry, StoreError>>),
+    /// Failed before COMMIT was sent: nothing of it is stored.
+    NotCommitted(StoreError),
+    /// COMMIT was sent and the connection died before its answer: what each item's result is
+    /// if it committed.
+    Unknown {
+        results: Vec<Result<AuditEntry, StoreError>>,
+        error: StoreError,
+    },
+}
+
+/// The end of a transaction whose items are staged: commit, and tell a lost connection during
+/// the commit (outcome unknown) from a refused commit (nothing stored).
+fn after_commit(
+    committed: Result<(), sqlx::Error>,
+    results: Vec<Result<AuditEntry, StoreError>>,
+) -> Attempt {
+    match committed {
+        Ok(()) => Attempt::Done(results),
+        Err(e) => {
+            let error = StoreError::Db(e);
+            if error.lost_connection() {
+                Attempt::Unknown { results, error }
+            } else {
+                Attempt::NotCommitted(error)
+            }
+        }
     }
-    answer(jobs, committed);
+}
+
+/// How long settling an unknown outcome may take before callers are told it is unknown.
+const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Write `jobs` in one transaction and answer each: first all together (one statement per
+/// table, no savepoints); if that fails on the data, item by item in savepoints, so that one
+/// item's duplicate serial or taken idempotency key fails that item only. A lost connection
+/// runs the batch once more (after checking, when the commit was in doubt; module docs).
+async fn write(db: &Db, clock: &SharedClock, jobs: Vec<Job>) {
+    let mut rerun = false;
+    loop {
+        let ts = clock.now();
+        let mut attempt = write_together(db, ts, &jobs).await;
+        if let Attempt::NotCommitted(e) = &attempt
+            && !e.lost_connection()
+        {
+            attempt = write_one_by_one(db, ts, &jobs).await;
+        }
+        let outcome = match attempt {
+            Attempt::Done(results) => Ok(results),
+            Attempt::NotCommitted(e) if e.lost_connection() && !rerun => {
+                tracing::warn!(error = %e, items = jobs.len(), "database connection lost before an issuance batch committed (nothing stored); running it again on a fresh connection");
+                rerun = true;
+                continue;
+            }
+            Attempt::NotCommitted(e) => Err(e),
+            Attempt::Unknown { results, error } => {
+                match tokio::time::timeout(SETTLE_WITHIN, stored(db, &jobs, &results)).await {
+                    Ok(Ok(true)) => {
+                        tracing::warn!(error = %error, items = jobs.len(), "database connection lost during an issuance batch's commit; the batch is stored (checked on a fresh connection)");
+                        Ok(results)
+                    }
+                    Ok(Ok(false)) if !rerun => {
+                        tracing::warn!(error = %error, items = jobs.len(), "database connection lost during an issuance batch's commit; it is not stored (checked on a fresh connection); running it again");
+                        rerun = true;
+                        continue;
+                    }
+                    Ok(Ok(false)) => Err(error),
+                    checked => {
+                        let why = match checked {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("no answer within {SETTLE_WITHIN:?}"),
+                        };
+                        tracing::error!(error = %error, check = %why, items = jobs.len(), "database connection lost during an issuance batch's commit and the outcome cannot be checked: answering outcome_unknown");
+                        for j in jobs {
+                            let _ = j
+                                .reply
+                                .send(Err(StoreError::OutcomeUnknown(error.to_string())));
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        answer(jobs, outcome);
+        return;
+    }
 }
 
 /// The audit entries of `events` after `head` (seq, hash), chained; what the head becomes.
@@ -193,102 +281,121 @@ macro_rules! extend_chain {
 
 /// Every job in one transaction with one multi-row insert per table; any failure fails all
 /// (and the caller retries item by item).
-async fn write_together(
-    db: &Db,
-    ts: i64,
-    jobs: &[Job],
-) -> Result<Vec<Result<AuditEntry, StoreError>>, StoreError> {
+async fn write_together(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
     super::dispatch!(db, pool => {
-        let mut tx = pool.begin().await?;
-        let head = lock_head!(tx);
-        let mut q = sqlx::QueryBuilder::new(format!("INSERT INTO certificates ({CERT_COLUMNS}) "));
-        q.push_values(jobs, |mut b, j| {
-            let c = &j.cert;
-            b.push_bind(&c.issuer_id)
-                .push_bind(&c.serial_hex)
-                .push_bind(&c.profile)
-                .push_bind(&c.subject)
-                .push_bind(&c.emaid)
-                .push_bind(&c.evse_id)
-                .push_bind(&c.pcid)
-                .push_bind(c.not_before)
-                .push_bind(c.not_after)
-                .push_bind(c.status.as_str())
-                .push_bind(c.revoked_at)
-                .push_bind(c.revocation_reason.map(|r| r.name()))
-                .push_bind(&c.key_id)
-                .push_bind(&c.tenant)
-                .push_bind(&c.der)
-                .push_bind(c.created_at)
-                .push_bind(c.issuer_generation);
-        });
-        q.build().execute(&mut *tx).await?;
-        for j in jobs {
-            if let Some(k) = &j.idem {
-                insert_idem!(&mut *tx, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return Attempt::NotCommitted(e.into()),
+        };
+        let staged: Result<Vec<AuditEntry>, StoreError> = async {
+            let head = lock_head!(tx);
+            let mut q =
+                sqlx::QueryBuilder::new(format!("INSERT INTO certificates ({CERT_COLUMNS}) "));
+            q.push_values(jobs, |mut b, j| {
+                let c = &j.cert;
+                b.push_bind(&c.issuer_id)
+                    .push_bind(&c.serial_hex)
+                    .push_bind(&c.profile)
+                    .push_bind(&c.subject)
+                    .push_bind(&c.emaid)
+                    .push_bind(&c.evse_id)
+                    .push_bind(&c.pcid)
+                    .push_bind(c.not_before)
+                    .push_bind(c.not_after)
+                    .push_bind(c.status.as_str())
+                    .push_bind(c.revoked_at)
+                    .push_bind(c.revocation_reason.map(|r| r.name()))
+                    .push_bind(&c.key_id)
+                    .push_bind(&c.tenant)
+                    .push_bind(&c.der)
+                    .push_bind(c.created_at)
+                    .push_bind(c.issuer_generation);
+            });
+            q.build().execute(&mut *tx).await?;
+            for j in jobs {
+                if let Some(k) = &j.idem {
+                    insert_idem!(&mut *tx, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
+                }
             }
+            let events: Vec<&AuditEvent> = jobs.iter().map(|j| &j.event).collect();
+            let entries = chain(head, ts, &events);
+            extend_chain!(tx, &entries);
+            if jobs.iter().any(|j| j.idem.is_some()) {
+                purge_idem!(&mut *tx, ts);
+            }
+            Ok(entries)
         }
-        let events: Vec<&AuditEvent> = jobs.iter().map(|j| &j.event).collect();
-        let entries = chain(head, ts, &events);
-        extend_chain!(tx, &entries);
-        if jobs.iter().any(|j| j.idem.is_some()) {
-            purge_idem!(&mut *tx, ts);
+        .await;
+        match staged {
+            // Dropping the transaction rolls it back.
+            Err(e) => Attempt::NotCommitted(e),
+            Ok(entries) => after_commit(tx.commit().await, entries.into_iter().map(Ok).collect()),
         }
-        tx.commit().await?;
-        Ok(entries.into_iter().map(Ok).collect())
     })
 }
 
 /// Every job in its own savepoint of one transaction: a failing item is rolled back alone;
 /// the audit entries of the others are chained and written at the end.
-async fn write_one_by_one(
-    db: &Db,
-    ts: i64,
-    jobs: &[Job],
-) -> Result<Vec<Result<AuditEntry, StoreError>>, StoreError> {
+async fn write_one_by_one(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
     super::dispatch!(db, pool => {
-        let mut tx = pool.begin().await?;
-        let head = lock_head!(tx);
-        let mut outcome: Vec<Result<(), StoreError>> = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            let one: Result<(), StoreError> = async {
-                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                insert_cert!(sp, &j.cert);
-                if let Some(k) = &j.idem {
-                    insert_idem!(&mut *sp, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return Attempt::NotCommitted(e.into()),
+        };
+        let staged: Result<Vec<Result<AuditEntry, StoreError>>, StoreError> = async {
+            let head = lock_head!(tx);
+            let mut outcome: Vec<Result<(), StoreError>> = Vec::with_capacity(jobs.len());
+            for j in jobs {
+                let one: Result<(), StoreError> = async {
+                    let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                    insert_cert!(sp, &j.cert);
+                    if let Some(k) = &j.idem {
+                        insert_idem!(&mut *sp, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
+                    }
+                    sp.commit().await?;
+                    Ok(())
                 }
-                sp.commit().await?;
-                Ok(())
+                .await;
+                // A lost connection is not this item's fault: the whole batch did not commit.
+                if let Err(e) = &one
+                    && e.lost_connection()
+                {
+                    return Err(one.unwrap_err());
+                }
+                outcome.push(one);
             }
-            .await;
-            outcome.push(one);
-        }
-        let events: Vec<&AuditEvent> = jobs
-            .iter()
-            .zip(&outcome)
-            .filter(|(_, o)| o.is_ok())
-            .map(|(j, _)| &j.event)
-            .collect();
-        let mut entries = chain(head, ts, &events).into_iter();
-        extend_chain!(tx, entries.as_slice());
-        if jobs.iter().any(|j| j.idem.is_some()) {
-            purge_idem!(&mut *tx, ts);
-        }
-        tx.commit().await?;
-        Ok(outcome
-            .into_iter()
-            .map(|o| {
-                o.and_then(|()| {
-                    entries
-                        .next()
-                        .ok_or_else(|| StoreError::BatchFailed("audit entry missing".into()))
+            let events: Vec<&AuditEvent> = jobs
+                .iter()
+                .zip(&outcome)
+                .filter(|(_, o)| o.is_ok())
+                .map(|(j, _)| &j.event)
+                .collect();
+            let mut entries = chain(head, ts, &events).into_iter();
+            extend_chain!(tx, entries.as_slice());
+            if jobs.iter().any(|j| j.idem.is_some()) {
+                purge_idem!(&mut *tx, ts);
+            }
+            Ok(outcome
+                .into_iter()
+                .map(|o| {
+                    o.and_then(|()| {
+                        entries
+                            .next()
+                            .ok_or_else(|| StoreError::BatchFailed("audit entry missing".into()))
+                    })
                 })
-            })
-            .collect())
+                .collect())
+        }
+        .await;
+        match staged {
+            Err(e) => Attempt::NotCommitted(e),
+            Ok(results) => after_commit(tx.commit().await, results),
+        }
     })
 }
 
-/// Answer every caller: its own result once the transaction committed, else the commit's error.
+/// Answer every caller: its own result once the transaction committed, else the error of a
+/// batch of which nothing is stored.
 fn answer(jobs: Vec<Job>, committed: Result<Vec<Result<AuditEntry, StoreError>>, StoreError>) {
     match committed {
         Ok(results) => {
@@ -305,4 +412,54 @@ fn answer(jobs: Vec<Job>, committed: Result<Vec<Result<AuditEntry, StoreError>>,
             }
         }
     }
+}
+
+/// Whether the items of a batch whose commit is in doubt are stored: each certificate the batch
+/// would have recorded (`results` Ok) looked up with its DER, on a fresh connection, after
+/// taking the audit head lock (a commit of that batch still in flight holds it, so it has
+/// ended by then). All there: true; none: false; some: the database is not what one
+/// transaction leaves, an error.
+async fn stored(
+    db: &Db,
+    jobs: &[Job],
+    results: &[Result<AuditEntry, StoreError>],
+) -> Result<bool, StoreError> {
+    super::dispatch!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let _head = lock_head!(tx);
+        let (mut found, mut expected) = (0usize, 0usize);
+        for (j, r) in jobs.iter().zip(results) {
+            if r.is_err() {
+                continue;
+            }
+            expected += 1;
+            let der: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT der FROM certificates WHERE issuer_id = $1 AND serial_hex = $2",
+            )
+            .bind(&j.cert.issuer_id)
+            .bind(&j.cert.serial_hex)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match der {
+                Some(d) if d == j.cert.der => found += 1,
+                Some(_) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "serial {} of {} holds another certificate",
+                        j.cert.serial_hex, j.cert.issuer_id
+                    )));
+                }
+                None => {}
+            }
+        }
+        tx.rollback().await?;
+        if found == expected {
+            Ok(true)
+        } else if found == 0 {
+            Ok(false)
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "{found} of {expected} certificates of one transaction are stored"
+            )))
+        }
+    })
 }
