@@ -420,6 +420,15 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     };
     let mut resp = error::REQUEST_CTX.scope(ctx, next.run(req)).await;
     let elapsed = started.elapsed();
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        // Every 503 says when to come back (store, token, readiness), not only limits'.
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(error::RETRY_AFTER_UNAVAILABLE),
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
