@@ -208,6 +208,9 @@ struct Inner {
     revocations: [std::sync::atomic::AtomicU64; RevocationReason::ALL.len()],
     /// The CA keys as last read from the store (see [`Ca::keys`]).
     keys: RwLock<Option<Arc<Keys>>>,
+    /// The access-token key once read, for the readiness probe: the token is judged by the
+    /// token alone, not by whether the store can say which key to use (`Ca::sign_probe`).
+    probe_key: std::sync::Mutex<Option<tokens::TokenKey>>,
 }
 
 /// Every CA's current key and the retired ones, parsed, as of one store fingerprint.
@@ -302,6 +305,7 @@ impl Ca {
                 crl: crl::CrlState::new(cfg.crl_validity),
                 revocations: Default::default(),
                 keys: RwLock::new(None),
+                probe_key: std::sync::Mutex::new(None),
             }),
         }
     }

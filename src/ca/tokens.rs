@@ -97,12 +97,35 @@ impl Ca {
 
     /// Readiness: one signature with the access-token key proves the token is reachable,
     /// logged in and willing to sign (a session check alone passes on a token that refuses to
-    /// sign). Before any token key exists, the session check.
+    /// sign). Before any token key exists, the session check. The key is read from the store
+    /// once and kept (it never changes once recorded), so that a store outage is not reported
+    /// as a token outage; while the store cannot say, the session check judges the token.
     pub async fn sign_probe(&self) -> Result<(), CaError> {
-        if self.inner.store.current_signing_key().await?.is_none() {
-            return self.hsm_call(|h| h.check()).await;
-        }
-        let key = self.token_key().await?;
+        let kept = self
+            .inner
+            .probe_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let key = match kept {
+            Some(k) => k,
+            None => match self.inner.store.current_signing_key().await {
+                Ok(Some(_)) => {
+                    let k = self.token_key().await?;
+                    *self
+                        .inner
+                        .probe_key
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(k.clone());
+                    k
+                }
+                Ok(None) => return self.hsm_call(|h| h.check()).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "readiness: the store cannot name the token key; checking the token session");
+                    return self.hsm_call(|h| h.check()).await;
+                }
+            },
+        };
         self.sign_token(&key, b"pnc-pki readiness probe").await?;
         Ok(())
     }
