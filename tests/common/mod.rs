@@ -2,6 +2,8 @@
 //! file or a fresh PostgreSQL database, the real `pnc-pki` binary, and a running server.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -406,6 +408,8 @@ pub struct Reply {
     pub status: u16,
     pub ctype: String,
     pub body: Vec<u8>,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -427,6 +431,11 @@ pub fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply 
         .unwrap_or("")
         .to_string();
     let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = r
         .body_mut()
         .with_config()
@@ -437,6 +446,7 @@ pub fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply 
         status,
         ctype,
         body,
+        retry_after,
     }
 }
 
