@@ -333,7 +333,13 @@ impl Locator {
             }
             Err(_) => {
                 self.wake.notify_one();
-                Err(sqlx::Error::PoolTimedOut)
+                Err(sqlx::Error::Configuration(
+                    format!(
+                        "{host} did not answer the primary check within {:?}",
+                        self.list.connect_timeout
+                    )
+                    .into(),
+                ))
             }
         }
     }
