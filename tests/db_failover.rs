@@ -11,7 +11,9 @@
 //!   URL whose only host is a standby is refused with a clear error.
 //! - A commit in doubt (the primary killed while the commit waits for the standby's
 //!   acknowledgement) is answered `503 outcome_unknown` with `Retry-After`, not as a failure,
-//!   and the retry with the same Idempotency-Key gets the certificate that committed.
+//!   while no primary can be asked, and the retry with the same Idempotency-Key gets the
+//!   certificate that committed; when the standby is promoted while the writer is still
+//!   checking, the first call itself gets that certificate.
 
 mod common;
 
@@ -294,7 +296,7 @@ fn failover_to_a_promoted_standby_under_keyed_load() {
 }
 
 #[test]
-fn a_commit_in_doubt_is_answered_with_the_committed_certificate_on_retry() {
+fn commits_in_doubt_are_answered_with_the_certificate_that_committed() {
     let Some(bin) = pg_bin() else {
         return;
     };
@@ -309,38 +311,10 @@ fn a_commit_in_doubt_is_answered_with_the_committed_certificate_on_retry() {
 
     // Start-up writes (the first CRLs) done: once replay is paused, the first transaction to
     // commit holds the audit head until the end, and it must be the enrollment's.
-    let mut last = String::new();
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_millis(1500) {
-        let seq = primary.query("SELECT max(seq) FROM audit_log");
-        if seq != last {
-            last = seq;
-            quiet_since = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_quiet(&primary);
     standby.query("SELECT pg_wal_replay_pause()");
     standby.wait_for("SELECT pg_get_wal_replay_pause_state()", "paused");
-    let base = srv.url("");
-    let (a2, c2) = (auth.clone(), csr.clone());
-    let in_doubt = std::thread::spawn(move || try_enroll_secc(&base, &a2, &c2, Some("in-doubt")));
-    // Its batch's COMMIT (the transaction holding the certificates table) waits for the
-    // standby; once the standby has received everything the primary wrote, the commit is on
-    // the standby's disk, unacknowledged.
-    let t = Instant::now();
-    while primary.query(
-        "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
-         WHERE a.wait_event = 'SyncRep' AND l.relation = 'certificates'::regclass",
-    ) == "0"
-    {
-        assert!(t.elapsed() < Duration::from_secs(20), "no commit waits");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let lsn = primary.query("SELECT pg_current_wal_flush_lsn()");
-    standby.wait_for(
-        &format!("SELECT pg_wal_lsn_diff('{lsn}', pg_last_wal_receive_lsn()) <= 0"),
-        "t",
-    );
+    let in_doubt = enroll_in_doubt(&srv, &auth, &csr, "in-doubt", &primary, &standby);
     primary.kill_postmaster();
 
     let r = in_doubt.join().unwrap().expect("an answer");
@@ -392,5 +366,87 @@ fn a_commit_in_doubt_is_answered_with_the_committed_certificate_on_retry() {
         serial, committed,
         "the retry must answer the certificate the in-doubt commit stored"
     );
+
+    // Again the other way round, and this time the promotion comes while the writer is still
+    // checking: the old primary rebuilt as a synchronous standby on its own address, a commit
+    // in doubt, the new primary killed, the rebuilt one promoted at once. The writer finds the
+    // certificate on it and answers it: 200 to the first call, no retry needed.
+    let (now_primary, dead) = (standby, primary);
+    let port = dead.port;
+    drop(dead);
+    let rebuilt = Cluster::standby_on(&now_primary, port, &[]);
+    now_primary.query("ALTER SYSTEM SET synchronous_standby_names = '*'");
+    now_primary.query("ALTER SYSTEM SET synchronous_commit = 'remote_apply'");
+    now_primary.query("SELECT pg_reload_conf()");
+    now_primary.wait_for("SELECT sync_state FROM pg_stat_replication", "sync");
+    wait_quiet(&now_primary);
+    rebuilt.query("SELECT pg_wal_replay_pause()");
+    rebuilt.wait_for("SELECT pg_get_wal_replay_pause_state()", "paused");
+    let in_doubt = enroll_in_doubt(&srv, &auth, &csr, "in-doubt-2", &now_primary, &rebuilt);
+    now_primary.kill_postmaster();
+    rebuilt.promote();
+    let r = in_doubt.join().unwrap().expect("an answer");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), srv.log());
+    assert!(
+        srv.log()
+            .contains("the batch is stored (checked on a fresh connection)"),
+        "the answer did not come from the check"
+    );
+    let (serial, _) = pkcs7_leaf(env.path(), "in-doubt-2", &r.text());
+    assert_eq!(
+        rebuilt.query("SELECT serial_hex FROM idempotency_keys WHERE idem_key = 'in-doubt-2'"),
+        serial
+    );
+    assert_eq!(env.listed("secc-leaf").len(), 3, "a certificate too many");
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
+}
+
+/// Wait until the audit log has not moved for 1.5 s (start-up CRLs and the like are written).
+fn wait_quiet(primary: &Cluster) {
+    let mut last = String::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_millis(1500) {
+        let seq = primary.query("SELECT max(seq) FROM audit_log");
+        if seq != last {
+            last = seq;
+            quiet_since = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Send a keyed enrollment whose batch's COMMIT then waits for `standby` (replay paused) and
+/// return once that commit is on the standby's disk, unacknowledged; the call's answer is the
+/// thread's result.
+fn enroll_in_doubt(
+    srv: &Server,
+    auth: &str,
+    csr: &str,
+    key: &str,
+    primary: &Cluster,
+    standby: &Cluster,
+) -> std::thread::JoinHandle<Result<Reply, String>> {
+    let (base, auth, csr, key) = (
+        srv.url(""),
+        auth.to_string(),
+        csr.to_string(),
+        key.to_string(),
+    );
+    let call = std::thread::spawn(move || try_enroll_secc(&base, &auth, &csr, Some(&key)));
+    // The batch's transaction holds the certificates table until its COMMIT returns.
+    let t = Instant::now();
+    while primary.query(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+         WHERE a.wait_event = 'SyncRep' AND l.relation = 'certificates'::regclass",
+    ) == "0"
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "no commit waits");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lsn = primary.query("SELECT pg_current_wal_flush_lsn()");
+    standby.wait_for(
+        &format!("SELECT pg_wal_lsn_diff('{lsn}', pg_last_wal_receive_lsn()) <= 0"),
+        "t",
+    );
+    call
 }

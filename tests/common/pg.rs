@@ -121,7 +121,14 @@ impl Cluster {
 
     /// A streaming standby of `primary` (`pg_basebackup -R`), started, with `settings`.
     pub fn standby_of(primary: &Cluster, settings: &[&str]) -> Cluster {
-        let c = Cluster::empty(primary.bin.clone(), settings);
+        Cluster::standby_on(primary, free_port(), settings)
+    }
+
+    /// [`Cluster::standby_of`] on `port` (a dead server's, as an HA manager rebuilds a failed
+    /// primary as a standby on its own address).
+    pub fn standby_on(primary: &Cluster, port: u16, settings: &[&str]) -> Cluster {
+        let mut c = Cluster::empty(primary.bin.clone(), settings);
+        c.port = port;
         let port = primary.port.to_string();
         c.must(
             "pg_basebackup",
