@@ -199,7 +199,16 @@ impl HostList {
                 format!("?{}", params.join("&"))
             };
             let one = format!("{scheme}://{user}{authority}{path}{q}");
-            let opts: PgConnectOptions = one.parse().map_err(|e| bad(&format!("{e}")))?;
+            let opts: PgConnectOptions = one.parse().map_err(|e: sqlx::Error| {
+                // sqlx may quote the URL it could not read: never with the password.
+                let mut why = e.to_string();
+                if let Some(pw) = userinfo.and_then(|u| u.split_once(':')).map(|(_, p)| p)
+                    && !pw.is_empty()
+                {
+                    why = why.replace(pw, "***");
+                }
+                bad(&why)
+            })?;
             list.labels
                 .push(format!("{}:{}", opts.get_host(), opts.get_port()));
             list.hosts.push(opts);
