@@ -38,4 +38,5 @@ pub mod server;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod validation;
 pub mod x509;

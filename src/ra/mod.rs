@@ -15,6 +15,7 @@ pub mod provisioning;
 mod reenroll;
 pub mod refusals;
 pub mod users;
+mod validate;
 
 use std::sync::Arc;
 
@@ -236,8 +237,8 @@ struct Inner {
     health: tokio::sync::Mutex<Option<(tokio::time::Instant, Health)>>,
     /// Largest provisioning answers, base64 characters: (-2, -20).
     response_caps: (usize, usize),
-    /// Roots and CAs for provisioning path checks, parsed once (`contracts::TrustSet`).
-    trust: std::sync::Mutex<Option<(std::time::Instant, Arc<contracts::TrustSet>)>>,
+    /// The validation engine's trust store, built once per [`validate`] TTL.
+    trust: std::sync::Mutex<Option<(std::time::Instant, Arc<crate::validation::TrustStore>)>>,
     /// Console session timeouts.
     ui: UiTimeouts,
     /// The console's form-signing key, read from the store once (`users::console_form_key`).
@@ -756,7 +757,13 @@ impl Ra {
                     .ok_or_else(|| RaError::bad("bad_query", "serial_hex is not hex"))?,
             );
         }
-        f.emaid = f.emaid.map(|e| compact_id(&e));
+        // An EMAID is searched in the form certificates carry it: normalised like the contract
+        // API does (separators and case; a -2 EMAID without its check digit gets it).
+        f.emaid = f.emaid.map(|e| {
+            crate::policy::identifiers::normalize_emaid(&e)
+                .map(|n| compact_id(&n))
+                .unwrap_or_else(|_| compact_id(&e))
+        });
         f.evse_id = f.evse_id.map(|e| compact_id(&e));
         let limit = f.limit.unwrap_or(100).clamp(1, 1000);
         f.limit = Some(limit);

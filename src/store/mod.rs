@@ -20,7 +20,7 @@ mod rollover;
 mod supersede;
 mod users;
 
-pub use provisioning::{ContractQuery, DueSupersession};
+pub use provisioning::{ContractQuery, DueSupersession, PriorProvisioning};
 pub use users::{MAX_SESSIONS_PER_USER, SessionCutoffs};
 
 use std::str::FromStr;
