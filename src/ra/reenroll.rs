@@ -38,6 +38,13 @@ impl Ra {
         if old.status != crate::model::CertStatus::Valid || old.not_after <= now {
             return Err(unauth("the client certificate is revoked or expired"));
         }
+        // Judged like every certificate that comes in: its path (through the CA key that
+        // signed it, retired or not) and the role of the profile it was issued under.
+        if let Some(role) = crate::validation::Role::of_profile(&old.profile)
+            && let Err(f) = self.judge(der, &[], role).await?
+        {
+            return Err(unauth(&format!("the client certificate is refused: {f}")));
+        }
         let holder = holder_principal(&old, family, der);
         let op = Operation::Enroll(family);
         let r = async {

@@ -18,6 +18,8 @@ pub enum Role {
     Contract,
     /// A charger's SECC leaf (CN = EVSE ID / SECCID), issued under a CPO sub-CA.
     SeccLeaf,
+    /// A CPS leaf (signs contract data), issued under a CPS sub-CA.
+    CpsLeaf,
     /// An OCPP charging-station certificate (TLS client), under a CSO sub-CA.
     ChargingStation,
     /// An OCPP CSMS server certificate (TLS server), under a CSO sub-CA.
@@ -25,12 +27,26 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role of certificates we issue under `profile` (leaf profiles only).
+    pub fn of_profile(profile: &str) -> Option<Role> {
+        match profile.trim_end_matches("-20") {
+            "oem-provisioning" => Some(Role::OemProvisioning),
+            "contract" => Some(Role::Contract),
+            "secc-leaf" => Some(Role::SeccLeaf),
+            "cps-leaf" => Some(Role::CpsLeaf),
+            "charging-station" => Some(Role::ChargingStation),
+            "csms-server" => Some(Role::CsmsServer),
+            _ => None,
+        }
+    }
+
     /// Name for messages.
     pub fn name(self) -> &'static str {
         match self {
             Role::OemProvisioning => "OEM provisioning certificate",
             Role::Contract => "contract certificate",
             Role::SeccLeaf => "SECC certificate",
+            Role::CpsLeaf => "CPS certificate",
             Role::ChargingStation => "charging-station certificate",
             Role::CsmsServer => "CSMS server certificate",
         }
@@ -41,7 +57,7 @@ impl Role {
         match self {
             Role::OemProvisioning => &[AnchorKind::Oem, AnchorKind::V2g],
             Role::Contract => &[AnchorKind::Mo, AnchorKind::V2g],
-            Role::SeccLeaf => &[AnchorKind::V2g],
+            Role::SeccLeaf | Role::CpsLeaf => &[AnchorKind::V2g],
             Role::ChargingStation | Role::CsmsServer => &[AnchorKind::Csms],
         }
     }
@@ -52,6 +68,7 @@ impl Role {
             Role::OemProvisioning => &["oem-provisioning", "oem-provisioning-20"],
             Role::Contract => &["contract", "contract-20"],
             Role::SeccLeaf => &["secc-leaf", "secc-leaf-20"],
+            Role::CpsLeaf => &["cps-leaf", "cps-leaf-20"],
             Role::ChargingStation => &["charging-station"],
             Role::CsmsServer => &["csms-server"],
         }
@@ -63,6 +80,7 @@ impl Role {
             Role::OemProvisioning => "oem-sub-ca",
             Role::Contract => "mo-sub-ca",
             Role::SeccLeaf => "cpo-sub-ca",
+            Role::CpsLeaf => "cps-sub-ca",
             Role::ChargingStation | Role::CsmsServer => "cso-sub-ca",
         }
     }
@@ -74,6 +92,7 @@ impl Role {
             Role::OemProvisioning => Some("OEM"),
             Role::Contract => Some("MO"),
             Role::SeccLeaf => Some("CPO"),
+            Role::CpsLeaf => Some("CPS"),
             Role::ChargingStation | Role::CsmsServer => None,
         }
     }
