@@ -28,6 +28,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod exi;
+pub mod fetch;
 pub mod hsm;
 pub mod model;
 pub mod ocsp;

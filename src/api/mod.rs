@@ -528,6 +528,8 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Config(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr()?;
+    // Requests to other PKIs never come back to this service.
+    ra.note_listen_addresses(&[local]);
     let ocsp = state.ocsp.clone();
     let svc = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(normalize_path),

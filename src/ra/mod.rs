@@ -7,8 +7,10 @@
 //! Front ends never hold the CA's token or the store: an [`Ra`] is all they get.
 
 pub mod auth;
+pub mod authorize;
 mod clients;
 pub mod contracts;
+mod external;
 mod guard;
 pub mod ocpp;
 pub mod provisioning;
@@ -247,6 +249,12 @@ struct Inner {
     supersede_grace: i64,
     /// This process's name in job leases (`store::Store::job_lease`).
     holder: String,
+    /// Other PKIs' revocation through the guarded fetcher.
+    external: external::External,
+    /// Authorize a contract whose revocation cannot be learnt (`PNC_AUTHORIZE_UNREACHABLE`).
+    authorize_unreachable_accept: bool,
+    /// Recent verdicts about other PKIs' contract chains.
+    verdicts: authorize::VerdictCache,
 }
 
 /// Console session timeouts, seconds.
@@ -290,6 +298,12 @@ impl Ra {
                 .max(1),
         };
         let limits_grace = limits.supersede_grace;
+        let external = external::External::new(
+            Arc::new(crate::fetch::Fetcher::new(limits.fetch.clone())),
+            limits.external_revocation,
+            clock.clone(),
+        );
+        let authorize_unreachable_accept = limits.authorize_unreachable_accept;
         let response_caps = (
             limits.max_response_chars_iso2,
             limits.max_response_chars_iso20,
@@ -310,8 +324,21 @@ impl Ra {
                 form_key: tokio::sync::OnceCell::new(),
                 supersede_grace: i64::try_from(limits_grace.as_secs()).unwrap_or(i64::MAX),
                 holder: format!("ra-{}", hex::encode(rand::random::<[u8; 8]>())),
+                external,
+                authorize_unreachable_accept,
+                verdicts: authorize::VerdictCache::default(),
             }),
         }
+    }
+
+    /// The service's listen addresses: the outbound fetcher never contacts them.
+    pub fn note_listen_addresses(&self, addrs: &[std::net::SocketAddr]) {
+        self.inner.external.fetcher.add_own_addresses(addrs);
+    }
+
+    /// What the outbound fetcher did (`/metrics`, the console).
+    pub fn fetch_stats(&self) -> &crate::fetch::FetchStats {
+        &self.inner.external.fetcher.stats
     }
 
     fn ca(&self) -> Result<&Ca, RaError> {

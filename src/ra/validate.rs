@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::{Ra, RaError};
 use crate::model::{CertRecord, CertStatus, RootKind};
 use crate::validation::{
-    self, AnchorKind, ExternalStatus, Failure, NoExternalSource, RevocationSource, Role,
-    TrustStore, ValidPath,
+    self, AnchorKind, ExternalStatus, Failure, RevocationSource, Role, TrustStore, UnknownPolicy,
+    ValidPath,
 };
 
 /// How long a built [`TrustStore`] is used before it is read again: a root trusted or removed
@@ -139,8 +139,11 @@ impl Ra {
             }
         }
         for (cert, issuer) in path.issued_by_others() {
-            match NoExternalSource.status(cert, issuer).await {
-                ExternalStatus::Good | ExternalStatus::NoSource => {}
+            match self.inner.external.status(cert, issuer).await {
+                ExternalStatus::Good => {}
+                ExternalStatus::NoSource => {
+                    tracing::info!(subject = %cert.subject_string(), "a certificate of another PKI names no revocation source");
+                }
                 ExternalStatus::Revoked(why) => {
                     return Ok(Err(Failure::Revoked(format!(
                         "{} is revoked at its responder: {why}",
@@ -148,6 +151,10 @@ impl Ra {
                     ))));
                 }
                 ExternalStatus::Unknown(why) => {
+                    if self.inner.external.policy == UnknownPolicy::BestEffort {
+                        tracing::warn!(subject = %cert.subject_string(), reason = %why, "revocation status unknown; accepted (PNC_EXTERNAL_REVOCATION=best-effort)");
+                        continue;
+                    }
                     return Ok(Err(Failure::RevocationUnknown(format!(
                         "{}: {why}",
                         cert.subject_string()

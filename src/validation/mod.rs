@@ -23,6 +23,7 @@
 //! name in a store (two roots with one name broke it) and cannot express ISO 15118 roles;
 //! rustls-webpki validates TLS server and client roles only. The cryptography is OpenSSL's.
 
+pub mod ocsp;
 pub mod role;
 
 use const_oid::ObjectIdentifier;
@@ -349,6 +350,29 @@ pub enum ExternalStatus {
     Unknown(String),
     /// The certificate names no revocation source (allowed; counted).
     NoSource,
+}
+
+/// What an unknown status means for a refusal (`PNC_EXTERNAL_REVOCATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownPolicy {
+    /// Refused (`revocation_unknown`): the default.
+    Require,
+    /// Accepted and logged.
+    BestEffort,
+}
+
+impl UnknownPolicy {
+    /// From `PNC_EXTERNAL_REVOCATION` (`require`, the default, or `best-effort`).
+    pub fn from_env() -> Result<UnknownPolicy, String> {
+        match std::env::var("PNC_EXTERNAL_REVOCATION").as_deref() {
+            Err(_) | Ok("require") | Ok("") => Ok(UnknownPolicy::Require),
+            Ok("best-effort") => Ok(UnknownPolicy::BestEffort),
+            Ok(other) => Err(format!(
+                "PNC_EXTERNAL_REVOCATION must be require or best-effort, not '{}'",
+                other.chars().take(32).collect::<String>()
+            )),
+        }
+    }
 }
 
 /// Today's external source: none is consulted (no outbound fetcher yet); every certificate of
