@@ -598,3 +598,63 @@ fn contract_certificates_of_other_pkis_and_ours_are_authorized_as_ocpp_reads() {
     );
     assert_eq!(code, 400, "{v}");
 }
+
+#[test]
+fn oem_provisioning_certificates_are_checked_at_their_oem_responder() {
+    let env = Env::new(common::Backend::Sqlite);
+    env.init();
+    let dir = env.path().to_path_buf();
+    let port = free_port_on("0.0.0.0");
+    let url = format!("http://127.0.0.5:{port}");
+    let root = make("Other OEM Root", None, true, valid(), None);
+    let sub = make("Other OEM Sub-CA", Some(&root), true, valid(), None);
+    let good = make("WP0ZZZ99ZTS392124", Some(&sub), false, valid(), Some(&url));
+    let revoked = make("WP0ZZZ99ZTS392125", Some(&sub), false, valid(), Some(&url));
+    let (hang_port, _) = silent("127.0.0.5");
+    let unreachable = make(
+        "WP0ZZZ99ZTS392126",
+        Some(&sub),
+        false,
+        valid(),
+        Some(&format!("http://127.0.0.5:{hang_port}")),
+    );
+    let root_pem = write(&dir, "oem-root.pem", &root.cert.to_pem().unwrap());
+    env.ok(&["trust", "add", "--kind", "oem-root", &root_pem]);
+    let index = [
+        index_line(&good.cert, false),
+        index_line(&revoked.cert, true),
+    ]
+    .concat();
+    let _responder = Responder::start(&dir, "oem", port, &index, &sub, &sub);
+    let oem = env.client_add("oem", "oem", &["WP0"]);
+    let srv = env.serve_with_env(&[
+        ("PNC_FETCH_ALLOW", "127.0.0.5/32"),
+        ("PNC_FETCH_TIMEOUT", "1s"),
+    ]);
+    let token = srv.bearer(&oem);
+    let put = |v: &Made| {
+        use base64::Engine;
+        let b64 = |c: &X509| base64::engine::general_purpose::STANDARD.encode(c.to_der().unwrap());
+        reply(
+            http()
+                .put(&srv.url("/v1/oem/provCerts"))
+                .header("authorization", &token)
+                .header("content-type", "application/json")
+                .send(
+                    json!({"vehicleCertificate": b64(&v.cert), "subCA2Certificate": b64(&sub.cert),
+                           "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef"})
+                    .to_string()
+                    .as_bytes(),
+                ),
+        )
+    };
+    let r = put(&good);
+    assert!(r.status == 201 || r.status == 200, "{}", r.text());
+    let r = put(&revoked);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "oem_revoked", "{}", r.text());
+    // Unreachable responder: refused by default (PNC_EXTERNAL_REVOCATION=require).
+    let r = put(&unreachable);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "revocation_unknown", "{}", r.text());
+}

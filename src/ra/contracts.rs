@@ -552,7 +552,13 @@ impl Ra {
                 crate::validation::Role::OemProvisioning,
             )
             .await?
-            .map_err(|f| super::validate::upload_refusal("vehicleCertificate", f))?;
+            .map_err(|f| match f {
+                // Revoked at its OEM's responder (or by us): OPCP's code for it.
+                crate::validation::Failure::Revoked(_) => {
+                    RaError::bad("oem_revoked", format!("vehicleCertificate: {f}"))
+                }
+                f => super::validate::upload_refusal("vehicleCertificate", f),
+            })?;
         let root_der = judged.path.anchor().der.clone();
         let tenant =
             identifiers::pcid_wmi(&pcid).map_err(|e| RaError::bad("bad_pcid", e.to_string()))?;
