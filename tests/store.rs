@@ -614,3 +614,39 @@ fn a_job_lease_has_one_holder_until_it_runs_out_or_is_given_up() {
         });
     }
 }
+
+/// The store's safety net under the front ends' character checks (issue 20): a NUL in a text
+/// parameter, which PostgreSQL cannot hold, is the caller's error (400 `invalid_characters`),
+/// not a store outage (503 `store_unavailable`), and the store still works afterwards.
+#[test]
+fn a_nul_in_a_text_value_is_a_bad_request_not_an_outage() {
+    if !backend_ready(Backend::Postgres) {
+        return;
+    }
+    let env = Env::new(Backend::Postgres);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = connect(&env.db_url).await;
+        let err = store
+            .list_certs(&CertFilter {
+                emaid: Some("DE8AA\0".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_characters", "{err}");
+        assert_eq!(err.kind(), pnc_pki::error::ErrorKind::BadRequest, "{err}");
+        let err = store
+            .audit(&AuditEvent::new(
+                "test",
+                "x.y",
+                "a\0b",
+                serde_json::json!({}),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_characters", "{err}");
+        // In JSON details a NUL is escaped (`\u0000`) and stored as text: harmless.
+        store.audit(&ev("after")).await.unwrap();
+        assert!(store.audit_verify().await.unwrap().ok());
+    });
+}

@@ -352,6 +352,7 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(crate::console::router(console));
     }
     app.layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(hygiene))
         .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
@@ -436,6 +437,34 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
         "request"
     );
     resp
+}
+
+/// Input hygiene around every routed request (inside [`observe`], so answers carry the request
+/// id and the path's error style):
+/// - a path or query string holding a control character once percent-decoded is refused with
+///   `400 invalid_characters` before routing (`crate::policy::text`): a NUL reaching PostgreSQL
+///   was a 503, reaching SQLite a stored NUL.
+async fn hygiene(req: Request<Body>, next: Next) -> Response {
+    let uri = req.uri();
+    let bad = if !crate::policy::text::uri_component_ok(uri.path()) {
+        Some("path")
+    } else if !uri
+        .query()
+        .is_none_or(crate::policy::text::uri_component_ok)
+    {
+        Some("query string")
+    } else {
+        None
+    };
+    if let Some(part) = bad {
+        tracing::debug!(part, "control characters in the request URI");
+        return ApiError::bad_request(
+            crate::policy::text::CODE,
+            format!("control characters are not allowed in the {part}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The `Idempotency-Key` header of an issuing or revoking call, if sent (what it binds:

@@ -45,7 +45,12 @@ pub use audit::{GENESIS_HASH, entry_hash};
 pub enum StoreError {
     /// The database refused or could not be reached.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// A text value the database cannot hold (PostgreSQL: a NUL, SQLSTATE 22021 or 22P05). The
+    /// front ends refuse control characters before they get here; this keeps one that slips
+    /// through a 400 of the caller's, not a 503 of ours.
+    #[error("a value holds characters the database cannot store")]
+    InvalidText,
     /// A migration failed at start-up.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -89,10 +94,30 @@ pub enum StoreError {
     BatchFailed(String),
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        if invalid_text(&e) {
+            // The caller's input, not our fault: no ERROR line, no 503.
+            tracing::info!(error = %e, "the database refused a text value");
+            return StoreError::InvalidText;
+        }
+        StoreError::Db(e)
+    }
+}
+
+/// PostgreSQL's answer to a text parameter holding a NUL: 22021 (character not in repertoire,
+/// "invalid byte sequence for encoding") or 22P05 (untranslatable character, a `\u0000` in
+/// JSON). SQLite stores such values, so only PostgreSQL says this.
+fn invalid_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("22021" | "22P05")))
+}
+
 impl StoreError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
+            StoreError::InvalidText => "invalid_characters",
+            StoreError::Db(e) if invalid_text(e) => "invalid_characters",
             StoreError::DuplicateSerial { .. } => "duplicate_serial",
             StoreError::DuplicateCa(_) => "ca_exists",
             StoreError::Taken(_) => "already_registered",
@@ -109,7 +134,10 @@ impl StoreError {
     /// How it is answered.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::BadCursor(_) | StoreError::Unsupported(_) => ErrorKind::BadRequest,
+            StoreError::BadCursor(_) | StoreError::Unsupported(_) | StoreError::InvalidText => {
+                ErrorKind::BadRequest
+            }
+            StoreError::Db(e) if invalid_text(e) => ErrorKind::BadRequest,
             StoreError::DuplicateCa(_)
             | StoreError::Taken(_)
             | StoreError::IdempotencyKeyTaken(_)
