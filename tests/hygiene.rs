@@ -263,6 +263,75 @@ fn control_characters_are_refused_postgres() {
     control_characters(Backend::Postgres);
 }
 
+#[test]
+fn every_error_body_carries_a_code_the_413s_included() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let admin = env.client_add("Admin", "admin", &[]);
+    let cpo = env.client_add("CPO", "cpo", &["DE*ABC"]);
+    let srv = env.serve_with_env(&[("PNC_API_MAX_BODY", "2048")]);
+    let admin_auth = srv.bearer(&admin);
+    let cpo_auth = srv.bearer(&cpo);
+    let big = vec![b'{'; 4096];
+    for path in [
+        "/api/v1/ocsp/certificate-status",
+        "/api/v1/ocsp/chain-status",
+        "/api/v1/contracts",
+        "/api/v1/clients",
+        "/api/v1/ocpp/sign-certificate",
+        "/api/v1/certificates/cpo-sub-ca-2/01/revoke",
+    ] {
+        let r = send(
+            &srv,
+            "POST",
+            path,
+            Some(&admin_auth),
+            "application/json",
+            &big,
+        );
+        assert_problem(&r, 413, "body_too_large", path);
+    }
+    // OPCP routes answer Hubject's shape, with our code.
+    let r = send(
+        &srv,
+        "POST",
+        "/cpo/simpleenroll/ISO15118-2",
+        Some(&cpo_auth),
+        "application/pkcs10",
+        &big,
+    );
+    assert_refused(&r, 413, "body_too_large", "simpleenroll");
+    let r = send(&srv, "POST", "/oauth/token", None, "application/json", &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.json()["code"].is_string(), "{}", r.text());
+    // Other rejections the framework makes: a path segment that is not UTF-8, a wrong method.
+    let r = send(
+        &srv,
+        "GET",
+        "/api/v1/certificates/%FF/01",
+        Some(&admin_auth),
+        "",
+        b"",
+    );
+    assert_eq!(
+        r.ctype,
+        "application/problem+json",
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    assert!(r.json()["code"].is_string(), "{}", r.text());
+    let r = send(
+        &srv,
+        "PUT",
+        "/api/v1/ocsp/chain-status",
+        Some(&admin_auth),
+        "application/json",
+        b"{}",
+    );
+    assert_problem(&r, 405, "method_not_allowed", "PUT");
+}
+
 /// (signing input, r, s) of a compact JWS.
 fn split_jws(token: &str) -> (String, Vec<u8>, Vec<u8>) {
     let (input, sig) = token.rsplit_once('.').unwrap();
