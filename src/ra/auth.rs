@@ -381,6 +381,19 @@ impl Tokens {
                 _ => unauthenticated("invalid_token", "token is not valid"),
             }
         })?;
+        // ECDSA is malleable: (r, n − s) verifies as well as (r, s). We sign low-S only
+        // (`Ca::sign_token`) and take low-S only, ours or an external issuer's, so that one
+        // token cannot be turned into a second, different one that still verifies.
+        if let Some(raw) = token
+            .rsplit_once('.')
+            .and_then(|(_, sig)| B64URL.decode(sig).ok())
+            && !crate::x509::ecdsa::p256_is_low_s(&raw)
+        {
+            return Err(unauthenticated(
+                "non_canonical_signature",
+                "token signature is not in low-S form",
+            ));
+        }
         let role: Role = data
             .claims
             .role
