@@ -504,7 +504,7 @@ fn subject_names_are_shown_rfc4514_escaped() {
     // `--subject` reads the escaped form back: the same name, shown the same way.
     let key_out = env.path().join("contract.key");
     let out = env.path().join("contract.pem");
-    let subject = r"O=Example MO\, Inc., CN=DE8AA000000002";
+    let subject = r"O=Example MO\, Inc., CN=DE8AA0000000020";
     env.ok(&[
         "issue",
         "--profile",

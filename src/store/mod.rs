@@ -17,6 +17,7 @@ mod leases;
 pub mod ocsp;
 mod provisioning;
 mod rollover;
+mod subjects;
 mod supersede;
 mod users;
 
@@ -804,12 +805,14 @@ impl Store {
                 .filter(|c| !matches!(c, '*' | '-' | ' ' | ':'))
                 .collect::<String>()
                 .to_lowercase();
-            args.push(format!("%{}%", esc(&t.to_lowercase())));
+            // Subjects are RFC 4514-escaped (`O=ACME\, Inc.`): backslashes are ignored on
+            // both sides, so the name is found however it is typed.
+            args.push(format!("%{}%", esc(&t.replace('\\', "").to_lowercase())));
             let a = args.len();
             args.push(format!("%{}%", esc(&compact)));
             let b = args.len();
             clauses.push(format!(
-                "(LOWER(subject) LIKE ${a} ESCAPE '\\' OR LOWER(evse_id) LIKE ${b} ESCAPE '\\' \
+                "(REPLACE(LOWER(subject), '\\', '') LIKE ${a} ESCAPE '\\' OR LOWER(evse_id) LIKE ${b} ESCAPE '\\' \
                  OR LOWER(emaid) LIKE ${b} ESCAPE '\\' OR LOWER(pcid) LIKE ${b} ESCAPE '\\' \
                  OR serial_hex LIKE ${b} ESCAPE '\\')"
             ));
