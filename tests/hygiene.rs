@@ -501,6 +501,12 @@ fn subject_names_are_shown_rfc4514_escaped() {
     );
     let r = send(&srv, "GET", &path, Some(&auth), "", b"");
     assert_eq!(r.json()["subject"], escaped);
+    // The console's certificate page (HTML-escaped by the template, RFC 4514 by us).
+    let page = console_page(&env, &srv, &path.replace("/api/v1/", "/ui/"));
+    assert!(
+        page.contains(r"O=EVIL CSO\, O=ACME CSO, CN=CS-0001"),
+        "{page}"
+    );
 
     // `--subject` reads the escaped form back: the same name, shown the same way.
     let key_out = env.path().join("contract.key");
@@ -533,4 +539,53 @@ fn subject_names_are_shown_rfc4514_escaped() {
         contracts.iter().any(|c| c["subject"] == subject),
         "{contracts:?}"
     );
+}
+
+/// A console page as an admin sees it: sign in through the form, then GET `path`.
+fn console_page(env: &Env, srv: &Server, path: &str) -> String {
+    let out = env.ok(&["user", "add", "--name", "ops", "--role", "admin", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let password = v["password"].as_str().unwrap().to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .get(&srv.url("/ui/login"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let needle = "name=\"csrf\" value=\"";
+    let i = login.find(needle).expect("sign-in form token") + needle.len();
+    let csrf = &login[i..i + login[i..].find('"').unwrap()];
+    let form =
+        serde_urlencoded::to_string([("name", "ops"), ("password", &password), ("csrf", csrf)])
+            .unwrap();
+    let r = agent
+        .post(&srv.url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(form.as_bytes())
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|c| {
+            c.to_str()
+                .ok()?
+                .strip_prefix("pnc_session=")
+                .map(str::to_string)
+        })
+        .expect("session cookie");
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let mut page = agent
+        .get(&srv.url(path))
+        .header("cookie", &format!("pnc_session={cookie}"))
+        .call()
+        .unwrap();
+    assert_eq!(page.status(), 200, "{path}");
+    page.body_mut().read_to_string().unwrap()
 }
