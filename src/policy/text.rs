@@ -57,6 +57,11 @@ pub fn text_ok(s: &str) -> bool {
 /// C0 and DEL as bytes, C1 as their UTF-8 encoding (`C2 80`–`C2 9F`). Bytes that are not UTF-8
 /// are left to the extractors, which refuse them.
 pub fn uri_component_ok(raw: &str) -> bool {
+    // The URI parser admits no raw control bytes, so without a `%` there is nothing to decode
+    // (the common case: no allocation per request).
+    if !raw.contains('%') {
+        return !raw.chars().any(char::is_control);
+    }
     let b = percent_decode(raw);
     if b.iter().any(|&c| c < 0x20 || c == 0x7f) {
         return false;
