@@ -680,7 +680,7 @@ fn comma_certificate(dir: &std::path::Path) -> (Vec<u8>, String) {
     )
 }
 
-/// Subjects stored before escaping (listed by migration 0014) are re-rendered once from their
+/// Subjects stored before escaping (listed by migration 0015) are re-rendered once from their
 /// DER, so exact subject lookups (supersession) find old and new rows alike; text search
 /// ignores the escaping backslashes.
 #[test]
@@ -701,7 +701,7 @@ fn legacy_subjects_are_rewritten_once_and_found_however_typed() {
                 .record_issuance(&old, None, &ev("old"), None)
                 .await
                 .unwrap();
-            // What migration 0014 does for rows that exist when it runs.
+            // What migration 0015 does for rows that exist when it runs.
             let q =
                 "INSERT INTO subject_rewrites (tbl, k1, k2) VALUES ('certificates', 'root', '02')";
             match backend {

@@ -1,5 +1,5 @@
 //! The one-time rewrite of subject names stored before they were RFC 4514-escaped (migration
-//! 0014 lists those rows). Until a row is rewritten its `subject` is the old, unescaped text:
+//! 0015 lists those rows). Until a row is rewritten its `subject` is the old, unescaped text:
 //! for a name without special characters the two are the same, for one with a `,` in a value
 //! they differ, and an exact comparison (the supersession of a re-issued certificate looks its
 //! predecessors up by subject) would miss the old row. The rewrite runs at every start and
@@ -13,7 +13,7 @@ use super::{Store, StoreError, dispatch};
 const BATCH: i64 = 500;
 
 impl Store {
-    /// Re-render the stored subject of every row migration 0014 listed with `render` (the DER
+    /// Re-render the stored subject of every row migration 0015 listed with `render` (the DER
     /// of the certificate in, its subject as text out; `None` leaves the row as it is) and cross
     /// it off. Several replicas may run this at once: they write the same text. Returns how
     /// many subjects changed.

@@ -2,7 +2,7 @@
 -- shown, searched and compared as if it were another attribute). Rows written before hold the
 -- old, unescaped text; this lists them once, and the service re-renders each from its DER at
 -- start-up and crosses it off (`Store::rewrite_legacy_subjects`). Rows written after this
--- migration are escaped already and never listed. Keep in step with the other backend's 0014.
+-- migration are escaped already and never listed. Keep in step with the other backend's 0015.
 CREATE TABLE subject_rewrites (
     tbl  TEXT NOT NULL,   -- certificates | cas | trusted_roots
     k1   TEXT NOT NULL,   -- issuer_id | id | id
