@@ -225,6 +225,16 @@ fn control_characters(backend: Backend) {
     // OCPP's own refusal shape (`status: Rejected`), with our code.
     assert_refused(&r, 400, "invalid_characters", "stationId");
     assert_eq!(r.json()["status"], "Rejected");
+    let body = json!({"idToken": {"idToken": "DE8AA\u{0}", "type": "eMAID"}});
+    let r = send(
+        &srv,
+        "POST",
+        "/api/v1/ocpp/authorize",
+        Some(&csms_auth),
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_problem(&r, 400, "invalid_characters", "authorize idToken");
     // A normal contract still goes through.
     let body = json!({"emaid": "DE8AA000000002", "pcid": "WP0ZZZ99ZTS392124"});
     let r = send(

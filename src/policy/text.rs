@@ -24,6 +24,7 @@ pub const IDENTIFIER_FIELDS: &[&str] = &[
     "emaid",
     "evse_id",
     "grant_type",
+    "idToken",
     "iso15118SchemaVersion",
     "issuer_id",
     "name",
@@ -38,6 +39,7 @@ pub const IDENTIFIER_FIELDS: &[&str] = &[
     "status",
     "tenant",
     "tenants",
+    "type",
     "xsdMsgDefNamespace",
 ];
 
