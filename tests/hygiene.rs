@@ -385,7 +385,7 @@ fn es256(key: &openssl::ec::EcKey<openssl::pkey::Private>, input: &str) -> (Vec<
 }
 
 #[test]
-fn high_s_tokens_are_refused_ours_and_external() {
+fn high_s_tokens_of_ours_are_refused_external_ones_taken() {
     use openssl::bn::{BigNum, BigNumContext};
     use openssl::ec::{EcGroup, EcKey};
     use openssl::nid::Nid;
@@ -436,7 +436,8 @@ fn high_s_tokens_are_refused_ours_and_external() {
         }
     }
 
-    // An external issuer's token: low-S accepted, the same with n − S refused.
+    // An external issuer's token: accepted in both forms (identity providers' libraries do
+    // not normalise S; a malleated copy grants nothing more).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -461,12 +462,7 @@ fn high_s_tokens_are_refused_ours_and_external() {
         (malleate(&t), t.clone())
     };
     assert_eq!(get_cas(&low).status, 200, "{}", get_cas(&low).text());
-    assert_refused(
-        &get_cas(&high),
-        401,
-        "non_canonical_signature",
-        "external token, high S",
-    );
+    assert_eq!(get_cas(&high).status, 200, "{}", get_cas(&high).text());
 }
 
 #[test]
