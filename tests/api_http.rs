@@ -1020,6 +1020,21 @@ fn route_matrix(d: &Deployment) {
         },
         Case {
             method: "POST",
+            route: "/api/v1/ocpp/authorize",
+            path: "/api/v1/ocpp/authorize".into(),
+            ctype: "application/json",
+            body: json!({"idToken": {"idToken": "DE8AA111111111", "type": "eMAID"}})
+                .to_string()
+                .into_bytes(),
+            right: c.csms.clone(),
+            right_claims: ("csms", vec!["ACME CSO"]),
+            wrong_role: Some(c.mo.clone()),
+            // Contract certificates belong to no CPO or CSO: no tenant applies.
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
             route: "/api/v1/ocpp/sign-certificate",
             path: "/api/v1/ocpp/sign-certificate".into(),
             ctype: "application/json",

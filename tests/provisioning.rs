@@ -1654,6 +1654,78 @@ fn a_charger_certificate_is_no_vehicle_certificate() {
     let r = d.ccp(&install_req2(&fake_car, vec![v2g]), Some(false));
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["code"], "oem_untrusted", "{}", r.text());
+
+    // ISO 15118-20: a P-521 SECC leaf presented with our CPO sub-CAs as its "OEM sub-CAs".
+    let pcid20 = "DEABCE123456789012";
+    let key20 = ec_key(Nid::SECP521R1);
+    let key_pem = d.env.path().join("secc20.key");
+    std::fs::write(&key_pem, key20.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let csr = d.env.path().join("secc20.csr");
+    let (ok, out) = openssl(&[
+        "req",
+        "-new",
+        "-sha512",
+        "-key",
+        key_pem.to_str().unwrap(),
+        "-subj",
+        &format!("/C=DE/O=ABC CPO/DC=CPO/CN={pcid20}"),
+        "-outform",
+        "DER",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let r = reply(
+        http()
+            .post(&d.srv.url("/cpo/simpleenroll/ISO15118-20"))
+            .header("authorization", &d.cpo)
+            .header("content-type", "application/pkcs10")
+            .send(B64.encode(std::fs::read(&csr).unwrap()).as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, leaf_pem) = common::pkcs7_leaf(d.env.path(), "secc20", &r.text());
+    let certs = X509::stack_from_pem(&std::fs::read(&leaf_pem).unwrap()).unwrap();
+    let secc20 = certs[0].to_der().unwrap();
+    let r = d.send(
+        "POST",
+        "/api/v1/contracts",
+        &d.mo,
+        Some(json!({"emaid": "DE8AA222222223", "pcid": pcid20})),
+    );
+    assert!(r.status == 201 || r.status == 400, "{}", r.text());
+    let subs: Vec<Vec<u8>> = certs[1..].iter().map(|c| c.to_der().unwrap()).collect();
+    let mut m = iso20::Message::CertificateInstallationReq(iso20::CertificateInstallationReq {
+        header: iso15118::iso20::common::MessageHeader {
+            session_id: SESSION.to_vec(),
+            time_stamp: now() as u64,
+            signature: None,
+        },
+        oem_provisioning_certificate_chain: iso15118::iso20::messages::SignedCertificateChain {
+            id: "ID1".into(),
+            certificate: secc20,
+            sub_certificates: Some(iso15118::iso20::messages::SubCertificates {
+                certificate: subs,
+            }),
+        },
+        list_of_root_certificate_ids: vec![root_id(&d.pem("v2g-root-20"))],
+        maximum_contract_certificate_chains: 1,
+        prioritized_emaids: None,
+    });
+    m.sign(Suite::EcdsaP521Sha512, &Signer(key20)).unwrap();
+    let r = d.send(
+        "POST",
+        "/api/v1/ocpp/get-15118-ev-certificate",
+        &d.cpo,
+        Some(json!({"iso15118SchemaVersion": NS20, "action": "Install", "exiRequest": B64.encode(m.encode().unwrap())})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "Failed", "{}", r.text());
+    assert_eq!(
+        r.json()["statusInfo"]["reasonCode"],
+        "CertChainError",
+        "{}",
+        r.text()
+    );
     assert_eq!(d.contract_certs(), 0);
 }
 

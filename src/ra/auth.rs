@@ -389,8 +389,8 @@ impl Tokens {
         // refused, and a malleated copy grants nothing the original did not.
         if trusted.ours
             && let Some(raw) = token
-            .rsplit_once('.')
-            .and_then(|(_, sig)| B64URL.decode(sig).ok())
+                .rsplit_once('.')
+                .and_then(|(_, sig)| B64URL.decode(sig).ok())
             && !crate::x509::ecdsa::p256_is_low_s(&raw)
         {
             return Err(unauthenticated(
