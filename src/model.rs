@@ -782,8 +782,13 @@ pub struct ProvisioningLink {
     pub request: Vec<u8>,
     /// Size of the EXI response, bytes.
     pub response_size: usize,
-    /// The certificate an update replaces (issuer, serial) and when to revoke it.
-    pub supersedes: Option<(String, String, i64)>,
+    /// The contract's other valid certificates of the same schema (issuer, serial), superseded
+    /// by this one: scheduled for revocation at `supersede_at` in the same transaction.
+    pub supersedes: Vec<(String, String)>,
+    /// When the superseded certificates are revoked (now + the contract's grace period).
+    pub supersede_at: i64,
+    /// The answer delivered, kept so that the same request bytes get it again.
+    pub response: Option<Vec<u8>>,
     /// A pre-generated answer to keep for later delivery: (SHA-256 of the OEM provisioning
     /// certificate it is encrypted for, the signed EXI).
     pub pregenerated: Option<(String, Vec<u8>)>,

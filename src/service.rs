@@ -114,12 +114,24 @@ fn restrict_data_dir(dir: &Path) {
 }
 
 async fn connect(url: &str, clock: SharedClock) -> Result<Store, ServiceError> {
-    Store::connect(url, clock)
+    let store = Store::connect(url, clock)
         .await
         .map_err(|source| ServiceError::Store {
             url: redact_url(url),
             source,
-        })
+        })?;
+    // Subjects stored before they were RFC 4514-escaped are re-rendered from their DER, once
+    // (see `Store::rewrite_legacy_subjects`). Not fatal: an old row keeps its old text, which
+    // only an exact subject comparison would miss.
+    let render = |der: &[u8]| {
+        crate::x509::ParsedCert::from_der(der)
+            .ok()
+            .map(|c| c.subject_string())
+    };
+    if let Err(e) = store.rewrite_legacy_subjects(&render).await {
+        tracing::warn!(error = %e, "could not rewrite the stored subject names");
+    }
+    Ok(store)
 }
 
 fn profiles(settings: &Settings) -> Result<Profiles, ServiceError> {

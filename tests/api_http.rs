@@ -76,12 +76,36 @@ fn mint(
         "iss": iss, "sub": "ext-client", "aud": aud, "iat": now, "nbf": now - 5,
         "exp": now + exp_in, "jti": "t", "role": role, "tenants": tenants,
     });
-    jsonwebtoken::encode(
+    let token = jsonwebtoken::encode(
         &h,
         &claims,
         &jsonwebtoken::EncodingKey::from_ec_pem(pem).unwrap(),
     )
-    .unwrap()
+    .unwrap();
+    low_s(&token)
+}
+
+/// The token with its ES256 signature in low-S form (S replaced by n − S when above n/2): the
+/// service refuses high-S tokens (`non_canonical_signature`) and `jsonwebtoken` does not
+/// normalise, so half of its signatures would be refused.
+fn low_s(token: &str) -> String {
+    use openssl::bn::BigNum;
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let raw = B64URL.decode(sig).unwrap();
+    let n =
+        BigNum::from_hex_str("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551")
+            .unwrap();
+    let mut half = BigNum::new().unwrap();
+    half.rshift1(&n).unwrap();
+    let s = BigNum::from_slice(&raw[32..]).unwrap();
+    if s <= half {
+        return token.to_string();
+    }
+    let mut flipped = BigNum::new().unwrap();
+    flipped.checked_sub(&n, &s).unwrap();
+    let mut out = raw[..32].to_vec();
+    out.extend(flipped.to_vec_padded(32).unwrap());
+    format!("{input}.{}", B64URL.encode(out))
 }
 
 /// A `&'static str` for a route template built at run time (a test's handful of strings).
@@ -992,6 +1016,21 @@ fn route_matrix(d: &Deployment) {
             right_claims: ("mo", vec!["DE8AA"]),
             wrong_role: Some(c.cpo.clone()),
             wrong_tenant: Some(c.mo_other.clone()),
+            ok_status: 200,
+        },
+        Case {
+            method: "POST",
+            route: "/api/v1/ocpp/authorize",
+            path: "/api/v1/ocpp/authorize".into(),
+            ctype: "application/json",
+            body: json!({"idToken": {"idToken": "DE8AA111111111", "type": "eMAID"}})
+                .to_string()
+                .into_bytes(),
+            right: c.csms.clone(),
+            right_claims: ("csms", vec!["ACME CSO"]),
+            wrong_role: Some(c.mo.clone()),
+            // Contract certificates belong to no CPO or CSO: no tenant applies.
+            wrong_tenant: None,
             ok_status: 200,
         },
         Case {

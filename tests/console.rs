@@ -383,7 +383,9 @@ fn run_console(backend: Backend) {
         p.body
     );
     assert!(
-        p.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        // RFC 4514 escapes < and > in names (`\<`), HTML escapes them again (`&lt;`).
+        p.body
+            .contains(r"\&lt;script\&gt;alert(1)\&lt;/script\&gt;"),
         "{}",
         p.body
     );

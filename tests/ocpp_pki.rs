@@ -820,6 +820,32 @@ fn ocpp_station_and_csms_certificates_over_http_and_tls() {
         assert_eq!(code, 400, "{out}");
         assert!(out.contains("allow-list"), "{out}");
         assert_eq!(count_certs(&env, "csms-server"), before_srv);
+        // Another CSO's host name in the CN (every SAN allowed): refused the same way.
+        let (cn_csr, _) = csr(
+            &d,
+            "evil-cn",
+            "ec:P-256",
+            &format!("/O={ORG}/CN=csms.evil.example"),
+            &["subjectAltName=DNS:csms.test"],
+        );
+        must(&[
+            "req",
+            "-in",
+            &s(&cn_csr),
+            "-outform",
+            "DER",
+            "-out",
+            &s(&d.join("evil-cn.der")),
+        ]);
+        let (code, out) = api.call(
+            "POST",
+            "/.well-known/est/csms/simpleenroll",
+            "application/pkcs10",
+            Some(&B64.encode(std::fs::read(d.join("evil-cn.der")).unwrap())),
+        );
+        assert_eq!(code, 400, "{out}");
+        assert!(out.contains("CN 'csms.evil.example'"), "{out}");
+        assert_eq!(count_certs(&env, "csms-server"), before_srv);
 
         // --- TLS 1.3, mutual: the CSMS server certificate and the RSA station certificate.
         let server = (srv_leaf.as_path(), srv_key.as_path(), sub.as_path());

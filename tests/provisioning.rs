@@ -1254,19 +1254,23 @@ fn provisioning_retries_with_an_idempotency_key_get_the_first_answer_byte_for_by
         let r = post("/api/v1/ocpp/get-15118-ev-certificate", "pv-1", &ocpp);
         assert_eq!(r.status, 409, "{}", r.text());
         assert_eq!(d.contract_certs(), 1);
-        // The OCPP route keeps its own keys the same way.
+        // The answer decrypts for the car and verifies.
+        let j = first.json();
+        let b64 = j["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+            .as_str()
+            .unwrap();
+        check_answer2(&d, &B64.decode(b64).unwrap(), &car.key, false);
+        // The OCPP route keeps its own keys the same way (a new request from the car: the
+        // same bytes under another key would get the first answer as a replay).
+        let exi = install_req2(&car, vec![v2g.clone()]);
+        let ocpp = json!({"iso15118SchemaVersion": NS2, "action": "Install",
+                          "exiRequest": B64.encode(&exi)});
         let a = post("/api/v1/ocpp/get-15118-ev-certificate", "pv-2", &ocpp);
         assert_eq!(a.status, 200, "{}", a.text());
         assert_eq!(a.json()["status"], "Accepted", "{}", a.text());
         let b = post("/api/v1/ocpp/get-15118-ev-certificate", "pv-2", &ocpp);
         assert_eq!(b.body, a.body, "{backend:?}: OCPP retry, same bytes");
         assert_eq!(d.contract_certs(), 2);
-        // The answer still decrypts for the car and verifies.
-        let j = first.json();
-        let b64 = j["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
-            .as_str()
-            .unwrap();
-        check_answer2(&d, &B64.decode(b64).unwrap(), &car.key, false);
 
         // Cancelling the contract (it revokes): a retry answers the first call's revoked list.
         let cancel = |id: &str, key: Option<&str>| {
@@ -1280,9 +1284,10 @@ fn provisioning_retries_with_an_idempotency_key_get_the_first_answer_byte_for_by
         };
         let first = cancel(&contract, Some("cx-1"));
         assert_eq!(first.status, 200, "{}", first.text());
+        // One: the second installation superseded the first certificate at once (grace 0).
         assert_eq!(
             first.json()["revoked"].as_array().unwrap().len(),
-            2,
+            1,
             "{}",
             first.text()
         );
@@ -1314,4 +1319,575 @@ fn provisioning_retries_with_an_idempotency_key_get_the_first_answer_byte_for_by
             "nothing cancelled under a reused key"
         );
     }
+}
+
+// ------------------------------------------------------------- the attack review (issue 20)
+
+/// A certificate that copies `victim`'s subject, issuer name, serial and validity, with `key`,
+/// signed by `signer` (by `key` itself without one): what an attacker makes from a contract
+/// certificate a CSMS saw.
+fn look_alike(
+    victim: &[u8],
+    key: &PKey<Private>,
+    signer: Option<(&X509, &PKey<Private>)>,
+) -> Vec<u8> {
+    let v = X509::from_der(victim).unwrap();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(v.serial_number()).unwrap();
+    b.set_subject_name(v.subject_name()).unwrap();
+    b.set_issuer_name(v.issuer_name()).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(v.not_before()).unwrap();
+    b.set_not_after(v.not_after()).unwrap();
+    b.append_extension(BasicConstraints::new().critical().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_agreement()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.sign(signer.map_or(key, |(_, k)| k), MessageDigest::sha256())
+        .unwrap();
+    b.build().to_der().unwrap()
+}
+
+/// An impostor CA with the name of `real` (and its issuer's name), its own key, self-signed.
+fn impostor_ca(real: &X509) -> (X509, PKey<Private>) {
+    let key = ec_key(Nid::X9_62_PRIME256V1);
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(real.serial_number()).unwrap();
+    b.set_subject_name(real.subject_name()).unwrap();
+    b.set_issuer_name(real.issuer_name()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(real.not_before()).unwrap();
+    b.set_not_after(real.not_after()).unwrap();
+    b.append_extension(
+        BasicConstraints::new()
+            .critical()
+            .ca()
+            .pathlen(0)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (b.build(), key)
+}
+
+/// A `CertificateUpdateReq` with sub-certificates, signed with `key`.
+fn update_req2_chain(
+    cert: &[u8],
+    subs: Vec<Vec<u8>>,
+    key: &PKey<Private>,
+    emaid: &str,
+    roots: Vec<iso2::X509IssuerSerial>,
+) -> Vec<u8> {
+    let mut m = iso2::V2gMessage {
+        header: iso2::schema::MessageHeader {
+            session_id: SESSION.to_vec(),
+            notification: None,
+            signature: None,
+        },
+        body: iso2::Body::CertificateUpdateReq(iso2::CertificateUpdateReq {
+            id: "ID1".into(),
+            contract_signature_cert_chain: iso2::schema::CertificateChain {
+                id: None,
+                certificate: cert.to_vec(),
+                sub_certificates: (!subs.is_empty())
+                    .then_some(iso2::schema::SubCertificates { certificate: subs }),
+            },
+            emaid: emaid.into(),
+            list_of_root_certificate_ids: roots,
+        }),
+    };
+    m.sign(&Signer(key.clone())).unwrap();
+    m.encode().unwrap()
+}
+
+impl Deployment {
+    /// The serials of the valid certificates of `emaid` (`GET /api/v1/certificates`).
+    fn valid_serials(&self, emaid: &str) -> Vec<String> {
+        let r = self.send(
+            "GET",
+            &format!("/api/v1/certificates?emaid={emaid}&status=valid"),
+            &self.mo,
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["serial_hex"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// POST a provisioning request on the OPCP route with `token`.
+    fn ccp_as(&self, token: &str, exi: &[u8]) -> common::Reply {
+        self.send(
+            "POST",
+            "/v1/ccp/signedContractData",
+            token,
+            Some(json!({"certificateInstallationReq": B64.encode(exi), "xsdMsgDefNamespace": NS2})),
+        )
+    }
+
+    /// POST a provisioning request on the OCPP route with `token`.
+    fn ocpp_as(&self, token: &str, exi: &[u8], action: &str) -> Value {
+        let r = self.send(
+            "POST",
+            "/api/v1/ocpp/get-15118-ev-certificate",
+            token,
+            Some(json!({"iso15118SchemaVersion": NS2, "action": action, "exiRequest": B64.encode(exi)})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+}
+
+fn serial_of(der: &[u8]) -> String {
+    hex::encode(
+        X509::from_der(der)
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_vec(),
+    )
+}
+
+#[test]
+fn a_look_alike_contract_certificate_takes_over_no_contract_on_either_route() {
+    for backend in backends() {
+        let d = deploy(backend, &[]);
+        let v2g = root_id(&d.pem("v2g-root"));
+        let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        d.upload(&car);
+        let emaid = d.contract(EMAID, PCID)["emaid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = d.ccp(&install_req2(&car, vec![v2g.clone()]), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let b64 =
+            r.json()["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        let (victim, _) = check_answer2(&d, &B64.decode(b64).unwrap(), &car.key, false);
+        let victim_serial = serial_of(&victim);
+        assert_eq!(d.valid_serials(&emaid), vec![victim_serial.clone()]);
+        let before = d.contract_certs();
+        // A CPO of another tenant, with everything a CSMS sees at a charge.
+        let attacker = d.env.client_add("cpo-fr", "cpo", &["FR*XYZ"]);
+        let attacker = d.srv.bearer(&attacker);
+        let key = ec_key(Nid::X9_62_PRIME256V1);
+        // 1. Self-signed look-alike; 2. signed by an impostor with our MO sub-CA 2's name,
+        // presented with it.
+        let mo2 = X509::from_pem(&std::fs::read(d.pem("mo-sub-ca-2")).unwrap()).unwrap();
+        let (fake_ca, fake_key) = impostor_ca(&mo2);
+        let forgeries = [
+            update_req2_chain(
+                &look_alike(&victim, &key, None),
+                vec![],
+                &key,
+                &emaid,
+                vec![v2g.clone()],
+            ),
+            update_req2_chain(
+                &look_alike(&victim, &key, Some((&fake_ca, &fake_key))),
+                vec![fake_ca.to_der().unwrap()],
+                &key,
+                &emaid,
+                vec![v2g.clone()],
+            ),
+        ];
+        for (i, req) in forgeries.iter().enumerate() {
+            let r = d.ccp_as(&attacker, req);
+            assert_eq!(r.status, 400, "{backend:?} forgery {i}: {}", r.text());
+            assert_eq!(r.json()["code"], "contract_untrusted", "{}", r.text());
+            let o = d.ocpp_as(&attacker, req, "Update");
+            assert_eq!(o["status"], "Failed", "{backend:?} forgery {i}: {o}");
+            assert_eq!(o["statusInfo"]["reasonCode"], "CertChainError", "{o}");
+        }
+        assert_eq!(d.contract_certs(), before, "{backend:?}: nothing issued");
+        assert_eq!(
+            d.valid_serials(&emaid),
+            vec![victim_serial.clone()],
+            "{backend:?}: the victim's certificate is still the one valid"
+        );
+        // The eMAID in any form finds it.
+        assert_eq!(d.valid_serials(EMAID), vec![victim_serial]);
+        assert_eq!(
+            d.valid_serials(&format!("{}-{}-{}", &EMAID[..2], &EMAID[2..5], &EMAID[5..]))
+                .len(),
+            1
+        );
+    }
+}
+
+#[test]
+fn replays_mint_nothing_and_one_contract_has_one_valid_certificate() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let v2g = root_id(&d.pem("v2g-root"));
+    let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+    d.upload(&car);
+    let r = d.send(
+        "POST",
+        "/api/v1/contracts",
+        &d.mo,
+        Some(json!({"emaid": EMAID, "pcid": PCID, "grace_seconds": 0})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let emaid = r.json()["emaid"].as_str().unwrap().to_string();
+    let captured = install_req2(&car, vec![v2g.clone()]);
+    let first = d.ccp(&captured, None);
+    assert_eq!(first.status, 200, "{}", first.text());
+    // Three replays by another CPO: the same answer, nothing new.
+    let attacker = d.env.client_add("cpo-fr", "cpo", &["FR*XYZ"]);
+    let attacker = d.srv.bearer(&attacker);
+    for _ in 0..3 {
+        let again = d.ccp_as(&attacker, &captured);
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(
+            again.json()["CCPResponse"],
+            first.json()["CCPResponse"],
+            "a replay gets the first answer"
+        );
+    }
+    assert_eq!(d.contract_certs(), 1);
+    assert_eq!(d.valid_serials(&emaid).len(), 1);
+    // A second, legitimate installation supersedes the first at once (grace 0).
+    let second = d.ccp(&install_req2(&car, vec![v2g.clone()]), None);
+    assert_eq!(second.status, 200, "{}", second.text());
+    let b64 =
+        second.json()["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (current, _) = check_answer2(&d, &B64.decode(b64).unwrap(), &car.key, false);
+    assert_eq!(d.contract_certs(), 2);
+    assert_eq!(d.valid_serials(&emaid), vec![serial_of(&current)]);
+    // The old request replayed now: refused, the current certificate untouched.
+    let late = d.ccp_as(&attacker, &captured);
+    assert_eq!(late.status, 400, "{}", late.text());
+    assert_eq!(late.json()["code"], "request_replayed", "{}", late.text());
+    let o = d.ocpp_as(&attacker, &captured, "Install");
+    assert_eq!(o["status"], "Failed", "{o}");
+    assert_eq!(d.contract_certs(), 2);
+    assert_eq!(d.valid_serials(&emaid), vec![serial_of(&current)]);
+}
+
+#[test]
+fn a_charger_certificate_is_no_vehicle_certificate() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let v2g = root_id(&d.pem("v2g-root"));
+    // A SECC leaf whose CN is a valid EVSE ID and a valid PCID.
+    let pcid = "DEABCE12345678901";
+    let key = ec_key(Nid::X9_62_PRIME256V1);
+    let key_pem = d.env.path().join("secc.key");
+    std::fs::write(&key_pem, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let csr = d.env.path().join("secc.csr");
+    let (ok, out) = openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key_pem.to_str().unwrap(),
+        "-subj",
+        &format!("/C=DE/O=ABC CPO/DC=CPO/CN={pcid}"),
+        "-outform",
+        "DER",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let r = d
+        .srv
+        .enroll_secc(&d.cpo, &B64.encode(std::fs::read(&csr).unwrap()), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, leaf_pem) = common::pkcs7_leaf(d.env.path(), "secc", &r.text());
+    let secc = X509::stack_from_pem(&std::fs::read(&leaf_pem).unwrap()).unwrap()[0]
+        .to_der()
+        .unwrap();
+    let cpo2 = common::read_pem_der(&d.pem("cpo-sub-ca-2"));
+    let cpo1 = common::read_pem_der(&d.pem("cpo-sub-ca-1"));
+    // Pooled as a vehicle certificate by an OEM of that "WMI": refused.
+    let oem = d.env.client_add("oem-dea", "oem", &["DEA"]);
+    let oem = d.srv.bearer(&oem);
+    let r = d.send(
+        "PUT",
+        "/v1/oem/provCerts",
+        &oem,
+        Some(json!({
+            "vehicleCertificate": B64.encode(&secc),
+            "subCA2Certificate": B64.encode(&cpo2),
+            "subCA1Certificate": B64.encode(&cpo1),
+            "xsdMsgDefNamespace": NS2,
+        })),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "certificate_wrong_role", "{}", r.text());
+    // Presented in an installation request (contract exists for that PCID): refused.
+    let r = d.send(
+        "POST",
+        "/api/v1/contracts",
+        &d.mo,
+        Some(json!({"emaid": "DE8AA222222222", "pcid": pcid})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let fake_car = Vehicle { cert: secc, key };
+    let r = d.ccp(&install_req2(&fake_car, vec![v2g]), Some(false));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "oem_untrusted", "{}", r.text());
+
+    // ISO 15118-20: a P-521 SECC leaf presented with our CPO sub-CAs as its "OEM sub-CAs".
+    let pcid20 = "DEABCE123456789012";
+    let key20 = ec_key(Nid::SECP521R1);
+    let key_pem = d.env.path().join("secc20.key");
+    std::fs::write(&key_pem, key20.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let csr = d.env.path().join("secc20.csr");
+    let (ok, out) = openssl(&[
+        "req",
+        "-new",
+        "-sha512",
+        "-key",
+        key_pem.to_str().unwrap(),
+        "-subj",
+        &format!("/C=DE/O=ABC CPO/DC=CPO/CN={pcid20}"),
+        "-outform",
+        "DER",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let r = reply(
+        http()
+            .post(&d.srv.url("/cpo/simpleenroll/ISO15118-20"))
+            .header("authorization", &d.cpo)
+            .header("content-type", "application/pkcs10")
+            .send(B64.encode(std::fs::read(&csr).unwrap()).as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, leaf_pem) = common::pkcs7_leaf(d.env.path(), "secc20", &r.text());
+    let certs = X509::stack_from_pem(&std::fs::read(&leaf_pem).unwrap()).unwrap();
+    let secc20 = certs[0].to_der().unwrap();
+    let r = d.send(
+        "POST",
+        "/api/v1/contracts",
+        &d.mo,
+        Some(json!({"emaid": "DE8AA222222223", "pcid": pcid20})),
+    );
+    assert!(r.status == 201 || r.status == 400, "{}", r.text());
+    let subs: Vec<Vec<u8>> = certs[1..].iter().map(|c| c.to_der().unwrap()).collect();
+    let mut m = iso20::Message::CertificateInstallationReq(iso20::CertificateInstallationReq {
+        header: iso15118::iso20::common::MessageHeader {
+            session_id: SESSION.to_vec(),
+            time_stamp: now() as u64,
+            signature: None,
+        },
+        oem_provisioning_certificate_chain: iso15118::iso20::messages::SignedCertificateChain {
+            id: "ID1".into(),
+            certificate: secc20,
+            sub_certificates: Some(iso15118::iso20::messages::SubCertificates {
+                certificate: subs,
+            }),
+        },
+        list_of_root_certificate_ids: vec![root_id(&d.pem("v2g-root-20"))],
+        maximum_contract_certificate_chains: 1,
+        prioritized_emaids: None,
+    });
+    m.sign(Suite::EcdsaP521Sha512, &Signer(key20)).unwrap();
+    let r = d.send(
+        "POST",
+        "/api/v1/ocpp/get-15118-ev-certificate",
+        &d.cpo,
+        Some(json!({"iso15118SchemaVersion": NS20, "action": "Install", "exiRequest": B64.encode(m.encode().unwrap())})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "Failed", "{}", r.text());
+    assert_eq!(
+        r.json()["statusInfo"]["reasonCode"],
+        "CertChainError",
+        "{}",
+        r.text()
+    );
+    assert_eq!(d.contract_certs(), 0);
+}
+
+#[test]
+fn two_trusted_oem_roots_with_one_name_both_work() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let v2g = root_id(&d.pem("v2g-root"));
+    // A re-keyed OEM root: the same names as the deployment's, another key, also trusted.
+    let rekeyed = Oem::new("Test OEM");
+    let root_pem = d.env.path().join("oem-root-2.pem");
+    write_pem(&root_pem, &[&rekeyed.root.to_der().unwrap()]);
+    d.env.ok(&[
+        "trust",
+        "add",
+        "--kind",
+        "oem-root",
+        root_pem.to_str().unwrap(),
+    ]);
+    for (i, oem) in [&d.oem, &rekeyed].into_iter().enumerate() {
+        let pcid = format!("WP0ZZZ99ZTS39212{i}");
+        let car = oem.vehicle(&pcid, Nid::X9_62_PRIME256V1, valid());
+        let r = d.send(
+            "PUT",
+            "/v1/oem/provCerts",
+            &d.oem_token,
+            Some(json!({
+                "vehicleCertificate": B64.encode(&car.cert),
+                "subCA2Certificate": B64.encode(oem.sub.to_der().unwrap()),
+                "xsdMsgDefNamespace": NS2,
+            })),
+        );
+        assert!(r.status == 201 || r.status == 200, "root {i}: {}", r.text());
+        d.contract(&format!("DE8AA33333333{i}"), &pcid);
+        let r = d.ccp(&install_req2(&car, vec![v2g.clone()]), Some(false));
+        assert_eq!(r.status, 200, "root {i}: {}", r.text());
+    }
+}
+
+#[test]
+fn our_revoked_contract_certificate_does_not_come_back_and_cancellation_revokes_every_one() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+    d.upload(&car);
+    // A contract certificate of ours issued by the operator (key exported), then revoked.
+    let cert_pem = d.env.path().join("own-contract.pem");
+    let key_pem = d.env.path().join("own-contract.key");
+    d.env.ok(&[
+        "issue",
+        "--profile",
+        "contract",
+        "--subject",
+        "O=Test MO, CN=DE8AA4444444442",
+        "--key-out",
+        key_pem.to_str().unwrap(),
+        "--out",
+        cert_pem.to_str().unwrap(),
+    ]);
+    let own = common::read_pem_der(&cert_pem);
+    let own_key = PKey::private_key_from_pem(&std::fs::read(&key_pem).unwrap()).unwrap();
+    let mo2 = common::read_pem_der(&d.pem("mo-sub-ca-2"));
+    let mo1 = common::read_pem_der(&d.pem("mo-sub-ca-1"));
+    let car_public = keyenc::recipient_public_key(&car.cert).unwrap();
+    let env = keyenc::iso2_encrypt(&car_public, &scalar(&own_key)).unwrap();
+    let body = json!({
+        "contractData": {
+            "contractCertificate": B64.encode(&own),
+            "contractSubCa2Certificate": B64.encode(&mo2),
+            "contractSubCa1Certificate": B64.encode(&mo1),
+            "contractSignatureEncryptedPrivateKey": B64.encode(&env.encrypted_private_key),
+            "dHpublickey": B64.encode(&env.dh_public_key),
+        },
+        "pcid": PCID,
+        "xsdMsgDefNamespace": NS2,
+    });
+    d.env.ok(&[
+        "revoke",
+        "--serial",
+        &serial_of(&own),
+        "--reason",
+        "keyCompromise",
+    ]);
+    let r = d.send("PUT", "/v1/cps/contractData/signed", &d.mo, Some(body));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "certificate_revoked", "{}", r.text());
+
+    // A contract certificate of a contract's EMAID made outside provisioning (not linked to
+    // the contract) is revoked by the contract's cancellation.
+    let c = d.contract("DE8AA555555555", "WP0ZZZ99ZTS392199");
+    let emaid = c["emaid"].as_str().unwrap().to_string();
+    let loose = d.env.path().join("loose.pem");
+    d.env.ok(&[
+        "issue",
+        "--profile",
+        "contract",
+        "--subject",
+        &format!("O=Test MO, CN={emaid}"),
+        "--key-out",
+        d.env.path().join("loose.key").to_str().unwrap(),
+        "--out",
+        loose.to_str().unwrap(),
+    ]);
+    assert_eq!(d.valid_serials(&emaid).len(), 1);
+    let r = d.send(
+        "DELETE",
+        &format!("/api/v1/contracts/{}", c["id"].as_str().unwrap()),
+        &d.mo,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        d.valid_serials(&emaid).is_empty(),
+        "cancellation left a valid certificate"
+    );
+}
+
+#[test]
+fn contracts_that_could_never_be_installed_are_refused_at_creation() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let bad = [
+        (
+            json!({"emaid": "DE8AA666666666", "pcid": PCID, "organization": "Evil, CN=DE8AA777777777"}),
+            "bad_organization",
+        ),
+        (
+            json!({"emaid": "DE8AA666666666", "pcid": PCID, "organization": "x".repeat(65)}),
+            "bad_organization",
+        ),
+        (
+            json!({"emaid": "DE8AA666666666", "pcid": PCID, "issuer_id": "mo-sub-ca-2-20"}),
+            "bad_issuer",
+        ),
+        (
+            json!({"emaid": "DE8AA666666666", "pcid": PCID, "issuer_id": "cpo-sub-ca-2"}),
+            "bad_issuer",
+        ),
+    ];
+    for (body, code) in bad {
+        let r = d.send("POST", "/api/v1/contracts", &d.mo, Some(body.clone()));
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(r.json()["code"], code, "{body}: {}", r.text());
+    }
+    let r = d.send(
+        "POST",
+        "/api/v1/contracts",
+        &d.mo,
+        Some(json!({"emaid": "DE8AA666666666", "pcid": PCID, "issuer_id": "mo-sub-ca-2"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // A pre-generation for a vehicle that is not pooled: 404, and no contract left behind.
+    let r = d.send(
+        "PUT",
+        "/v1/cps/generate/signedContractData",
+        &d.mo,
+        Some(json!({"emaid": "DE8AA888888888", "pcid": "WP0ZZZ99ZTS300000", "xsdMsgDefNamespace": NS2})),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = d.send("GET", "/api/v1/contracts?emaid=DE8AA888888888", &d.mo, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["items"].as_array().unwrap().len(),
+        0,
+        "{}",
+        r.text()
+    );
 }

@@ -614,3 +614,139 @@ fn a_job_lease_has_one_holder_until_it_runs_out_or_is_given_up() {
         });
     }
 }
+
+/// The store's safety net under the front ends' character checks (issue 20): a NUL in a text
+/// parameter, which PostgreSQL cannot hold, is the caller's error (400 `invalid_characters`),
+/// not a store outage (503 `store_unavailable`), and the store still works afterwards.
+#[test]
+fn a_nul_in_a_text_value_is_a_bad_request_not_an_outage() {
+    if !backend_ready(Backend::Postgres) {
+        return;
+    }
+    let env = Env::new(Backend::Postgres);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = connect(&env.db_url).await;
+        let err = store
+            .list_certs(&CertFilter {
+                emaid: Some("DE8AA\0".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_characters", "{err}");
+        assert_eq!(err.kind(), pnc_pki::error::ErrorKind::BadRequest, "{err}");
+        let err = store
+            .audit(&AuditEvent::new(
+                "test",
+                "x.y",
+                "a\0b",
+                serde_json::json!({}),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_characters", "{err}");
+        // In JSON details a NUL is escaped (`\u0000`) and stored as text: harmless.
+        store.audit(&ev("after")).await.unwrap();
+        assert!(store.audit_verify().await.unwrap().ok());
+    });
+}
+
+/// A certificate with a comma in a subject value: its DER, and the subject text as it was
+/// stored before names were RFC 4514-escaped.
+fn comma_certificate(dir: &std::path::Path) -> (Vec<u8>, String) {
+    let key = dir.join("comma.key");
+    let pem = dir.join("comma.pem");
+    let (ok, out) = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        "/O=EVIL CSO, O=ACME CSO/CN=CS-0001",
+        "-days",
+        "2",
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    (
+        read_pem_der(&pem),
+        "O=EVIL CSO, O=ACME CSO, CN=CS-0001".to_string(),
+    )
+}
+
+/// Subjects stored before escaping (listed by migration 0015) are re-rendered once from their
+/// DER, so exact subject lookups (supersession) find old and new rows alike; text search
+/// ignores the escaping backslashes.
+#[test]
+fn legacy_subjects_are_rewritten_once_and_found_however_typed() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        let (der, legacy) = comma_certificate(env.path());
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            store
+                .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"), None)
+                .await
+                .unwrap();
+            let mut old = cert("root", "02");
+            old.subject = legacy.clone();
+            old.der = der.clone();
+            store
+                .record_issuance(&old, None, &ev("old"), None)
+                .await
+                .unwrap();
+            // What migration 0015 does for rows that exist when it runs.
+            let q =
+                "INSERT INTO subject_rewrites (tbl, k1, k2) VALUES ('certificates', 'root', '02')";
+            match backend {
+                Backend::Sqlite => {
+                    let pool = sqlx::SqlitePool::connect(&env.db_url).await.unwrap();
+                    sqlx::query(q).execute(&pool).await.unwrap();
+                }
+                Backend::Postgres => {
+                    let pool = sqlx::PgPool::connect(&env.db_url).await.unwrap();
+                    sqlx::query(q).execute(&pool).await.unwrap();
+                }
+            }
+            let escaped = r"O=EVIL CSO\, O=ACME CSO, CN=CS-0001";
+            let by_subject = |s: &str| CertFilter {
+                subject: Some(s.to_string()),
+                ..Default::default()
+            };
+            assert!(
+                store
+                    .list_certs(&by_subject(escaped))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let render = |d: &[u8]| {
+                pnc_pki::x509::ParsedCert::from_der(d)
+                    .ok()
+                    .map(|c| c.subject_string())
+            };
+            assert_eq!(store.rewrite_legacy_subjects(&render).await.unwrap(), 1);
+            let found = store.list_certs(&by_subject(escaped)).await.unwrap();
+            assert_eq!(found.len(), 1, "{backend:?}");
+            assert_eq!(found[0].serial_hex, "02");
+            // Done once: nothing left to rewrite.
+            assert_eq!(store.rewrite_legacy_subjects(&render).await.unwrap(), 0);
+            for typed in ["evil cso, o=acme", r"EVIL CSO\, O=ACME"] {
+                let hits = store
+                    .list_certs(&CertFilter {
+                        text: Some(typed.into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(hits.len(), 1, "{backend:?} {typed}");
+            }
+        });
+    }
+}

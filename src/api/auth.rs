@@ -105,15 +105,26 @@ struct TokenRequest {
 
 /// RFC 6749 §5.2 error body (with our traceId).
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut resp = (
-        status,
-        Json(serde_json::json!({
-            "error": error,
-            "error_description": description,
-            "traceId": super::error::current_trace_id(),
-        })),
-    )
-        .into_response();
+    oauth_error_coded(status, error, None, description)
+}
+
+/// RFC 6749 §5.2 error body with our own stable `code` besides `error` (which must stay one of
+/// the values RFC 6749 registers, the ones clients know).
+fn oauth_error_coded(
+    status: StatusCode,
+    error: &str,
+    code: Option<&str>,
+    description: &str,
+) -> Response {
+    let mut body = serde_json::json!({
+        "error": error,
+        "error_description": description,
+        "traceId": super::error::current_trace_id(),
+    });
+    if let Some(code) = code {
+        body["code"] = code.into();
+    }
+    let mut resp = (status, Json(body)).into_response();
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
@@ -160,6 +171,25 @@ async fn token(
     if let Some((id, secret)) = basic_credentials(&headers) {
         req.client_id.get_or_insert(id);
         req.client_secret.get_or_insert(secret);
+    }
+    // A control character in an identifier is refused before the client is looked up (and the
+    // failure audited): PostgreSQL cannot store a NUL, SQLite would.
+    let id_ok = [&req.client_id, &req.grant_type]
+        .into_iter()
+        .flatten()
+        .all(|v| crate::policy::text::identifier_ok(v));
+    if !id_ok
+        || !req
+            .client_secret
+            .as_deref()
+            .is_none_or(crate::policy::text::text_ok)
+    {
+        return oauth_error_coded(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(crate::policy::text::CODE),
+            "client_id, client_secret and grant_type must not contain control characters",
+        );
     }
     if req.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(

@@ -217,8 +217,21 @@ pub fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
     }
 }
 
-/// Parse a JSON body with a 400 `malformed_json` on failure.
+/// Parse a JSON body with a 400 `malformed_json` on failure, and a 400 `invalid_characters`
+/// for a control character in a field name or string (`crate::policy::text::json_ok`: none in
+/// identifiers, line breaks and tabs only in free text such as a PEM block).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("invalid JSON body: {e}")))
+    let parsed = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("invalid JSON body: {e}")))?;
+    // Parsed a second time, as a tree, only when a control character is possible at all.
+    if crate::policy::text::json_may_hold_controls(body)
+        && let Ok(tree) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Err(field) = crate::policy::text::json_ok(&tree)
+    {
+        return Err(ApiError::bad_request(
+            crate::policy::text::CODE,
+            format!("control characters are not allowed in {field}"),
+        ));
+    }
+    Ok(parsed)
 }

@@ -240,6 +240,21 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
             let _ = writeln!(text, "pnc_revocations_total{{reason=\"{reason}\"}} {n}");
         }
     }
+    let fetch = st.ra.fetch_stats();
+    let _ = writeln!(
+        text,
+        "# HELP pnc_fetch_total Outbound requests to other PKIs (OCSP responders, CRLs), by outcome."
+    );
+    let _ = writeln!(text, "# TYPE pnc_fetch_total counter");
+    for (outcome, n) in fetch.outcomes() {
+        let _ = writeln!(text, "pnc_fetch_total{{outcome=\"{outcome}\"}} {n}");
+    }
+    latency(
+        &mut text,
+        "pnc_fetch_duration_seconds",
+        "Time of one outbound request, connect included.",
+        &fetch.latency.snapshot(),
+    );
     let pool = st.ra.pool_stats();
     let in_use = pool.size.saturating_sub(pool.idle);
     for (name, help, v) in [

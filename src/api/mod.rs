@@ -352,6 +352,7 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(crate::console::router(console));
     }
     app.layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(hygiene))
         .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
@@ -447,6 +448,79 @@ async fn observe(State(st): State<AppState>, req: Request<Body>, next: Next) -> 
     resp
 }
 
+/// Input hygiene around every routed request (inside [`observe`], so answers carry the request
+/// id and the path's error style):
+/// - a path or query string holding a control character once percent-decoded is refused with
+///   `400 invalid_characters` before routing (`crate::policy::text`): a NUL reaching PostgreSQL
+///   was a 503, reaching SQLite a stored NUL;
+/// - a plain-text error the framework itself wrote (an extractor's rejection: body too large,
+///   a path segment that is not UTF-8, a wrong content type) is rewritten into our error format
+///   with a `code`, so that every error body is machine-readable.
+async fn hygiene(req: Request<Body>, next: Next) -> Response {
+    let uri = req.uri();
+    let bad = if !crate::policy::text::uri_component_ok(uri.path()) {
+        Some("path")
+    } else if !uri
+        .query()
+        .is_none_or(crate::policy::text::uri_component_ok)
+    {
+        Some("query string")
+    } else {
+        None
+    };
+    if let Some(part) = bad {
+        tracing::debug!(part, "control characters in the request URI");
+        return ApiError::bad_request(
+            crate::policy::text::CODE,
+            format!("control characters are not allowed in the {part}"),
+        )
+        .into_response();
+    }
+    let resp = next.run(req).await;
+    coded_rejection(resp).await
+}
+
+/// A framework rejection (status ≥ 400, `text/plain` body) as an [`ApiError`] of the same
+/// status with a code; every other answer unchanged.
+async fn coded_rejection(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let status = resp.status();
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_body",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::LENGTH_REQUIRED => "length_required",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    // Rejection texts are short and say what was wrong with the request (never secrets);
+    // bounded all the same.
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let detail = if code == "body_too_large" {
+        "request body too large".to_string()
+    } else {
+        text
+    };
+    ApiError::new(status, code, detail).into_response()
+}
+
 /// The `Idempotency-Key` header of an issuing or revoking call, if sent (what it binds:
 /// `Ra::enroll`, `Ra::revoke_keyed`, `Ra::provision`).
 fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
@@ -537,6 +611,8 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Config(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr()?;
+    // Requests to other PKIs never come back to this service.
+    ra.note_listen_addresses(&[local]);
     let ocsp = state.ocsp.clone();
     let svc = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(normalize_path),

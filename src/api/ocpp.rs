@@ -33,6 +33,62 @@ pub fn routes(r: Routes) -> Routes {
         &["GET"],
         get(install_certificates),
     )
+    .add("/api/v1/ocpp/authorize", &["POST"], post(authorize))
+}
+
+/// OCPP 2.0.1 `AuthorizeRequest` (2.1's extra fields are read and ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizeRequest {
+    id_token: IdToken,
+    #[serde(default)]
+    certificate: Option<String>,
+    #[serde(default)]
+    iso15118_certificate_hash_data: Vec<crate::ra::authorize::OcspRequestData>,
+}
+
+/// OCPP `IdTokenType`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdToken {
+    id_token: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// `POST /api/v1/ocpp/authorize`: a station's `AuthorizeRequest` for a Plug & Charge contract
+/// in, the `AuthorizeResponse` out (roles `csms` and `cpo`): the chain is validated to a
+/// trusted MO or V2G root as a contract certificate for the `idToken` eMAID, and every
+/// certificate of it checked for revocation (ours in the store, others at their responder).
+async fn authorize(
+    State(st): State<AppState>,
+    p: Principal,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let req: AuthorizeRequest = parse_json(&body)?;
+    if req.id_token.id_token.len() > 255 || req.id_token.kind.len() > 20 {
+        return Err(ApiError::bad_request(
+            "bad_id_token",
+            "idToken.idToken is at most 255 characters (OCPP IdTokenType)",
+        ));
+    }
+    let v = st
+        .ra
+        .authorize_contract(
+            &p,
+            crate::ra::authorize::AuthorizeQuery {
+                id_token: req.id_token.id_token,
+                certificate: req.certificate,
+                hash_data: req.iso15118_certificate_hash_data,
+            },
+        )
+        .await?;
+    let mut out = json!({ "idTokenInfo": { "status": v.id_status } });
+    if let Some(cs) = v.certificate_status {
+        out["certificateStatus"] = json!(cs);
+    }
+    Ok(Json(out).into_response())
 }
 
 /// OCPP `SignCertificateRequest` (2.0.1 and 2.1) plus the station identity.

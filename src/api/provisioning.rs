@@ -460,6 +460,7 @@ fn reason_code(code: &str) -> &'static str {
         "oem_untrusted"
         | "oem_certificate_invalid"
         | "contract_unknown"
+        | "contract_untrusted"
         | "contract_certificate_invalid"
         | "certificate_invalid" => "CertChainError",
         "no_matching_root" => "NoMatchingRoot",
@@ -467,6 +468,8 @@ fn reason_code(code: &str) -> &'static str {
         "exi_invalid" | "unsupported_message" => "InvalidEXI",
         "emaid_mismatch" => "EmaidMismatch",
         "response_too_large" => "ResponseTooLarge",
+        "request_replayed" => "RequestReplayed",
+        "revocation_unknown" => "RevocationUnknown",
         "forbidden_role" | "forbidden_tenant" => "Unauthorized",
         _ => "InternalError",
     }

@@ -90,9 +90,17 @@ impl Ca {
             .collect())
     }
 
-    /// The ES256 signature (raw `r‖s`) over a JWS signing input.
+    /// The ES256 signature (raw `r‖s`, low-S) over a JWS signing input.
     pub async fn sign_token(&self, key: &TokenKey, input: &[u8]) -> Result<Vec<u8>, CaError> {
-        self.sign(&key.key, input.to_vec(), Form::Raw).await
+        let raw = self.sign(&key.key, input.to_vec(), Form::Raw).await?;
+        // PKCS#11 CKM_ECDSA returns whichever S the token computed (SoftHSM2: high half the
+        // time); verifiers refuse high-S tokens, ours included, so normalise here.
+        crate::x509::ecdsa::p256_low_s(&raw).ok_or_else(|| {
+            CaError::Internal(format!(
+                "the token returned a malformed ES256 signature ({} bytes)",
+                raw.len()
+            ))
+        })
     }
 
     /// Readiness: one signature with the access-token key proves the token is reachable,

@@ -61,6 +61,12 @@ pub struct LimitSettings {
     /// How long a certificate replaced by a re-issue for the same subject (an OCPP station,
     /// `simplereenroll`) stays valid before it is revoked as superseded; zero: at once.
     pub supersede_grace: Duration,
+    /// The outbound fetcher's bounds (`PNC_FETCH_ALLOW`, `PNC_FETCH_TIMEOUT`).
+    pub fetch: crate::fetch::FetchConfig,
+    /// What another PKI's unknown revocation status means (`PNC_EXTERNAL_REVOCATION`).
+    pub external_revocation: crate::validation::UnknownPolicy,
+    /// Authorize a contract whose revocation cannot be learnt (`PNC_AUTHORIZE_UNREACHABLE=accept`).
+    pub authorize_unreachable_accept: bool,
 }
 
 impl Default for LimitSettings {
@@ -83,6 +89,9 @@ impl Default for LimitSettings {
             // A day: a station that got its new certificate but lost the answer's
             // acknowledgement can still connect with the old one and ask again.
             supersede_grace: Duration::from_secs(86_400),
+            fetch: crate::fetch::FetchConfig::default(),
+            external_revocation: crate::validation::UnknownPolicy::Require,
+            authorize_unreachable_accept: false,
         }
     }
 }
@@ -152,6 +161,18 @@ impl LimitSettings {
             ui_idle_timeout: duration("PNC_UI_IDLE_TIMEOUT", d.ui_idle_timeout)?,
             ui_session_max: duration("PNC_UI_SESSION_MAX", d.ui_session_max)?,
             supersede_grace: duration("PNC_SUPERSEDE_GRACE", d.supersede_grace)?,
+            fetch: crate::fetch::FetchConfig::from_env(Vec::new()).map_err(ConfigError)?,
+            external_revocation: crate::validation::UnknownPolicy::from_env()
+                .map_err(ConfigError)?,
+            authorize_unreachable_accept: match var("PNC_AUTHORIZE_UNREACHABLE").as_deref() {
+                None | Some("unknown") => false,
+                Some("accept") => true,
+                Some(v) => {
+                    return Err(ConfigError(format!(
+                        "PNC_AUTHORIZE_UNREACHABLE must be unknown or accept, not '{v}'"
+                    )));
+                }
+            },
         })
     }
 }

@@ -21,6 +21,20 @@ pub async fn home(State(st): State<ConsoleState>, viewer: Viewer) -> Response {
     };
     let now = st.ra.now();
     let stats = st.ocsp.request_stats();
+    // External OCSP health: what the outbound fetcher did with other PKIs' responders.
+    let fetch = st.ra.fetch_stats();
+    let (fetch_ok, fetch_failed) =
+        fetch
+            .outcomes()
+            .iter()
+            .fold((0u64, 0u64), |(ok, bad), (o, n)| {
+                if *o == "ok" {
+                    (ok + n, bad)
+                } else {
+                    (ok, bad + n)
+                }
+            });
+    let slowest = fetch.slowest_hosts(5);
     let (rps, hit_share) = st.rate.rate(stats);
     let total: i64 = d.counts.iter().map(|(_, _, n)| n).sum();
     let of = |status: &str| -> i64 {
@@ -106,6 +120,19 @@ pub async fn home(State(st): State<ConsoleState>, viewer: Viewer) -> Response {
                 div { dt { "HSM" } dd id="health-hsm" class=(ok(d.health.hsm)) { (ok(d.health.hsm)) } }
                 div { dt { "Database" } dd id="health-db" class=(ok(d.health.store)) { (ok(d.health.store)) } }
                 div { dt { "CAs" } dd id="ca-count" { (d.ca_count) } }
+                div { dt { "Other PKIs' responders: fetches" } dd id="fetch-ok" { (fetch_ok) } }
+                div { dt { "Other PKIs' responders: failures" } dd id="fetch-failed" class=(if fetch_failed > 0 { "failing" } else { "ok" }) { (fetch_failed) } }
+            }
+            @if !slowest.is_empty() {
+                h3 { "Slowest responders of other PKIs" }
+                table id="slowest-responders" {
+                    thead { tr { th { "host" } th { "fetches" } th { "slowest" } } }
+                    tbody {
+                        @for (host, n, took) in &slowest {
+                            tr { td { (host) } td { (n) } td { (format!("{} ms", took.as_millis())) } }
+                        }
+                    }
+                }
             }
             @if super::layout::shows(&s.principal, "/ui/audit") {
                 p id="last-verification" {

@@ -220,11 +220,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Ip {
     }
 }
 
-/// A form body, or a 400 page.
+/// A form body, or a 400 page (also for a control character in a field: see
+/// `crate::policy::text`).
 fn form<T: serde::de::DeserializeOwned>(
     s: Option<&ConsoleSession>,
     body: &Bytes,
 ) -> Result<T, Response> {
+    if let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        && let Err(field) =
+            crate::policy::text::form_ok(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        return Err(problem(
+            s,
+            StatusCode::BAD_REQUEST,
+            crate::policy::text::CODE,
+            &format!("control characters are not allowed in {field}"),
+        ));
+    }
     serde_urlencoded::from_bytes(body).map_err(|e| {
         problem(
             s,

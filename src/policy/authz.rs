@@ -313,6 +313,8 @@ pub enum Operation {
     Backup,
     /// Sign a firmware image with the service-held firmware-signing key (operator only).
     SignFirmware,
+    /// Ask whether a contract certificate (any PKI's) authorizes its eMAID now (OCPP Authorize).
+    AuthorizeContract,
 }
 
 impl Operation {
@@ -340,6 +342,7 @@ impl Operation {
             Operation::Backup => "backup",
             Operation::ManageTrust => "manage_trust",
             Operation::SignFirmware => "sign_firmware",
+            Operation::AuthorizeContract => "authorize_contract",
         }
     }
 }
@@ -420,6 +423,7 @@ fn roles_for(op: Operation) -> &'static [Role] {
         Operation::ManageProvCerts => &[Role::Oem],
         Operation::ReadProvCerts => &[Role::Mo, Role::Oem, Role::Auditor],
         Operation::ProvisionContract => &[Role::Cpo, Role::Cps],
+        Operation::AuthorizeContract => &[Role::Cpo, Role::Csms],
         Operation::ManageTrust
         | Operation::ManageUsers
         | Operation::Backup

@@ -1,10 +1,12 @@
 //! Policy: certificate profiles ([`profile`]), identifier rules ([`identifiers`]), what a subject
-//! may contain ([`subject`]) and who may do what ([`authz`]). Pure decisions: no I/O.
+//! may contain ([`subject`]), which characters text may hold ([`text`]) and who may do what
+//! ([`authz`]). Pure decisions: no I/O.
 
 pub mod authz;
 pub mod identifiers;
 pub mod profile;
 pub mod subject;
+pub mod text;
 
 use crate::error::ErrorKind;
 

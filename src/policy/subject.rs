@@ -139,6 +139,26 @@ impl CheckedSubject {
                 "the CSR must ask for at least one DNS name or IP address (subjectAltName)".into(),
             ));
         }
+        // A server certificate's CN is a host name too (clients that ignore subjectAltName
+        // read it): it must be on the allow-list like every SAN, or another CSO's host name
+        // could be had in the CN.
+        for cn in name::values(&self.name, name::OID_CN) {
+            let as_san = match cn.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) => Some(SanName::Ip(ip)),
+                Err(_) => super::authz::normalize_dns_allowed(&cn)
+                    .filter(|n| !n.starts_with("*."))
+                    .map(SanName::Dns),
+            };
+            if !as_san.as_ref().is_some_and(&allowed) {
+                return Err(refuse(
+                    profile,
+                    format!(
+                        "the CN '{}' is not on this client's allow-list (a server certificate's CN is checked like its subjectAltName)",
+                        cn.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+        }
         self.sans = sans;
         Ok(self)
     }

@@ -381,6 +381,23 @@ impl Tokens {
                 _ => unauthenticated("invalid_token", "token is not valid"),
             }
         })?;
+        // ECDSA is malleable: (r, n − s) verifies as well as (r, s). We sign low-S only
+        // (`Ca::sign_token`) and take our own tokens in low-S form only, so that one token of
+        // ours cannot be turned into a second, different one that still verifies. An external
+        // issuer's tokens are taken in either form: most JWT libraries (jsonwebtoken among
+        // them) do not normalise S, so half of a real identity provider's tokens would be
+        // refused, and a malleated copy grants nothing the original did not.
+        if trusted.ours
+            && let Some(raw) = token
+                .rsplit_once('.')
+                .and_then(|(_, sig)| B64URL.decode(sig).ok())
+            && !crate::x509::ecdsa::p256_is_low_s(&raw)
+        {
+            return Err(unauthenticated(
+                "non_canonical_signature",
+                "token signature is not in low-S form",
+            ));
+        }
         let role: Role = data
             .claims
             .role

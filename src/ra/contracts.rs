@@ -1,8 +1,6 @@
 //! Contracts (EMAID ↔ PCID), the OEM provisioning certificate pool and the external roots the
 //! operator trusts: what contract provisioning ([`super::provisioning`]) reads.
 
-use std::sync::Arc;
-
 use super::{Ra, RaError};
 use crate::model::{
     AuditEvent, CertRecord, CertStatus, ContractRecord, ContractStatus, ProvCertRecord,
@@ -12,21 +10,6 @@ use crate::policy::authz::{Identifier, Operation, Principal, Role, Target};
 use crate::policy::identifiers;
 use crate::store::ContractQuery;
 use crate::x509::{ParsedCert, chain, name};
-
-/// How long a parsed [`TrustSet`] is used before it is read again: a root trusted or removed by
-/// another process (the CLI) takes effect within this time; in this process, at once.
-const TRUST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// What provisioning path checks need, parsed once: OpenSSL 3 parses a certificate in tens of
-/// microseconds, and a check would otherwise parse a dozen.
-pub(crate) struct TrustSet {
-    /// Roots an OEM provisioning chain may end in (trusted OEM and V2G roots, and our own).
-    pub(crate) oem_roots: Vec<openssl::x509::X509>,
-    /// Our own OEM sub-CAs (for provisioning certificates this service issued).
-    pub(crate) own_oem_subs: Vec<openssl::x509::X509>,
-    /// Every CA of ours: (id, subject DER), to find our record of a certificate.
-    pub(crate) cas: Vec<(String, Vec<u8>)>,
-}
 
 /// Longest grace period before an updated contract certificate is revoked: 90 days.
 const MAX_GRACE_SECONDS: i64 = 90 * 86_400;
@@ -97,15 +80,6 @@ fn random_id() -> Result<String, RaError> {
     Ok(hex::encode(b))
 }
 
-/// A chain that does not validate, as a refusal of the upload that carried it.
-pub(super) fn chain_refusal(e: chain::ChainError) -> RaError {
-    let code = match e {
-        chain::ChainError::Expired(_) => "certificate_expired",
-        chain::ChainError::Untrusted(_) => "untrusted_chain",
-    };
-    RaError::bad(code, e.to_string())
-}
-
 /// The CN of a certificate.
 pub(super) fn common_name(c: &ParsedCert) -> Option<String> {
     name::values(c.tbs().subject().as_ref(), name::OID_CN)
@@ -150,14 +124,25 @@ impl Ra {
                 format!("grace_seconds must be 0..={MAX_GRACE_SECONDS}"),
             ));
         }
+        // A contract is refused at creation when its certificates could never be issued: its
+        // issuer must be an MO sub-CA 2 of the contract's schema (an EMAID of the -2 form is a
+        // -2 contract; its -20 installations use the default -20 MO sub-CA 2), and its subject
+        // (built attribute by attribute, as issuance builds it) must pass the profile.
+        let profile = if identifiers::normalize_emaid(&emaid).is_ok() {
+            "contract"
+        } else {
+            "contract-20"
+        };
+        let prof = self.inner.profiles.get(profile)?.clone();
         if let Some(id) = &c.issuer_id {
             let ca = self.inner.store.get_ca(id).await?;
-            if !ca.is_some_and(|ca| ca.profile.starts_with("mo-sub-ca-2")) {
+            if !ca.is_some_and(|ca| prof.issuer_profiles.contains(&ca.profile)) {
                 return Err(RaError::bad(
                     "bad_issuer",
                     format!(
-                        "issuer_id '{}' is not an MO sub-CA 2 of this service",
-                        id.chars().take(64).collect::<String>()
+                        "issuer_id '{}' is not an MO sub-CA 2 of this service that issues {profile} certificates ({})",
+                        id.chars().take(64).collect::<String>(),
+                        prof.issuer_profiles.join(", ")
                     ),
                 ));
             }
@@ -169,6 +154,25 @@ impl Ra {
                 "bad_organization",
                 "organization must be 1..64 characters",
             ));
+        }
+        if let Some(o) = &c.organization
+            && o.chars()
+                .any(|ch| ch.is_control() || ",=+;\"\\<>".contains(ch))
+        {
+            // Never a value that reads as more than one attribute wherever a name is shown
+            // or written as text (`Evil, CN=…`).
+            return Err(RaError::bad(
+                "bad_organization",
+                "organization must not contain control characters or any of , = + ; \" \\ < >",
+            ));
+        }
+        if let Some(o) = &c.organization {
+            super::provisioning::contract_subject_of(&prof, o.trim(), &emaid).map_err(|e| {
+                RaError::bad(
+                    "bad_organization",
+                    format!("the contract certificate's subject would be refused: {e}"),
+                )
+            })?;
         }
         let tenant = identifiers::emaid_prefix(&emaid)
             .map_err(|e| RaError::bad("bad_emaid", e.to_string()))?;
@@ -329,10 +333,7 @@ impl Ra {
             }
         }
         let mut revoked = Vec::new();
-        for cert in self.inner.store.contract_certificates(&c.id).await? {
-            if cert.status != CertStatus::Valid {
-                continue;
-            }
+        for cert in self.certificates_of_cancelled(&c).await? {
             self.ca()?
                 .revoke(
                     &cert.issuer_id,
@@ -368,60 +369,55 @@ impl Ra {
         Ok(Cancellation { contract, revoked })
     }
 
-    // ------------------------------------------------------------------------ trusted roots
-
-    /// The current [`TrustSet`] (read again after [`TRUST_TTL`]).
-    pub(crate) async fn trust_set(&self) -> Result<Arc<TrustSet>, RaError> {
-        if let Some((at, t)) = self
+    /// The valid certificates a cancellation of `c` revokes: every certificate provisioned
+    /// under it, and every contract certificate of its EMAID made before it was cancelled
+    /// (re-enrolled over EST, or issued from a CSR), so that no contract certificate of a
+    /// cancelled contract stays valid.
+    async fn certificates_of_cancelled(
+        &self,
+        c: &ContractRecord,
+    ) -> Result<Vec<CertRecord>, RaError> {
+        let mut out: Vec<CertRecord> = self
             .inner
-            .trust
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            && at.elapsed() < TRUST_TTL
-        {
-            return Ok(t.clone());
-        }
-        let roots = self.oem_anchors().await?;
-        let cas = self.inner.store.list_cas().await?;
-        let own_oem_subs = chain::parse_all(
-            cas.iter()
-                .filter(|c| c.parent_id.is_some() && c.profile.starts_with("oem-sub-ca"))
-                .map(|c| c.cert_der.as_slice()),
-        );
-        let ca_subjects = cas
-            .iter()
-            .filter_map(|c| {
-                ParsedCert::from_der(&c.cert_der)
-                    .ok()
-                    .map(|p| (c.id.clone(), p.subject_der()))
-            })
+            .store
+            .contract_certificates(&c.id)
+            .await?
+            .into_iter()
+            .filter(|x| x.status == CertStatus::Valid)
             .collect();
-        let t = Arc::new(TrustSet {
-            oem_roots: chain::parse_all(roots.iter().map(Vec::as_slice)),
-            own_oem_subs,
-            cas: ca_subjects,
-        });
-        *self.inner.trust.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::time::Instant::now(), t.clone()));
-        Ok(t)
+        let cancelled_at = self
+            .inner
+            .store
+            .get_contract(&c.id)
+            .await?
+            .and_then(|x| x.cancelled_at)
+            .unwrap_or(self.now());
+        for profile in ["contract", "contract-20"] {
+            let more = self
+                .inner
+                .store
+                .list_certs(&crate::model::CertFilter {
+                    profile: Some(profile.to_string()),
+                    emaid: Some(c.emaid.clone()),
+                    status: Some(crate::model::StatusFilter::Valid),
+                    limit: Some(1000),
+                    ..Default::default()
+                })
+                .await?;
+            for x in more {
+                if x.created_at <= cancelled_at
+                    && !out
+                        .iter()
+                        .any(|o| o.issuer_id == x.issuer_id && o.serial_hex == x.serial_hex)
+                {
+                    out.push(x);
+                }
+            }
+        }
+        Ok(out)
     }
 
-    fn forget_trust(&self) {
-        *self.inner.trust.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    /// Roots an OEM provisioning chain may end in: trusted OEM and V2G roots, and our own.
-    pub(super) async fn oem_anchors(&self) -> Result<Vec<Vec<u8>>, RaError> {
-        self.anchors(&[RootKind::Oem, RootKind::V2g], &["oem-root", "v2g-root"])
-            .await
-    }
-
-    /// Roots a contract chain may end in: trusted MO and V2G roots, and our own.
-    pub(super) async fn contract_anchors(&self) -> Result<Vec<Vec<u8>>, RaError> {
-        self.anchors(&[RootKind::Mo, RootKind::V2g], &["mo-root", "v2g-root"])
-            .await
-    }
+    // ------------------------------------------------------------------------ trusted roots
 
     /// Contracts of a vehicle: all of them for the OEM of its WMI, an auditor or admin; an MO's
     /// own for an MO.
@@ -454,29 +450,6 @@ impl Ra {
                 ..Default::default()
             })
             .await?)
-    }
-
-    async fn anchors(
-        &self,
-        kinds: &[RootKind],
-        own_profiles: &[&str],
-    ) -> Result<Vec<Vec<u8>>, RaError> {
-        let mut out: Vec<Vec<u8>> = self
-            .inner
-            .store
-            .list_trusted_roots()
-            .await?
-            .into_iter()
-            .filter(|r| kinds.contains(&r.kind))
-            .map(|r| r.der)
-            .collect();
-        for ca in self.inner.store.list_cas().await? {
-            let base = ca.profile.trim_end_matches("-20");
-            if ca.parent_id.is_none() && own_profiles.contains(&base) {
-                out.push(ca.cert_der);
-            }
-        }
-        Ok(out)
     }
 
     /// Trust an external root (operator only).
@@ -569,13 +542,24 @@ impl Ra {
             &format!("provCerts/{pcid}"),
         )
         .await?;
-        let anchors = self.oem_anchors().await?;
-        let roots: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
-        let mut inter: Vec<&[u8]> = Vec::new();
-        inter.extend(u.sub_ca2.as_deref());
-        inter.extend(u.sub_ca1.as_deref());
-        let root_der =
-            chain::verify(&u.vehicle, &inter, &roots, self.now()).map_err(chain_refusal)?;
+        let mut presented: Vec<Vec<u8>> = Vec::new();
+        presented.extend(u.sub_ca2.clone());
+        presented.extend(u.sub_ca1.clone());
+        let judged = self
+            .judge(
+                &u.vehicle,
+                &presented,
+                crate::validation::Role::OemProvisioning,
+            )
+            .await?
+            .map_err(|f| match f {
+                // Revoked at its OEM's responder (or by us): OPCP's code for it.
+                crate::validation::Failure::Revoked(_) => {
+                    RaError::bad("oem_revoked", format!("vehicleCertificate: {f}"))
+                }
+                f => super::validate::upload_refusal("vehicleCertificate", f),
+            })?;
+        let root_der = judged.path.anchor().der.clone();
         let tenant =
             identifiers::pcid_wmi(&pcid).map_err(|e| RaError::bad("bad_pcid", e.to_string()))?;
         let rec = ProvCertRecord {

@@ -7,14 +7,17 @@
 //! Front ends never hold the CA's token or the store: an [`Ra`] is all they get.
 
 pub mod auth;
+pub mod authorize;
 mod clients;
 pub mod contracts;
+mod external;
 mod guard;
 pub mod ocpp;
 pub mod provisioning;
 mod reenroll;
 pub mod refusals;
 pub mod users;
+mod validate;
 
 use std::sync::Arc;
 
@@ -236,8 +239,8 @@ struct Inner {
     health: tokio::sync::Mutex<Option<(tokio::time::Instant, Health)>>,
     /// Largest provisioning answers, base64 characters: (-2, -20).
     response_caps: (usize, usize),
-    /// Roots and CAs for provisioning path checks, parsed once (`contracts::TrustSet`).
-    trust: std::sync::Mutex<Option<(std::time::Instant, Arc<contracts::TrustSet>)>>,
+    /// The validation engine's trust store, built once per [`validate`] TTL.
+    trust: std::sync::Mutex<Option<(std::time::Instant, Arc<crate::validation::TrustStore>)>>,
     /// Console session timeouts.
     ui: UiTimeouts,
     /// The console's form-signing key, read from the store once (`users::console_form_key`).
@@ -246,6 +249,12 @@ struct Inner {
     supersede_grace: i64,
     /// This process's name in job leases (`store::Store::job_lease`).
     holder: String,
+    /// Other PKIs' revocation through the guarded fetcher.
+    external: external::External,
+    /// Authorize a contract whose revocation cannot be learnt (`PNC_AUTHORIZE_UNREACHABLE`).
+    authorize_unreachable_accept: bool,
+    /// Recent verdicts about other PKIs' contract chains.
+    verdicts: authorize::VerdictCache,
 }
 
 /// Console session timeouts, seconds.
@@ -289,6 +298,12 @@ impl Ra {
                 .max(1),
         };
         let limits_grace = limits.supersede_grace;
+        let external = external::External::new(
+            Arc::new(crate::fetch::Fetcher::new(limits.fetch.clone())),
+            limits.external_revocation,
+            clock.clone(),
+        );
+        let authorize_unreachable_accept = limits.authorize_unreachable_accept;
         let response_caps = (
             limits.max_response_chars_iso2,
             limits.max_response_chars_iso20,
@@ -309,8 +324,21 @@ impl Ra {
                 form_key: tokio::sync::OnceCell::new(),
                 supersede_grace: i64::try_from(limits_grace.as_secs()).unwrap_or(i64::MAX),
                 holder: format!("ra-{}", hex::encode(rand::random::<[u8; 8]>())),
+                external,
+                authorize_unreachable_accept,
+                verdicts: authorize::VerdictCache::default(),
             }),
         }
+    }
+
+    /// The service's listen addresses: the outbound fetcher never contacts them.
+    pub fn note_listen_addresses(&self, addrs: &[std::net::SocketAddr]) {
+        self.inner.external.fetcher.add_own_addresses(addrs);
+    }
+
+    /// What the outbound fetcher did (`/metrics`, the console).
+    pub fn fetch_stats(&self) -> &crate::fetch::FetchStats {
+        &self.inner.external.fetcher.stats
     }
 
     fn ca(&self) -> Result<&Ca, RaError> {
@@ -785,7 +813,13 @@ impl Ra {
                     .ok_or_else(|| RaError::bad("bad_query", "serial_hex is not hex"))?,
             );
         }
-        f.emaid = f.emaid.map(|e| compact_id(&e));
+        // An EMAID is searched in the form certificates carry it: normalised like the contract
+        // API does (separators and case; a -2 EMAID without its check digit gets it).
+        f.emaid = f.emaid.map(|e| {
+            crate::policy::identifiers::normalize_emaid(&e)
+                .map(|n| compact_id(&n))
+                .unwrap_or_else(|_| compact_id(&e))
+        });
         f.evse_id = f.evse_id.map(|e| compact_id(&e));
         let limit = f.limit.unwrap_or(100).clamp(1, 1000);
         f.limit = Some(limit);

@@ -10,7 +10,7 @@
 //! recorded) → encrypt the key → sign the answer with the CPS key → encode and size-check →
 //! record certificate, request and audit entry in one transaction.
 
-use super::contracts::{chain_refusal, common_name, normalize_emaid, normalize_pcid};
+use super::contracts::{common_name, normalize_emaid, normalize_pcid};
 use super::{Ra, RaError};
 use crate::ca::CaError;
 use crate::ca::cps::CpsSigner;
@@ -26,6 +26,7 @@ use crate::policy::authz::{Operation, Principal, Target};
 use crate::policy::profile::Standard;
 use crate::policy::subject;
 use crate::store::StoreError;
+use crate::validation::{Failure, IsoCode, Role};
 use crate::x509::{ParsedCert, chain};
 
 /// A provisioning request as a front end received it.
@@ -111,6 +112,49 @@ impl Ctx {
             failed_exi,
             request_kind: Some(self.kind),
         }))
+    }
+}
+
+/// Whose certificate a validation failure is about, for its refusal code.
+#[derive(Clone, Copy)]
+enum Presented {
+    /// The vehicle's OEM provisioning certificate (and its chain).
+    Oem,
+    /// The current contract certificate of an update.
+    Contract,
+}
+
+impl Ctx {
+    /// The refusal of a request whose certificate the engine refused: one mapping for every
+    /// route (the ISO code from the engine, the code from what was presented).
+    fn fail_cert(&self, what: Presented, f: Failure) -> RaError {
+        let code = match (what, &f) {
+            (_, Failure::RevocationUnknown(_)) => "revocation_unknown",
+            (Presented::Oem, Failure::Malformed(_)) => "oem_certificate_invalid",
+            (Presented::Oem, Failure::Expired(_) | Failure::NotYetValid(_)) => {
+                "oem_certificate_expired"
+            }
+            (Presented::Oem, Failure::Revoked(_)) => "oem_revoked",
+            (Presented::Oem, _) => "oem_untrusted",
+            (Presented::Contract, Failure::Malformed(_)) => "contract_certificate_invalid",
+            (Presented::Contract, Failure::Expired(_) | Failure::NotYetValid(_)) => {
+                "contract_expired"
+            }
+            (Presented::Contract, Failure::Revoked(_)) => "contract_revoked",
+            (Presented::Contract, _) => "contract_untrusted",
+        };
+        let iso = match f.iso2() {
+            IsoCode::CertChainError => Rc2::FAILEDCertChainError,
+            IsoCode::SignatureError => Rc2::FAILEDSignatureError,
+            IsoCode::CertificateExpired => Rc2::FAILEDCertificateExpired,
+            IsoCode::CertificateRevoked => Rc2::FAILEDCertificateRevoked,
+            IsoCode::Failed => Rc2::FAILED,
+        };
+        let whose = match what {
+            Presented::Oem => "OEM provisioning certificate",
+            Presented::Contract => "current contract certificate",
+        };
+        self.fail(code, ErrorKind::BadRequest, iso, format!("{whose}: {f}"))
     }
 }
 
@@ -360,6 +404,9 @@ impl Ra {
                             idem: idem.clone(),
                         };
                         check_action(&ctx, req.action)?;
+                        if let Some(out) = self.replayed(&ctx, &req.exi).await? {
+                            return Ok(out);
+                        }
                         self.install_iso2(p, &m, r, &req.exi, ctx).await
                     }
                     iso2::Body::CertificateUpdateReq(r) => {
@@ -371,6 +418,9 @@ impl Ra {
                             idem: idem.clone(),
                         };
                         check_action(&ctx, req.action)?;
+                        if let Some(out) = self.replayed(&ctx, &req.exi).await? {
+                            return Ok(out);
+                        }
                         self.update_iso2(p, &m, r, &req.exi, ctx).await
                     }
                     other => Err(refuse(
@@ -392,6 +442,9 @@ impl Ra {
                     idem: idem.clone(),
                 };
                 check_action(&ctx, req.action)?;
+                if let Some(out) = self.replayed(&ctx, &req.exi).await? {
+                    return Ok(out);
+                }
                 let m = iso20::Message::CertificateInstallationReq(r.clone());
                 self.install_iso20(p, &m, &r, &req, ctx).await
             }
@@ -431,61 +484,19 @@ impl Ra {
                     "the OEM provisioning certificate's CN is not a PCID",
                 )
             })?;
-        let trust = self.trust_set().await?;
         let pooled = self.inner.store.get_prov_cert(&pcid).await?;
-        let mut ders: Vec<&[u8]> = request_subs.iter().map(Vec::as_slice).collect();
+        // The request's sub-CAs and the pool's are candidates only: the engine accepts a path
+        // through them only when every signature up to a trusted OEM or V2G root verifies and
+        // every sub-CA is of the OEM family.
+        let mut presented: Vec<Vec<u8>> = request_subs.to_vec();
         if let Some(pc) = &pooled {
-            ders.extend(pc.sub_ca2_der.as_deref());
-            ders.extend(pc.sub_ca1_der.as_deref());
+            presented.extend(pc.sub_ca2_der.clone());
+            presented.extend(pc.sub_ca1_der.clone());
         }
-        let mut inter = chain::parse_all(ders);
-        inter.extend(trust.own_oem_subs.iter().cloned());
-        let untrusted = |d: String| {
-            ctx.fail(
-                "oem_untrusted",
-                ErrorKind::BadRequest,
-                Rc2::FAILEDCertChainError,
-                format!("OEM provisioning certificate does not chain to a trusted root: {d}"),
-            )
-        };
-        let parsed = chain::parse(leaf_der).map_err(|e| untrusted(e.to_string()))?;
-        chain::verify_parsed(&parsed, &inter, &trust.oem_roots, self.now()).map_err(
-            |e| match e {
-                chain::ChainError::Expired(d) => ctx.fail(
-                    "oem_certificate_expired",
-                    ErrorKind::BadRequest,
-                    Rc2::FAILEDCertificateExpired,
-                    format!("OEM provisioning {d}"),
-                ),
-                chain::ChainError::Untrusted(d) => untrusted(d),
-            },
-        )?;
-        if let Some(rec) = self.own_record(&leaf).await?
-            && rec.status == CertStatus::Revoked
-        {
-            return Err(ctx.fail(
-                "oem_revoked",
-                ErrorKind::BadRequest,
-                Rc2::FAILEDCertificateRevoked,
-                format!("OEM provisioning certificate {} is revoked", rec.serial_hex),
-            ));
-        }
+        self.judge(leaf_der, &presented, Role::OemProvisioning)
+            .await?
+            .map_err(|f| ctx.fail_cert(Presented::Oem, f))?;
         Ok(pcid)
-    }
-
-    /// Our record of a certificate, if one of our CAs issued it.
-    async fn own_record(&self, cert: &ParsedCert) -> Result<Option<CertRecord>, RaError> {
-        let issuer = cert.issuer_der();
-        let trust = self.trust_set().await?;
-        for (id, subject) in &trust.cas {
-            if *subject != issuer {
-                continue;
-            }
-            if let Some(r) = self.inner.store.get_cert(id, &cert.serial_hex()).await? {
-                return Ok(Some(r));
-            }
-        }
-        Ok(None)
     }
 
     /// Active contracts of a vehicle valid now, newest first; a cancelled-only vehicle and an
@@ -568,18 +579,32 @@ impl Ra {
         Ok(CpsChain { signer, subs })
     }
 
-    /// Subject and validity of the next contract certificate of `contract`.
-    async fn contract_subject(
+    /// Subject, validity and issuing CA of the next contract certificate of `contract` under
+    /// `profile` (`contract` or `contract-20`). The subject is built attribute by attribute, so
+    /// an organization with a comma stays one value, and checked against the profile. The
+    /// contract's `issuer_id` applies where it is an MO sub-CA 2 of the profile's schema; the
+    /// other schema issues under its default MO sub-CA 2.
+    pub(super) async fn contract_subject(
         &self,
         contract: &ContractRecord,
         profile: &str,
-    ) -> Result<(subject::CheckedSubject, Option<u32>), RaError> {
+    ) -> Result<(subject::CheckedSubject, Option<u32>, Option<String>), RaError> {
         let ca = self.ca()?;
         let prof = self.inner.profiles.get(profile)?.clone();
+        let issuer = match &contract.issuer_id {
+            Some(id) => self
+                .inner
+                .store
+                .get_ca(id)
+                .await?
+                .filter(|c| prof.issuer_profiles.contains(&c.profile))
+                .map(|c| c.id),
+            None => None,
+        };
         let org = match &contract.organization {
             Some(o) => o.clone(),
             None => {
-                let chain = match &contract.issuer_id {
+                let chain = match &issuer {
                     Some(id) => ca.chain(id).await?,
                     None => ca.issuing_chain(profile).await?,
                 };
@@ -596,15 +621,14 @@ impl Ra {
                     .unwrap_or_else(|| "pnc-pki".to_string())
             }
         };
-        let text = format!("O={org}, CN={}", contract.emaid);
-        let checked = subject::check_subject_text(&prof, &text)?;
+        let checked = contract_subject_of(&prof, &org, &contract.emaid)?;
         let days = contract.valid_to.map(|t| {
             let left = (t - self.now()).max(86_400) / 86_400;
             u32::try_from(left)
                 .unwrap_or(u32::MAX)
                 .min(prof.validity.default_days)
         });
-        Ok((checked, days))
+        Ok((checked, days, issuer))
     }
 
     fn check_size(&self, ctx: &Ctx, exi_len: usize) -> Result<(), RaError> {
@@ -660,7 +684,7 @@ impl Ra {
                 format!("OEM provisioning key: {e}"),
             )
         })?;
-        self.issue_iso2(p, ctx, contract, cps, &recipient, raw, None, None)
+        self.issue_iso2(p, ctx, contract, cps, &recipient, raw, None)
             .await
     }
 
@@ -706,6 +730,11 @@ impl Ra {
             .encode()
             .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
         self.check_size(ctx, exi.len())?;
+        if cert.is_some() {
+            // Delivered now: the contract's other -2 certificates are superseded.
+            self.supersede_others(contract, "contract", (&pre.issuer_id, &pre.serial_hex))
+                .await?;
+        }
         tracing::info!(contract = %contract.id, serial = %pre.serial_hex, exi_bytes = exi.len(), "pre-generated contract data delivered");
         Ok(Some(Provisioned {
             exi,
@@ -755,20 +784,19 @@ impl Ra {
                 "pre-generated contract data is ISO 15118-2 only (urn:iso:15118:2:2013:MsgDef)",
             ));
         }
-        let contract = self
-            .contract_for_data(p, &emaid, &pcid, req.valid_from, req.valid_to)
-            .await?;
+        // Everything that can refuse is checked before a contract is created: a pre-generation
+        // that fails commits nothing.
         let pooled = self.inner.store.get_prov_cert(&pcid).await?.ok_or_else(|| {
             RaError::NotFound(format!(
                 "no OEM provisioning certificate for PCID {pcid} in the pool (PUT /v1/oem/provCerts)"
             ))
         })?;
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             schema: Schema::Iso2,
             kind: ProvisioningKind::Install,
             // Replaced by the live SessionID at delivery.
             session_id: vec![0; 8],
-            emaid: Some(contract.emaid.clone()),
+            emaid: Some(emaid.clone()),
             idem,
         };
         let subs: Vec<Vec<u8>> = [&pooled.sub_ca2_der, &pooled.sub_ca1_der]
@@ -780,19 +808,27 @@ impl Ra {
         let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
         let recipient = keyenc::recipient_public_key(&pooled.leaf_der)
             .map_err(|e| RaError::bad("bad_certificate", format!("OEM provisioning key: {e}")))?;
+        if let Some(c) = self.active_contract_of(&emaid).await? {
+            if c.pcid != pcid {
+                return Err(RaError::Store(crate::store::StoreError::Taken(format!(
+                    "EMAID {emaid} has an active contract for another vehicle ({})",
+                    c.pcid
+                ))));
+            }
+        } else {
+            // A new contract must be installable: its subject is checked before it exists.
+            let prof = self.inner.profiles.get("contract")?.clone();
+            let org = self.default_contract_organization().await?;
+            contract_subject_of(&prof, &org, &emaid)?;
+        }
+        let contract = self
+            .contract_for_data(p, &emaid, &pcid, req.valid_from, req.valid_to)
+            .await?;
+        ctx.emaid = Some(contract.emaid.clone());
         let sha = sha256_hex(&pooled.leaf_der);
         let keyed = ctx.idem.clone();
         match self
-            .issue_iso2(
-                p,
-                ctx,
-                contract,
-                cps,
-                &recipient,
-                &req.body,
-                None,
-                Some(sha),
-            )
+            .issue_iso2(p, ctx, contract, cps, &recipient, &req.body, Some(sha))
             .await
         {
             Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))) => {
@@ -800,6 +836,20 @@ impl Ra {
             }
             other => other,
         }
+    }
+
+    /// The organization of contract certificates without one of their own: the default MO
+    /// sub-CA 2's.
+    async fn default_contract_organization(&self) -> Result<String, RaError> {
+        let chain = self.ca()?.issuing_chain("contract").await?;
+        Ok(chain
+            .first()
+            .and_then(|c| {
+                crate::x509::name::values(c.tbs().subject().as_ref(), crate::x509::name::OID_O)
+                    .into_iter()
+                    .next()
+            })
+            .unwrap_or_else(|| "pnc-pki".to_string()))
     }
 
     /// The active contract of `emaid` for `pcid`, created when the EMAID has none; refused when
@@ -884,11 +934,13 @@ impl Ra {
             .flatten()
             .cloned()
             .collect();
-        let anchors = self.contract_anchors().await?;
-        let roots: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
-        let inter: Vec<&[u8]> = subs.iter().map(Vec::as_slice).collect();
-        chain::verify(&d.contract_certificate, &inter, &roots, self.now())
-            .map_err(chain_refusal)?;
+        // Judged as a contract certificate: a path to a trusted MO or V2G root, and when one of
+        // our MO sub-CAs signed it, our record of it (not revoked). Our own revoked
+        // certificate never comes back this way.
+        let judged = self
+            .judge(&d.contract_certificate, &subs, Role::Contract)
+            .await?
+            .map_err(|f| super::validate::upload_refusal("contractCertificate", f))?;
         let contract = self
             .contract_for_data(p, &emaid, &pcid, None, Some(cert.not_after()))
             .await?;
@@ -915,10 +967,15 @@ impl Ra {
             .encode()
             .map_err(|e| RaError::bad("bad_contract_data", format!("encoding the answer: {e}")))?;
         self.check_size(&ctx, exi.len())?;
-        let issuer_id = format!(
-            "external:{}",
-            hex::encode(cert.issuer_der()).get(..16).unwrap_or("")
-        );
+        // Ours: under its real issuer, so that delivery sees its revocation; another PKI's:
+        // marked external.
+        let issuer_id = match &judged.own {
+            Some(rec) => rec.issuer_id.clone(),
+            None => format!(
+                "external:{}",
+                hex::encode(cert.issuer_der()).get(..16).unwrap_or("")
+            ),
+        };
         let pre = crate::model::Pregenerated {
             contract_id: contract.id.clone(),
             schema_version: "iso15118-2".into(),
@@ -1002,17 +1059,23 @@ impl Ra {
         raw: &[u8],
         ctx: Ctx,
     ) -> Result<Provisioned, RaError> {
+        // The presented certificate is judged before anything it says is believed: a path to a
+        // trusted MO or V2G root as a contract certificate, then our record of it found by its
+        // bytes (a look-alike with the victim's issuer name, serial and subject but another key
+        // fails here). Only then is the request's signature checked with its key, and only
+        // then is the new contract key encrypted for that key.
         let current_der = &r.contract_signature_cert_chain.certificate;
-        verify_signature_iso2(&ctx, m, current_der)?;
-        let current = ParsedCert::from_der(current_der).map_err(|e| {
-            ctx.fail(
-                "contract_certificate_invalid",
-                ErrorKind::BadRequest,
-                Rc2::FAILEDCertChainError,
-                format!("current contract certificate: {e}"),
-            )
-        })?;
-        let rec = self.own_record(&current).await?.ok_or_else(|| {
+        let subs: Vec<Vec<u8>> = r
+            .contract_signature_cert_chain
+            .sub_certificates
+            .as_ref()
+            .map(|s| s.certificate.clone())
+            .unwrap_or_default();
+        let judged = self
+            .judge(current_der, &subs, Role::Contract)
+            .await?
+            .map_err(|f| ctx.fail_cert(Presented::Contract, f))?;
+        let rec = judged.own.ok_or_else(|| {
             ctx.fail(
                 "contract_unknown",
                 ErrorKind::BadRequest,
@@ -1020,28 +1083,7 @@ impl Ra {
                 "the current contract certificate was not issued by this service",
             )
         })?;
-        if rec.status == CertStatus::Revoked {
-            return Err(ctx.fail(
-                "contract_revoked",
-                ErrorKind::BadRequest,
-                Rc2::FAILEDCertificateRevoked,
-                format!(
-                    "the current contract certificate {} is revoked",
-                    rec.serial_hex
-                ),
-            ));
-        }
-        if rec.not_after <= self.now() {
-            return Err(ctx.fail(
-                "contract_expired",
-                ErrorKind::BadRequest,
-                Rc2::FAILEDCertificateExpired,
-                format!(
-                    "the current contract certificate {} has expired",
-                    rec.serial_hex
-                ),
-            ));
-        }
+        verify_signature_iso2(&ctx, m, current_der)?;
         let contract_id = self
             .inner
             .store
@@ -1088,26 +1130,10 @@ impl Ra {
                 format!("current contract key: {e}"),
             )
         })?;
-        let due = self.now() + contract.grace_seconds;
-        let out = self
-            .issue_iso2(
-                p,
-                ctx,
-                contract,
-                cps,
-                &recipient,
-                raw,
-                Some((rec.issuer_id.clone(), rec.serial_hex.clone(), due)),
-                None,
-            )
-            .await?;
-        if due <= self.now()
-            && let Some(c) = &out.certificate
-        {
-            self.supersede(&c.issuer_id, &c.serial_hex, &rec.issuer_id, &rec.serial_hex)
-                .await;
-        }
-        Ok(out)
+        // The current certificate is superseded by the general rule (one valid contract
+        // certificate per contract and schema, `deliver`).
+        self.issue_iso2(p, ctx, contract, cps, &recipient, raw, None)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1119,18 +1145,12 @@ impl Ra {
         cps: CpsChain,
         recipient: &[u8],
         raw: &[u8],
-        supersedes: Option<(String, String, i64)>,
         pregenerate: Option<String>,
     ) -> Result<Provisioned, RaError> {
         let ca = self.ca()?;
-        let (checked, days) = self.contract_subject(&contract, "contract").await?;
+        let (checked, days, issuer) = self.contract_subject(&contract, "contract").await?;
         let (prepared, key) = ca
-            .prepare_leaf_with_generated_key(
-                checked,
-                contract.issuer_id.as_deref(),
-                days,
-                &p.actor(),
-            )
+            .prepare_leaf_with_generated_key(checked, issuer.as_deref(), days, &p.actor())
             .await?;
         let env = keyenc::iso2_encrypt(recipient, &key.scalar)
             .map_err(|e| RaError::Internal(format!("contract key encryption: {e}")))?;
@@ -1155,33 +1175,35 @@ impl Ra {
         let exi = msg
             .encode()
             .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
-        self.deliver(
-            ctx,
-            contract,
-            prepared,
-            raw,
-            exi,
-            0,
-            supersedes,
-            pregenerate,
-        )
-        .await
+        self.deliver(ctx, contract, prepared, raw, exi, 0, pregenerate)
+            .await
     }
 
-    /// Size-check, then record certificate, request and audit entry together.
+    /// Size-check, then record certificate, request, answer and audit entry together, with the
+    /// supersession of the contract's other valid certificates of the same schema: one valid
+    /// contract certificate per contract and schema (after the contract's grace period; at
+    /// once when it is 0). A pre-generated answer supersedes nothing until it is delivered.
     #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         ctx: Ctx,
         contract: ContractRecord,
-        prepared: crate::ca::Prepared,
+        mut prepared: crate::ca::Prepared,
         raw: &[u8],
         exi: Vec<u8>,
         remaining: u8,
-        supersedes: Option<(String, String, i64)>,
         pregenerate: Option<String>,
     ) -> Result<Provisioned, RaError> {
         self.check_size(&ctx, exi.len())?;
+        // Contract certificates carry the vehicle they were made for (searchable by PCID).
+        prepared.record.pcid = Some(contract.pcid.clone());
+        let now = self.now();
+        let supersedes: Vec<(String, String)> = if pregenerate.is_some() {
+            Vec::new()
+        } else {
+            self.valid_contract_certificates(&contract.id, &prepared.record.profile)
+                .await?
+        };
         let link = ProvisioningLink {
             contract_id: contract.id.clone(),
             kind: ctx.kind,
@@ -1191,7 +1213,9 @@ impl Ra {
             },
             request: raw.to_vec(),
             response_size: exi.len(),
-            supersedes,
+            supersedes: supersedes.clone(),
+            supersede_at: now.saturating_add(contract.grace_seconds),
+            response: Some(exi.clone()),
             pregenerated: pregenerate.map(|sha| (sha, exi.clone())),
             idempotency: match ctx.idem.clone() {
                 Some(k) => Some((k, kept_answer(&ctx, &contract, &exi, remaining)?)),
@@ -1209,10 +1233,16 @@ impl Ra {
                 tracing::warn!(serial = %s, error = %e, "revoking a replaced pre-generated certificate failed");
             }
         }
+        if contract.grace_seconds == 0 {
+            for (i, s) in &supersedes {
+                self.revoke_superseded(i, s).await;
+            }
+        }
         tracing::info!(
             contract = %contract.id,
             emaid = %contract.emaid,
             serial = %issued.record.serial_hex,
+            superseded = supersedes.len(),
             kind = ctx.kind.as_str(),
             schema = link.schema_version,
             exi_bytes = exi.len(),
@@ -1229,6 +1259,147 @@ impl Ra {
             certificate: Some(issued.record),
             contract_id: contract.id,
         })
+    }
+
+    /// The contract's valid certificates of `profile`, as (issuer, serial).
+    async fn valid_contract_certificates(
+        &self,
+        contract_id: &str,
+        profile: &str,
+    ) -> Result<Vec<(String, String)>, RaError> {
+        let now = self.now();
+        Ok(self
+            .inner
+            .store
+            .contract_certificates(contract_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.status == CertStatus::Valid && c.profile == profile && c.not_after > now)
+            .map(|c| (c.issuer_id, c.serial_hex))
+            .collect())
+    }
+
+    /// Revoke a superseded contract certificate now and forget its scheduled supersession. A
+    /// failure is logged; the supersession sweep retries it.
+    async fn revoke_superseded(&self, issuer_id: &str, serial_hex: &str) {
+        let r = async {
+            match self
+                .ca()?
+                .revoke(
+                    issuer_id,
+                    serial_hex,
+                    RevocationReason::Superseded,
+                    "service:provisioning",
+                )
+                .await
+            {
+                Ok(_) | Err(CaError::NotFound(_)) => {}
+                Err(e) => return Err(RaError::from(e)),
+            }
+            self.inner
+                .store
+                .cert_supersession_done(issuer_id, serial_hex)
+                .await?;
+            Ok::<(), RaError>(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(serial = %serial_hex, error = %e, "revoking a superseded contract certificate failed; the sweep retries");
+        }
+    }
+
+    /// Supersede the contract's valid certificates of `profile` other than `keep` (a
+    /// pre-generated answer being delivered): scheduled with an audit entry, revoked at once
+    /// when the contract's grace period is 0.
+    async fn supersede_others(
+        &self,
+        contract: &ContractRecord,
+        profile: &str,
+        keep: (&str, &str),
+    ) -> Result<(), RaError> {
+        let at = self.now().saturating_add(contract.grace_seconds);
+        for (i, s) in self
+            .valid_contract_certificates(&contract.id, profile)
+            .await?
+        {
+            if (i.as_str(), s.as_str()) == keep {
+                continue;
+            }
+            let ev = crate::model::AuditEvent::new(
+                "service:provisioning",
+                "certificate.supersede.scheduled",
+                &format!("{i}/{s}"),
+                serde_json::json!({
+                    "by": format!("{}/{}", keep.0, keep.1),
+                    "contract": contract.id,
+                    "revoke_at": at,
+                }),
+            );
+            self.inner
+                .store
+                .schedule_supersession((&i, &s), keep, at, &ev)
+                .await?;
+            if contract.grace_seconds == 0 {
+                self.revoke_superseded(&i, &s).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answer a request whose exact bytes were answered before: the same answer while the
+    /// certificate it delivered is still current (a car's retry, or a replay, gets nothing
+    /// new), a refusal once that certificate was superseded, revoked or has expired (a captured
+    /// request replayed later mints nothing and supersedes nobody).
+    async fn replayed(&self, ctx: &Ctx, raw: &[u8]) -> Result<Option<Provisioned>, RaError> {
+        let Some(prev) = self
+            .inner
+            .store
+            .provisioning_by_request(&sha256_hex(raw))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let cert = self
+            .inner
+            .store
+            .get_cert(&prev.issuer_id, &prev.serial_hex)
+            .await?;
+        let now = self.now();
+        let current = cert
+            .as_ref()
+            .is_some_and(|c| c.status == CertStatus::Valid && c.not_after > now);
+        match (current, prev.response, cert) {
+            (true, Some(exi), Some(cert)) => {
+                tracing::info!(serial = %prev.serial_hex, contract = %prev.contract_id, "a request answered before got its first answer again");
+                Ok(Some(Provisioned {
+                    exi,
+                    emaid: cert.emaid.clone().unwrap_or_default(),
+                    kind: if prev.kind == "update" {
+                        ProvisioningKind::Update
+                    } else {
+                        ProvisioningKind::Install
+                    },
+                    schema: if prev.schema_version == "iso15118-20" {
+                        Schema::Iso20
+                    } else {
+                        Schema::Iso2
+                    },
+                    remaining: 0,
+                    serial_hex: prev.serial_hex,
+                    certificate: Some(cert),
+                    contract_id: prev.contract_id,
+                }))
+            }
+            _ => Err(ctx.fail(
+                "request_replayed",
+                ErrorKind::BadRequest,
+                Rc2::FAILED,
+                format!(
+                    "this exact request was answered before (certificate {}), and that certificate is no longer current: a replayed request is not answered again",
+                    prev.serial_hex
+                ),
+            )),
+        }
     }
 
     /// Revoke a replaced contract certificate (`superseded`) and mark the supersession done.
@@ -1402,14 +1573,9 @@ impl Ra {
             )
         })?;
         let ca = self.ca()?;
-        let (checked, days) = self.contract_subject(&contract, "contract-20").await?;
+        let (checked, days, issuer) = self.contract_subject(&contract, "contract-20").await?;
         let (prepared, key) = ca
-            .prepare_leaf_with_generated_key(
-                checked,
-                contract.issuer_id.as_deref(),
-                days,
-                &p.actor(),
-            )
+            .prepare_leaf_with_generated_key(checked, issuer.as_deref(), days, &p.actor())
             .await?;
         let ski = prepared
             .cert
@@ -1466,10 +1632,8 @@ impl Ra {
         let exi = msg
             .encode()
             .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
-        self.deliver(
-            ctx, contract, prepared, &req.exi, exi, remaining, None, None,
-        )
-        .await
+        self.deliver(ctx, contract, prepared, &req.exi, exi, remaining, None)
+            .await
     }
 }
 
@@ -1543,6 +1707,21 @@ fn kept_answer(
         contract_id: contract.id.clone(),
     })
     .map_err(|e| RaError::Internal(format!("keeping the answer: {e}")))
+}
+
+/// The subject of a contract certificate, `O` and `CN` each one attribute (never parsed from
+/// text: an organization with a comma or `CN=` stays a value), checked against `prof`.
+pub(super) fn contract_subject_of(
+    prof: &crate::policy::profile::Profile,
+    organization: &str,
+    emaid: &str,
+) -> Result<subject::CheckedSubject, RaError> {
+    let name = crate::x509::name::build(&[
+        ("O".to_string(), organization.to_string()),
+        ("CN".to_string(), emaid.to_string()),
+    ])
+    .map_err(|e| RaError::bad("bad_organization", e.to_string()))?;
+    Ok(subject::check_subject(prof, &name)?)
 }
 
 /// Whether a declared namespace is ISO 15118-2's.

@@ -31,12 +31,19 @@ impl Ra {
             unauth("simplereenroll needs the current certificate presented over mutual TLS")
         })?;
         let old = self
-            .current_record_of(der)
+            .record_by_bytes(der)
             .await?
             .ok_or_else(|| unauth("the client certificate was not issued by this service"))?;
         let now = self.now();
         if old.status != crate::model::CertStatus::Valid || old.not_after <= now {
             return Err(unauth("the client certificate is revoked or expired"));
+        }
+        // Judged like every certificate that comes in: its path (through the CA key that
+        // signed it, retired or not) and the role of the profile it was issued under.
+        if let Some(role) = crate::validation::Role::of_profile(&old.profile)
+            && let Err(f) = self.judge(der, &[], role).await?
+        {
+            return Err(unauth(&format!("the client certificate is refused: {f}")));
         }
         let holder = holder_principal(&old, family, der);
         let op = Operation::Enroll(family);
@@ -85,35 +92,49 @@ impl Ra {
                     .await);
             }
         };
+        if old.profile.starts_with("contract") {
+            self.link_reenrolled_contract(&old, &issued, csr_input)
+                .await;
+        }
         self.supersede_previous(&issued, &holder.actor()).await;
         Ok(issued)
     }
 
-    /// The stored record of a certificate we issued, found by issuer name and serial and
-    /// checked byte for byte.
-    async fn current_record_of(&self, der: &[u8]) -> Result<Option<CertRecord>, RaError> {
-        let Ok(cert) = ParsedCert::from_der(der) else {
-            return Ok(None);
-        };
-        let issuer_der = cert.issuer_der();
-        for ca in self.inner.store.list_cas().await? {
-            let Ok(ca_cert) = ParsedCert::from_der(&ca.cert_der) else {
-                continue;
-            };
-            if ca_cert.subject_der() != issuer_der {
-                continue;
-            }
-            if let Some(rec) = self
+    /// A re-enrolled contract certificate belongs to the contract of the one it renews: linked
+    /// to it, so that the contract lists it and its cancellation revokes it (cancellation also
+    /// revokes every valid contract certificate of the contract's EMAID, so a link that failed
+    /// here is no escape).
+    async fn link_reenrolled_contract(&self, old: &CertRecord, issued: &Issued, csr: &[u8]) {
+        let r = async {
+            let Some(contract) = self
                 .inner
                 .store
-                .get_cert(&ca.id, &cert.serial_hex())
+                .contract_of_certificate(&old.issuer_id, &old.serial_hex)
                 .await?
-                && rec.der == der
-            {
-                return Ok(Some(rec));
-            }
+            else {
+                return Ok::<(), RaError>(());
+            };
+            let schema = if issued.record.profile.ends_with("-20") {
+                "iso15118-20"
+            } else {
+                "iso15118-2"
+            };
+            self.inner
+                .store
+                .link_to_contract(
+                    (&issued.record.issuer_id, &issued.record.serial_hex),
+                    &contract,
+                    schema,
+                    csr,
+                    self.now(),
+                )
+                .await?;
+            Ok(())
         }
-        Ok(None)
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(serial = %issued.record.serial_hex, error = %e, "linking a re-enrolled contract certificate to its contract failed");
+        }
     }
 
     /// Supersede the other valid certificates of the same profile, subject and tenant as

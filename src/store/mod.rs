@@ -18,10 +18,11 @@ pub mod ocsp;
 mod pghosts;
 mod provisioning;
 mod rollover;
+mod subjects;
 mod supersede;
 mod users;
 
-pub use provisioning::{ContractQuery, DueSupersession};
+pub use provisioning::{ContractQuery, DueSupersession, PriorProvisioning};
 pub use users::{MAX_SESSIONS_PER_USER, SessionCutoffs};
 
 use std::str::FromStr;
@@ -46,7 +47,12 @@ pub use audit::{GENESIS_HASH, entry_hash};
 pub enum StoreError {
     /// The database refused or could not be reached.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// A text value the database cannot hold (PostgreSQL: a NUL, SQLSTATE 22021 or 22P05). The
+    /// front ends refuse control characters before they get here; this keeps one that slips
+    /// through a 400 of the caller's, not a 503 of ours.
+    #[error("a value holds characters the database cannot store")]
+    InvalidText,
     /// A migration failed at start-up.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -97,10 +103,30 @@ pub enum StoreError {
     NoPrimary(String),
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        if invalid_text(&e) {
+            // The caller's input, not our fault: no ERROR line, no 503.
+            tracing::info!(error = %e, "the database refused a text value");
+            return StoreError::InvalidText;
+        }
+        StoreError::Db(e)
+    }
+}
+
+/// PostgreSQL's answer to a text parameter holding a NUL: 22021 (character not in repertoire,
+/// "invalid byte sequence for encoding") or 22P05 (untranslatable character, a `\u0000` in
+/// JSON). SQLite stores such values, so only PostgreSQL says this.
+fn invalid_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("22021" | "22P05")))
+}
+
 impl StoreError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
+            StoreError::InvalidText => "invalid_characters",
+            StoreError::Db(e) if invalid_text(e) => "invalid_characters",
             StoreError::DuplicateSerial { .. } => "duplicate_serial",
             StoreError::DuplicateCa(_) => "ca_exists",
             StoreError::Taken(_) => "already_registered",
@@ -118,7 +144,10 @@ impl StoreError {
     /// How it is answered.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::BadCursor(_) | StoreError::Unsupported(_) => ErrorKind::BadRequest,
+            StoreError::BadCursor(_) | StoreError::Unsupported(_) | StoreError::InvalidText => {
+                ErrorKind::BadRequest
+            }
+            StoreError::Db(e) if invalid_text(e) => ErrorKind::BadRequest,
             StoreError::DuplicateCa(_)
             | StoreError::Taken(_)
             | StoreError::IdempotencyKeyTaken(_)
@@ -811,12 +840,14 @@ impl Store {
                 .filter(|c| !matches!(c, '*' | '-' | ' ' | ':'))
                 .collect::<String>()
                 .to_lowercase();
-            args.push(format!("%{}%", esc(&t.to_lowercase())));
+            // Subjects are RFC 4514-escaped (`O=ACME\, Inc.`): backslashes are ignored on
+            // both sides, so the name is found however it is typed.
+            args.push(format!("%{}%", esc(&t.replace('\\', "").to_lowercase())));
             let a = args.len();
             args.push(format!("%{}%", esc(&compact)));
             let b = args.len();
             clauses.push(format!(
-                "(LOWER(subject) LIKE ${a} ESCAPE '\\' OR LOWER(evse_id) LIKE ${b} ESCAPE '\\' \
+                "(REPLACE(LOWER(subject), '\\', '') LIKE ${a} ESCAPE '\\' OR LOWER(evse_id) LIKE ${b} ESCAPE '\\' \
                  OR LOWER(emaid) LIKE ${b} ESCAPE '\\' OR LOWER(pcid) LIKE ${b} ESCAPE '\\' \
                  OR serial_hex LIKE ${b} ESCAPE '\\')"
             ));

@@ -124,6 +124,23 @@ pub struct DueSupersession {
     pub old_serial_hex: String,
 }
 
+/// A provisioning found by its request (see [`Store::provisioning_by_request`]).
+#[derive(Debug, Clone)]
+pub struct PriorProvisioning {
+    /// Issuer of the certificate it delivered.
+    pub issuer_id: String,
+    /// Its serial.
+    pub serial_hex: String,
+    /// The contract.
+    pub contract_id: String,
+    /// `install` or `update`.
+    pub kind: String,
+    /// `iso15118-2` or `iso15118-20`.
+    pub schema_version: String,
+    /// The answer delivered (absent for provisionings recorded before 0014).
+    pub response: Option<Vec<u8>>,
+}
+
 impl Store {
     // ---------------------------------------------------------------------- trusted roots
 
@@ -551,18 +568,14 @@ impl Store {
         let ts = self.now();
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&link.request));
         let size = i64::try_from(link.response_size).unwrap_or(i64::MAX);
-        let (old_issuer, old_serial, due) = match &link.supersedes {
-            Some((i, s, at)) => (Some(i.clone()), Some(s.clone()), Some(*at)),
-            None => (None, None, None),
-        };
         dispatch!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             insert_cert!(tx, cert);
             sqlx::query(
                 "INSERT INTO provisionings (issuer_id, serial_hex, contract_id, kind, schema_version, \
-                 request_sha256, request, response_size, supersedes_issuer, supersedes_serial, \
-                 supersede_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 request_sha256, request, response_size, response, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&cert.issuer_id)
             .bind(&cert.serial_hex)
@@ -572,12 +585,23 @@ impl Store {
             .bind(&sha)
             .bind(&link.request)
             .bind(size)
-            .bind(&old_issuer)
-            .bind(&old_serial)
-            .bind(due)
+            .bind(&link.response)
             .bind(cert.created_at)
             .execute(&mut *tx)
             .await?;
+            for (old_issuer, old_serial) in &link.supersedes {
+                sqlx::query(
+                    "INSERT INTO supersessions (issuer_id, serial_hex, by_issuer, by_serial, supersede_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (issuer_id, serial_hex) DO NOTHING",
+                )
+                .bind(old_issuer)
+                .bind(old_serial)
+                .bind(&cert.issuer_id)
+                .bind(&cert.serial_hex)
+                .bind(link.supersede_at)
+                .execute(&mut *tx)
+                .await?;
+            }
             let mut replaced = None;
             if let Some((oem_sha, exi)) = &link.pregenerated {
                 let old = sqlx::query(
@@ -622,6 +646,64 @@ impl Store {
             }
             tx.commit().await?;
             Ok(replaced)
+        })
+    }
+
+    /// The latest provisioning answered for the request whose SHA-256 (hex) is `sha`.
+    pub async fn provisioning_by_request(
+        &self,
+        sha: &str,
+    ) -> Result<Option<PriorProvisioning>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let row = sqlx::query(
+                "SELECT issuer_id, serial_hex, contract_id, kind, schema_version, response \
+                 FROM provisionings WHERE request_sha256 = $1 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(sha)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(PriorProvisioning {
+                    issuer_id: r.try_get("issuer_id")?,
+                    serial_hex: r.try_get("serial_hex")?,
+                    contract_id: r.try_get("contract_id")?,
+                    kind: r.try_get("kind")?,
+                    schema_version: r.try_get("schema_version")?,
+                    response: r.try_get("response")?,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Link a certificate issued outside provisioning (an EST re-enrollment of a contract
+    /// certificate) to its contract, so that the contract lists it and its cancellation
+    /// revokes it.
+    pub async fn link_to_contract(
+        &self,
+        cert: (&str, &str),
+        contract_id: &str,
+        schema_version: &str,
+        request: &[u8],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request));
+        dispatch!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO provisionings (issuer_id, serial_hex, contract_id, kind, schema_version, \
+                 request_sha256, request, response_size, created_at) \
+                 VALUES ($1, $2, $3, 'update', $4, $5, $6, 0, $7)",
+            )
+            .bind(cert.0)
+            .bind(cert.1)
+            .bind(contract_id)
+            .bind(schema_version)
+            .bind(&sha)
+            .bind(request)
+            .bind(at)
+            .execute(pool)
+            .await?;
+            Ok(())
         })
     }
 

@@ -101,6 +101,60 @@ pub fn verify(
     Some(sig.verify(&d, &key).unwrap_or(false))
 }
 
+/// A raw P-256 ECDSA signature (`r‖s`, 64 bytes, as JWS ES256 carries it) in low-S form: `s`
+/// replaced by `n − s` when it is above `n/2`. Both are valid signatures of the same message
+/// (ECDSA is malleable), so a verifier that accepts both lets anyone turn one token into a
+/// second, different-looking one; we emit only low-S and accept only low-S. `None` when `raw`
+/// is not a well-formed signature (wrong length, `r` or `s` zero or not below `n`).
+pub fn p256_low_s(raw: &[u8]) -> Option<Vec<u8>> {
+    let (r, s, high) = p256_split(raw)?;
+    if !high {
+        return Some(raw.to_vec());
+    }
+    let mut flipped = openssl::bn::BigNum::new().ok()?;
+    flipped.checked_sub(p256_order()?, &s).ok()?;
+    let mut out = r;
+    out.extend(flipped.to_vec_padded(32).ok()?);
+    Some(out)
+}
+
+/// Whether a raw P-256 signature (`r‖s`) is well-formed and low-S (`s ≤ n/2`).
+pub fn p256_is_low_s(raw: &[u8]) -> bool {
+    p256_split(raw).is_some_and(|(_, _, high)| !high)
+}
+
+/// The order n of P-256.
+fn p256_order() -> Option<&'static openssl::bn::BigNumRef> {
+    static N: OnceLock<Option<openssl::bn::BigNum>> = OnceLock::new();
+    N.get_or_init(|| {
+        openssl::bn::BigNum::from_hex_str(
+            "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551",
+        )
+        .ok()
+    })
+    .as_deref()
+}
+
+/// (r bytes, s, whether s > n/2) of a well-formed raw P-256 signature: 64 bytes, r and s in
+/// [1, n − 1].
+fn p256_split(raw: &[u8]) -> Option<(Vec<u8>, openssl::bn::BigNum, bool)> {
+    use openssl::bn::BigNum;
+    if raw.len() != 64 {
+        return None;
+    }
+    let n = p256_order()?;
+    let r = BigNum::from_slice(&raw[..32]).ok()?;
+    let s = BigNum::from_slice(&raw[32..]).ok()?;
+    let zero = BigNum::new().ok()?;
+    if r == zero || s == zero || &*r >= n || &*s >= n {
+        return None;
+    }
+    let mut half = BigNum::new().ok()?;
+    half.rshift1(n).ok()?;
+    let high = s > half;
+    Some((raw[..32].to_vec(), s, high))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +222,30 @@ mod tests {
         let (_, p256) = keypair(Nid::X9_62_PRIME256V1);
         let rsa_alg = const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION;
         assert_eq!(verify(&p256, &rsa_alg, b"m", b"\x30\x00"), None);
+    }
+
+    #[test]
+    fn p256_signatures_are_normalised_to_low_s_and_both_forms_told_apart() {
+        // n/2 (floor) is low, n/2 + 1 high; n − s flips between them.
+        let n = hex::decode("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551")
+            .unwrap();
+        let half = hex::decode("7FFFFFFF800000007FFFFFFFFFFFFFFFDE737D56D38BCF4279DCE5617E3192A8")
+            .unwrap();
+        let r = [7u8; 32];
+        let sig = |s: &[u8]| [&r[..], s].concat();
+        assert!(p256_is_low_s(&sig(&half)));
+        let mut above = half.clone();
+        above[31] += 1;
+        assert!(!p256_is_low_s(&sig(&above)));
+        let low = p256_low_s(&sig(&above)).unwrap();
+        assert!(p256_is_low_s(&low));
+        assert_eq!(&low[..32], &r[..]);
+        // (n/2 + 1) + n/2 = n, so n − (n/2 + 1) = n/2.
+        assert_eq!(&low[32..], &half[..]);
+        assert_eq!(p256_low_s(&sig(&half)).unwrap(), sig(&half), "already low");
+        // Not a signature: s = 0, s = n, the wrong length.
+        assert!(!p256_is_low_s(&sig(&[0u8; 32])));
+        assert!(!p256_is_low_s(&sig(&n)));
+        assert_eq!(p256_low_s(&[1u8; 63]), None);
     }
 }
