@@ -1668,7 +1668,7 @@ fn a_charger_certificate_is_no_vehicle_certificate() {
         "-key",
         key_pem.to_str().unwrap(),
         "-subj",
-        &format!("/C=DE/O=ABC CPO/DC=CPO/CN={pcid20}"),
+        &format!("/O=ABC CPO/DC=CPO/CN={pcid20}"),
         "-outform",
         "DER",
         "-out",
