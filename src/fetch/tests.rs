@@ -231,7 +231,7 @@ async fn a_slow_host_cannot_take_every_slot() {
     let (hang, _) = listener("127.0.0.5", None);
     let f = Arc::new(Fetcher::new(FetchConfig {
         allow: Allow::parse_list("127.0.0.5").unwrap(),
-        timeout: Duration::from_millis(800),
+        timeout: Duration::from_millis(2000),
         max_in_flight: 16,
         max_per_host: 2,
         own: Vec::new(),
@@ -243,7 +243,8 @@ async fn a_slow_host_cannot_take_every_slot() {
             f.get(&format!("http://127.0.0.5:{hang}/"), 1024).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both hold their slot until their budget ends (2 s); a third finds none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let r = f.get(&format!("http://127.0.0.5:{hang}/"), 1024).await;
     assert!(matches!(r, Err(FetchError::Busy(_))), "{r:?}");
     for t in tasks {
