@@ -458,6 +458,72 @@ fn contract_certificates_of_other_pkis_and_ours_are_authorized_as_ocpp_reads() {
             "{what}: {v}\n{tail:#?}"
         );
     }
+    // Hash data of another PKI's certificates: asked at their responderURL, their issuer (the
+    // sub-CA) having been seen in a validated chain above.
+    let hd = |c: &X509, issuer: &X509, responder: &str| -> Value {
+        let spki = pnc_pki::x509::ParsedCert::from_der(&issuer.to_der().unwrap()).unwrap();
+        json!({
+            "hashAlgorithm": "SHA256",
+            "issuerNameHash": hex::encode(openssl::hash::hash(MessageDigest::sha256(), &issuer.subject_name().to_der().unwrap()).unwrap()),
+            "issuerKeyHash": hex::encode(openssl::hash::hash(MessageDigest::sha256(), spki.spki().subject_public_key.raw_bytes()).unwrap()).to_uppercase(),
+            "serialNumber": c.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string(),
+            "responderURL": responder,
+        })
+    };
+    let status_of = |body: Value| -> Value {
+        let r = reply(
+            http()
+                .post(&srv.url("/api/v1/ocsp/certificate-status"))
+                .header("authorization", &token)
+                .header("content-type", "application/json")
+                .send(body.to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    for (c, want) in [
+        (&good.cert, openssl::ocsp::OcspCertStatus::GOOD),
+        (&revoked.cert, openssl::ocsp::OcspCertStatus::REVOKED),
+    ] {
+        let v = status_of(json!({"ocspRequestData": hd(c, &sub.cert, &url)}));
+        assert_eq!(v["status"], "Accepted", "{v}");
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(v["ocspResult"].as_str().unwrap())
+            .unwrap();
+        let resp = openssl::ocsp::OcspResponse::from_der(&der).unwrap();
+        let basic = resp.basic().unwrap();
+        let id =
+            openssl::ocsp::OcspCertId::from_cert(MessageDigest::sha256(), c, &sub.cert).unwrap();
+        assert_eq!(
+            basic.find_status(&id).unwrap().status,
+            want,
+            "the other responder's answer, relayed"
+        );
+    }
+    let v = status_of(
+        json!({"ocspRequestData": hd(&good.cert, &sub.cert, &format!("http://127.0.0.1:{loop_port}/"))}),
+    );
+    assert_eq!(v["status"], "Failed", "{v}");
+    let v = status_of(json!({"ocspRequestData": hd(&stranger.cert, &stranger_sub.cert, &url)}));
+    assert_eq!(v["status"], "Failed", "an issuer never seen: {v}");
+    let v = status_of(json!({"ocspRequestData": hd(&forged_ok.cert, &sub.cert, &rogue_url)}));
+    assert_eq!(
+        v["status"], "Failed",
+        "an answer signed by the wrong key is not relayed: {v}"
+    );
+    let by_hash = |c: &X509, issuer: &X509| json!({"idToken": {"idToken": "DE8AA111111111", "type": "eMAID"}, "iso15118CertificateHashData": [hd(c, issuer, &url)]});
+    let (_, v) = ask(&srv, &token, by_hash(&good.cert, &sub.cert));
+    assert_eq!(status(&v), ("Accepted".into(), "Accepted".into()), "{v}");
+    let (_, v) = ask(&srv, &token, by_hash(&revoked.cert, &sub.cert));
+    assert_eq!(
+        status(&v),
+        ("CertificateRevoked".into(), "Blocked".into()),
+        "{v}"
+    );
+    let (_, v) = ask(&srv, &token, by_hash(&stranger.cert, &stranger_sub.cert));
+    assert_eq!(status(&v), ("-".into(), "Unknown".into()), "{v}");
+
     // A tampered signature.
     let mut der = good.cert.to_der().unwrap();
     let n = der.len();

@@ -307,7 +307,40 @@ async fn ocpp_certificate_status(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     ocsp_lookup_allowed(&st, &caller).await?;
-    Ok(crate::ocsp::ocpp::certificate_status_route(State(st.ocsp.clone()), body).await)
+    let ours =
+        crate::ocsp::ocpp::certificate_status_route(State(st.ocsp.clone()), body.clone()).await;
+    // Not one of our CAs' certificates: the other PKI's own responder is asked (OCPP M06),
+    // through the guarded fetcher, and its answer relayed once it verifies.
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let data = parsed
+        .as_ref()
+        .and_then(|v| v.get("ocspRequestData"))
+        .and_then(|d| {
+            serde_json::from_value::<crate::ra::authorize::OcspRequestData>(d.clone()).ok()
+        });
+    let (Some(data), true) = (data, ours.status() == axum::http::StatusCode::OK) else {
+        return Ok(ours);
+    };
+    let (parts, b) = ours.into_parts();
+    let bytes = axum::body::to_bytes(b, 1 << 20)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if answer["statusInfo"]["reasonCode"] != "UnknownIssuer" {
+        return Ok(Response::from_parts(parts, axum::body::Body::from(bytes)));
+    }
+    use base64::Engine as _;
+    let out = match st.ra.foreign_certificate_status(&caller, &data).await? {
+        Ok(der) => serde_json::json!({
+            "status": "Accepted",
+            "ocspResult": base64::engine::general_purpose::STANDARD.encode(der),
+        }),
+        Err(why) => serde_json::json!({
+            "status": "Failed",
+            "statusInfo": {"reasonCode": "UnknownIssuer", "additionalInfo": why.chars().take(500).collect::<String>()},
+        }),
+    };
+    Ok(axum::Json(out).into_response())
 }
 
 async fn ocpp_chain_status(

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::external::OcspAnswer;
 use super::{Ra, RaError};
 use crate::model::{CertStatus, ContractStatus};
 use crate::policy::authz::{Operation, Principal, Target};
@@ -98,6 +99,76 @@ impl AuthorizeVerdict {
 pub(crate) struct VerdictCache(Mutex<HashMap<[u8; 32], (AuthorizeVerdict, i64)>>);
 
 impl Ra {
+    /// A CertID of another PKI (OCPP `OCSPRequestDataType`), asked at its `responderURL` through
+    /// the guarded fetcher: the responder's DER answer, verified against the issuer (a trusted
+    /// root of ours, or another PKI's CA seen in a validated chain), and what it says. `Err`
+    /// with the reason when the issuer is unknown here, or the answer cannot be had or verified.
+    pub async fn foreign_status(
+        &self,
+        d: &OcspRequestData,
+    ) -> Result<Result<(Vec<u8>, OcspAnswer), String>, RaError> {
+        let (alg, md) = match d.hash_algorithm.to_ascii_uppercase().as_str() {
+            "SHA256" => (
+                crate::alg::HashAlg::Sha256,
+                openssl::hash::MessageDigest::sha256(),
+            ),
+            "SHA384" => (
+                crate::alg::HashAlg::Sha384,
+                openssl::hash::MessageDigest::sha384(),
+            ),
+            "SHA512" => (
+                crate::alg::HashAlg::Sha512,
+                openssl::hash::MessageDigest::sha512(),
+            ),
+            _ => {
+                return Err(RaError::bad(
+                    "bad_hash_algorithm",
+                    "hashAlgorithm must be SHA256, SHA384 or SHA512",
+                ));
+            }
+        };
+        let serial = crate::x509::normalize_serial_hex(&d.serial_number)
+            .map(|h| if h.len() % 2 == 1 { format!("0{h}") } else { h })
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(|| RaError::bad("bad_serial", "serialNumber is not hex"))?;
+        let trust = self.trust_store().await?;
+        let mut known: Vec<ParsedCert> = trust
+            .candidates()
+            .iter()
+            .filter(|c| trust.own_id_of(&c.cert.der).is_none())
+            .map(|c| c.cert.clone())
+            .collect();
+        known.extend(self.inner.external.seen_issuers());
+        let issuer = known.into_iter().find(|c| {
+            crate::ocsp::wire::issuer_hashes(&c.der, alg).is_ok_and(|(n, k)| {
+                hex::encode(n).eq_ignore_ascii_case(d.issuer_name_hash.trim())
+                    && hex::encode(k).eq_ignore_ascii_case(d.issuer_key_hash.trim())
+            })
+        });
+        let Some(issuer) = issuer else {
+            return Ok(Err(
+                "the issuer is not a CA known here (neither trusted nor seen in a validated chain): its answer could not be verified, so its responder is not asked".into(),
+            ));
+        };
+        Ok(self
+            .inner
+            .external
+            .ask_by_id(d.responder_url.trim(), &issuer, &serial, md)
+            .await)
+    }
+
+    /// OCPP `GetCertificateStatus` for a CertID of another PKI (after our responder found it is
+    /// not ours): the other responder's verified DER answer (roles as for OCSP lookups).
+    pub async fn foreign_certificate_status(
+        &self,
+        p: &Principal,
+        d: &OcspRequestData,
+    ) -> Result<Result<Vec<u8>, String>, RaError> {
+        self.authorize(p, Operation::OcspLookup, Target::Any, "ocsp")
+            .await?;
+        Ok(self.foreign_status(d).await?.map(|(der, _)| der))
+    }
+
     /// Answer an OCPP `AuthorizeRequest` for a contract (roles `csms` and `cpo`; contract
     /// certificates belong to no CPO, so no tenant applies). See the module.
     pub async fn authorize_contract(
@@ -273,10 +344,11 @@ impl Ra {
             .is_some_and(|c| c.status == ContractStatus::Cancelled))
     }
 
-    /// Hash data only: each CertID issued by one of our CAs is answered from the store. A CertID
-    /// of another PKI cannot be verified without its issuer's certificate (the answer's
-    /// signature must be checked against it): `Unknown`, and its `responderURL` is not
-    /// contacted.
+    /// Hash data only: each CertID issued by one of our CAs is answered from the store; one of
+    /// another PKI at its `responderURL` through the guarded fetcher, when its issuer is a CA
+    /// we know (a trusted root, or a sub-CA of a chain validated before): the answer's
+    /// signature must verify against it. An unknown issuer is `Unknown`, and its responder is
+    /// not contacted.
     async fn authorize_hashes(
         &self,
         data: &[OcspRequestData],
@@ -311,9 +383,25 @@ impl Ra {
                 }
             }
             let Some(ca_id) = ours else {
-                return Ok(AuthorizeVerdict::unknown(
-                    "a CertID of another PKI: send the certificate chain to have it checked at its responder".into(),
-                ));
+                // Another PKI's: asked at its responder, when its issuer is one we know.
+                match self.foreign_status(d).await? {
+                    Ok((_, OcspAnswer::Good { .. })) => continue,
+                    Ok((_, OcspAnswer::Revoked { reason, .. })) => {
+                        return Ok(AuthorizeVerdict::refused(&Failure::Revoked(format!(
+                            "revoked at its responder ({reason})"
+                        ))));
+                    }
+                    Ok((_, OcspAnswer::Unknown { .. })) => {
+                        return Ok(AuthorizeVerdict::unknown(
+                            "the responder does not know the certificate".into(),
+                        ));
+                    }
+                    Err(why) if self.inner.authorize_unreachable_accept => {
+                        tracing::warn!(reason = %why, "contract authorized although its revocation is unknown (PNC_AUTHORIZE_UNREACHABLE=accept)");
+                        continue;
+                    }
+                    Err(why) => return Ok(AuthorizeVerdict::unknown(why)),
+                }
             };
             let serial = crate::x509::normalize_serial_hex(&d.serial_number)
                 .ok_or_else(|| RaError::bad("bad_serial", "serialNumber is not hex"))?;

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::fetch::{self, Fetcher};
-use crate::validation::ocsp::{self, OcspAnswer};
+use crate::validation::ocsp;
+pub use crate::validation::ocsp::OcspAnswer;
 use crate::validation::{ExternalStatus, RevocationSource, UnknownPolicy};
 use crate::x509::ParsedCert;
 
@@ -35,6 +36,9 @@ pub struct External {
     cache: Mutex<HashMap<Vec<u8>, (ExternalStatus, i64)>>,
     inflight: Mutex<HashMap<Vec<u8>, Cell>>,
     clock: crate::clock::SharedClock,
+    /// Other PKIs' CA certificates seen in validated paths, by SHA-256 of their DER: the
+    /// issuers that OCSP hash data of their certificates names (at most 1,000).
+    issuers: Mutex<HashMap<[u8; 32], ParsedCert>>,
 }
 
 impl External {
@@ -50,6 +54,7 @@ impl External {
             cache: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             clock,
+            issuers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -78,6 +83,52 @@ impl External {
         c.insert(key, (st, until));
     }
 
+    /// Remember another PKI's CA certificate that a validated path went through.
+    pub fn saw_issuer(&self, issuer: &ParsedCert) {
+        let k: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&issuer.der).into();
+        let mut m = self.issuers.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 1000 && !m.contains_key(&k) {
+            m.clear();
+        }
+        m.insert(k, issuer.clone());
+    }
+
+    /// Other PKIs' CA certificates seen in validated paths.
+    pub fn seen_issuers(&self) -> Vec<ParsedCert> {
+        self.issuers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Ask `url` about the certificate `serial` of `issuer` (a CertID hashed with `md`): the
+    /// responder's DER answer and what it says, once it verifies.
+    pub async fn ask_by_id(
+        &self,
+        url: &str,
+        issuer: &ParsedCert,
+        serial: &[u8],
+        md: openssl::hash::MessageDigest,
+    ) -> Result<(Vec<u8>, OcspAnswer), String> {
+        let stand_in = ocsp::stand_in(issuer, serial).map_err(|e| e.to_string())?;
+        let req = ocsp::request(&stand_in, issuer, md).map_err(|e| e.to_string())?;
+        let body = self
+            .fetcher
+            .post(
+                url,
+                "application/ocsp-request",
+                req,
+                fetch::MAX_OCSP_RESPONSE,
+            )
+            .await
+            .map_err(|e| format!("OCSP responder {}: {e}", short(url)))?;
+        let a = ocsp::verify(&body, &stand_in, issuer, md, self.now())
+            .map_err(|e| format!("OCSP responder {}: {e}", short(url)))?;
+        Ok((body, a))
+    }
+
     /// Ask `cert`'s responder (or CRL) once, for every concurrent caller.
     async fn ask(&self, cert: &ParsedCert, issuer: &ParsedCert) -> (ExternalStatus, i64) {
         let now = self.now();
@@ -97,7 +148,7 @@ impl External {
         issuer: &ParsedCert,
         now: i64,
     ) -> (ExternalStatus, i64) {
-        let req = match ocsp::request(cert, issuer) {
+        let req = match ocsp::request(cert, issuer, openssl::hash::MessageDigest::sha1()) {
             Ok(r) => r,
             Err(e) => return (ExternalStatus::Unknown(e.to_string()), now + NEGATIVE),
         };
@@ -119,7 +170,13 @@ impl External {
                 );
             }
         };
-        match ocsp::verify(&body, cert, issuer, now) {
+        match ocsp::verify(
+            &body,
+            cert,
+            issuer,
+            openssl::hash::MessageDigest::sha1(),
+            now,
+        ) {
             Ok(a) => {
                 let (st, next) = match a {
                     OcspAnswer::Good { next_update } => (ExternalStatus::Good, next_update),

@@ -139,6 +139,7 @@ impl Ra {
             }
         }
         for (cert, issuer) in path.issued_by_others() {
+            self.inner.external.saw_issuer(issuer);
             match self.inner.external.status(cert, issuer).await {
                 ExternalStatus::Good => {}
                 ExternalStatus::NoSource => {

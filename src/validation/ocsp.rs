@@ -96,9 +96,47 @@ fn x509(c: &ParsedCert) -> Result<X509, OcspError> {
     X509::from_der(&c.der).map_err(e("certificate"))
 }
 
-fn cert_id(cert: &ParsedCert, issuer: &ParsedCert) -> Result<OcspCertId, OcspError> {
+fn cert_id(
+    cert: &ParsedCert,
+    issuer: &ParsedCert,
+    md: MessageDigest,
+) -> Result<OcspCertId, OcspError> {
     let (c, i) = (x509(cert)?, x509(issuer)?);
-    OcspCertId::from_cert(MessageDigest::sha1(), &c, &i).map_err(e("CertID"))
+    OcspCertId::from_cert(md, &c, &i).map_err(e("CertID"))
+}
+
+/// A stand-in for a certificate known only by its CertID: `serial`, issued by `issuer` (its
+/// issuer name), with a throw-away key. OpenSSL builds CertIDs only from certificates; the
+/// CertID of this one is the requested one, since it hashes the same issuer name and key and
+/// carries the same serial. It is never trusted for anything else.
+pub fn stand_in(issuer: &ParsedCert, serial: &[u8]) -> Result<ParsedCert, OcspError> {
+    let iss = x509(issuer)?;
+    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+        .map_err(e("stand-in"))?;
+    let key = openssl::ec::EcKey::generate(&group)
+        .and_then(openssl::pkey::PKey::from_ec_key)
+        .map_err(e("stand-in"))?;
+    let mut b = X509::builder().map_err(e("stand-in"))?;
+    let sn = openssl::bn::BigNum::from_slice(serial)
+        .and_then(|b| b.to_asn1_integer())
+        .map_err(e("stand-in"))?;
+    b.set_version(2).map_err(e("stand-in"))?;
+    b.set_serial_number(&sn).map_err(e("stand-in"))?;
+    let (from, to) = (
+        openssl::asn1::Asn1Time::from_unix(0).map_err(e("stand-in"))?,
+        openssl::asn1::Asn1Time::from_unix(1).map_err(e("stand-in"))?,
+    );
+    b.set_not_before(&from).map_err(e("stand-in"))?;
+    b.set_not_after(&to).map_err(e("stand-in"))?;
+    b.set_issuer_name(iss.subject_name())
+        .map_err(e("stand-in"))?;
+    b.set_subject_name(iss.subject_name())
+        .map_err(e("stand-in"))?;
+    b.set_pubkey(&key).map_err(e("stand-in"))?;
+    b.sign(&key, MessageDigest::sha256())
+        .map_err(e("stand-in"))?;
+    let der = b.build().to_der().map_err(e("stand-in"))?;
+    ParsedCert::from_der(&der).map_err(|err| OcspError(format!("stand-in: {err}")))
 }
 
 /// The cache key of a certificate's status: its CertID (SHA-1 of the issuer's name and key, the
@@ -112,10 +150,16 @@ pub fn cache_key(cert: &ParsedCert, issuer: &ParsedCert) -> Vec<u8> {
     k
 }
 
-/// A DER OCSP request for `cert`, issued by `issuer` (no nonce: answers are cacheable, RFC 5019).
-pub fn request(cert: &ParsedCert, issuer: &ParsedCert) -> Result<Vec<u8>, OcspError> {
+/// A DER OCSP request for `cert`, issued by `issuer`, its CertID hashed with `md` (no nonce:
+/// answers are cacheable, RFC 5019).
+pub fn request(
+    cert: &ParsedCert,
+    issuer: &ParsedCert,
+    md: MessageDigest,
+) -> Result<Vec<u8>, OcspError> {
     let mut req = OcspRequest::new().map_err(e("request"))?;
-    req.add_id(cert_id(cert, issuer)?).map_err(e("request"))?;
+    req.add_id(cert_id(cert, issuer, md)?)
+        .map_err(e("request"))?;
     req.to_der().map_err(e("request"))
 }
 
@@ -152,11 +196,13 @@ fn unix(t: &openssl::asn1::Asn1GeneralizedTimeRef) -> Result<i64, OcspError> {
     Ok(t.unix_timestamp())
 }
 
-/// Verify `der`, the answer about `cert` (issued by `issuer`), at `now` (see the module).
+/// Verify `der`, the answer about `cert` (issued by `issuer`, CertID hashed with `md`), at
+/// `now` (see the module).
 pub fn verify(
     der: &[u8],
     cert: &ParsedCert,
     issuer: &ParsedCert,
+    md: MessageDigest,
     now: i64,
 ) -> Result<OcspAnswer, OcspError> {
     let resp = OcspResponse::from_der(der).map_err(e("decoding"))?;
@@ -183,7 +229,7 @@ pub fn verify(
     basic
         .verify(&certs, &store, OcspFlag::empty())
         .map_err(e("signature"))?;
-    let id = cert_id(cert, issuer)?;
+    let id = cert_id(cert, issuer, md)?;
     let st = basic
         .find_status(&id)
         .ok_or_else(|| OcspError("no response for this certificate's CertID".into()))?;
