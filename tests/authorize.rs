@@ -512,6 +512,30 @@ fn contract_certificates_of_other_pkis_and_ours_are_authorized_as_ocpp_reads() {
         v["status"], "Failed",
         "an answer signed by the wrong key is not relayed: {v}"
     );
+    // OCPP 2.1 GetCertificateChainStatus: each entry asked at the responder in its `urls`.
+    let r = reply(
+        http()
+            .post(&srv.url("/api/v1/ocsp/chain-status"))
+            .header("authorization", &token)
+            .header("content-type", "application/json")
+            .send(
+                json!({"certificateStatusRequests": [
+                    {"certificateHashData": hd(&good.cert, &sub.cert, &url), "source": "OCSP", "urls": [url]},
+                    {"certificateHashData": hd(&revoked.cert, &sub.cert, &url), "source": "OCSP", "urls": [url]},
+                    {"certificateHashData": hd(&good.cert, &sub.cert, &url), "source": "OCSP", "urls": [format!("http://127.0.0.1:{loop_port}/")]},
+                ]})
+                .to_string()
+                .as_bytes(),
+            ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let st: Vec<String> = r.json()["certificateStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(st, ["Good", "Revoked", "Unknown"], "{}", r.text());
     let by_hash = |c: &X509, issuer: &X509| json!({"idToken": {"idToken": "DE8AA111111111", "type": "eMAID"}, "iso15118CertificateHashData": [hd(c, issuer, &url)]});
     let (_, v) = ask(&srv, &token, by_hash(&good.cert, &sub.cert));
     assert_eq!(status(&v), ("Accepted".into(), "Accepted".into()), "{v}");

@@ -271,3 +271,151 @@ fn reason_name(r: i32) -> &'static str {
         _ => "unspecified",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Answers made by a responder we did not write (`openssl ocsp -reqin`), judged here.
+    use super::*;
+    use std::process::Command;
+
+    fn sh(args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn another_serial_and_a_passed_next_update_are_not_usable() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n).display().to_string();
+        sh(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &p("ca.key"),
+        ]);
+        sh(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &p("ca.key"),
+            "-subj",
+            "/CN=Test CA",
+            "-days",
+            "2",
+            "-out",
+            &p("ca.pem"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        let mut certs = Vec::new();
+        for (i, serial) in ["1001", "1002"].iter().enumerate() {
+            let key = p(&format!("l{i}.key"));
+            let csr = p(&format!("l{i}.csr"));
+            let pem = p(&format!("l{i}.pem"));
+            sh(&[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &key,
+            ]);
+            sh(&[
+                "req",
+                "-new",
+                "-key",
+                &key,
+                "-subj",
+                &format!("/CN=leaf {i}"),
+                "-out",
+                &csr,
+            ]);
+            sh(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &p("ca.pem"),
+                "-CAkey",
+                &p("ca.key"),
+                "-set_serial",
+                &format!("0x{serial}"),
+                "-days",
+                "1",
+                "-out",
+                &pem,
+            ]);
+            certs.push(ParsedCert::from_pem(&std::fs::read(&pem).unwrap()).unwrap());
+        }
+        let ca = ParsedCert::from_pem(&std::fs::read(p("ca.pem")).unwrap()).unwrap();
+        std::fs::write(
+            p("index"),
+            "V\t491231235959Z\t\t1001\tunknown\t/CN=a\nV\t491231235959Z\t\t1002\tunknown\t/CN=b\n",
+        )
+        .unwrap();
+        let req = request(&certs[0], &ca, MessageDigest::sha1()).unwrap();
+        std::fs::write(p("req.der"), &req).unwrap();
+        sh(&[
+            "ocsp",
+            "-index",
+            &p("index"),
+            "-CA",
+            &p("ca.pem"),
+            "-rsigner",
+            &p("ca.pem"),
+            "-rkey",
+            &p("ca.key"),
+            "-reqin",
+            &p("req.der"),
+            "-respout",
+            &p("resp.der"),
+            "-nmin",
+            "10",
+        ]);
+        let resp = std::fs::read(p("resp.der")).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let good = verify(&resp, &certs[0], &ca, MessageDigest::sha1(), now).unwrap();
+        assert!(
+            matches!(good, OcspAnswer::Good { next_update: Some(n) } if n > now),
+            "{good:?}"
+        );
+        // The same answer replayed for another certificate of the issuer.
+        let e = verify(&resp, &certs[1], &ca, MessageDigest::sha1(), now).unwrap_err();
+        assert!(e.0.contains("CertID"), "{e}");
+        // Judged after its nextUpdate.
+        let e = verify(&resp, &certs[0], &ca, MessageDigest::sha1(), now + 3600).unwrap_err();
+        assert!(e.0.contains("nextUpdate"), "{e}");
+        // thisUpdate far ahead of our clock.
+        let e = verify(&resp, &certs[0], &ca, MessageDigest::sha1(), now - 3600).unwrap_err();
+        assert!(e.0.contains("ahead") || e.0.contains("signature"), "{e}");
+        // Truncated.
+        assert!(
+            verify(
+                &resp[..resp.len() / 2],
+                &certs[0],
+                &ca,
+                MessageDigest::sha1(),
+                now
+            )
+            .is_err()
+        );
+    }
+}
