@@ -85,12 +85,37 @@ impl AuthorizeVerdict {
         }
     }
 
+    fn cancelled() -> AuthorizeVerdict {
+        AuthorizeVerdict {
+            certificate_status: Some("ContractCancelled"),
+            id_status: "Invalid",
+            reason: "the contract is cancelled".into(),
+        }
+    }
+
     fn unknown(why: String) -> AuthorizeVerdict {
         AuthorizeVerdict {
             certificate_status: None,
             id_status: "Unknown",
             reason: why,
         }
+    }
+}
+
+/// OCPP `hashAlgorithm` as our hash and OpenSSL's digest (SHA-1 is not an OCPP 2.0.1 value).
+fn hash_algorithm(
+    name: &str,
+) -> Result<(crate::alg::HashAlg, openssl::hash::MessageDigest), RaError> {
+    use crate::alg::HashAlg;
+    use openssl::hash::MessageDigest;
+    match name.to_ascii_uppercase().as_str() {
+        "SHA256" => Ok((HashAlg::Sha256, MessageDigest::sha256())),
+        "SHA384" => Ok((HashAlg::Sha384, MessageDigest::sha384())),
+        "SHA512" => Ok((HashAlg::Sha512, MessageDigest::sha512())),
+        _ => Err(RaError::bad(
+            "bad_hash_algorithm",
+            "hashAlgorithm must be SHA256, SHA384 or SHA512",
+        )),
     }
 }
 
@@ -107,26 +132,7 @@ impl Ra {
         &self,
         d: &OcspRequestData,
     ) -> Result<Result<(Vec<u8>, OcspAnswer), String>, RaError> {
-        let (alg, md) = match d.hash_algorithm.to_ascii_uppercase().as_str() {
-            "SHA256" => (
-                crate::alg::HashAlg::Sha256,
-                openssl::hash::MessageDigest::sha256(),
-            ),
-            "SHA384" => (
-                crate::alg::HashAlg::Sha384,
-                openssl::hash::MessageDigest::sha384(),
-            ),
-            "SHA512" => (
-                crate::alg::HashAlg::Sha512,
-                openssl::hash::MessageDigest::sha512(),
-            ),
-            _ => {
-                return Err(RaError::bad(
-                    "bad_hash_algorithm",
-                    "hashAlgorithm must be SHA256, SHA384 or SHA512",
-                ));
-            }
-        };
+        let (alg, md) = hash_algorithm(&d.hash_algorithm)?;
         let serial = crate::x509::normalize_serial_hex(&d.serial_number)
             .map(|h| if h.len() % 2 == 1 { format!("0{h}") } else { h })
             .and_then(|h| hex::decode(h).ok())
@@ -267,11 +273,7 @@ impl Ra {
                         .contract_cancelled(&rec.issuer_id, &rec.serial_hex)
                         .await?
                 {
-                    AuthorizeVerdict {
-                        certificate_status: Some("ContractCancelled"),
-                        id_status: "Invalid",
-                        reason: "the contract is cancelled".into(),
-                    }
+                    AuthorizeVerdict::cancelled()
                 } else {
                     let v = AuthorizeVerdict::accepted();
                     if j.own.is_none() && j.path.issued_by_us().is_empty() {
@@ -296,11 +298,7 @@ impl Ra {
                             .contract_cancelled(&rec.issuer_id, &rec.serial_hex)
                             .await? =>
                     {
-                        AuthorizeVerdict {
-                            certificate_status: Some("ContractCancelled"),
-                            id_status: "Invalid",
-                            reason: "the contract is cancelled".into(),
-                        }
+                        AuthorizeVerdict::cancelled()
                     }
                     _ => AuthorizeVerdict::refused(&f),
                 }
@@ -355,17 +353,7 @@ impl Ra {
     ) -> Result<AuthorizeVerdict, RaError> {
         let trust = self.trust_store().await?;
         for d in data {
-            let alg = match d.hash_algorithm.to_ascii_uppercase().as_str() {
-                "SHA256" => crate::alg::HashAlg::Sha256,
-                "SHA384" => crate::alg::HashAlg::Sha384,
-                "SHA512" => crate::alg::HashAlg::Sha512,
-                _ => {
-                    return Err(RaError::bad(
-                        "bad_hash_algorithm",
-                        "hashAlgorithm must be SHA256, SHA384 or SHA512",
-                    ));
-                }
-            };
+            let (alg, _) = hash_algorithm(&d.hash_algorithm)?;
             let mut ours = None;
             for c in trust.candidates() {
                 let Some(id) = trust.own_id_of(&c.cert.der) else {
@@ -412,11 +400,7 @@ impl Ra {
                 ))),
                 Some(r) if r.status == CertStatus::Revoked => {
                     if self.contract_cancelled(&r.issuer_id, &r.serial_hex).await? {
-                        return Ok(AuthorizeVerdict {
-                            certificate_status: Some("ContractCancelled"),
-                            id_status: "Invalid",
-                            reason: "the contract is cancelled".into(),
-                        });
+                        return Ok(AuthorizeVerdict::cancelled());
                     }
                     Some(Failure::Revoked(format!("{serial} is revoked")))
                 }

@@ -608,17 +608,7 @@ impl Ra {
                     Some(id) => ca.chain(id).await?,
                     None => ca.issuing_chain(profile).await?,
                 };
-                chain
-                    .first()
-                    .and_then(|c| {
-                        crate::x509::name::values(
-                            c.tbs().subject().as_ref(),
-                            crate::x509::name::OID_O,
-                        )
-                        .into_iter()
-                        .next()
-                    })
-                    .unwrap_or_else(|| "pnc-pki".to_string())
+                issuer_organization(&chain)
             }
         };
         let checked = contract_subject_of(&prof, &org, &contract.emaid)?;
@@ -842,14 +832,7 @@ impl Ra {
     /// sub-CA 2's.
     async fn default_contract_organization(&self) -> Result<String, RaError> {
         let chain = self.ca()?.issuing_chain("contract").await?;
-        Ok(chain
-            .first()
-            .and_then(|c| {
-                crate::x509::name::values(c.tbs().subject().as_ref(), crate::x509::name::OID_O)
-                    .into_iter()
-                    .next()
-            })
-            .unwrap_or_else(|| "pnc-pki".to_string()))
+        Ok(issuer_organization(&chain))
     }
 
     /// The active contract of `emaid` for `pcid`, created when the EMAID has none; refused when
@@ -1707,6 +1690,19 @@ fn kept_answer(
         contract_id: contract.id.clone(),
     })
     .map_err(|e| RaError::Internal(format!("keeping the answer: {e}")))
+}
+
+/// The `O` of the issuing CA (first of `chain`): what contract certificates without an
+/// organization of their own carry.
+fn issuer_organization(chain: &[ParsedCert]) -> String {
+    chain
+        .first()
+        .and_then(|c| {
+            crate::x509::name::values(c.tbs().subject().as_ref(), crate::x509::name::OID_O)
+                .into_iter()
+                .next()
+        })
+        .unwrap_or_else(|| "pnc-pki".to_string())
 }
 
 /// The subject of a contract certificate, `O` and `CN` each one attribute (never parsed from
