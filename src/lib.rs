@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod events;
 pub mod exi;
 pub mod fetch;
 pub mod hsm;

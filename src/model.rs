@@ -408,6 +408,10 @@ pub struct AuditEvent {
     pub target: String,
     /// Details as JSON.
     pub details: serde_json::Value,
+    /// Ecosystem events the same change causes: written to the webhook outbox in the same
+    /// transaction as this entry (see `crate::events`).
+    #[serde(skip)]
+    pub events: Vec<crate::events::OutboxEvent>,
 }
 
 /// Longest audit target kept; longer ones (request paths sent by anonymous callers) are cut, so
@@ -422,7 +426,14 @@ impl AuditEvent {
             action: action.into(),
             target: target.chars().take(MAX_AUDIT_TARGET).collect(),
             details,
+            events: Vec::new(),
         }
+    }
+
+    /// The same entry, also causing `event` (written to the outbox with it).
+    pub fn with_event(mut self, event: crate::events::OutboxEvent) -> Self {
+        self.events.push(event);
+        self
     }
 }
 
@@ -795,6 +806,9 @@ pub struct ProvisioningLink {
     /// The call's idempotency key and the answer to give its retries, stored in the same
     /// transaction (`Ra::provision`).
     pub idempotency: Option<(IdempotencyKey, Vec<u8>)>,
+    /// Ecosystem events this provisioning causes (`oem.contract.created|updated`), written with
+    /// it.
+    pub events: Vec<crate::events::OutboxEvent>,
 }
 
 /// A pre-generated answer, ready to deliver with the live SessionID.
@@ -877,4 +891,78 @@ pub struct IdempotentResult {
     /// What is needed to answer a retry exactly like the first call, for calls whose answer
     /// the certificate alone does not give (a revocation's outcome, a provisioning's answer).
     pub response: Option<Vec<u8>>,
+}
+
+/// A webhook endpoint (OPCP `webhooks.v1`), owned by the API client that registered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// Our id.
+    pub id: String,
+    /// The owning API client.
+    pub client_id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Enabled event types.
+    pub events: Vec<String>,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// The caller's description.
+    pub description: String,
+    /// The caller's key-value pairs (a JSON object).
+    pub metadata: serde_json::Value,
+    /// The API version events are rendered as (`v1`).
+    pub api_version: String,
+    /// The HMAC key of `payload-signature` (shown once, at creation).
+    pub secret: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// One event's delivery to one endpoint, with its attempts.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    /// The event's UUID (the same on every attempt).
+    pub event_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// `pending`, `delivered`, `failed` (given up) or `cancelled` (endpoint deleted).
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (pending only), unix milliseconds.
+    pub next_attempt_ms: Option<i64>,
+    /// Each attempt: `{at, ms, status}` or `{at, ms, error}`.
+    pub log: serde_json::Value,
+    /// When the event was written, unix seconds.
+    pub created_at: i64,
+    /// When it was delivered or given up, unix seconds.
+    pub finished_at: Option<i64>,
+}
+
+/// A delivery that is due, with what sending it needs.
+#[derive(Clone, Debug)]
+pub struct DueDelivery {
+    /// The event's UUID.
+    pub event_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// Who may hear of it (stored form).
+    pub audience: String,
+    /// The exact body.
+    pub body: Vec<u8>,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Its URL at the time of sending.
+    pub url: String,
+    /// Its secret.
+    pub secret: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// The attempt log so far.
+    pub log: serde_json::Value,
 }

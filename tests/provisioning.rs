@@ -1891,3 +1891,508 @@ fn contracts_that_could_never_be_installed_are_refused_at_creation() {
         r.text()
     );
 }
+
+// ------------------------------------------------------------------------- ecosystem events
+
+use common::receiver::{Receiver, expected_signature};
+
+const PCID_B: &str = "WP0ZZZ99ZTS392125";
+const EMAID_B: &str = "DE8AB123456789";
+
+impl Deployment {
+    /// Register a webhook endpoint; returns (id, secret).
+    fn webhook(&self, token: &str, url: &str, events: &[&str]) -> (String, String) {
+        let r = self.send(
+            "POST",
+            "/v1/webhook/endpoints",
+            token,
+            Some(json!({"url": url, "enabledEvents": events, "status": "enabled", "description": "test"})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        let secret = v["secret"]
+            .as_str()
+            .expect("secret shown at creation")
+            .to_string();
+        assert!(secret.len() >= 32, "{secret}");
+        (v["id"].as_str().unwrap().to_string(), secret)
+    }
+
+    fn token_for(&self, name: &str, role: &str, tenants: &[&str]) -> String {
+        let c = self.env.client_add(name, role, tenants);
+        self.srv.bearer(&c)
+    }
+}
+
+/// Every delivery carries OPCP's fields and a `payload-signature` a receiver can check with the
+/// endpoint's secret (and Hubject's `X-Hubject-Signature`).
+fn assert_signed(r: &common::receiver::Received, secret: &str) -> Value {
+    let sig = expected_signature(secret, &r.body);
+    assert_eq!(
+        r.header("payload-signature"),
+        Some(sig.as_str()),
+        "HMAC of the body"
+    );
+    assert_eq!(
+        r.header("x-hubject-signature"),
+        Some(format!("sha256={sig}").as_str())
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    for f in [
+        "eventId",
+        "timestamp",
+        "eventType",
+        "xsdMsgDefNamespace",
+        "payload",
+    ] {
+        assert!(!v[f].is_null(), "{f} in {v}");
+    }
+    v
+}
+
+#[test]
+fn webhooks_reach_exactly_the_right_endpoints_signed_and_retried() {
+    for backend in backends() {
+        let d = deploy(
+            backend,
+            &[
+                ("PNC_FETCH_ALLOW", "127.0.0.1/32"),
+                ("PNC_WEBHOOK_RETRY", "1s,1s,1s"),
+            ],
+        );
+        let mo_b = d.token_for("mo-b", "mo", &["DE8AB"]);
+        let oem_x = d.token_for("oem-x", "oem", &["WMX"]);
+        let auditor = d.token_for("aud", "auditor", &[]);
+        let (rx_oem, rx_mo, rx_mo_b, rx_oem_x) = (
+            Receiver::start(),
+            Receiver::start(),
+            Receiver::start(),
+            Receiver::start(),
+        );
+        let all = [
+            "root.cert.added",
+            "root.cert.revoked",
+            "oem.contract.created",
+            "oem.contract.updated",
+            "oem.contract.deleted",
+            "mo.prov.cert.updated",
+            "mo.prov.cert.deleted",
+            "mo.contract.created.sent.to.oem",
+            "mo.contract.deleted.sent.to.oem",
+            "mo.contract.queued.to.oem",
+            "mo.contract.rejected.by.oem",
+        ];
+        let (oem_ep, oem_secret) = d.webhook(&d.oem_token, &rx_oem.url("/hook"), &all);
+        let (_, mo_secret) = d.webhook(&d.mo, &rx_mo.url("/hook"), &all);
+        let _ = d.webhook(&mo_b, &rx_mo_b.url("/hook"), &all);
+        let _ = d.webhook(&oem_x, &rx_oem_x.url("/hook"), &all);
+
+        // The secret is shown once; another client's endpoint is not found; roles and tokens.
+        let g = d.send(
+            "GET",
+            &format!("/v1/webhook/endpoints/{oem_ep}"),
+            &d.oem_token,
+            None,
+        );
+        assert_eq!(g.status, 200, "{}", g.text());
+        assert!(g.json()["secret"].is_null(), "{}", g.text());
+        assert_eq!(
+            g.json()["enabledEvents"].as_array().unwrap().len(),
+            all.len()
+        );
+        let other = d.send(
+            "GET",
+            &format!("/v1/webhook/endpoints/{oem_ep}"),
+            &mo_b,
+            None,
+        );
+        assert_eq!(other.status, 404, "{}", other.text());
+        let del = d.send(
+            "DELETE",
+            &format!("/v1/webhook/endpoints/{oem_ep}"),
+            &mo_b,
+            None,
+        );
+        assert_eq!(del.status, 404, "{}", del.text());
+        let list = d.send("GET", "/v1/webhook/endpoints", &mo_b, None);
+        assert_eq!(list.json().as_array().unwrap().len(), 1, "{}", list.text());
+        let r = d.send("GET", "/v1/webhook/endpoints", &auditor, None);
+        assert_eq!(r.status, 403, "{}", r.text());
+        let r = d.send(
+            "GET",
+            "/v1/webhook/endpoints",
+            "Bearer forged.token.here",
+            None,
+        );
+        assert_eq!(r.status, 401, "{}", r.text());
+        let bad = d.send(
+            "POST",
+            "/v1/webhook/endpoints",
+            &d.mo,
+            Some(json!({"url": rx_mo.url("/x"), "enabledEvents": ["no.such.event"]})),
+        );
+        assert_eq!(bad.status, 400, "{}", bad.text());
+        assert!(bad.text().contains("bad_events"), "{}", bad.text());
+        let bad = d.send(
+            "POST",
+            "/v1/webhook/endpoints",
+            &d.mo,
+            Some(json!({"url": "ftp://example.com/x", "enabledEvents": ["root.cert.added"]})),
+        );
+        assert_eq!(bad.status, 400, "{}", bad.text());
+
+        // A contract: its OEM hears of it (first attempt 500: retried with the same eventId);
+        // the other OEM and the MOs do not.
+        rx_oem.answer(&[500]);
+        let contract_id = d.contract(EMAID, PCID)["id"].as_str().unwrap().to_string();
+        let got = rx_oem.wait_for("oem.contract.created", 2, 20);
+        let v1 = assert_signed(&got[0], &oem_secret);
+        let v2 = assert_signed(&got[1], &oem_secret);
+        assert_eq!(v1["eventId"], v2["eventId"], "a retry keeps the eventId");
+        assert_eq!(got[0].body, got[1].body, "a retry sends the same bytes");
+        assert!(v1["payload"]["emaid"].as_str().unwrap().starts_with(EMAID));
+        assert_eq!(v1["payload"]["pcid"], PCID);
+        assert_eq!(v1["xsdMsgDefNamespace"], NS2);
+        // The MO learns that its contract went out, after a retry.
+        let q = rx_mo.wait_for("mo.contract.queued.to.oem", 1, 20);
+        assert_signed(&q[0], &mo_secret);
+        let sent = rx_mo.wait_for("mo.contract.created.sent.to.oem", 1, 20);
+        assert!(
+            assert_signed(&sent[0], &mo_secret)["payload"]["emaid"]
+                .as_str()
+                .unwrap()
+                .starts_with(EMAID)
+        );
+        // The delivery log shows both attempts.
+        let log = d.send(
+            "GET",
+            &format!("/v1/webhook/endpoints/{oem_ep}/deliveries"),
+            &d.oem_token,
+            None,
+        );
+        assert_eq!(log.status, 200, "{}", log.text());
+        let first = log.json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["eventId"] == v1["eventId"])
+            .cloned()
+            .expect("the delivery is listed");
+        assert_eq!(first["state"], "delivered", "{first}");
+        assert_eq!(first["attempts"], 2, "{first}");
+        assert_eq!(first["log"][0]["status"], 500, "{first}");
+
+        // A vehicle's new key: the MO of its contract hears of it, the other MO does not.
+        let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        d.upload(&car);
+        let car2 = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        d.upload(&car2);
+        let upd = rx_mo.wait_for("mo.prov.cert.updated", 1, 20);
+        assert_eq!(assert_signed(&upd[0], &mo_secret)["payload"]["pcid"], PCID);
+
+        // A 4xx is final: no retry; the MO hears it was rejected.
+        rx_oem.answer(&[410]);
+        let c = d.send(
+            "DELETE",
+            &format!("/api/v1/contracts/{contract_id}"),
+            &d.mo,
+            None,
+        );
+        assert_eq!(c.status, 200, "{}", c.text());
+        rx_oem.wait_for("oem.contract.deleted", 1, 20);
+        rx_mo.wait_for("mo.contract.rejected.by.oem", 1, 20);
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        assert_eq!(
+            rx_oem.of_type("oem.contract.deleted").len(),
+            1,
+            "given up after a 410"
+        );
+
+        // `trust add` in another process: every subscribed endpoint hears of the new root.
+        let other = Oem::new("Second OEM");
+        let pem = d.env.path().join("second-root.pem");
+        write_pem(&pem, &[&other.root.to_der().unwrap()]);
+        d.env
+            .ok(&["trust", "add", "--kind", "oem-root", pem.to_str().unwrap()]);
+        for rx in [&rx_oem, &rx_mo, &rx_mo_b, &rx_oem_x] {
+            let got = rx.wait_for("root.cert.added", 1, 20);
+            let v = got[0].json();
+            assert_eq!(v["payload"]["rootType"], "OEM", "{v}");
+            assert_eq!(
+                v["payload"]["fingerprintSHA256"],
+                hex::encode(openssl::sha::sha256(&other.root.to_der().unwrap()))
+            );
+        }
+
+        // Tenant isolation: the other OEM and the other MO heard of roots only.
+        for rx in [&rx_mo_b, &rx_oem_x] {
+            for r in rx.received() {
+                assert!(
+                    r.json()["eventType"].as_str().unwrap().starts_with("root."),
+                    "{}",
+                    r.text_lossy()
+                );
+            }
+        }
+        for r in rx_oem.received() {
+            assert!(!r.json()["eventType"].as_str().unwrap().starts_with("mo."));
+        }
+        for r in rx_mo.received() {
+            assert!(!r.json()["eventType"].as_str().unwrap().starts_with("oem."));
+        }
+    }
+}
+
+#[test]
+fn webhook_urls_outside_the_allow_list_are_never_contacted() {
+    let d = deploy(
+        common::Backend::Sqlite,
+        &[("PNC_FETCH_ALLOW", "127.0.0.1/32")],
+    );
+    // Another loopback address, not on the allow-list.
+    let rx = Receiver::start_on("127.0.0.3");
+    for url in [
+        rx.url("/hook"),
+        format!("https://127.0.0.3:{}/hook", rx.port),
+    ] {
+        let r = d.send(
+            "POST",
+            "/v1/webhook/endpoints",
+            &d.mo,
+            Some(json!({"url": url, "enabledEvents": ["root.cert.added"]})),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("bad_url"), "{}", r.text());
+    }
+    // Metadata addresses, and a changed URL, are checked as well.
+    let r = d.send(
+        "POST",
+        "/v1/webhook/endpoints",
+        &d.mo,
+        Some(
+            json!({"url": "https://169.254.169.254/latest", "enabledEvents": ["root.cert.added"]}),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let ok = Receiver::start();
+    let (id, _) = d.webhook(&d.mo, &ok.url("/hook"), &["root.cert.added"]);
+    let r = d.send(
+        "PUT",
+        &format!("/v1/webhook/endpoints/{id}"),
+        &d.mo,
+        Some(json!({"url": rx.url("/hook")})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let other = Oem::new("Third OEM");
+    let pem = d.env.path().join("third-root.pem");
+    write_pem(&pem, &[&other.root.to_der().unwrap()]);
+    d.env
+        .ok(&["trust", "add", "--kind", "oem-root", pem.to_str().unwrap()]);
+    ok.wait_for("root.cert.added", 1, 20);
+    assert!(rx.received().is_empty(), "never contacted");
+}
+
+#[test]
+fn a_killed_server_loses_no_event() {
+    let vars = [
+        ("PNC_FETCH_ALLOW", "127.0.0.1/32"),
+        ("PNC_WEBHOOK_RETRY", "2s,2s"),
+    ];
+    let mut d = deploy(common::Backend::Sqlite, &vars);
+    let rx = Receiver::start();
+    let (_, secret) = d.webhook(&d.mo, &rx.url("/hook"), &["root.cert.added"]);
+    rx.answer(&[500]);
+    let other = Oem::new("Fourth OEM");
+    let pem = d.env.path().join("fourth-root.pem");
+    write_pem(&pem, &[&other.root.to_der().unwrap()]);
+    d.env
+        .ok(&["trust", "add", "--kind", "oem-root", pem.to_str().unwrap()]);
+    let first = rx.wait_for("root.cert.added", 1, 20);
+    // kill -9 between the failed attempt and the retry.
+    d.srv.child.kill().unwrap();
+    d.srv.child.wait().unwrap();
+    d.srv = d.env.serve_with_env(&vars);
+    let got = rx.wait_for("root.cert.added", 2, 40);
+    assert_eq!(got[0].json()["eventId"], got[1].json()["eventId"]);
+    assert_eq!(first[0].body, got[1].body);
+    assert_signed(&got[1], &secret);
+    // Delivered once it succeeded: no third delivery.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(rx.of_type("root.cert.added").len(), 2);
+}
+
+#[test]
+fn an_oem_pulls_contract_data_over_the_air_and_the_ev_decrypts_it() {
+    for backend in backends() {
+        let d = deploy(backend, &[("PNC_FETCH_ALLOW", "127.0.0.1/32")]);
+        let rx = Receiver::start();
+        let (_, mo_secret) = d.webhook(&d.mo, &rx.url("/hook"), &["mo.contract.delivered.to.oem"]);
+        let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        d.contract(EMAID, PCID);
+        let path = format!(
+            "/v1/ccp/provideSignedContractData/{EMAID}/{PCID}?sessionID={}&xsdMsgDefNamespace={NS2}",
+            hex::encode(SESSION)
+        );
+        // Not pooled yet.
+        let r = d.send("GET", &path, &d.oem_token, None);
+        assert_eq!(r.status, 404, "{}", r.text());
+        d.upload(&car);
+        let r = d.send("GET", &path, &d.oem_token, None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["xsdMsgDefNamespace"], NS2);
+        let exi = B64
+            .decode(v["certificateInstallationRes"].as_str().unwrap())
+            .unwrap();
+        // The test EV: CPS signature, both chains, SessionID, decrypted key matches.
+        let (cert, _) = check_answer2(&d, &exi, &car.key, false);
+        assert_eq!(d.contract_certs(), 1);
+        let got = rx.wait_for("mo.contract.delivered.to.oem", 1, 20);
+        assert!(
+            assert_signed(&got[0], &mo_secret)["payload"]["emaid"]
+                .as_str()
+                .unwrap()
+                .starts_with(EMAID)
+        );
+
+        // Again: the same contract data (kept), nothing new issued; the charger route too.
+        let again = d.send("GET", &path, &d.oem_token, None);
+        let exi2 = B64
+            .decode(again.json()["certificateInstallationRes"].as_str().unwrap())
+            .unwrap();
+        let (cert2, _) = check_answer2(&d, &exi2, &car.key, false);
+        assert_eq!(cert, cert2);
+        let a = d.ccp(&install_req2(&car, vec![root_id(&d.pem("v2g-root"))]), None);
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(
+            d.contract_certs(),
+            1,
+            "the pulled data is what a charger delivers"
+        );
+
+        // Who may pull: the OEM of the WMI only; bad input is refused.
+        let oem_x = d.token_for("oem-x", "oem", &["WMX"]);
+        assert_eq!(d.send("GET", &path, &oem_x, None).status, 403);
+        assert_eq!(d.send("GET", &path, &d.mo, None).status, 403);
+        assert_eq!(d.send("GET", &path, "Bearer nope", None).status, 401);
+        let bad = format!("/v1/ccp/provideSignedContractData/{EMAID}/{PCID}?sessionID=zz");
+        assert_eq!(d.send("GET", &bad, &d.oem_token, None).status, 400);
+        let long = format!(
+            "/v1/ccp/provideSignedContractData/{EMAID}/{PCID}?sessionID={}",
+            "ab".repeat(9)
+        );
+        assert_eq!(d.send("GET", &long, &d.oem_token, None).status, 400);
+        let wrong_root = format!(
+            "/v1/ccp/provideSignedContractData/{EMAID}/{PCID}?cpsV2GRootCertificateFingerprint={}",
+            "00".repeat(32)
+        );
+        assert_eq!(d.send("GET", &wrong_root, &d.oem_token, None).status, 404);
+        let other_vehicle = format!("/v1/ccp/provideSignedContractData/{EMAID}/{PCID_B}");
+        assert_eq!(
+            d.send("GET", &other_vehicle, &d.oem_token, None).status,
+            404
+        );
+        let ns20 = format!(
+            "/v1/ccp/provideSignedContractData/{EMAID}/{PCID}?xsdMsgDefNamespace=urn:iso:15118:20:2022:MsgDef"
+        );
+        assert_eq!(d.send("GET", &ns20, &d.oem_token, None).status, 400);
+    }
+}
+
+/// The EMAID a -2 installation for `car` delivers now.
+fn installed_emaid(d: &Deployment, car: &Vehicle) -> String {
+    let a = d.ccp(&install_req2(car, vec![root_id(&d.pem("v2g-root"))]), None);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let exi = B64
+        .decode(
+            a.json()["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    res2(&exi).1.e_maid.value
+}
+
+#[test]
+fn the_default_contract_cannot_be_taken_over_by_another_mo() {
+    for backend in backends() {
+        let d = deploy(backend, &[]);
+        let mo_b = d.token_for("mo-b", "mo", &["DE8AB"]);
+        let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+        d.upload(&car);
+        // MO A's contract is the vehicle's first: its default.
+        d.contract(EMAID, PCID);
+        // MO B binds the same vehicle later: it does not take over its installations.
+        let r = d.send(
+            "POST",
+            "/api/v1/contracts",
+            &mo_b,
+            Some(json!({"emaid": EMAID_B, "pcid": PCID})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let got = installed_emaid(&d, &car);
+        assert!(got.starts_with(EMAID), "{got}");
+        // MO B makes its own contract its default: still MO A's vehicle default.
+        let own = format!("/v1/ccp/signedContractData/{PCID}/{EMAID_B}/default");
+        let r = d.send("POST", &own, &mo_b, None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["defaultContract"], false, "{}", r.text());
+        assert!(installed_emaid(&d, &car).starts_with(EMAID));
+        // MO B cannot move MO A's contract.
+        let theirs = format!("/v1/ccp/signedContractData/{PCID}/{EMAID}/default");
+        assert_eq!(d.send("POST", &theirs, &mo_b, None).status, 403);
+        // MO A moves the default among its own contracts.
+        let emaid_a2 = "DE8AA123456790";
+        d.contract(emaid_a2, PCID);
+        assert!(
+            installed_emaid(&d, &car).starts_with(EMAID),
+            "the first stays"
+        );
+        let r = d.send(
+            "POST",
+            &format!("/v1/ccp/signedContractData/{PCID}/{emaid_a2}/default"),
+            &d.mo,
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(installed_emaid(&d, &car).starts_with(emaid_a2));
+        // The OEM decides between MOs.
+        let r = d.send("POST", &own, &d.oem_token, None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["defaultContract"], true, "{}", r.text());
+        assert!(installed_emaid(&d, &car).starts_with(EMAID_B));
+        // Another OEM may not; the priorities list says the same.
+        let oem_x = d.token_for("oem-x", "oem", &["WMX"]);
+        assert_eq!(d.send("POST", &theirs, &oem_x, None).status, 403);
+        let pr = d.send(
+            "GET",
+            &format!("/v1/ccp/signedContractData/{PCID}/priorities"),
+            &d.oem_token,
+            None,
+        );
+        assert_eq!(pr.status, 200, "{}", pr.text());
+        let order: Vec<String> = pr.json()["XMLContracts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["emaid"].as_str().unwrap()[..14].to_string())
+            .collect();
+        assert_eq!(order, [EMAID_B, emaid_a2, EMAID], "{}", pr.text());
+        let list = d.send(
+            "GET",
+            &format!("/v1/ccp/signedContractData/{PCID}"),
+            &d.oem_token,
+            None,
+        );
+        let listed = list.json();
+        let defaults: Vec<&Value> = listed["XMLContracts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["defaultContract"] == true)
+            .collect();
+        assert_eq!(defaults.len(), 1, "{}", list.text());
+        assert!(defaults[0]["emaid"].as_str().unwrap().starts_with(EMAID_B));
+    }
+}

@@ -166,10 +166,15 @@ pub fn routes(mut r: Routes) -> Routes {
                 get(move |st: State<AppState>| async move { csrattrs(st, d, std).await }),
             );
     }
-    r.add("/v1/root/rootCerts", &["GET"], get(root_certs)).add(
+    r.add(
+        "/v1/root/rootCerts",
+        &["GET", "PUT"],
+        get(root_certs).put(super::webhooks::put_root_cert),
+    )
+    .add(
         "/v1/root/rootCerts/{id}",
-        &["GET"],
-        get(root_cert),
+        &["GET", "DELETE"],
+        get(root_cert).delete(super::webhooks::delete_root_cert),
     )
 }
 
@@ -300,19 +305,6 @@ fn dn_rfc4514(name: &x509_cert::name::RdnSequence) -> String {
     parts.join(", ")
 }
 
-/// Stable UUID-shaped id derived from the certificate (OPCP's `rootCertificateId` is a uuid).
-fn cert_uuid(der: &[u8]) -> String {
-    let h = hex::encode(&sha2::Sha256::digest(der)[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 /// OPCP `RootCert` object for a root CA record, with its `rootType`.
 fn root_json(
     rec: &crate::model::CaRecord,
@@ -358,7 +350,7 @@ fn root_json_der(
     Ok((
         rt,
         serde_json::json!({
-            "rootCertificateId": cert_uuid(rec_der),
+            "rootCertificateId": crate::events::cert_uuid(rec_der),
             "distinguishedName": dn_rfc4514(subject),
             "caCertificate": b64.encode(rec_der),
             "commonName": cn,

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod native;
 pub mod ocpp;
 pub mod provisioning;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -272,6 +273,7 @@ fn build() -> Routes {
     let r = est::routes(r);
     let r = provisioning::routes(r);
     let r = ocpp::routes(r);
+    let r = webhooks::routes(r);
     native::routes(r)
 }
 
@@ -704,6 +706,8 @@ pub async fn serve(
     let local = listener.local_addr()?;
     // Requests to other PKIs never come back to this service.
     ra.note_listen_addresses(&[local]);
+    // Ecosystem events leave through the guarded fetcher (which now knows our own address).
+    let deliverer = tokio::spawn(ra.clone().run_webhook_deliverer());
     let ocsp = state.ocsp.clone();
     let svc = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(normalize_path),
@@ -755,6 +759,8 @@ pub async fn serve(
     }
     flusher.abort();
     sweeper.abort();
+    deliverer.abort();
+    ra.release_webhook_lease().await;
     ra.flush_refusals(true).await;
     Ok(())
 }

@@ -62,6 +62,21 @@ pub fn routes(r: Routes) -> Routes {
         get(contracts_of_vehicle).delete(delete_signed_contract_data),
     )
     .add(
+        "/v1/ccp/signedContractData/{key}/priorities",
+        &["GET"],
+        get(contract_priorities),
+    )
+    .add(
+        "/v1/ccp/signedContractData/{key}/{emaid}/default",
+        &["POST"],
+        post(set_default_contract),
+    )
+    .add(
+        "/v1/ccp/provideSignedContractData/{emaid}/{pcid}",
+        &["GET"],
+        get(provide_signed_contract_data),
+    )
+    .add(
         "/v1/ccp/lookupContract/{emaid}",
         &["GET"],
         get(lookup_contract),
@@ -302,6 +317,10 @@ async fn contracts_of_vehicle(
     Path(pcid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let contracts = st.ra.contracts_of_vehicle(&p, &pcid).await?;
+    let default = match contracts.first() {
+        Some(c) => st.ra.default_contract_of(&c.pcid).await?,
+        None => None,
+    };
     let items: Vec<Value> = contracts
         .iter()
         .filter(|c| c.cancelled_at.is_none())
@@ -310,7 +329,7 @@ async fn contracts_of_vehicle(
                 "pcid": c.pcid,
                 "emaid": c.emaid,
                 "contractId": c.id,
-                "defaultContract": true,
+                "defaultContract": default.as_deref() == Some(c.id.as_str()),
                 "contractBegins": c.valid_from.map(rfc3339),
                 "contractEnds": c.valid_to.map(rfc3339),
             })
@@ -411,12 +430,13 @@ async fn lookup_contract(
         let newest = certs
             .iter()
             .find(|x| x.status == crate::model::CertStatus::Valid);
+        let default = st.ra.default_contract_of(&c.pcid).await?;
         items.push(json!({
             "pcid": c.pcid,
             "emaid": c.emaid,
             "xsdMsgDefNamespace": newest.map(namespace_of).unwrap_or("urn:iso:15118:2:2013:MsgDef"),
             "contractCertificate": newest.map(|x| B64.encode(&x.der)),
-            "defaultContract": true,
+            "defaultContract": default.as_deref() == Some(c.id.as_str()),
             "certValidFrom": newest.map(|x| rfc3339(x.not_before)),
             "certValidTo": newest.map(|x| rfc3339(x.not_after)),
         }));
@@ -425,6 +445,106 @@ async fn lookup_contract(
         return Err(ApiError::not_found("Contract or Vehicle not found."));
     }
     Ok(Json(json!({ "XMLContracts": items })))
+}
+
+/// `GET /v1/ccp/signedContractData/{pcid}/priorities`: the vehicle's active contracts in the
+/// order installations deliver them (1: the default).
+async fn contract_priorities(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(pcid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let list = st.ra.contract_priorities(&p, &pcid).await?;
+    if list.is_empty() {
+        return Err(ApiError::not_found("Contract or Vehicle not found."));
+    }
+    let items: Vec<Value> = list
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "pcid": c.pcid,
+                "emaid": c.emaid,
+                "contractId": c.id,
+                "priority": i + 1,
+                "defaultContract": i == 0,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "XMLContracts": items })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DefaultPath {
+    key: String,
+    emaid: String,
+}
+
+/// `POST /v1/ccp/signedContractData/{pcid}/{emaid}/default`: the OEM of the PCID chooses the
+/// vehicle's default among every MO's contracts; an MO moves it among its own.
+async fn set_default_contract(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(path): Path<DefaultPath>,
+) -> Result<Json<Value>, ApiError> {
+    let c = st
+        .ra
+        .set_default_contract(&p, &path.key, &path.emaid)
+        .await?;
+    let default = st.ra.default_contract_of(&c.pcid).await?;
+    Ok(Json(json!({
+        "pcid": c.pcid,
+        "emaid": c.emaid,
+        "contractId": c.id,
+        "defaultContract": default.as_deref() == Some(c.id.as_str()),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct OtaPath {
+    emaid: String,
+    pcid: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OtaQuery {
+    #[serde(rename = "sessionID", alias = "sessionId")]
+    session_id: Option<String>,
+    xsd_msg_def_namespace: Option<String>,
+    #[serde(rename = "cpsV2GRootCertificateFingerprint")]
+    cps_v2g_root_certificate_fingerprint: Option<String>,
+}
+
+/// `GET /v1/ccp/provideSignedContractData/{emaid}/{pcid}` (OEM of the PCID's WMI): the signed
+/// `CertificateInstallationRes` for the pooled vehicle, over the air.
+async fn provide_signed_contract_data(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(path): Path<OtaPath>,
+    q: Result<Query<OtaQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = q
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?
+        .0;
+    let out = st
+        .ra
+        .provide_contract_data(
+            &p,
+            crate::ra::provisioning::OtaRequest {
+                emaid: path.emaid,
+                pcid: path.pcid,
+                session_id: q.session_id,
+                namespace: q.xsd_msg_def_namespace,
+                cps_root_fingerprint: q.cps_v2g_root_certificate_fingerprint,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "certificateInstallationRes": B64.encode(&out.exi),
+        "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
+        "cpsV2GRootCertificateFingerprint": out.cps_root_fingerprint,
+    })))
 }
 
 fn namespace_of(c: &CertRecord) -> &'static str {

@@ -814,6 +814,7 @@ impl Ca {
         link: &ProvisioningLink,
     ) -> Result<(Issued, Option<(String, String)>), CaError> {
         let mut event = prepared.event;
+        event.events.extend(link.events.iter().cloned());
         if let Some(o) = event.details.as_object_mut() {
             o.insert("contract".into(), link.contract_id.clone().into());
             o.insert("provisioning".into(), link.kind.as_str().into());

@@ -19,6 +19,7 @@
 //! | `PNC_UI_IDLE_TIMEOUT`                  | `15m`      | a console session ends after this long unused      |
 //! | `PNC_UI_SESSION_MAX`                   | `8h`       | a console session ends this long after sign-in     |
 //! | `PNC_SUPERSEDE_GRACE`                  | `24h`      | how long a re-issued station's old certificate stays valid (`0`: revoked at once) |
+//! | `PNC_WEBHOOK_RETRY`                    | `1h,1h,1h` | waits before each retry of a failed webhook delivery (OPCP: 3 retries, 1 h apart) |
 
 use std::time::Duration;
 
@@ -67,6 +68,9 @@ pub struct LimitSettings {
     pub external_revocation: crate::validation::UnknownPolicy,
     /// Authorize a contract whose revocation cannot be learnt (`PNC_AUTHORIZE_UNREACHABLE=accept`).
     pub authorize_unreachable_accept: bool,
+    /// Waits before each retry of a failed webhook delivery (`PNC_WEBHOOK_RETRY`); after the
+    /// last, the delivery is given up.
+    pub webhook_retry: Vec<Duration>,
 }
 
 impl Default for LimitSettings {
@@ -92,8 +96,29 @@ impl Default for LimitSettings {
             fetch: crate::fetch::FetchConfig::default(),
             external_revocation: crate::validation::UnknownPolicy::Require,
             authorize_unreachable_accept: false,
+            webhook_retry: vec![Duration::from_secs(3600); 3],
         }
     }
+}
+
+/// `PNC_WEBHOOK_RETRY`: comma-separated durations (`1s,2s,4s`), at most 20; `none`: no retry.
+fn retry_schedule(default: Vec<Duration>) -> Result<Vec<Duration>, ConfigError> {
+    let Some(v) = var("PNC_WEBHOOK_RETRY") else {
+        return Ok(default);
+    };
+    if v.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    let steps = v
+        .split(',')
+        .map(|s| parse_duration(s).map_err(|e| ConfigError(format!("PNC_WEBHOOK_RETRY: {}", e.0))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if steps.len() > 20 || steps.iter().any(|d| *d > Duration::from_secs(7 * 86_400)) {
+        return Err(ConfigError(
+            "PNC_WEBHOOK_RETRY: at most 20 retries, each at most 7d".into(),
+        ));
+    }
+    Ok(steps)
 }
 
 fn var(name: &str) -> Option<String> {
@@ -164,6 +189,7 @@ impl LimitSettings {
             fetch: crate::fetch::FetchConfig::from_env(Vec::new()).map_err(ConfigError)?,
             external_revocation: crate::validation::UnknownPolicy::from_env()
                 .map_err(ConfigError)?,
+            webhook_retry: retry_schedule(d.webhook_retry.clone())?,
             authorize_unreachable_accept: match var("PNC_AUTHORIZE_UNREACHABLE").as_deref() {
                 None | Some("unknown") => false,
                 Some("accept") => true,

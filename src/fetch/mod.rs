@@ -257,16 +257,55 @@ impl Fetcher {
         body: Vec<u8>,
         max: usize,
     ) -> Result<Vec<u8>, FetchError> {
+        self.post_with_headers(url, content_type, &[], body, max)
+            .await
+    }
+
+    /// [`Fetcher::post`] with extra request headers (a webhook's signature).
+    pub async fn post_with_headers(
+        &self,
+        url: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        max: usize,
+    ) -> Result<Vec<u8>, FetchError> {
         if body.len() > MAX_OCSP_REQUEST.max(64 * 1024) {
             return Err(FetchError::TooLarge(body.len()));
         }
-        self.fetch(hyper::Method::POST, url, Some((content_type, body)), max)
-            .await
+        self.fetch(
+            hyper::Method::POST,
+            url,
+            Some((content_type, body)),
+            headers,
+            max,
+        )
+        .await
+    }
+
+    /// Check a URL we will push to (a webhook endpoint): as [`Fetcher::check`], and plain
+    /// `http://` only when every address the host resolves to is on the allow-list
+    /// (`PNC_FETCH_ALLOW`): events leave in clear text only to hosts the operator named.
+    pub async fn check_push(&self, url: &str) -> Result<(), FetchError> {
+        let t = parse(url)?;
+        let addrs = self.resolve(&t).await?;
+        if !t.https
+            && !addrs.iter().all(|a| {
+                let ip = address::canonical(a.ip());
+                self.cfg.allow.iter().any(|x| x.allows(&t.host, ip))
+            })
+        {
+            return Err(FetchError::BadUrl(format!(
+                "http:// only to hosts on PNC_FETCH_ALLOW; use https:// for {}",
+                t.host
+            )));
+        }
+        Ok(())
     }
 
     /// `GET` `url`; the answer body, at most `max` bytes.
     pub async fn get(&self, url: &str, max: usize) -> Result<Vec<u8>, FetchError> {
-        self.fetch(hyper::Method::GET, url, None, max).await
+        self.fetch(hyper::Method::GET, url, None, &[], max).await
     }
 
     async fn fetch(
@@ -274,6 +313,7 @@ impl Fetcher {
         method: hyper::Method,
         url: &str,
         body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, String)],
         max: usize,
     ) -> Result<Vec<u8>, FetchError> {
         let start = Instant::now();
@@ -284,7 +324,7 @@ impl Fetcher {
                 return Err(e);
             }
         };
-        let r = self.fetch_target(&t, method, body, max).await;
+        let r = self.fetch_target(&t, method, body, headers, max).await;
         let outcome = match &r {
             Ok(_) => "ok",
             Err(e) => e.outcome(),
@@ -301,6 +341,7 @@ impl Fetcher {
         t: &Target,
         method: hyper::Method,
         body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, String)],
         max: usize,
     ) -> Result<Vec<u8>, FetchError> {
         let _all = self
@@ -323,7 +364,7 @@ impl Fetcher {
             .try_acquire_owned()
             .map_err(|_| FetchError::Busy(format!(" to {}", t.host)))?;
         let budget = self.cfg.timeout;
-        match tokio::time::timeout(budget, self.exchange(t, method, body, max)).await {
+        match tokio::time::timeout(budget, self.exchange(t, method, body, headers, max)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(budget.as_millis())),
         }
@@ -385,6 +426,7 @@ impl Fetcher {
         t: &Target,
         method: hyper::Method,
         body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, String)],
         max: usize,
     ) -> Result<Vec<u8>, FetchError> {
         let addrs = self.resolve(t).await?;
@@ -412,6 +454,9 @@ impl Fetcher {
             .header(hyper::header::HOST, host_header(t))
             .header(hyper::header::USER_AGENT, "pnc-pki")
             .header(hyper::header::CONNECTION, "close");
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
         let payload = match body {
             Some((ct, b)) => {
                 req = req.header(hyper::header::CONTENT_TYPE, ct);

@@ -304,8 +304,13 @@ pub enum Operation {
     /// Ask for a contract certificate for an EV (`CertificateInstallationReq` / `UpdateReq`
     /// relayed by a CSMS): the EV's signature, not the caller's tenant, names the vehicle.
     ProvisionContract,
-    /// Trust or distrust external roots (operator only).
+    /// Trust or distrust external roots: the root pool (the operator, and admins over the API
+    /// as OPCP's `saveRootCa`/`deleteRootCa`).
     ManageTrust,
+    /// Register, change and delete one's own webhook endpoints.
+    ManageWebhooks,
+    /// Pull a vehicle's signed contract data over the air (the OEM of its WMI).
+    PullContractData,
     /// Add, disable or reset console users (operator only: people get their rights from
     /// whoever holds the data dir, as API clients' admins do not).
     ManageUsers,
@@ -341,6 +346,8 @@ impl Operation {
             Operation::ManageUsers => "manage_users",
             Operation::Backup => "backup",
             Operation::ManageTrust => "manage_trust",
+            Operation::ManageWebhooks => "manage_webhooks",
+            Operation::PullContractData => "pull_contract_data",
             Operation::SignFirmware => "sign_firmware",
             Operation::AuthorizeContract => "authorize_contract",
         }
@@ -424,6 +431,8 @@ fn roles_for(op: Operation) -> &'static [Role] {
         Operation::ReadProvCerts => &[Role::Mo, Role::Oem, Role::Auditor],
         Operation::ProvisionContract => &[Role::Cpo, Role::Cps],
         Operation::AuthorizeContract => &[Role::Cpo, Role::Csms],
+        Operation::ManageWebhooks => &[Role::Cpo, Role::Mo, Role::Oem, Role::Cps, Role::Csms],
+        Operation::PullContractData => &[Role::Oem],
         Operation::ManageTrust
         | Operation::ManageUsers
         | Operation::Backup
@@ -444,7 +453,6 @@ fn operator_only(op: Operation) -> bool {
             | Operation::IssueAnyLeaf
             | Operation::ManageHierarchy
             | Operation::InspectHsm
-            | Operation::ManageTrust
             | Operation::ManageUsers
             | Operation::Backup
             | Operation::SignFirmware

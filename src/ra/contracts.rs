@@ -90,11 +90,31 @@ pub(super) fn common_name(c: &ParsedCert) -> Option<String> {
 impl Ra {
     // --------------------------------------------------------------------------- contracts
 
-    /// Create a contract for an EMAID of the caller's tenants.
+    /// Create a contract for an EMAID of the caller's tenants; the OEM of its vehicle hears of it
+    /// (`oem.contract.created`).
     pub async fn create_contract(
         &self,
         p: &Principal,
         c: NewContract,
+    ) -> Result<ContractRecord, RaError> {
+        self.create_contract_with(p, c, true).await
+    }
+
+    /// [`Ra::create_contract`] without the event: for a caller that announces the contract
+    /// together with its data.
+    pub(super) async fn create_contract_quietly(
+        &self,
+        p: &Principal,
+        c: NewContract,
+    ) -> Result<ContractRecord, RaError> {
+        self.create_contract_with(p, c, false).await
+    }
+
+    async fn create_contract_with(
+        &self,
+        p: &Principal,
+        c: NewContract,
+        announce: bool,
     ) -> Result<ContractRecord, RaError> {
         let emaid = normalize_emaid(&c.emaid)?;
         let pcid = normalize_pcid(&c.pcid)?;
@@ -197,6 +217,16 @@ impl Ra {
             &format!("contract/{}", rec.id),
             serde_json::json!({ "emaid": rec.emaid, "pcid": rec.pcid }),
         );
+        let ev = if announce {
+            ev.with_event(super::webhooks::contract_event(
+                crate::events::OEM_CREATED,
+                &rec,
+                None,
+                now,
+            ))
+        } else {
+            ev
+        };
         self.inner.store.insert_contract(&rec, &ev).await?;
         tracing::info!(contract = %rec.id, emaid = %rec.emaid, pcid = %rec.pcid, "contract created");
         Ok(rec)
@@ -316,7 +346,13 @@ impl Ra {
                 "contract.cancel",
                 &format!("contract/{}", c.id),
                 serde_json::json!({ "emaid": c.emaid, "pcid": c.pcid }),
-            );
+            )
+            .with_event(super::webhooks::contract_event(
+                crate::events::OEM_DELETED,
+                &c,
+                None,
+                self.now(),
+            ));
             match self
                 .inner
                 .store
@@ -492,7 +528,13 @@ impl Ra {
             "trust.add",
             &format!("root/{}", root.id),
             serde_json::json!({ "kind": kind.as_str(), "subject": root.subject }),
-        );
+        )
+        .with_event(super::webhooks::root_event(
+            crate::events::ROOT_ADDED,
+            der,
+            kind.opcp_type(),
+            self.now(),
+        ));
         self.inner.store.add_trusted_root(&root, &ev).await?;
         self.forget_trust();
         Ok(root)
@@ -508,12 +550,29 @@ impl Ra {
         self.authorize(p, Operation::ManageTrust, Target::Any, "trust")
             .await?;
         let id = id.trim().to_ascii_lowercase();
+        let Some(root) = self
+            .inner
+            .store
+            .list_trusted_roots()
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+        else {
+            return Err(RaError::NotFound(format!("no trusted root {}", echo(&id))));
+        };
+        // Everyone subscribed learns that the root left the pool (stations must drop it).
         let ev = AuditEvent::new(
             &p.actor(),
             "trust.remove",
             &format!("root/{id}"),
-            serde_json::json!({}),
-        );
+            serde_json::json!({ "kind": root.kind.as_str(), "subject": root.subject }),
+        )
+        .with_event(super::webhooks::root_event(
+            crate::events::ROOT_REVOKED,
+            &root.der,
+            root.kind.opcp_type(),
+            self.now(),
+        ));
         if self.inner.store.remove_trusted_root(&id, &ev).await? {
             self.forget_trust();
             Ok(())
@@ -573,12 +632,29 @@ impl Ra {
             uploaded_by: p.actor(),
             uploaded_at: self.now(),
         };
-        let ev = AuditEvent::new(
+        let mut ev = AuditEvent::new(
             &p.actor(),
             "provcert.put",
             &format!("provCerts/{pcid}"),
             serde_json::json!({ "subject": leaf.subject_string(), "serial": leaf.serial_hex() }),
         );
+        // A new key for a pooled vehicle (a factory reset, a new OEM certificate): contract data
+        // encrypted for the old key is useless; the MOs of its contracts are told.
+        let previous = self.inner.store.get_prov_cert(&pcid).await?;
+        if let Some(old) = previous
+            && ParsedCert::from_der(&old.leaf_der)
+                .map(|o| o.spki_der() != leaf.spki_der())
+                .unwrap_or(true)
+        {
+            for c in self.active_contracts_of_vehicle(&pcid).await? {
+                ev = ev.with_event(super::webhooks::contract_event(
+                    crate::events::PROV_UPDATED,
+                    &c,
+                    None,
+                    self.now(),
+                ));
+            }
+        }
         self.inner.store.put_prov_cert(&rec, &ev).await?;
         Ok(rec)
     }
@@ -644,12 +720,20 @@ impl Ra {
             &format!("provCerts/{pcid}"),
         )
         .await?;
-        let ev = AuditEvent::new(
+        let mut ev = AuditEvent::new(
             &p.actor(),
             "provcert.delete",
             &format!("provCerts/{pcid}"),
             serde_json::json!({}),
         );
+        for c in self.active_contracts_of_vehicle(&pcid).await? {
+            ev = ev.with_event(super::webhooks::contract_event(
+                crate::events::PROV_DELETED,
+                &c,
+                None,
+                self.now(),
+            ));
+        }
         if self.inner.store.delete_prov_cert(&pcid, &ev).await? {
             Ok(())
         } else {
@@ -657,6 +741,29 @@ impl Ra {
                 "no provisioning certificate for PCID {pcid}"
             )))
         }
+    }
+}
+
+impl Ra {
+    /// A vehicle's active contracts (any MO's), oldest first.
+    pub(super) async fn active_contracts_of_vehicle(
+        &self,
+        pcid: &str,
+    ) -> Result<Vec<ContractRecord>, RaError> {
+        let mut v: Vec<ContractRecord> = self
+            .inner
+            .store
+            .list_contracts(&ContractQuery {
+                pcid: Some(pcid.to_string()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .filter(|c| c.status == ContractStatus::Active)
+            .collect();
+        v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(v)
     }
 }
 

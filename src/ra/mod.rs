@@ -10,6 +10,7 @@ pub mod auth;
 pub mod authorize;
 mod clients;
 pub mod contracts;
+pub mod defaults;
 mod external;
 mod guard;
 pub mod ocpp;
@@ -18,6 +19,7 @@ mod reenroll;
 pub mod refusals;
 pub mod users;
 mod validate;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -255,6 +257,10 @@ struct Inner {
     authorize_unreachable_accept: bool,
     /// Recent verdicts about other PKIs' contract chains.
     verdicts: authorize::VerdictCache,
+    /// Waits before each retry of a failed webhook delivery.
+    webhook_retry: Vec<std::time::Duration>,
+    /// Wakes the webhook deliverer when this process wrote an event.
+    webhook_wake: tokio::sync::Notify,
 }
 
 /// Console session timeouts, seconds.
@@ -304,6 +310,7 @@ impl Ra {
             clock.clone(),
         );
         let authorize_unreachable_accept = limits.authorize_unreachable_accept;
+        let webhook_retry = limits.webhook_retry.clone();
         let response_caps = (
             limits.max_response_chars_iso2,
             limits.max_response_chars_iso20,
@@ -327,6 +334,8 @@ impl Ra {
                 external,
                 authorize_unreachable_accept,
                 verdicts: authorize::VerdictCache::default(),
+                webhook_retry,
+                webhook_wake: tokio::sync::Notify::new(),
             }),
         }
     }

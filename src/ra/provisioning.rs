@@ -11,6 +11,7 @@
 //! record certificate, request and audit entry in one transaction.
 
 use super::contracts::{common_name, normalize_emaid, normalize_pcid};
+use super::webhooks::contract_event;
 use super::{Ra, RaError};
 use crate::ca::CaError;
 use crate::ca::cps::CpsSigner;
@@ -65,6 +66,30 @@ pub struct Provisioned {
     pub contract_id: String,
 }
 
+/// An OEM's over-the-air pull (`provideSignedContractData`).
+#[derive(Clone, Debug, Default)]
+pub struct OtaRequest {
+    /// The contract's EMAID.
+    pub emaid: String,
+    /// The vehicle.
+    pub pcid: String,
+    /// The SessionID to put in the header (hex, 1..8 bytes; default eight zero bytes).
+    pub session_id: Option<String>,
+    /// `xsdMsgDefNamespace` (ISO 15118-2 only).
+    pub namespace: Option<String>,
+    /// SHA-256 of the V2G root the CPS signer must chain to.
+    pub cps_root_fingerprint: Option<String>,
+}
+
+/// Over-the-air contract data.
+#[derive(Clone, Debug)]
+pub struct Provided {
+    /// The `CertificateInstallationRes`, EXI.
+    pub exi: Vec<u8>,
+    /// SHA-256 (hex) of the V2G root of the CPS signer.
+    pub cps_root_fingerprint: String,
+}
+
 /// A refused provisioning request.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{detail}")]
@@ -91,6 +116,9 @@ struct Ctx {
     emaid: Option<String>,
     /// The call's idempotency key, recorded with the certificate and the answer (`deliver`).
     idem: Option<IdempotencyKey>,
+    /// The ecosystem event the delivered contract data causes (`oem.contract.created` or
+    /// `…updated` for pre-generated data), written with it.
+    announce: Option<&'static str>,
 }
 
 impl Ctx {
@@ -402,6 +430,7 @@ impl Ra {
                             session_id,
                             emaid: None,
                             idem: idem.clone(),
+                            announce: None,
                         };
                         check_action(&ctx, req.action)?;
                         if let Some(out) = self.replayed(&ctx, &req.exi).await? {
@@ -416,6 +445,7 @@ impl Ra {
                             session_id,
                             emaid: normalize_emaid(&r.emaid).ok(),
                             idem: idem.clone(),
+                            announce: None,
                         };
                         check_action(&ctx, req.action)?;
                         if let Some(out) = self.replayed(&ctx, &req.exi).await? {
@@ -440,6 +470,7 @@ impl Ra {
                     session_id: r.header.session_id.clone(),
                     emaid: None,
                     idem: idem.clone(),
+                    announce: None,
                 };
                 check_action(&ctx, req.action)?;
                 if let Some(out) = self.replayed(&ctx, &req.exi).await? {
@@ -499,8 +530,8 @@ impl Ra {
         Ok(pcid)
     }
 
-    /// Active contracts of a vehicle valid now, newest first; a cancelled-only vehicle and an
-    /// unknown one are told apart.
+    /// Active contracts of a vehicle valid now, in delivery order (its default first); a
+    /// cancelled-only vehicle and an unknown one are told apart.
     async fn contracts_of(&self, ctx: &Ctx, pcid: &str) -> Result<Vec<ContractRecord>, RaError> {
         let all = self
             .inner
@@ -522,7 +553,9 @@ impl Ra {
             .cloned()
             .collect();
         if !active.is_empty() {
-            return Ok(active);
+            // The vehicle's default first (`defaults`): the newest contract does not win.
+            let choices = self.vehicle_choices(pcid).await?;
+            return Ok(super::defaults::delivery_order(active, &choices));
         }
         if all.iter().any(|c| c.status == ContractStatus::Cancelled) {
             return Err(ctx.fail(
@@ -788,6 +821,7 @@ impl Ra {
             session_id: vec![0; 8],
             emaid: Some(emaid.clone()),
             idem,
+            announce: None,
         };
         let subs: Vec<Vec<u8>> = [&pooled.sub_ca2_der, &pooled.sub_ca1_der]
             .into_iter()
@@ -811,10 +845,15 @@ impl Ra {
             let org = self.default_contract_organization().await?;
             contract_subject_of(&prof, &org, &emaid)?;
         }
-        let contract = self
+        let (contract, created) = self
             .contract_for_data(p, &emaid, &pcid, req.valid_from, req.valid_to)
             .await?;
         ctx.emaid = Some(contract.emaid.clone());
+        ctx.announce = Some(if created {
+            crate::events::OEM_CREATED
+        } else {
+            crate::events::OEM_UPDATED
+        });
         let sha = sha256_hex(&pooled.leaf_der);
         let keyed = ctx.idem.clone();
         match self
@@ -828,6 +867,140 @@ impl Ra {
         }
     }
 
+    /// Over-the-air contract data for the OEM of a pooled vehicle (OPCP
+    /// `provideSignedContractData`): the CPS-signed `CertificateInstallationRes` of `emaid`'s
+    /// contract for `pcid`, encrypted for the pooled provisioning certificate, with
+    /// `session_id` in its header. Pre-generated data is delivered as it is; without it the
+    /// answer is made now and kept as pre-generated data (the next pull, or an installation
+    /// through a charger, delivers the same). The MO learns of the pull
+    /// (`mo.contract.delivered.to.oem`). ISO 15118-2.
+    pub async fn provide_contract_data(
+        &self,
+        p: &Principal,
+        req: OtaRequest,
+    ) -> Result<Provided, RaError> {
+        let emaid = normalize_emaid(&req.emaid)?;
+        let pcid = normalize_pcid(&req.pcid)?;
+        self.authorize(
+            p,
+            Operation::PullContractData,
+            Target::Identifier(crate::policy::authz::Identifier::Pcid(&pcid)),
+            &format!("provideSignedContractData/{pcid}"),
+        )
+        .await?;
+        if let Some(ns) = req.namespace.as_deref()
+            && !ns.trim().is_empty()
+            && !is_iso2_namespace(ns)
+        {
+            return Err(RaError::bad(
+                "unsupported_namespace",
+                "over-the-air contract data is ISO 15118-2 only (urn:iso:15118:2:2013:MsgDef)",
+            ));
+        }
+        let session_id = match req.session_id.as_deref().map(str::trim) {
+            None | Some("") => vec![0; 8],
+            Some(h) => match hex::decode(h) {
+                Ok(b) if !b.is_empty() && b.len() <= 8 => b,
+                _ => {
+                    return Err(RaError::bad(
+                        "bad_session_id",
+                        "sessionID must be 1 to 8 bytes of hex (ISO 15118-2 SessionID)",
+                    ));
+                }
+            },
+        };
+        let contract = self
+            .active_contract_of(&emaid)
+            .await?
+            .filter(|c| c.pcid == pcid)
+            .ok_or_else(|| {
+                RaError::NotFound(format!(
+                    "Contract or Vehicle not found: no active contract of {emaid} for PCID {pcid}"
+                ))
+            })?;
+        let now = self.now();
+        if contract.valid_from.is_some_and(|f| f > now)
+            || contract.valid_to.is_some_and(|t| t <= now)
+        {
+            return Err(RaError::NotFound(format!(
+                "Contract or Vehicle not found: the contract of {emaid} is not valid now"
+            )));
+        }
+        let pooled = self.inner.store.get_prov_cert(&pcid).await?.ok_or_else(|| {
+            RaError::NotFound(format!(
+                "no OEM provisioning certificate for PCID {pcid} in the pool (PUT /v1/oem/provCerts)"
+            ))
+        })?;
+        let ctx = Ctx {
+            schema: Schema::Iso2,
+            kind: ProvisioningKind::Install,
+            session_id,
+            emaid: Some(emaid.clone()),
+            idem: None,
+            announce: None,
+        };
+        let subs: Vec<Vec<u8>> = [&pooled.sub_ca2_der, &pooled.sub_ca1_der]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        // The pooled chain is judged again: revoked or expired since its upload, no answer.
+        self.check_oem(&ctx, &pooled.leaf_der, &subs).await?;
+        let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
+        let cps_root = cps
+            .signer
+            .chain
+            .last()
+            .map(|r| sha256_hex(&r.der))
+            .unwrap_or_default();
+        if let Some(fp) = req.cps_root_fingerprint.as_deref().map(str::trim)
+            && !fp.is_empty()
+            && !fp.replace(':', "").eq_ignore_ascii_case(&cps_root)
+        {
+            return Err(RaError::NotFound(format!(
+                "no CPS signer under the V2G root {} (ours: {cps_root})",
+                fp.chars().take(96).collect::<String>()
+            )));
+        }
+        let out = match self
+            .pregenerated_answer(&ctx, &contract, &pooled.leaf_der)
+            .await?
+        {
+            Some(out) => out,
+            None => {
+                let recipient = keyenc::recipient_public_key(&pooled.leaf_der).map_err(|e| {
+                    RaError::bad("bad_certificate", format!("OEM provisioning key: {e}"))
+                })?;
+                // What this answer was made for, recorded as its request.
+                let raw = serde_json::to_vec(&serde_json::json!({
+                    "provideSignedContractData": { "emaid": emaid, "pcid": pcid, "at": now,
+                        "nonce": hex::encode(rand::random::<[u8; 8]>()) }
+                }))
+                .unwrap_or_default();
+                let sha = sha256_hex(&pooled.leaf_der);
+                self.issue_iso2(p, ctx, contract.clone(), cps, &recipient, &raw, Some(sha))
+                    .await?
+            }
+        };
+        let ev = crate::model::AuditEvent::new(
+            &p.actor(),
+            "contract.ota.pull",
+            &format!("contract/{}", contract.id),
+            serde_json::json!({ "emaid": emaid, "pcid": pcid, "serial": out.serial_hex }),
+        )
+        .with_event(contract_event(
+            crate::events::DELIVERED_TO_OEM,
+            &contract,
+            out.certificate.as_ref().map(|c| c.der.as_slice()),
+            now,
+        ));
+        self.inner.store.audit(&ev).await?;
+        Ok(Provided {
+            exi: out.exi,
+            cps_root_fingerprint: cps_root,
+        })
+    }
+
     /// The organization of contract certificates without one of their own: the default MO
     /// sub-CA 2's.
     async fn default_contract_organization(&self) -> Result<String, RaError> {
@@ -835,8 +1008,9 @@ impl Ra {
         Ok(issuer_organization(&chain))
     }
 
-    /// The active contract of `emaid` for `pcid`, created when the EMAID has none; refused when
-    /// it is bound to another vehicle.
+    /// The active contract of `emaid` for `pcid`, created (without an event of its own: the
+    /// caller announces the contract with its data) when the EMAID has none, and whether it was
+    /// created; refused when it is bound to another vehicle.
     async fn contract_for_data(
         &self,
         p: &Principal,
@@ -844,7 +1018,7 @@ impl Ra {
         pcid: &str,
         valid_from: Option<i64>,
         valid_to: Option<i64>,
-    ) -> Result<ContractRecord, RaError> {
+    ) -> Result<(ContractRecord, bool), RaError> {
         match self.active_contract_of(emaid).await? {
             Some(c) if c.pcid != pcid => {
                 Err(RaError::Store(crate::store::StoreError::Taken(format!(
@@ -852,19 +1026,21 @@ impl Ra {
                     c.pcid
                 ))))
             }
-            Some(c) => Ok(c),
+            Some(c) => Ok((c, false)),
             None => {
-                self.create_contract(
-                    p,
-                    super::contracts::NewContract {
-                        emaid: emaid.to_string(),
-                        pcid: pcid.to_string(),
-                        valid_from,
-                        valid_to,
-                        ..Default::default()
-                    },
-                )
-                .await
+                let c = self
+                    .create_contract_quietly(
+                        p,
+                        super::contracts::NewContract {
+                            emaid: emaid.to_string(),
+                            pcid: pcid.to_string(),
+                            valid_from,
+                            valid_to,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                Ok((c, true))
             }
         }
     }
@@ -924,7 +1100,7 @@ impl Ra {
             .judge(&d.contract_certificate, &subs, Role::Contract)
             .await?
             .map_err(|f| super::validate::upload_refusal("contractCertificate", f))?;
-        let contract = self
+        let (contract, created) = self
             .contract_for_data(p, &emaid, &pcid, None, Some(cert.not_after()))
             .await?;
         let ctx = Ctx {
@@ -933,6 +1109,7 @@ impl Ra {
             session_id: vec![0; 8],
             emaid: Some(emaid.clone()),
             idem: None,
+            announce: None,
         };
         let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
         let msg = answer_iso2(
@@ -979,7 +1156,17 @@ impl Ra {
                 "certificate_sha256": cert.sha256_hex(),
                 "issuer": cert.issuer_string(),
             }),
-        );
+        )
+        .with_event(contract_event(
+            if created {
+                crate::events::OEM_CREATED
+            } else {
+                crate::events::OEM_UPDATED
+            },
+            &contract,
+            Some(&d.contract_certificate),
+            self.now(),
+        ));
         self.inner.store.put_pregenerated(&pre, &ev).await?;
         Ok(contract)
     }
@@ -1015,7 +1202,13 @@ impl Ra {
             "contract.pregenerated.delete",
             &format!("contract/{}", contract.id),
             serde_json::json!({ "emaid": emaid, "skip_revocation": skip_revocation }),
-        );
+        )
+        .with_event(contract_event(
+            crate::events::OEM_DELETED,
+            &contract,
+            None,
+            self.now(),
+        ));
         let n = self
             .inner
             .store
@@ -1204,6 +1397,11 @@ impl Ra {
                 Some(k) => Some((k, kept_answer(&ctx, &contract, &exi, remaining)?)),
                 None => None,
             },
+            events: ctx
+                .announce
+                .map(|t| contract_event(t, &contract, Some(&prepared.record.der), self.now()))
+                .into_iter()
+                .collect(),
         };
         let (issued, replaced) = self.ca()?.commit_provisioned(prepared, &link).await?;
         if let Some((i, s)) = replaced {
@@ -1504,7 +1702,7 @@ impl Ra {
             .unwrap_or_default();
         let pcid = self.check_oem(&ctx, &oem.certificate, &subs).await?;
         let mut contracts = self.contracts_of(&ctx, &pcid).await?;
-        // Prioritised EMAIDs first (the request's, then OCPP 2.1's), the rest newest first.
+        // Prioritised EMAIDs first (the request's, then OCPP 2.1's), the rest in delivery order.
         let mut prio: Vec<String> = r
             .prioritized_emaids
             .as_ref()

@@ -87,6 +87,8 @@ macro_rules! append_in_tx {
             .bind(&hash)
             .execute(&mut *$tx)
             .await?;
+        // The events this change causes commit with it (the webhook outbox).
+        $crate::store::webhooks::outbox_in_tx!($tx, &ev.events);
         $crate::model::AuditEntry {
             seq,
             ts,

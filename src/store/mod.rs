@@ -13,6 +13,7 @@ mod audit;
 pub mod batch;
 mod clients;
 mod crl;
+mod defaults;
 mod leases;
 pub mod ocsp;
 mod pghosts;
@@ -21,9 +22,12 @@ mod rollover;
 mod subjects;
 mod supersede;
 mod users;
+mod webhooks;
 
+pub use defaults::VehicleChoices;
 pub use provisioning::{ContractQuery, DueSupersession, PriorProvisioning};
 pub use users::{MAX_SESSIONS_PER_USER, SessionCutoffs};
+pub use webhooks::Attempt;
 
 use std::str::FromStr;
 use std::time::Duration;

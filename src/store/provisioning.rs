@@ -357,6 +357,7 @@ impl Store {
                     StoreError::Db(e)
                 }
             })?;
+            super::defaults::record_first!(tx, c);
             tx.commit().await?;
             Ok(())
         })

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod receiver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
