@@ -231,7 +231,7 @@ pub fn root_payload(der: &[u8], root_type: &str) -> Value {
         .unwrap_or_default();
     json!({
         "rootCertificateId": cert_uuid(der),
-        "distinguishedName": cert.subject_string(),
+        "distinguishedName": crate::x509::name::opcp_dn(subject),
         "commonName": cn,
         "rootType": root_type,
         "rootSerialNumber": cert.serial_hex(),

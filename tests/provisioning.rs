@@ -2119,6 +2119,13 @@ fn webhooks_reach_exactly_the_right_endpoints_signed_and_retried() {
             let got = rx.wait_for("root.cert.added", 1, 20);
             let v = got[0].json();
             assert_eq!(v["payload"]["rootType"], "OEM", "{v}");
+            assert!(
+                v["payload"]["distinguishedName"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("CN=Second OEM Root"),
+                "most specific first: {v}"
+            );
             assert_eq!(
                 v["payload"]["fingerprintSHA256"],
                 hex::encode(openssl::sha::sha256(&other.root.to_der().unwrap()))

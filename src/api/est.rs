@@ -290,20 +290,6 @@ fn root_type_of(profile: &str) -> Option<&'static str> {
     }
 }
 
-/// RFC 4514 order (most specific first), as OPCP's `distinguishedName` shows it.
-fn dn_rfc4514(name: &x509_cert::name::RdnSequence) -> String {
-    let mut parts: Vec<String> = crate::x509::name::attributes(name)
-        .into_iter()
-        .map(|(oid, v)| {
-            let k = crate::x509::name::short_name(&oid)
-                .map(str::to_string)
-                .unwrap_or_else(|| oid.to_string());
-            format!("{k}={}", v.unwrap_or_default())
-        })
-        .collect();
-    parts.reverse();
-    parts.join(", ")
-}
 
 /// OPCP `RootCert` object for a root CA record, with its `rootType`.
 fn root_json(
@@ -351,7 +337,7 @@ fn root_json_der(
         rt,
         serde_json::json!({
             "rootCertificateId": crate::events::cert_uuid(rec_der),
-            "distinguishedName": dn_rfc4514(subject),
+            "distinguishedName": crate::x509::name::opcp_dn(subject),
             "caCertificate": b64.encode(rec_der),
             "commonName": cn,
             "rootAuthorityKeyIdentifier": cert.ski().map(|s| b64.encode(s)),

@@ -424,3 +424,20 @@ mod tests {
         assert_eq!(values(&seq, OID_O), vec!["Müller AG".to_string()]);
     }
 }
+
+/// A name most specific first, `short=value` joined by `, ` (`CN=V2G Root CA G2, DC=V2G,
+/// O=Hubject GmbH, C=DE`), as OPCP's `distinguishedName` shows it. For display only: values
+/// are not escaped.
+pub fn opcp_dn(name: &RdnSequence) -> String {
+    let mut parts: Vec<String> = attributes(name)
+        .into_iter()
+        .map(|(oid, v)| {
+            let k = short_name(&oid)
+                .map(str::to_string)
+                .unwrap_or_else(|| oid.to_string());
+            format!("{k}={}", v.unwrap_or_default())
+        })
+        .collect();
+    parts.reverse();
+    parts.join(", ")
+}
