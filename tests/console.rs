@@ -807,3 +807,60 @@ fn the_console_in_headless_chromium() {
     let revs = audit_actions(&srv, &admin_api, "certificate.revoke");
     assert!(revs.iter().any(|e| e["actor"] == "ui:alice"));
 }
+
+#[test]
+fn the_webhooks_page_shows_endpoints_and_deliveries_but_no_secret() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let mo = env.client_add("mo-hooks", "mo", &["DE8AA"]);
+    let admin_pw = user_add(&env, "hookadmin", "admin", &[]);
+    let mo_pw = user_add(&env, "hookmo", "mo", &["DE8AA"]);
+    let srv = env.serve_with_env(&[("PNC_FETCH_ALLOW", "127.0.0.1/32")]);
+    let rx = receiver::Receiver::start();
+    let r = reply(
+        http()
+            .post(&srv.url("/v1/webhook/endpoints"))
+            .header("authorization", &srv.bearer(&mo))
+            .header("content-type", "application/json")
+            .send(
+                serde_json::json!({"url": rx.url("/in"), "enabledEvents": ["root.cert.added"],
+                    "description": "console check"})
+                .to_string()
+                .as_bytes(),
+            ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (id, secret) = (
+        r.json()["id"].as_str().unwrap().to_string(),
+        r.json()["secret"].as_str().unwrap().to_string(),
+    );
+    let root = TestCa::new(env.path(), "Hooks OEM Root");
+    env.ok(&[
+        "trust",
+        "add",
+        "--kind",
+        "oem-root",
+        root.cert.to_str().unwrap(),
+    ]);
+    let got = rx.wait_for("root.cert.added", 1, 20);
+    let event_id = got[0].json()["eventId"].as_str().unwrap().to_string();
+
+    let mut ui = Ui::new(&srv);
+    ui.sign_in("hookadmin", &admin_pw);
+    let p = ui.get("/ui/webhooks");
+    assert_eq!(p.status, 200, "{}", p.body);
+    for want in [
+        id.as_str(),
+        "mo-hooks",
+        event_id.as_str(),
+        "delivered",
+        "HTTP 2xx",
+    ] {
+        assert!(p.body.contains(want), "{want} on the page: {}", p.body);
+    }
+    assert!(!p.body.contains(&secret), "the secret is never shown");
+
+    let mut ui = Ui::new(&srv);
+    ui.sign_in("hookmo", &mo_pw);
+    assert_eq!(ui.get("/ui/webhooks").status, 403);
+}

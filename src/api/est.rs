@@ -290,7 +290,6 @@ fn root_type_of(profile: &str) -> Option<&'static str> {
     }
 }
 
-
 /// OPCP `RootCert` object for a root CA record, with its `rootType`.
 fn root_json(
     rec: &crate::model::CaRecord,

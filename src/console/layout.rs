@@ -27,6 +27,7 @@ const NAV: &[(&str, &str, &[Role])] = &[
     ),
     ("/ui/clients", "API clients", &[Role::Admin, Role::Auditor]),
     ("/ui/audit", "Audit log", &[Role::Admin, Role::Auditor]),
+    ("/ui/webhooks", "Webhooks", &[Role::Admin, Role::Auditor]),
 ];
 
 /// Whether the navigation shows `path` to `p`.

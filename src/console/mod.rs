@@ -20,6 +20,7 @@ mod certs;
 mod dashboard;
 pub mod layout;
 pub mod session;
+mod webhooks;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
@@ -151,6 +152,7 @@ pub fn router(st: ConsoleState) -> Router {
         .route("/ui/audit", get(admin::audit))
         .route("/ui/audit/verify", post(admin::verify_audit))
         .route("/ui/contracts", get(admin::contracts))
+        .route("/ui/webhooks", get(webhooks::webhooks))
         .route(
             "/ui/provisioning-certificates",
             get(admin::provisioning_certificates),

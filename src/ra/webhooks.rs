@@ -326,17 +326,41 @@ impl Ra {
         Ok(self.inner.store.webhook_deliveries(&e.id, limit).await?)
     }
 
-    /// Every endpoint and delivery counts, for the console (admins and auditors).
+    /// Every endpoint with its owner's name and latest deliveries, and delivery counts by
+    /// state, for the console (admins and auditors; never a secret shown there).
+    #[allow(clippy::type_complexity)]
     pub async fn webhook_overview(
         &self,
         p: &Principal,
-    ) -> Result<(Vec<WebhookEndpoint>, Vec<(String, i64)>), RaError> {
+        per_endpoint: i64,
+    ) -> Result<
+        (
+            Vec<(WebhookEndpoint, String, Vec<WebhookDelivery>)>,
+            Vec<(String, i64)>,
+        ),
+        RaError,
+    > {
         self.authorize(p, Operation::ReadAudit, Target::Any, "webhook/endpoints")
             .await?;
-        Ok((
-            self.inner.store.list_webhook_endpoints(None).await?,
-            self.inner.store.webhook_delivery_counts().await?,
-        ))
+        let names: std::collections::HashMap<String, String> = self
+            .inner
+            .store
+            .list_clients()
+            .await?
+            .into_iter()
+            .map(|c| (c.client_id, c.name))
+            .collect();
+        let mut out = Vec::new();
+        for e in self.inner.store.list_webhook_endpoints(None).await? {
+            let d = self
+                .inner
+                .store
+                .webhook_deliveries(&e.id, per_endpoint)
+                .await?;
+            let name = names.get(&e.client_id).cloned().unwrap_or_default();
+            out.push((e, name, d));
+        }
+        Ok((out, self.inner.store.webhook_delivery_counts().await?))
     }
 
     /// Deliver what is due now, once; the number of attempts made. Only the holder of the
