@@ -298,6 +298,23 @@ pub fn to_der(seq: &RdnSequence) -> Vec<u8> {
     seq.to_der().unwrap_or_default()
 }
 
+/// A name most specific first, `short=value` joined by `, ` (`CN=V2G Root CA G2, DC=V2G,
+/// O=Hubject GmbH, C=DE`), as OPCP's `distinguishedName` shows it. For display only: values
+/// are not escaped.
+pub fn opcp_dn(name: &RdnSequence) -> String {
+    let mut parts: Vec<String> = attributes(name)
+        .into_iter()
+        .map(|(oid, v)| {
+            let k = short_name(&oid)
+                .map(str::to_string)
+                .unwrap_or_else(|| oid.to_string());
+            format!("{k}={}", v.unwrap_or_default())
+        })
+        .collect();
+    parts.reverse();
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,21 +440,4 @@ mod tests {
         let seq = build_from_text("O=Müller AG").unwrap();
         assert_eq!(values(&seq, OID_O), vec!["Müller AG".to_string()]);
     }
-}
-
-/// A name most specific first, `short=value` joined by `, ` (`CN=V2G Root CA G2, DC=V2G,
-/// O=Hubject GmbH, C=DE`), as OPCP's `distinguishedName` shows it. For display only: values
-/// are not escaped.
-pub fn opcp_dn(name: &RdnSequence) -> String {
-    let mut parts: Vec<String> = attributes(name)
-        .into_iter()
-        .map(|(oid, v)| {
-            let k = short_name(&oid)
-                .map(str::to_string)
-                .unwrap_or_else(|| oid.to_string());
-            format!("{k}={}", v.unwrap_or_default())
-        })
-        .collect();
-    parts.reverse();
-    parts.join(", ")
 }
