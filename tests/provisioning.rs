@@ -2263,6 +2263,27 @@ fn an_oem_pulls_contract_data_over_the_air_and_the_ev_decrypts_it() {
                 .starts_with(EMAID)
         );
 
+        // The CPS signers an MO or OEM can choose between: the fingerprint of the -2 signer's
+        // V2G root selects it; another does not.
+        let signers = d.send("GET", "/cps/signer", &d.oem_token, None);
+        assert_eq!(signers.status, 200, "{}", signers.text());
+        let v2g_fp = hex::encode(openssl::sha::sha256(&common::read_pem_der(
+            &d.pem("v2g-root"),
+        )));
+        let s2 = signers.json()["cpsCertificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["xsdMsgDefNamespace"] == NS2)
+            .cloned()
+            .expect("a -2 signer");
+        assert_eq!(s2["cpsRootCertificateFingerprint"], v2g_fp.as_str());
+        let chosen = format!(
+            "/v1/ccp/provideSignedContractData/{EMAID}/{PCID}?sessionID={}&cpsV2GRootCertificateFingerprint={v2g_fp}",
+            hex::encode(SESSION)
+        );
+        assert_eq!(d.send("GET", &chosen, &d.oem_token, None).status, 200);
+
         // Again: the same contract data (kept), nothing new issued; the charger route too.
         let again = d.send("GET", &path, &d.oem_token, None);
         let exi2 = B64
@@ -2402,4 +2423,85 @@ fn the_default_contract_cannot_be_taken_over_by_another_mo() {
         assert_eq!(defaults.len(), 1, "{}", list.text());
         assert!(defaults[0]["emaid"].as_str().unwrap().starts_with(EMAID_B));
     }
+}
+
+#[test]
+fn the_root_pool_is_managed_over_the_api_and_announced() {
+    let d = deploy(
+        common::Backend::Sqlite,
+        &[("PNC_FETCH_ALLOW", "127.0.0.1/32")],
+    );
+    let admin = d.token_for("admin", "admin", &[]);
+    let rx = Receiver::start();
+    let (_, secret) = d.webhook(
+        &d.mo,
+        &rx.url("/h"),
+        &["root.cert.added", "root.cert.revoked"],
+    );
+    let other = Oem::new("Pool OEM");
+    let der = other.root.to_der().unwrap();
+    let body = json!({"caCertificate": B64.encode(&der), "rootType": "OEM"});
+    // Only an admin; bad input is refused with a reason.
+    assert_eq!(
+        d.send("PUT", "/v1/root/rootCerts", &d.mo, Some(body.clone()))
+            .status,
+        403
+    );
+    let r = d.send(
+        "PUT",
+        "/v1/root/rootCerts",
+        &admin,
+        Some(json!({"caCertificate": "not base64!", "rootType": "OEM"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = d.send(
+        "PUT",
+        "/v1/root/rootCerts",
+        &admin,
+        Some(json!({"caCertificate": B64.encode(&der), "rootType": "PE"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = d.send(
+        "PUT",
+        "/v1/root/rootCerts",
+        &admin,
+        Some(json!({"caCertificate": B64.encode(other.sub.to_der().unwrap()), "rootType": "OEM"})),
+    );
+    assert_eq!(r.status, 400, "a sub-CA is no root: {}", r.text());
+    assert!(r.text().contains("not_a_root"), "{}", r.text());
+    let r = d.send("PUT", "/v1/root/rootCerts", &admin, Some(body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["rootCertificateId"].as_str().unwrap().to_string();
+    let added = rx.wait_for("root.cert.added", 1, 20);
+    assert_eq!(
+        assert_signed(&added[0], &secret)["payload"]["rootCertificateId"],
+        id.as_str()
+    );
+    let pool = d.send("GET", "/v1/root/rootCerts?rootType=OEM", &d.mo, None);
+    assert!(pool.text().contains(&id), "{}", pool.text());
+    // Audited under the admin client.
+    let audit = d.env.ok(&["audit", "export"]);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("trust.add") && l.contains("api:")),
+        "{audit}"
+    );
+    // Removed by its id: announced, gone, and a second removal is 404.
+    assert_eq!(
+        d.send("DELETE", &format!("/v1/root/rootCerts/{id}"), &d.mo, None)
+            .status,
+        403
+    );
+    let r = d.send("DELETE", &format!("/v1/root/rootCerts/{id}"), &admin, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let gone = rx.wait_for("root.cert.revoked", 1, 20);
+    assert_eq!(gone[0].json()["payload"]["rootCertificateId"], id.as_str());
+    let pool = d.send("GET", "/v1/root/rootCerts?rootType=OEM", &d.mo, None);
+    assert!(!pool.text().contains(&id), "{}", pool.text());
+    assert_eq!(
+        d.send("DELETE", &format!("/v1/root/rootCerts/{id}"), &admin, None)
+            .status,
+        404
+    );
 }

@@ -76,6 +76,7 @@ pub fn routes(r: Routes) -> Routes {
         &["GET"],
         get(provide_signed_contract_data),
     )
+    .add("/cps/signer", &["GET"], get(cps_signers))
     .add(
         "/v1/ccp/lookupContract/{emaid}",
         &["GET"],
@@ -545,6 +546,39 @@ async fn provide_signed_contract_data(
         "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
         "cpsV2GRootCertificateFingerprint": out.cps_root_fingerprint,
     })))
+}
+
+/// `GET /cps/signer` (OPCP `getAllCpsSigners`): which CPS signer certificates exist, under
+/// which V2G root, so that an MO can choose (`cpsV2GRootCertificateFingerprint`).
+async fn cps_signers(State(st): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+    let list = st.ra.cps_signers(&p).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|i| {
+            let (leaf, chain) = (&i.leaf, &i.chain);
+            let subject: &x509_cert::name::RdnSequence = leaf.tbs().subject().as_ref();
+            let org = crate::x509::name::values(subject, const_oid::db::rfc4519::O)
+                .into_iter()
+                .next();
+            let root = chain.last();
+            let subs: Vec<&crate::x509::ParsedCert> =
+                chain.iter().filter(|c| !c.is_self_issued()).collect();
+            json!({
+                "cpsDistinguishedName": crate::x509::name::opcp_dn(subject),
+                "cpsCertificate": B64.encode(&leaf.der),
+                "validFrom": rfc3339(leaf.not_before()),
+                "validTo": rfc3339(leaf.not_after()),
+                "organizationName": org,
+                "cpsRootCertificateId": root.map(|r| crate::events::cert_uuid(&r.der)),
+                "cpsRootDistinguishedName": root.map(|r| crate::x509::name::opcp_dn(r.tbs().subject().as_ref())),
+                "cpsRootCertificateFingerprint": root.map(|r| r.sha256_hex()),
+                "cpsCa2Certificate": subs.first().map(|c| B64.encode(&c.der)),
+                "cpsCa1Certificate": subs.get(1).map(|c| B64.encode(&c.der)),
+                "xsdMsgDefNamespace": i.namespace,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "cpsCertificates": items })))
 }
 
 fn namespace_of(c: &CertRecord) -> &'static str {

@@ -66,6 +66,17 @@ pub struct Provisioned {
     pub contract_id: String,
 }
 
+/// A CPS signer (OPCP `getAllCpsSigners`).
+#[derive(Clone, Debug)]
+pub struct CpsSignerInfo {
+    /// The ISO 15118 namespace it signs for.
+    pub namespace: &'static str,
+    /// The CPS leaf.
+    pub leaf: crate::x509::ParsedCert,
+    /// Its chain, issuing CA first, root last.
+    pub chain: Vec<crate::x509::ParsedCert>,
+}
+
 /// An OEM's over-the-air pull (`provideSignedContractData`).
 #[derive(Clone, Debug, Default)]
 pub struct OtaRequest {
@@ -999,6 +1010,31 @@ impl Ra {
             exi: out.exi,
             cps_root_fingerprint: cps_root,
         })
+    }
+
+    /// The CPS signers an MO can choose between (OPCP `getAllCpsSigners`): per standard, the
+    /// current CPS leaf and its chain (issuing CA first, root last). Public data, for any
+    /// authenticated role.
+    pub async fn cps_signers(&self, p: &Principal) -> Result<Vec<CpsSignerInfo>, RaError> {
+        self.authorize(p, Operation::ReadCas, Target::Any, "cps/signer")
+            .await?;
+        let mut out = Vec::new();
+        for (standard, namespace) in [
+            (Standard::Iso2, crate::events::NS_ISO2),
+            (Standard::Iso20, crate::events::NS_ISO20),
+        ] {
+            match self.ca()?.cps_signer(standard).await {
+                Ok(s) => out.push(CpsSignerInfo {
+                    namespace,
+                    leaf: s.cert.clone(),
+                    chain: s.chain.clone(),
+                }),
+                // A deployment without a -20 hierarchy has one signer.
+                Err(CaError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
     }
 
     /// The organization of contract certificates without one of their own: the default MO
