@@ -40,7 +40,7 @@ const EST_LABELS: [(&str, Family, Standard); 6] = [
 ];
 
 /// `ISO15118-2` / `ISO15118-20` (case-insensitive, `_` or `-`); anything else is refused.
-fn iso_standard(iso: &str) -> Result<Standard, ApiError> {
+pub(super) fn iso_standard(iso: &str) -> Result<Standard, ApiError> {
     let norm = iso.to_ascii_uppercase().replace('_', "-");
     match norm.as_str() {
         "ISO15118-2" | "ISO-15118-2" => Ok(Standard::Iso2),
@@ -239,7 +239,7 @@ async fn csrattrs(
         .into_response())
 }
 
-async fn enroll(
+pub(super) async fn enroll(
     State(st): State<AppState>,
     p: Principal,
     family: Family,
@@ -265,7 +265,7 @@ async fn enroll(
 }
 
 /// CA chain for the domain: issuing sub-CA 2, sub-CA 1, root (root last).
-async fn cacerts(
+pub(super) async fn cacerts(
     State(st): State<AppState>,
     family: Family,
     standard: Standard,
@@ -304,7 +304,9 @@ fn root_json(
 }
 
 /// Every root of the pool: our own, then the external ones the operator trusts.
-async fn all_roots(st: &AppState) -> Result<Vec<(&'static str, serde_json::Value)>, ApiError> {
+pub(super) async fn all_roots(
+    st: &AppState,
+) -> Result<Vec<(&'static str, serde_json::Value)>, ApiError> {
     let mut out = Vec::new();
     for rec in st.ra.cas().await? {
         if let Some(v) = root_json(&rec)? {

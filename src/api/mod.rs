@@ -12,6 +12,7 @@ pub mod est;
 pub mod metrics;
 pub mod native;
 pub mod ocpp;
+pub mod opnc;
 pub mod provisioning;
 pub mod webhooks;
 
@@ -274,6 +275,7 @@ fn build() -> Routes {
     let r = provisioning::routes(r);
     let r = ocpp::routes(r);
     let r = webhooks::routes(r);
+    let r = opnc::routes(r);
     native::routes(r)
 }
 

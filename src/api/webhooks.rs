@@ -39,7 +39,7 @@ pub fn routes(r: Routes) -> Routes {
 }
 
 /// OPCP `EndpointResponse` (the secret only when `with_secret`: at creation).
-fn endpoint_json(e: &WebhookEndpoint, p: &Principal, with_secret: bool) -> Value {
+pub(super) fn endpoint_json(e: &WebhookEndpoint, p: &Principal, with_secret: bool) -> Value {
     let mut v = json!({
         "id": e.id,
         "apiVersion": e.api_version,
@@ -65,7 +65,7 @@ fn endpoint_json(e: &WebhookEndpoint, p: &Principal, with_secret: bool) -> Value
     v
 }
 
-async fn create_endpoint(
+pub(super) async fn create_endpoint(
     State(st): State<AppState>,
     p: Principal,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -76,14 +76,17 @@ async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(endpoint_json(&e, &p, true))).into_response())
 }
 
-async fn list_endpoints(State(st): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list_endpoints(
+    State(st): State<AppState>,
+    p: Principal,
+) -> Result<Json<Value>, ApiError> {
     let list = st.ra.list_webhook_endpoints(&p).await?;
     Ok(Json(Value::Array(
         list.iter().map(|e| endpoint_json(e, &p, false)).collect(),
     )))
 }
 
-async fn get_endpoint(
+pub(super) async fn get_endpoint(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
@@ -92,7 +95,7 @@ async fn get_endpoint(
     Ok(Json(endpoint_json(&e, &p, false)))
 }
 
-async fn update_endpoint(
+pub(super) async fn update_endpoint(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
@@ -104,7 +107,7 @@ async fn update_endpoint(
     Ok(Json(endpoint_json(&e, &p, false)))
 }
 
-async fn delete_endpoint(
+pub(super) async fn delete_endpoint(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,

@@ -82,6 +82,26 @@ impl Ra {
             .collect())
     }
 
+    /// [`Ra::contract_priorities`] with each contract's current ISO 15118-2 certificate.
+    pub async fn contract_data_of_vehicle(
+        &self,
+        p: &Principal,
+        pcid: &str,
+    ) -> Result<Vec<(ContractRecord, Option<crate::model::CertRecord>)>, RaError> {
+        let mut out = Vec::new();
+        for c in self.contract_priorities(p, pcid).await? {
+            let cur = self
+                .inner
+                .store
+                .contract_certificates(&c.id)
+                .await?
+                .into_iter()
+                .find(|x| x.status == crate::model::CertStatus::Valid && x.profile == "contract");
+            out.push((c, cur));
+        }
+        Ok(out)
+    }
+
     /// Make `emaid`'s contract the default of `pcid`: an OEM (of the PCID's WMI) chooses between
     /// MOs; an MO moves the default among its own contracts only.
     pub async fn set_default_contract(

@@ -190,6 +190,24 @@ impl Ra {
     }
 }
 
+impl Ra {
+    /// Revoke a certificate the caller presents (OPNC `revokeCertificate`): found by its exact
+    /// bytes among ours, never by issuer name and serial alone; then revoked as
+    /// [`Ra::revoke`] does, with its role and tenant checks.
+    pub async fn revoke_presented(
+        &self,
+        p: &crate::policy::authz::Principal,
+        der: &[u8],
+        reason: &str,
+    ) -> Result<super::Revocation, RaError> {
+        let rec = self.record_by_bytes(der).await?.ok_or_else(|| {
+            RaError::NotFound("no certificate issued by this service has these bytes".into())
+        })?;
+        self.revoke(p, &rec.issuer_id, &rec.serial_hex, reason)
+            .await
+    }
+}
+
 /// A refusal of an uploaded certificate (pool, contract data) for `f`: the engine's code.
 pub(crate) fn upload_refusal(what: &str, f: Failure) -> RaError {
     RaError::bad(f.code(), format!("{what}: {f}"))
