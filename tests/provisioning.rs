@@ -2751,3 +2751,96 @@ fn opnc_operations_are_routed_and_answers_validate() {
     assert_eq!(r.status, 200, "{}", r.text());
     opnc_validate(&pairs);
 }
+
+#[test]
+fn iso20_contract_data_is_pregenerated_and_delivered_once_with_a_fresh_timestamp() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let car20 = d.oem.vehicle(PCID20, Nid::SECP521R1, valid());
+    d.upload(&car20);
+    let emaid20 = "DE8AA987654321";
+    let r = d.send(
+        "PUT",
+        "/v1/cps/generate/signedContractData",
+        &d.mo,
+        Some(json!({"emaid": emaid20, "pcid": PCID20, "xsdMsgDefNamespace": "urn:iso:15118:20:2022:MsgDef"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json()["xsdMsgDefNamespace"],
+        "urn:iso:15118:20:2022:MsgDef"
+    );
+    let pre = B64
+        .decode(r.json()["contractCertificate"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(d.contract_certs(), 1);
+    let made = now();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+
+    let install = || {
+        let v2g20 = root_id(&d.pem("v2g-root-20"));
+        let a = d.ocpp(&install_req20(&car20, &d.oem, vec![v2g20]), NS20, "Install");
+        assert_eq!(a["status"], "Accepted", "{a}");
+        let exi = B64.decode(a["exiResponse"].as_str().unwrap()).unwrap();
+        let Message::Iso20(iso20::Message::CertificateInstallationRes(res)) =
+            Message::decode(&exi, None).unwrap()
+        else {
+            panic!("not a -20 answer");
+        };
+        res
+    };
+    let res = install();
+    let sid = &res.signed_installation_data;
+    assert_eq!(
+        sid.contract_certificate_chain.certificate, pre,
+        "the pre-generated one"
+    );
+    assert_eq!(res.header.session_id, SESSION, "the live SessionID");
+    assert!(
+        res.header.time_stamp >= u64::try_from(made + 2).unwrap(),
+        "TimeStamp refreshed at delivery: {} vs made at {made}",
+        res.header.time_stamp
+    );
+    iso20::Message::CertificateInstallationRes(res.clone())
+        .verify(&VerifyingKey::from_certificate(&res.cp_s_certificate_chain.certificate).unwrap())
+        .unwrap()
+        .into_result()
+        .expect("the signature covers SignedInstallationData only: still valid");
+    let parsed = pnc_pki::x509::ParsedCert::from_der(&pre).unwrap();
+    let iso15118::iso20::messages::SignedInstallationDataChoice::SECP521EncryptedPrivateKey(enc) =
+        &sid.choice
+    else {
+        panic!("SECP521 key expected");
+    };
+    let key = keyenc::iso20_decrypt(
+        &scalar(&car20.key),
+        &sid.dh_public_key,
+        enc,
+        &keyenc::iso20_aad(PCID20, &parsed.ski().unwrap()),
+    )
+    .expect("the car decrypts the pre-generated contract key");
+    let point = X509::from_der(&pre)
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .ec_key()
+        .unwrap()
+        .public_key()
+        .to_bytes(
+            EcGroup::from_curve_name(Nid::SECP521R1).unwrap().as_ref(),
+            PointConversionForm::UNCOMPRESSED,
+            &mut BigNumContext::new().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(public_of(Nid::SECP521R1, &key), point);
+    assert_eq!(d.contract_certs(), 1, "nothing issued at delivery");
+    // Delivered once: the next request is served on demand.
+    let again = install();
+    assert_ne!(
+        again
+            .signed_installation_data
+            .contract_certificate_chain
+            .certificate,
+        pre
+    );
+    assert_eq!(d.contract_certs(), 2);
+}

@@ -290,7 +290,10 @@ async fn generate_signed_contract_data(
             "contractCertificate": B64.encode(&c.der),
             "certValidFrom": rfc3339(c.not_before),
             "certValidTo": rfc3339(c.not_after),
-            "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
+            "xsdMsgDefNamespace": match out.schema {
+                crate::exi::Schema::Iso2 => "urn:iso:15118:2:2013:MsgDef",
+                crate::exi::Schema::Iso20 => "urn:iso:15118:20:2022:MsgDef",
+            },
         })),
     )
         .into_response())

@@ -812,12 +812,16 @@ impl Ra {
             return self.replay_provisioned(&prev).await;
         }
         self.limit_enrollment(p)?;
-        if !is_iso2_namespace(&req.namespace) {
+        let schema = if is_iso2_namespace(&req.namespace) {
+            Schema::Iso2
+        } else if is_iso20_namespace(&req.namespace) {
+            Schema::Iso20
+        } else {
             return Err(RaError::bad(
                 "unsupported_namespace",
-                "pre-generated contract data is ISO 15118-2 only (urn:iso:15118:2:2013:MsgDef)",
+                "xsdMsgDefNamespace must be ISO 15118-2 (urn:iso:15118:2:2013:MsgDef) or -20 (urn:iso:15118:20:2022:MsgDef)",
             ));
-        }
+        };
         // Everything that can refuse is checked before a contract is created: a pre-generation
         // that fails commits nothing.
         let pooled = self.inner.store.get_prov_cert(&pcid).await?.ok_or_else(|| {
@@ -826,7 +830,7 @@ impl Ra {
             ))
         })?;
         let mut ctx = Ctx {
-            schema: Schema::Iso2,
+            schema,
             kind: ProvisioningKind::Install,
             // Replaced by the live SessionID at delivery.
             session_id: vec![0; 8],
@@ -840,9 +844,19 @@ impl Ra {
             .cloned()
             .collect();
         self.check_oem(&ctx, &pooled.leaf_der, &subs).await?;
-        let cps = self.cps_chain(&ctx, Standard::Iso2, None).await?;
+        let (standard, profile) = match schema {
+            Schema::Iso2 => (Standard::Iso2, "contract"),
+            Schema::Iso20 => (Standard::Iso20, "contract-20"),
+        };
+        let cps = self.cps_chain(&ctx, standard, None).await?;
         let recipient = keyenc::recipient_public_key(&pooled.leaf_der)
             .map_err(|e| RaError::bad("bad_certificate", format!("OEM provisioning key: {e}")))?;
+        if schema == Schema::Iso20 && pcid.len() != 18 {
+            return Err(RaError::bad(
+                "bad_pcid",
+                "ISO 15118-20 contract data is for an 18-character PCID (a -20 provisioning certificate)",
+            ));
+        }
         if let Some(c) = self.active_contract_of(&emaid).await? {
             if c.pcid != pcid {
                 return Err(RaError::Store(crate::store::StoreError::Taken(format!(
@@ -852,7 +866,7 @@ impl Ra {
             }
         } else {
             // A new contract must be installable: its subject is checked before it exists.
-            let prof = self.inner.profiles.get("contract")?.clone();
+            let prof = self.inner.profiles.get(profile)?.clone();
             let org = self.default_contract_organization().await?;
             contract_subject_of(&prof, &org, &emaid)?;
         }
@@ -867,10 +881,27 @@ impl Ra {
         });
         let sha = sha256_hex(&pooled.leaf_der);
         let keyed = ctx.idem.clone();
-        match self
-            .issue_iso2(p, ctx, contract, cps, &recipient, &req.body, Some(sha))
-            .await
-        {
+        let issued = match schema {
+            Schema::Iso2 => {
+                self.issue_iso2(p, ctx, contract, cps, &recipient, &req.body, Some(sha))
+                    .await
+            }
+            Schema::Iso20 => {
+                self.issue_iso20(
+                    p,
+                    ctx,
+                    contract,
+                    cps,
+                    &recipient,
+                    &pcid,
+                    &req.body,
+                    0,
+                    Some(sha),
+                )
+                .await
+            }
+        };
+        match issued {
             Err(RaError::Ca(CaError::Store(StoreError::IdempotencyKeyTaken(_)))) => {
                 self.replay_keyed(keyed.as_ref()).await
             }
@@ -1710,8 +1741,6 @@ impl Ra {
         req: &ProvisionRequest,
         ctx: Ctx,
     ) -> Result<Provisioned, RaError> {
-        use iso15118::iso20::common as c20;
-        use iso15118::iso20::messages as m20;
         let oem = &r.oem_provisioning_certificate_chain;
         let key = VerifyingKey::from_certificate(&oem.certificate).map_err(|e| {
             ctx.fail(
@@ -1760,8 +1789,18 @@ impl Ra {
         let mut pending = Vec::new();
         for c in &contracts {
             let certs = self.inner.store.contract_certificates(&c.id).await?;
+            // A pre-generated certificate not delivered yet does not count as the car's.
+            let waiting = self
+                .inner
+                .store
+                .get_pregenerated(&c.id, "iso15118-20")
+                .await?
+                .map(|p| p.serial_hex);
             let has = certs.iter().any(|x| {
-                x.profile == "contract-20" && x.status == CertStatus::Valid && x.not_after > now
+                x.profile == "contract-20"
+                    && x.status == CertStatus::Valid
+                    && x.not_after > now
+                    && waiting.as_deref() != Some(x.serial_hex.as_str())
             });
             if !has {
                 pending.push(c.clone());
@@ -1781,6 +1820,12 @@ impl Ra {
         };
         let listed = listed_roots(&r.list_of_root_certificate_ids);
         let cps = self.cps_chain(&ctx, Standard::Iso20, Some(&listed)).await?;
+        if let Some(out) = self
+            .pregenerated_answer20(&ctx, &contract, &oem.certificate, remaining)
+            .await?
+        {
+            return Ok(out);
+        }
         let recipient = keyenc::recipient_public_key(&oem.certificate).map_err(|e| {
             ctx.fail(
                 "oem_certificate_invalid",
@@ -1789,6 +1834,31 @@ impl Ra {
                 format!("OEM provisioning key: {e}"),
             )
         })?;
+        self.issue_iso20(
+            p, ctx, contract, cps, &recipient, &pcid, &req.exi, remaining, None,
+        )
+        .await
+    }
+
+    /// Issue a contract certificate under `contract` and answer with an ISO 15118-20
+    /// `CertificateInstallationRes` for `recipient` (the OEM provisioning key of `pcid`); kept
+    /// as pre-generated data when `pregenerate` names that OEM certificate.
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_iso20(
+        &self,
+        p: &Principal,
+        ctx: Ctx,
+        contract: ContractRecord,
+        cps: CpsChain,
+        recipient: &[u8],
+        pcid: &str,
+        raw: &[u8],
+        remaining: u8,
+        pregenerate: Option<String>,
+    ) -> Result<Provisioned, RaError> {
+        use iso15118::iso20::common as c20;
+        use iso15118::iso20::messages as m20;
+        let now = self.now();
         let ca = self.ca()?;
         let (checked, days, issuer) = self.contract_subject(&contract, "contract-20").await?;
         let (prepared, key) = ca
@@ -1798,8 +1868,8 @@ impl Ra {
             .cert
             .ski()
             .ok_or_else(|| RaError::Internal("contract certificate without SKI".into()))?;
-        let aad = keyenc::iso20_aad(&pcid, &ski);
-        let env = keyenc::iso20_encrypt(&recipient, &key.scalar, &aad)
+        let aad = keyenc::iso20_aad(pcid, &ski);
+        let env = keyenc::iso20_encrypt(recipient, &key.scalar, &aad)
             .map_err(|e| RaError::Internal(format!("contract key encryption: {e}")))?;
         drop(key);
         let contract_subs: Vec<Vec<u8>> = prepared
@@ -1849,8 +1919,80 @@ impl Ra {
         let exi = msg
             .encode()
             .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
-        self.deliver(ctx, contract, prepared, &req.exi, exi, remaining, None)
+        self.deliver(ctx, contract, prepared, raw, exi, remaining, pregenerate)
             .await
+    }
+
+    /// The contract's pre-generated ISO 15118-20 answer for this car's OEM key, if there is one
+    /// whose certificate is still valid: delivered once, with the live SessionID, a fresh
+    /// TimeStamp and the live RemainingContractCertificateChains — all in the header or outside
+    /// `SignedInstallationData`, so the CPS signature stays valid. No HSM call.
+    async fn pregenerated_answer20(
+        &self,
+        ctx: &Ctx,
+        contract: &ContractRecord,
+        oem_der: &[u8],
+        remaining: u8,
+    ) -> Result<Option<Provisioned>, RaError> {
+        let Some(pre) = self
+            .inner
+            .store
+            .get_pregenerated(&contract.id, "iso15118-20")
+            .await?
+        else {
+            return Ok(None);
+        };
+        if (!pre.oem_sha256.is_empty() && pre.oem_sha256 != sha256_hex(oem_der))
+            || pre.not_after <= self.now()
+        {
+            return Ok(None);
+        }
+        let cert = self
+            .inner
+            .store
+            .get_cert(&pre.issuer_id, &pre.serial_hex)
+            .await?;
+        if cert.as_ref().is_some_and(|c| c.status != CertStatus::Valid) {
+            return Ok(None);
+        }
+        let Ok(Message::Iso20(iso20::Message::CertificateInstallationRes(mut res))) =
+            Message::decode(&pre.exi, Some(Schema::Iso20))
+        else {
+            return Err(RaError::Internal(
+                "stored -20 answer does not decode".into(),
+            ));
+        };
+        res.header.session_id = ctx.session_id.clone();
+        res.header.time_stamp = u64::try_from(self.now()).unwrap_or(0);
+        res.remaining_contract_certificate_chains = remaining;
+        let exi = iso20::Message::CertificateInstallationRes(res)
+            .encode()
+            .map_err(|e| RaError::Internal(format!("encoding the answer: {e}")))?;
+        self.check_size(ctx, exi.len())?;
+        // Delivered once: a concurrent request that took it first wins; this one issues anew.
+        if !self
+            .inner
+            .store
+            .take_pregenerated(&contract.id, "iso15118-20", &pre.serial_hex)
+            .await?
+        {
+            return Ok(None);
+        }
+        if cert.is_some() {
+            self.supersede_others(contract, "contract-20", (&pre.issuer_id, &pre.serial_hex))
+                .await?;
+        }
+        tracing::info!(contract = %contract.id, serial = %pre.serial_hex, exi_bytes = exi.len(), "pre-generated -20 contract data delivered");
+        Ok(Some(Provisioned {
+            exi,
+            emaid: contract.emaid.clone(),
+            kind: ProvisioningKind::Install,
+            schema: Schema::Iso20,
+            remaining,
+            serial_hex: pre.serial_hex,
+            certificate: cert,
+            contract_id: contract.id.clone(),
+        }))
     }
 }
 
@@ -1957,6 +2099,12 @@ pub(super) fn contract_subject_of(
 /// Whether a declared namespace is ISO 15118-2's.
 fn is_iso2_namespace(ns: &str) -> bool {
     ns.is_empty() || ns.starts_with("urn:iso:15118:2:")
+}
+
+/// OPCP's `urn:iso:15118:20:2022:MsgDef`, OPNC's `…:2020:…` and the schema's own
+/// `urn:iso:std:iso:15118:-20:…`.
+fn is_iso20_namespace(ns: &str) -> bool {
+    ns.starts_with("urn:iso:15118:20:") || ns.starts_with("urn:iso:std:iso:15118:-20:")
 }
 
 fn sha256_hex(b: &[u8]) -> String {

@@ -780,6 +780,28 @@ impl Store {
         })
     }
 
+    /// Take a pre-generated answer for delivery (ISO 15118-20 answers are delivered once):
+    /// false when another request took it first.
+    pub async fn take_pregenerated(
+        &self,
+        contract_id: &str,
+        schema_version: &str,
+        serial_hex: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(&self.db, pool => {
+            let n = sqlx::query(
+                "DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2 AND serial_hex = $3",
+            )
+            .bind(contract_id)
+            .bind(schema_version)
+            .bind(serial_hex)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        })
+    }
+
     /// Replaced certificates whose grace period has ended by `now` (at most `limit`).
     pub async fn due_supersessions(
         &self,
