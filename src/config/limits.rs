@@ -20,6 +20,7 @@
 //! | `PNC_UI_SESSION_MAX`                   | `8h`       | a console session ends this long after sign-in     |
 //! | `PNC_SUPERSEDE_GRACE`                  | `24h`      | how long a re-issued station's old certificate stays valid (`0`: revoked at once) |
 //! | `PNC_WEBHOOK_RETRY`                    | `1h,1h,1h` | waits before each retry of a failed webhook delivery (OPCP: 3 retries, 1 h apart) |
+//! | `PNC_WEBHOOK_RETENTION`                | `30d`      | how long finished webhook deliveries and their events are kept |
 
 use std::time::Duration;
 
@@ -71,6 +72,8 @@ pub struct LimitSettings {
     /// Waits before each retry of a failed webhook delivery (`PNC_WEBHOOK_RETRY`); after the
     /// last, the delivery is given up.
     pub webhook_retry: Vec<Duration>,
+    /// How long finished webhook deliveries are kept (`PNC_WEBHOOK_RETENTION`).
+    pub webhook_retention: Duration,
 }
 
 impl Default for LimitSettings {
@@ -97,6 +100,7 @@ impl Default for LimitSettings {
             external_revocation: crate::validation::UnknownPolicy::Require,
             authorize_unreachable_accept: false,
             webhook_retry: vec![Duration::from_secs(3600); 3],
+            webhook_retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -190,6 +194,7 @@ impl LimitSettings {
             external_revocation: crate::validation::UnknownPolicy::from_env()
                 .map_err(ConfigError)?,
             webhook_retry: retry_schedule(d.webhook_retry.clone())?,
+            webhook_retention: duration("PNC_WEBHOOK_RETENTION", d.webhook_retention)?,
             authorize_unreachable_accept: match var("PNC_AUTHORIZE_UNREACHABLE").as_deref() {
                 None | Some("unknown") => false,
                 Some("accept") => true,

@@ -259,6 +259,8 @@ struct Inner {
     verdicts: authorize::VerdictCache,
     /// Waits before each retry of a failed webhook delivery.
     webhook_retry: Vec<std::time::Duration>,
+    /// How long finished webhook deliveries are kept, seconds.
+    webhook_retention: i64,
     /// Wakes the webhook deliverer when this process wrote an event.
     webhook_wake: tokio::sync::Notify,
 }
@@ -311,6 +313,8 @@ impl Ra {
         );
         let authorize_unreachable_accept = limits.authorize_unreachable_accept;
         let webhook_retry = limits.webhook_retry.clone();
+        let webhook_retention =
+            i64::try_from(limits.webhook_retention.as_secs()).unwrap_or(i64::MAX);
         let response_caps = (
             limits.max_response_chars_iso2,
             limits.max_response_chars_iso20,
@@ -335,6 +339,7 @@ impl Ra {
                 authorize_unreachable_accept,
                 verdicts: authorize::VerdictCache::default(),
                 webhook_retry,
+                webhook_retention,
                 webhook_wake: tokio::sync::Notify::new(),
             }),
         }

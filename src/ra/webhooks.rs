@@ -551,7 +551,8 @@ impl Ra {
 
     /// The deliverer: sends due deliveries whenever this replica holds the lease, woken at once
     /// by events this process writes and every half second for those of others (the CLI,
-    /// other replicas); once a minute it looks for roots that expired.
+    /// other replicas); once a minute it looks for roots that expired and forgets deliveries
+    /// finished longer ago than `PNC_WEBHOOK_RETENTION`.
     pub async fn run_webhook_deliverer(self) {
         let mut last_sweep = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
@@ -559,6 +560,12 @@ impl Ra {
                 last_sweep = std::time::Instant::now();
                 if let Err(e) = self.announce_expired_roots().await {
                     tracing::warn!(error = %e, "looking for expired roots failed");
+                }
+                let before = self.now().saturating_sub(self.inner.webhook_retention);
+                match self.inner.store.purge_webhook_history(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deliveries = n, "old webhook deliveries forgotten"),
+                    Err(e) => tracing::warn!(error = %e, "purging webhook history failed"),
                 }
             }
             match self.deliver_webhooks_once().await {

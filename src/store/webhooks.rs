@@ -422,6 +422,31 @@ impl Store {
         })
     }
 
+    /// Forget finished deliveries (delivered, given up, cancelled) that ended before `before`
+    /// (unix seconds), and events left without any delivery written before it; returns the
+    /// deliveries removed. Pending deliveries are never removed.
+    pub async fn purge_webhook_history(&self, before: i64) -> Result<u64, StoreError> {
+        dispatch!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < $1",
+            )
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.event_id)",
+            )
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
     /// Roots (SHA-256 hex) whose expiry was announced already.
     pub async fn announced_expiries(&self) -> Result<Vec<String>, StoreError> {
         dispatch!(&self.db, pool => {
