@@ -210,6 +210,17 @@ fn uuid_text(b: &[u8; 16]) -> String {
     )
 }
 
+/// OPCP's `rootType` of one of our root profiles (`v2g-root`, `mo-root`, `oem-root`, and their
+/// `-20` variants).
+pub fn root_type_of(profile: &str) -> Option<&'static str> {
+    match profile.trim_end_matches("-20") {
+        "v2g-root" => Some("V2G"),
+        "mo-root" => Some("MO"),
+        "oem-root" => Some("OEM"),
+        _ => None,
+    }
+}
+
 /// `payload-signature`: lowercase hex HMAC-SHA256 of the exact body bytes with the endpoint's
 /// secret.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -238,6 +249,17 @@ pub fn root_payload(der: &[u8], root_type: &str) -> Value {
         "signatureAlgorithm": curve_name(&cert),
         "fingerprintSHA256": cert.sha256_hex(),
     })
+}
+
+/// A root pool event for everyone subscribed; a P-521 root is announced in the -20 namespace.
+pub fn root_event(event_type: &str, der: &[u8], root_type: &str, now: i64) -> OutboxEvent {
+    let payload = root_payload(der, root_type);
+    let ns = if payload["signatureAlgorithm"] == "secp521r1" {
+        NS_ISO20
+    } else {
+        NS_ISO2
+    };
+    OutboxEvent::new(event_type, ns, payload, Audience::All, now)
 }
 
 /// OPCP's name of the certificate's curve (`secp256r1` unless it is P-521).

@@ -281,15 +281,6 @@ struct RootQuery {
     root_type: Option<String>,
 }
 
-fn root_type_of(profile: &str) -> Option<&'static str> {
-    match profile.trim_end_matches("-20") {
-        "v2g-root" => Some("V2G"),
-        "mo-root" => Some("MO"),
-        "oem-root" => Some("OEM"),
-        _ => None,
-    }
-}
-
 /// OPCP `RootCert` object for a root CA record, with its `rootType`.
 fn root_json(
     rec: &crate::model::CaRecord,
@@ -297,7 +288,7 @@ fn root_json(
     if rec.parent_id.is_some() {
         return Ok(None);
     }
-    let Some(rt) = root_type_of(&rec.profile) else {
+    let Some(rt) = crate::events::root_type_of(&rec.profile) else {
         return Ok(None);
     };
     root_json_der(&rec.cert_der, rt).map(Some)

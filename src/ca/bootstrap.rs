@@ -169,6 +169,19 @@ impl Ca {
                 "key_id": ca_rec.key_id,
             }),
         );
+        // A new root of ours joins the pool: everyone subscribed hears of it.
+        let event = match (
+            spec.parent.is_none(),
+            crate::events::root_type_of(&profile.name),
+        ) {
+            (true, Some(rt)) => event.with_event(crate::events::root_event(
+                crate::events::ROOT_ADDED,
+                &cert.der,
+                rt,
+                now,
+            )),
+            _ => event,
+        };
         self.inner
             .store
             .record_issuance(&cert_rec, Some(&ca_rec), &event, None)

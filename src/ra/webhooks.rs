@@ -66,15 +66,9 @@ pub(super) fn vehicle_event(
     )
 }
 
-/// A root pool event (everyone subscribed hears of it); a P-521 root is a -20 root.
+/// A root pool event (everyone subscribed hears of it).
 pub(super) fn root_event(event_type: &str, der: &[u8], root_type: &str, now: i64) -> OutboxEvent {
-    let payload = events::root_payload(der, root_type);
-    let ns = if payload["signatureAlgorithm"] == "secp521r1" {
-        events::NS_ISO20
-    } else {
-        events::NS_ISO2
-    };
-    OutboxEvent::new(event_type, ns, payload, Audience::All, now)
+    events::root_event(event_type, der, root_type, now)
 }
 
 /// What a caller sends to create or change an endpoint (OPCP `EndpointRequest`).
@@ -516,7 +510,7 @@ impl Ra {
         }
         for ca in self.inner.store.list_cas().await? {
             if ca.parent_id.is_none()
-                && let Some(rt) = root_type_of(&ca.profile)
+                && let Some(rt) = crate::events::root_type_of(&ca.profile)
                 && let Ok(c) = crate::x509::ParsedCert::from_der(&ca.cert_der)
                 && c.not_after() <= now
             {
@@ -575,15 +569,5 @@ impl Ra {
             }
             let _ = tokio::time::timeout(IDLE, self.inner.webhook_wake.notified()).await;
         }
-    }
-}
-
-/// OPCP's `rootType` of one of our root profiles.
-pub(super) fn root_type_of(profile: &str) -> Option<&'static str> {
-    match profile.trim_end_matches("-20") {
-        "v2g-root" => Some("V2G"),
-        "mo-root" => Some("MO"),
-        "oem-root" => Some("OEM"),
-        _ => None,
     }
 }

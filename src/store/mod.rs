@@ -540,7 +540,10 @@ impl Store {
         event: &AuditEvent,
         idem: Option<&crate::model::IdempotencyKey>,
     ) -> Result<AuditEntry, StoreError> {
+        // An issuance that causes ecosystem events takes the single-transaction path, which
+        // writes them to the outbox (the group commit writes audit rows only).
         if ca.is_none()
+            && event.events.is_empty()
             && let Some(batch) = &self.batch
         {
             // Leaf issuances are group-committed (`batch`); the answer comes after the commit.
