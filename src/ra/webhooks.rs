@@ -23,7 +23,7 @@ pub const MAX_ENDPOINTS_PER_CLIENT: i64 = 20;
 /// Longest endpoint URL.
 const MAX_URL: usize = 2048;
 /// Deliveries sent per pass.
-const BATCH: i64 = 16;
+const BATCH: i64 = 32;
 /// Deliveries in flight at once (each bounded by the fetcher's timeout).
 const IN_FLIGHT: usize = 8;
 /// The answer body we read from a receiver (and throw away).
@@ -31,7 +31,7 @@ const MAX_ANSWER: usize = 4096;
 /// How long the deliverer sleeps when nothing wakes it.
 const IDLE: Duration = Duration::from_millis(500);
 /// The deliverer's lease.
-const LEASE_MS: i64 = 15_000;
+const LEASE_MS: i64 = 30_000;
 
 /// A vehicle's or contract's event: `oem.*` to the OEM of the PCID's WMI, `mo.*` to the MO of
 /// the EMAID.
@@ -410,6 +410,12 @@ impl Ra {
                 MAX_ANSWER,
             )
             .await;
+        if let Err(FetchError::Busy(why)) = &r {
+            // Our own bound on outbound requests, not the receiver's answer: not an attempt;
+            // the delivery stays due and goes out on a later pass.
+            tracing::debug!(event = %d.event_id, why = %why, "webhook delivery deferred (fetcher busy)");
+            return;
+        }
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let now = self.now();
         let attempt_no = usize::try_from(d.attempts).unwrap_or(usize::MAX);
