@@ -961,6 +961,8 @@ pub struct DueDelivery {
     pub url: String,
     /// Its secret.
     pub secret: String,
+    /// The role of the client that owns the endpoint (`oem`, `mo`, …).
+    pub owner_role: String,
     /// Attempts made so far.
     pub attempts: i64,
     /// The attempt log so far.

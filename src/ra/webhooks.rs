@@ -357,7 +357,8 @@ impl Ra {
         Ok((out, self.inner.store.webhook_delivery_counts().await?))
     }
 
-    /// Deliver what is due now, once; the number of attempts made. Only the holder of the
+    /// Deliver what is due now, once; the number of attempts made (deferred sends are not
+    /// attempts). Only the holder of the
     /// `webhooks` lease sends.
     pub async fn deliver_webhooks_once(&self) -> Result<usize, RaError> {
         let now_ms = self.inner.clock.now_ms();
@@ -374,7 +375,6 @@ impl Ra {
             .store
             .due_webhook_deliveries(now_ms, BATCH)
             .await?;
-        let n = due.len();
         let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for d in due {
@@ -382,14 +382,18 @@ impl Ra {
             let permit = sem.clone().acquire_owned().await;
             tasks.spawn(async move {
                 let _p = permit;
-                ra.attempt(d).await;
+                ra.attempt(d).await
             });
         }
-        while tasks.join_next().await.is_some() {}
+        let mut n = 0;
+        while let Some(r) = tasks.join_next().await {
+            n += usize::from(r.unwrap_or(false));
+        }
         Ok(n)
     }
 
-    async fn attempt(&self, d: crate::model::DueDelivery) {
+    /// One attempt of one delivery; false when it was deferred (not an attempt).
+    async fn attempt(&self, d: crate::model::DueDelivery) -> bool {
         let sig = events::signature(&d.secret, &d.body);
         let headers = [
             ("payload-signature", sig.clone()),
@@ -414,7 +418,7 @@ impl Ra {
             // Our own bound on outbound requests, not the receiver's answer: not an attempt;
             // the delivery stays due and goes out on a later pass.
             tracing::debug!(event = %d.event_id, why = %why, "webhook delivery deferred (fetcher busy)");
-            return;
+            return false;
         }
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let now = self.now();
@@ -470,6 +474,7 @@ impl Ra {
                 tracing::warn!(event = %d.event_id, endpoint = %d.endpoint_id, error = %e, "recording a webhook attempt failed");
             }
         }
+        true
     }
 
     /// The MO's view of what became of an `oem.contract.*` event: sent, queued (first failure
@@ -481,7 +486,8 @@ impl Ra {
         attempt_no: usize,
         now: i64,
     ) -> Vec<OutboxEvent> {
-        if !d.event_type.starts_with("oem.contract.") {
+        // Only what reached (or failed to reach) an OEM's own endpoint is news for the MO.
+        if !d.event_type.starts_with("oem.contract.") || d.owner_role != "oem" {
             return Vec::new();
         }
         let Ok(body) = serde_json::from_slice::<Value>(&d.body) else {

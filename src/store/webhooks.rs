@@ -295,7 +295,8 @@ impl Store {
         })
     }
 
-    /// Pending deliveries due at `now_ms` to enabled endpoints, oldest first, at most `limit`.
+    /// Pending deliveries due at `now_ms` to enabled endpoints of enabled clients, oldest first,
+    /// at most `limit`.
     pub async fn due_webhook_deliveries(
         &self,
         now_ms: i64,
@@ -304,11 +305,12 @@ impl Store {
         dispatch!(&self.db, pool => {
             let rows = sqlx::query(
                 "SELECT d.event_id, d.endpoint_id, d.attempts, d.log, v.event_type, v.audience, \
-                 v.body, e.url, e.secret FROM webhook_deliveries d \
+                 v.body, e.url, e.secret, c.role FROM webhook_deliveries d \
                  JOIN webhook_events v ON v.event_id = d.event_id \
                  JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+                 JOIN api_clients c ON c.client_id = e.client_id \
                  WHERE d.state = 'pending' AND d.next_at_ms <= $1 \
-                 AND e.status = 'enabled' AND e.deleted_at IS NULL \
+                 AND e.status = 'enabled' AND e.deleted_at IS NULL AND c.disabled_at IS NULL \
                  ORDER BY d.next_at_ms, d.created_at LIMIT $2",
             )
             .bind(now_ms)
@@ -326,6 +328,7 @@ impl Store {
                     endpoint_id: r.try_get("endpoint_id")?,
                     url: r.try_get("url")?,
                     secret: r.try_get("secret")?,
+                    owner_role: r.try_get("role")?,
                     attempts: r.try_get("attempts")?,
                     log: serde_json::from_str(&log).unwrap_or_else(|_| serde_json::json!([])),
                 });
