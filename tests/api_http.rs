@@ -839,6 +839,25 @@ fn route_matrix(d: &Deployment) {
             });
         }
     }
+    // CharIN OPNC's enrollment route: the domain is a query parameter.
+    for (dom, opnc_dom) in [("cpo", "cpo"), ("mo", "emsp")] {
+        let (_, body2, _, right, claims, wrong_role, wrong_tenant) =
+            domains.iter().find(|d| d.0 == dom).unwrap();
+        cases.push(Case {
+            method: "POST",
+            route: "/opnc/v1/pki/est/simpleenroll",
+            path: format!(
+                "/opnc/v1/pki/est/simpleenroll?caDomain={opnc_dom}&iso15118Version=ISO15118-2"
+            ),
+            ctype: "application/pkcs10",
+            body: body2.clone(),
+            right: right.clone(),
+            right_claims: (claims.0, claims.1.clone()),
+            wrong_role: Some(wrong_role.clone()),
+            wrong_tenant: wrong_tenant.clone(),
+            ok_status: 200,
+        });
+    }
     let status_body = {
         let issuer = read_pem_der(&d.export.join("cpo-sub-ca-2.pem"));
         let (n, k) =
