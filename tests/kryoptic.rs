@@ -1,7 +1,8 @@
 //! A second PKCS#11 implementation: kryoptic (a software token from crates.io, built by
 //! hsm/build-kryoptic.sh), reached only through `PNC_HSM_MODULE` and `PNC_HSM_TOKEN_LABEL` like
 //! any vendor module (plus `KRYOPTIC_CONF`, kryoptic's own configuration). `init` runs on it and
-//! the token is read back through PKCS#11 with the same checks as tests/hsm_token.rs. Issuance,
+//! the token is read back through PKCS#11 with the same checks as tests/hsm_token.rs, then `serve`
+//! enrolls a SECC over the API and answers OCSP for it. Issuance of every leaf profile, contract
 //! provisioning and OCSP signing on kryoptic run in tests/ca_issue.rs, tests/provisioning.rs and
 //! tests/ocsp_openssl.rs (their tests over `every_deployment()`).
 //!
@@ -62,4 +63,36 @@ fn kryoptic_token_holds_the_ca_keys_like_softhsm() {
         info.manufacturer_id()
     );
     token::check_token(&env, &ctx, &module, KRYOPTIC_LABEL);
+
+    // `serve` on it (while this process keeps the token open too): a SECC enrolls over the API,
+    // the certificate verifies to the V2G root, OCSP answers for it, signed on the token.
+    let export = env.export();
+    let cpo = env.client_add("cpo", "cpo", &["DE*ABC"]);
+    let srv = env.serve();
+    let r = srv.enroll_secc(
+        &srv.bearer(&cpo),
+        &env.csr_b64("secc", "/C=DE/O=Test CPO/DC=CPO/CN=DEABCE12345"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, leaf) = pkcs7_leaf(env.path(), "secc", &r.text());
+    let chain = env.path().join("untrusted.pem");
+    let mut c = std::fs::read(export.join("cpo-sub-ca-2.pem")).unwrap();
+    c.extend(std::fs::read(export.join("cpo-sub-ca-1.pem")).unwrap());
+    std::fs::write(&chain, c).unwrap();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        export.join("v2g-root.pem").to_str().unwrap(),
+        "-untrusted",
+        chain.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains(": OK"), "{out}");
+    assert_eq!(
+        ocsp_status(&srv.url(""), &export.join("cpo-sub-ca-2.pem"), &leaf),
+        "good"
+    );
+    let ready = reply(http().get(&srv.url("/health/ready")).call());
+    assert_eq!(ready.status, 200, "{}", ready.text());
 }
