@@ -3,7 +3,8 @@
 # libkryoptic_pkcs11.so, so the HSM-facing tests also run against a second PKCS#11
 # implementation. Prints the path of the library on its last line (stdout); progress goes to
 # stderr. Idempotent: the result is cached under $KRYOPTIC_CACHE (default
-# ~/.cache/pnc-pki/kryoptic/VERSION) and a second run only prints the path.
+# ~/.cache/pnc-pki/kryoptic/VERSION, or target/pnc-pki/kryoptic/VERSION without a HOME) and a
+# second run only prints the path.
 #
 # Needs cargo, the OpenSSL development files (libssl-dev), libclang-dev (bindgen) and
 # pkg-config. Debian 12 ships OpenSSL 3.0, so the default features (which need newer OpenSSL
@@ -16,7 +17,10 @@
 set -euo pipefail
 
 VERSION=${KRYOPTIC_VERSION:-1.5.4}
-CACHE=${KRYOPTIC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pnc-pki/kryoptic/$VERSION}
+if [ -n "${XDG_CACHE_HOME:-}" ]; then base=$XDG_CACHE_HOME
+elif [ -n "${HOME:-}" ]; then base=$HOME/.cache
+else base=$(cd "$(dirname "$0")/.." && pwd)/target; fi
+CACHE=${KRYOPTIC_CACHE:-$base/pnc-pki/kryoptic/$VERSION}
 LIB="$CACHE/libkryoptic_pkcs11.so"
 FEATURES="kryoptic-lib/dynamic,kryoptic-lib/sqlitedb,kryoptic-lib/aes,kryoptic-lib/ecc_min,kryoptic-lib/hash_all,kryoptic-lib/rsa,kryoptic-lib/kdf_all"
 
