@@ -1,13 +1,14 @@
 # pnc-pki: two commands on a fresh Debian/Ubuntu machine.
 #   make run   installs SoftHSM2 if missing, creates the token and demo hierarchy under ./var, serves
 #   make test  the whole suite (SQLite + PostgreSQL at $PNC_TEST_POSTGRES_URL or
-#              postgres://postgres@127.0.0.1:5432/test; with CI set a missing PostgreSQL fails)
+#              postgres://postgres@127.0.0.1:5432/test; with CI set a missing PostgreSQL fails;
+#              SoftHSM2 and, for the HSM-facing tests, kryoptic built by hsm/build-kryoptic.sh)
 
 DATA_DIR ?= ./var
 LISTEN   ?= 127.0.0.1:8080
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build clippy fmt bench screenshots
+.PHONY: run test deps kryoptic-deps build clippy fmt bench screenshots
 
 deps:
 	@command -v softhsm2-util >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
@@ -29,8 +30,19 @@ run: build
 	./target/release/pnc-pki tree --data-dir $(DATA_DIR)
 	PNC_LOG=$${PNC_LOG:-info} ./target/release/pnc-pki serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
-test: deps
-	cargo test --locked --all-targets
+# The HSM-facing tests also run on a second PKCS#11 implementation, kryoptic from crates.io,
+# built once and cached by hsm/build-kryoptic.sh (bindgen needs libclang-dev, its storage
+# libsqlite3-dev); its tokens are made with OpenSC's pkcs11-tool. PNC_TEST_KRYOPTIC_MODULE, when
+# set, names a module already built.
+kryoptic-deps:
+	@dpkg -s libclang-dev libsqlite3-dev >/dev/null 2>&1 && command -v pkcs11-tool >/dev/null 2>&1 || { \
+	  echo "installing libclang-dev, libsqlite3-dev and opensc (Debian packages, for the kryoptic tests)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libclang-dev libsqlite3-dev opensc; }
+
+test: deps kryoptic-deps
+	@m=$${PNC_TEST_KRYOPTIC_MODULE:-$$(hsm/build-kryoptic.sh)} && \
+	  echo "kryoptic module: $$m" && \
+	  PNC_TEST_KRYOPTIC_MODULE=$$m cargo test --locked --all-targets
 
 clippy:
 	cargo clippy --locked --all-targets -- -D warnings

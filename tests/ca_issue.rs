@@ -1,6 +1,6 @@
 //! Issuance from CSRs made by the openssl CLI, for every leaf profile, on both stores; the results
-//! verify with `openssl verify`. Then every way a request can be wrong: a clear one-line error and
-//! nothing written.
+//! verify with `openssl verify` (also with the keys on kryoptic, a second PKCS#11 module). Then
+//! every way a request can be wrong: a clear one-line error and nothing written.
 
 mod common;
 
@@ -103,8 +103,7 @@ fn audit_entries_but_refusals(env: &Env) -> (u64, u64) {
 
 #[test]
 fn every_leaf_profile_issues_from_csr_and_verifies() {
-    for backend in backends() {
-        let env = Env::new(backend);
+    for env in every_deployment() {
         env.init();
         let export = env.export();
         for c in CASES {

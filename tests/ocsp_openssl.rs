@@ -1,5 +1,6 @@
 //! The `openssl ocsp` client against a running `pnc-pki serve`: good, revoked, unknown; SHA-1 and
-//! SHA-256 CertIDs; with and without nonce; POST and GET; signatures verified to the root.
+//! SHA-256 CertIDs; with and without nonce; POST and GET; signatures verified to the root. The
+//! first test also runs with the CA and OCSP signer keys on kryoptic (a second PKCS#11 module).
 
 mod common;
 mod ocsp_support;
@@ -9,8 +10,8 @@ use ocsp_support::*;
 
 #[test]
 fn good_revoked_unknown_over_post_and_get() {
-    for backend in backends() {
-        let pki = setup(backend, "");
+    for env in every_deployment() {
+        let pki = setup_on(env, "");
         let server = pki.env.serve();
         let url = server.url("/ocsp");
 

@@ -4,7 +4,8 @@
 //! here with OpenSSL and trusted with `pnc-pki trust add`), then checks every answer as a car
 //! would: signature with the CPS leaf, both chains with `openssl verify`, the contract key
 //! decrypted with the OEM (or the old contract) key and matched to the certificate, eMAID and
-//! SessionID; OCSP with `openssl ocsp`.
+//! SessionID; OCSP with `openssl ocsp`. The first test also runs with the keys on a kryoptic
+//! token (a second PKCS#11 module).
 
 mod common;
 
@@ -315,7 +316,11 @@ fn write_pem(path: &Path, certs: &[&[u8]]) {
 }
 
 fn deploy(backend: common::Backend, vars: &[(&str, &str)]) -> Deployment {
-    let env = Env::new(backend);
+    deploy_on(Env::new(backend), vars)
+}
+
+/// [`deploy`] on a given, not yet initialised deployment (e.g. one on a kryoptic token).
+fn deploy_on(env: Env, vars: &[(&str, &str)]) -> Deployment {
     env.init();
     let oem = Oem::new("Test OEM");
     let root_pem = env.path().join("oem-root.pem");
@@ -604,8 +609,10 @@ fn issuer_of(cert: &[u8], candidates: &[Vec<u8>]) -> Vec<u8> {
 
 #[test]
 fn install_update_and_cancel_for_iso2_and_iso20_on_both_stores() {
-    for backend in backends() {
-        let d = deploy(backend, &[]);
+    // Also on kryoptic: every CA, CPS and OCSP key there, contract keys made there as session
+    // objects and handed to the car encrypted.
+    for env in common::every_deployment() {
+        let d = deploy_on(env, &[]);
         let v2g = root_id(&d.pem("v2g-root"));
         let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
         d.upload(&car);

@@ -4,6 +4,7 @@
 
 pub mod pg;
 pub mod receiver;
+pub mod token;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -147,12 +148,68 @@ impl Drop for PgDb {
     }
 }
 
+/// The label of the kryoptic token the tests create (not the default `pnc-pki`, so that a run
+/// proves `PNC_HSM_TOKEN_LABEL` is what selects the token).
+pub const KRYOPTIC_LABEL: &str = "pnc-kryoptic";
+
+/// The PKCS#11 token behind a deployment.
+#[derive(Debug, Clone)]
+pub enum Token {
+    /// The embedded SoftHSM2 token `init` creates under DATA_DIR/hsm.
+    SoftHsm,
+    /// A kryoptic token made by hsm/kryoptic-token.sh, handed to pnc-pki only through
+    /// `PNC_HSM_MODULE` and `PNC_HSM_TOKEN_LABEL` (and kryoptic's own `KRYOPTIC_CONF`).
+    Kryoptic { module: PathBuf, conf: PathBuf },
+}
+
+/// The kryoptic module to run the second-implementation tests against: the path in
+/// `PNC_TEST_KRYOPTIC_MODULE` (hsm/build-kryoptic.sh prints it). When `CI` is set a missing
+/// module fails the test; elsewhere the skip is reported loudly.
+pub fn kryoptic_module() -> Option<PathBuf> {
+    let why = match std::env::var_os("PNC_TEST_KRYOPTIC_MODULE") {
+        Some(p) if Path::new(&p).is_file() => return Some(PathBuf::from(p)),
+        Some(p) => format!(
+            "PNC_TEST_KRYOPTIC_MODULE={} is not a file",
+            p.to_string_lossy()
+        ),
+        None => "PNC_TEST_KRYOPTIC_MODULE is not set".to_string(),
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but {why} (run hsm/build-kryoptic.sh)");
+    }
+    // Straight to fd 2: the test harness captures eprintln! of passing tests, and a skip must show.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!! SKIPPED kryoptic runs: {why}; set it to the path hsm/build-kryoptic.sh prints !!!\n"
+    );
+    None
+}
+
+/// Fresh deployments for a test that must hold on every store and on every PKCS#11
+/// implementation: the embedded SoftHSM2 token on each of [`backends`], then a kryoptic token
+/// on SQLite (see [`Env::kryoptic`]). Each is made only when the one before is done; which one
+/// is running goes to stderr, so a failure names it.
+pub fn every_deployment() -> impl Iterator<Item = Env> {
+    let softhsm = backends().into_iter().map(Env::new);
+    let kryoptic = std::iter::once_with(|| Env::kryoptic(Backend::Sqlite)).flatten();
+    softhsm.chain(kryoptic).inspect(|e| {
+        let token = match &e.token {
+            Token::SoftHsm => "SoftHSM2".to_string(),
+            Token::Kryoptic { module, .. } => format!("kryoptic ({})", module.display()),
+        };
+        eprintln!("=== {:?} store, {token} token", e.backend);
+    })
+}
+
 /// One deployment: data dir + token + database.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub backend: Backend,
     pub db_url: String,
     pub public_url: String,
+    pub token: Token,
+    _token_dir: Option<tempfile::TempDir>,
     _pg: Option<PgDb>,
 }
 
@@ -174,8 +231,42 @@ impl Env {
             backend,
             db_url,
             public_url: "http://127.0.0.1:8080".into(),
+            token: Token::SoftHsm,
+            _token_dir: None,
             _pg: pg,
         }
+    }
+
+    /// A deployment on a fresh kryoptic token (created the documented way, with
+    /// hsm/kryoptic-token.sh, outside the data dir), or `None` when no module is available
+    /// outside CI (see [`kryoptic_module`]).
+    pub fn kryoptic(backend: Backend) -> Option<Env> {
+        let module = kryoptic_module()?;
+        let mut env = Env::new(backend);
+        let token_dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm/kryoptic-token.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&module)
+            .arg(token_dir.path())
+            .arg(KRYOPTIC_LABEL)
+            .env("PNC_HSM_PIN", USER_PIN)
+            .env("PNC_HSM_SO_PIN", SO_PIN)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hsm/kryoptic-token.sh");
+        assert!(
+            out.status.success(),
+            "hsm/kryoptic-token.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env.token = Token::Kryoptic {
+            module,
+            conf: token_dir.path().join("kryoptic.conf"),
+        };
+        env._token_dir = Some(token_dir);
+        Some(env)
     }
 
     pub fn path(&self) -> &Path {
@@ -194,6 +285,19 @@ impl Env {
             .env_remove("PNC_POLICIES_DIR")
             .env_remove("SOFTHSM2_CONF")
             .stdin(Stdio::null());
+        match &self.token {
+            Token::SoftHsm => {
+                c.env_remove("PNC_HSM_MODULE")
+                    .env_remove("PNC_HSM_TOKEN_LABEL")
+                    .env_remove("KRYOPTIC_CONF");
+            }
+            // Configuration alone: nothing in pnc-pki knows it is kryoptic.
+            Token::Kryoptic { module, conf } => {
+                c.env("PNC_HSM_MODULE", module)
+                    .env("PNC_HSM_TOKEN_LABEL", KRYOPTIC_LABEL)
+                    .env("KRYOPTIC_CONF", conf);
+            }
+        }
         c
     }
 

@@ -19,7 +19,11 @@ pub struct Pki {
 }
 
 pub fn setup(backend: Backend, ocsp_settings: &str) -> Pki {
-    let env = Env::new(backend);
+    setup_on(Env::new(backend), ocsp_settings)
+}
+
+/// [`setup`] on a given (not yet initialised) deployment, e.g. one on another token.
+pub fn setup_on(env: Env, ocsp_settings: &str) -> Pki {
     env.init();
     if !ocsp_settings.is_empty() {
         let p = env.path().join("pnc-pki.toml");
