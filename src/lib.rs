@@ -26,6 +26,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod duration;
 pub mod error;
 pub mod events;
 pub mod exi;

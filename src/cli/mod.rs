@@ -713,7 +713,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         } => with_store(&dir.data_dir, async |ra| {
             let window = match (within, days) {
                 (Some(w), _) => i64::try_from(
-                    crate::config::ocsp::parse_duration(&w)
+                    crate::duration::parse_duration(&w)
                         .map_err(|e| CliError::Invalid(format!("--within: {e}")))?
                         .as_secs(),
                 )
@@ -1166,7 +1166,8 @@ pub enum ReportCmd {
         /// The window, days from now (default 30).
         #[arg(long, conflicts_with = "within")]
         days: Option<u32>,
-        /// The window as a duration: `30d`, `12h`, `90m`.
+        /// The window as a duration with a unit: `4w`, `30d`, `12h`, `90m`, `1y` (a bare
+        /// number is refused).
         #[arg(long)]
         within: Option<String>,
         /// Only this profile (`charging-station`, `csms-server`, `secc-leaf`, …).
