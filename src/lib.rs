@@ -28,6 +28,7 @@ pub mod config;
 pub mod console;
 pub mod duration;
 pub mod error;
+pub mod ev;
 pub mod events;
 pub mod exi;
 pub mod fetch;

@@ -5,6 +5,7 @@
 //! everything; the token and the database are never touched here.
 
 pub mod client;
+pub mod ev;
 pub mod exi;
 mod tree;
 pub mod trust;
@@ -307,6 +308,13 @@ pub enum Command {
         /// The operation.
         #[command(subcommand)]
         cmd: exi::ExiCommand,
+    },
+    /// The vehicle side, for testing: OEM chain, signed installation/update requests, and the
+    /// checks a car makes on the answer (keys are files; no data dir).
+    Ev {
+        /// The operation.
+        #[command(subcommand)]
+        cmd: ev::EvCmd,
     },
     /// HTTP API clients (OAuth2 client credentials).
     Client {
@@ -913,6 +921,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             })
         }
         Command::Exi { cmd } => exi::run(cmd),
+        Command::Ev { cmd } => ev::run(cmd),
         Command::Client { cmd } => client::run(cmd, &op),
         Command::User { cmd } => user::run(cmd, &op),
         Command::Backup { dir, out } => with_store(&dir.data_dir, async |ra| {
