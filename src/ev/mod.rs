@@ -708,3 +708,93 @@ fn decrypt(
     }
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oem_chain_follows_the_profiles_and_signs_a_request_that_verifies() {
+        for (schema, pcid, curve) in [
+            (Schema::Iso2, "WP0ZZZ99ZTS392124", Nid::X9_62_PRIME256V1),
+            (Schema::Iso20, "WP0ZZZ99ZTS3921245", Nid::SECP521R1),
+        ] {
+            let c = oem::oem_chain(schema, pcid, "Test OEM").unwrap();
+            assert_eq!(curve_of(&c.leaf_key), Some(curve));
+            let der = |x: &X509| x.to_der().unwrap();
+            let leaf = ParsedCert::from_der(&der(&c.leaf)).unwrap();
+            let sub2 = ParsedCert::from_der(&der(&c.sub2)).unwrap();
+            let sub1 = ParsedCert::from_der(&der(&c.sub1)).unwrap();
+            let root = ParsedCert::from_der(&der(&c.root)).unwrap();
+            for (child, parent) in [(&leaf, &sub2), (&sub2, &sub1), (&sub1, &root)] {
+                let ski = parent.ski().unwrap();
+                assert_eq!(ski.len(), 8, "short SKI");
+                assert_eq!(ski[0] >> 4, 4, "0100 marker");
+                assert_eq!(child.aki(), Some(ski), "AKI = issuer SKI");
+            }
+            assert!(leaf.subject_string().contains("DC=OEM"));
+            assert!(leaf.subject_string().ends_with(&format!("CN={pcid}")));
+            assert_eq!(common_name(&c.leaf).as_deref(), Some(pcid));
+            assert_eq!(c.leaf.serial_number().to_bn().unwrap().num_bits(), 127);
+            let subs = [der(&c.sub2), der(&c.sub1)];
+            crate::x509::chain::verify(
+                &der(&c.leaf),
+                &[&subs[0], &subs[1]],
+                &[&der(&c.root)],
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64,
+            )
+            .unwrap();
+            let exi = install_request(&InstallRequest {
+                schema,
+                oem_cert: &c.leaf,
+                oem_key: &c.leaf_key,
+                oem_chain: &[c.sub2.clone(), c.sub1.clone()],
+                roots: std::slice::from_ref(&c.root),
+                session_id: &[1, 2, 3, 4, 5, 6, 7, 8],
+                now: 1_800_000_000,
+            })
+            .unwrap();
+            let key = VerifyingKey::from_certificate(&der(&c.leaf)).unwrap();
+            let report = match Message::decode(&exi, Some(schema)).unwrap() {
+                Message::Iso2(m) => m.verify(&key).unwrap(),
+                Message::Iso20(m) => m.verify(&key).unwrap(),
+            };
+            assert!(report.is_valid());
+        }
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_and_bad_input_are_refused() {
+        let c = oem::oem_chain(Schema::Iso2, "WP0ZZZ99ZTS392124", "Test OEM").unwrap();
+        let other = oem::oem_chain(Schema::Iso2, "WP0ZZZ99ZTS392125", "Test OEM").unwrap();
+        let r = InstallRequest {
+            schema: Schema::Iso2,
+            oem_cert: &c.leaf,
+            oem_key: &other.leaf_key,
+            oem_chain: &[],
+            roots: std::slice::from_ref(&c.root),
+            session_id: &[1],
+            now: 0,
+        };
+        let e = install_request(&r).unwrap_err().to_string();
+        assert!(e.contains("does not belong"), "{e}");
+        let r = InstallRequest {
+            oem_key: &c.leaf_key,
+            roots: &[],
+            ..r
+        };
+        assert!(install_request(&r).is_err(), "no root");
+        assert!(oem::oem_chain(Schema::Iso2, "WP0", "Test OEM").is_err());
+        assert!(oem::oem_chain(Schema::Iso20, "IO0ZZZ99ZTS3921245", "Test OEM").is_err());
+        assert!(parse_session_id("0A1B2C3D4E5F6071").is_ok());
+        assert!(parse_session_id("0A1B2C3D4E5F607182").is_err(), "9 bytes");
+        assert!(parse_session_id("xyz").is_err());
+        assert!(load_key(b"not a key").is_err());
+        assert!(
+            load_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err()
+        );
+    }
+}
