@@ -150,7 +150,7 @@ pub async fn open(p: &Prepared, mode: Mode) -> Result<Service, ServiceError> {
 async fn open_token(p: &Prepared, mode: Mode) -> Result<Hsm, ServiceError> {
     let wait = match (mode, std::env::var("PNC_HSM_START_WAIT")) {
         (Mode::Command, _) => std::time::Duration::ZERO,
-        (Mode::Serve, Ok(v)) if !v.trim().is_empty() => config::ocsp::parse_duration(&v)
+        (Mode::Serve, Ok(v)) if !v.trim().is_empty() => crate::duration::parse_duration(&v)
             .map_err(|e| ConfigError(format!("PNC_HSM_START_WAIT: {e}")))?,
         (Mode::Serve, _) => std::time::Duration::from_secs(30),
     };

@@ -44,7 +44,7 @@ pub const OPENAPI_YAML: &str = include_str!("../../api/openapi.yaml");
 /// |---------------------------|--------------------|-----------------------------------------------|
 /// | `PNC_API_ISSUER`          | public URL         | `iss` of the access tokens we issue           |
 /// | `PNC_API_AUDIENCE`        | `pnc-pki`          | `aud` required in every access token          |
-/// | `PNC_API_TOKEN_TTL`       | `3600`             | access token lifetime, seconds                |
+/// | `PNC_API_TOKEN_TTL`       | `1h`               | access token lifetime (a duration with a unit) |
 /// | `PNC_API_JWKS_FILE`       | unset              | JWKS of an external token issuer we trust     |
 /// | `PNC_API_JWKS_ISSUER`     | unset              | that issuer's `iss` (required with the file)  |
 /// | `PNC_API_MAX_BODY`        | `65536`            | request body limit, bytes                     |
@@ -117,7 +117,12 @@ impl ApiConfig {
                 public_url.trim_end_matches('/').to_string(),
             )?,
             audience: env_or("PNC_API_AUDIENCE", "pnc-pki".to_string())?,
-            token_ttl: env_or("PNC_API_TOKEN_TTL", 3600i64)?,
+            token_ttl: match std::env::var("PNC_API_TOKEN_TTL") {
+                Ok(v) if !v.trim().is_empty() => crate::duration::parse_duration(&v)
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                    .map_err(|e| ServeError::Config(format!("PNC_API_TOKEN_TTL: {e}")))?,
+                _ => 3600,
+            },
             jwks_file: std::env::var("PNC_API_JWKS_FILE")
                 .ok()
                 .filter(|s| !s.is_empty()),

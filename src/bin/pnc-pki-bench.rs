@@ -5,8 +5,8 @@
 //! It creates a throw-away data dir with its own SoftHSM2 token and demo hierarchy.
 //!
 //! `pnc-pki-bench --ev-request V2G_ROOT.pem --out DIR --pcid PCID` instead writes what a load
-//! test of contract provisioning needs (`tools/bench-install.sh`): a throw-away OEM root
-//! (`DIR/oem-root.pem`, to `trust add`), and an EV's signed ISO 15118-2
+//! test of contract provisioning needs (`tools/bench-install.sh`): a throw-away OEM root with two
+//! sub-CAs (as `pnc-pki ev oem-chain` makes; `DIR/oem-root.pem`, to `trust add`), and an EV's signed ISO 15118-2
 //! `CertificateInstallationReq` for PCID listing that V2G root, as the body of
 //! `POST /v1/ccp/signedContractData` (`DIR/ccp.json`), and the car's pool entry as the body of
 //! `PUT /v1/oem/provCerts` (`DIR/provcert.json`).
@@ -41,112 +41,34 @@ struct Args {
     pcid: String,
 }
 
-/// An OpenSSL-made certificate (throw-away OEM PKI of `--ev-request`).
-fn oem_cert(
-    cn: &str,
-    key: &openssl::pkey::PKey<openssl::pkey::Private>,
-    issuer: Option<(
-        &openssl::x509::X509,
-        &openssl::pkey::PKey<openssl::pkey::Private>,
-    )>,
-    ca: bool,
-) -> Result<openssl::x509::X509> {
-    use openssl::x509::extension::BasicConstraints;
-    let mut name = openssl::x509::X509NameBuilder::new()?;
-    name.append_entry_by_text("O", "Bench OEM")?;
-    name.append_entry_by_text("CN", cn)?;
-    let name = name.build();
-    let mut b = openssl::x509::X509::builder()?;
-    b.set_version(2)?;
-    let mut serial = openssl::bn::BigNum::new()?;
-    serial.rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false)?;
-    let serial = serial.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name()))?;
-    b.set_pubkey(key)?;
-    let (nb, na) = (
-        openssl::asn1::Asn1Time::days_from_now(0)?,
-        openssl::asn1::Asn1Time::days_from_now(30)?,
-    );
-    b.set_not_before(&nb)?;
-    b.set_not_after(&na)?;
-    let bc = if ca {
-        BasicConstraints::new().critical().ca().build()?
-    } else {
-        BasicConstraints::new().critical().build()?
-    };
-    b.append_extension(bc)?;
-    b.sign(
-        issuer.map_or(key, |(_, k)| k),
-        openssl::hash::MessageDigest::sha256(),
-    )?;
-    Ok(b.build())
-}
-
-/// Signs with an OpenSSL P-256 key, raw `r‖s`.
-struct FileSigner(openssl::ec::EcKey<openssl::pkey::Private>);
-
-impl pnc_pki::exi::xmldsig::RawSigner for FileSigner {
-    fn sign_digest(
-        &self,
-        d: &[u8],
-    ) -> std::result::Result<Vec<u8>, pnc_pki::exi::xmldsig::SignerError> {
-        let sig = openssl::ecdsa::EcdsaSig::sign(d, &self.0)?;
-        Ok([sig.r().to_vec_padded(32)?, sig.s().to_vec_padded(32)?].concat())
-    }
-}
-
+/// The car of `--ev-request`: the library's throw-away OEM PKI and request builder
+/// (`pnc-pki ev oem-chain` / `ev install-req`), written as the bodies the load test sends.
 fn ev_request(v2g_root: &std::path::Path, out: &std::path::Path, pcid: &str) -> Result<()> {
     use base64::Engine;
-    use openssl::ec::{EcGroup, EcKey};
-    use pnc_pki::exi::iso2;
-    let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)?;
-    let root_key = openssl::pkey::PKey::from_ec_key(EcKey::generate(&group)?)?;
-    let root = oem_cert("Bench OEM Root", &root_key, None, true)?;
-    let car_ec = EcKey::generate(&group)?;
-    let car_key = openssl::pkey::PKey::from_ec_key(car_ec.clone())?;
-    let car = oem_cert(pcid, &car_key, Some((&root, &root_key)), false)?;
-    let v2g = openssl::x509::X509::from_pem(&std::fs::read(v2g_root)?)?;
-    let issuer_name: Vec<String> = v2g
-        .subject_name()
-        .entries()
-        .map(|e| {
-            format!(
-                "{}={}",
-                e.object().nid().short_name().unwrap_or("?"),
-                String::from_utf8_lossy(e.data().as_slice())
-            )
-        })
-        .collect();
-    let mut m = iso2::V2gMessage {
-        header: iso2::schema::MessageHeader {
-            session_id: vec![0x4a, 0x5b, 0x6c, 0x7d, 0x8e, 0x9f, 0x01, 0x11],
-            notification: None,
-            signature: None,
-        },
-        body: iso2::Body::CertificateInstallationReq(iso2::CertificateInstallationReq {
-            id: "ID1".into(),
-            oem_provisioning_cert: car.to_der()?,
-            list_of_root_certificate_ids: vec![iso2::X509IssuerSerial {
-                issuer_name: issuer_name.join(","),
-                serial_number: pnc_pki::exi::bigint::BigInteger::from_be_bytes(
-                    &v2g.serial_number().to_bn()?.to_vec(),
-                ),
-            }],
-        }),
-    };
-    m.sign(&FileSigner(car_ec))?;
-    let exi = m.encode()?;
+    use pnc_pki::ev;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let oem = ev::oem::oem_chain(pnc_pki::exi::Schema::Iso2, pcid, "Bench OEM")?;
+    let v2g = ev::load_certs(&std::fs::read(v2g_root)?)?;
+    let exi = ev::install_request(&ev::InstallRequest {
+        schema: pnc_pki::exi::Schema::Iso2,
+        oem_cert: &oem.leaf,
+        oem_key: &oem.leaf_key,
+        oem_chain: &[],
+        roots: &v2g,
+        session_id: &[0x4a, 0x5b, 0x6c, 0x7d, 0x8e, 0x9f, 0x01, 0x11],
+        now: 0,
+    })?;
     std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("oem-root.pem"), root.to_pem()?)?;
+    std::fs::write(out.join("oem-root.pem"), oem.root.to_pem()?)?;
     let body = serde_json::json!({
-        "certificateInstallationReq": base64::engine::general_purpose::STANDARD.encode(&exi),
+        "certificateInstallationReq": b64(&exi),
         "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
     });
     std::fs::write(out.join("ccp.json"), body.to_string())?;
     let pool = serde_json::json!({
-        "vehicleCertificate": base64::engine::general_purpose::STANDARD.encode(car.to_der()?),
+        "vehicleCertificate": b64(&oem.leaf.to_der()?),
+        "subCA2Certificate": b64(&oem.sub2.to_der()?),
+        "subCA1Certificate": b64(&oem.sub1.to_der()?),
         "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
     });
     std::fs::write(out.join("provcert.json"), pool.to_string())?;

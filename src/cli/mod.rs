@@ -5,6 +5,7 @@
 //! everything; the token and the database are never touched here.
 
 pub mod client;
+pub mod ev;
 pub mod exi;
 mod tree;
 pub mod trust;
@@ -307,6 +308,13 @@ pub enum Command {
         /// The operation.
         #[command(subcommand)]
         cmd: exi::ExiCommand,
+    },
+    /// The vehicle side, for testing: OEM chain, signed installation/update requests, and the
+    /// checks a car makes on the answer (keys are files; no data dir).
+    Ev {
+        /// The operation.
+        #[command(subcommand)]
+        cmd: ev::EvCmd,
     },
     /// HTTP API clients (OAuth2 client credentials).
     Client {
@@ -713,7 +721,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         } => with_store(&dir.data_dir, async |ra| {
             let window = match (within, days) {
                 (Some(w), _) => i64::try_from(
-                    crate::config::ocsp::parse_duration(&w)
+                    crate::duration::parse_duration(&w)
                         .map_err(|e| CliError::Invalid(format!("--within: {e}")))?
                         .as_secs(),
                 )
@@ -913,6 +921,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             })
         }
         Command::Exi { cmd } => exi::run(cmd),
+        Command::Ev { cmd } => ev::run(cmd),
         Command::Client { cmd } => client::run(cmd, &op),
         Command::User { cmd } => user::run(cmd, &op),
         Command::Backup { dir, out } => with_store(&dir.data_dir, async |ra| {
@@ -1166,7 +1175,8 @@ pub enum ReportCmd {
         /// The window, days from now (default 30).
         #[arg(long, conflicts_with = "within")]
         days: Option<u32>,
-        /// The window as a duration: `30d`, `12h`, `90m`.
+        /// The window as a duration with a unit: `4w`, `30d`, `12h`, `90m`, `1y` (a bare
+        /// number is refused).
         #[arg(long)]
         within: Option<String>,
         /// Only this profile (`charging-station`, `csms-server`, `secc-leaf`, …).

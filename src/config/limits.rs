@@ -25,8 +25,8 @@
 use std::time::Duration;
 
 use super::ConfigError;
-use super::ocsp::parse_duration;
 use crate::client_ip::TrustedProxies;
+use crate::duration::parse_duration;
 use crate::ratelimit::Rate;
 
 /// The limits of one process.

@@ -10,7 +10,7 @@
 //! | `PNC_HSM_PIN`         | user PIN (or `hsm.pin_file` in the settings)          |
 //! | `PNC_HSM_SO_PIN`      | SO PIN, only used to create an embedded SoftHSM token |
 //! | `PNC_POLICIES_DIR`    | directory of profile files replacing the built-in set |
-//! | `PNC_CRL_VALIDITY`    | CRL nextUpdate − thisUpdate, seconds (default 86400)  |
+//! | `PNC_CRL_VALIDITY`    | CRL nextUpdate − thisUpdate, e.g. `1d` (default `1d`) |
 
 pub mod limits;
 pub mod ocsp;
@@ -266,15 +266,21 @@ pub fn so_pin() -> Zeroizing<String> {
     }
 }
 
-/// `PNC_CRL_VALIDITY` (seconds, at least 60; default one day).
+/// `PNC_CRL_VALIDITY` in seconds: a duration with a unit (`1d`, `12h`), at least `60s`; default
+/// one day. It took bare seconds before; those are refused now with a message naming the unit,
+/// as every duration of the crate (`crate::duration`).
 pub fn crl_validity() -> Result<i64, ConfigError> {
     match std::env::var("PNC_CRL_VALIDITY") {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<i64>() {
-            Ok(n) if n >= 60 => Ok(n),
-            _ => Err(ConfigError(format!(
-                "PNC_CRL_VALIDITY='{v}' is not a number of seconds ≥ 60"
-            ))),
-        },
+        Ok(v) if !v.trim().is_empty() => {
+            let d = crate::duration::parse_duration(&v)
+                .map_err(|e| ConfigError(format!("PNC_CRL_VALIDITY: {e}")))?;
+            match i64::try_from(d.as_secs()) {
+                Ok(n) if n >= 60 => Ok(n),
+                _ => Err(ConfigError(format!(
+                    "PNC_CRL_VALIDITY='{v}' must be at least 60s"
+                ))),
+            }
+        }
         _ => Ok(86_400),
     }
 }

@@ -20,13 +20,13 @@
 //! unknown_cache = "60s"    # how long a signed "unknown" (never-issued serial) is served again
 //! ```
 //!
-//! Durations are strings with a unit (`ms`, `s`, `m`, `h`, `d`) or plain integers (seconds).
+//! Durations are strings with a unit (`ms`, `s`, `m`, `h`, `d`, `w`, `y`; see `crate::duration`);
+//! a bare number is refused (except `0`).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ConfigError;
 use crate::ratelimit::{Rate, display_rate};
 
 /// Who signs the responses of a CA.
@@ -41,7 +41,7 @@ pub enum SignWith {
     Ca,
 }
 
-/// A duration written as `"7d"`, `"250ms"`, … or an integer number of seconds.
+/// A duration written as `"7d"`, `"250ms"`, … (a unit is required; see `crate::duration`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
@@ -64,33 +64,6 @@ impl Dur {
     }
 }
 
-/// Parse `250ms`, `30s`, `5m`, `1h`, `7d` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        ConfigError(format!(
-            "'{s}' is not a duration (e.g. 250ms, 30s, 5m, 1h, 7d)"
-        ))
-    })?;
-    let mult_ms: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => {
-            return Err(ConfigError(format!(
-                "unknown duration unit '{other}' in '{s}'"
-            )));
-        }
-    };
-    n.checked_mul(mult_ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| ConfigError(format!("duration '{s}' is too large")))
-}
-
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -100,8 +73,14 @@ impl<'de> Deserialize<'de> for Dur {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Dur(Duration::from_secs(n))),
-            Raw::Text(s) => parse_duration(&s)
+            // A bare number is refused as in every other duration (it used to mean seconds);
+            // only 0 is unambiguous.
+            Raw::Int(0) => Ok(Dur(Duration::ZERO)),
+            Raw::Int(n) => Err(serde::de::Error::custom(format!(
+                "{n}: add a unit, e.g. \"{n}s\" or \"{n}d\" (units: {})",
+                crate::duration::UNITS
+            ))),
+            Raw::Text(s) => crate::duration::parse_duration(&s)
                 .map(Dur)
                 .map_err(serde::de::Error::custom),
         }
@@ -217,18 +196,27 @@ impl OcspSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::duration::parse_duration;
 
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("30").is_err(), "a bare number needs a unit");
         assert!(parse_duration("x").is_err());
-        assert!(parse_duration("3w").is_err());
-        let s: OcspSettings =
-            toml::from_str("validity = \"2d\"\nrefresh_after = 60\nsign_with = \"ca\"").unwrap();
+        assert_eq!(
+            parse_duration("3w").unwrap(),
+            Duration::from_secs(21 * 86_400)
+        );
+        let e = toml::from_str::<OcspSettings>("refresh_after = 60").unwrap_err();
+        assert!(e.to_string().contains("add a unit"), "{e}");
+        let s: OcspSettings = toml::from_str(
+            "validity = \"2d\"\nrefresh_after = \"60s\"\nbackdate = 0\nsign_with = \"ca\"",
+        )
+        .unwrap();
         assert_eq!(s.validity, Dur::secs(172_800));
         assert_eq!(s.refresh_after, Dur::secs(60));
+        assert_eq!(s.backdate, Dur::secs(0));
         assert_eq!(s.sign_with, SignWith::Ca);
         assert!(s.nonce);
         let back: OcspSettings = toml::from_str(&toml::to_string(&s).unwrap()).unwrap();

@@ -75,26 +75,14 @@ impl FetchConfig {
             c.allow = Allow::parse_list(&v)?;
         }
         if let Ok(v) = std::env::var("PNC_FETCH_TIMEOUT") {
-            c.timeout = parse_duration(&v).ok_or_else(|| {
-                format!("PNC_FETCH_TIMEOUT: '{v}' is not a duration like 2s or 500ms")
-            })?;
+            c.timeout = crate::duration::parse_duration(&v)
+                .map_err(|e| format!("PNC_FETCH_TIMEOUT: {e}"))?;
+            if c.timeout.is_zero() {
+                return Err("PNC_FETCH_TIMEOUT: must be more than 0 (e.g. 2s or 500ms)".into());
+            }
         }
         Ok(c)
     }
-}
-
-/// `500ms`, `2s`, `1m`.
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = n.parse().ok()?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        _ => return None,
-    };
-    (!d.is_zero()).then_some(d)
 }
 
 /// Why a fetch did not return an answer body.

@@ -34,7 +34,8 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::client_ip::{ClientIp, TrustedProxies};
-use crate::config::{ConfigError, ocsp::parse_duration};
+use crate::config::ConfigError;
+use crate::duration::parse_duration;
 use crate::ocsp::http::{MAX_BODY_LEN, Reply, answer_get, answer_post, http_date};
 use crate::ocsp::responder::Responder;
 use crate::ocsp::wire::ErrorStatus;

@@ -421,14 +421,14 @@ impl Store {
             // While the server is down, sqlx retries connecting until this passes: it is how
             // long a request waits before its 503, so it is short (`PNC_DB_ACQUIRE_TIMEOUT`).
             let acquire = match std::env::var("PNC_DB_ACQUIRE_TIMEOUT") {
-                Ok(v) if !v.trim().is_empty() => crate::config::ocsp::parse_duration(&v)
+                Ok(v) if !v.trim().is_empty() => crate::duration::parse_duration(&v)
                     .map_err(|e| StoreError::BadUrl(format!("PNC_DB_ACQUIRE_TIMEOUT: {e}")))?,
                 _ => Duration::from_secs(3),
             };
             // One attempt on one host is bounded by this, so that the acquire budget covers
             // several hosts of a host list (`pghosts`).
             let connect_timeout = match std::env::var("PNC_DB_CONNECT_TIMEOUT") {
-                Ok(v) if !v.trim().is_empty() => crate::config::ocsp::parse_duration(&v)
+                Ok(v) if !v.trim().is_empty() => crate::duration::parse_duration(&v)
                     .map_err(|e| StoreError::BadUrl(format!("PNC_DB_CONNECT_TIMEOUT: {e}")))?,
                 _ => pghosts::DEFAULT_CONNECT_TIMEOUT,
             };
