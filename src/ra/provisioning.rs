@@ -655,7 +655,9 @@ impl Ra {
                 issuer_organization(&chain)
             }
         };
-        let checked = contract_subject_of(&prof, &org, &contract.emaid)?;
+        let mut checked = contract_subject_of(&prof, &org, &contract.emaid)?;
+        // The vehicle it is installed in: contract certificates are found by PCID too.
+        checked.pcid = Some(contract.pcid.clone());
         let days = contract.valid_to.map(|t| {
             let left = (t - self.now()).max(86_400) / 86_400;
             u32::try_from(left)
