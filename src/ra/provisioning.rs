@@ -655,9 +655,7 @@ impl Ra {
                 issuer_organization(&chain)
             }
         };
-        let mut checked = contract_subject_of(&prof, &org, &contract.emaid)?;
-        // The vehicle it is installed in: contract certificates are found by PCID too.
-        checked.pcid = Some(contract.pcid.clone());
+        let checked = contract_subject_of(&prof, &org, &contract.emaid)?;
         let days = contract.valid_to.map(|t| {
             let left = (t - self.now()).max(86_400) / 86_400;
             u32::try_from(left)
