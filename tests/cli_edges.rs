@@ -117,3 +117,38 @@ fn hsm_doctor_ends_with_a_verdict_and_the_demo_pin_is_warned_about_once() {
     let out = demo(&["list"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("demo PIN"));
 }
+
+#[test]
+fn report_expiring_shows_ocsp_signers_apart() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    // Right after init only the OCSP signers (30 days, renewed by the service) end this soon.
+    let out = env.ok(&["report", "expiring", "--within", "31d"]);
+    let rows: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("20"))
+        .collect();
+    assert!(rows.is_empty(), "nobody has to act: {out}");
+    assert!(
+        out.contains("OCSP signer certificates") && out.contains("--ocsp-signers"),
+        "{out}"
+    );
+    let out = env.ok(&["report", "expiring", "--within", "31d", "--ocsp-signers"]);
+    assert!(out.contains("OCSP Signer"), "{out}");
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["report", "expiring", "--within", "31d", "--json"]))
+            .unwrap();
+    assert!(json.is_empty(), "{json:?}");
+    let json: Vec<serde_json::Value> = serde_json::from_str(&env.ok(&[
+        "report",
+        "expiring",
+        "--within",
+        "31d",
+        "--json",
+        "--profile",
+        "ocsp-signer",
+    ]))
+    .unwrap();
+    assert!(!json.is_empty() && json.iter().all(|c| c["profile"] == "ocsp-signer"));
+}
