@@ -736,18 +736,16 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 .filter(|c| c.not_after > now)
                 .collect();
             items.sort_by_key(|c| c.not_after);
-            // OCSP signers renew themselves: apart from what people act on, unless asked for.
-            let signers = ra.ocsp_signer_profiles();
-            let (ocsp, mut items): (Vec<_>, Vec<_>) = items
-                .into_iter()
-                .partition(|c| signers.contains(&c.profile) && !asked_for(&c.profile));
-            if ocsp_signers {
-                items.extend(ocsp.iter().cloned());
-                items.sort_by_key(|c| c.not_after);
-            }
             if json {
+                // Every one, OCSP signers included: a program tells them apart by `profile`.
                 print_json(&items, true)?;
             } else {
+                // OCSP signers renew themselves: a line apart from what people act on, unless
+                // asked for.
+                let signers = ra.ocsp_signer_profiles();
+                let (ocsp, items): (Vec<_>, Vec<_>) = items.into_iter().partition(|c| {
+                    !ocsp_signers && signers.contains(&c.profile) && !asked_for(&c.profile)
+                });
                 println!(
                     "{:<20} {:<16} {:<34} {:<6} SUBJECT",
                     "NOT AFTER", "ISSUER", "SERIAL", "DAYS"
@@ -762,7 +760,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                         c.subject
                     );
                 }
-                if !ocsp.is_empty() && !ocsp_signers {
+                if !ocsp.is_empty() {
                     println!(
                         "\nand {} OCSP signer certificates (renewed by the service itself; \
                          --ocsp-signers lists them), the first on {}",
@@ -1194,7 +1192,8 @@ pub enum ReportCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// List OCSP signers too (renewed by the service itself: by default only counted).
+        /// List OCSP signers in the table too (renewed by the service itself: by default only
+        /// counted on a line of their own; `--json` always lists them).
         #[arg(long)]
         ocsp_signers: bool,
     },
