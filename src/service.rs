@@ -381,12 +381,14 @@ const SERVE_LOCK: &str = "serve.lock";
 /// however it ends).
 #[derive(Debug)]
 pub struct DataDirLock {
-    _file: std::fs::File,
+    _file: Option<std::fs::File>,
 }
 
 fn open_lock_file(dir: &Path) -> Result<std::fs::File, ServiceError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(SERVE_LOCK);
     std::fs::OpenOptions::new()
+        .mode(0o600)
         .create(true)
         .truncate(false)
         .read(true)
@@ -399,7 +401,15 @@ fn open_lock_file(dir: &Path) -> Result<std::fs::File, ServiceError> {
 /// process id for `restore`'s message.
 pub fn lock_for_serve(dir: &Path) -> Result<DataDirLock, ServiceError> {
     use std::io::Write;
-    let mut file = open_lock_file(dir)?;
+    // A read-only data dir (settings and token mounted from elsewhere, PostgreSQL store) cannot
+    // be restored into either: serve without the lock rather than not at all.
+    let mut file = match open_lock_file(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "serving without the data-dir lock that keeps `restore` out");
+            return Ok(DataDirLock { _file: None });
+        }
+    };
     match file.try_lock_shared() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -419,14 +429,14 @@ pub fn lock_for_serve(dir: &Path) -> Result<DataDirLock, ServiceError> {
     let _ = file
         .set_len(0)
         .and_then(|()| write!(file, "{}", std::process::id()));
-    Ok(DataDirLock { _file: file })
+    Ok(DataDirLock { _file: Some(file) })
 }
 
 /// The exclusive lock `restore` holds: refused, naming the process, while `serve` runs on `dir`.
 fn lock_for_restore(dir: &Path) -> Result<DataDirLock, ServiceError> {
     let file = open_lock_file(dir)?;
     match file.try_lock() {
-        Ok(()) => Ok(DataDirLock { _file: file }),
+        Ok(()) => Ok(DataDirLock { _file: Some(file) }),
         Err(std::fs::TryLockError::WouldBlock) => {
             let pid = std::fs::read_to_string(dir.join(SERVE_LOCK)).unwrap_or_default();
             let pid = pid.trim();
