@@ -802,6 +802,20 @@ fn contract_certificates_are_found_by_pcid_and_by_emaid_in_any_form() {
         items.iter().any(|c| c["profile"] == "contract"),
         "API search by PCID: {j}"
     );
+    // The console: its search finds the vehicle's contract certificate, and the contract's row
+    // names its current certificate.
+    let serial = contracts_of(&["--pcid", PCID])[0]["serial_hex"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = common::console_page(&d.env, &d.srv, &format!("/ui/certificates?q={PCID}"));
+    assert!(page.contains(&serial), "console search by PCID: {page}");
+    let page = common::console_page(&d.env, &d.srv, "/ui/contracts");
+    let row = &page[page.find("class=\"current\"").expect("a current column")..];
+    assert!(
+        row[..row.find("</td>").unwrap()].contains(&serial),
+        "the contract names its current certificate: {page}"
+    );
 
     // Issued before the PCID was recorded: migration 0018 gives it from the contract.
     let py = format!(
