@@ -6,6 +6,8 @@
 
 DATA_DIR ?= ./var
 LISTEN   ?= 127.0.0.1:8080
+# Written into certificates (OCSP, CRL addresses): where this service answers.
+PUBLIC_URL ?= http://$(LISTEN)
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps kryoptic-deps build clippy fmt bench screenshots
@@ -26,8 +28,13 @@ build: deps
 	cargo build --release --locked
 
 run: build
-	./target/release/pnc-pki init --data-dir $(DATA_DIR)
+	./target/release/pnc-pki init --data-dir $(DATA_DIR) --public-url $(PUBLIC_URL)
 	./target/release/pnc-pki tree --data-dir $(DATA_DIR)
+	@echo
+	@echo "console:     $(PUBLIC_URL)/ui/"
+	@echo "first user:  ./target/release/pnc-pki user add --data-dir $(DATA_DIR) --name admin --role admin"
+	@echo "             (prints the password once; run it in another terminal)"
+	@echo
 	PNC_LOG=$${PNC_LOG:-info} ./target/release/pnc-pki serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
 # The HSM-facing tests also run on a second PKCS#11 implementation, kryoptic from crates.io,

@@ -262,6 +262,9 @@ pub struct InitReport {
     pub steps: Vec<Step>,
     /// Where the settings were written.
     pub settings_path: PathBuf,
+    /// The public URL an existing data dir had, when this run changed it (to
+    /// `settings.public_url`): CA certificates already signed keep the old one.
+    pub public_url_changed: Option<(String, String)>,
 }
 
 /// What `init` is given.
@@ -290,6 +293,7 @@ pub fn init(
         .map_err(|e| ServiceError::Io(format!("cannot create {}: {e}", dir.display())))?;
     restrict_data_dir(dir);
     let previous = Settings::load(dir).ok();
+    let previous_url = previous.as_ref().map(|p| p.public_url.clone());
     let mut settings = previous.unwrap_or_else(|| Settings {
         public_url: config::DEFAULT_PUBLIC_URL.into(),
         database_url: config::default_sqlite_url(dir),
@@ -316,6 +320,7 @@ pub fn init(
         settings.database_url = u.clone();
     }
     settings.apply_env();
+    settings.warn_demo_pin();
     // Validate the profiles before touching the token.
     let all = profiles(&settings)?;
     for spec in hierarchy.ca.iter().chain(&hierarchy.service_cert) {
@@ -361,7 +366,91 @@ pub fn init(
         token_dir: dir.join("hsm"),
         steps,
         settings_path: config::settings_path(dir),
+        public_url_changed: previous_url
+            .filter(|old| *old != settings.public_url)
+            .map(|old| (old, settings.public_url.clone())),
     })
+}
+
+/// The file under the data dir that `serve` holds a shared lock on (replicas of one data dir
+/// may serve together) and `restore` takes exclusively: a restore can never move the database
+/// aside under a running service, which would keep writing to the file moved aside.
+const SERVE_LOCK: &str = "serve.lock";
+
+/// A lock on a data dir, held until dropped (the kernel releases it when the process ends,
+/// however it ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: Option<std::fs::File>,
+}
+
+fn open_lock_file(dir: &Path) -> Result<std::fs::File, ServiceError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(SERVE_LOCK);
+    std::fs::OpenOptions::new()
+        .mode(0o600)
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServiceError::Io(format!("cannot open {}: {e}", path.display())))
+}
+
+/// The lock `serve` holds for its lifetime; refused while a `restore` runs. Records this
+/// process id for `restore`'s message.
+pub fn lock_for_serve(dir: &Path) -> Result<DataDirLock, ServiceError> {
+    use std::io::Write;
+    // A read-only data dir (settings and token mounted from elsewhere, PostgreSQL store) cannot
+    // be restored into either: serve without the lock rather than not at all.
+    let mut file = match open_lock_file(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "serving without the data-dir lock that keeps `restore` out");
+            return Ok(DataDirLock { _file: None });
+        }
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(ServiceError::Io(format!(
+                "a restore is running on {}; start serve when it has finished",
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(ServiceError::Io(format!(
+                "cannot lock {}: {e}",
+                dir.join(SERVE_LOCK).display()
+            )));
+        }
+    }
+    // Best effort: only a message depends on it.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()));
+    Ok(DataDirLock { _file: Some(file) })
+}
+
+/// The exclusive lock `restore` holds: refused, naming the process, while `serve` runs on `dir`.
+fn lock_for_restore(dir: &Path) -> Result<DataDirLock, ServiceError> {
+    let file = open_lock_file(dir)?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: Some(file) }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(dir.join(SERVE_LOCK)).unwrap_or_default();
+            let pid = pid.trim();
+            let pid = if pid.is_empty() { "unknown" } else { pid };
+            Err(ServiceError::Io(format!(
+                "serve is running on {} (pid {pid}); stop it first: nothing was restored",
+                dir.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(ServiceError::Io(format!(
+            "cannot lock {}: {e}",
+            dir.join(SERVE_LOCK).display()
+        ))),
+    }
 }
 
 /// What a restore did.
@@ -378,7 +467,8 @@ pub struct Restored {
 /// Put the SQLite backup `from` (made by `pnc-pki backup`) in place of `dir`'s database. The
 /// backup is copied, brought up to this version's schema and its audit chain verified first;
 /// only then is the current database moved aside (never deleted) and the copy renamed into its
-/// place, so a failed restore leaves everything as it was. `serve` must not be running.
+/// place, so a failed restore leaves everything as it was. Refused while `serve` runs on `dir`
+/// (the SQLite store only: PostgreSQL is restored with `pg_restore`).
 pub async fn restore_sqlite(dir: &Path, from: &Path) -> Result<Restored, ServiceError> {
     let settings = Settings::load(dir)?;
     let url = settings.database_url.clone();
@@ -392,6 +482,8 @@ pub async fn restore_sqlite(dir: &Path, from: &Path) -> Result<Restored, Service
             redact_url(&url)
         )));
     };
+    // Held until the restored database is in place: `serve` cannot start meanwhile.
+    let _lock = lock_for_restore(dir)?;
     let io = |what: &str, e: std::io::Error| ServiceError::Io(format!("{what}: {e}"));
     if !from.is_file() {
         return Err(ServiceError::Io(format!(

@@ -1128,11 +1128,11 @@ fn failed_revocations_and_refused_enrollments_are_audited() {
             .clone()
     };
     let rev = find("certificate.revoke.refused");
-    assert_eq!(rev["actor"], format!("api:{}", cpo.0));
+    assert_eq!(rev["actor"], format!("api:cpo ({})", cpo.0));
     assert!(rev.to_string().contains("0badc0ffee"), "{rev}");
     assert_eq!(rev["details"]["reason"], "not_found");
     let enr = find("certificate.enroll.refused");
-    assert_eq!(enr["actor"], format!("api:{}", cpo.0));
+    assert_eq!(enr["actor"], format!("api:cpo ({})", cpo.0));
     assert!(enr["details"]["reason"].is_string(), "{enr}");
 }
 

@@ -1662,7 +1662,8 @@ fn audit_trail(d: &Deployment) {
     assert!(crl["details"]["entries"].as_i64().unwrap() >= 1);
     let denied = all.iter().find(|e| e["action"] == "auth.denied").unwrap();
     assert_eq!(denied["details"]["reason"], "forbidden_tenant");
-    assert_eq!(denied["actor"], format!("api:{}", c.cpo_other.0));
+    // The client by name beside its id.
+    assert_eq!(denied["actor"], format!("api:CPO XYZ ({})", c.cpo_other.0));
     // Filters: --since is inclusive, --action a prefix.
     let tail = audit_export(env, &["--since", "3"]);
     assert_eq!(tail.len(), all.len() - 2);

@@ -502,6 +502,10 @@ fn run_console(backend: Backend) {
         detail.body
     );
     assert!(detail.body.contains("certificate.revoke") && detail.body.contains("ui:carol"));
+    assert!(
+        !detail.body.contains("days left"),
+        "a revoked certificate has no days left"
+    );
     let revs = audit_actions(&srv, &admin_api, "certificate.revoke");
     assert!(
         revs.iter()
@@ -520,6 +524,19 @@ fn run_console(backend: Backend) {
     let dash = ui.get("/ui");
     assert!(dash.body.contains("verified intact"), "{}", dash.body);
     assert_eq!(dash.by_id("count-revoked").as_deref(), Some("1"));
+    // The OCSP signers (30 days, renewed by the service itself) are counted apart from the
+    // certificates people act on (nothing else here ends within 30 days).
+    assert_eq!(
+        dash.by_id("expiring-30").as_deref(),
+        Some("0"),
+        "{}",
+        dash.body
+    );
+    let signers = dash.by_id("ocsp-signers-expiring").unwrap_or_default();
+    assert!(
+        signers.contains("OCSP signer") && !signers.contains(": 0 "),
+        "{signers}"
+    );
 
     // API clients: the secret once, in the answer to the form only.
     let p = ui.post(

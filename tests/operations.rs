@@ -240,6 +240,157 @@ fn sqlite_backup_while_serving_then_restore_verified() {
     );
 }
 
+/// A restore under a running `serve` would move the database aside while the service keeps
+/// issuing into the file moved aside: those certificates would be lost at the next start.
+#[test]
+fn restore_is_refused_while_serve_runs() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let srv = env.serve();
+    let auth = srv.bearer(&env.client_add("cpo", "cpo", &["DE*ABC"]));
+    let csr = env.csr_b64("e1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1");
+    enroll_n(&srv, &auth, &csr, 1);
+    let backup = env.path().join("backup.db");
+    let b = backup.display().to_string();
+    env.ok(&["backup", "--out", &b]);
+    enroll_n(&srv, &auth, &csr, 1);
+    let pid = srv.child.id().to_string();
+
+    let e = env.fails(&["restore", "--from", &b]);
+    assert!(
+        e.contains("serve is running") && e.contains(&pid) && e.contains("stop it first"),
+        "{e}"
+    );
+    let entries = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("before-restore") || n.contains("restoring"))
+            .collect::<Vec<_>>()
+    };
+    assert!(entries(env.path()).is_empty(), "nothing moved aside");
+    // The service keeps issuing into the database in place, and that certificate survives a
+    // restart.
+    enroll_n(&srv, &auth, &csr, 1);
+    drop(srv);
+    let srv = env.serve();
+    assert_eq!(
+        secc_count(&env),
+        3,
+        "every served enrollment is still there"
+    );
+    drop(srv);
+
+    // Stopped: the restore goes through.
+    let out = env.ok(&["restore", "--from", &b]);
+    assert!(out.contains("chain verified"), "{out}");
+    assert_eq!(secc_count(&env), 1);
+}
+
+/// A data dir made without `--public-url` writes 127.0.0.1:8080 into its certificates; a
+/// `serve` elsewhere on loopback says so, and `init --public-url` says what it changed.
+#[test]
+fn public_url_elsewhere_on_loopback_is_warned_and_init_reports_a_change() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let srv = env.serve();
+    let listen = srv.base.trim_start_matches("http://").to_string();
+    let log = srv.log();
+    let warn = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("public URL"))
+        .unwrap_or_else(|| panic!("no WARN line: {log}"));
+    assert!(
+        warn.contains(&listen) && warn.contains("http://127.0.0.1:8080"),
+        "{warn}"
+    );
+    drop(srv);
+
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = env.ok(&["init", "--public-url", &url]);
+    assert!(
+        out.contains("public URL changed from http://127.0.0.1:8080 to")
+            && out.contains(&url)
+            && out.contains("rollover")
+            && !out.contains("nothing to do"),
+        "{out}"
+    );
+    // Unchanged the second time.
+    let out = env.ok(&["init", "--public-url", &url]);
+    assert!(out.contains("nothing to do"), "{out}");
+
+    // Listening where the public URL points: no warning.
+    let log_path = env.path().join("serve-match.log");
+    let child = env
+        .command()
+        .args(["serve", "--data-dir", &env.data_dir()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("PNC_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let srv = Server {
+        child,
+        base: url.clone(),
+        log: log_path,
+    };
+    srv.wait_ready();
+    let log = srv.log();
+    assert!(log.contains("listening"), "{log}");
+    assert!(!log.contains("public URL written"), "{log}");
+}
+
+/// Audit entries say who acted in words: the API client's name beside its id, the operator's
+/// OS user name or `cli:local`, never `cli:unknown`.
+#[test]
+fn audit_actors_name_the_client_and_the_operator() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let srv = env.serve();
+    let (id, secret) = env.client_add("Example CPO", "cpo", &["DE*ABC"]);
+    let auth = srv.bearer(&(id.clone(), secret));
+    let csr = env.csr_b64("e1", "/C=DE/O=ABC/DC=CPO/CN=DE*ABC*E1");
+    enroll_n(&srv, &auth, &csr, 1);
+    // With neither USER nor LOGNAME (cron, containers).
+    let out = env
+        .command()
+        .args(["client", "add", "--name", "anon", "--role", "auditor"])
+        .args(["--data-dir", &env.data_dir()])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    drop(srv);
+
+    let export = env.ok(&["audit", "export"]);
+    let entries: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let issued = entries
+        .iter()
+        .find(|e| {
+            e["action"] == "certificate.issue" && e["actor"].as_str().unwrap().starts_with("api:")
+        })
+        .unwrap_or_else(|| panic!("no API issuance: {export}"));
+    assert_eq!(
+        issued["actor"],
+        format!("api:Example CPO ({id})"),
+        "{issued}"
+    );
+    let anon = entries
+        .iter()
+        .find(|e| e["action"] == "client.create" && e["details"].to_string().contains("anon"))
+        .unwrap_or_else(|| panic!("no client.create for anon: {export}"));
+    assert_eq!(anon["actor"], "cli:local", "{anon}");
+    assert!(!export.contains("cli:unknown"), "{export}");
+    assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
+}
+
 #[test]
 fn postgres_backups_are_pg_dumps() {
     if !backend_ready(Backend::Postgres) {

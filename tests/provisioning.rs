@@ -764,6 +764,82 @@ fn install_update_and_cancel_for_iso2_and_iso20_on_both_stores() {
     }
 }
 
+/// A vehicle finds its contract certificates (CLI and API, and through the migration for those
+/// issued before the PCID was recorded); an EMAID is found in every form the contract API takes.
+#[test]
+fn contract_certificates_are_found_by_pcid_and_by_emaid_in_any_form() {
+    let d = deploy(common::Backend::Sqlite, &[]);
+    let v2g = root_id(&d.pem("v2g-root"));
+    let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+    d.upload(&car);
+    let contract = d.contract(EMAID, PCID);
+    let emaid15 = contract["emaid"].as_str().unwrap().to_string();
+    let r = d.ccp(&install_req2(&car, vec![v2g]), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let contracts_of = |args: &[&str]| -> Vec<Value> {
+        let mut a = vec!["list", "--json"];
+        a.extend_from_slice(args);
+        let out = d.env.ok(&a);
+        let v: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
+        v.into_iter()
+            .filter(|c| c["profile"] == "contract")
+            .collect()
+    };
+    for pcid in [PCID.to_string(), PCID.to_lowercase()] {
+        let found = contracts_of(&["--pcid", &pcid]);
+        assert_eq!(found.len(), 1, "--pcid {pcid}: {found:?}");
+        assert_eq!(found[0]["pcid"], PCID);
+        assert_eq!(found[0]["emaid"], emaid15.as_str());
+    }
+    let dashed = format!("{}-{}-{}", &EMAID[..2], &EMAID[2..5], &EMAID[5..]).to_lowercase();
+    for e in [EMAID, emaid15.as_str(), &emaid15.to_lowercase(), &dashed] {
+        assert_eq!(contracts_of(&["--emaid", e]).len(), 1, "--emaid {e}");
+    }
+    let admin = d.srv.bearer(&d.env.client_add("admin", "admin", &[]));
+    let r = d.send(
+        "GET",
+        &format!("/api/v1/certificates?pcid={PCID}"),
+        &admin,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let items = j["items"].as_array().unwrap();
+    assert!(
+        items.iter().any(|c| c["profile"] == "contract"),
+        "API search by PCID: {j}"
+    );
+    // The console: its search finds the vehicle's contract certificate, and the contract's row
+    // names its current certificate.
+    let serial = contracts_of(&["--pcid", PCID])[0]["serial_hex"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = common::console_page(&d.env, &d.srv, &format!("/ui/certificates?q={PCID}"));
+    assert!(page.contains(&serial), "console search by PCID: {page}");
+    let page = common::console_page(&d.env, &d.srv, "/ui/contracts");
+    let row = &page[page.find("class=\"current\"").expect("a current column")..];
+    assert!(
+        row[..row.find("</td>").unwrap()].contains(&serial),
+        "the contract names its current certificate: {page}"
+    );
+
+    // Issued before the PCID was recorded: migration 0018 gives it from the contract.
+    let py = format!(
+        "import sqlite3; c = sqlite3.connect('{}'); \
+         c.execute(\"UPDATE certificates SET pcid = NULL WHERE profile = 'contract'\"); \
+         c.execute('DELETE FROM _sqlx_migrations WHERE version = 18'); c.commit()",
+        d.env.path().join("pnc-pki.db").display()
+    );
+    let st = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let found = contracts_of(&["--pcid", PCID]);
+    assert_eq!(found.len(), 1, "backfilled: {found:?}");
+}
+
 #[test]
 fn refusals_issue_nothing_and_say_why() {
     let d = deploy(common::Backend::Sqlite, &[]);

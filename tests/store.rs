@@ -428,6 +428,49 @@ fn listing_filters_and_pages() {
     });
 }
 
+/// `api:ID` finds a client's entries whether they carry its name (`api:NAME (ID)`) or not
+/// (entries written before names were recorded); nothing else matches.
+#[test]
+fn audit_actor_filter_finds_a_client_by_id_with_or_without_its_name() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            for actor in [
+                "api:pnc_1",
+                "api:Example CPO (pnc_1)",
+                "api:Other (pnc_12)",
+                "ui:pnc_1",
+                "api:pnc_10",
+            ] {
+                store
+                    .audit(&AuditEvent::new(actor, "a", "t", serde_json::json!({})))
+                    .await
+                    .unwrap();
+            }
+            let by = |a: &str| {
+                let f = AuditFilter {
+                    actor: Some(a.into()),
+                    ..Default::default()
+                };
+                let store = store.clone();
+                async move {
+                    store
+                        .audit_entries(&f)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.seq)
+                        .collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(by("api:pnc_1").await, vec![1, 2], "{backend:?}");
+            assert_eq!(by("api:Example CPO (pnc_1)").await, vec![2]);
+            assert_eq!(by("ui:pnc_1").await, vec![4]);
+        });
+    }
+}
+
 #[test]
 fn audit_entries_page_and_filter_by_action_prefix() {
     for backend in backends() {

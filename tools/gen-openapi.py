@@ -433,7 +433,7 @@ w("""components:
       properties:
         seq: {type: integer, description: position in the hash chain, from 1}
         at: {type: string, format: date-time}
-        actor: {type: string, examples: ['api:pnc_0123abcd', 'cli:alice']}
+        actor: {type: string, description: 'who acted: an API client by name beside its id, a console user, the CLI operator (its OS user, or local)', examples: ['api:Example CPO (pnc_0123abcd)', 'api:pnc_0123abcd', 'ui:alice', 'cli:alice', 'cli:local']}
         action: {type: string, examples: [certificate.issue, certificate.revoke, crl.issued, auth.denied]}
         subject: {type: string, description: what the action was applied to}
         details: {type: object}

@@ -686,6 +686,29 @@ async fn ready(State(st): State<AppState>) -> (StatusCode, Json<serde_json::Valu
     )
 }
 
+/// Whether `serve` listens on loopback while the public URL points to another loopback address
+/// or port: certificates would send OCSP and CRL requests to whatever else listens there (often
+/// another pnc-pki), and nothing else would notice.
+fn elsewhere_on_loopback(local: std::net::SocketAddr, public_url: &str) -> bool {
+    if !local.ip().is_loopback() {
+        return false;
+    }
+    let Ok(u) = url::Url::parse(public_url) else {
+        return false;
+    };
+    let host_ip = match u.host() {
+        Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(std::net::IpAddr::V6(a)),
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => None,
+        _ => return false,
+    };
+    if host_ip.is_some_and(|ip| !ip.is_loopback()) {
+        return false;
+    }
+    let other_host = host_ip.is_some_and(|ip| ip != local.ip());
+    other_host || u.port_or_known_default() != Some(local.port())
+}
+
 /// Serve HTTP (or TLS 1.3 when `PNC_TLS_CERT`/`PNC_TLS_KEY` are set) on `listen` until Ctrl-C,
 /// under the connection limits of [`crate::server::Limits`].
 pub async fn serve(
@@ -711,6 +734,16 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Config(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr()?;
+    if elsewhere_on_loopback(local, public_url) {
+        tracing::warn!(
+            listen = %local,
+            public_url,
+            "serve listens on {local} but the public URL written into certificates (OCSP, CRL) is \
+             {public_url}, another address on this machine: relying parties will ask whatever \
+             answers there. Re-run `pnc-pki init --public-url` (new CA certificates need a \
+             rollover) or listen where the public URL points"
+        );
+    }
     // Requests to other PKIs never come back to this service.
     ra.note_listen_addresses(&[local]);
     // Ecosystem events leave through the guarded fetcher (which now knows our own address).
@@ -744,7 +777,7 @@ pub async fn serve(
     };
     match tls {
         Some(t) => {
-            tracing::info!(addr = %local, mtls = t.client_ca.is_some(), "pnc-pki listening (TLS 1.3)");
+            tracing::info!(addr = %local, mtls = t.client_ca.is_some(), console = %format!("https://{local}/ui/"), "pnc-pki listening (TLS 1.3)");
             serve_tls(listener, &t, svc, limits, shutdown).await?;
         }
         None => {
@@ -758,7 +791,7 @@ pub async fn serve(
                      or set PNC_ALLOW_PLAIN_HTTP=1 behind a TLS-terminating proxy"
                 )));
             }
-            tracing::info!(addr = %local, "pnc-pki listening (plain HTTP)");
+            tracing::info!(addr = %local, console = %format!("http://{local}/ui/"), "pnc-pki listening (plain HTTP)");
             // A direct path for OCSP requests: see `crate::server` and docs/benchmarks-ocsp.md
             // for why and how much. mTLS identities exist only on the TLS path above.
             serve_plain(listener, svc, ocsp, limits, shutdown).await?;
@@ -856,5 +889,20 @@ mod tests {
         );
         assert_eq!(n("/ocsp/MEow//AB=="), "/ocsp/MEow//AB==");
         assert_eq!(n("/"), "/");
+    }
+
+    #[test]
+    fn public_url_elsewhere_on_loopback() {
+        let l: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        assert!(super::elsewhere_on_loopback(l, "http://127.0.0.1:8080"));
+        assert!(super::elsewhere_on_loopback(l, "http://localhost:8080"));
+        assert!(super::elsewhere_on_loopback(l, "http://127.0.0.2:9000"));
+        assert!(!super::elsewhere_on_loopback(l, "http://127.0.0.1:9000"));
+        assert!(!super::elsewhere_on_loopback(l, "http://localhost:9000/"));
+        assert!(!super::elsewhere_on_loopback(l, "https://pki.example.com"));
+        let l: std::net::SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert!(!super::elsewhere_on_loopback(l, "http://127.0.0.1"));
+        let l: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(!super::elsewhere_on_loopback(l, "http://127.0.0.1:9000"));
     }
 }

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod ev;
 pub mod exi;
+mod show;
 mod tree;
 pub mod trust;
 pub mod user;
@@ -261,21 +262,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ReportCmd,
     },
-    /// Show one certificate.
-    Show {
-        /// Where the deployment lives.
-        #[command(flatten)]
-        dir: DataDir,
-        /// Serial, hex.
-        #[arg(long)]
-        serial: String,
-        /// Issuing CA id.
-        #[arg(long)]
-        issuer: Option<String>,
-        /// Print the PEM only.
-        #[arg(long)]
-        pem: bool,
-    },
+    /// Show a certificate by `--serial`, or those matching `list`'s filters: text (default),
+    /// `--json` or `--pem`.
+    Show(show::ShowArgs),
     /// Write every CA and service certificate as `OUT/<id>.pem`.
     Export {
         /// Where the deployment lives.
@@ -463,6 +452,9 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         ),
         Command::Serve { dir, listen } => {
             let p = service::prepare(&dir.data_dir)?;
+            // Held until the process ends: `restore` refuses to run under it.
+            let _lock = service::lock_for_serve(&dir.data_dir)?;
+            p.settings().warn_demo_pin();
             let public_url = p.settings().public_url.clone();
             runtime()?.block_on(async {
                 let svc = service::open(&p, Mode::Serve).await?;
@@ -717,8 +709,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     profile,
                     limit,
                     json,
+                    ocsp_signers,
                 },
         } => with_store(&dir.data_dir, async |ra| {
+            let wanted = profile.clone();
+            let asked_for = move |p: &str| wanted.as_deref() == Some(p);
             let window = match (within, days) {
                 (Some(w), _) => i64::try_from(
                     crate::duration::parse_duration(&w)
@@ -750,8 +745,15 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 .collect();
             items.sort_by_key(|c| c.not_after);
             if json {
+                // Every one, OCSP signers included: a program tells them apart by `profile`.
                 print_json(&items, true)?;
             } else {
+                // OCSP signers renew themselves: a line apart from what people act on, unless
+                // asked for.
+                let signers = ra.ocsp_signer_profiles();
+                let (ocsp, items): (Vec<_>, Vec<_>) = items.into_iter().partition(|c| {
+                    !ocsp_signers && signers.contains(&c.profile) && !asked_for(&c.profile)
+                });
                 println!(
                     "{:<20} {:<16} {:<34} {:<6} SUBJECT",
                     "NOT AFTER", "ISSUER", "SERIAL", "DAYS"
@@ -764,6 +766,14 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                         c.serial_hex,
                         (c.not_after - now) / 86_400,
                         c.subject
+                    );
+                }
+                if !ocsp.is_empty() {
+                    println!(
+                        "\nand {} OCSP signer certificates (renewed by the service itself; \
+                         --ocsp-signers lists them), the first on {}",
+                        ocsp.len(),
+                        rfc3339(ocsp[0].not_after)
                     );
                 }
             }
@@ -822,22 +832,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 Ok(0)
             })
         }
-        Command::Show {
-            dir,
-            serial,
-            issuer,
-            pem,
-        } => with_store(&dir.data_dir, async |ra| {
-            let c = ra.find_certificate(&op, &serial, issuer.as_deref()).await?;
-            if pem {
-                print!("{}", to_pem("CERTIFICATE", &c.der));
-            } else {
-                let mut v = serde_json::to_value(&c).map_err(invalid)?;
-                v["pem"] = serde_json::Value::String(to_pem("CERTIFICATE", &c.der));
-                print_json(&v, true)?;
-            }
-            Ok(0)
-        }),
+        Command::Show(args) => show::run(args, &op),
         Command::Export { dir, out } => with_store(&dir.data_dir, async |ra| {
             std::fs::create_dir_all(&out).map_err(CliError::write(&out))?;
             let certs = ra.export_certificates(&op).await?;
@@ -915,6 +910,18 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     }
                     for pr in &r.problems {
                         println!("PROBLEM: {pr}");
+                    }
+                    match r.problems.len() {
+                        0 => println!(
+                            "verdict: OK — token '{}' ready, {} CA keys sensitive and \
+                             non-extractable",
+                            r.token,
+                            r.keys.len()
+                        ),
+                        n => println!(
+                            "verdict: PROBLEM — {n} problem(s), first: {}",
+                            r.problems[0]
+                        ),
                     }
                 }
                 Ok(if r.problems.is_empty() { 0 } else { 1 })
@@ -1002,7 +1009,8 @@ fn init(dir: &Path, opts: &InitOptions, json: bool, op: &Principal) -> Result<i3
     let created = report.steps.iter().filter(|s| s.created).count();
     if json {
         print_json(
-            &serde_json::json!({"token_created": report.token_created, "created": created, "steps": report.steps}),
+            &serde_json::json!({"token_created": report.token_created, "created": created, "steps": report.steps,
+                "public_url_changed": report.public_url_changed.as_ref().map(|(from, to)| serde_json::json!({"from": from, "to": to}))}),
             false,
         )?;
     } else {
@@ -1016,7 +1024,13 @@ fn init(dir: &Path, opts: &InitOptions, json: bool, op: &Principal) -> Result<i3
         for s in &report.steps {
             println!("{:<22} {}", s.id, s.detail);
         }
-        if created == 0 && !report.token_created {
+        if let Some((old, new)) = &report.public_url_changed {
+            println!(
+                "public URL changed from {old} to {new}: certificates issued from now on carry \
+                 it; the CA certificates already signed keep {old} in their OCSP and CRL \
+                 addresses until a rollover (`pnc-pki ca rollover --ca ID`)"
+            );
+        } else if created == 0 && !report.token_created {
             println!(
                 "nothing to do: the hierarchy in {} is complete ({} items unchanged)",
                 dir.display(),
@@ -1188,6 +1202,10 @@ pub enum ReportCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// List OCSP signers in the table too (renewed by the service itself: by default only
+        /// counted on a line of their own; `--json` always lists them).
+        #[arg(long)]
+        ocsp_signers: bool,
     },
 }
 

@@ -224,6 +224,16 @@ impl Settings {
         }
     }
 
+    /// Warn when the token is opened with the documented demo PIN. Said once, by `init` and
+    /// `serve` (where a deployment is made and run), not by every command.
+    pub fn warn_demo_pin(&self) {
+        if matches!(self.pin_source(), PinSource::Demo) {
+            tracing::warn!(
+                "PNC_HSM_PIN is not set and no hsm.pin_file is configured: using the documented demo PIN"
+            );
+        }
+    }
+
     /// Resolve the module path and PIN. For the embedded token this also points SoftHSM2 at
     /// DATA_DIR/hsm/softhsm2.conf (`SOFTHSM2_CONF` must be set before the module initialises,
     /// so `main` calls this before starting any thread).
@@ -241,11 +251,6 @@ impl Settings {
             }
         };
         let source = self.pin_source();
-        if matches!(source, PinSource::Demo) {
-            tracing::warn!(
-                "PNC_HSM_PIN is not set and no hsm.pin_file is configured: using the documented demo PIN"
-            );
-        }
         Ok(HsmConfig {
             module,
             token_label: self.token_label(),

@@ -433,6 +433,21 @@ pub async fn contracts(
         Ok(l) => l,
         Err(e) => return layout::error_page(Some(&s), &e),
     };
+    // Which certificate of each contract is current (the newest valid one) and how many older
+    // ones are still valid (an update's grace period).
+    let now = st.ra.now();
+    let mut current = Vec::with_capacity(list.len());
+    for c in &list {
+        let valid: Vec<crate::model::CertRecord> = st
+            .ra
+            .contract_certificates(&s.principal, &c.id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.status == crate::model::CertStatus::Valid && r.not_after > now)
+            .collect();
+        current.push(valid);
+    }
     let body = html! {
         form class="search" method="get" action="/ui/contracts" {
             div { label for="emaid" { "EMAID" }
@@ -447,16 +462,30 @@ pub async fn contracts(
                     thead { tr {
                         th scope="col" { "EMAID" } th scope="col" { "PCID" } th scope="col" { "Tenant" }
                         th scope="col" { "Status" } th scope="col" { "Valid to" } th scope="col" { "Created" }
+                        th scope="col" { "Current certificate" }
                     } }
                     tbody {
-                        @for c in &list {
-                            tr {
+                        @for (c, valid) in list.iter().zip(&current) {
+                            tr data-contract=(c.id) {
                                 td { a href=(format!("/ui/certificates?q={}", enc(&c.emaid))) { (c.emaid) } }
                                 td { (c.pcid) }
                                 td { (c.tenant) }
                                 td { (format!("{:?}", c.status).to_lowercase()) }
                                 td { (c.valid_to.map(day).unwrap_or_else(|| "–".into())) }
                                 td { (when(c.created_at)) " by " (c.created_by) }
+                                td class="current" {
+                                    @match valid.first() {
+                                        Some(r) => {
+                                            a href=(format!("/ui/certificates/{}/{}", enc(&r.issuer_id), r.serial_hex)) {
+                                                code { (r.serial_hex) }
+                                            }
+                                            @if valid.len() > 1 {
+                                                " " span class="muted" { "(+" (valid.len() - 1) " older, still valid until revoked as superseded)" }
+                                            }
+                                        }
+                                        None => { span class="muted" { "none" } }
+                                    }
+                                }
                             }
                         }
                     }

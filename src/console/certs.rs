@@ -279,7 +279,10 @@ pub async fn detail(
             @if let Some(v) = &c.pcid { dt { "PCID" } dd { (v) } }
             @if let Some(v) = &c.tenant { dt { "Tenant" } dd { (v) } }
             dt { "Valid" } dd { (when(c.not_before)) " – " (when(c.not_after)) " "
-                (layout::validity_bar(c.not_before, c.not_after, now)) }
+                // A revoked certificate has no days left to count.
+                @if c.status == CertStatus::Valid {
+                    (layout::validity_bar(c.not_before, c.not_after, now))
+                } }
             dt { "Status" } dd id="status" class=(label) { (label)
                 @if let (Some(t), Some(r)) = (c.revoked_at, c.revocation_reason) {
                     " since " (when(t)) ", reason " (r.name())
@@ -343,10 +346,10 @@ pub(super) fn audit_table(entries: &[crate::model::AuditEntry]) -> Markup {
                             tr data-seq=(e.seq) {
                                 td class="num" { (e.seq) }
                                 td { (when(e.ts)) }
-                                td { (e.actor) }
+                                td title=(e.actor) { (e.actor) }
                                 td { code { (e.action) } }
-                                td { (e.target) }
-                                td { code class="details" { (e.details) } }
+                                td title=(e.target) { (e.target) }
+                                td title=(e.details) { code class="details" { (e.details) } }
                             }
                         }
                     }

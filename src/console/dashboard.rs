@@ -64,6 +64,10 @@ pub async fn home(State(st): State<ConsoleState>, viewer: Viewer) -> Response {
                 div { dt { "Expiring in 30 days" } dd id="expiring-30" { (d.expiring_30) } }
                 div { dt { "Expiring in 90 days" } dd id="expiring-90" { (d.expiring_90) } }
             }
+            p id="ocsp-signers-expiring" {
+                "Not counted above: " (d.ocsp_signers_expiring_30)
+                " OCSP signer certificates expiring in 30 days, renewed by the service itself."
+            }
             div class="scroll" {
                 table id="by-profile" {
                     caption { "By profile and status" }

@@ -116,6 +116,8 @@ pub struct Principal {
     pub tenants: Vec<String>,
     /// How it was established.
     pub via: Via,
+    /// The API client's registered name, written beside its id in audit entries.
+    pub name: Option<String>,
 }
 
 impl Principal {
@@ -126,12 +128,22 @@ impl Principal {
             role: Role::Admin,
             tenants: Vec::new(),
             via: Via::Operator,
+            name: None,
         }
     }
 
-    /// The operator named by `$USER`.
+    /// The operator named by `$USER` (or `$LOGNAME`); `local` when neither is set (cron,
+    /// containers): the audit log names someone, never "unknown".
     pub fn local_operator() -> Principal {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let named = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty() && !v.chars().any(char::is_control))
+        };
+        let user = named("USER")
+            .or_else(|| named("LOGNAME"))
+            .unwrap_or_else(|| "local".into());
         Self::operator(&user)
     }
 
@@ -142,7 +154,14 @@ impl Principal {
             role,
             tenants,
             via: Via::Client,
+            name: None,
         }
+    }
+
+    /// This principal with the API client's registered name (shown beside its id).
+    pub fn named(mut self, name: &str) -> Principal {
+        self.name = Some(name.to_string());
+        self
     }
 
     /// A person signed in to the console.
@@ -152,11 +171,22 @@ impl Principal {
             role,
             tenants,
             via: Via::User,
+            name: None,
         }
     }
 
-    /// The name audit entries carry: `cli:alice`, `api:pnc_…`, `ui:bob`.
+    /// The name audit entries carry: `cli:alice`, `api:Example CPO (pnc_…)`, `ui:bob` (a
+    /// client id alone when its name is unknown: external tokens, certificate holders).
     pub fn actor(&self) -> String {
+        match (self.via, &self.name) {
+            (Via::Client, Some(name)) => format!("api:{name} ({})", self.id),
+            _ => self.key(),
+        }
+    }
+
+    /// The stable identity (`cli:alice`, `api:pnc_…`, `ui:bob`): what idempotency keys are
+    /// bound to, unchanged by a client's name.
+    pub fn key(&self) -> String {
         match self.via {
             Via::Operator => format!("cli:{}", self.id),
             Via::Client => format!("api:{}", self.id),

@@ -257,7 +257,9 @@ impl Tokens {
             Credential::Bearer(t) => self.verify(&t).await,
             Credential::ClientCertificate(der) => {
                 match self.ra.client_for_certificate(&der).await {
-                    Ok(Some(c)) => Ok(Principal::client(&c.client_id, c.role, c.tenants)),
+                    Ok(Some(c)) => {
+                        Ok(Principal::client(&c.client_id, c.role, c.tenants).named(&c.name))
+                    }
                     // A certificate no client is registered for is no credential.
                     Ok(None) => Err(unauthenticated(
                         "missing_credentials",
@@ -331,13 +333,17 @@ impl Tokens {
         if v.nbf - LEEWAY > now {
             return Err(unauthenticated("invalid_token", "token not valid yet"));
         }
-        if v.ours && !self.ra.client_active(&v.sub).await? {
-            return Err(unauthenticated(
+        let principal = Principal::client(&v.sub, v.role, v.tenants);
+        if !v.ours {
+            return Ok(principal);
+        }
+        match self.ra.active_client_name(&v.sub).await? {
+            Some(name) => Ok(principal.named(&name)),
+            None => Err(unauthenticated(
                 "client_disabled",
                 "the client of this token is disabled",
-            ));
+            )),
         }
-        Ok(Principal::client(&v.sub, v.role, v.tenants))
     }
 
     /// Check a token's signature and claims (not its times or client state).

@@ -81,24 +81,25 @@ pub(super) async fn verify_secret(hash: Option<&str>, secret: String) -> bool {
 /// a client disabled on another replica loses access within this time (at once on this one).
 pub const CLIENT_STATE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Clients' enabled state as last read, per client id. Only ids of validly signed tokens get
-/// here, so it holds at most one entry per registered client.
+/// Clients' enabled state (and name) as last read, per client id. Only ids of validly signed
+/// tokens get here, so it holds at most one entry per registered client.
 #[derive(Default)]
 pub(super) struct ClientStates(
-    std::sync::Mutex<std::collections::HashMap<String, (bool, tokio::time::Instant)>>,
+    std::sync::Mutex<std::collections::HashMap<String, (Option<String>, tokio::time::Instant)>>,
 );
 
 impl ClientStates {
-    fn get(&self, id: &str) -> Option<bool> {
+    /// `Some(name)` for an enabled client, `Some(None)` for a disabled or unknown one.
+    fn get(&self, id: &str) -> Option<Option<String>> {
         let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         g.get(id)
             .filter(|(_, at)| at.elapsed() < CLIENT_STATE_TTL)
-            .map(|(active, _)| *active)
+            .map(|(name, _)| name.clone())
     }
 
-    fn put(&self, id: &str, active: bool) {
+    fn put(&self, id: &str, name: Option<String>) {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        g.insert(id.to_string(), (active, tokio::time::Instant::now()));
+        g.insert(id.to_string(), (name, tokio::time::Instant::now()));
     }
 }
 
@@ -180,24 +181,28 @@ impl Ra {
         );
         let changed = self.inner.store.disable_client(client_id, &ev).await?;
         // Its tokens stop working here at once, on other replicas within CLIENT_STATE_TTL.
-        self.inner.clients.put(client_id, false);
+        self.inner.clients.put(client_id, None);
         Ok(changed)
     }
 
-    /// Whether `client_id` is a registered, enabled client (read at most every
-    /// [`CLIENT_STATE_TTL`] per client).
-    pub(super) async fn client_active(&self, client_id: &str) -> Result<bool, RaError> {
-        if let Some(active) = self.inner.clients.get(client_id) {
-            return Ok(active);
+    /// The name of `client_id` if it is a registered, enabled client, `None` otherwise (read
+    /// at most every [`CLIENT_STATE_TTL`] per client).
+    pub(super) async fn active_client_name(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<String>, RaError> {
+        if let Some(name) = self.inner.clients.get(client_id) {
+            return Ok(name);
         }
-        let active = self
+        let name = self
             .inner
             .store
             .get_client(client_id)
             .await?
-            .is_some_and(|c| c.disabled_at.is_none());
-        self.inner.clients.put(client_id, active);
-        Ok(active)
+            .filter(|c| c.disabled_at.is_none())
+            .map(|c| c.name);
+        self.inner.clients.put(client_id, name.clone());
+        Ok(name)
     }
 
     /// The enabled client `client_id` if `secret` is its secret. Unknown ids cost the same time.

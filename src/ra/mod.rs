@@ -195,7 +195,7 @@ pub(super) fn idempotency(
     h.update(b"\n");
     h.update(body);
     Ok(IdempotencyKey {
-        actor: p.actor(),
+        actor: p.key(),
         key: key.to_string(),
         request_sha256: hex::encode(h.finalize()),
     })
@@ -830,10 +830,11 @@ impl Ra {
         // An EMAID is searched in the form certificates carry it: normalised like the contract
         // API does (separators and case; a -2 EMAID without its check digit gets it).
         f.emaid = f.emaid.map(|e| {
-            crate::policy::identifiers::normalize_emaid(&e)
+            contracts::normalize_emaid(e.trim())
                 .map(|n| compact_id(&n))
                 .unwrap_or_else(|_| compact_id(&e))
         });
+        f.pcid = f.pcid.map(|v| v.trim().to_string());
         f.evse_id = f.evse_id.map(|e| compact_id(&e));
         let limit = f.limit.unwrap_or(100).clamp(1, 1000);
         f.limit = Some(limit);

@@ -68,11 +68,14 @@ impl std::fmt::Debug for ConsoleSession {
 pub struct Dashboard {
     /// Certificates by (profile, status), status one of valid, revoked, expired.
     pub counts: Vec<(String, String, i64)>,
-    /// Valid certificates expiring within 30 days.
+    /// Valid certificates expiring within 30 days, OCSP signers aside.
     pub expiring_30: i64,
-    /// Valid certificates expiring within 90 days.
+    /// Valid certificates expiring within 90 days, OCSP signers aside.
     pub expiring_90: i64,
-    /// The next valid certificates to expire within 90 days (at most 10), soonest first.
+    /// OCSP signers expiring within 30 days (renewed by the service itself).
+    pub ocsp_signers_expiring_30: i64,
+    /// The next valid certificates to expire within 90 days (at most 10, OCSP signers aside),
+    /// soonest first.
     pub soonest: Vec<CertRecord>,
     /// CAs whose certificate expires within 90 days, soonest first.
     pub cas_expiring: Vec<CaRecord>,
@@ -379,26 +382,32 @@ impl Ra {
             Some(ts) => ts.into_iter().map(Some).collect(),
         };
         let mut counts: std::collections::BTreeMap<(String, String), i64> = Default::default();
-        let (mut expiring_30, mut expiring_90) = (0, 0);
+        let (mut expiring_30, mut expiring_90, mut ocsp_signers_expiring_30) = (0, 0, 0);
         let mut soonest: Vec<CertRecord> = Vec::new();
+        // OCSP signers renew themselves: counted apart from what people act on.
+        let signers = self.ocsp_signer_profiles();
         for t in &scopes {
             for (profile, status, n) in self.inner.store.cert_counts(t.as_deref()).await? {
                 *counts.entry((profile, status)).or_default() += n;
             }
-            expiring_30 += self
-                .inner
-                .store
-                .count_expiring(now, now + 30 * day, t.as_deref())
-                .await?;
-            expiring_90 += self
-                .inner
-                .store
-                .count_expiring(now, now + 90 * day, t.as_deref())
-                .await?;
+            for (days, total) in [(30, &mut expiring_30), (90, &mut expiring_90)] {
+                let by_profile = self
+                    .inner
+                    .store
+                    .count_expiring_by_profile(now, now + days * day, t.as_deref())
+                    .await?;
+                for (profile, n) in by_profile {
+                    if !signers.contains(&profile) {
+                        *total += n;
+                    } else if days == 30 {
+                        ocsp_signers_expiring_30 += n;
+                    }
+                }
+            }
             soonest.extend(
                 self.inner
                     .store
-                    .expiring_soonest(now, now + 90 * day, t.as_deref(), 10)
+                    .expiring_soonest(now, now + 90 * day, t.as_deref(), &signers, 10)
                     .await?,
             );
         }
@@ -433,12 +442,24 @@ impl Ra {
                 .collect(),
             expiring_30,
             expiring_90,
+            ocsp_signers_expiring_30,
             soonest,
             cas_expiring,
             ca_count,
             health: self.health().await,
             last_verification,
         })
+    }
+
+    /// The profiles of delegated OCSP signers: renewed by the service itself, so listed apart
+    /// from the certificates people act on (dashboard, `report expiring`).
+    pub fn ocsp_signer_profiles(&self) -> Vec<String> {
+        self.inner
+            .profiles
+            .iter()
+            .filter(|p| p.kind == crate::policy::profile::Kind::OcspSigner)
+            .map(|p| p.name.clone())
+            .collect()
     }
 
     /// The audit entries about one certificate, newest first, for whoever may see it.

@@ -121,7 +121,7 @@ macro_rules! entry_from_row {
 
 /// Entries after `f.after_seq` (and before `f.before_seq`), oldest or newest first, optionally
 /// only those whose action starts with `f.action_prefix` and with exactly `f.target` /
-/// `f.actor`.
+/// `f.actor` (`api:ID` also matching `api:NAME (ID)`).
 pub(super) async fn entries(store: &Store, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
     let after = f.after_seq.unwrap_or(0);
     let before = f.before_seq.unwrap_or(i64::MAX);
@@ -130,11 +130,18 @@ pub(super) async fn entries(store: &Store, f: &AuditFilter) -> Result<Vec<AuditE
     let prefix = f.action_prefix.clone().unwrap_or_default();
     let target = f.target.clone().unwrap_or_default();
     let actor = f.actor.clone().unwrap_or_default();
+    // `api:ID` also finds the entries that carry the client's name: `api:NAME (ID)`.
+    let named = actor
+        .strip_prefix("api:")
+        .filter(|id| !id.is_empty() && !id.contains(' '))
+        .map(|id| format!(" ({id})"))
+        .unwrap_or_default();
     let order = if f.newest_first { "DESC" } else { "ASC" };
     let sql = format!(
         "SELECT seq, ts, actor, action, target, details, prev_hash, hash FROM audit_log \
          WHERE seq > $1 AND seq < $2 AND ($3 = '' OR SUBSTR(action, 1, LENGTH($3)) = $3) \
-         AND ($4 = '' OR target = $4) AND ($5 = '' OR actor = $5) \
+         AND ($4 = '' OR target = $4) AND ($5 = '' OR actor = $5 OR ($7 <> '' AND SUBSTR(actor, 1, 4) = 'api:' \
+         AND SUBSTR(actor, LENGTH(actor) - LENGTH($7) + 1) = $7)) \
          ORDER BY seq {order} LIMIT $6"
     );
     dispatch!(&store.db, pool => {
@@ -145,6 +152,7 @@ pub(super) async fn entries(store: &Store, f: &AuditFilter) -> Result<Vec<AuditE
         .bind(&target)
         .bind(&actor)
         .bind(limit)
+        .bind(&named)
         .fetch_all(pool)
         .await?;
         let mut v = Vec::with_capacity(rows.len());

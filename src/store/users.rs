@@ -314,22 +314,29 @@ impl Store {
         from: i64,
         to: i64,
         tenant: Option<&str>,
+        skip_profiles: &[String],
         limit: i64,
     ) -> Result<Vec<CertRecord>, StoreError> {
         let tenant = tenant.unwrap_or_default().to_string();
         let limit = limit.clamp(1, 1000);
+        let skip: String = (0..skip_profiles.len())
+            .map(|i| format!(" AND profile <> ${}", i + 5))
+            .collect();
         dispatch!(&self.db, pool => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let sql = format!(
                 "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'valid' \
-                 AND not_after >= $1 AND not_after < $2 AND ($3 = '' OR tenant = $3) \
+                 AND not_after >= $1 AND not_after < $2 AND ($3 = '' OR tenant = $3){skip} \
                  ORDER BY not_after, issuer_id, serial_hex LIMIT $4"
-            )))
-            .bind(from)
-            .bind(to)
-            .bind(&tenant)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(from)
+                .bind(to)
+                .bind(&tenant)
+                .bind(limit);
+            for p in skip_profiles {
+                q = q.bind(p);
+            }
+            let rows = q.fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 out.push(cert_from_row!(r));
@@ -338,25 +345,31 @@ impl Store {
         })
     }
 
-    /// How many valid certificates (optionally of one tenant) expire in `[from, to)`.
-    pub async fn count_expiring(
+    /// How many valid certificates (optionally of one tenant) expire in `[from, to)`, by
+    /// profile.
+    pub async fn count_expiring_by_profile(
         &self,
         from: i64,
         to: i64,
         tenant: Option<&str>,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let tenant = tenant.unwrap_or_default().to_string();
         dispatch!(&self.db, pool => {
-            let r = sqlx::query(
-                "SELECT COUNT(*) AS n FROM certificates WHERE status = 'valid' \
-                 AND not_after >= $1 AND not_after < $2 AND ($3 = '' OR tenant = $3)",
+            let rows = sqlx::query(
+                "SELECT profile, COUNT(*) AS n FROM certificates WHERE status = 'valid' \
+                 AND not_after >= $1 AND not_after < $2 AND ($3 = '' OR tenant = $3) \
+                 GROUP BY profile",
             )
             .bind(from)
             .bind(to)
             .bind(&tenant)
-            .fetch_one(pool)
+            .fetch_all(pool)
             .await?;
-            Ok(r.try_get("n")?)
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push((r.try_get("profile")?, r.try_get("n")?));
+            }
+            Ok(out)
         })
     }
 }

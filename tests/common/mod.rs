@@ -837,3 +837,61 @@ pub fn ocsp_status(base: &str, issuer: &Path, leaf: &Path) -> String {
     }
     out
 }
+
+/// A console page as an admin sees it: sign in through the form, then GET `path`.
+/// Each call signs in as a new admin (`ops1`, `ops2`, …).
+pub fn console_page(env: &Env, srv: &Server, path: &str) -> String {
+    static USERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "ops{}",
+        USERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    );
+    let out = env.ok(&["user", "add", "--name", &name, "--role", "admin", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let password = v["password"].as_str().unwrap().to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .get(&srv.url("/ui/login"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let needle = "name=\"csrf\" value=\"";
+    let i = login.find(needle).expect("sign-in form token") + needle.len();
+    let csrf = &login[i..i + login[i..].find('"').unwrap()];
+    let form = serde_urlencoded::to_string([
+        ("name", name.as_str()),
+        ("password", &password),
+        ("csrf", csrf),
+    ])
+    .unwrap();
+    let r = agent
+        .post(&srv.url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(form.as_bytes())
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|c| {
+            c.to_str()
+                .ok()?
+                .strip_prefix("pnc_session=")
+                .map(str::to_string)
+        })
+        .expect("session cookie");
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let mut page = agent
+        .get(&srv.url(path))
+        .header("cookie", &format!("pnc_session={cookie}"))
+        .call()
+        .unwrap();
+    assert_eq!(page.status(), 200, "{path}");
+    page.body_mut().read_to_string().unwrap()
+}

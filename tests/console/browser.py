@@ -147,6 +147,7 @@ def run(d):
     click(d, d.find_element(By.ID, "confirm-revoke"))
     check(text(d, "status").startswith("revoked"), "the page says revoked")
     check(text(d, "ocsp-status").startswith("revoked"), "OCSP says revoked on its page")
+    check("days left" not in text(d, "fields"), "a revoked certificate shows no days left")
     rows = [r.text for r in d.find_elements(By.CSS_SELECTOR, "table.audit tbody tr")]
     actor = "ui:" + FIX["admin"]["name"]
     check(any("certificate.revoke" in r and actor in r for r in rows),
@@ -173,6 +174,14 @@ def run(d):
 
     # The audit log, and its verification.
     nav(d, "Audit log")
+    # Long actors and targets wrap in their own column: Details keeps a readable width, and
+    # every such cell holds its whole value in its title.
+    widths = [c.size["width"] for c in
+              d.find_elements(By.CSS_SELECTOR, "table.audit tbody td:nth-child(6)")]
+    check(widths and min(widths) >= 150, f"the Details column stays readable ({widths[:3]} px)")
+    check(all(c.get_attribute("title") == c.text for c in
+              d.find_elements(By.CSS_SELECTOR, "table.audit tbody td:nth-child(5)")),
+          "each target's title holds the whole value")
     shot(d, "audit")
     click(d, d.find_element(By.ID, "verify"))
     check("intact" in text(d, "verify-result"), "the audit chain verifies")
