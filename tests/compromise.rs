@@ -199,7 +199,7 @@ fn cpo_sub_ca_compromise_while_serving() {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let name = format!("D{i}");
+                let name = format!("ED{i}");
                 let csr = {
                     let key = env_dir.join(format!("{name}.key"));
                     let csr = env_dir.join(format!("{name}.csr"));
@@ -236,6 +236,12 @@ fn cpo_sub_ca_compromise_while_serving() {
     let answers = during.join().unwrap();
     assert_eq!(code, 0, "{err}\n{out}");
     let report: Value = serde_json::from_str(out.trim()).expect("--json report");
+    eprintln!(
+        "enrollments during the command: {} answered, {} refused (key stopped)",
+        answers.iter().filter(|a| a.0 == 200).count(),
+        answers.iter().filter(|a| a.0 == 503).count()
+    );
+    assert!(!answers.is_empty());
     // Enrollments during the command were answered, or refused while the key was stopped and
     // not yet replaced (503 issuer_key_stopped), never anything else.
     for (status, body) in &answers {
@@ -349,7 +355,7 @@ fn cpo_sub_ca_compromise_while_serving() {
     let new_ca = e2.join("cpo-sub-ca-2.pem");
     assert_eq!(ski(&cacerts), ski(&new_ca));
     let new_chain = bundle(&d.join("new-chain.pem"), &[&new_ca, &sub1]);
-    let (_, fresh) = enroll(&env, &srv, &auth, "N1");
+    let (_, fresh) = enroll(&env, &srv, &auth, "EN1");
     assert_eq!(aki(&fresh), ski(&new_ca));
     verify(&root, &new_chain, &fresh).unwrap();
     assert!(verify(&root, &old_chain, &fresh).is_err());
@@ -435,7 +441,7 @@ fn an_interrupted_compromise_is_finished_by_running_it_again() {
         &[("PNC_COMPROMISE_EXIT_AFTER", "stop")],
     );
     assert_eq!(code, 137, "{err}");
-    let r = try_enroll(&env, &srv.url(""), &auth, "S1");
+    let r = try_enroll(&env, &srv.url(""), &auth, "ES1");
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("issuer_key_stopped"), "{}", r.text());
     assert!(
@@ -455,7 +461,7 @@ fn an_interrupted_compromise_is_finished_by_running_it_again() {
     assert_eq!(code, 137, "{err}");
     let certs = issued_by(&env, "cpo-sub-ca-2");
     assert!(certs.iter().all(|c| c["status"] == "revoked"), "{certs:?}");
-    let r = try_enroll(&env, &srv.url(""), &auth, "S2");
+    let r = try_enroll(&env, &srv.url(""), &auth, "ES2");
     assert_eq!(r.status, 503, "{}", r.text());
 
     // The rerun finishes: the same end state as one uninterrupted run.
@@ -477,7 +483,7 @@ fn an_interrupted_compromise_is_finished_by_running_it_again() {
     assert_eq!(audit(&env, "ca.compromise.revoke-batch").len(), 3);
     assert_eq!(audit(&env, "ca.rollover").len(), 1, "replaced once");
     assert_eq!(audit(&env, "ca.compromise.finished").len(), 1);
-    let (_, fresh) = enroll(&env, &srv, &auth, "N1");
+    let (_, fresh) = enroll(&env, &srv, &auth, "EN1");
     assert_ne!(aki(&fresh), ski(&old_ca));
     assert_eq!(ocsp_status(&srv.url(""), &old_ca, &leaves[4].1), "revoked");
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
