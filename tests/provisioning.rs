@@ -2891,7 +2891,11 @@ fn mo_sub_ca_compromise_regenerates_the_contract_data_of_pooled_vehicles() {
     let events = d
         .env
         .ok(&["audit", "export", "--action", "certificate.issue"]);
-    assert_eq!(events.matches("\"contract\"").count(), 2, "{events}");
+    assert_eq!(
+        events.matches("\"profile\":\"contract\"").count(),
+        2,
+        "{events}"
+    );
 
     // The next installation delivers the regenerated data: the EV accepts it.
     let a = d.ccp(&install_req2(&car, vec![v2g]), None);
