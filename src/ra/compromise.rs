@@ -102,14 +102,17 @@ impl Ra {
         let store = &self.inner.store;
         let mut regenerated = 0i64;
         let mut failed: Vec<(String, String)> = Vec::new();
+        // Each contract is tried once per run: one that fails (or is somehow still due after
+        // its regeneration) does not hold the others up, and the loop ends.
+        let mut tried = std::collections::HashSet::new();
         loop {
             let page = 200;
             let due = store
-                .compromise_contracts_due(ca_id, page + i64::try_from(failed.len()).unwrap_or(0))
+                .compromise_contracts_due(ca_id, page + i64::try_from(tried.len()).unwrap_or(0))
                 .await?;
             let todo: Vec<_> = due
                 .into_iter()
-                .filter(|c| !failed.iter().any(|(id, _)| id == &c.contract_id))
+                .filter(|c| tried.insert(c.contract_id.clone()))
                 .collect();
             if todo.is_empty() {
                 break;
