@@ -489,3 +489,88 @@ fn an_interrupted_compromise_is_finished_by_running_it_again() {
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
     let _ = d;
 }
+
+#[test]
+fn cpo_sub_ca_compromise_with_two_replicas_on_postgres() {
+    if !backend_ready(Backend::Postgres) {
+        return;
+    }
+    let env = Env::new(Backend::Postgres);
+    env.init();
+    let d = env.path();
+    let a = env.serve();
+    let b = env.serve();
+    let auth = a.bearer(&env.client_add("cpo", "cpo", &["DE*ABC"]));
+    let e1 = env.export();
+    let root = e1.join("v2g-root.pem");
+    let sub1 = e1.join("cpo-sub-ca-1.pem");
+    let old_ca = e1.join("cpo-sub-ca-2.pem");
+    let old_chain = bundle(&d.join("old-chain.pem"), &[&old_ca, &sub1]);
+    let parent_chain = bundle(&d.join("parent-chain.pem"), &[&sub1, &root]);
+    let mut leaves = Vec::new();
+    for i in 0..4 {
+        leaves.push(enroll(&env, &a, &auth, &format!("E{i}")));
+    }
+    // Replica B has answered "good" for them (and cached it).
+    for (_, leaf) in &leaves {
+        assert_eq!(ocsp_status(&b.url(""), &old_ca, leaf), "good");
+    }
+
+    // Killed right after the stop: replica B, which has not reloaded its keys, refuses.
+    let (code, _, err) = compromise(
+        &env,
+        "cpo-sub-ca-2",
+        &[],
+        &[("PNC_COMPROMISE_EXIT_AFTER", "stop")],
+    );
+    assert_eq!(code, 137, "{err}");
+    let r = try_enroll(&env, &b.url(""), &auth, "ES1");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("issuer_key_stopped"), "{}", r.text());
+
+    let (code, out, err) = compromise(&env, "cpo-sub-ca-2", &["--batch-size", "2"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        report["revoked"], 5,
+        "4 leaves and the OCSP signer: {report}"
+    );
+    assert_eq!(report["contracts_regenerated"], 0, "{report}");
+    let old: Vec<Value> = issued_by(&env, "cpo-sub-ca-2")
+        .into_iter()
+        .filter(|c| c["issuer_generation"] == 1)
+        .collect();
+    assert_eq!(old.len(), 5);
+    assert!(old.iter().all(|c| c["revocation_reason"] == "cACompromise"));
+
+    // On both replicas as soon as the command returned: revoked.
+    for srv in [&a, &b] {
+        let url = srv.url("");
+        assert_eq!(
+            ocsp_verified(&url, &sub1, &old_ca, &root, &parent_chain),
+            "revoked"
+        );
+        for (_, leaf) in &leaves {
+            assert_eq!(
+                ocsp_verified(&url, &old_ca, leaf, &root, &old_chain),
+                "revoked"
+            );
+        }
+        let crl = fetch_crl(srv, "/crl/cpo-sub-ca-1.crl", d, "parent-crl", &parent_chain);
+        assert!(crl.contains(&serial(&old_ca)), "{crl}");
+    }
+    // Both issue under the replacement.
+    let e2 = d.join("export2");
+    env.ok(&["export", "--out", e2.to_str().unwrap()]);
+    let new_ca = e2.join("cpo-sub-ca-2.pem");
+    let new_chain = bundle(&d.join("new-chain.pem"), &[&new_ca, &sub1]);
+    for (i, srv) in [&a, &b].into_iter().enumerate() {
+        let r = reply(http().get(&srv.url("/cpo/cacerts/ISO15118-2")).call());
+        let (_, cacerts) = pkcs7_leaf(d, &format!("cacerts{i}"), &r.text());
+        assert_eq!(ski(&cacerts), ski(&new_ca));
+        let (_, fresh) = enroll(&env, srv, &auth, &format!("EN{i}"));
+        assert_eq!(aki(&fresh), ski(&new_ca));
+        verify(&root, &new_chain, &fresh).unwrap();
+    }
+    assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
+}
