@@ -306,7 +306,7 @@ impl Store {
     /// End-entity certificates of other holders (no key held by the service, no contract
     /// certificate) that compromise `origin` revoked, or that are still valid under its
     /// stopped keys: who must enroll again. By tenant, then profile and serial; at most
-    /// `limit`, after `after` (`issuer_id/serial_hex`) in that order.
+    /// `limit`.
     pub async fn compromise_reenroll(
         &self,
         origin: &str,
