@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use futures_util::StreamExt;
+
 use super::provisioning::Pregenerate;
 use super::{Ra, RaError};
 use crate::ca::compromise::{
@@ -77,6 +79,9 @@ pub struct CompromiseListing {
     pub reenroll: Vec<ReenrollEntry>,
 }
 
+/// Contracts regenerated at once.
+const REGENERATE_CONCURRENCY: usize = 8;
+
 /// At most this many re-enrollment entries in one report.
 pub const REENROLL_LIMIT: i64 = 1_000_000;
 
@@ -117,7 +122,9 @@ impl Ra {
             if todo.is_empty() {
                 break;
             }
-            for c in todo {
+            // A few at once: each one waits on the token (key, signatures) and the database
+            // in turn, so some overlap keeps both busy.
+            let mut results = futures_util::stream::iter(todo.into_iter().map(|c| async move {
                 let req = Pregenerate {
                     emaid: c.emaid.clone(),
                     pcid: c.pcid.clone(),
@@ -133,11 +140,15 @@ impl Ra {
                     .into_bytes(),
                     idempotency_key: None,
                 };
-                match self.pregenerate(p, req).await {
+                (c.contract_id, self.pregenerate(p, req).await)
+            }))
+            .buffer_unordered(REGENERATE_CONCURRENCY);
+            while let Some((contract_id, r)) = results.next().await {
+                match r {
                     Ok(_) => regenerated += 1,
                     Err(e) => {
-                        tracing::warn!(contract = %c.contract_id, error = %e, "contract data not regenerated");
-                        failed.push((c.contract_id.clone(), e.to_string()));
+                        tracing::warn!(contract = %contract_id, error = %e, "contract data not regenerated");
+                        failed.push((contract_id, e.to_string()));
                     }
                 }
                 progress("contracts", regenerated);
