@@ -2927,3 +2927,102 @@ fn iso20_contract_data_is_pregenerated_and_delivered_once_with_a_fresh_timestamp
     );
     assert_eq!(d.contract_certs(), 2);
 }
+
+/// `pnc-pki ca compromise` of MO sub-CA 2 while `serve` runs: the pooled vehicle's contract
+/// gets new pre-generated contract data under the replacement (with `oem.contract.updated`),
+/// the next installation delivers it, the test EV decrypts it, and its chain no longer holds
+/// the old MO sub-CA 2; the old contract certificate answers revoked.
+#[test]
+fn mo_sub_ca_compromise_regenerates_the_contract_data_of_pooled_vehicles() {
+    let d = deploy(
+        common::Backend::Sqlite,
+        &[("PNC_FETCH_ALLOW", "127.0.0.1/32")],
+    );
+    let rx_oem = Receiver::start();
+    d.webhook(
+        &d.oem_token,
+        &rx_oem.url("/hook"),
+        &["oem.contract.updated"],
+    );
+    let v2g = root_id(&d.pem("v2g-root"));
+    let car = d.oem.vehicle(PCID, Nid::X9_62_PRIME256V1, valid());
+    d.upload(&car);
+    let r = d.send(
+        "PUT",
+        "/v1/cps/generate/signedContractData",
+        &d.mo,
+        Some(json!({"emaid": EMAID, "pcid": PCID, "xsdMsgDefNamespace": NS2})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let pre = B64
+        .decode(r.json()["contractCertificate"].as_str().unwrap())
+        .unwrap();
+    // A second contract whose car is not in the pool: nothing to regenerate for it.
+    d.contract("DE8AA000000001", "WP0ZZZ99ZTS392999");
+    let old_sub2 = std::fs::read(d.pem("mo-sub-ca-2")).unwrap();
+    let old_sub2 = X509::from_pem(&old_sub2).unwrap().to_der().unwrap();
+
+    let out = d
+        .env
+        .ok(&["ca", "compromise", "--ca", "mo-sub-ca-2", "--json"]);
+    let report: Value = serde_json::from_str(out.trim()).expect("--json");
+    assert_eq!(report["contracts_regenerated"], 1, "{report}");
+    assert_eq!(
+        report["revoked"], 2,
+        "the contract certificate and the OCSP signer: {report}"
+    );
+    let events = d
+        .env
+        .ok(&["audit", "export", "--action", "certificate.issue"]);
+    assert_eq!(
+        events.matches("\"profile\":\"contract\"").count(),
+        2,
+        "{events}"
+    );
+
+    // The next installation delivers the regenerated data: the EV accepts it.
+    let a = d.ccp(&install_req2(&car, vec![v2g]), None);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let exi = B64
+        .decode(
+            a.json()["CCPResponse"]["emaidContent"][0]["messageDef"]["certificateInstallationRes"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let (cert, _) = check_answer2(&d, &exi, &car.key, false);
+    assert_ne!(cert, pre, "new contract data");
+    let (_, res) = res2(&exi);
+    let subs = res
+        .contract_signature_cert_chain
+        .sub_certificates
+        .unwrap()
+        .certificate;
+    assert!(
+        !subs.contains(&old_sub2),
+        "the chain no longer holds the old MO sub-CA 2"
+    );
+    assert_eq!(d.contract_certs(), 2, "delivered as pre-generated");
+    // The old certificate answers revoked under the old sub-CA.
+    assert_eq!(
+        d.ocsp(
+            &pre,
+            &[old_sub2.clone(), subs[1].clone()],
+            &d.pem("mo-root")
+        ),
+        "revoked"
+    );
+    // The OEM hears of it: oem.contract.updated, once.
+    let got = rx_oem.wait_for("oem.contract.updated", 1, 20);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].text_lossy().contains(EMAID),
+        "{}",
+        got[0].text_lossy()
+    );
+    let ev = d
+        .env
+        .ok(&["audit", "export", "--action", "ca.compromise.contracts"]);
+    assert!(ev.contains("\"regenerated\":1"), "{ev}");
+    assert!(d.env.ok(&["audit", "verify"]).contains("audit log OK"));
+}

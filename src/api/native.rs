@@ -29,6 +29,7 @@ pub fn routes(r: Routes) -> Routes {
         )
         .add("/api/v1/cas", &["GET"], get(list_cas))
         .add("/api/v1/cas/{id}/chain", &["GET"], get(ca_chain))
+        .add("/api/v1/cas/{id}/compromise", &["GET"], get(ca_compromise))
         .add(
             "/api/v1/clients",
             &["GET", "POST"],
@@ -240,6 +241,79 @@ async fn ca_chain(
         })
         .collect();
     Ok(Json(serde_json::json!({ "id": id, "chain": items })).into_response())
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct CompromiseQuery {
+    /// `csv` for CSV (as `Accept: text/csv`), `json` otherwise.
+    format: Option<String>,
+}
+
+/// `GET /api/v1/cas/{id}/compromise` (admin, auditor): the CA's stopped (compromised) key
+/// generations and the certificates whose holders must enroll again, by tenant; JSON, or CSV
+/// with `Accept: text/csv` or `?format=csv` (one row per certificate, for a CSMS to trigger
+/// `SignCertificate`).
+async fn ca_compromise(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    q: Result<Query<CompromiseQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let report = st.ra.compromise_report(&p, &id).await?;
+    let csv = match q.format.as_deref() {
+        Some("csv") => true,
+        Some("json") | None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv")),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!(
+                    "format must be csv or json, not '{}'",
+                    other.chars().take(32).collect::<String>()
+                ),
+            ));
+        }
+    };
+    if csv {
+        let mut out =
+            String::from("tenant,profile,issuer_id,serial_hex,evse_id,subject,not_after\r\n");
+        for e in &report.reenroll {
+            let not_after = crate::model::rfc3339(e.not_after);
+            let row: [&str; 7] = [
+                e.tenant.as_str(),
+                e.profile.as_str(),
+                e.issuer_id.as_str(),
+                e.serial_hex.as_str(),
+                e.evse_id.as_deref().unwrap_or(""),
+                e.subject.as_str(),
+                &not_after,
+            ];
+            let cells: Vec<String> = row.iter().copied().map(csv_cell).collect();
+            out.push_str(&cells.join(","));
+            out.push_str("\r\n");
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+    }
+    Ok(Json(report).into_response())
+}
+
+/// One CSV cell (RFC 4180): quoted when it holds a separator, a quote or a line break; a
+/// leading `=`, `+`, `-` or `@` is prefixed with `'` so that a spreadsheet does not run it.
+fn csv_cell(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    };
+    if v.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
 }
 
 async fn list_clients(

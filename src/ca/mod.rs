@@ -12,6 +12,7 @@
 
 pub mod bootstrap;
 mod build;
+pub mod compromise;
 pub mod cps;
 pub mod crl;
 pub mod doctor;

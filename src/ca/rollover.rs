@@ -330,7 +330,7 @@ impl Ca {
 }
 
 /// Whether `h`'s CA was signed by an issuer we do not hold.
-fn is_external(h: &IssuerHandle) -> bool {
+pub(super) fn is_external(h: &IssuerHandle) -> bool {
     h.record.external_chain.is_some()
         || (h.record.parent_id.is_none() && h.cert.subject_der() != h.cert.issuer_der())
 }

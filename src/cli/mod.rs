@@ -5,6 +5,7 @@
 //! everything; the token and the database are never touched here.
 
 pub mod client;
+pub mod compromise;
 pub mod ev;
 pub mod exi;
 mod show;
@@ -700,6 +701,9 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 Ok(0)
             })
         }
+        Command::Ca {
+            cmd: CaCmd::Compromise(args),
+        } => compromise::run(args, &op),
         Command::Report {
             cmd:
                 ReportCmd::Expiring {
@@ -1174,6 +1178,10 @@ pub enum CaCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Respond to the compromise of a sub-CA while `serve` runs: stop its key on every replica,
+    /// revoke it at its parent and everything it issued, replace it, regenerate the contract
+    /// data of pooled vehicles, list who must re-enroll. Rerun to finish an interrupted run.
+    Compromise(compromise::CompromiseArgs),
 }
 
 /// Reports.

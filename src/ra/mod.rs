@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod authorize;
 mod clients;
+pub mod compromise;
 pub mod contracts;
 pub mod defaults;
 mod external;

@@ -12,6 +12,7 @@
 mod audit;
 pub mod batch;
 mod clients;
+mod compromise;
 mod crl;
 mod defaults;
 mod leases;
@@ -24,6 +25,7 @@ mod supersede;
 mod users;
 mod webhooks;
 
+pub use compromise::{CompromiseRecord, ContractToRegenerate, ReenrollEntry};
 pub use defaults::VehicleChoices;
 pub use provisioning::{ContractQuery, DueSupersession, PriorProvisioning};
 pub use users::{MAX_SESSIONS_PER_USER, SessionCutoffs};
@@ -105,10 +107,20 @@ pub enum StoreError {
     /// None of the database URL's hosts is a writable primary (all down, or standbys).
     #[error("{0}")]
     NoPrimary(String),
+    /// The issuing CA key is stopped (`ca compromise`): the database refused to record a
+    /// certificate it signed, whichever process signed it.
+    #[error("the issuing CA key is stopped (compromised); retry once its replacement is in place")]
+    KeyStopped,
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {
+        if key_stopped(&e) {
+            tracing::warn!(
+                "refused to record a certificate signed by a stopped (compromised) CA key"
+            );
+            return StoreError::KeyStopped;
+        }
         if invalid_text(&e) {
             // The caller's input, not our fault: no ERROR line, no 503.
             tracing::info!(error = %e, "the database refused a text value");
@@ -116,6 +128,11 @@ impl From<sqlx::Error> for StoreError {
         }
         StoreError::Db(e)
     }
+}
+
+/// The refusal of the `certificates_refuse_stopped_key` trigger (migration 0017).
+fn key_stopped(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.message().contains("ca_key_stopped"))
 }
 
 /// PostgreSQL's answer to a text parameter holding a NUL: 22021 (character not in repertoire,
@@ -141,6 +158,7 @@ impl StoreError {
             StoreError::IdempotencyKeyTaken(_) => "idempotency_key_in_use",
             StoreError::ConcurrentChange(_) => "concurrent_change",
             StoreError::OutcomeUnknown(_) => "outcome_unknown",
+            StoreError::KeyStopped => "issuer_key_stopped",
             _ => "store_unavailable",
         }
     }
@@ -349,7 +367,7 @@ macro_rules! insert_cert {
                     serial: c.serial_hex.clone(),
                 }
             } else {
-                StoreError::Db(e)
+                StoreError::from(e)
             }
         })?;
     }};
