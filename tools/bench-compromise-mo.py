@@ -11,9 +11,11 @@ contract certificate under mo-sub-ca-2), then runs `pnc-pki ca compromise --ca m
 and times it. Prints the report's per-step counts and seconds and the regeneration rate.
 
 usage: tools/bench-compromise-mo.py [N=10000] [C=8]   (PNC_BIN: default target/release)
+env:   PNC_BENCH_WRAP (prefix for the measured command, e.g. "strace -c -f -o FILE"),
+       PNC_BENCH_KEEP=1 (keep the data dir)
 """
 import base64, datetime, json, os, pathlib, shutil, socket, subprocess, sys, tempfile, threading
-import time, urllib.request
+import resource, shlex, time, urllib.request
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -144,15 +146,19 @@ phase("pooled vehicles (PUT /v1/oem/provCerts)", pool)
 phase("contracts pre-generated (PUT /v1/cps/generate/signedContractData)", pregenerate)
 
 print(f"load before the command: {open('/proc/loadavg').read().strip()}")
+ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
 t0 = time.monotonic()
-out = subprocess.run([BIN, "ca", "compromise", "--data-dir", data, "--ca", "mo-sub-ca-2",
+# PNC_BENCH_WRAP: a prefix for the measured command, e.g. "perf record -g -o /tmp/perf.data".
+out = subprocess.run([*shlex.split(os.environ.get("PNC_BENCH_WRAP", "")), BIN, "ca", "compromise", "--data-dir", data, "--ca", "mo-sub-ca-2",
                       "--json"], env=env, capture_output=True, text=True)
 wall = time.monotonic() - t0
+ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
 assert out.returncode == 0, out.stderr
 report = json.loads(out.stdout)
 print(f"load after the command: {open('/proc/loadavg').read().strip()}")
 print(f"ca compromise: {wall:.2f} s wall (process start and HSM login included), "
-      f"report {report['seconds']:.2f} s")
+      f"report {report['seconds']:.2f} s; its CPU: user {ru1.ru_utime - ru0.ru_utime:.1f} s, "
+      f"system {ru1.ru_stime - ru0.ru_stime:.1f} s")
 print(f"revoked {report['revoked']}, contracts_regenerated {report['contracts_regenerated']}")
 for s in report["steps"]:
     print(f"  {s['step']:<14} {s['count']:>7}  {s['seconds']:8.3f} s  {s['detail'][:90]}")
@@ -161,4 +167,7 @@ if regen and regen["seconds"] > 0:
     print(f"regeneration: {regen['count'] / regen['seconds']:.0f}/s "
           f"({report['contracts_regenerated'] / wall:.0f}/s over the whole command)")
 srv.terminate(); srv.wait()
-shutil.rmtree(work, ignore_errors=True)
+if os.environ.get("PNC_BENCH_KEEP"):
+    print(f"kept {work}")
+else:
+    shutil.rmtree(work, ignore_errors=True)
