@@ -943,6 +943,18 @@ fn route_matrix(d: &Deployment) {
         },
         Case {
             method: "GET",
+            route: "/api/v1/cas/{id}/compromise",
+            path: "/api/v1/cas/cpo-sub-ca-2/compromise".into(),
+            ctype: "",
+            body: vec![],
+            right: c.auditor.clone(),
+            right_claims: ("auditor", vec![]),
+            wrong_role: Some(c.cpo.clone()),
+            wrong_tenant: None,
+            ok_status: 200,
+        },
+        Case {
+            method: "GET",
             route: "/api/v1/clients",
             path: "/api/v1/clients".into(),
             ctype: "",
