@@ -109,12 +109,15 @@ impl Ra {
         let mut failed: Vec<(String, String)> = Vec::new();
         // Each contract is tried once per run: one that fails (or is somehow still due after
         // its regeneration) does not hold the others up, and the loop ends.
+        // Pages are taken by key (contract id order), so each query reads one page whatever
+        // number of contracts came before it.
         let mut tried = std::collections::HashSet::new();
+        let mut after = String::new();
         loop {
-            let page = 200;
-            let due = store
-                .compromise_contracts_due(ca_id, page + i64::try_from(tried.len()).unwrap_or(0))
-                .await?;
+            let due = store.compromise_contracts_due(ca_id, &after, 200).await?;
+            if let Some(last) = due.last() {
+                after = last.contract_id.clone();
+            }
             let todo: Vec<_> = due
                 .into_iter()
                 .filter(|c| tried.insert(c.contract_id.clone()))

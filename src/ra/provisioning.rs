@@ -1472,11 +1472,19 @@ impl Ra {
         };
         let (issued, replaced) = self.ca()?.commit_provisioned(prepared, &link).await?;
         if let Some((i, s)) = replaced {
-            // The previous pre-generated answer was never delivered, or is superseded now.
-            if let Err(e) = self
-                .ca()?
-                .revoke(&i, &s, RevocationReason::Superseded, "service:provisioning")
-                .await
+            // The previous pre-generated answer was never delivered, or is superseded now. One
+            // already revoked (its key was stopped for compromise, and every replica was
+            // awaited then) needs nothing more: revoking it again would cost a write
+            // transaction and a replica round per regenerated contract.
+            let already = matches!(
+                self.inner.store.get_cert(&i, &s).await,
+                Ok(Some(c)) if c.status == CertStatus::Revoked
+            );
+            if !already
+                && let Err(e) = self
+                    .ca()?
+                    .revoke(&i, &s, RevocationReason::Superseded, "service:provisioning")
+                    .await
             {
                 tracing::warn!(serial = %s, error = %e, "revoking a replaced pre-generated certificate failed");
             }

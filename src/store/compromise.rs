@@ -346,10 +346,12 @@ impl Store {
 
     /// Active contracts of a pooled vehicle that had a certificate signed by a key stopped
     /// for compromise `origin` and have no valid pre-generated contract data under another
-    /// key yet: at most `limit`, by contract id.
+    /// key yet: at most `limit`, by contract id, those after contract id `after` (`""` for the
+    /// first page).
     pub async fn compromise_contracts_due(
         &self,
         origin: &str,
+        after: &str,
         limit: i64,
     ) -> Result<Vec<ContractToRegenerate>, StoreError> {
         dispatch!(&self.db, pool => {
@@ -359,10 +361,11 @@ impl Store {
                  AND EXISTS (SELECT 1 FROM provisionings p JOIN certificates c \
                    ON c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
                    WHERE p.contract_id = k.id AND {OF_STOPPED_KEYS}) \
-                 AND NOT EXISTS ({REGENERATED}) ORDER BY k.id LIMIT $2"
+                 AND NOT EXISTS ({REGENERATED}) AND k.id > $3 ORDER BY k.id LIMIT $2"
             )))
             .bind(origin)
             .bind(limit)
+            .bind(after)
             .fetch_all(pool)
             .await?;
             let mut out = Vec::with_capacity(rows.len());
