@@ -12,26 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::openssl_cli::{aki, bundle, ocsp_verified, ski, verify};
 use common::*;
 use serde_json::Value;
-
-/// The subject key identifier, as openssl prints it (`AB:CD:…`).
-fn ski(pem: &Path) -> String {
-    ext(pem, "subjectKeyIdentifier")
-}
-
-/// The authority key identifier, as openssl prints it.
-fn aki(pem: &Path) -> String {
-    ext(pem, "authorityKeyIdentifier")
-        .trim_start_matches("keyid:")
-        .to_string()
-}
-
-fn ext(pem: &Path, name: &str) -> String {
-    let (ok, out) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-ext", name]);
-    assert!(ok, "{out}");
-    out.lines().nth(1).expect(name).trim().to_string()
-}
 
 fn serial(pem: &Path) -> String {
     let (ok, out) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
@@ -39,57 +22,6 @@ fn serial(pem: &Path) -> String {
     out.trim()
         .trim_start_matches("serial=")
         .to_ascii_lowercase()
-}
-
-fn bundle(out: &Path, parts: &[&Path]) -> PathBuf {
-    let mut s = String::new();
-    for p in parts {
-        s.push_str(&std::fs::read_to_string(p).unwrap());
-    }
-    std::fs::write(out, s).unwrap();
-    out.to_path_buf()
-}
-
-/// `openssl verify` of `leaf` to `root` through `untrusted`.
-fn verify(root: &Path, untrusted: &Path, leaf: &Path) -> Result<(), String> {
-    let (ok, out) = openssl(&[
-        "verify",
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-untrusted",
-        untrusted.to_str().unwrap(),
-        leaf.to_str().unwrap(),
-    ]);
-    if ok && out.contains(": OK") {
-        Ok(())
-    } else {
-        Err(out)
-    }
-}
-
-/// OCSP status of `leaf` under `issuer`, the response verified up to `root` through `chain`.
-fn ocsp_verified(base: &str, issuer: &Path, leaf: &Path, root: &Path, chain: &Path) -> String {
-    let (_, out) = openssl(&[
-        "ocsp",
-        "-issuer",
-        issuer.to_str().unwrap(),
-        "-cert",
-        leaf.to_str().unwrap(),
-        "-url",
-        &format!("{base}/ocsp"),
-        "-no_nonce",
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-verify_other",
-        chain.to_str().unwrap(),
-    ]);
-    assert!(out.contains("Response verify OK"), "{out}");
-    for s in ["good", "revoked", "unknown"] {
-        if out.contains(&format!(": {s}")) {
-            return s.to_string();
-        }
-    }
-    out
 }
 
 /// Enroll an SECC leaf; the answer.
@@ -357,8 +289,8 @@ fn cpo_sub_ca_compromise_while_serving() {
     let new_chain = bundle(&d.join("new-chain.pem"), &[&new_ca, &sub1]);
     let (_, fresh) = enroll(&env, &srv, &auth, "EN1");
     assert_eq!(aki(&fresh), ski(&new_ca));
-    verify(&root, &new_chain, &fresh).unwrap();
-    assert!(verify(&root, &old_chain, &fresh).is_err());
+    verify(&root, &new_chain, &fresh, None).unwrap();
+    assert!(verify(&root, &old_chain, &fresh, None).is_err());
     assert_eq!(
         ocsp_verified(&url, &new_ca, &fresh, &root, &new_chain),
         "good"
@@ -570,7 +502,7 @@ fn cpo_sub_ca_compromise_with_two_replicas_on_postgres() {
         assert_eq!(ski(&cacerts), ski(&new_ca));
         let (_, fresh) = enroll(&env, srv, &auth, &format!("EN{i}"));
         assert_eq!(aki(&fresh), ski(&new_ca));
-        verify(&root, &new_chain, &fresh).unwrap();
+        verify(&root, &new_chain, &fresh, None).unwrap();
     }
     assert!(env.ok(&["audit", "verify"]).contains("audit log OK"));
 }

@@ -2,6 +2,7 @@
 //! file or a fresh PostgreSQL database, the real `pnc-pki` binary, and a running server.
 #![allow(dead_code)]
 
+pub mod openssl_cli;
 pub mod pg;
 pub mod receiver;
 pub mod token;
