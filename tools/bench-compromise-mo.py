@@ -12,7 +12,10 @@ and times it. Prints the report's per-step counts and seconds and the regenerati
 
 usage: tools/bench-compromise-mo.py [N=10000] [C=8]   (PNC_BIN: default target/release)
 env:   PNC_BENCH_WRAP (prefix for the measured command, e.g. "strace -c -f -o FILE"),
-       PNC_BENCH_KEEP=1 (keep the data dir)
+       PNC_BENCH_KEEP=1 (keep the data dir),
+       PNC_BENCH_SAVE=DIR (after seeding, save a copy of the seeded SQLite deployment to DIR),
+       PNC_BENCH_FROM=DIR (skip seeding: measure on a copy of a deployment saved before; N is
+       then what DIR holds) -- to compare builds or settings on the same data in minutes
 """
 import base64, datetime, json, os, pathlib, shutil, socket, subprocess, sys, tempfile, threading
 import resource, shlex, time, urllib.request
@@ -31,6 +34,15 @@ env = dict(os.environ, PNC_HSM_PIN="bench-user-pin-1234", PNC_HSM_SO_PIN="bench-
            PNC_LOG="warn", PNC_LIMIT_ENROLL_PER_CLIENT="off", PNC_LIMIT_TOKEN_PER_IP="off")
 work = tempfile.mkdtemp(prefix="pnc-bench-compromise-mo.")
 data = f"{work}/d"
+
+
+def copy_deployment(src, dst):
+    """Copy a stopped SQLite deployment (work dir) and point its absolute paths (token
+    directory, database URL) at the copy, so the two never share a token."""
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    for f in ("d/hsm/softhsm2.conf", "d/pnc-pki.toml"):
+        p = pathlib.Path(dst, f)
+        p.write_text(p.read_text().replace(str(src), str(dst)))
 
 
 def free_port():
@@ -67,23 +79,34 @@ with open(f"{work}/oem-root.pem", "wb") as f:
     f.write(root.public_bytes(serialization.Encoding.PEM))
 car_key = ec.generate_private_key(ec.SECP256R1())
 
+FROM = os.environ.get("PNC_BENCH_FROM")
+if FROM:
+    copy_deployment(FROM, work)
 init = [BIN, "init", "--data-dir", data]
 if os.environ.get("PNC_BENCH_DB"):
     init += ["--database-url", os.environ["PNC_BENCH_DB"]]
-subprocess.run(init, env=env, check=True, capture_output=True)
-run("trust", "add", "--kind", "oem-root", f"{work}/oem-root.pem")
-mo = json.loads(run("client", "add", "--name", "mo", "--role", "mo", "--tenant", "DE8AA", "--json"))
-oem = json.loads(run("client", "add", "--name", "oem", "--role", "oem", "--tenant", "WP0",
-                     "--json"))
+if not FROM:
+    subprocess.run(init, env=env, check=True, capture_output=True)
+    run("trust", "add", "--kind", "oem-root", f"{work}/oem-root.pem")
+    mo = json.loads(run("client", "add", "--name", "mo", "--role", "mo", "--tenant", "DE8AA", "--json"))
+    oem = json.loads(run("client", "add", "--name", "oem", "--role", "oem", "--tenant", "WP0",
+                         "--json"))
 port = free_port()
-srv = subprocess.Popen([BIN, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                       env=env, stdout=subprocess.DEVNULL, stderr=open(f"{work}/serve.log", "w"))
 base = f"http://127.0.0.1:{port}"
-for _ in range(300):
-    try:
-        urllib.request.urlopen(base + "/health/ready", timeout=1); break
-    except Exception:
-        time.sleep(0.1)
+
+
+def start_serve():
+    p = subprocess.Popen([BIN, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=open(f"{work}/serve.log", "a"))
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/health/ready", timeout=1); break
+        except Exception:
+            time.sleep(0.1)
+    return p
+
+
+srv = start_serve()
 
 
 def call(method, path, body, token=None):
@@ -101,7 +124,7 @@ def token(c):
     return "Bearer " + json.loads(t)["access_token"]
 
 
-mo_token, oem_token = token(mo), token(oem)
+mo_token, oem_token = (None, None) if FROM else (token(mo), token(oem))
 pcid = lambda i: f"WP0ZZZ99ZT{i:07d}"
 emaid = lambda i: f"DE8AA{i:09d}"
 
@@ -142,8 +165,16 @@ def pregenerate(i):
     assert s == 201, s
 
 
-phase("pooled vehicles (PUT /v1/oem/provCerts)", pool)
-phase("contracts pre-generated (PUT /v1/cps/generate/signedContractData)", pregenerate)
+if FROM:
+    print(f"seeded deployment copied from {FROM}")
+else:
+    phase("pooled vehicles (PUT /v1/oem/provCerts)", pool)
+    phase("contracts pre-generated (PUT /v1/cps/generate/signedContractData)", pregenerate)
+    if os.environ.get("PNC_BENCH_SAVE"):
+        srv.terminate(); srv.wait()
+        copy_deployment(work, os.environ["PNC_BENCH_SAVE"])
+        print(f"seeded deployment saved to {os.environ['PNC_BENCH_SAVE']}")
+        srv = start_serve()
 
 print(f"load before the command: {open('/proc/loadavg').read().strip()}")
 ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -9,7 +9,7 @@
 # With PREGEN=1 the contract data is pre-generated first (PUT /v1/cps/generate/signedContractData)
 # and every request is answered from it: checks, lookup, SessionID, encode; no HSM call.
 #
-# usage: [PREGEN=1] tools/bench-install.sh [sqlite|postgres://ADMIN-URL] [duration=20s] [connections=4] [threads=1]
+# usage: [PREGEN=1] [REQUESTS=30000] tools/bench-install.sh [sqlite|postgres://ADMIN-URL] [duration=20s] [connections=4] [threads=1]
 # env:   PNC_BIN / PNC_BENCH_BIN (default target/release/…), PORT (default 18700)
 set -euo pipefail
 DB=${1:-sqlite}
@@ -41,7 +41,18 @@ else
   "$BIN" init --data-dir "$WORK/d" --database-url "${DB%/*}/$PGDB" >/dev/null
 fi
 "$BIN" export --data-dir "$WORK/d" --out "$WORK/ex" >/dev/null
-"$BENCH" --ev-request "$WORK/ex/v2g-root.pem" --out "$WORK/ev" --pcid WP0ZZZ99ZTS392124
+# On demand, every request must be new (one answered before is a replay from the store):
+# REQUESTS distinct requests of the car, sent in turn (more than the run can send).
+"$BENCH" --ev-request "$WORK/ex/v2g-root.pem" --out "$WORK/ev" --pcid WP0ZZZ99ZTS392124 \
+  --requests "$([ "${PREGEN:-0}" = 1 ] && echo 0 || echo "${REQUESTS:-30000}")"
+BODIES="$WORK/ev/ccp.json"
+WARM="$WORK/ev/ccp.json"
+if [ "${PREGEN:-0}" != 1 ]; then
+  # The warm-up sends other requests than the measured run.
+  tail -n 1000 "$WORK/ev/ccp.jsonl" >"$WORK/ev/warm.jsonl"
+  head -n -1000 "$WORK/ev/ccp.jsonl" >"$WORK/ev/run.jsonl"
+  BODIES="$WORK/ev/run.jsonl" WARM="$WORK/ev/warm.jsonl"
+fi
 "$BIN" trust add --data-dir "$WORK/d" --kind oem-root "$WORK/ev/oem-root.pem" >/dev/null
 field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }
 MO=$("$BIN" client add --data-dir "$WORK/d" --name mo --role mo --tenant DE8AA --json)
@@ -57,10 +68,11 @@ token() {
 }
 MO_TOKEN=$(token "$MO")
 TOKEN=$(token "$CPO")
+# A -2 installation needs the vehicle in the provisioning pool (docs/provisioning.md), on demand too.
+OEM_TOKEN=$(token "$OEM")
+curl -sf -X PUT "http://127.0.0.1:$PORT/v1/oem/provCerts" -H "authorization: Bearer $OEM_TOKEN" \
+  -H 'content-type: application/json' --data-binary @"$WORK/ev/provcert.json" >/dev/null
 if [ "${PREGEN:-0}" = 1 ]; then
-  OEM_TOKEN=$(token "$OEM")
-  curl -sf -X PUT "http://127.0.0.1:$PORT/v1/oem/provCerts" -H "authorization: Bearer $OEM_TOKEN" \
-    -H 'content-type: application/json' --data-binary @"$WORK/ev/provcert.json" >/dev/null
   curl -sf -X PUT "http://127.0.0.1:$PORT/v1/cps/generate/signedContractData" -H "authorization: Bearer $MO_TOKEN" \
     -H 'content-type: application/json' \
     -d '{"emaid":"DE8AA123456789","pcid":"WP0ZZZ99ZTS392124","xsdMsgDefNamespace":"urn:iso:15118:2:2013:MsgDef"}' >/dev/null
@@ -71,9 +83,9 @@ fi
 # One installation checked by hand, then a warm-up, then the measured run.
 curl -sf -X POST "http://127.0.0.1:$PORT/v1/ccp/signedContractData" -H "authorization: Bearer $TOKEN" \
   -H 'content-type: application/json' --data-binary @"$WORK/ev/ccp.json" | grep -q certificateInstallationRes
-TOKEN=$TOKEN BODY_FILE="$WORK/ev/ccp.json" wrk -t1 -c1 -d2s -s "$HERE/bench-install.lua" \
+TOKEN=$TOKEN BODY_FILE="$WARM" wrk -t1 -c1 -d2s -s "$HERE/bench-install.lua" \
   "http://127.0.0.1:$PORT/v1/ccp/signedContractData" >/dev/null
 echo "backend=$([ "$DB" = sqlite ] && echo sqlite || echo postgres) pregenerated=${PREGEN:-0} duration=$DUR connections=$CONN threads=$THREADS"
-TOKEN=$TOKEN BODY_FILE="$WORK/ev/ccp.json" wrk -t"$THREADS" -c"$CONN" -d"$DUR" --latency -s "$HERE/bench-install.lua" \
+TOKEN=$TOKEN BODY_FILE="$BODIES" WRK_THREADS=$THREADS wrk -t"$THREADS" -c"$CONN" -d"$DUR" --latency -s "$HERE/bench-install.lua" \
   "http://127.0.0.1:$PORT/v1/ccp/signedContractData"
 

@@ -39,32 +39,59 @@ struct Args {
     /// The vehicle's PCID for `--ev-request`.
     #[arg(long, default_value = "WP0ZZZ99ZTS392124")]
     pcid: String,
+    /// With `--ev-request`, also write this many distinct requests of the same car (each with
+    /// its own SessionID, so none is answered as a replay of another), one JSON body per line,
+    /// to `DIR/ccp.jsonl`.
+    #[arg(long, default_value_t = 0)]
+    requests: usize,
 }
 
 /// The car of `--ev-request`: the library's throw-away OEM PKI and request builder
 /// (`pnc-pki ev oem-chain` / `ev install-req`), written as the bodies the load test sends.
-fn ev_request(v2g_root: &std::path::Path, out: &std::path::Path, pcid: &str) -> Result<()> {
+fn ev_request(
+    v2g_root: &std::path::Path,
+    out: &std::path::Path,
+    pcid: &str,
+    requests: usize,
+) -> Result<()> {
     use base64::Engine;
     use pnc_pki::ev;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let oem = ev::oem::oem_chain(pnc_pki::exi::Schema::Iso2, pcid, "Bench OEM")?;
     let v2g = ev::load_certs(&std::fs::read(v2g_root)?)?;
-    let exi = ev::install_request(&ev::InstallRequest {
-        schema: pnc_pki::exi::Schema::Iso2,
-        oem_cert: &oem.leaf,
-        oem_key: &oem.leaf_key,
-        oem_chain: &[],
-        roots: &v2g,
-        session_id: &[0x4a, 0x5b, 0x6c, 0x7d, 0x8e, 0x9f, 0x01, 0x11],
-        now: 0,
-    })?;
+    let body = |session_id: &[u8]| -> Result<String> {
+        let exi = ev::install_request(&ev::InstallRequest {
+            schema: pnc_pki::exi::Schema::Iso2,
+            oem_cert: &oem.leaf,
+            oem_key: &oem.leaf_key,
+            oem_chain: &[],
+            roots: &v2g,
+            session_id,
+            now: 0,
+        })?;
+        Ok(serde_json::json!({
+            "certificateInstallationReq": b64(&exi),
+            "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
+        })
+        .to_string())
+    };
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("oem-root.pem"), oem.root.to_pem()?)?;
-    let body = serde_json::json!({
-        "certificateInstallationReq": b64(&exi),
-        "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
-    });
-    std::fs::write(out.join("ccp.json"), body.to_string())?;
+    std::fs::write(
+        out.join("ccp.json"),
+        body(&[0x4a, 0x5b, 0x6c, 0x7d, 0x8e, 0x9f, 0x01, 0x11])?,
+    )?;
+    if requests > 0 {
+        // A request answered before is answered again from the store (a replay, no new
+        // certificate): a load test of real installations needs a new request each time.
+        let mut lines = String::new();
+        for i in 0..requests {
+            let sid = (0x1000_0000_0000_0000u64 + i as u64).to_be_bytes();
+            lines.push_str(&body(&sid)?);
+            lines.push('\n');
+        }
+        std::fs::write(out.join("ccp.jsonl"), lines)?;
+    }
     let pool = serde_json::json!({
         "vehicleCertificate": b64(&oem.leaf.to_der()?),
         "subCA2Certificate": b64(&oem.sub2.to_der()?),
@@ -97,7 +124,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(root) = &args.ev_request {
         let out = args.out.clone().unwrap_or_else(|| ".".into());
-        return ev_request(root, &out, &args.pcid);
+        return ev_request(root, &out, &args.pcid, args.requests);
     }
     let dir = tempfile::tempdir()?;
     let d = dir.path().display().to_string();

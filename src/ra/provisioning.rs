@@ -1517,22 +1517,18 @@ impl Ra {
         })
     }
 
-    /// The contract's valid certificates of `profile`, as (issuer, serial).
+    /// The contract's valid certificates of `profile` not yet due to be superseded, as (issuer,
+    /// serial): what a new certificate supersedes (one scheduled before keeps its schedule).
     async fn valid_contract_certificates(
         &self,
         contract_id: &str,
         profile: &str,
     ) -> Result<Vec<(String, String)>, RaError> {
-        let now = self.now();
         Ok(self
             .inner
             .store
-            .contract_certificates(contract_id)
-            .await?
-            .into_iter()
-            .filter(|c| c.status == CertStatus::Valid && c.profile == profile && c.not_after > now)
-            .map(|c| (c.issuer_id, c.serial_hex))
-            .collect())
+            .contract_certificates_to_supersede(contract_id, profile, self.now())
+            .await?)
     }
 
     /// Revoke a superseded contract certificate now and forget its scheduled supersession. A

@@ -56,6 +56,7 @@ pub(super) fn spawn(
     db: Db,
     clock: SharedClock,
     stats: std::sync::Arc<BatchStats>,
+    turns: super::WriteTurns,
 ) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(MAX_BATCH * 16);
     tokio::spawn(async move {
@@ -73,7 +74,12 @@ pub(super) fn spawn(
             stats.batches.fetch_add(1, Relaxed);
             stats.items.fetch_add(n, Relaxed);
             stats.largest.fetch_max(n, Relaxed);
-            write(&db, &clock, jobs).await;
+            // The batch is one write transaction of this process (a second one, checking a
+            // commit in doubt, only after the first ended): one turn for both.
+            match turns.take().await {
+                Ok(_turn) => write(&db, &clock, jobs).await,
+                Err(e) => answer(jobs, Err(e)),
+            }
         }
     });
     tx

@@ -41,6 +41,7 @@ impl Store {
         let tenants = serde_json::Value::from(c.tenants.clone()).to_string();
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -131,6 +132,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(
@@ -189,6 +191,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(

@@ -106,6 +106,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _entry = audit::append_in_tx!(tx, event, ts);
             let mut added = 0usize;
@@ -179,6 +180,7 @@ impl Store {
     ) -> Result<AuditEntry, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let entry = audit::append_in_tx!(tx, event, ts);
             sqlx::query(
@@ -208,6 +210,7 @@ impl Store {
     ) -> Result<(Vec<String>, i64), StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             // The audit head's lock first, as every writer takes it (no lock-order inversion
             // with revocations, which bump the epoch after it), and on SQLite a write first.

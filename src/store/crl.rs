@@ -43,6 +43,7 @@ impl Store {
     pub async fn put_crl(&self, c: &CrlRecord, event: &AuditEvent) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(

@@ -67,6 +67,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ts = self.clock.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query(

@@ -272,6 +272,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let r = sqlx::query("UPDATE ocsp_state SET epoch = epoch WHERE id = 1 RETURNING epoch")
                 .fetch_one(&mut *tx)
@@ -375,6 +376,7 @@ impl Store {
             return Ok(());
         }
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             for r in rows {
                 store_response!(&mut *tx, r);

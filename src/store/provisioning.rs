@@ -152,6 +152,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -203,6 +204,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let n = sqlx::query("DELETE FROM trusted_roots WHERE id = $1")
@@ -230,6 +232,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query("DELETE FROM prov_certs WHERE pcid = $1")
@@ -304,6 +307,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let n = sqlx::query("DELETE FROM prov_certs WHERE pcid = $1")
@@ -330,6 +334,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -470,6 +475,7 @@ impl Store {
             }};
         }
         let cancelled = dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let n = sqlx::query(
@@ -499,6 +505,7 @@ impl Store {
             // Cancelled before (maybe by a call that died before revoking everything): the key
             // with what this call will revoke, so that its retries answer the same.
             dispatch!(&self.db, pool => {
+                let _turn = self.turns.take().await?;
                 let mut tx = pool.begin().await?;
                 record_key!(tx, k);
                 tx.commit().await?;
@@ -529,6 +536,40 @@ impl Store {
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 out.push(cert_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The contract's certificates of `profile` that are valid at `now` and not already due to
+    /// be superseded (no `supersessions` row), as (issuer, serial), newest first: what a new
+    /// certificate of the contract supersedes. Only keys are read, and a certificate scheduled
+    /// by an earlier installation is not scheduled again, so an installation costs the same
+    /// however many certificates the contract had before (`contract_certificates` reads every
+    /// one of them, DER included).
+    pub async fn contract_certificates_to_supersede(
+        &self,
+        contract_id: &str,
+        profile: &str,
+        now: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT c.issuer_id, c.serial_hex FROM provisionings p JOIN certificates c \
+                 ON c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
+                 WHERE p.contract_id = $1 AND c.profile = $2 AND c.status = 'valid' \
+                 AND c.not_after > $3 AND NOT EXISTS (SELECT 1 FROM supersessions s \
+                   WHERE s.issuer_id = c.issuer_id AND s.serial_hex = c.serial_hex) \
+                 ORDER BY c.created_at DESC, c.serial_hex",
+            )
+            .bind(contract_id)
+            .bind(profile)
+            .bind(now)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push((r.try_get("issuer_id")?, r.try_get("serial_hex")?));
             }
             Ok(out)
         })
@@ -570,6 +611,7 @@ impl Store {
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&link.request));
         let size = i64::try_from(link.response_size).unwrap_or(i64::MAX);
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             insert_cert!(tx, cert);
@@ -747,6 +789,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2")
@@ -768,6 +811,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let n = sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1")

@@ -25,6 +25,7 @@ impl Store {
         let old_generation = new.generation - 1;
         let retired_cols = CA_COLUMNS.to_string() + ", retired_at";
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             // The audit head first: it takes the write lock up front on SQLite.
             let entry = audit::append_in_tx!(tx, event, ts);

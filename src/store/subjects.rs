@@ -57,6 +57,7 @@ impl Store {
                     break;
                 }
                 dispatch!(&self.db, pool => {
+                    let _turn = self.turns.take().await?;
                     let mut tx = pool.begin().await?;
                     for (k1, k2, old, der) in &rows {
                         if let Some(new) = render(der).filter(|n| n != old) {

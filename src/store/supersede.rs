@@ -18,6 +18,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _entry = audit::append_in_tx!(tx, event, ts);
             let n = sqlx::query(

@@ -50,6 +50,7 @@ impl Store {
         let tenants = serde_json::Value::from(u.tenants.clone()).to_string();
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -112,6 +113,7 @@ impl Store {
     pub async fn disable_user(&self, name: &str, event: &AuditEvent) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(
@@ -142,6 +144,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query("UPDATE ui_users SET password_hash = $1 WHERE name = $2")
@@ -174,6 +177,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query("DELETE FROM ui_sessions WHERE last_seen < $1 OR created_at < $2")
@@ -250,6 +254,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let done = sqlx::query("DELETE FROM ui_sessions WHERE id_hash = $1")
                 .bind(id_hash)

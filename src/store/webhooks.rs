@@ -134,6 +134,7 @@ impl Store {
         let events = serde_json::Value::from(e.events.clone()).to_string();
         let metadata = e.metadata.to_string();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             sqlx::query(
@@ -226,6 +227,7 @@ impl Store {
         let events = serde_json::Value::from(e.events.clone()).to_string();
         let metadata = e.metadata.to_string();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(
@@ -259,6 +261,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.clock.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let _ = audit::append_in_tx!(tx, event, ts);
             let done = sqlx::query(
@@ -288,6 +291,7 @@ impl Store {
     /// Write events that no audit entry carries (a sweep's findings) to the outbox.
     pub async fn insert_events(&self, events: &[OutboxEvent]) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             outbox_in_tx!(tx, events);
             tx.commit().await?;
@@ -348,6 +352,7 @@ impl Store {
         let finished = (a.state != "pending").then_some(a.now);
         let log = a.log.to_string();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE webhook_deliveries SET state = $3, attempts = attempts + 1, next_at_ms = $4, \
@@ -430,6 +435,7 @@ impl Store {
     /// deliveries removed. Pending deliveries are never removed.
     pub async fn purge_webhook_history(&self, before: i64) -> Result<u64, StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
                 "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < $1",
@@ -473,6 +479,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ts = self.clock.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "INSERT INTO root_expiry_announced (root_sha256, announced_at) VALUES ($1, $2) \
