@@ -23,6 +23,10 @@
 //! 4. **replace**: top-down, each stopped CA gets a new key in the token and a certificate with
 //!    the same name and profile under its parent's current key (a rollover: new generation, new
 //!    key identifier); the old key becomes a retired generation that is stopped, not good.
+//!    A CA signed elsewhere gets its new key and a CSR for its issuer instead; the CAs below it
+//!    wait, since only its new key may sign their new certificates. The response is then
+//!    pending, not finished: once the issuer's certificate is imported (`ca rollover --cert`),
+//!    running the command again replaces the CAs below and finishes it.
 //!
 //! Re-issuing what depended on the CA (contract data, the re-enrollment list) is the RA's part
 //! (`crate::ra`), after these steps.
@@ -86,8 +90,11 @@ pub struct Replaced {
     /// Subject key identifier of the new certificate, hex.
     pub subject_key_identifier: Option<String>,
     /// For a CA signed elsewhere: the CSR of its new key, to be signed by its issuer and
-    /// imported with `pnc-pki ca rollover --ca ID --cert FILE`.
+    /// imported with `pnc-pki ca rollover --ca ID --cert FILE`, after which the command is run
+    /// again to finish the response.
     pub csr_pem: Option<String>,
+    /// When there is no replacement yet: what it waits for and what to do, in words.
+    pub pending: Option<String>,
 }
 
 /// For a CA signed by an issuer this service does not hold: what to send that issuer.
@@ -290,10 +297,15 @@ impl Ca {
 
         // 4. Replacements, top-down (a CA below is signed by its parent's new key).
         let t = Instant::now();
-        let mut replaced = Vec::new();
+        let mut replaced: Vec<Replaced> = Vec::new();
         let mut n = 0;
         for rec in self.top_down(&stopped).await? {
-            let r = self.replace(&rec, actor).await?;
+            let waiting: Vec<&str> = replaced
+                .iter()
+                .filter(|r| r.generation.is_none())
+                .map(|r| r.ca.as_str())
+                .collect();
+            let r = self.replace(&rec, &waiting, actor).await?;
             if r.generation.is_some() {
                 n += 1;
             }
@@ -306,9 +318,10 @@ impl Ca {
             seconds: t.elapsed().as_secs_f64(),
             detail: replaced
                 .iter()
-                .map(|r| match (&r.generation, &r.csr_pem) {
+                .map(|r| match (&r.generation, &r.pending) {
                     (Some(g), _) => format!("{} now at key generation {g}", r.ca),
-                    (None, _) => format!("{}: CSR of the new key to be signed by its issuer", r.ca),
+                    (None, Some(why)) => format!("{}: {why}", r.ca),
+                    (None, None) => format!("{}: no replacement", r.ca),
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
@@ -426,8 +439,15 @@ impl Ca {
     }
 
     /// Give the stopped CA of `rec` a new key and certificate under its parent, unless an
-    /// earlier run did. A CA signed elsewhere gets its new key and a CSR for its issuer.
-    async fn replace(&self, rec: &CompromiseRecord, actor: &str) -> Result<Replaced, CaError> {
+    /// earlier run did (or, for a CA signed elsewhere, its certificate was imported since). A
+    /// CA signed elsewhere gets its new key and a CSR for its issuer; a CA whose parent is in
+    /// `waiting` (stopped CAs of this response with no replacement yet) waits too.
+    async fn replace(
+        &self,
+        rec: &CompromiseRecord,
+        waiting: &[&str],
+        actor: &str,
+    ) -> Result<Replaced, CaError> {
         let current = self.issuer(&rec.ca_id).await?;
         let mut out = Replaced {
             ca: rec.ca_id.clone(),
@@ -436,38 +456,48 @@ impl Ca {
             serial_hex: None,
             subject_key_identifier: None,
             csr_pem: None,
+            pending: None,
         };
         if current.record.generation > rec.generation {
+            // A replacement this response imported (a CA signed elsewhere) has no delegated
+            // OCSP signer yet: the import saw only the revoked one.
+            self.ocsp_signer_like(rec, &current.record.profile, actor)
+                .await?;
             out.generation = Some(current.record.generation);
             out.serial_hex = Some(current.record.serial_hex.clone());
             out.subject_key_identifier = Some(hex::encode(current.cert.ski().unwrap_or_default()));
             return Ok(out);
         }
+        if let Some(parent) = current.record.parent_id.as_deref()
+            && waiting.contains(&parent)
+        {
+            // Its parent's current key is stopped too, and only the parent's new key may sign
+            // the new certificate: that key is not usable until its issuer's certificate is
+            // imported.
+            out.pending = Some(format!(
+                "waits for the replacement of its parent '{parent}'; once that is imported, run \
+                 `pnc-pki ca compromise --ca {}` again",
+                rec.origin
+            ));
+            return Ok(out);
+        }
         if super::rollover::is_external(&current) {
             out.csr_pem = Some(self.rollover_csr(&rec.ca_id, actor).await?);
+            out.pending = Some(format!(
+                "signed by an issuer this service does not hold ({}): its new key is in the \
+                 token; have the issuer sign the CSR of the new key (`csr_pem`, or `pnc-pki ca \
+                 rollover --ca {id} --csr-out FILE`), import the certificate with `pnc-pki ca \
+                 rollover --ca {id} --cert FILE`, then run `pnc-pki ca compromise --ca {}` \
+                 again; until then the CA and those below it issue nothing",
+                current.cert.issuer_string(),
+                rec.origin,
+                id = rec.ca_id,
+            ));
             return Ok(out);
         }
         let done = self.rollover(&rec.ca_id, actor).await?;
-        // The stopped key's delegated OCSP signer was revoked with the rest, so the rollover
-        // did not see one: the replacement gets one when the stopped key had one.
-        let signer_profile = super::bootstrap::ocsp_signer_profile(
-            self.inner.profiles.get(&current.record.profile)?.standard,
-        );
-        let had_signer = self
-            .inner
-            .store
-            .list_certs(&CertFilter {
-                issuer_id: Some(rec.ca_id.clone()),
-                profile: Some(signer_profile.to_string()),
-                limit: Some(1000),
-                ..Default::default()
-            })
-            .await?
-            .iter()
-            .any(|c| c.issuer_generation == rec.generation);
-        if had_signer && let Err(e) = self.ensure_ocsp_signer(&rec.ca_id, false, actor).await {
-            tracing::warn!(ca = %rec.ca_id, error = %e, "no delegated OCSP signer for the replacement yet; the key signs its OCSP answers itself");
-        }
+        self.ocsp_signer_like(rec, &current.record.profile, actor)
+            .await?;
         self.inner
             .store
             .audit(&AuditEvent::new(
@@ -486,5 +516,34 @@ impl Ca {
         out.serial_hex = Some(done.serial_hex);
         out.subject_key_identifier = Some(done.subject_key_identifier);
         Ok(out)
+    }
+
+    /// Give the replacement of the stopped CA of `rec` (profile `profile`) a delegated OCSP
+    /// signer when the stopped key had one and it has none yet. The stopped key's signer was
+    /// revoked with the rest, so the rollover did not see one to renew.
+    async fn ocsp_signer_like(
+        &self,
+        rec: &CompromiseRecord,
+        profile: &str,
+        actor: &str,
+    ) -> Result<(), CaError> {
+        let signer_profile =
+            super::bootstrap::ocsp_signer_profile(self.inner.profiles.get(profile)?.standard);
+        let had_signer = self
+            .inner
+            .store
+            .list_certs(&CertFilter {
+                issuer_id: Some(rec.ca_id.clone()),
+                profile: Some(signer_profile.to_string()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await?
+            .iter()
+            .any(|c| c.issuer_generation == rec.generation);
+        if had_signer && let Err(e) = self.ensure_ocsp_signer(&rec.ca_id, false, actor).await {
+            tracing::warn!(ca = %rec.ca_id, error = %e, "no delegated OCSP signer for the replacement yet; the key signs its OCSP answers itself");
+        }
+        Ok(())
     }
 }

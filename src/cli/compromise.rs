@@ -108,12 +108,16 @@ fn print_text(r: &CompromiseReport) {
             ),
             (None, Some(csr)) => {
                 println!(
-                    "replacement: {} needs its issuer's signature: send this CSR, then run \
-                     `pnc-pki ca rollover --ca {} --cert FILE`:\n{csr}",
-                    x.ca, x.ca
+                    "replacement: {} pending: {}\nCSR of the new key, to send to the issuer:\n{csr}",
+                    x.ca,
+                    x.pending.as_deref().unwrap_or("")
                 )
             }
-            (None, None) => println!("replacement: {}: none", x.ca),
+            (None, None) => println!(
+                "replacement: {} pending: {}",
+                x.ca,
+                x.pending.as_deref().unwrap_or("none")
+            ),
         }
     }
     if let Some(e) = &r.external {
@@ -131,5 +135,13 @@ fn print_text(r: &CompromiseReport) {
         let t = if tenant.is_empty() { "(none)" } else { tenant };
         println!("  tenant {t}: {n}");
     }
-    println!("done in {:.2} s", r.seconds);
+    if r.finished {
+        println!("finished in {:.2} s", r.seconds);
+    } else {
+        println!(
+            "NOT FINISHED ({:.2} s): do what the pending lines above say, then run `pnc-pki ca \
+             compromise --ca {}` again",
+            r.seconds, r.ca
+        );
+    }
 }

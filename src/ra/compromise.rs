@@ -10,6 +10,11 @@
 //!
 //! The contract step is idempotent too: a contract with valid pre-generated data under a key
 //! that is not stopped is done.
+//!
+//! While a replacement is pending (a CA signed elsewhere waits for its issuer's certificate,
+//! and the CAs below it for its new key) the response is not finished: the contract step
+//! waits (there is no key to sign the new data with), the report says what to do, and running
+//! the command again once the certificate is imported finishes it.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -38,6 +43,9 @@ pub struct CompromiseReport {
     pub reason: String,
     /// Whether this run finished an interrupted one.
     pub resumed: bool,
+    /// Whether the response is finished. Not while a replacement is pending (see
+    /// `replaced[].pending`) or contracts failed: run the command again then.
+    pub finished: bool,
     /// End-entity certificates (leaves, OCSP signers) signed by the stopped keys and revoked
     /// by this compromise response (`cACompromise`), every run together: the store's count.
     pub revoked: i64,
@@ -101,6 +109,12 @@ impl Ra {
         let actor = p.actor();
         let done = self.ca()?.compromise(ca_id, opts, &actor, progress).await?;
         let mut steps = done.steps.clone();
+        let pending: Vec<&str> = done
+            .replaced
+            .iter()
+            .filter(|r| r.generation.is_none())
+            .map(|r| r.ca.as_str())
+            .collect();
 
         // 5. Contracts of pooled vehicles: new pre-generated data under the replacement.
         let t = Instant::now();
@@ -113,7 +127,9 @@ impl Ra {
         // number of contracts came before it.
         let mut tried = std::collections::HashSet::new();
         let mut after = String::new();
-        loop {
+        // No new contract data while a replacement is pending: it would be signed by a
+        // stopped key, which the store refuses.
+        while pending.is_empty() {
             let due = store.compromise_contracts_due(ca_id, &after, 200).await?;
             if let Some(last) = due.last() {
                 after = last.contract_id.clone();
@@ -175,15 +191,23 @@ impl Ra {
             step: "contracts",
             count: regenerated,
             seconds: t.elapsed().as_secs_f64(),
-            detail: format!(
-                "{regenerated} contracts of pooled vehicles got new pre-generated contract data \
-                 (oem.contract.updated sent){}",
-                if failed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {} failed, run the command again", failed.len())
-                }
-            ),
+            detail: if pending.is_empty() {
+                format!(
+                    "{regenerated} contracts of pooled vehicles got new pre-generated contract \
+                     data (oem.contract.updated sent){}",
+                    if failed.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} failed, run the command again", failed.len())
+                    }
+                )
+            } else {
+                format!(
+                    "waits for the replacement of {} (pending); run the command again once it \
+                     is in place",
+                    pending.join(", ")
+                )
+            },
         });
 
         // 6. Who must enroll again.
@@ -218,6 +242,7 @@ impl Ra {
             parent: done.parent.clone(),
             reason,
             resumed: done.resumed,
+            finished: failed.is_empty() && pending.is_empty(),
             revoked,
             sub_cas_revoked: sub_cas,
             revoked_this_run: done.revoked_this_run,
@@ -231,7 +256,7 @@ impl Ra {
             steps,
             seconds: started.elapsed().as_secs_f64(),
         };
-        if report.contracts_failed.is_empty() {
+        if report.finished {
             store
                 .compromise_finish(
                     ca_id,

@@ -93,6 +93,14 @@ const NOT_A_CA: &str = "NOT EXISTS (SELECT 1 FROM cas a WHERE a.parent_id = c.is
      AND a.serial_hex = c.serial_hex) AND NOT EXISTS (SELECT 1 FROM ca_retired_keys r \
      WHERE r.parent_id = c.issuer_id AND r.serial_hex = c.serial_hex)";
 
+/// Not the CA's own certificate. A CA signed by an issuer this service does not hold has its
+/// certificate recorded under itself (`issuer_id` = its own id): that key did not sign it, and
+/// only its external issuer can revoke it (the compromise report says what to send), so a
+/// compromise of that key must not list it as something the key signed.
+const NOT_OWN_CERT: &str = "NOT EXISTS (SELECT 1 FROM cas o WHERE o.id = c.issuer_id \
+     AND o.serial_hex = c.serial_hex) AND NOT EXISTS (SELECT 1 FROM ca_retired_keys o \
+     WHERE o.id = c.issuer_id AND o.serial_hex = c.serial_hex)";
+
 impl Store {
     /// Stop the key generations `keys` (CA id, generation) for compromise `origin`, with the
     /// audit entry `event`, in one transaction. Generations stopped before keep their row (a
@@ -196,10 +204,10 @@ impl Store {
     }
 
     /// Revoke at most `limit` valid certificates signed by key generation `generation` of
-    /// `issuer_id`, with `reason`, in one transaction with one audit entry (`event`, whose
-    /// details gain the count and the serials) and the OCSP epoch bump and events replicas
-    /// apply, as [`Store::revoke`] does for one. Returns the serials revoked and the epoch;
-    /// none left: empty, nothing written.
+    /// `issuer_id` (not the CA's own certificate, see `NOT_OWN_CERT`), with `reason`, in one
+    /// transaction with one audit entry (`event`, whose details gain the count and the serials)
+    /// and the OCSP epoch bump and events replicas apply, as [`Store::revoke`] does for one.
+    /// Returns the serials revoked and the epoch; none left: empty, nothing written.
     pub async fn compromise_revoke_batch(
         &self,
         issuer_id: &str,
@@ -217,10 +225,11 @@ impl Store {
             sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
                 .execute(&mut *tx)
                 .await?;
-            let rows = sqlx::query(
-                "SELECT serial_hex FROM certificates WHERE issuer_id = $1 AND issuer_generation = $2 \
-                 AND status = 'valid' ORDER BY serial_hex LIMIT $3",
-            )
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT c.serial_hex FROM certificates c WHERE c.issuer_id = $1 \
+                 AND c.issuer_generation = $2 AND c.status = 'valid' AND {NOT_OWN_CERT} \
+                 ORDER BY c.serial_hex LIMIT $3"
+            )))
             .bind(issuer_id)
             .bind(generation)
             .bind(limit)

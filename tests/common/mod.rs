@@ -642,12 +642,21 @@ impl TestCa {
             "-out",
             p("csr").to_str().unwrap(),
         ]);
-        std::fs::write(p("ext"), ext).unwrap();
+        self.sign_csr(&p("csr"), ext, &p("pem"));
+        (p("pem"), p("key"))
+    }
+
+    /// Sign the PKCS#10 request `csr` (PEM; a key held elsewhere, e.g. a CA key `pnc-pki csr`
+    /// made in the token) with the extensions in `ext` (openssl extfile syntax), valid 2 days,
+    /// into `out` (PEM): what the owner of an external CA does.
+    pub fn sign_csr(&self, csr: &Path, ext: &str, out: &Path) {
+        let ext_file = out.with_extension("ext");
+        std::fs::write(&ext_file, ext).unwrap();
         must_openssl(&[
             "x509",
             "-req",
             "-in",
-            p("csr").to_str().unwrap(),
+            csr.to_str().unwrap(),
             "-CA",
             self.cert.to_str().unwrap(),
             "-CAkey",
@@ -656,11 +665,10 @@ impl TestCa {
             "-days",
             "2",
             "-extfile",
-            p("ext").to_str().unwrap(),
+            ext_file.to_str().unwrap(),
             "-out",
-            p("pem").to_str().unwrap(),
+            out.to_str().unwrap(),
         ]);
-        (p("pem"), p("key"))
     }
 
     /// A TLS server certificate for 127.0.0.1.
