@@ -59,7 +59,7 @@ fmt:
 
 # Screenshots of every console page at 1280x800 into docs/console/ (the browser test makes them).
 screenshots: deps
-	PNC_CONSOLE_SHOTS=$(CURDIR)/docs/console cargo test --locked --test console the_console_in_headless_chromium
+	PNC_CONSOLE_SHOTS=$(CURDIR)/docs/console cargo test --locked --test console -- the_console_in_headless_chromium reporting_a_sub_ca_compromise_in_the_console
 
 bench: deps
 	cargo run --release --locked --bin pnc-pki-bench -- --signatures 20000 --issuances 2000

@@ -2,7 +2,9 @@
 //! sign-in (form token, bounded attempts, audited), the session cookie's attributes, CSRF on
 //! every form, tenant isolation (also by typed URL), HTML escaping of subjects from CSRs,
 //! revocation with a confirmation step (then OCSP says revoked on the page and the audit log
-//! has the entry), sign-out, idle and absolute timeouts, and `PNC_UI=off`.
+//! has the entry), sign-out, idle and absolute timeouts, and `PNC_UI=off`; an admin reporting a
+//! sub-CA's compromise (confirmation with the store's numbers, background run, status page,
+//! what the store and OCSP then say, refusals, an interrupted run finished after a restart).
 //! `tests/console_browser.rs` drives the same pages in headless Chromium.
 
 mod common;
@@ -10,6 +12,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
+use common::openssl_cli::ski;
 use common::*;
 
 const B64: base64::engine::general_purpose::GeneralPurpose =
@@ -682,31 +685,85 @@ fn tool(path: &str) -> bool {
     std::path::Path::new(path).exists()
 }
 
+/// Chromium, its driver and a Python with Selenium, or `None` outside CI when one is missing (in
+/// CI a missing one fails the test).
+struct Browser {
+    py: std::path::PathBuf,
+    chromium: String,
+    driver: String,
+}
+
+impl Browser {
+    fn find() -> Option<Browser> {
+        let ci = std::env::var_os("CI").is_some();
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let driver =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        if !tool(&chromium) || !tool(&driver) {
+            assert!(
+                !ci,
+                "CI is set but {chromium} or {driver} is missing (Debian: chromium chromium-driver)"
+            );
+            eprintln!("\n!!! SKIPPED the browser test: {chromium} or {driver} missing !!!\n");
+            return None;
+        }
+        let Some(py) = selenium_python() else {
+            assert!(
+                !ci,
+                "CI is set but a venv with selenium==4.51.0 could not be made"
+            );
+            eprintln!("\n!!! SKIPPED the browser test: no selenium venv !!!\n");
+            return None;
+        };
+        Some(Browser {
+            py,
+            chromium,
+            driver,
+        })
+    }
+
+    /// Run `tests/console/{script}` against `srv` with `fixture`, screenshots to `shots`; the
+    /// script's output (stdout and stderr), after it succeeded.
+    fn run(&self, script: &str, srv: &Server, fixture: &serde_json::Value, shots: &str) -> String {
+        std::fs::create_dir_all(shots).unwrap();
+        let path = format!("{}/tests/console/{script}", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(&self.py)
+            .arg(path)
+            .env("PNC_UI_URL", srv.url(""))
+            .env("PNC_UI_FIXTURE", fixture.to_string())
+            .env("SHOTS", shots)
+            .env("CHROMIUM", &self.chromium)
+            .env("CHROMEDRIVER", &self.driver)
+            // Selenium must use the driver given, never fetch one.
+            .env("SE_OFFLINE", "true")
+            .output()
+            .expect("run the browser script");
+        let log = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{log}");
+        assert!(out.status.success(), "browser checks failed:\n{log}");
+        log
+    }
+}
+
+/// Where screenshots go: `PNC_CONSOLE_SHOTS`, default under the target dir (`make screenshots`
+/// writes them to docs/console/).
+fn shots_dir() -> String {
+    std::env::var("PNC_CONSOLE_SHOTS")
+        .unwrap_or_else(|_| format!("{}/console-shots", env!("CARGO_TARGET_TMPDIR")))
+}
+
 /// The console in a real browser: sign in with the keyboard, dashboard numbers equal the store,
 /// find a certificate, revoke it with a reason through the confirmation page, see OCSP say
 /// revoked and the audit entry on its page, a `<script>` subject rendered as text, a form
 /// without its CSRF token refused, sign-out, a CPO user kept to its own certificates. Saves a
-/// screenshot of every page (`PNC_CONSOLE_SHOTS`, default under the target dir;
-/// `make screenshots` writes them to docs/console/).
+/// screenshot of every page (`shots_dir`).
 #[test]
 fn the_console_in_headless_chromium() {
-    let ci = std::env::var_os("CI").is_some();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if !tool(&chromium) || !tool(&driver) {
-        assert!(
-            !ci,
-            "CI is set but {chromium} or {driver} is missing (Debian: chromium chromium-driver)"
-        );
-        eprintln!("\n!!! SKIPPED the browser test: {chromium} or {driver} missing !!!\n");
-        return;
-    }
-    let Some(py) = selenium_python() else {
-        assert!(
-            !ci,
-            "CI is set but a venv with selenium==4.51.0 could not be made"
-        );
-        eprintln!("\n!!! SKIPPED the browser test: no selenium venv !!!\n");
+    let Some(browser) = Browser::find() else {
         return;
     };
 
@@ -771,28 +828,8 @@ fn the_console_in_headless_chromium() {
         "script": {"issuer": si, "serial": script},
         "theirs": {"issuer": xi, "serial": theirs},
     });
-    let shots = std::env::var("PNC_CONSOLE_SHOTS")
-        .unwrap_or_else(|_| format!("{}/console-shots", env!("CARGO_TARGET_TMPDIR")));
-    std::fs::create_dir_all(&shots).unwrap();
-    let script_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/browser.py");
-    let out = std::process::Command::new(&py)
-        .arg(script_path)
-        .env("PNC_UI_URL", srv.url(""))
-        .env("PNC_UI_FIXTURE", fixture.to_string())
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .env("CHROMEDRIVER", &driver)
-        // Selenium must use the driver given, never fetch one.
-        .env("SE_OFFLINE", "true")
-        .output()
-        .expect("run the browser script");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{log}");
-    assert!(out.status.success(), "browser checks failed:\n{log}");
+    let shots = shots_dir();
+    let log = browser.run("browser.py", &srv, &fixture, &shots);
     assert!(
         log.contains("ok: no audit log link for a CPO"),
         "the script ran to its end:\n{log}"
@@ -880,4 +917,460 @@ fn the_webhooks_page_shows_endpoints_and_deliveries_but_no_secret() {
     let mut ui = Ui::new(&srv);
     ui.sign_in("hookmo", &mo_pw);
     assert_eq!(ui.get("/ui/webhooks").status, 403);
+}
+
+/// Enroll an SECC certificate for EVSE `cn` under `auth`; its serial and a PEM file of it.
+fn enroll_pem(env: &Env, srv: &Server, auth: &str, cn: &str) -> (String, std::path::PathBuf) {
+    let name = cn.replace('*', "-");
+    let r = srv.enroll_secc(
+        auth,
+        &env.csr_b64(&name, &format!("/C=DE/O=Charging/DC=CPO/CN={cn}")),
+        None,
+    );
+    assert_eq!(r.status, 200, "enroll {cn}: {}", r.text());
+    pkcs7_leaf(env.path(), &name, &r.text())
+}
+
+/// `pnc-pki list --issuer ISSUER --json`.
+fn issued_by(env: &Env, issuer: &str) -> Vec<serde_json::Value> {
+    let out = env.ok(&["list", "--issuer", issuer, "--limit", "5000", "--json"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Poll the status page until the response is no longer running; its last answer.
+fn wait_until_done(ui: &Ui, path: &str) -> Page {
+    let t0 = std::time::Instant::now();
+    loop {
+        let p = ui.get(path);
+        assert_eq!(p.status, 200, "{}", p.body);
+        let state = p.by_id("compromise-state").unwrap_or_default();
+        if state != "running" {
+            return p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "still running after 3 minutes"
+        );
+        assert!(
+            p.body.contains("http-equiv=\"refresh\""),
+            "a running response's page reloads itself"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// An admin reports the compromise of `cpo-sub-ca-2` in the console (in Chromium on SQLite, over
+/// plain HTTP on PostgreSQL): hierarchy button, confirmation page with the store's numbers,
+/// confirm, status page until finished. Then the store has the leaves revoked (`pnc-pki list`,
+/// OCSP), `cacerts` serves the replacement, every audit entry names the person, the CSV list
+/// downloads, a repeat is refused, and after a restart the page shows what the store recorded.
+/// An auditor sees no button and is refused when posting anyway, a form without the CSRF token
+/// is refused, and a root is refused with why.
+#[test]
+fn reporting_a_sub_ca_compromise_in_the_console() {
+    for backend in backends() {
+        run_compromise(backend);
+    }
+}
+
+fn run_compromise(backend: Backend) {
+    let env = Env::new(backend);
+    env.init();
+    let admin_pw = user_add(&env, "alice", "admin", &[]);
+    let auditor_pw = user_add(&env, "audrey", "auditor", &[]);
+    let srv = env.serve();
+    let admin_api = srv.bearer(&env.client_add("ops", "admin", &[]));
+    let abc = srv.bearer(&env.client_add("abc", "cpo", &["DE*ABC"]));
+    let xyz = srv.bearer(&env.client_add("xyz", "cpo", &["DE*XYZ"]));
+    let old = env.export();
+    let old_ca = old.join("cpo-sub-ca-2.pem");
+    let mut leaves = Vec::new();
+    for i in 0..5 {
+        leaves.push(enroll_pem(&env, &srv, &abc, &format!("DE*ABC*E{i}")));
+    }
+    leaves.push(enroll_pem(&env, &srv, &xyz, "DE*XYZ*E9"));
+    // What the store says will be revoked: every valid certificate the CA's key signed (the
+    // leaves, and its OCSP signer if it has one).
+    let valid_before = issued_by(&env, "cpo-sub-ca-2")
+        .iter()
+        .filter(|c| c["status"] == "valid")
+        .count();
+    assert!(valid_before >= leaves.len(), "{valid_before}");
+    let url = srv.url("");
+    assert_eq!(ocsp_status(&url, &old_ca, &leaves[0].1), "good");
+
+    // An auditor: no button, and a POST anyway is refused by the RA, audited, nothing done.
+    let mut auditor = Ui::new(&srv);
+    assert_eq!(auditor.sign_in("audrey", &auditor_pw).status, 303);
+    let h = auditor.get("/ui/hierarchy");
+    assert_eq!(h.status, 200);
+    assert!(
+        !h.body.contains("Report compromise") && !h.body.contains("/compromise\""),
+        "{}",
+        h.body
+    );
+    let acsrf = h.field("csrf").unwrap();
+    let ca_path = "/ui/cas/cpo-sub-ca-2/compromise";
+    for form in [
+        vec![("csrf", acsrf.as_str())],
+        vec![("csrf", acsrf.as_str()), ("confirm", "yes")],
+    ] {
+        let p = auditor.post(ca_path, &form);
+        assert_eq!(p.status, 403, "{}", p.body);
+        assert!(p.body.contains("forbidden_role"), "{}", p.body);
+    }
+    let denied = audit_actions(&srv, &admin_api, "auth.denied");
+    assert!(
+        denied.iter().any(|e| e["actor"] == "ui:audrey"),
+        "{denied:?}"
+    );
+
+    // The admin sees the button on every CA but the roots.
+    let mut ui = Ui::new(&srv);
+    assert_eq!(ui.sign_in("alice", &admin_pw).status, 303);
+    let h = ui.get("/ui/hierarchy");
+    assert!(
+        h.body
+            .contains("action=\"/ui/cas/cpo-sub-ca-2/compromise\""),
+        "{}",
+        h.body
+    );
+    assert!(h.body.contains("data-ca=\"cpo-sub-ca-1\""));
+    assert!(
+        !h.body.contains("data-ca=\"v2g-root\""),
+        "no button for a root"
+    );
+    let csrf = h.field("csrf").unwrap();
+    // Without the CSRF token, or from another site: refused, nothing shown or done.
+    let p = ui.post(ca_path, &[("confirm", "yes")]);
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.body.contains("csrf"));
+    let p = ui.post_with(
+        ca_path,
+        &[("csrf", &csrf), ("confirm", "yes")],
+        &[("origin", "http://evil.example")],
+    );
+    assert_eq!(p.status, 403, "cross-site: {}", p.body);
+    // A root, typed by hand: refused before anything, with why and what to do instead.
+    let p = ui.post("/ui/cas/v2g-root/compromise", &[("csrf", &csrf)]);
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(
+        p.body.contains("ca_is_root") && p.body.contains("is a root") && p.body.contains("Retire"),
+        "{}",
+        p.body
+    );
+    let p = ui.post(
+        "/ui/cas/v2g-root/compromise",
+        &[("csrf", &csrf), ("confirm", "yes")],
+    );
+    assert_eq!(p.status, 409);
+    assert_eq!(
+        ui.post("/ui/cas/no-such-ca/compromise", &[("csrf", &csrf)])
+            .status,
+        404
+    );
+    assert_eq!(
+        ui.post(ca_path, &[("csrf", &csrf), ("reason", "bogus")])
+            .status,
+        400
+    );
+    // Nothing happened so far.
+    assert_eq!(
+        issued_by(&env, "cpo-sub-ca-2")
+            .iter()
+            .filter(|c| c["status"] == "valid")
+            .count(),
+        valid_before
+    );
+    let p = ui.get(ca_path);
+    assert_eq!(p.by_id("compromise-state").as_deref(), Some("none"));
+
+    // The confirmation page: the store's numbers, and nothing done yet.
+    let p = ui.post(ca_path, &[("csrf", &csrf)]);
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(
+        p.by_id("confirm-revoked"),
+        Some(valid_before.to_string()),
+        "{}",
+        p.body
+    );
+    assert_eq!(p.by_id("confirm-reenroll"), Some(leaves.len().to_string()));
+    assert!(
+        p.by_id("confirm-parent")
+            .unwrap()
+            .starts_with("cpo-sub-ca-1")
+    );
+    assert_eq!(p.by_id("confirm-sub-cas").as_deref(), Some("none"));
+    assert!(p.body.contains("cannot be undone"));
+    assert!(p.body.contains("DE*ABC: 5") && p.body.contains("DE*XYZ: 1"));
+    assert!(
+        p.body
+            .contains("<option value=\"keyCompromise\" selected>keyCompromise</option>"),
+        "keyCompromise is the default: {}",
+        p.body
+    );
+    assert!(p.body.contains("id=\"confirm-compromise\""));
+    assert_eq!(ocsp_status(&url, &old_ca, &leaves[0].1), "good");
+    // Cpo-sub-ca-1's confirmation counts the CA below it too.
+    let p = ui.post("/ui/cas/cpo-sub-ca-1/compromise", &[("csrf", &csrf)]);
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(p.by_id("confirm-sub-cas").as_deref(), Some("cpo-sub-ca-2"));
+    assert_eq!(p.by_id("confirm-ca-certs").as_deref(), Some("1"));
+
+    // Confirm: in Chromium on SQLite, over plain HTTP on PostgreSQL.
+    let browser = if backend == Backend::Sqlite {
+        Browser::find()
+    } else {
+        None
+    };
+    match browser {
+        Some(b) => {
+            let fixture = serde_json::json!({
+                "admin": {"name": "alice", "password": admin_pw},
+                "ca": "cpo-sub-ca-2",
+                "parent": "cpo-sub-ca-1",
+                "root": "v2g-root",
+                "revoked": valid_before,
+                "reenroll": leaves.len(),
+            });
+            let log = b.run("compromise.py", &srv, &fixture, &shots_dir());
+            assert!(
+                log.contains("ok: compromise reported in the browser"),
+                "{log}"
+            );
+        }
+        None => {
+            let p = ui.post(
+                ca_path,
+                &[
+                    ("csrf", &csrf),
+                    ("reason", "keyCompromise"),
+                    ("confirm", "yes"),
+                ],
+            );
+            assert_eq!(p.status, 303, "{}", p.body);
+            assert_eq!(p.location.as_deref(), Some(ca_path));
+            // A second POST while it runs shows the running one (or the finished one).
+            let again = ui.post(ca_path, &[("csrf", &csrf), ("confirm", "yes")]);
+            assert!(
+                again.status == 303 || again.status == 409,
+                "{}: {}",
+                again.status,
+                again.body
+            );
+        }
+    }
+    let p = wait_until_done(&ui, ca_path);
+    assert_eq!(
+        p.by_id("compromise-state").as_deref(),
+        Some("finished"),
+        "{}",
+        p.body
+    );
+    assert_eq!(p.by_id("report-revoked"), Some(valid_before.to_string()));
+    assert_eq!(p.by_id("report-reenroll"), Some(leaves.len().to_string()));
+    assert!(
+        !p.body.contains("http-equiv=\"refresh\""),
+        "done: no reload"
+    );
+    assert!(
+        p.body
+            .contains("href=\"/ui/cas/cpo-sub-ca-2/compromise/reenroll.csv\"")
+    );
+
+    // The store: every leaf revoked (cACompromise), OCSP says so, cacerts has the replacement.
+    let after = issued_by(&env, "cpo-sub-ca-2");
+    for (serial, _) in &leaves {
+        let c = after
+            .iter()
+            .find(|c| c["serial_hex"].as_str() == Some(serial))
+            .unwrap_or_else(|| panic!("{serial} listed"));
+        assert_eq!(c["status"], "revoked", "{c}");
+        assert_eq!(c["revocation_reason"], "cACompromise", "{c}");
+    }
+    for (_, leaf) in &leaves {
+        assert_eq!(ocsp_status(&url, &old_ca, leaf), "revoked");
+    }
+    let r = reply(http().get(&srv.url("/cpo/cacerts/ISO15118-2")).call());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, cacerts) = pkcs7_leaf(env.path(), "cacerts", &r.text());
+    let new = env.path().join("export-new");
+    env.ok(&["export", "--out", new.to_str().unwrap()]);
+    let new_ca = new.join("cpo-sub-ca-2.pem");
+    assert_ne!(ski(&new_ca), ski(&old_ca), "a new key");
+    assert_eq!(
+        ski(&cacerts),
+        ski(&new_ca),
+        "cacerts serves the replacement"
+    );
+
+    // Every step audited under the person's name.
+    let steps = audit_actions(&srv, &admin_api, "ca.compromise");
+    for action in [
+        "ca.compromise.stop",
+        "ca.compromise.revoke-batch",
+        "ca.compromise.replaced",
+        "ca.compromise.finished",
+    ] {
+        assert!(
+            steps.iter().any(|e| e["action"] == action),
+            "{action}: {steps:?}"
+        );
+    }
+    assert!(steps.iter().all(|e| e["actor"] == "ui:alice"), "{steps:?}");
+    let revoked = audit_actions(&srv, &admin_api, "certificate.revoke");
+    assert!(
+        revoked
+            .iter()
+            .any(|e| e["actor"] == "ui:alice" && e["details"]["reason"] == "keyCompromise"),
+        "the CA's certificate revoked at its parent by the person: {revoked:?}"
+    );
+
+    // The CSV list: admins and auditors, one row per holder to enroll again.
+    for who in [&ui, &auditor] {
+        let csv = who.get(&format!("{ca_path}/reenroll.csv"));
+        assert_eq!(csv.status, 200, "{}", csv.body);
+        assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+        assert!(
+            csv.header("content-disposition")
+                .unwrap()
+                .contains("cpo-sub-ca-2-reenroll.csv")
+        );
+        let lines: Vec<&str> = csv.body.lines().collect();
+        assert!(lines[0].starts_with("tenant,profile,issuer_id,serial_hex"));
+        assert_eq!(lines.len(), 1 + leaves.len(), "{}", csv.body);
+        for (serial, _) in &leaves {
+            assert!(csv.body.contains(serial.as_str()), "{serial}: {}", csv.body);
+        }
+    }
+    // The auditor reads the status page too.
+    let p = auditor.get(ca_path);
+    assert_eq!(p.status, 200);
+    assert_eq!(p.by_id("compromise-state").as_deref(), Some("finished"));
+    assert!(!p.body.contains("id=\"run-again\""));
+
+    // Confirming again now would compromise the replacement: refused unless asked for.
+    let p = ui.post(ca_path, &[("csrf", &csrf)]);
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("id=\"again-notice\""), "{}", p.body);
+    let p = ui.post(ca_path, &[("csrf", &csrf), ("confirm", "yes")]);
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(p.body.contains("compromise_finished"));
+
+    // After a restart the page shows what the store recorded.
+    drop(srv);
+    let srv = env.serve();
+    let mut ui = Ui::new(&srv);
+    assert_eq!(ui.sign_in("alice", &admin_pw).status, 303);
+    let p = ui.get(ca_path);
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(
+        p.by_id("compromise-state").as_deref(),
+        Some("finished"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("ui:alice") && p.body.contains("keyCompromise"));
+    assert!(p.body.contains("id=\"compromises\""));
+    assert_eq!(
+        Ui::new(&srv).get(ca_path).status,
+        303,
+        "signed out: sign in"
+    );
+    assert!(env.ok(&["audit", "verify"]).contains("OK"));
+}
+
+/// A response started in the console and cut short (the server exits right after the
+/// revocations, as a crash would) is shown from the store after the restart as not finished,
+/// with "run it again"; the confirmation then says it resumes, and confirming finishes it.
+#[test]
+fn an_interrupted_compromise_is_finished_from_the_console() {
+    let env = Env::new(Backend::Sqlite);
+    env.init();
+    let pw = user_add(&env, "alice", "admin", &[]);
+    let old_ca = env.export().join("cpo-sub-ca-2.pem");
+    let mut srv = env.serve_with_env(&[("PNC_COMPROMISE_EXIT_AFTER", "revoke-issued")]);
+    let abc = srv.bearer(&env.client_add("abc", "cpo", &["DE*ABC"]));
+    let leaves: Vec<_> = (0..3)
+        .map(|i| enroll_pem(&env, &srv, &abc, &format!("DE*ABC*E{i}")))
+        .collect();
+    let mut ui = Ui::new(&srv);
+    assert_eq!(ui.sign_in("alice", &pw).status, 303);
+    let csrf = ui.get("/ui/hierarchy").field("csrf").unwrap();
+    let ca_path = "/ui/cas/cpo-sub-ca-2/compromise";
+    let p = ui.post(
+        ca_path,
+        &[
+            ("csrf", &csrf),
+            ("reason", "superseded"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(p.status, 303, "{}", p.body);
+    let t0 = std::time::Instant::now();
+    let code = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(137), "the crash hook ended serve: {}", srv.log());
+    drop(srv);
+
+    let srv = env.serve();
+    let mut ui = Ui::new(&srv);
+    assert_eq!(ui.sign_in("alice", &pw).status, 303);
+    let p = ui.get(ca_path);
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(
+        p.by_id("compromise-state").as_deref(),
+        Some("not finished"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("Run it again to finish") && p.body.contains("id=\"run-again\""));
+    let csrf = p.field("csrf").unwrap();
+    // "Run it again…" posts the confirmation, which says it resumes with the reason of then.
+    let p = ui.post(ca_path, &[("csrf", &csrf), ("reason", "superseded")]);
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("id=\"resumes\""), "{}", p.body);
+    assert!(p.body.contains("<code>superseded</code>"), "{}", p.body);
+    let p = ui.post(
+        ca_path,
+        &[
+            ("csrf", &csrf),
+            ("reason", "keyCompromise"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(p.status, 303, "{}", p.body);
+    let p = wait_until_done(&ui, ca_path);
+    assert_eq!(
+        p.by_id("compromise-state").as_deref(),
+        Some("finished"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("it finished an interrupted response"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("<code>superseded</code>"), "{}", p.body);
+    let url = srv.url("");
+    for (_, leaf) in &leaves {
+        assert_eq!(ocsp_status(&url, &old_ca, leaf), "revoked");
+    }
+    let r = reply(http().get(&srv.url("/cpo/cacerts/ISO15118-2")).call());
+    let (_, cacerts) = pkcs7_leaf(env.path(), "cacerts", &r.text());
+    assert_ne!(
+        ski(&cacerts),
+        ski(&old_ca),
+        "cacerts serves the replacement"
+    );
 }

@@ -279,41 +279,13 @@ async fn ca_compromise(
         }
     };
     if csv {
-        let mut out =
-            String::from("tenant,profile,issuer_id,serial_hex,evse_id,subject,not_after\r\n");
-        for e in &report.reenroll {
-            let not_after = crate::model::rfc3339(e.not_after);
-            let row: [&str; 7] = [
-                e.tenant.as_str(),
-                e.profile.as_str(),
-                e.issuer_id.as_str(),
-                e.serial_hex.as_str(),
-                e.evse_id.as_deref().unwrap_or(""),
-                e.subject.as_str(),
-                &not_after,
-            ];
-            let cells: Vec<String> = row.iter().copied().map(csv_cell).collect();
-            out.push_str(&cells.join(","));
-            out.push_str("\r\n");
-        }
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            report.reenroll_csv(),
+        )
+            .into_response());
     }
     Ok(Json(report).into_response())
-}
-
-/// One CSV cell (RFC 4180): quoted when it holds a separator, a quote or a line break; a
-/// leading `=`, `+`, `-` or `@` is prefixed with `'` so that a spreadsheet does not run it.
-fn csv_cell(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
-    if v.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
 }
 
 async fn list_clients(

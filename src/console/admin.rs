@@ -25,13 +25,25 @@ fn sees_all(s: &ConsoleSession) -> bool {
 
 // ------------------------------------------------------------------------------ hierarchy
 
-fn ca_node(
-    ca: &CaRecord,
-    children: &BTreeMap<String, Vec<&CaRecord>>,
-    counts: &BTreeMap<String, (i64, i64)>,
+/// What the hierarchy page shows for each CA besides the CA itself.
+struct TreeView<'a> {
+    s: &'a ConsoleSession,
+    children: BTreeMap<String, Vec<&'a CaRecord>>,
+    counts: BTreeMap<String, (i64, i64)>,
     show_counts: bool,
     now: i64,
-) -> Markup {
+}
+
+/// A root: no parent of ours and self-signed (a CA signed elsewhere has no parent either).
+fn is_root(ca: &CaRecord) -> bool {
+    ca.parent_id.is_none()
+        && crate::x509::ParsedCert::from_der(&ca.cert_der)
+            .map(|c| c.subject_der() == c.issuer_der())
+            .unwrap_or(true)
+}
+
+fn ca_node(ca: &CaRecord, v: &TreeView<'_>) -> Markup {
+    let (children, counts, show_counts, now) = (&v.children, &v.counts, v.show_counts, v.now);
     let (valid, revoked) = counts.get(&ca.id).copied().unwrap_or((0, 0));
     html! {
         li {
@@ -50,10 +62,18 @@ fn ca_node(
                 a href=(format!("/ui/cas/{}/pem", enc(&ca.id))) download { "PEM" }
                 " · "
                 a href=(format!("/crl/{}.crl", enc(&ca.id))) { "CRL" }
+                // Admins only, and not for a root (a root has no parent to revoke it).
+                @if super::compromise::may_report(v.s) && !is_root(ca) {
+                    " · "
+                    form method="post" action=(format!("/ui/cas/{}/compromise", enc(&ca.id))) class="inline" {
+                        (csrf_field(v.s))
+                        button type="submit" class="danger" data-ca=(ca.id) { "Report compromise…" }
+                    }
+                }
             }
             @if let Some(kids) = children.get(&ca.id) {
                 ul {
-                    @for k in kids { (ca_node(k, children, counts, show_counts, now)) }
+                    @for k in kids { (ca_node(k, v)) }
                 }
             }
         }
@@ -85,13 +105,19 @@ pub async fn hierarchy(State(st): State<ConsoleState>, SignedIn(s): SignedIn) ->
             None => roots.push(c),
         }
     }
-    let now = st.ra.now();
+    let view = TreeView {
+        s: &s,
+        children,
+        counts,
+        show_counts,
+        now: st.ra.now(),
+    };
     let body = html! {
         @if cas.is_empty() {
             p { "No CA yet: run " code { "pnc-pki init" } "." }
         } @else {
             ul class="tree" id="tree" {
-                @for r in &roots { (ca_node(r, &children, &counts, show_counts, now)) }
+                @for r in &roots { (ca_node(r, &view)) }
             }
         }
     };

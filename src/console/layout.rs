@@ -38,12 +38,27 @@ pub fn shows(p: &Principal, path: &str) -> bool {
 
 /// A whole page: `title`, the viewer's navigation (none when signed out) and `body`.
 pub fn page(title: &str, viewer: Option<&ConsoleSession>, current: &str, body: Markup) -> Markup {
+    page_refreshing(title, viewer, current, None, body)
+}
+
+/// [`page`], reloaded by the browser every `refresh` seconds when given (a page that shows
+/// work under way: a `<meta http-equiv="refresh">`, since the console runs no script).
+pub fn page_refreshing(
+    title: &str,
+    viewer: Option<&ConsoleSession>,
+    current: &str,
+    refresh: Option<u32>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh {
+                    meta http-equiv="refresh" content=(secs);
+                }
                 title { (title) " · pnc-pki" }
                 link rel="stylesheet" href="/ui/assets/console.css";
             }

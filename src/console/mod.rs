@@ -9,7 +9,7 @@
 //!
 //! Pages: sign-in, dashboard (`dashboard`), CA hierarchy, certificate search and detail with
 //! revocation (`certs`), API clients, audit log with chain verification, contracts and the
-//! provisioning-certificate pool (`admin`).
+//! provisioning-certificate pool (`admin`), reporting a sub-CA's compromise (`compromise`).
 
 // The helpers below return `Result<_, Response>`: their error *is* the page to answer, made at
 // most once per request and moved once, so boxing it (what clippy suggests) buys nothing.
@@ -17,6 +17,7 @@
 
 mod admin;
 mod certs;
+mod compromise;
 mod dashboard;
 pub mod layout;
 pub mod session;
@@ -62,6 +63,8 @@ pub struct ConsoleState {
     /// Mark the session cookie `Secure` (the service is reached over TLS).
     pub secure_cookies: bool,
     rate: Arc<OcspRate>,
+    /// Compromise responses started from the console, running or done.
+    compromises: Arc<compromise::Jobs>,
 }
 
 impl ConsoleState {
@@ -74,6 +77,7 @@ impl ConsoleState {
             ocsp,
             secure_cookies,
             rate,
+            compromises: Arc::default(),
         }
     }
 }
@@ -140,6 +144,14 @@ pub fn router(st: ConsoleState) -> Router {
         .route("/ui/assets/console.css", get(stylesheet))
         .route("/ui/hierarchy", get(admin::hierarchy))
         .route("/ui/cas/{id}/pem", get(admin::ca_pem))
+        .route(
+            "/ui/cas/{id}/compromise",
+            get(compromise::status).post(compromise::post),
+        )
+        .route(
+            "/ui/cas/{id}/compromise/reenroll.csv",
+            get(compromise::reenroll_csv),
+        )
         .route("/ui/certificates", get(certs::search))
         .route("/ui/certificates/{issuer}/{serial}", get(certs::detail))
         .route("/ui/certificates/{issuer}/{serial}/pem", get(certs::pem))

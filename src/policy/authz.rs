@@ -350,6 +350,13 @@ pub enum Operation {
     SignFirmware,
     /// Ask whether a contract certificate (any PKI's) authorizes its eMAID now (OCPP Authorize).
     AuthorizeContract,
+    /// Respond to a sub-CA's compromise (`ca compromise`, the console's "Report compromise"):
+    /// stop its key, revoke what it signed, replace it. The operator, and an admin *signed in
+    /// to the console* (a person, audited as `ui:NAME`); never an API client, whatever its role:
+    /// a machine's stored token is not trusted with the hierarchy (see [`ManageHierarchy`]).
+    ///
+    /// [`ManageHierarchy`]: Operation::ManageHierarchy
+    RespondToCompromise,
 }
 
 impl Operation {
@@ -380,6 +387,7 @@ impl Operation {
             Operation::PullContractData => "pull_contract_data",
             Operation::SignFirmware => "sign_firmware",
             Operation::AuthorizeContract => "authorize_contract",
+            Operation::RespondToCompromise => "respond_to_compromise",
         }
     }
 }
@@ -471,7 +479,15 @@ fn roles_for(op: Operation) -> &'static [Role] {
         | Operation::IssueAnyLeaf
         | Operation::ManageHierarchy
         | Operation::InspectHsm => &[],
+        // Admins only (below: people only).
+        Operation::RespondToCompromise => &[],
     }
+}
+
+/// Operations only people may do besides the operator: an admin signed in to the console, not
+/// an API client of any role.
+fn people_only(op: Operation) -> bool {
+    matches!(op, Operation::RespondToCompromise)
 }
 
 /// Operations only the local operator may do: they hand out key material or change the CA
@@ -494,14 +510,19 @@ pub fn decide(p: &Principal, op: Operation, target: Target<'_>) -> Result<(), De
     if p.via == Via::Operator {
         return Ok(());
     }
-    let role_ok = !operator_only(op) && (p.role == Role::Admin || roles_for(op).contains(&p.role));
+    let person_ok = !people_only(op) || p.via == Via::User;
+    let role_ok = !operator_only(op)
+        && person_ok
+        && (p.role == Role::Admin || roles_for(op).contains(&p.role));
     if !role_ok {
-        return Err(deny(
-            p,
-            op,
-            DenialCode::ForbiddenRole,
-            format!("role {} may not use this operation", p.role),
-        ));
+        let detail = if people_only(op) && p.via == Via::Client {
+            "only the operator or an admin signed in to the console may use this operation, \
+             not an API client"
+                .to_string()
+        } else {
+            format!("role {} may not use this operation", p.role)
+        };
+        return Err(deny(p, op, DenialCode::ForbiddenRole, detail));
     }
     if p.role.sees_all_tenants() {
         return Ok(());
@@ -745,6 +766,9 @@ mod tests {
         let auditor = client(Role::Auditor, &[]);
         let csms = client(Role::Csms, &["ACME CSO", "DE*ABC", "dns:csms.test"]);
         let op = Principal::operator("alice");
+        let ui_admin = Principal::user("ada", Role::Admin, vec![]);
+        let ui_auditor = Principal::user("aud", Role::Auditor, vec![]);
+        let ui_cpo = Principal::user("cy", Role::Cpo, vec!["DE*ABC".into()]);
         let evse_ours = Target::Identifier(Identifier::EvseId("DE*ABC*E1234"));
         let evse_theirs = Target::Identifier(Identifier::EvseId("DE*XYZ*E1234"));
         let emaid_ours = Target::Identifier(Identifier::Emaid("DE8AA123456789L"));
@@ -846,6 +870,24 @@ mod tests {
             (&op, Operation::SignFirmware, Target::Any, ALLOW),
             (&op, Operation::IssueWithExportedKey, Target::Any, ALLOW),
             (&op, Operation::ManageHierarchy, Target::Any, ALLOW),
+            (&ui_admin, Operation::ManageHierarchy, Target::Any, ROLE),
+            // A compromise response: the operator or an admin person, never an API client.
+            (&op, Operation::RespondToCompromise, Target::Any, ALLOW),
+            (
+                &ui_admin,
+                Operation::RespondToCompromise,
+                Target::Any,
+                ALLOW,
+            ),
+            (&admin, Operation::RespondToCompromise, Target::Any, ROLE),
+            (
+                &ui_auditor,
+                Operation::RespondToCompromise,
+                Target::Any,
+                ROLE,
+            ),
+            (&ui_cpo, Operation::RespondToCompromise, Target::Any, ROLE),
+            (&cpo, Operation::RespondToCompromise, Target::Any, ROLE),
             (&op, Operation::Revoke, stored_theirs, ALLOW),
         ];
         for (p, op, target, want) in cases {

@@ -26,9 +26,10 @@ use super::{Ra, RaError};
 use crate::ca::compromise::{
     CompromiseOptions, ExternalRevocation, Progress, Replaced, StepReport, crash_point,
 };
-use crate::model::{AuditEvent, RevocationReason};
+use crate::model::{AuditEvent, CaRecord, RevocationReason};
 use crate::policy::authz::{Operation, Principal, Target};
 use crate::store::{CompromiseRecord, ReenrollEntry};
+use crate::x509::ParsedCert;
 
 /// The final report of `pnc-pki ca compromise`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -87,6 +88,81 @@ pub struct CompromiseListing {
     pub reenroll: Vec<ReenrollEntry>,
 }
 
+/// What a compromise response of a CA would do, counted before it is confirmed (the console's
+/// confirmation page): [`Ra::compromise_preview`]. Nothing is changed by counting.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompromisePreview {
+    /// The CA.
+    pub ca: CaRecord,
+    /// Its parent, when it is one of ours.
+    pub parent: Option<String>,
+    /// For a CA signed by an issuer this service does not hold: that issuer's name. Its
+    /// certificate cannot be revoked here; the report says what to send the issuer.
+    pub external_issuer: Option<String>,
+    /// The key generations that will be stopped (CA id, generation): the CA's first, then
+    /// those of the CAs below it, top-down.
+    pub keys: Vec<(String, i64)>,
+    /// The CAs below it, stopped and replaced too.
+    pub sub_cas: Vec<String>,
+    /// Valid end-entity certificates (leaves, OCSP signers) those keys signed: revoked with
+    /// `cACompromise`.
+    pub end_entity: i64,
+    /// Valid CA certificates those keys signed (the CAs below): revoked with `cACompromise`.
+    pub ca_certs: i64,
+    /// Active contracts of vehicles in the provisioning pool with a contract certificate under
+    /// those keys: they get new pre-generated contract data (an MO CA).
+    pub contracts: i64,
+    /// Certificates whose holders will have to enroll again, by tenant (`""`: none).
+    pub reenroll_by_tenant: BTreeMap<String, i64>,
+    /// The interrupted response of this CA (its own stopped key), if one is under way:
+    /// confirming finishes it, with the reason chosen when it started.
+    pub resumes: Option<CompromiseRecord>,
+    /// The finished compromise response whose replacement is the CA's current key: confirming
+    /// treats the replacement as compromised too (`again`).
+    pub replaces_replacement: Option<CompromiseRecord>,
+}
+
+impl CompromiseListing {
+    /// The re-enrollment list as CSV (RFC 4180, `\r\n`): one row per certificate, with a
+    /// header, for a CSMS to trigger `SignCertificate` (the API's `?format=csv` and the
+    /// console's download).
+    pub fn reenroll_csv(&self) -> String {
+        let mut out =
+            String::from("tenant,profile,issuer_id,serial_hex,evse_id,subject,not_after\r\n");
+        for e in &self.reenroll {
+            let not_after = crate::model::rfc3339(e.not_after);
+            let row: [&str; 7] = [
+                e.tenant.as_str(),
+                e.profile.as_str(),
+                e.issuer_id.as_str(),
+                e.serial_hex.as_str(),
+                e.evse_id.as_deref().unwrap_or(""),
+                e.subject.as_str(),
+                &not_after,
+            ];
+            let cells: Vec<String> = row.iter().copied().map(csv_cell).collect();
+            out.push_str(&cells.join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+/// One CSV cell (RFC 4180): quoted when it holds a separator, a quote or a line break; a
+/// leading `=`, `+`, `-` or `@` is prefixed with `'` so that a spreadsheet does not run it.
+fn csv_cell(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    };
+    if v.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
 /// Contracts regenerated at once.
 const REGENERATE_CONCURRENCY: usize = 8;
 
@@ -103,7 +179,7 @@ impl Ra {
         opts: &CompromiseOptions,
         progress: Progress<'_>,
     ) -> Result<CompromiseReport, RaError> {
-        self.authorize(p, Operation::ManageHierarchy, Target::Any, ca_id)
+        self.authorize(p, Operation::RespondToCompromise, Target::Any, ca_id)
             .await?;
         let started = Instant::now();
         let actor = p.actor();
@@ -307,6 +383,94 @@ impl Ra {
             reenroll_by_tenant: by_tenant(&reenroll),
             compromises,
             reenroll,
+        })
+    }
+}
+
+impl Ra {
+    /// What a compromise response of CA `ca_id` would do, counted from the store without
+    /// changing anything (who may start one: [`Ra::compromise_ca`]). A root is refused here
+    /// already (409 `ca_is_root`), with why and what to do instead.
+    pub async fn compromise_preview(
+        &self,
+        p: &Principal,
+        ca_id: &str,
+    ) -> Result<CompromisePreview, RaError> {
+        self.authorize(p, Operation::RespondToCompromise, Target::Any, ca_id)
+            .await?;
+        let store = &self.inner.store;
+        let cas = store.list_cas().await?;
+        let Some(ca) = cas.iter().find(|c| c.id == ca_id).cloned() else {
+            return Err(RaError::NotFound(format!(
+                "no CA with id '{}'",
+                ca_id.chars().take(64).collect::<String>()
+            )));
+        };
+        let cert = ParsedCert::from_der(&ca.cert_der)
+            .map_err(|e| RaError::Internal(format!("CA '{ca_id}' certificate: {e}")))?;
+        let self_signed = cert.subject_der() == cert.issuer_der();
+        if ca.parent_id.is_none() && self_signed {
+            return Err(RaError::Conflict {
+                code: "ca_is_root",
+                detail: format!(
+                    "CA '{ca_id}' is a root: there is no parent to revoke its certificate and \
+                     nothing to replace it under. Retire it instead: take it out of the trust \
+                     stores (V2G root pool, `pnc-pki trust`), build a new hierarchy with \
+                     `pnc-pki init`, and move every party to it"
+                ),
+            });
+        }
+        // As `crate::ca::compromise` decides: no parent of ours, so no revocation here.
+        let external_issuer = ca.parent_id.is_none().then(|| cert.issuer_string());
+        let unfinished = store.compromise_unfinished(ca_id).await?;
+        let resumes = unfinished.iter().find(|r| r.ca_id == ca_id).cloned();
+        // An interrupted response goes on with the keys it stopped; a new one stops the CA's
+        // current key and those of every CA below it (as `crate::ca::compromise` finds them).
+        let keys: Vec<(String, i64)> = if unfinished.is_empty() {
+            let mut order = vec![(ca.id.clone(), ca.generation)];
+            let mut i = 0;
+            while i < order.len() {
+                let parent = order[i].0.clone();
+                for c in &cas {
+                    if c.parent_id.as_deref() == Some(parent.as_str())
+                        && c.id != parent
+                        && !order.iter().any(|(id, _)| *id == c.id)
+                    {
+                        order.push((c.id.clone(), c.generation));
+                    }
+                }
+                i += 1;
+            }
+            order
+        } else {
+            unfinished
+                .iter()
+                .map(|r| (r.ca_id.clone(), r.generation))
+                .collect()
+        };
+        let replaces_replacement = if unfinished.is_empty() {
+            store
+                .compromises_of(ca_id)
+                .await?
+                .into_iter()
+                .next()
+                .filter(|last| last.finished_at.is_some() && last.generation + 1 == ca.generation)
+        } else {
+            None
+        };
+        let counts = store.compromise_preview(&keys).await?;
+        Ok(CompromisePreview {
+            parent: ca.parent_id.clone(),
+            external_issuer,
+            sub_cas: keys.iter().skip(1).map(|(id, _)| id.clone()).collect(),
+            keys,
+            end_entity: counts.end_entity,
+            ca_certs: counts.ca_certs,
+            contracts: counts.contracts,
+            reenroll_by_tenant: counts.reenroll_by_tenant.into_iter().collect(),
+            resumes,
+            replaces_replacement,
+            ca,
         })
     }
 }

@@ -412,6 +412,102 @@ impl Store {
     }
 }
 
+/// What a compromise response of the key generations `keys` would touch, counted before it
+/// starts (the console's confirmation page): see [`Store::compromise_preview`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompromisePreviewCounts {
+    /// Valid end-entity certificates (leaves, OCSP signers) the keys signed.
+    pub end_entity: i64,
+    /// Valid CA certificates the keys signed (the CAs below).
+    pub ca_certs: i64,
+    /// Active contracts of a pooled vehicle with a contract certificate under one of the keys.
+    pub contracts: i64,
+    /// Valid certificates of other holders (no key held by the service, no contract
+    /// certificate) under the keys, by tenant (empty: none): who will have to enroll again.
+    pub reenroll_by_tenant: Vec<(String, i64)>,
+}
+
+/// `(c.issuer_id, c.issuer_generation)` is one of `n` pairs bound as `$1, $2` (first pair),
+/// `$3, $4`, …: a bracketed SQL condition.
+fn signed_by_one_of(n: usize) -> String {
+    let alts: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "(c.issuer_id = ${} AND c.issuer_generation = ${})",
+                2 * i + 1,
+                2 * i + 2
+            )
+        })
+        .collect();
+    format!("({})", alts.join(" OR "))
+}
+
+/// Bind the `keys` of [`signed_by_one_of`] to `q`.
+macro_rules! bind_keys {
+    ($q:expr, $keys:expr) => {{
+        let mut q = $q;
+        for (ca, generation) in $keys {
+            q = q.bind(ca).bind(generation);
+        }
+        q
+    }};
+}
+
+impl Store {
+    /// Count what stopping the key generations `keys` (CA id, generation) would revoke and
+    /// re-issue, without changing anything: valid certificates they signed (end-entity and
+    /// CA), contracts of pooled vehicles to regenerate, holders to enroll again by tenant.
+    pub async fn compromise_preview(
+        &self,
+        keys: &[(String, i64)],
+    ) -> Result<CompromisePreviewCounts, StoreError> {
+        if keys.is_empty() {
+            return Ok(CompromisePreviewCounts::default());
+        }
+        let signed = signed_by_one_of(keys.len());
+        dispatch!(&self.db, pool => {
+            let r = bind_keys!(sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN {NOT_A_CA} THEN 0 ELSE 1 END), 0) \
+                 AS BIGINT) AS cas FROM certificates c WHERE c.status = 'valid' AND {signed}"
+            ))), keys)
+            .fetch_one(pool)
+            .await?;
+            let n: i64 = r.try_get("n")?;
+            let ca_certs: i64 = r.try_get("cas")?;
+
+            let rows = bind_keys!(sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COALESCE(c.tenant, '') AS tenant, COUNT(*) AS n FROM certificates c \
+                 WHERE c.status = 'valid' AND c.key_id IS NULL AND {NOT_A_CA} \
+                 AND NOT EXISTS (SELECT 1 FROM provisionings p WHERE p.issuer_id = c.issuer_id \
+                 AND p.serial_hex = c.serial_hex) AND {signed} \
+                 GROUP BY COALESCE(c.tenant, '') ORDER BY 1"
+            ))), keys)
+            .fetch_all(pool)
+            .await?;
+            let mut reenroll_by_tenant = Vec::new();
+            for r in rows {
+                reenroll_by_tenant.push((r.try_get::<String, _>("tenant")?, r.try_get::<i64, _>("n")?));
+            }
+
+            let contracts: i64 = bind_keys!(sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) AS n FROM contracts k JOIN prov_certs pc ON pc.pcid = k.pcid \
+                 WHERE k.status = 'active' AND EXISTS (SELECT 1 FROM provisionings p \
+                 JOIN certificates c ON c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
+                 WHERE p.contract_id = k.id AND {signed})"
+            ))), keys)
+            .fetch_one(pool)
+            .await?
+            .try_get("n")?;
+            Ok(CompromisePreviewCounts {
+                end_entity: n - ca_certs,
+                ca_certs,
+                contracts,
+                reenroll_by_tenant,
+            })
+        })
+    }
+}
+
 /// Contract `k` has valid pre-generated data signed by a key that is not stopped.
 const REGENERATED: &str = "SELECT 1 FROM pregenerated g JOIN certificates c2 \
      ON c2.issuer_id = g.issuer_id AND c2.serial_hex = g.serial_hex \

@@ -25,7 +25,9 @@ mod supersede;
 mod users;
 mod webhooks;
 
-pub use compromise::{CompromiseRecord, ContractToRegenerate, ReenrollEntry};
+pub use compromise::{
+    CompromisePreviewCounts, CompromiseRecord, ContractToRegenerate, ReenrollEntry,
+};
 pub use defaults::VehicleChoices;
 pub use provisioning::{ContractQuery, DueSupersession, PriorProvisioning};
 pub use users::{MAX_SESSIONS_PER_USER, SessionCutoffs};
