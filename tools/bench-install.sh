@@ -9,7 +9,14 @@
 # With PREGEN=1 the contract data is pre-generated first (PUT /v1/cps/generate/signedContractData)
 # and every request is answered from it: checks, lookup, SessionID, encode; no HSM call.
 #
-# usage: [PREGEN=1] [REQUESTS=30000] tools/bench-install.sh [sqlite|postgres://ADMIN-URL] [duration=20s] [connections=4] [threads=1]
+# GRACE (seconds, default 0): the contract's grace period. With 0, every installation of the
+# (one) car revokes its previous certificate at once (revocation, CRL, replicas) before it
+# answers; with a grace period that is scheduled instead, and only the installation is measured.
+#
+# CARS (default 1): the on-demand requests are spread over this many cars of one OEM, each
+# pooled and under its own contract (a fleet; with 1, every request is the same car's).
+#
+# usage: [PREGEN=1] [REQUESTS=30000] [GRACE=0] [CARS=1] tools/bench-install.sh [sqlite|postgres://ADMIN-URL] [duration=20s] [connections=4] [threads=1]
 # env:   PNC_BIN / PNC_BENCH_BIN (default target/release/…), PORT (default 18700)
 set -euo pipefail
 DB=${1:-sqlite}
@@ -44,7 +51,8 @@ fi
 # On demand, every request must be new (one answered before is a replay from the store):
 # REQUESTS distinct requests of the car, sent in turn (more than the run can send).
 "$BENCH" --ev-request "$WORK/ex/v2g-root.pem" --out "$WORK/ev" --pcid WP0ZZZ99ZTS392124 \
-  --requests "$([ "${PREGEN:-0}" = 1 ] && echo 0 || echo "${REQUESTS:-30000}")"
+  --requests "$([ "${PREGEN:-0}" = 1 ] && echo 0 || echo "${REQUESTS:-30000}")" \
+  --cars "${CARS:-1}" --grace "${GRACE:-0}"
 BODIES="$WORK/ev/ccp.json"
 WARM="$WORK/ev/ccp.json"
 if [ "${PREGEN:-0}" != 1 ]; then
@@ -77,15 +85,20 @@ if [ "${PREGEN:-0}" = 1 ]; then
     -H 'content-type: application/json' \
     -d '{"emaid":"DE8AA123456789","pcid":"WP0ZZZ99ZTS392124","xsdMsgDefNamespace":"urn:iso:15118:2:2013:MsgDef"}' >/dev/null
 else
-  curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/contracts" -H "authorization: Bearer $MO_TOKEN" \
-    -H 'content-type: application/json' -d '{"emaid":"DE8AA123456789","pcid":"WP0ZZZ99ZTS392124"}' >/dev/null
+  # Every car in the pool and under contract (the first car's pool entry is provcert.json).
+  post_lines() { # METHOD PATH TOKEN FILE: one request per line, 4 at a time
+    tr '\n' '\0' <"$4" | xargs -0 -r -P4 -I{} curl -sf -o /dev/null -X "$1" "http://127.0.0.1:$PORT$2" \
+      -H "authorization: Bearer $3" -H 'content-type: application/json' -d {}
+  }
+  post_lines PUT /v1/oem/provCerts "$OEM_TOKEN" "$WORK/ev/provcerts.jsonl"
+  post_lines POST /api/v1/contracts "$MO_TOKEN" "$WORK/ev/contracts.jsonl"
 fi
 # One installation checked by hand, then a warm-up, then the measured run.
 curl -sf -X POST "http://127.0.0.1:$PORT/v1/ccp/signedContractData" -H "authorization: Bearer $TOKEN" \
   -H 'content-type: application/json' --data-binary @"$WORK/ev/ccp.json" | grep -q certificateInstallationRes
 TOKEN=$TOKEN BODY_FILE="$WARM" wrk -t1 -c1 -d2s -s "$HERE/bench-install.lua" \
   "http://127.0.0.1:$PORT/v1/ccp/signedContractData" >/dev/null
-echo "backend=$([ "$DB" = sqlite ] && echo sqlite || echo postgres) pregenerated=${PREGEN:-0} duration=$DUR connections=$CONN threads=$THREADS"
+echo "backend=$([ "$DB" = sqlite ] && echo sqlite || echo postgres) pregenerated=${PREGEN:-0} grace=${GRACE:-0} cars=${CARS:-1} duration=$DUR connections=$CONN threads=$THREADS"
 TOKEN=$TOKEN BODY_FILE="$BODIES" WRK_THREADS=$THREADS wrk -t"$THREADS" -c"$CONN" -d"$DUR" --latency -s "$HERE/bench-install.lua" \
   "http://127.0.0.1:$PORT/v1/ccp/signedContractData"
 

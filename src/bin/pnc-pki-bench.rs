@@ -44,26 +44,45 @@ struct Args {
     /// to `DIR/ccp.jsonl`.
     #[arg(long, default_value_t = 0)]
     requests: usize,
+    /// With `--requests`, spread them over this many cars of the same OEM (PCID
+    /// `WP0ZZZ99ZT` + 7 digits, contract `DE8AA` + 9 digits): request i is car i mod CARS's.
+    /// Their pool entries go to `DIR/provcerts.jsonl`, their contracts (with `--grace`) to
+    /// `DIR/contracts.jsonl`. 1: the one car of `--pcid`.
+    #[arg(long, default_value_t = 1)]
+    cars: usize,
+    /// Grace period (seconds) of the contracts in `DIR/contracts.jsonl`.
+    #[arg(long, default_value_t = 0)]
+    grace: i64,
 }
 
 /// The car of `--ev-request`: the library's throw-away OEM PKI and request builder
 /// (`pnc-pki ev oem-chain` / `ev install-req`), written as the bodies the load test sends.
-fn ev_request(
-    v2g_root: &std::path::Path,
-    out: &std::path::Path,
-    pcid: &str,
-    requests: usize,
-) -> Result<()> {
+fn ev_request(v2g_root: &std::path::Path, out: &std::path::Path, args: &Args) -> Result<()> {
+    let (pcid, requests) = (args.pcid.as_str(), args.requests);
     use base64::Engine;
     use pnc_pki::ev;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let oem = ev::oem::oem_chain(pnc_pki::exi::Schema::Iso2, pcid, "Bench OEM")?;
     let v2g = ev::load_certs(&std::fs::read(v2g_root)?)?;
-    let body = |session_id: &[u8]| -> Result<String> {
+    let pool_entry = |leaf: &openssl::x509::X509| -> Result<String> {
+        Ok(serde_json::json!({
+            "vehicleCertificate": b64(&leaf.to_der()?),
+            "subCA2Certificate": b64(&oem.sub2.to_der()?),
+            "subCA1Certificate": b64(&oem.sub1.to_der()?),
+            "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
+        })
+        .to_string())
+    };
+    let body = |car: (
+        &openssl::x509::X509,
+        &openssl::pkey::PKey<openssl::pkey::Private>,
+    ),
+                session_id: &[u8]|
+     -> Result<String> {
         let exi = ev::install_request(&ev::InstallRequest {
             schema: pnc_pki::exi::Schema::Iso2,
-            oem_cert: &oem.leaf,
-            oem_key: &oem.leaf_key,
+            oem_cert: car.0,
+            oem_key: car.1,
             oem_chain: &[],
             roots: &v2g,
             session_id,
@@ -79,26 +98,45 @@ fn ev_request(
     std::fs::write(out.join("oem-root.pem"), oem.root.to_pem()?)?;
     std::fs::write(
         out.join("ccp.json"),
-        body(&[0x4a, 0x5b, 0x6c, 0x7d, 0x8e, 0x9f, 0x01, 0x11])?,
+        body(
+            (&oem.leaf, &oem.leaf_key),
+            &[0x4a, 0x5b, 0x6c, 0x7d, 0x8e, 0x9f, 0x01, 0x11],
+        )?,
     )?;
     if requests > 0 {
+        // A fleet: the first car is the one of `--pcid`, the others are made here.
+        let mut cars = vec![(oem.leaf.clone(), oem.leaf_key.clone())];
+        let (mut pool, mut contracts) = (String::new(), String::new());
+        for k in 0..args.cars.max(1) {
+            let (pcid, emaid) = if k == 0 {
+                (pcid.to_string(), "DE8AA123456789".to_string())
+            } else {
+                let p = format!("WP0ZZZ99ZT{k:07}");
+                cars.push(ev::oem::another_vehicle(&oem, &p)?);
+                pool.push_str(&pool_entry(&cars[k].0)?);
+                pool.push('\n');
+                (p, format!("DE8AA{k:09}"))
+            };
+            contracts.push_str(
+                &serde_json::json!({"emaid": emaid, "pcid": pcid, "grace_seconds": args.grace})
+                    .to_string(),
+            );
+            contracts.push('\n');
+        }
+        std::fs::write(out.join("provcerts.jsonl"), pool)?;
+        std::fs::write(out.join("contracts.jsonl"), contracts)?;
         // A request answered before is answered again from the store (a replay, no new
         // certificate): a load test of real installations needs a new request each time.
         let mut lines = String::new();
         for i in 0..requests {
             let sid = (0x1000_0000_0000_0000u64 + i as u64).to_be_bytes();
-            lines.push_str(&body(&sid)?);
+            let car = &cars[i % cars.len()];
+            lines.push_str(&body((&car.0, &car.1), &sid)?);
             lines.push('\n');
         }
         std::fs::write(out.join("ccp.jsonl"), lines)?;
     }
-    let pool = serde_json::json!({
-        "vehicleCertificate": b64(&oem.leaf.to_der()?),
-        "subCA2Certificate": b64(&oem.sub2.to_der()?),
-        "subCA1Certificate": b64(&oem.sub1.to_der()?),
-        "xsdMsgDefNamespace": "urn:iso:15118:2:2013:MsgDef",
-    });
-    std::fs::write(out.join("provcert.json"), pool.to_string())?;
+    std::fs::write(out.join("provcert.json"), pool_entry(&oem.leaf)?)?;
     Ok(())
 }
 
@@ -124,7 +162,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(root) = &args.ev_request {
         let out = args.out.clone().unwrap_or_else(|| ".".into());
-        return ev_request(root, &out, &args.pcid, args.requests);
+        return ev_request(root, &out, &args);
     }
     let dir = tempfile::tempdir()?;
     let d = dir.path().display().to_string();

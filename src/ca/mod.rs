@@ -928,12 +928,16 @@ impl Ca {
             }
             // Publish the CRL at once, whatever the replicas did; a failure is logged, and the
             // next request or the scheduler regenerates it (a request notices a revocation newer
-            // than the stored CRL).
+            // than the stored CRL). Coalesced: concurrent revocations under one key wait for
+            // the CRL lock in turn, and one that finds a CRL made after its own revocation
+            // committed (the stored CRL counts every revocation so far: counts only grow, there
+            // is no hold release) has nothing to add: one CRL for many revocations instead of
+            // one each, each listing every revoked certificate.
             let generation = match self.inner.store.get_cert(issuer_id, &serial).await {
                 Ok(Some(c)) => c.issuer_generation,
                 _ => 1,
             };
-            if let Err(e) = self.issue_crl(issuer_id, generation, actor).await {
+            if let Err(e) = self.current_crl(issuer_id, generation, actor).await {
                 tracing::warn!(issuer = %issuer_id, error = %e, "CRL regeneration after revocation failed");
             }
         }

@@ -33,6 +33,11 @@ pub struct OemChain {
     pub leaf: X509,
     /// Its private key.
     pub leaf_key: PKey<Private>,
+    /// Sub-CA 2's private key: more vehicles of the same OEM ([`another_vehicle`]).
+    pub sub2_key: PKey<Private>,
+    /// The schema and organisation the chain was made for.
+    schema: Schema,
+    org: String,
 }
 
 /// The 8-byte SKI of the profiles: `01` nibble marker + the low 60 bits of SHA-1 over the SPKI.
@@ -199,6 +204,27 @@ pub fn oem_chain(schema: Schema, pcid: &str, org: &str) -> R<OemChain> {
         &sub2_key,
         Some((&sub1, &sub1_key)),
     )?;
+    let (leaf, leaf_key) = vehicle(schema, org, pcid, &sub2, &sub2_key)?;
+    Ok(OemChain {
+        root,
+        sub1,
+        sub2,
+        leaf,
+        leaf_key,
+        sub2_key,
+        schema,
+        org: org.to_string(),
+    })
+}
+
+/// A provisioning certificate (and its key) for PCID `pcid` under `sub2`.
+fn vehicle(
+    schema: Schema,
+    org: &str,
+    pcid: &str,
+    sub2: &X509,
+    sub2_key: &PKey<Private>,
+) -> R<(X509, PKey<Private>)> {
     let leaf_key = new_key(schema)?;
     let leaf = make(
         schema,
@@ -210,13 +236,24 @@ pub fn oem_chain(schema: Schema, pcid: &str, org: &str) -> R<OemChain> {
             days: 1461,
         },
         &leaf_key,
-        Some((&sub2, &sub2_key)),
+        Some((sub2, sub2_key)),
     )?;
-    Ok(OemChain {
-        root,
-        sub1,
-        sub2,
-        leaf,
-        leaf_key,
-    })
+    Ok((leaf, leaf_key))
+}
+
+/// Another vehicle of the OEM of `chain`: a provisioning certificate for `pcid` under the same
+/// sub-CA 2 (a fleet for load tests), and its key.
+pub fn another_vehicle(chain: &OemChain, pcid: &str) -> R<(X509, PKey<Private>)> {
+    let pcid = match chain.schema {
+        Schema::Iso2 => crate::policy::identifiers::validate_pcid(pcid),
+        Schema::Iso20 => crate::policy::identifiers::validate_pcid_20(pcid),
+    }
+    .map_err(|e| EvError::Invalid(format!("PCID '{pcid}': {e}")))?;
+    vehicle(
+        chain.schema,
+        &chain.org,
+        &pcid,
+        &chain.sub2,
+        &chain.sub2_key,
+    )
 }

@@ -80,10 +80,14 @@ impl Store {
         now: i64,
     ) -> Result<Vec<RevokedEntry>, StoreError> {
         dispatch!(&self.db, pool => {
+            // `not_after + 0` keeps SQLite (no statistics) on the (issuer_id,
+            // issuer_generation, status) index instead of walking every unexpired revoked
+            // certificate of the store through (status, not_after): a CRL is reissued on
+            // every revocation.
             let rows = sqlx::query(
                 "SELECT serial_hex, revoked_at, revocation_reason FROM certificates \
                  WHERE issuer_id = $1 AND issuer_generation = $3 AND status = 'revoked' \
-                 AND not_after > $2 ORDER BY serial_hex",
+                 AND not_after + 0 > $2 ORDER BY serial_hex",
             )
             .bind(issuer_id)
             .bind(now)

@@ -14,6 +14,7 @@ impl Store {
         ttl_ms: i64,
     ) -> Result<bool, StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let done = sqlx::query(
                 "INSERT INTO job_leases (job, holder, until_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
@@ -32,6 +33,7 @@ impl Store {
     /// Give a lease up (graceful shutdown), so another replica need not wait for it to run out.
     pub async fn release_job_lease(&self, job: &str, holder: &str) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("DELETE FROM job_leases WHERE job = $1 AND holder = $2")
                 .bind(job)
                 .bind(holder)

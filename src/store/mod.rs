@@ -593,6 +593,7 @@ impl Store {
     pub async fn write_probe(&self) -> Result<(), StoreError> {
         let now = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("UPDATE health_probe SET checked_at = $1 WHERE id = 1")
                 .bind(now)
                 .execute(pool)

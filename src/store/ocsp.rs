@@ -207,6 +207,7 @@ impl Store {
         let now = self.now();
         let now_ms = self.clock.now_ms();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("INSERT INTO ocsp_replicas (id, acked, lease_until_ms, started_at) VALUES ($1, $2, 0, $3)")
                 .bind(id)
                 .bind(acked)
@@ -225,6 +226,7 @@ impl Store {
     /// Leave the replica set.
     pub async fn ocsp_deregister_replica(&self, id: &str) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("DELETE FROM ocsp_replicas WHERE id = $1").bind(id).execute(pool).await?;
             Ok(())
         })
@@ -252,6 +254,7 @@ impl Store {
     /// Record that replica `id` applied every event up to `acked`.
     pub async fn ocsp_ack(&self, id: &str, acked: i64) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("UPDATE ocsp_replicas SET acked = $1 WHERE id = $2 AND acked < $1")
                 .bind(acked)
                 .bind(id)
@@ -307,6 +310,7 @@ impl Store {
     /// further behind than the oldest kept event clears its whole cache.
     pub async fn ocsp_prune_events(&self, before: i64) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("DELETE FROM ocsp_events WHERE created_at < $1 AND seq < (SELECT epoch FROM ocsp_state WHERE id = 1)")
                 .bind(before)
                 .execute(pool)
@@ -474,6 +478,7 @@ impl Store {
     pub async fn ocsp_prune_responses(&self) -> Result<(), StoreError> {
         let now = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("DELETE FROM ocsp_responses WHERE next_update < $1")
                 .bind(now)
                 .execute(pool)

@@ -554,10 +554,14 @@ impl Store {
         now: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
         dispatch!(&self.db, pool => {
+            // CROSS JOIN: SQLite then reads the contract's provisionings first (by index) and
+            // looks each certificate up by key; left to itself, without statistics, it walks
+            // every valid certificate of the store through the (status, not_after) index.
+            // PostgreSQL plans a CROSS JOIN with these conditions as the inner join it is.
             let rows = sqlx::query(
-                "SELECT c.issuer_id, c.serial_hex FROM provisionings p JOIN certificates c \
-                 ON c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
-                 WHERE p.contract_id = $1 AND c.profile = $2 AND c.status = 'valid' \
+                "SELECT c.issuer_id, c.serial_hex FROM provisionings p CROSS JOIN certificates c \
+                 WHERE c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
+                 AND p.contract_id = $1 AND c.profile = $2 AND c.status = 'valid' \
                  AND c.not_after > $3 AND NOT EXISTS (SELECT 1 FROM supersessions s \
                    WHERE s.issuer_id = c.issuer_id AND s.serial_hex = c.serial_hex) \
                  ORDER BY c.created_at DESC, c.serial_hex",
@@ -732,6 +736,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request));
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query(
                 "INSERT INTO provisionings (issuer_id, serial_hex, contract_id, kind, schema_version, \
                  request_sha256, request, response_size, created_at) \
@@ -833,6 +838,7 @@ impl Store {
         serial_hex: &str,
     ) -> Result<bool, StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             let n = sqlx::query(
                 "DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2 AND serial_hex = $3",
             )
@@ -885,6 +891,7 @@ impl Store {
         serial_hex: &str,
     ) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query(
                 "UPDATE provisionings SET supersede_at = NULL WHERE issuer_id = $1 AND serial_hex = $2",
             )

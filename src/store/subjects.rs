@@ -76,6 +76,7 @@ impl Store {
             }
             // Listed rows whose certificate is gone (none are deleted today) would stay listed.
             dispatch!(&self.db, pool => {
+                let _turn = self.turns.take().await?;
                 let q = format!(
                     "DELETE FROM subject_rewrites WHERE tbl = '{tbl}' AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE {})",
                     match tbl {

@@ -72,6 +72,7 @@ impl Store {
         serial_hex: &str,
     ) -> Result<(), StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("DELETE FROM supersessions WHERE issuer_id = $1 AND serial_hex = $2")
                 .bind(issuer_id)
                 .bind(serial_hex)

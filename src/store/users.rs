@@ -237,6 +237,7 @@ impl Store {
     pub async fn touch_session(&self, id_hash: &str) -> Result<(), StoreError> {
         let ts = self.now();
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("UPDATE ui_sessions SET last_seen = $1 WHERE id_hash = $2")
                 .bind(ts)
                 .bind(id_hash)
@@ -275,6 +276,7 @@ impl Store {
     /// every replica then reads the same one.
     pub async fn ui_secret(&self, candidate: &str) -> Result<String, StoreError> {
         dispatch!(&self.db, pool => {
+            let _turn = self.turns.take().await?;
             sqlx::query("INSERT INTO ui_secret (id, secret) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
                 .bind(candidate)
                 .execute(pool)
