@@ -7,6 +7,12 @@ fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let dir = std::path::Path::new(&manifest).join("policies");
     println!("cargo:rerun-if-changed={}", dir.display());
+    // `sqlx::migrate!` embeds migrations/ at compile time but cannot tell cargo to watch it
+    // on stable Rust: without this, a new or changed migration is missing from the next build.
+    println!(
+        "cargo:rerun-if-changed={}",
+        std::path::Path::new(&manifest).join("migrations").display()
+    );
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .expect("policies/ exists")
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -13,11 +13,12 @@ and times it. Prints the report's per-step counts and seconds and the regenerati
 usage: tools/bench-compromise-mo.py [N=10000] [C=8]   (PNC_BIN: default target/release)
 env:   PNC_BENCH_WRAP (prefix for the measured command, e.g. "strace -c -f -o FILE"),
        PNC_BENCH_KEEP=1 (keep the data dir),
-       PNC_BENCH_SAVE=DIR (after seeding, save a copy of the seeded SQLite deployment to DIR),
+       PNC_BENCH_SAVE=DIR (after seeding, save a copy of the seeded deployment to DIR; on
+       PostgreSQL its database is copied as a template database, DBNAME_copy_PID),
        PNC_BENCH_FROM=DIR (skip seeding: measure on a copy of a deployment saved before; N is
        then what DIR holds) -- to compare builds or settings on the same data in minutes
 """
-import base64, datetime, json, os, pathlib, shutil, socket, subprocess, sys, tempfile, threading
+import base64, datetime, json, os, pathlib, re, shutil, socket, subprocess, sys, tempfile, threading
 import resource, shlex, time, urllib.request
 
 from cryptography import x509
@@ -37,12 +38,25 @@ data = f"{work}/d"
 
 
 def copy_deployment(src, dst):
-    """Copy a stopped SQLite deployment (work dir) and point its absolute paths (token
-    directory, database URL) at the copy, so the two never share a token."""
+    """Copy a stopped deployment (work dir) and point its absolute paths (token directory,
+    database URL) at the copy, so the two never share a token. A PostgreSQL database is copied
+    too (CREATE DATABASE … TEMPLATE: nothing may be connected to it), as DBNAME_copy_N."""
     shutil.copytree(src, dst, dirs_exist_ok=True)
     for f in ("d/hsm/softhsm2.conf", "d/pnc-pki.toml"):
         p = pathlib.Path(dst, f)
         p.write_text(p.read_text().replace(str(src), str(dst)))
+    toml = pathlib.Path(dst, "d/pnc-pki.toml")
+    m = re.search(r'database_url = "(postgres(?:ql)?://[^"]*/)([A-Za-z0-9_]+)"', toml.read_text())
+    if m:
+        base, name = m.group(1), m.group(2)
+        copy = f"{name.split('_copy_')[0]}_copy_{os.getpid()}"
+        admin = base + "postgres"
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)",
+                        "-c", f"CREATE DATABASE {copy} TEMPLATE {name}"], check=True)
+        toml.write_text(toml.read_text().replace(base + name, base + copy))
+        print(f"database {name} copied to {copy}")
+        return admin, copy
+    return None
 
 
 def free_port():
@@ -80,8 +94,7 @@ with open(f"{work}/oem-root.pem", "wb") as f:
 car_key = ec.generate_private_key(ec.SECP256R1())
 
 FROM = os.environ.get("PNC_BENCH_FROM")
-if FROM:
-    copy_deployment(FROM, work)
+copied_db = copy_deployment(FROM, work) if FROM else None
 init = [BIN, "init", "--data-dir", data]
 if os.environ.get("PNC_BENCH_DB"):
     init += ["--database-url", os.environ["PNC_BENCH_DB"]]
@@ -202,3 +215,5 @@ if os.environ.get("PNC_BENCH_KEEP"):
     print(f"kept {work}")
 else:
     shutil.rmtree(work, ignore_errors=True)
+    if copied_db:
+        subprocess.run(["psql", copied_db[0], "-qc", f"DROP DATABASE IF EXISTS {copied_db[1]} WITH (FORCE)"])

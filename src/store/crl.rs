@@ -6,6 +6,14 @@ use sqlx::Row;
 use super::{Store, StoreError, audit, dispatch, reason_of};
 use crate::model::{AuditEvent, CrlRecord, RevokedEntry};
 
+/// The query of [`Store::revoked_for_crl`]. `not_after + 0` keeps SQLite (no statistics) on an
+/// index of the issuer instead of walking every unexpired revoked certificate of the store
+/// through (status, not_after): a CRL is reissued on every revocation (the plan is checked by a
+/// test, `store::plans`).
+pub(super) const REVOKED_FOR_CRL: &str = "SELECT serial_hex, revoked_at, revocation_reason \
+     FROM certificates WHERE issuer_id = $1 AND issuer_generation = $3 AND status = 'revoked' \
+     AND not_after + 0 > $2 ORDER BY serial_hex";
+
 impl Store {
     /// The stored CRL of a CA's key generation.
     pub async fn get_crl(
@@ -80,15 +88,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<RevokedEntry>, StoreError> {
         dispatch!(&self.db, pool => {
-            // `not_after + 0` keeps SQLite (no statistics) on the (issuer_id,
-            // issuer_generation, status) index instead of walking every unexpired revoked
-            // certificate of the store through (status, not_after): a CRL is reissued on
-            // every revocation.
-            let rows = sqlx::query(
-                "SELECT serial_hex, revoked_at, revocation_reason FROM certificates \
-                 WHERE issuer_id = $1 AND issuer_generation = $3 AND status = 'revoked' \
-                 AND not_after + 0 > $2 ORDER BY serial_hex",
-            )
+            let rows = sqlx::query(REVOKED_FOR_CRL)
             .bind(issuer_id)
             .bind(now)
             .bind(generation)

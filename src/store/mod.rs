@@ -253,6 +253,15 @@ pub struct Store {
     turns: WriteTurns,
 }
 
+/// The condition of [`Store::current_service_cert`]. `not_after + 0`: SQLite, without
+/// statistics, would otherwise walk the (status, not_after) index, i.e. every valid certificate
+/// of the store, instead of the partial index of the few signers (migration 0019); the plan is
+/// checked by a test (`plans`).
+const SERVICE_CERT_WHERE: &str = "WHERE issuer_id = $1 AND profile = $2 \
+     AND status = 'valid' AND key_id IS NOT NULL AND not_after + 0 > $3 \
+     AND ($4 IS NULL OR issuer_generation = $4) \
+     ORDER BY not_before DESC, serial_hex DESC LIMIT 1";
+
 /// How long a write transaction waits for its turn: SQLite's own busy timeout.
 const WRITE_TURN_WAIT: Duration = Duration::from_secs(15);
 
@@ -1000,13 +1009,7 @@ impl Store {
         let now = self.now();
         dispatch!(&self.db, pool => {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                // `not_after + 0`: SQLite, without statistics, would otherwise walk the
-                // (status, not_after) index, i.e. every valid certificate of the store, instead
-                // of the partial index of the few signers (migration 0019).
-                "SELECT {CERT_COLUMNS} FROM certificates WHERE issuer_id = $1 AND profile = $2 \
-                 AND status = 'valid' AND key_id IS NOT NULL AND not_after + 0 > $3 \
-                 AND ($4 IS NULL OR issuer_generation = $4) \
-                 ORDER BY not_before DESC, serial_hex DESC LIMIT 1"
+                "SELECT {CERT_COLUMNS} FROM certificates {SERVICE_CERT_WHERE}"
             )))
             .bind(issuer_id)
             .bind(profile)
@@ -1063,4 +1066,77 @@ pub fn redact_url(url: &str) -> String {
         return format!("{scheme}://{user}:***@{host}");
     }
     url.to_string()
+}
+
+/// SQLite's query plans of lookups made per issuance, installation or revocation: each must go
+/// through its index, not walk a table or every valid certificate (the planner has no
+/// statistics and likes the (status, not_after) index). A walk made a compromise response's
+/// regeneration slow down as the store grew (docs/benchmarks.md, issue 24).
+#[cfg(test)]
+mod plans {
+    use super::*;
+
+    /// `EXPLAIN QUERY PLAN` of `sql` (with `$n` placeholders) on a migrated SQLite store.
+    async fn plan(store: &Store, sql: &str) -> String {
+        let Db::Sqlite(pool) = &store.db else {
+            unreachable!("a SQLite store")
+        };
+        let mut q = sql.to_string();
+        for n in (1..=9).rev() {
+            q = q.replace(&format!("${n}"), "?");
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {q}")))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn per_request_lookups_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/plans.db", dir.path().display());
+        let store = Store::connect(&url, crate::clock::system()).await.unwrap();
+        let cases: [(&str, String, &str); 4] = [
+            (
+                "the CPS / OCSP signer",
+                format!("SELECT {CERT_COLUMNS} FROM certificates {SERVICE_CERT_WHERE}"),
+                "certificates_signers",
+            ),
+            (
+                "what an installation supersedes",
+                provisioning::TO_SUPERSEDE.to_string(),
+                "provisionings_contract",
+            ),
+            (
+                "a CRL's entries",
+                crl::REVOKED_FOR_CRL.to_string(),
+                "(issuer_id=?",
+            ),
+            (
+                "a contract by EMAID",
+                "SELECT id FROM contracts WHERE 1 = 1 AND emaid = $1 ORDER BY created_at DESC, id LIMIT 10"
+                    .to_string(),
+                "contracts_emaid",
+            ),
+        ];
+        for (what, sql, index) in cases {
+            let p = plan(&store, &sql).await;
+            assert!(
+                p.contains(index),
+                "{what}: expected {index} in the plan:\n{p}"
+            );
+            assert!(
+                !p.contains("certificates_status_not_after"),
+                "{what}: walks every valid certificate:\n{p}"
+            );
+            assert!(
+                !p.lines().any(|l| l.starts_with("SCAN")),
+                "{what}: scans a table:\n{p}"
+            );
+        }
+    }
 }

@@ -141,6 +141,18 @@ pub struct PriorProvisioning {
     pub response: Option<Vec<u8>>,
 }
 
+/// The query of [`Store::contract_certificates_to_supersede`]. CROSS JOIN: SQLite then reads
+/// the contract's provisionings first (by index) and looks each certificate up by key; left to
+/// itself, without statistics, it walks every valid certificate of the store through the
+/// (status, not_after) index (the plan is checked by a test, `store::plans`). PostgreSQL plans a
+/// CROSS JOIN with these conditions as the inner join it is.
+pub(super) const TO_SUPERSEDE: &str = "SELECT c.issuer_id, c.serial_hex FROM provisionings p \
+     CROSS JOIN certificates c WHERE c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
+     AND p.contract_id = $1 AND c.profile = $2 AND c.status = 'valid' AND c.not_after > $3 \
+     AND NOT EXISTS (SELECT 1 FROM supersessions s \
+       WHERE s.issuer_id = c.issuer_id AND s.serial_hex = c.serial_hex) \
+     ORDER BY c.created_at DESC, c.serial_hex";
+
 impl Store {
     // ---------------------------------------------------------------------- trusted roots
 
@@ -554,18 +566,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
         dispatch!(&self.db, pool => {
-            // CROSS JOIN: SQLite then reads the contract's provisionings first (by index) and
-            // looks each certificate up by key; left to itself, without statistics, it walks
-            // every valid certificate of the store through the (status, not_after) index.
-            // PostgreSQL plans a CROSS JOIN with these conditions as the inner join it is.
-            let rows = sqlx::query(
-                "SELECT c.issuer_id, c.serial_hex FROM provisionings p CROSS JOIN certificates c \
-                 WHERE c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
-                 AND p.contract_id = $1 AND c.profile = $2 AND c.status = 'valid' \
-                 AND c.not_after > $3 AND NOT EXISTS (SELECT 1 FROM supersessions s \
-                   WHERE s.issuer_id = c.issuer_id AND s.serial_hex = c.serial_hex) \
-                 ORDER BY c.created_at DESC, c.serial_hex",
-            )
+            let rows = sqlx::query(TO_SUPERSEDE)
             .bind(contract_id)
             .bind(profile)
             .bind(now)
