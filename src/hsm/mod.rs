@@ -304,8 +304,13 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
 /// generation that succeeds when repeated with the very same templates (GENERAL_ERROR seen once
 /// in ~2000 generations in our test runs, TEMPLATE_INCONSISTENT once while generating the API
 /// token key at a first `serve`). Nothing usable is left by the failed call, and each attempt is
-/// a separate, complete generation. A template a token really refuses fails all three attempts
-/// and its error is returned.
+/// a separate, complete generation. A template a token really refuses fails every attempt and
+/// its error is returned. The attempts are spaced (50, 200, 500 ms): once, under a loaded
+/// machine, three immediate attempts at a `serve` start all failed with GENERAL_ERROR and the
+/// same generation passed when run again; the pause is spent only on that error path.
+/// Pauses before the retries of [`generate_key_pair_retrying`].
+const GENERATE_RETRY_PAUSES_MS: [u64; 3] = [50, 200, 500];
+
 fn generate_key_pair_retrying(
     s: &Session,
     alg: KeyAlg,
@@ -326,9 +331,12 @@ fn generate_key_pair_retrying(
                 | RvError::FunctionFailed
                 | RvError::TemplateInconsistent),
                 _,
-            )) if attempt < 2 => {
+            )) if attempt < GENERATE_RETRY_PAUSES_MS.len() => {
+                tracing::warn!(attempt = attempt + 1, error = %rv, "C_GenerateKeyPair failed; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(
+                    GENERATE_RETRY_PAUSES_MS[attempt],
+                ));
                 attempt += 1;
-                tracing::warn!(attempt, error = %rv, "C_GenerateKeyPair failed; retrying");
             }
             Err(e) => {
                 return Err(HsmError::Pkcs11 {
