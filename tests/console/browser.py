@@ -11,11 +11,14 @@ import os
 import sys
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE = os.environ["PNC_UI_URL"].rstrip("/")
@@ -50,11 +53,31 @@ def browser():
     return d
 
 
+def replaced(old):
+    """A wait condition: the element `old` no longer belongs to the page. While the next page
+    replaces it, chromedriver sometimes answers "Node with given id does not belong to the
+    document" instead of a stale-element error (seen once in a full run): that is the same
+    answer, not a failure."""
+
+    def gone(_d):
+        try:
+            old.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+
+    return gone
+
+
 def navigates(d, act):
     """Do `act` (a click, an Enter) and wait until the next page has replaced this one."""
     old = d.find_element(By.TAG_NAME, "html")
     act()
-    WebDriverWait(d, 15).until(EC.staleness_of(old))
+    WebDriverWait(d, 15).until(replaced(old))
 
 
 def click(d, el):
