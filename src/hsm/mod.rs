@@ -299,6 +299,9 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
     Ok(None)
 }
 
+/// Pauses before the retries of [`generate_key_pair_retrying`].
+const GENERATE_RETRY_PAUSES_MS: [u64; 3] = [50, 200, 500];
+
 /// C_GenerateKeyPair with a bounded retry on CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED /
 /// CKR_TEMPLATE_INCONSISTENT: SoftHSM2 2.6.1 on OpenSSL 3 very occasionally fails an EC key
 /// generation that succeeds when repeated with the very same templates (GENERAL_ERROR seen once
@@ -308,9 +311,6 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
 /// its error is returned. The attempts are spaced (50, 200, 500 ms): once, under a loaded
 /// machine, three immediate attempts at a `serve` start all failed with GENERAL_ERROR and the
 /// same generation passed when run again; the pause is spent only on that error path.
-/// Pauses before the retries of [`generate_key_pair_retrying`].
-const GENERATE_RETRY_PAUSES_MS: [u64; 3] = [50, 200, 500];
-
 fn generate_key_pair_retrying(
     s: &Session,
     alg: KeyAlg,
