@@ -7,10 +7,13 @@ mod common;
 use common::*;
 use pnc_pki::alg::KeyAlg;
 use pnc_pki::clock::{self, ManualClock};
+use pnc_pki::events::{Audience, OutboxEvent};
 use pnc_pki::model::{
-    AuditEvent, AuditFilter, CaRecord, CertFilter, CertRecord, CertStatus, RevocationReason,
-    RevokeOutcome, StatusFilter,
+    AuditEvent, AuditFilter, CaRecord, CertFilter, CertRecord, CertStatus, ClientRecord,
+    ContractRecord, ContractStatus, IdempotencyKey, ProvCertRecord, ProvisioningKind,
+    ProvisioningLink, RevocationReason, RevokeOutcome, StatusFilter, WebhookEndpoint,
 };
+use pnc_pki::policy::authz::Role;
 use pnc_pki::store::{Store, StoreError};
 
 async fn connect(url: &str) -> Store {
@@ -609,6 +612,367 @@ fn concurrent_issuances_are_group_committed_and_one_failure_spares_the_rest() {
                     .unwrap()
                     .len(),
                 201
+            );
+        });
+    }
+}
+
+/// A provisioning of contract `contract` (pre-generated answer `exi` when `pregenerated`).
+fn link(contract: &str, pregenerated: bool, exi: &[u8]) -> ProvisioningLink {
+    ProvisioningLink {
+        contract_id: contract.into(),
+        kind: ProvisioningKind::Install,
+        schema_version: "iso15118-2",
+        request: format!("req-{contract}").into_bytes(),
+        response_size: exi.len(),
+        supersedes: Vec::new(),
+        supersede_at: 0,
+        response: Some(exi.to_vec()),
+        pregenerated: pregenerated.then(|| ("oem".to_string(), exi.to_vec())),
+        idempotency: None,
+        events: Vec::new(),
+    }
+}
+
+#[test]
+fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_the_rest() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            store
+                .record_issuance(&cert("root", "01"), Some(&ca("root")), &ev("ca"), None)
+                .await
+                .unwrap();
+            store
+                .record_issuance(&cert("root", "dd"), None, &ev("first"), None)
+                .await
+                .unwrap();
+            // An endpoint that hears of every contract update: each committed provisioning's
+            // event gets a delivery, a refused one's none.
+            store
+                .insert_client(
+                    &ClientRecord {
+                        client_id: "c1".into(),
+                        name: "oem".into(),
+                        role: Role::Admin,
+                        tenants: Vec::new(),
+                        secret_hash: String::new(),
+                        cert_sha256: None,
+                        disabled_at: None,
+                        created_at: 0,
+                    },
+                    &ev("client"),
+                )
+                .await
+                .unwrap();
+            store
+                .insert_webhook_endpoint(
+                    &WebhookEndpoint {
+                        id: "ep1".into(),
+                        client_id: "c1".into(),
+                        url: "https://example.com/hook".into(),
+                        events: vec!["oem.contract.updated".into()],
+                        status: "enabled".into(),
+                        description: String::new(),
+                        metadata: serde_json::json!({}),
+                        api_version: "v1".into(),
+                        secret: "s".into(),
+                        created_at: 0,
+                        updated_at: 0,
+                    },
+                    &ev("endpoint"),
+                )
+                .await
+                .unwrap();
+            let taken = IdempotencyKey {
+                actor: "api:c1".into(),
+                key: "k-taken".into(),
+                request_sha256: "00".into(),
+            };
+            let mut first = cert("root", "0fff");
+            first.der = vec![0x30, 0x01];
+            let mut l = link("k-first", false, b"a");
+            l.idempotency = Some((taken.clone(), b"answer".to_vec()));
+            store
+                .record_provisioning(&first, &l, &ev("prov"))
+                .await
+                .unwrap();
+            let (b0, i0, _) = store.batch_stats();
+            // 120 at once: two pre-generated answers for each of 40 contracts, 40 plain
+            // installations (one superseding "dd", each with an event), one reusing serial
+            // "dd", one reusing a taken idempotency key.
+            let mut tasks = Vec::new();
+            for i in 0..120u32 {
+                let s = store.clone();
+                let serial = if i == 90 {
+                    "dd".to_string()
+                } else {
+                    format!("{:04x}", 0x1000 + i)
+                };
+                let mut c = cert("root", &serial);
+                c.der = serial.clone().into_bytes();
+                let mut l = if i < 80 {
+                    link(&format!("k{}", i / 2), true, serial.as_bytes())
+                } else {
+                    let mut l = link(&format!("p{i}"), false, b"x");
+                    l.events.push(OutboxEvent::new(
+                        "oem.contract.updated",
+                        "urn:iso:15118:2:2013:MsgDef",
+                        serde_json::json!({ "i": i }),
+                        Audience::All,
+                        0,
+                    ));
+                    l
+                };
+                if i == 85 {
+                    l.supersedes = vec![("root".into(), "dd".into())];
+                    l.supersede_at = 5;
+                }
+                if i == 95 {
+                    l.idempotency = Some((taken.clone(), b"other".to_vec()));
+                }
+                tasks.push(tokio::spawn(async move {
+                    let mut e = ev(&format!("c{i}"));
+                    e.events = l.events.clone();
+                    (serial, s.record_provisioning(&c, &l, &e).await)
+                }));
+            }
+            let mut results = Vec::new();
+            for t in tasks {
+                results.push(t.await.unwrap());
+            }
+            for (i, (_, r)) in results.iter().enumerate() {
+                match (i, r) {
+                    (90, Err(StoreError::DuplicateSerial { .. })) => {}
+                    (95, Err(StoreError::IdempotencyKeyTaken(_))) => {}
+                    (90 | 95, r) => panic!("{backend:?}: provisioning {i} should fail: {r:?}"),
+                    (_, Err(e)) => panic!("{backend:?}: provisioning {i}: {e}"),
+                    _ => {}
+                }
+            }
+            // Of each contract's two answers, whichever committed second replaced the first,
+            // and it is the one kept.
+            for k in 0..40 {
+                let (a, b) = (&results[2 * k], &results[2 * k + 1]);
+                let (kept, gone) = match (&a.1, &b.1) {
+                    (Ok(Some(r)), Ok(None)) => (&a.0, r.clone()),
+                    (Ok(None), Ok(Some(r))) => (&b.0, r.clone()),
+                    other => panic!("{backend:?}: contract k{k}: {other:?}"),
+                };
+                let other = if kept == &a.0 { &b.0 } else { &a.0 };
+                assert_eq!(gone, ("root".to_string(), other.clone()), "{backend:?}");
+                let p = store
+                    .get_pregenerated(&format!("k{k}"), "iso15118-2")
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(&p.serial_hex, kept, "{backend:?}: contract k{k}");
+                assert_eq!(p.exi, kept.as_bytes(), "{backend:?}: contract k{k}");
+            }
+            let (b1, i1, largest) = store.batch_stats();
+            assert_eq!(
+                i1 - i0,
+                120,
+                "{backend:?}: all went through the group commit"
+            );
+            assert!(
+                b1 - b0 < 120 && largest > 1,
+                "{backend:?}: provisionings shared transactions ({} batches, largest {largest})",
+                b1 - b0
+            );
+            // Each provisioning is linked to its contract, the refused ones are not.
+            for i in [0u32, 79, 80, 119] {
+                let serial = format!("{:04x}", 0x1000 + i);
+                let contract = if i < 80 {
+                    format!("k{}", i / 2)
+                } else {
+                    format!("p{i}")
+                };
+                assert_eq!(
+                    store
+                        .contract_of_certificate("root", &serial)
+                        .await
+                        .unwrap(),
+                    Some(contract),
+                    "{backend:?}: {serial}"
+                );
+            }
+            assert_eq!(
+                store
+                    .contract_of_certificate("root", &format!("{:04x}", 0x1000 + 95))
+                    .await
+                    .unwrap(),
+                None,
+                "{backend:?}: the refused provisioning left no link"
+            );
+            assert_eq!(
+                store.due_cert_supersessions(10, 10).await.unwrap(),
+                vec![("root".to_string(), "dd".to_string())],
+                "{backend:?}: the supersession was scheduled"
+            );
+            // The taken key still answers with the first call's answer.
+            let kept = store
+                .idempotent_result("api:c1", "k-taken")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept.serial_hex, "0fff", "{backend:?}");
+            // A second wave without failures (batches written whole, not item by item),
+            // each with an event too.
+            let mut tasks = Vec::new();
+            for i in 0..30u32 {
+                let s = store.clone();
+                let serial = format!("{:04x}", 0x2000 + i);
+                let mut c = cert("root", &serial);
+                c.der = serial.clone().into_bytes();
+                let mut l = link(&format!("q{i}"), true, b"y");
+                l.events.push(OutboxEvent::new(
+                    "oem.contract.updated",
+                    "urn:iso:15118:2:2013:MsgDef",
+                    serde_json::json!({ "q": i }),
+                    Audience::All,
+                    0,
+                ));
+                tasks.push(tokio::spawn(async move {
+                    let mut e = ev(&format!("q{i}"));
+                    e.events = l.events.clone();
+                    s.record_provisioning(&c, &l, &e).await
+                }));
+            }
+            for t in tasks {
+                assert_eq!(t.await.unwrap().unwrap(), None, "{backend:?}");
+            }
+            // 38 events committed in the first wave (80..120 without 90 and 95) and 30 in the
+            // second, each with one delivery.
+            let deliveries = store.webhook_deliveries("ep1", 1000).await.unwrap();
+            assert_eq!(deliveries.len(), 38 + 30, "{backend:?}");
+            let r = store.audit_verify().await.unwrap();
+            assert!(r.ok(), "{backend:?}: {r:?}");
+            // ca, first, client, endpoint, prov + 118 + 30: the refused ones left no audit
+            // entry.
+            assert_eq!(r.entries, 5 + 118 + 30, "{backend:?}");
+        });
+    }
+}
+
+#[test]
+fn contracts_to_regenerate_after_a_compromise_are_found_page_by_page() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            for id in ["mo", "mo2"] {
+                store
+                    .record_issuance(&cert(id, "01"), Some(&ca(id)), &ev("ca"), None)
+                    .await
+                    .unwrap();
+            }
+            // Contract k{i}: (pooled, issuer of its certificate, its pre-generated data's
+            // issuer, active).
+            let cases: [(bool, &str, Option<&str>, bool); 8] = [
+                (true, "mo", None, true),        // k0: due
+                (true, "mo2", None, true),       // k1: not signed by the stopped key
+                (false, "mo", None, true),       // k2: no pooled vehicle
+                (true, "mo", Some("mo2"), true), // k3: regenerated already
+                (true, "mo", Some("mo"), true),  // k4: due (its data is under the stopped key)
+                (true, "mo", None, false),       // k5: cancelled
+                (true, "mo", None, true),        // k6: due
+                (true, "mo", None, true),        // k7: due
+            ];
+            for (i, (pooled, issuer, pregen, active)) in cases.iter().enumerate() {
+                let pcid = format!("WP0ZZZ99ZTS39{i:04}");
+                store
+                    .insert_contract(
+                        &ContractRecord {
+                            id: format!("k{i}"),
+                            emaid: format!("DE8AA12345678{i}"),
+                            pcid: pcid.clone(),
+                            tenant: "DE8AA".into(),
+                            issuer_id: None,
+                            organization: None,
+                            valid_from: None,
+                            valid_to: None,
+                            grace_seconds: 0,
+                            status: if *active {
+                                ContractStatus::Active
+                            } else {
+                                ContractStatus::Cancelled
+                            },
+                            created_by: "test".into(),
+                            created_at: 0,
+                            cancelled_at: None,
+                        },
+                        &ev("contract"),
+                    )
+                    .await
+                    .unwrap();
+                if *pooled {
+                    store
+                        .put_prov_cert(
+                            &ProvCertRecord {
+                                pcid,
+                                tenant: "WP0".into(),
+                                namespace: "urn:iso:15118:2:2013:MsgDef".into(),
+                                leaf_der: vec![0x30, 0x00],
+                                sub_ca1_der: None,
+                                sub_ca2_der: None,
+                                root_der: vec![0x30, 0x00],
+                                uploaded_by: "test".into(),
+                                uploaded_at: 0,
+                            },
+                            &ev("pool"),
+                        )
+                        .await
+                        .unwrap();
+                }
+                let mut c = cert(issuer, &format!("{:04x}", 0x100 + i));
+                c.der = format!("k{i}").into_bytes();
+                store
+                    .record_provisioning(&c, &link(&format!("k{i}"), false, b"a"), &ev("prov"))
+                    .await
+                    .unwrap();
+                if let Some(g) = pregen {
+                    let mut c = cert(g, &format!("{:04x}", 0x200 + i));
+                    c.der = format!("g{i}").into_bytes();
+                    store
+                        .record_provisioning(&c, &link(&format!("k{i}"), true, b"g"), &ev("pregen"))
+                        .await
+                        .unwrap();
+                }
+            }
+            store
+                .compromise_stop(
+                    &[("mo".to_string(), 1)],
+                    RevocationReason::KeyCompromise,
+                    "mo",
+                    &ev("stop"),
+                )
+                .await
+                .unwrap();
+            // Pages of 3 contracts: a page can hold no due contract at all and the walk goes on.
+            let mut due = Vec::new();
+            let mut after = String::new();
+            let mut pages = 0;
+            loop {
+                let (page, next) = store
+                    .compromise_contracts_due("mo", &after, 3)
+                    .await
+                    .unwrap();
+                pages += 1;
+                due.extend(page.into_iter().map(|c| c.contract_id));
+                match next {
+                    Some(n) => after = n,
+                    None => break,
+                }
+            }
+            assert_eq!(due, ["k0", "k4", "k6", "k7"], "{backend:?}");
+            // 7 active contracts: k0-k2, k3 k4 k6, and k7 (a short page: the end).
+            assert_eq!(pages, 3, "{backend:?}");
+            assert_eq!(
+                store.compromise_contracts_regenerated("mo").await.unwrap(),
+                1,
+                "{backend:?}: k3"
             );
         });
     }

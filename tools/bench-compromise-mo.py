@@ -52,7 +52,10 @@ def copy_deployment(src, dst):
         copy = f"{name.split('_copy_')[0]}_copy_{os.getpid()}"
         admin = base + "postgres"
         subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)",
-                        "-c", f"CREATE DATABASE {copy} TEMPLATE {name}"], check=True)
+                        "-c", f"CREATE DATABASE {copy} TEMPLATE {name}",
+                        # The copy went through the WAL (PostgreSQL 15's default): flush it
+                        # now, not in a checkpoint during the measurement.
+                        "-c", "CHECKPOINT"], check=True)
         toml.write_text(toml.read_text().replace(base + name, base + copy))
         print(f"database {name} copied to {copy}")
         return admin, copy

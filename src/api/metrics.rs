@@ -186,13 +186,13 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
     let (batches, items, largest) = st.ra.issuance_batches();
     let _ = writeln!(
         text,
-        "# HELP pnc_store_issuance_batches_total Transactions the group commit of issuances wrote."
+        "# HELP pnc_store_issuance_batches_total Transactions the group commit of issuances and provisionings wrote."
     );
     let _ = writeln!(text, "# TYPE pnc_store_issuance_batches_total counter");
     let _ = writeln!(text, "pnc_store_issuance_batches_total {batches}");
     let _ = writeln!(
         text,
-        "# HELP pnc_store_issuance_batch_items_total Issuances written by the group commit."
+        "# HELP pnc_store_issuance_batch_items_total Issuances and provisionings written by the group commit."
     );
     let _ = writeln!(text, "# TYPE pnc_store_issuance_batch_items_total counter");
     let _ = writeln!(text, "pnc_store_issuance_batch_items_total {items}");

@@ -166,6 +166,9 @@ fn csv_cell(v: &str) -> String {
 /// Contracts regenerated at once.
 const REGENERATE_CONCURRENCY: usize = 8;
 
+/// Contracts read per page while looking for those to regenerate.
+const CONTRACT_PAGE: i64 = 500;
+
 /// At most this many re-enrollment entries in one report.
 pub const REENROLL_LIMIT: i64 = 1_000_000;
 
@@ -197,26 +200,21 @@ impl Ra {
         let store = &self.inner.store;
         let mut regenerated = 0i64;
         let mut failed: Vec<(String, String)> = Vec::new();
-        // Each contract is tried once per run: one that fails (or is somehow still due after
-        // its regeneration) does not hold the others up, and the loop ends.
-        // Pages are taken by key (contract id order), so each query reads one page whatever
-        // number of contracts came before it.
+        // One pass over the active contracts, in pages by key (contract id order), so each
+        // query reads one page whatever number of contracts came before it; each due contract
+        // is tried once per run (one that fails is reported, and a rerun tries it again).
         let mut tried = std::collections::HashSet::new();
         let mut after = String::new();
         // No new contract data while a replacement is pending: it would be signed by a
         // stopped key, which the store refuses.
         while pending.is_empty() {
-            let due = store.compromise_contracts_due(ca_id, &after, 200).await?;
-            if let Some(last) = due.last() {
-                after = last.contract_id.clone();
-            }
+            let (due, next) = store
+                .compromise_contracts_due(ca_id, &after, CONTRACT_PAGE)
+                .await?;
             let todo: Vec<_> = due
                 .into_iter()
                 .filter(|c| tried.insert(c.contract_id.clone()))
                 .collect();
-            if todo.is_empty() {
-                break;
-            }
             // A few at once: each one waits on the token (key, signatures) and the database
             // in turn, so some overlap keeps both busy.
             let mut results = futures_util::stream::iter(todo.into_iter().map(|c| async move {
@@ -247,6 +245,10 @@ impl Ra {
                     }
                 }
                 progress("contracts", regenerated);
+            }
+            match next {
+                Some(n) => after = n,
+                None => break,
             }
         }
         if regenerated > 0 || !failed.is_empty() {

@@ -1,5 +1,5 @@
-//! Group commit of leaf issuances: concurrent `record_issuance` calls are written by one task,
-//! many per transaction, each in its own savepoint.
+//! Group commit of leaf issuances and contract provisionings: concurrent `record_issuance` and
+//! `record_provisioning` calls are written by one task, many per transaction.
 //!
 //! Why: every issuance extends the audit chain, whose single head row serialises writers; one
 //! transaction per issuance means one commit (an fsync on SQLite, a WAL flush on PostgreSQL) and
@@ -11,8 +11,10 @@
 //! certificate, audit entry and idempotency key committed. Items do not wait for company: the
 //! writer takes what is queued when it becomes free, so a lone issuance commits at once and
 //! batches form by themselves under load (while one commit is in progress the next batch
-//! queues). One item's failure (a duplicate serial, a taken idempotency key) rolls back its
-//! savepoint only; a failed commit fails every item of the batch, and none was stored.
+//! queues). A batch is first written whole (one multi-row insert per table where it can);
+//! when that fails on the data, it is written again item by item, each in a savepoint, so one
+//! item's failure (a duplicate serial, a taken idempotency key, a stopped CA key) fails that
+//! item only; a failed commit fails every item of the batch, and none was stored.
 //!
 //! A lost connection is not a failed commit. When it breaks before COMMIT was sent, nothing was
 //! stored and the batch is run once more on a fresh connection (which may be to a promoted
@@ -25,19 +27,38 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::provisioning::{insert_provisionings, link_rows};
 use super::{CERT_COLUMNS, Db, StoreError, audit, insert_cert, is_unique_violation};
 use crate::clock::SharedClock;
-use crate::model::{AuditEntry, AuditEvent, CertRecord, IdempotencyKey};
+use crate::model::{AuditEntry, AuditEvent, CertRecord, IdempotencyKey, ProvisioningLink};
 
 /// Issuances per transaction at most.
 pub const MAX_BATCH: usize = 64;
+
+/// What a job records besides its certificate and audit entry.
+pub(super) enum Rows {
+    /// A leaf issuance: its idempotency key, if the call carried one.
+    Issuance(Option<IdempotencyKey>),
+    /// A provisioned contract certificate: what ties it to its request and contract
+    /// (`Store::record_provisioning`).
+    Provisioning(Box<ProvisioningLink>),
+}
 
 /// One issuance waiting to be written.
 pub(super) struct Job {
     pub cert: CertRecord,
     pub event: AuditEvent,
-    pub idem: Option<IdempotencyKey>,
-    pub reply: oneshot::Sender<Result<AuditEntry, StoreError>>,
+    pub rows: Rows,
+    pub reply: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// What a job's caller gets once its transaction committed.
+#[derive(Debug)]
+pub(super) struct Committed {
+    /// Its audit entry.
+    pub entry: AuditEntry,
+    /// A provisioning's replaced pre-generated answer: that answer's certificate.
+    pub replaced: Option<(String, String)>,
 }
 
 /// Sizes of the batches taken so far (for `/metrics`).
@@ -131,13 +152,13 @@ pub(super) use purge_idem;
 /// How one try at writing a batch ended.
 enum Attempt {
     /// Committed: each item's own result.
-    Done(Vec<Result<AuditEntry, StoreError>>),
+    Done(Vec<Result<Committed, StoreError>>),
     /// Failed before COMMIT was sent: nothing of it is stored.
     NotCommitted(StoreError),
     /// COMMIT was sent and the connection died before its answer: what each item's result is
     /// if it committed.
     Unknown {
-        results: Vec<Result<AuditEntry, StoreError>>,
+        results: Vec<Result<Committed, StoreError>>,
         error: StoreError,
     },
 }
@@ -146,7 +167,7 @@ enum Attempt {
 /// the commit (outcome unknown) from a refused commit (nothing stored).
 fn after_commit(
     committed: Result<(), sqlx::Error>,
-    results: Vec<Result<AuditEntry, StoreError>>,
+    results: Vec<Result<Committed, StoreError>>,
 ) -> Attempt {
     match committed {
         Ok(()) => Attempt::Done(results),
@@ -285,15 +306,42 @@ macro_rules! extend_chain {
     }};
 }
 
-/// Every job in one transaction with one multi-row insert per table; any failure fails all
-/// (and the caller retries item by item).
+/// A job's rows after its certificate (and, for a provisioning, its `provisionings` row) on
+/// `$conn`: an issuance's idempotency key; a provisioning's supersessions, pre-generated answer
+/// and idempotency key. Evaluates to the certificate of the pre-generated answer replaced;
+/// `?`s an error.
+macro_rules! job_rows {
+    ($conn:expr, $job:expr, $ts:expr) => {{
+        let j: &Job = $job;
+        match &j.rows {
+            Rows::Issuance(idem) => {
+                if let Some(k) = idem {
+                    insert_idem!(
+                        &mut *$conn,
+                        k,
+                        &j.cert.issuer_id,
+                        &j.cert.serial_hex,
+                        None,
+                        $ts
+                    )?;
+                }
+                None
+            }
+            Rows::Provisioning(link) => link_rows!($conn, &j.cert, link.as_ref(), $ts),
+        }
+    }};
+}
+
+/// Every job in one transaction with one multi-row insert per table (where a job's rows depend
+/// on an earlier job's, as two pre-generated answers of one contract do, one job after the
+/// other); any failure fails all (and the caller retries item by item).
 async fn write_together(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
     super::dispatch!(db, pool => {
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
             Err(e) => return Attempt::NotCommitted(e.into()),
         };
-        let staged: Result<Vec<AuditEntry>, StoreError> = async {
+        let staged: Result<Vec<Committed>, StoreError> = async {
             let head = lock_head!(tx);
             let mut q =
                 sqlx::QueryBuilder::new(format!("INSERT INTO certificates ({CERT_COLUMNS}) "));
@@ -318,26 +366,48 @@ async fn write_together(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
                     .push_bind(c.issuer_generation);
             });
             q.build().execute(&mut *tx).await?;
+            let links: Vec<(&CertRecord, &ProvisioningLink)> = jobs
+                .iter()
+                .filter_map(|j| match &j.rows {
+                    Rows::Provisioning(link) => Some((&j.cert, link.as_ref())),
+                    Rows::Issuance(_) => None,
+                })
+                .collect();
+            insert_provisionings!(tx, &links);
+            let mut replaced = Vec::with_capacity(jobs.len());
             for j in jobs {
-                if let Some(k) = &j.idem {
-                    insert_idem!(&mut *tx, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
-                }
+                replaced.push(job_rows!(tx, j, ts));
             }
             let events: Vec<&AuditEvent> = jobs.iter().map(|j| &j.event).collect();
+            let outbox: Vec<crate::events::OutboxEvent> =
+                events.iter().flat_map(|e| e.events.iter().cloned()).collect();
+            super::webhooks::outbox_in_tx!(tx, &outbox);
             let entries = chain(head, ts, &events);
             extend_chain!(tx, &entries);
-            if jobs.iter().any(|j| j.idem.is_some()) {
+            if jobs.iter().any(has_idem) {
                 purge_idem!(&mut *tx, ts);
             }
-            Ok(entries)
+            Ok(entries
+                .into_iter()
+                .zip(replaced)
+                .map(|(entry, replaced)| Committed { entry, replaced })
+                .collect())
         }
         .await;
         match staged {
             // Dropping the transaction rolls it back.
             Err(e) => Attempt::NotCommitted(e),
-            Ok(entries) => after_commit(tx.commit().await, entries.into_iter().map(Ok).collect()),
+            Ok(done) => after_commit(tx.commit().await, done.into_iter().map(Ok).collect()),
         }
     })
+}
+
+/// Whether a job stores an idempotency key.
+fn has_idem(j: &Job) -> bool {
+    match &j.rows {
+        Rows::Issuance(idem) => idem.is_some(),
+        Rows::Provisioning(link) => link.idempotency.is_some(),
+    }
 }
 
 /// Every job in its own savepoint of one transaction: a failing item is rolled back alone;
@@ -348,18 +418,21 @@ async fn write_one_by_one(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
             Ok(tx) => tx,
             Err(e) => return Attempt::NotCommitted(e.into()),
         };
-        let staged: Result<Vec<Result<AuditEntry, StoreError>>, StoreError> = async {
+        let staged: Result<Vec<Result<Committed, StoreError>>, StoreError> = async {
             let head = lock_head!(tx);
-            let mut outcome: Vec<Result<(), StoreError>> = Vec::with_capacity(jobs.len());
+            let mut outcome: Vec<Result<Option<(String, String)>, StoreError>> =
+                Vec::with_capacity(jobs.len());
             for j in jobs {
-                let one: Result<(), StoreError> = async {
+                let one: Result<Option<(String, String)>, StoreError> = async {
                     let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
                     insert_cert!(sp, &j.cert);
-                    if let Some(k) = &j.idem {
-                        insert_idem!(&mut *sp, k, &j.cert.issuer_id, &j.cert.serial_hex, None, ts)?;
+                    if let Rows::Provisioning(link) = &j.rows {
+                        insert_provisionings!(sp, &[(&j.cert, link.as_ref())]);
                     }
+                    let replaced = job_rows!(sp, j, ts);
+                    super::webhooks::outbox_in_tx!(sp, &j.event.events);
                     sp.commit().await?;
-                    Ok(())
+                    Ok(replaced)
                 }
                 .await;
                 // A lost connection is not this item's fault: the whole batch did not commit.
@@ -378,15 +451,16 @@ async fn write_one_by_one(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
                 .collect();
             let mut entries = chain(head, ts, &events).into_iter();
             extend_chain!(tx, entries.as_slice());
-            if jobs.iter().any(|j| j.idem.is_some()) {
+            if jobs.iter().any(has_idem) {
                 purge_idem!(&mut *tx, ts);
             }
             Ok(outcome
                 .into_iter()
                 .map(|o| {
-                    o.and_then(|()| {
+                    o.and_then(|replaced| {
                         entries
                             .next()
+                            .map(|entry| Committed { entry, replaced })
                             .ok_or_else(|| StoreError::BatchFailed("audit entry missing".into()))
                     })
                 })
@@ -402,7 +476,7 @@ async fn write_one_by_one(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
 
 /// Answer every caller: its own result once the transaction committed, else the error of a
 /// batch of which nothing is stored.
-fn answer(jobs: Vec<Job>, committed: Result<Vec<Result<AuditEntry, StoreError>>, StoreError>) {
+fn answer(jobs: Vec<Job>, committed: Result<Vec<Result<Committed, StoreError>>, StoreError>) {
     match committed {
         Ok(results) => {
             for (j, r) in jobs.into_iter().zip(results) {
@@ -428,7 +502,7 @@ fn answer(jobs: Vec<Job>, committed: Result<Vec<Result<AuditEntry, StoreError>>,
 async fn stored(
     db: &Db,
     jobs: &[Job],
-    results: &[Result<AuditEntry, StoreError>],
+    results: &[Result<Committed, StoreError>],
 ) -> Result<bool, StoreError> {
     super::dispatch!(db, pool => {
         let mut tx = pool.begin().await?;

@@ -6,8 +6,8 @@
 use sqlx::Row;
 
 use super::{
-    CERT_COLUMNS, Store, StoreError, audit, cert_from_row, corrupt, dispatch, insert_cert,
-    is_unique_violation, reason_of, status_of,
+    CERT_COLUMNS, Store, StoreError, audit, cert_from_row, corrupt, dispatch, is_unique_violation,
+    reason_of, status_of,
 };
 use crate::model::{
     AuditEvent, CertRecord, ContractRecord, ContractStatus, Pregenerated, ProvCertRecord,
@@ -80,7 +80,7 @@ macro_rules! contract_from_row {
 /// Insert a pre-generated answer inside an open transaction.
 macro_rules! insert_pregenerated {
     ($tx:expr, $p:expr) => {{
-        let p: &Pregenerated = $p;
+        let p: &$crate::model::Pregenerated = $p;
         sqlx::query(
             "INSERT INTO pregenerated (contract_id, schema_version, issuer_id, serial_hex, \
              oem_sha256, not_after, exi, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -97,6 +97,102 @@ macro_rules! insert_pregenerated {
         .await?;
     }};
 }
+pub(super) use insert_pregenerated;
+
+/// Insert the `provisionings` rows of `$links` (`&[(&CertRecord, &ProvisioningLink)]`, each
+/// certificate already inserted) on `$conn`, in one statement; `?`s a database error.
+macro_rules! insert_provisionings {
+    ($conn:expr, $links:expr) => {{
+        let links: &[(&$crate::model::CertRecord, &$crate::model::ProvisioningLink)] = $links;
+        if !links.is_empty() {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO provisionings (issuer_id, serial_hex, contract_id, kind, schema_version, \
+                 request_sha256, request, response_size, response, created_at) ",
+            );
+            q.push_values(links, |mut b, (cert, link)| {
+                let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&link.request));
+                b.push_bind(&cert.issuer_id)
+                    .push_bind(&cert.serial_hex)
+                    .push_bind(&link.contract_id)
+                    .push_bind(link.kind.as_str())
+                    .push_bind(link.schema_version)
+                    .push_bind(sha)
+                    .push_bind(&link.request)
+                    .push_bind(i64::try_from(link.response_size).unwrap_or(i64::MAX))
+                    .push_bind(&link.response)
+                    .push_bind(cert.created_at);
+            });
+            q.build().execute(&mut *$conn).await?;
+        }
+    }};
+}
+pub(super) use insert_provisionings;
+
+/// The rest of a provisioning's rows on `$conn`, after its certificate and `provisionings` row:
+/// the supersessions it schedules, its pre-generated answer (replacing the contract's previous
+/// one for the schema) and its idempotency key with the answer its retries get. Evaluates to
+/// the certificate (issuer, serial) of the pre-generated answer it replaced; `?`s an error.
+macro_rules! link_rows {
+    ($conn:expr, $cert:expr, $link:expr, $ts:expr) => {{
+        let cert: &$crate::model::CertRecord = $cert;
+        let link: &$crate::model::ProvisioningLink = $link;
+        for (old_issuer, old_serial) in &link.supersedes {
+            sqlx::query(
+                "INSERT INTO supersessions (issuer_id, serial_hex, by_issuer, by_serial, supersede_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (issuer_id, serial_hex) DO NOTHING",
+            )
+            .bind(old_issuer)
+            .bind(old_serial)
+            .bind(&cert.issuer_id)
+            .bind(&cert.serial_hex)
+            .bind(link.supersede_at)
+            .execute(&mut *$conn)
+            .await?;
+        }
+        let mut replaced: Option<(String, String)> = None;
+        if let Some((oem_sha, exi)) = &link.pregenerated {
+            let old = sqlx::query(
+                "DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2 \
+                 RETURNING issuer_id, serial_hex",
+            )
+            .bind(&link.contract_id)
+            .bind(link.schema_version)
+            .fetch_optional(&mut *$conn)
+            .await?;
+            if let Some(r) = old {
+                replaced = Some((
+                    sqlx::Row::try_get(&r, "issuer_id")?,
+                    sqlx::Row::try_get(&r, "serial_hex")?,
+                ));
+            }
+            $crate::store::provisioning::insert_pregenerated!(
+                $conn,
+                &$crate::model::Pregenerated {
+                    contract_id: link.contract_id.clone(),
+                    schema_version: link.schema_version.to_string(),
+                    issuer_id: cert.issuer_id.clone(),
+                    serial_hex: cert.serial_hex.clone(),
+                    oem_sha256: oem_sha.clone(),
+                    not_after: cert.not_after,
+                    exi: exi.clone(),
+                    created_at: cert.created_at,
+                }
+            );
+        }
+        if let Some((k, answer)) = &link.idempotency {
+            $crate::store::batch::insert_idem!(
+                &mut *$conn,
+                k,
+                &cert.issuer_id,
+                &cert.serial_hex,
+                Some(answer.as_slice()),
+                $ts
+            )?;
+        }
+        replaced
+    }};
+}
+pub(super) use link_rows;
 
 /// Which contracts to list.
 #[derive(Debug, Clone, Default)]
@@ -141,14 +237,18 @@ pub struct PriorProvisioning {
     pub response: Option<Vec<u8>>,
 }
 
-/// The query of [`Store::contract_certificates_to_supersede`]. CROSS JOIN: SQLite then reads
-/// the contract's provisionings first (by index) and looks each certificate up by key; left to
-/// itself, without statistics, it walks every valid certificate of the store through the
-/// (status, not_after) index (the plan is checked by a test, `store::plans`). PostgreSQL plans a
-/// CROSS JOIN with these conditions as the inner join it is.
+/// The query of [`Store::contract_certificates_to_supersede`]: the contract's provisionings
+/// first (by index), each certificate looked up by key. Left to themselves, without current
+/// statistics (a new deployment, a table that just grew), both databases walked every valid
+/// contract certificate of the store through the `(status, not_after)` or `profile` index
+/// instead (PostgreSQL: 7.5 ms instead of 0.3 ms at 1,000 contracts, growing with the fleet).
+/// CROSS JOIN fixes SQLite's join order; the certificate's conditions are written so that no
+/// index can serve them (`|| ''`, `+ 0`), which leaves PostgreSQL, which reorders a CROSS JOIN,
+/// only the key lookup. The SQLite plan is checked by a test (`store::plans`).
 pub(super) const TO_SUPERSEDE: &str = "SELECT c.issuer_id, c.serial_hex FROM provisionings p \
      CROSS JOIN certificates c WHERE c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
-     AND p.contract_id = $1 AND c.profile = $2 AND c.status = 'valid' AND c.not_after > $3 \
+     AND p.contract_id = $1 AND c.profile || '' = $2 AND c.status || '' = 'valid' \
+     AND c.not_after + 0 > $3 \
      AND NOT EXISTS (SELECT 1 FROM supersessions s \
        WHERE s.issuer_id = c.issuer_id AND s.serial_hex = c.serial_hex) \
      ORDER BY c.created_at DESC, c.serial_hex";
@@ -605,96 +705,17 @@ impl Store {
     /// entry in one transaction (and, for a pre-generated answer, the answer, replacing the
     /// contract's previous one, whose certificate is returned for revocation), and, when the
     /// call carried one, its idempotency key with the answer its retries get. A key another call
-    /// committed first fails the whole transaction with [`StoreError::IdempotencyKeyTaken`].
+    /// committed first fails this provisioning with [`StoreError::IdempotencyKeyTaken`], and
+    /// nothing of it is stored. Group-committed with other issuances (`batch`): the answer
+    /// comes after the commit.
     pub async fn record_provisioning(
         &self,
         cert: &CertRecord,
         link: &ProvisioningLink,
         event: &AuditEvent,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let ts = self.now();
-        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&link.request));
-        let size = i64::try_from(link.response_size).unwrap_or(i64::MAX);
-        dispatch!(&self.db, pool => {
-            let _turn = self.turns.take().await?;
-            let mut tx = pool.begin().await?;
-            let _ = audit::append_in_tx!(tx, event, ts);
-            insert_cert!(tx, cert);
-            sqlx::query(
-                "INSERT INTO provisionings (issuer_id, serial_hex, contract_id, kind, schema_version, \
-                 request_sha256, request, response_size, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&cert.issuer_id)
-            .bind(&cert.serial_hex)
-            .bind(&link.contract_id)
-            .bind(link.kind.as_str())
-            .bind(link.schema_version)
-            .bind(&sha)
-            .bind(&link.request)
-            .bind(size)
-            .bind(&link.response)
-            .bind(cert.created_at)
-            .execute(&mut *tx)
-            .await?;
-            for (old_issuer, old_serial) in &link.supersedes {
-                sqlx::query(
-                    "INSERT INTO supersessions (issuer_id, serial_hex, by_issuer, by_serial, supersede_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (issuer_id, serial_hex) DO NOTHING",
-                )
-                .bind(old_issuer)
-                .bind(old_serial)
-                .bind(&cert.issuer_id)
-                .bind(&cert.serial_hex)
-                .bind(link.supersede_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let mut replaced = None;
-            if let Some((oem_sha, exi)) = &link.pregenerated {
-                let old = sqlx::query(
-                    "SELECT issuer_id, serial_hex FROM pregenerated WHERE contract_id = $1 AND schema_version = $2",
-                )
-                .bind(&link.contract_id)
-                .bind(link.schema_version)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(r) = old {
-                    replaced = Some((r.try_get("issuer_id")?, r.try_get("serial_hex")?));
-                }
-                sqlx::query("DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2")
-                    .bind(&link.contract_id)
-                    .bind(link.schema_version)
-                    .execute(&mut *tx)
-                    .await?;
-                insert_pregenerated!(
-                    tx,
-                    &Pregenerated {
-                        contract_id: link.contract_id.clone(),
-                        schema_version: link.schema_version.to_string(),
-                        issuer_id: cert.issuer_id.clone(),
-                        serial_hex: cert.serial_hex.clone(),
-                        oem_sha256: oem_sha.clone(),
-                        not_after: cert.not_after,
-                        exi: exi.clone(),
-                        created_at: cert.created_at,
-                    }
-                );
-            }
-            if let Some((k, answer)) = &link.idempotency {
-                super::batch::insert_idem!(
-                    &mut *tx,
-                    k,
-                    &cert.issuer_id,
-                    &cert.serial_hex,
-                    Some(answer.as_slice()),
-                    ts
-                )?;
-                super::batch::purge_idem!(&mut *tx, ts);
-            }
-            tx.commit().await?;
-            Ok(replaced)
-        })
+        let rows = super::batch::Rows::Provisioning(Box::new(link.clone()));
+        Ok(self.group_commit(cert, event, rows).await?.replaced)
     }
 
     /// The latest provisioning answered for the request whose SHA-256 (hex) is `sha`.
