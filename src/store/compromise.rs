@@ -84,7 +84,8 @@ macro_rules! compromise_from_row {
     }};
 }
 
-/// Certificates signed by a stopped key of compromise `origin` (the `c` alias).
+/// Certificates signed by a stopped key of compromise `origin` (the `c` alias). The same rule
+/// is applied in memory by `Store::compromise_contracts_due`: change both.
 const OF_STOPPED_KEYS: &str = "EXISTS (SELECT 1 FROM ca_compromises s WHERE s.origin = $1 \
      AND s.ca_id = c.issuer_id AND s.generation = c.issuer_generation)";
 
@@ -608,7 +609,8 @@ impl Store {
     }
 }
 
-/// Contract `k` has valid pre-generated data signed by a key that is not stopped.
+/// Contract `k` has valid pre-generated data signed by a key that is not stopped. The same rule
+/// is applied in memory by `Store::compromise_contracts_due`: change both.
 const REGENERATED: &str = "SELECT 1 FROM pregenerated g JOIN certificates c2 \
      ON c2.issuer_id = g.issuer_id AND c2.serial_hex = g.serial_hex \
      WHERE g.contract_id = k.id AND c2.status = 'valid' AND NOT EXISTS \
