@@ -84,6 +84,24 @@ macro_rules! compromise_from_row {
     }};
 }
 
+/// `(contract_id, issuer_id, issuer_generation, status)` of each of `$rows`, as a
+/// `Vec<(String, String, i64, String)>`; `?`s a column that cannot be read.
+macro_rules! certs_of_rows {
+    ($rows:expr) => {
+        $rows
+            .iter()
+            .map(|r| -> Result<(String, String, i64, String), sqlx::Error> {
+                Ok((
+                    r.try_get("contract_id")?,
+                    r.try_get("issuer_id")?,
+                    r.try_get("issuer_generation")?,
+                    r.try_get("status")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+}
+
 /// Certificates signed by a stopped key of compromise `origin` (the `c` alias). The same rule
 /// is applied in memory by `Store::compromise_contracts_due`: change both.
 const OF_STOPPED_KEYS: &str = "EXISTS (SELECT 1 FROM ca_compromises s WHERE s.origin = $1 \
@@ -441,24 +459,8 @@ impl Store {
                  ON c.issuer_id = g.issuer_id AND c.serial_hex = g.serial_hex \
                  WHERE g.contract_id IN (",
             );
-            let mut read = Vec::with_capacity(2);
-            for rows in [
-                issued_q.build().fetch_all(pool).await?,
-                pregen_q.build().fetch_all(pool).await?,
-            ] {
-                let mut v: Vec<CertOf> = Vec::with_capacity(rows.len());
-                for r in rows {
-                    v.push((
-                        r.try_get("contract_id")?,
-                        r.try_get("issuer_id")?,
-                        r.try_get("issuer_generation")?,
-                        r.try_get("status")?,
-                    ));
-                }
-                read.push(v);
-            }
-            let pregenerated = read.pop().unwrap_or_default();
-            let issued = read.pop().unwrap_or_default();
+            let issued = certs_of_rows!(issued_q.build().fetch_all(pool).await?);
+            let pregenerated = certs_of_rows!(pregen_q.build().fetch_all(pool).await?);
             // The same conditions as `OF_STOPPED_KEYS` and `REGENERATED` (used by the counts).
             let of_origin = |(_, ca, generation, _): &CertOf| {
                 stopped.iter().any(|(c, g, o)| c == ca && g == generation && o == origin)
