@@ -418,6 +418,9 @@ pub struct AuditEvent {
 /// that nobody can grow the append-only log by sending long URLs.
 pub const MAX_AUDIT_TARGET: usize = 256;
 
+/// The actor of what provisioning does on its own: supersessions, their revocations.
+pub const PROVISIONING_ACTOR: &str = "service:provisioning";
+
 impl AuditEvent {
     /// An event; `target` is cut to [`MAX_AUDIT_TARGET`] characters.
     pub fn new(actor: &str, action: &str, target: &str, details: serde_json::Value) -> Self {
@@ -428,6 +431,29 @@ impl AuditEvent {
             details,
             events: Vec::new(),
         }
+    }
+
+    /// The entry of a certificate's revocation (`certificate.revoke`, target `issuer/serial`).
+    pub fn revocation(
+        actor: &str,
+        issuer_id: &str,
+        serial_hex: &str,
+        reason: RevocationReason,
+    ) -> Self {
+        AuditEvent::new(
+            actor,
+            "certificate.revoke",
+            &format!("{issuer_id}/{serial_hex}"),
+            serde_json::json!({ "reason": reason.name() }),
+        )
+    }
+
+    /// The same entry with `key` set to `value` in its details (an object).
+    pub fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        if let Some(o) = self.details.as_object_mut() {
+            o.insert(key.into(), value.into());
+        }
+        self
     }
 
     /// The same entry, also causing `event` (written to the outbox with it).

@@ -648,6 +648,10 @@ fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_
                 .record_issuance(&cert("root", "dd"), None, &ev("first"), None)
                 .await
                 .unwrap();
+            store
+                .record_issuance(&cert("root", "ee"), None, &ev("second"), None)
+                .await
+                .unwrap();
             // An endpoint that hears of every contract update: each committed provisioning's
             // event gets a delivery, a refused one's none.
             store
@@ -700,8 +704,8 @@ fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_
                 .unwrap();
             let (b0, i0, _) = store.batch_stats();
             // 120 at once: two pre-generated answers for each of 40 contracts, 40 plain
-            // installations (one superseding "dd", each with an event), one reusing serial
-            // "dd", one reusing a taken idempotency key.
+            // installations (one superseding "dd" after a grace period, one "ee" with none,
+            // each with an event), one reusing serial "dd", one reusing a taken idempotency key.
             let mut tasks = Vec::new();
             for i in 0..120u32 {
                 let s = store.clone();
@@ -727,6 +731,11 @@ fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_
                 };
                 if i == 85 {
                     l.supersedes = vec![("root".into(), "dd".into())];
+                    l.supersede_at = i64::MAX / 4;
+                }
+                if i == 86 {
+                    // Due already (the store's clock is the system's): revoked at once.
+                    l.supersedes = vec![("root".into(), "ee".into())];
                     l.supersede_at = 5;
                 }
                 if i == 95 {
@@ -751,17 +760,27 @@ fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_
                     _ => {}
                 }
             }
-            // Of each contract's two answers, whichever committed second replaced the first,
-            // and it is the one kept.
+            // Of each contract's two answers, whichever committed second replaced the first
+            // and revoked its certificate, and it is the one kept.
             for k in 0..40 {
                 let (a, b) = (&results[2 * k], &results[2 * k + 1]);
                 let (kept, gone) = match (&a.1, &b.1) {
-                    (Ok(Some(r)), Ok(None)) => (&a.0, r.clone()),
-                    (Ok(None), Ok(Some(r))) => (&b.0, r.clone()),
+                    (Ok(r), Ok(none)) if r.len() == 1 && none.is_empty() => (&a.0, &r[0]),
+                    (Ok(none), Ok(r)) if r.len() == 1 && none.is_empty() => (&b.0, &r[0]),
                     other => panic!("{backend:?}: contract k{k}: {other:?}"),
                 };
                 let other = if kept == &a.0 { &b.0 } else { &a.0 };
-                assert_eq!(gone, ("root".to_string(), other.clone()), "{backend:?}");
+                assert_eq!(
+                    (gone.issuer_id.as_str(), &gone.serial_hex),
+                    ("root", other),
+                    "{backend:?}"
+                );
+                let c = store.get_cert("root", other).await.unwrap().unwrap();
+                assert_eq!(
+                    (c.status, c.revocation_reason),
+                    (CertStatus::Revoked, Some(RevocationReason::Superseded)),
+                    "{backend:?}: contract k{k}'s replaced answer"
+                );
                 let p = store
                     .get_pregenerated(&format!("k{k}"), "iso15118-2")
                     .await
@@ -807,10 +826,32 @@ fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_
                 "{backend:?}: the refused provisioning left no link"
             );
             assert_eq!(
-                store.due_cert_supersessions(10, 10).await.unwrap(),
+                store
+                    .due_cert_supersessions(i64::MAX / 2, 10)
+                    .await
+                    .unwrap(),
                 vec![("root".to_string(), "dd".to_string())],
-                "{backend:?}: the supersession was scheduled"
+                "{backend:?}: the supersession with a grace period was scheduled, not the other"
             );
+            let dd = store.get_cert("root", "dd").await.unwrap().unwrap();
+            assert_eq!(dd.status, CertStatus::Valid, "{backend:?}");
+            let ee = store.get_cert("root", "ee").await.unwrap().unwrap();
+            assert_eq!(
+                (ee.status, ee.revocation_reason),
+                (CertStatus::Revoked, Some(RevocationReason::Superseded)),
+                "{backend:?}: superseded with no grace period: revoked in the transaction"
+            );
+            let revoked_ee = results[86].1.as_ref().unwrap();
+            assert_eq!(
+                revoked_ee
+                    .iter()
+                    .map(|r| r.serial_hex.as_str())
+                    .collect::<Vec<_>>(),
+                ["ee"],
+                "{backend:?}"
+            );
+            // Every revocation bumped the OCSP epoch (replicas learn of it): 40 + "ee".
+            assert_eq!(store.ocsp_epoch().await.unwrap(), 41, "{backend:?}");
             // The taken key still answers with the first call's answer.
             let kept = store
                 .idempotent_result("api:c1", "k-taken")
@@ -841,7 +882,7 @@ fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_
                 }));
             }
             for t in tasks {
-                assert_eq!(t.await.unwrap().unwrap(), None, "{backend:?}");
+                assert_eq!(t.await.unwrap().unwrap(), Vec::new(), "{backend:?}");
             }
             // 38 events committed in the first wave (80..120 without 90 and 95) and 30 in the
             // second, each with one delivery.
@@ -849,9 +890,103 @@ fn concurrent_provisionings_are_group_committed_in_order_and_one_failure_spares_
             assert_eq!(deliveries.len(), 38 + 30, "{backend:?}");
             let r = store.audit_verify().await.unwrap();
             assert!(r.ok(), "{backend:?}: {r:?}");
-            // ca, first, client, endpoint, prov + 118 + 30: the refused ones left no audit
-            // entry.
-            assert_eq!(r.entries, 5 + 118 + 30, "{backend:?}");
+            // ca, first, second, client, endpoint, prov + 118 + 41 revocations + 30: the
+            // refused ones left no audit entry.
+            assert_eq!(r.entries, 6 + 118 + 41 + 30, "{backend:?}");
+        });
+    }
+}
+
+/// What a new installation supersedes is the contract's current certificates: valid, of the
+/// schema, not superseded already (scheduled, or revoked with its successor's commit), whatever
+/// the contract's history.
+#[test]
+fn an_installation_supersedes_the_contracts_current_certificates_only() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            store
+                .record_issuance(&cert("mo", "01"), Some(&ca("mo")), &ev("ca"), None)
+                .await
+                .unwrap();
+            let provision = |serial: &str, supersedes: &[&str], at: i64| {
+                let mut c = cert("mo", serial);
+                c.profile = "contract".into();
+                c.der = serial.as_bytes().to_vec();
+                let mut l = link("k", false, b"a");
+                l.request = format!("req-{serial}").into_bytes();
+                l.supersedes = supersedes
+                    .iter()
+                    .map(|s| ("mo".to_string(), s.to_string()))
+                    .collect();
+                l.supersede_at = at;
+                let store = store.clone();
+                async move {
+                    store
+                        .record_provisioning(&c, &l, &ev("prov"))
+                        .await
+                        .unwrap()
+                }
+            };
+            let current = || {
+                let store = store.clone();
+                async move {
+                    store
+                        .contract_certificates_to_supersede("k", "contract", 1)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|(_, s)| s)
+                        .collect::<Vec<_>>()
+                }
+            };
+            provision("0a", &[], 0).await;
+            assert_eq!(current().await, ["0a"], "{backend:?}");
+            // Superseded after a grace period: scheduled, no longer current.
+            provision("0b", &["0a"], i64::MAX / 4).await;
+            assert_eq!(current().await, ["0b"], "{backend:?}");
+            // Superseded with no grace period: revoked in the commit.
+            let revoked = provision("0c", &["0b"], 0).await;
+            assert_eq!(revoked.len(), 1, "{backend:?}");
+            assert_eq!(current().await, ["0c"], "{backend:?}");
+            // Two current ones (the second did not see the first), one of the other schema,
+            // then one revoked on its own.
+            provision("0d", &[], 0).await;
+            let mut c = cert("mo", "0e");
+            c.profile = "contract-20".into();
+            c.der = b"0e".to_vec();
+            let mut l = link("k", false, b"a");
+            l.request = b"req-0e".to_vec();
+            l.schema_version = "iso15118-20";
+            store
+                .record_provisioning(&c, &l, &ev("prov"))
+                .await
+                .unwrap();
+            let mut both = current().await;
+            both.sort();
+            assert_eq!(both, ["0c", "0d"], "{backend:?}");
+            store
+                .revoke(
+                    "mo",
+                    "0d",
+                    RevocationReason::KeyCompromise,
+                    1,
+                    &ev("revoke"),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(current().await, ["0c"], "{backend:?}");
+            // Scheduled from elsewhere (a delivered pre-generated answer): not current either.
+            assert!(
+                store
+                    .schedule_supersession(("mo", "0c"), ("mo", "0f"), i64::MAX / 4, &ev("s"))
+                    .await
+                    .unwrap(),
+                "{backend:?}"
+            );
+            assert_eq!(current().await, Vec::<String>::new(), "{backend:?}");
         });
     }
 }

@@ -46,7 +46,9 @@ impl Ca {
             }
         };
         let p = self.inner.profiles.get(profile)?.clone();
-        let issuer = self.pick_issuer(&p, None).await?;
+        // One read of the keys for the issuer and the chain.
+        let keys = self.keys().await?;
+        let issuer = keys.pick(&p, None, self.now())?;
         let rec = self
             .inner
             .store
@@ -69,9 +71,10 @@ impl Ca {
                 id: hex::decode(key_id).map_err(CaError::internal)?,
                 alg: p.key,
             },
-            chain: self
-                .chain_from(&rec.issuer_id, rec.issuer_generation)
-                .await?,
+            chain: keys
+                .issuer_at(&rec.issuer_id, rec.issuer_generation)?
+                .chain
+                .to_vec(),
             cert,
         })
     }

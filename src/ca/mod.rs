@@ -39,7 +39,7 @@ use crate::model::{
 use crate::policy::PolicyError;
 use crate::policy::profile::{Kind, Profile, Profiles};
 use crate::policy::subject::CheckedSubject;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, SupersededNow};
 use crate::x509::csr::CsrError;
 use crate::x509::{ParsedCert, X509Error};
 
@@ -226,6 +226,88 @@ struct Keys {
 }
 
 impl Keys {
+    /// CA `id`'s current key.
+    fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
+        self.current
+            .iter()
+            .find(|h| h.record.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                CaError::UnknownIssuer(format!(
+                    "no CA with id '{}'",
+                    id.chars().take(64).collect::<String>()
+                ))
+            })
+    }
+
+    /// Key generation `generation` of CA `id`, current or retired.
+    fn issuer_at(&self, id: &str, generation: i64) -> Result<IssuerHandle, CaError> {
+        self.current
+            .iter()
+            .chain(&self.retired)
+            .find(|h| h.record.id == id && h.record.generation == generation)
+            .cloned()
+            .ok_or_else(|| {
+                CaError::UnknownIssuer(format!(
+                    "CA '{}' has no key generation {generation}",
+                    id.chars().take(64).collect::<String>()
+                ))
+            })
+    }
+
+    /// See [`Ca::pick_issuer`]; `now` judges expiry.
+    fn pick(
+        &self,
+        profile: &Profile,
+        issuer_id: Option<&str>,
+        now: i64,
+    ) -> Result<IssuerHandle, CaError> {
+        if let Some(id) = issuer_id {
+            let h = self.issuer(id)?;
+            if !profile.issuer_profiles.contains(&h.record.profile) {
+                return Err(CaError::UnknownIssuer(format!(
+                    "CA '{id}' (profile {}) may not issue {} certificates",
+                    h.record.profile, profile.name
+                )));
+            }
+            return Ok(h);
+        }
+        let candidates: Vec<&IssuerHandle> = self
+            .current
+            .iter()
+            .filter(|h| {
+                profile.issuer_profiles.contains(&h.record.profile) && h.record.not_after > now
+            })
+            .collect();
+        for ip in &profile.issuer_profiles {
+            let of_profile: Vec<&IssuerHandle> = candidates
+                .iter()
+                .copied()
+                .filter(|h| &h.record.profile == ip)
+                .collect();
+            match of_profile.len() {
+                0 => continue,
+                1 => return Ok(of_profile[0].clone()),
+                _ => {
+                    return Err(CaError::UnknownIssuer(format!(
+                        "several CAs can issue {}: {}; choose one with --issuer",
+                        profile.name,
+                        of_profile
+                            .iter()
+                            .map(|c| c.record.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+        Err(CaError::UnknownIssuer(format!(
+            "no CA in this deployment can issue {} certificates (needs a CA of profile {})",
+            profile.name,
+            profile.issuer_profiles.join(" or ")
+        )))
+    }
+
     /// The chain above and including `first`.
     fn chain_above(&self, first: &IssuerHandle) -> Result<Vec<ParsedCert>, CaError> {
         let mut out = Vec::new();
@@ -399,18 +481,7 @@ impl Ca {
     }
 
     pub(crate) async fn issuer(&self, id: &str) -> Result<IssuerHandle, CaError> {
-        self.keys()
-            .await?
-            .current
-            .iter()
-            .find(|h| h.record.id == id)
-            .cloned()
-            .ok_or_else(|| {
-                CaError::UnknownIssuer(format!(
-                    "no CA with id '{}'",
-                    id.chars().take(64).collect::<String>()
-                ))
-            })
+        self.keys().await?.issuer(id)
     }
 
     /// Key generation `generation` of CA `id`, current or retired.
@@ -419,18 +490,7 @@ impl Ca {
         id: &str,
         generation: i64,
     ) -> Result<IssuerHandle, CaError> {
-        let keys = self.keys().await?;
-        keys.current
-            .iter()
-            .chain(&keys.retired)
-            .find(|h| h.record.id == id && h.record.generation == generation)
-            .cloned()
-            .ok_or_else(|| {
-                CaError::UnknownIssuer(format!(
-                    "CA '{}' has no key generation {generation}",
-                    id.chars().take(64).collect::<String>()
-                ))
-            })
+        self.keys().await?.issuer_at(id, generation)
     }
 
     /// A handle for `record`, its chain not yet filled in (see [`Ca::keys`]).
@@ -467,60 +527,15 @@ impl Ca {
         profile: &Profile,
         issuer_id: Option<&str>,
     ) -> Result<IssuerHandle, CaError> {
-        if let Some(id) = issuer_id {
-            let h = self.issuer(id).await?;
-            if !profile.issuer_profiles.contains(&h.record.profile) {
-                return Err(CaError::UnknownIssuer(format!(
-                    "CA '{id}' (profile {}) may not issue {} certificates",
-                    h.record.profile, profile.name
-                )));
-            }
-            return Ok(h);
-        }
-        let now = self.now();
-        let keys = self.keys().await?;
-        let candidates: Vec<&IssuerHandle> = keys
-            .current
-            .iter()
-            .filter(|h| {
-                profile.issuer_profiles.contains(&h.record.profile) && h.record.not_after > now
-            })
-            .collect();
-        for ip in &profile.issuer_profiles {
-            let of_profile: Vec<&IssuerHandle> = candidates
-                .iter()
-                .copied()
-                .filter(|h| &h.record.profile == ip)
-                .collect();
-            match of_profile.len() {
-                0 => continue,
-                1 => return Ok(of_profile[0].clone()),
-                _ => {
-                    return Err(CaError::UnknownIssuer(format!(
-                        "several CAs can issue {}: {}; choose one with --issuer",
-                        profile.name,
-                        of_profile
-                            .iter()
-                            .map(|c| c.record.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-            }
-        }
-        Err(CaError::UnknownIssuer(format!(
-            "no CA in this deployment can issue {} certificates (needs a CA of profile {})",
-            profile.name,
-            profile.issuer_profiles.join(" or ")
-        )))
+        self.keys().await?.pick(profile, issuer_id, self.now())
     }
 
     /// The chain (issuing CA first, root last) that issues `profile` by default: what EST
     /// `cacerts` returns.
     pub async fn issuing_chain(&self, profile: &str) -> Result<Vec<ParsedCert>, CaError> {
         let p = self.inner.profiles.get(profile)?.clone();
-        let issuer = self.pick_issuer(&p, None).await?;
-        self.chain(&issuer.record.id).await
+        // The handle's chain: one read of the keys, not two.
+        Ok(self.pick_issuer(&p, None).await?.chain.to_vec())
     }
 
     fn leaf_profile(&self, name: &str) -> Result<Profile, CaError> {
@@ -807,13 +822,17 @@ impl Ca {
 
     /// Record a prepared certificate with the request that produced it and its audit entry, in
     /// one transaction, then announce it (OCSP). A duplicate serial (2^-63) is refused; the
-    /// caller's retry builds a new one. Returns the certificate of a pre-generated answer this
-    /// one replaced, if any.
+    /// caller's retry builds a new one. What the transaction revoked (the contract's
+    /// certificates it supersedes with no grace period, a replaced pre-generated answer's) is
+    /// published before this returns: every OCSP replica has applied it; the CRL is made when
+    /// next asked for (`publish_revocation`). A failure there is logged, not returned: the
+    /// certificate is recorded and must be delivered.
+    /// Returns the certificates revoked.
     pub async fn commit_provisioned(
         &self,
         prepared: Prepared,
         link: &ProvisioningLink,
-    ) -> Result<(Issued, Option<(String, String)>), CaError> {
+    ) -> Result<(Issued, Vec<SupersededNow>), CaError> {
         let mut event = prepared.event;
         event.events.extend(link.events.iter().cloned());
         if let Some(o) = event.details.as_object_mut() {
@@ -825,19 +844,38 @@ impl Ca {
                 hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&link.request)).into(),
             );
         }
-        let replaced = self
+        let revoked = self
             .inner
             .store
             .record_provisioning(&prepared.record, link, &event)
             .await?;
         self.announce_issued(&prepared.record);
+        for r in &revoked {
+            let notice = events::Revoked {
+                issuer_id: r.issuer_id.clone(),
+                serial_hex: r.serial_hex.clone(),
+                epoch: r.epoch,
+            };
+            let reason = RevocationReason::Superseded;
+            match self
+                .publish_revocation(&notice, reason, Some(r.issuer_generation), None)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(issuer = %r.issuer_id, serial = %r.serial_hex, reason = %reason, "revocation");
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %r.issuer_id, serial = %r.serial_hex, error = %e, "a superseded certificate is revoked, but telling OCSP replicas failed");
+                }
+            }
+        }
         Ok((
             Issued {
                 record: prepared.record,
                 cert: prepared.cert,
                 chain: prepared.chain,
             },
-            replaced,
+            revoked,
         ))
     }
 
@@ -885,12 +923,7 @@ impl Ca {
                 serial_hex.chars().take(64).collect::<String>()
             ))
         })?;
-        let event = AuditEvent::new(
-            actor,
-            "certificate.revoke",
-            &format!("{issuer_id}/{serial}"),
-            serde_json::json!({ "reason": reason.name() }),
-        );
+        let event = AuditEvent::revocation(actor, issuer_id, &serial, reason);
         let done = self
             .inner
             .store
@@ -912,13 +945,37 @@ impl Ca {
             serial_hex: serial.clone(),
             epoch,
         };
+        self.publish_revocation(&notice, reason, done.generation, Some(actor))
+            .await?;
+        tracing::info!(issuer = %issuer_id, serial = %serial, reason = %reason, outcome = ?done.outcome, "revocation");
+        Ok(done.outcome)
+    }
+
+    /// What follows a committed revocation: every observer is told and awaited (OCSP replicas,
+    /// `ocsp::freshness`), so that no replica answers "good" once this returns; then, for one
+    /// this process revoked (`generation`: the issuer's key generation that signed it), the
+    /// counter and, with `crl_by` (the actor it is issued as), the CRL. A failing observer is
+    /// this call's error, once the CRL is made.
+    ///
+    /// Without `crl_by` the CRL is made when it is next asked for (`current_crl` notices that
+    /// the stored one counts fewer revocations) or by the scheduler: what the provisioning path
+    /// does, where supersessions come at the installation rate and a CRL made for each (every
+    /// one listing every revoked certificate of the MO sub-CA, signed and stored) halved the
+    /// installations per second.
+    async fn publish_revocation(
+        &self,
+        notice: &events::Revoked,
+        reason: RevocationReason,
+        generation: Option<i64>,
+        crl_by: Option<&str>,
+    ) -> Result<(), CaError> {
         let mut failed = None;
         for o in self.observers() {
-            if let Err(e) = o.revoked(&notice).await {
+            if let Err(e) = o.revoked(notice).await {
                 failed.get_or_insert(e);
             }
         }
-        if done.outcome == RevokeOutcome::Revoked {
+        if let Some(generation) = generation {
             if let Some(n) = RevocationReason::ALL
                 .iter()
                 .position(|r| *r == reason)
@@ -933,19 +990,16 @@ impl Ca {
             // committed (the stored CRL counts every revocation so far: counts only grow, there
             // is no hold release) has nothing to add: one CRL for many revocations instead of
             // one each, each listing every revoked certificate.
-            let generation = match self.inner.store.get_cert(issuer_id, &serial).await {
-                Ok(Some(c)) => c.issuer_generation,
-                _ => 1,
-            };
-            if let Err(e) = self.current_crl(issuer_id, generation, actor).await {
-                tracing::warn!(issuer = %issuer_id, error = %e, "CRL regeneration after revocation failed");
+            if let Some(actor) = crl_by
+                && let Err(e) = self.current_crl(&notice.issuer_id, generation, actor).await
+            {
+                tracing::warn!(issuer = %notice.issuer_id, error = %e, "CRL regeneration after revocation failed");
             }
         }
-        if let Some(e) = failed {
-            return Err(e);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        tracing::info!(issuer = %issuer_id, serial = %serial, reason = %reason, outcome = ?done.outcome, "revocation");
-        Ok(done.outcome)
     }
 
     /// Run a blocking token operation on the blocking pool.

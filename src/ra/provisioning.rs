@@ -20,8 +20,8 @@ use crate::exi::xmldsig::{Suite, VerifyingKey};
 use crate::exi::{self, Message, Schema, iso2, iso20, keyenc};
 use crate::model::IdempotencyKey;
 use crate::model::{
-    CertRecord, CertStatus, ContractRecord, ContractStatus, ProvisioningKind, ProvisioningLink,
-    RevocationReason,
+    CertRecord, CertStatus, ContractRecord, ContractStatus, PROVISIONING_ACTOR, ProvisioningKind,
+    ProvisioningLink, RevocationReason,
 };
 use crate::policy::authz::{Operation, Principal, Target};
 use crate::policy::profile::Standard;
@@ -1456,7 +1456,9 @@ impl Ra {
             },
             request: raw.to_vec(),
             response_size: exi.len(),
-            supersedes: supersedes.clone(),
+            supersedes,
+            // With a grace period of 0 this is not in the future when the commit writes it: the
+            // superseded certificates are revoked in that transaction, before the answer.
             supersede_at: now.saturating_add(contract.grace_seconds),
             response: Some(exi.clone()),
             pregenerated: pregenerate.map(|sha| (sha, exi.clone())),
@@ -1470,35 +1472,15 @@ impl Ra {
                 .into_iter()
                 .collect(),
         };
-        let (issued, replaced) = self.ca()?.commit_provisioned(prepared, &link).await?;
-        if let Some((i, s)) = replaced {
-            // The previous pre-generated answer was never delivered, or is superseded now. One
-            // already revoked (its key was stopped for compromise, and every replica was
-            // awaited then) needs nothing more: revoking it again would cost a write
-            // transaction and a replica round per regenerated contract.
-            let already = matches!(
-                self.inner.store.get_cert(&i, &s).await,
-                Ok(Some(c)) if c.status == CertStatus::Revoked
-            );
-            if !already
-                && let Err(e) = self
-                    .ca()?
-                    .revoke(&i, &s, RevocationReason::Superseded, "service:provisioning")
-                    .await
-            {
-                tracing::warn!(serial = %s, error = %e, "revoking a replaced pre-generated certificate failed");
-            }
-        }
-        if contract.grace_seconds == 0 {
-            for (i, s) in &supersedes {
-                self.revoke_superseded(i, s).await;
-            }
-        }
+        // The previous pre-generated answer (never delivered, or superseded now) and, with no
+        // grace period, the superseded certificates are revoked in the commit's transaction.
+        let (issued, revoked) = self.ca()?.commit_provisioned(prepared, &link).await?;
         tracing::info!(
             contract = %contract.id,
             emaid = %contract.emaid,
             serial = %issued.record.serial_hex,
-            superseded = supersedes.len(),
+            superseded = link.supersedes.len(),
+            revoked = revoked.len(),
             kind = ctx.kind.as_str(),
             schema = link.schema_version,
             exi_bytes = exi.len(),
@@ -1541,7 +1523,7 @@ impl Ra {
                     issuer_id,
                     serial_hex,
                     RevocationReason::Superseded,
-                    "service:provisioning",
+                    PROVISIONING_ACTOR,
                 )
                 .await
             {
@@ -1578,7 +1560,7 @@ impl Ra {
                 continue;
             }
             let ev = crate::model::AuditEvent::new(
-                "service:provisioning",
+                PROVISIONING_ACTOR,
                 "certificate.supersede.scheduled",
                 &format!("{i}/{s}"),
                 serde_json::json!({
@@ -1669,7 +1651,7 @@ impl Ra {
                     old_issuer,
                     old_serial,
                     RevocationReason::Superseded,
-                    "service:provisioning",
+                    PROVISIONING_ACTOR,
                 )
                 .await?;
             self.inner

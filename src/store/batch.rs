@@ -7,6 +7,10 @@
 //! handler, which sleeps. Here one writer takes what is queued (up to [`MAX_BATCH`]), writes it
 //! in one transaction and one chain extension, commits once and answers every caller.
 //!
+//! A provisioning's job also revokes what it supersedes with no grace period, and the
+//! certificate of the pre-generated answer it replaces (`revoke_in_tx`: status, OCSP epoch and
+//! event), each with its own `certificate.revoke` audit entry chained after the job's.
+//!
 //! The guarantee is unchanged: a caller gets its answer only after the transaction holding its
 //! certificate, audit entry and idempotency key committed. Items do not wait for company: the
 //! writer takes what is queued when it becomes free, so a lone issuance commits at once and
@@ -28,9 +32,12 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::provisioning::{insert_provisionings, link_rows};
-use super::{CERT_COLUMNS, Db, StoreError, audit, insert_cert, is_unique_violation};
+use super::{CERT_COLUMNS, Db, StoreError, SupersededNow, audit, insert_cert, is_unique_violation};
 use crate::clock::SharedClock;
-use crate::model::{AuditEntry, AuditEvent, CertRecord, IdempotencyKey, ProvisioningLink};
+use crate::model::{
+    AuditEntry, AuditEvent, CertRecord, IdempotencyKey, PROVISIONING_ACTOR, ProvisioningLink,
+    RevocationReason,
+};
 
 /// Issuances per transaction at most.
 pub const MAX_BATCH: usize = 64;
@@ -57,8 +64,9 @@ pub(super) struct Job {
 pub(super) struct Committed {
     /// Its audit entry.
     pub entry: AuditEntry,
-    /// A provisioning's replaced pre-generated answer: that answer's certificate.
-    pub replaced: Option<(String, String)>,
+    /// The certificates a provisioning revoked in the transaction (superseded with no grace
+    /// period, or its replaced pre-generated answer's).
+    pub revoked: Vec<SupersededNow>,
 }
 
 /// Sizes of the batches taken so far (for `/metrics`).
@@ -240,6 +248,39 @@ async fn write(db: &Db, clock: &SharedClock, jobs: Vec<Job>) {
     }
 }
 
+/// The audit entries of committed `items` (a job and the certificates it revoked) after `head`:
+/// each job's own entry, then a `certificate.revoke` entry per certificate it revoked. Returns
+/// every entry in chain order and, per item, the position of its own entry.
+fn chain_jobs(
+    head: (i64, String),
+    ts: i64,
+    items: &[(&Job, &[SupersededNow])],
+) -> (Vec<AuditEntry>, Vec<usize>) {
+    let revocations: Vec<AuditEvent> = items
+        .iter()
+        .flat_map(|(j, revoked)| {
+            revoked.iter().map(|r| {
+                AuditEvent::revocation(
+                    PROVISIONING_ACTOR,
+                    &r.issuer_id,
+                    &r.serial_hex,
+                    RevocationReason::Superseded,
+                )
+                .with_detail("by", format!("{}/{}", j.cert.issuer_id, j.cert.serial_hex))
+            })
+        })
+        .collect();
+    let mut rest = revocations.iter();
+    let mut events: Vec<&AuditEvent> = Vec::with_capacity(items.len() + revocations.len());
+    let mut own = Vec::with_capacity(items.len());
+    for (j, revoked) in items {
+        own.push(events.len());
+        events.push(&j.event);
+        events.extend(rest.by_ref().take(revoked.len()));
+    }
+    (chain(head, ts, &events), own)
+}
+
 /// The audit entries of `events` after `head` (seq, hash), chained; what the head becomes.
 fn chain(head: (i64, String), ts: i64, events: &[&AuditEvent]) -> Vec<AuditEntry> {
     let (mut seq, mut prev) = head;
@@ -308,8 +349,7 @@ macro_rules! extend_chain {
 
 /// A job's rows after its certificate (and, for a provisioning, its `provisionings` row) on
 /// `$conn`: an issuance's idempotency key; a provisioning's supersessions, pre-generated answer
-/// and idempotency key. Evaluates to the certificate of the pre-generated answer replaced;
-/// `?`s an error.
+/// and idempotency key. Evaluates to the certificates it revoked (`link_rows`); `?`s an error.
 macro_rules! job_rows {
     ($conn:expr, $job:expr, $ts:expr) => {{
         let j: &Job = $job;
@@ -325,7 +365,7 @@ macro_rules! job_rows {
                         $ts
                     )?;
                 }
-                None
+                Vec::new()
             }
             Rows::Provisioning(link) => link_rows!($conn, &j.cert, link.as_ref(), $ts),
         }
@@ -374,23 +414,24 @@ async fn write_together(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
                 })
                 .collect();
             insert_provisionings!(tx, &links);
-            let mut replaced = Vec::with_capacity(jobs.len());
+            let mut revoked = Vec::with_capacity(jobs.len());
             for j in jobs {
-                replaced.push(job_rows!(tx, j, ts));
+                revoked.push(job_rows!(tx, j, ts));
             }
-            let events: Vec<&AuditEvent> = jobs.iter().map(|j| &j.event).collect();
             let outbox: Vec<crate::events::OutboxEvent> =
-                events.iter().flat_map(|e| e.events.iter().cloned()).collect();
+                jobs.iter().flat_map(|j| j.event.events.iter().cloned()).collect();
             super::webhooks::outbox_in_tx!(tx, &outbox);
-            let entries = chain(head, ts, &events);
+            let items: Vec<(&Job, &[SupersededNow])> =
+                jobs.iter().zip(&revoked).map(|(j, r)| (j, r.as_slice())).collect();
+            let (entries, own) = chain_jobs(head, ts, &items);
             extend_chain!(tx, &entries);
             if jobs.iter().any(has_idem) {
                 purge_idem!(&mut *tx, ts);
             }
-            Ok(entries
+            Ok(own
                 .into_iter()
-                .zip(replaced)
-                .map(|(entry, replaced)| Committed { entry, replaced })
+                .zip(revoked)
+                .map(|(i, revoked)| Committed { entry: entries[i].clone(), revoked })
                 .collect())
         }
         .await;
@@ -420,19 +461,19 @@ async fn write_one_by_one(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
         };
         let staged: Result<Vec<Result<Committed, StoreError>>, StoreError> = async {
             let head = lock_head!(tx);
-            let mut outcome: Vec<Result<Option<(String, String)>, StoreError>> =
+            let mut outcome: Vec<Result<Vec<SupersededNow>, StoreError>> =
                 Vec::with_capacity(jobs.len());
             for j in jobs {
-                let one: Result<Option<(String, String)>, StoreError> = async {
+                let one: Result<Vec<SupersededNow>, StoreError> = async {
                     let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
                     insert_cert!(sp, &j.cert);
                     if let Rows::Provisioning(link) = &j.rows {
                         insert_provisionings!(sp, &[(&j.cert, link.as_ref())]);
                     }
-                    let replaced = job_rows!(sp, j, ts);
+                    let revoked = job_rows!(sp, j, ts);
                     super::webhooks::outbox_in_tx!(sp, &j.event.events);
                     sp.commit().await?;
-                    Ok(replaced)
+                    Ok(revoked)
                 }
                 .await;
                 // A lost connection is not this item's fault: the whole batch did not commit.
@@ -443,24 +484,24 @@ async fn write_one_by_one(db: &Db, ts: i64, jobs: &[Job]) -> Attempt {
                 }
                 outcome.push(one);
             }
-            let events: Vec<&AuditEvent> = jobs
+            let items: Vec<(&Job, &[SupersededNow])> = jobs
                 .iter()
                 .zip(&outcome)
-                .filter(|(_, o)| o.is_ok())
-                .map(|(j, _)| &j.event)
+                .filter_map(|(j, o)| o.as_ref().ok().map(|r| (j, r.as_slice())))
                 .collect();
-            let mut entries = chain(head, ts, &events).into_iter();
-            extend_chain!(tx, entries.as_slice());
+            let (entries, own) = chain_jobs(head, ts, &items);
+            extend_chain!(tx, &entries);
             if jobs.iter().any(has_idem) {
                 purge_idem!(&mut *tx, ts);
             }
+            let mut own = own.into_iter();
             Ok(outcome
                 .into_iter()
                 .map(|o| {
-                    o.and_then(|replaced| {
-                        entries
-                            .next()
-                            .map(|entry| Committed { entry, replaced })
+                    o.and_then(|revoked| {
+                        own.next()
+                            .and_then(|i| entries.get(i).cloned())
+                            .map(|entry| Committed { entry, revoked })
                             .ok_or_else(|| StoreError::BatchFailed("audit entry missing".into()))
                     })
                 })

@@ -128,15 +128,52 @@ macro_rules! insert_provisionings {
 }
 pub(super) use insert_provisionings;
 
+/// Close the provisioning of the certificate (`$issuer`, `$serial`) on `$conn` at `$ts`: it is
+/// superseded (scheduled or revoked), and what a later installation supersedes is looked up
+/// among the contract's open provisionings only ([`TO_SUPERSEDE`]). `?`s a database error.
+macro_rules! close_provisioning {
+    ($conn:expr, $issuer:expr, $serial:expr, $ts:expr) => {{
+        sqlx::query(
+            "UPDATE provisionings SET closed_at = $1 \
+             WHERE issuer_id = $2 AND serial_hex = $3 AND closed_at IS NULL",
+        )
+        .bind($ts)
+        .bind($issuer)
+        .bind($serial)
+        .execute(&mut *$conn)
+        .await?;
+    }};
+}
+pub(super) use close_provisioning;
+
 /// The rest of a provisioning's rows on `$conn`, after its certificate and `provisionings` row:
-/// the supersessions it schedules, its pre-generated answer (replacing the contract's previous
-/// one for the schema) and its idempotency key with the answer its retries get. Evaluates to
-/// the certificate (issuer, serial) of the pre-generated answer it replaced; `?`s an error.
+/// the supersessions it schedules (or, with no grace period, the revocations), its pre-generated
+/// answer (replacing the contract's previous one for the schema, whose certificate it revokes)
+/// and its idempotency key with the answer its retries get. Evaluates to the certificates it
+/// revoked (`Vec<SupersededNow>`); `?`s an error.
 macro_rules! link_rows {
     ($conn:expr, $cert:expr, $link:expr, $ts:expr) => {{
         let cert: &$crate::model::CertRecord = $cert;
         let link: &$crate::model::ProvisioningLink = $link;
+        let superseded = $crate::model::RevocationReason::Superseded;
+        let mut revoked: Vec<$crate::store::SupersededNow> = Vec::new();
         for (old_issuer, old_serial) in &link.supersedes {
+            $crate::store::provisioning::close_provisioning!($conn, old_issuer, old_serial, $ts);
+            if link.supersede_at <= $ts {
+                // No grace period: revoked with the commit that records its successor, so the
+                // answer never goes out while it is valid and no second transaction is needed.
+                if let Some((epoch, issuer_generation)) = $crate::store::revoke_in_tx!(
+                    $conn, old_issuer, old_serial, superseded, $ts, $ts
+                ) {
+                    revoked.push($crate::store::SupersededNow {
+                        issuer_id: old_issuer.clone(),
+                        serial_hex: old_serial.clone(),
+                        issuer_generation,
+                        epoch,
+                    });
+                }
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO supersessions (issuer_id, serial_hex, by_issuer, by_serial, supersede_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (issuer_id, serial_hex) DO NOTHING",
@@ -149,7 +186,6 @@ macro_rules! link_rows {
             .execute(&mut *$conn)
             .await?;
         }
-        let mut replaced: Option<(String, String)> = None;
         if let Some((oem_sha, exi)) = &link.pregenerated {
             let old = sqlx::query(
                 "DELETE FROM pregenerated WHERE contract_id = $1 AND schema_version = $2 \
@@ -160,10 +196,26 @@ macro_rules! link_rows {
             .fetch_optional(&mut *$conn)
             .await?;
             if let Some(r) = old {
-                replaced = Some((
-                    sqlx::Row::try_get(&r, "issuer_id")?,
-                    sqlx::Row::try_get(&r, "serial_hex")?,
-                ));
+                // The answer it replaces was never delivered: its certificate is revoked with
+                // this commit (one revoked already, e.g. for its key's compromise, stays as is).
+                let old_issuer: String = sqlx::Row::try_get(&r, "issuer_id")?;
+                let old_serial: String = sqlx::Row::try_get(&r, "serial_hex")?;
+                $crate::store::provisioning::close_provisioning!(
+                    $conn,
+                    &old_issuer,
+                    &old_serial,
+                    $ts
+                );
+                if let Some((epoch, issuer_generation)) = $crate::store::revoke_in_tx!(
+                    $conn, &old_issuer, &old_serial, superseded, $ts, $ts
+                ) {
+                    revoked.push($crate::store::SupersededNow {
+                        issuer_id: old_issuer,
+                        serial_hex: old_serial,
+                        issuer_generation,
+                        epoch,
+                    });
+                }
             }
             $crate::store::provisioning::insert_pregenerated!(
                 $conn,
@@ -189,10 +241,25 @@ macro_rules! link_rows {
                 $ts
             )?;
         }
-        replaced
+        revoked
     }};
 }
 pub(super) use link_rows;
+
+/// A certificate a provisioning revoked (`superseded`) in the transaction that recorded it: one
+/// its contract's grace period of 0 lets go at once, or the certificate of the pre-generated
+/// answer it replaced. The caller tells OCSP replicas and renews the CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupersededNow {
+    /// Its issuer.
+    pub issuer_id: String,
+    /// Its serial.
+    pub serial_hex: String,
+    /// The issuer's key generation that signed it (whose CRL lists it).
+    pub issuer_generation: i64,
+    /// The OCSP epoch of its revocation (`ocsp::freshness`).
+    pub epoch: i64,
+}
 
 /// Which contracts to list.
 #[derive(Debug, Clone, Default)]
@@ -237,8 +304,9 @@ pub struct PriorProvisioning {
     pub response: Option<Vec<u8>>,
 }
 
-/// The query of [`Store::contract_certificates_to_supersede`]: the contract's provisionings
-/// first (by index), each certificate looked up by key. Left to themselves, without current
+/// The query of [`Store::contract_certificates_to_supersede`]: the contract's open provisionings
+/// first (by index: `(contract_id, closed_at)`, so not the contract's history), each
+/// certificate looked up by key. Left to themselves, without current
 /// statistics (a new deployment, a table that just grew), both databases walked every valid
 /// contract certificate of the store through the `(status, not_after)` or `profile` index
 /// instead (PostgreSQL: 7.5 ms instead of 0.3 ms at 1,000 contracts, growing with the fleet).
@@ -247,7 +315,8 @@ pub struct PriorProvisioning {
 /// only the key lookup. The SQLite plan is checked by a test (`store::plans`).
 pub(super) const TO_SUPERSEDE: &str = "SELECT c.issuer_id, c.serial_hex FROM provisionings p \
      CROSS JOIN certificates c WHERE c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
-     AND p.contract_id = $1 AND c.profile || '' = $2 AND c.status || '' = 'valid' \
+     AND p.contract_id = $1 AND p.closed_at IS NULL \
+     AND c.profile || '' = $2 AND c.status || '' = 'valid' \
      AND c.not_after + 0 > $3 \
      AND NOT EXISTS (SELECT 1 FROM supersessions s \
        WHERE s.issuer_id = c.issuer_id AND s.serial_hex = c.serial_hex) \
@@ -702,20 +771,22 @@ impl Store {
     }
 
     /// Record a provisioned contract certificate, the request that produced it and its audit
-    /// entry in one transaction (and, for a pre-generated answer, the answer, replacing the
-    /// contract's previous one, whose certificate is returned for revocation), and, when the
-    /// call carried one, its idempotency key with the answer its retries get. A key another call
-    /// committed first fails this provisioning with [`StoreError::IdempotencyKeyTaken`], and
-    /// nothing of it is stored. Group-committed with other issuances (`batch`): the answer
-    /// comes after the commit.
+    /// entry in one transaction, with what it supersedes: scheduled for revocation, or revoked
+    /// in this transaction when `link.supersede_at` is not in the future (each revocation with
+    /// its own `certificate.revoke` audit entry and OCSP epoch); for a pre-generated answer, the
+    /// answer, replacing the contract's previous one, whose certificate is revoked likewise. When
+    /// the call carried one, its idempotency key with the answer its retries get. A key another
+    /// call committed first fails this provisioning with [`StoreError::IdempotencyKeyTaken`],
+    /// and nothing of it is stored. Group-committed with other issuances (`batch`): the answer
+    /// comes after the commit. Returns the certificates revoked.
     pub async fn record_provisioning(
         &self,
         cert: &CertRecord,
         link: &ProvisioningLink,
         event: &AuditEvent,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Vec<SupersededNow>, StoreError> {
         let rows = super::batch::Rows::Provisioning(Box::new(link.clone()));
-        Ok(self.group_commit(cert, event, rows).await?.replaced)
+        Ok(self.group_commit(cert, event, rows).await?.revoked)
     }
 
     /// The latest provisioning answered for the request whose SHA-256 (hex) is `sha`.

@@ -37,6 +37,7 @@ impl Store {
                 // Already scheduled: the audit entry is rolled back with the rest.
                 return Ok(false);
             }
+            super::provisioning::close_provisioning!(tx, old.0, old.1, ts);
             tx.commit().await?;
             Ok(true)
         })
