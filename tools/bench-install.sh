@@ -17,7 +17,8 @@
 # pooled and under its own contract (a fleet; with 1, every request is the same car's).
 #
 # usage: [PREGEN=1] [REQUESTS=30000] [GRACE=0] [CARS=1] tools/bench-install.sh [sqlite|postgres://ADMIN-URL] [duration=20s] [connections=4] [threads=1]
-# env:   PNC_BIN / PNC_BENCH_BIN (default target/release/…), PORT (default 18700)
+# env:   PNC_BIN / PNC_BENCH_BIN (default target/release/…), PORT (default 18700),
+#        SERVE_LOG (where the server's log is copied at the end; default /tmp/pnc-bench-install-serve.log)
 set -euo pipefail
 DB=${1:-sqlite}
 DUR=${2:-20s}
@@ -36,6 +37,8 @@ PGDB=
 cleanup() {
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
   wait 2>/dev/null
+  # The server's log outlives the run (errors=N in the result: the reasons are here).
+  [ -f "$WORK/serve.log" ] && cp "$WORK/serve.log" "${SERVE_LOG:-/tmp/pnc-bench-install-serve.log}"
   [ -n "$PGDB" ] && psql "$DB" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null
   rm -rf "$WORK"
 }
