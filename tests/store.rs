@@ -991,6 +991,97 @@ fn an_installation_supersedes_the_contracts_current_certificates_only() {
     }
 }
 
+/// Run `statements` on the database at `url` outside the store (what an older version left).
+async fn raw_execute(url: &str, statements: &[&str]) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*s))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*s))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// `(serial_hex, closed_at)` of every provisioning, read outside the store.
+async fn provisionings_closed(url: &str) -> Vec<(String, Option<i64>)> {
+    use sqlx::Connection;
+    let sql = "SELECT serial_hex, closed_at FROM provisionings ORDER BY serial_hex";
+    if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+    }
+}
+
+/// Migration 0020 closes the provisionings of certificates revoked before it ran (the first
+/// installation after an upgrade does not walk them); current ones stay open.
+#[test]
+fn migration_0020_closes_the_provisionings_of_certificates_revoked_before() {
+    for backend in backends() {
+        let env = Env::new(backend);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = connect(&env.db_url).await;
+            store
+                .record_issuance(&cert("mo", "01"), Some(&ca("mo")), &ev("ca"), None)
+                .await
+                .unwrap();
+            for serial in ["0a", "0b"] {
+                let mut c = cert("mo", serial);
+                c.profile = "contract".into();
+                c.der = serial.as_bytes().to_vec();
+                let mut l = link("k", false, b"a");
+                l.request = format!("req-{serial}").into_bytes();
+                store
+                    .record_provisioning(&c, &l, &ev("prov"))
+                    .await
+                    .unwrap();
+            }
+            store
+                .revoke(
+                    "mo",
+                    "0a",
+                    RevocationReason::KeyCompromise,
+                    7,
+                    &ev("revoke"),
+                    None,
+                )
+                .await
+                .unwrap();
+            store.close().await;
+            // The database as the version before 0020 left it.
+            raw_execute(
+                &env.db_url,
+                &[
+                    "DROP INDEX provisionings_contract",
+                    "ALTER TABLE provisionings DROP COLUMN closed_at",
+                    "CREATE INDEX provisionings_contract ON provisionings (contract_id)",
+                    "DELETE FROM _sqlx_migrations WHERE version = 20",
+                ],
+            )
+            .await;
+            connect(&env.db_url).await.close().await;
+            assert_eq!(
+                provisionings_closed(&env.db_url).await,
+                [("0a".to_string(), Some(7)), ("0b".to_string(), None)],
+                "{backend:?}"
+            );
+        });
+    }
+}
+
 #[test]
 fn contracts_to_regenerate_after_a_compromise_are_found_page_by_page() {
     for backend in backends() {
