@@ -1193,6 +1193,13 @@ fn contracts_to_regenerate_after_a_compromise_are_found_page_by_page() {
                 }
             }
             assert_eq!(due, ["k0", "k4", "k6", "k7"], "{backend:?}");
+            // The confirmation page's count (a resumed response counts the stopped keys) is
+            // the same: k3, regenerated already, is not counted again.
+            let preview = store
+                .compromise_preview(&[("mo".to_string(), 1)])
+                .await
+                .unwrap();
+            assert_eq!(preview.contracts, 4, "{backend:?}");
             // 7 active contracts: k0-k2, k3 k4 k6, and k7 (a short page: the end).
             assert_eq!(pages, 3, "{backend:?}");
             assert_eq!(

@@ -523,20 +523,22 @@ pub struct CompromisePreviewCounts {
     pub end_entity: i64,
     /// Valid CA certificates the keys signed (the CAs below).
     pub ca_certs: i64,
-    /// Active contracts of a pooled vehicle with a contract certificate under one of the keys.
+    /// Active contracts of a pooled vehicle with a contract certificate under one of the keys
+    /// and no valid pre-generated data under another key yet: what the response regenerates
+    /// (for a resumed one, what is left).
     pub contracts: i64,
     /// Valid certificates of other holders (no key held by the service, no contract
     /// certificate) under the keys, by tenant (empty: none): who will have to enroll again.
     pub reenroll_by_tenant: Vec<(String, i64)>,
 }
 
-/// `(c.issuer_id, c.issuer_generation)` is one of `n` pairs bound as `$1, $2` (first pair),
-/// `$3, $4`, …: a bracketed SQL condition.
-fn signed_by_one_of(n: usize) -> String {
+/// `({c}.issuer_id, {c}.issuer_generation)` (`c`: a certificates alias) is one of `n` pairs
+/// bound as `$1, $2` (first pair), `$3, $4`, …: a bracketed SQL condition.
+fn signed_by_one_of(c: &str, n: usize) -> String {
     let alts: Vec<String> = (0..n)
         .map(|i| {
             format!(
-                "(c.issuer_id = ${} AND c.issuer_generation = ${})",
+                "({c}.issuer_id = ${} AND {c}.issuer_generation = ${})",
                 2 * i + 1,
                 2 * i + 2
             )
@@ -567,7 +569,10 @@ impl Store {
         if keys.is_empty() {
             return Ok(CompromisePreviewCounts::default());
         }
-        let signed = signed_by_one_of(keys.len());
+        let signed = signed_by_one_of("c", keys.len());
+        // Regenerated already (a resumed response): valid pre-generated data under another key,
+        // the rule of `REGENERATED` with the keys in place of the stopped ones.
+        let other_key = signed_by_one_of("c2", keys.len());
         dispatch!(&self.db, pool => {
             let r = bind_keys!(sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN {NOT_A_CA} THEN 0 ELSE 1 END), 0) \
@@ -596,7 +601,10 @@ impl Store {
                 "SELECT COUNT(*) AS n FROM contracts k JOIN prov_certs pc ON pc.pcid = k.pcid \
                  WHERE k.status = 'active' AND EXISTS (SELECT 1 FROM provisionings p \
                  JOIN certificates c ON c.issuer_id = p.issuer_id AND c.serial_hex = p.serial_hex \
-                 WHERE p.contract_id = k.id AND {signed})"
+                 WHERE p.contract_id = k.id AND {signed}) \
+                 AND NOT EXISTS (SELECT 1 FROM pregenerated g JOIN certificates c2 \
+                 ON c2.issuer_id = g.issuer_id AND c2.serial_hex = g.serial_hex \
+                 WHERE g.contract_id = k.id AND c2.status = 'valid' AND NOT {other_key})"
             ))), keys)
             .fetch_one(pool)
             .await?
@@ -612,7 +620,8 @@ impl Store {
 }
 
 /// Contract `k` has valid pre-generated data signed by a key that is not stopped. The same rule
-/// is applied in memory by `Store::compromise_contracts_due`: change both.
+/// is applied in memory by `Store::compromise_contracts_due`, and by `Store::compromise_preview`
+/// with the keys it is asked about: change all three.
 const REGENERATED: &str = "SELECT 1 FROM pregenerated g JOIN certificates c2 \
      ON c2.issuer_id = g.issuer_id AND c2.serial_hex = g.serial_hex \
      WHERE g.contract_id = k.id AND c2.status = 'valid' AND NOT EXISTS \
