@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::openssl_cli::{aki, bundle, ocsp_verified, ski, verify};
+use common::openssl_cli::{aki, bundle, fetch_crl, ocsp_verified, ski, verify};
 use common::*;
 use serde_json::Value;
 
@@ -73,27 +73,6 @@ fn audit(env: &Env, action: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
-}
-
-/// GET `path` of `srv`'s CRL into `dir/name.pem`, checked by openssl against `ca_file`.
-fn fetch_crl(srv: &Server, path: &str, dir: &Path, name: &str, ca_file: &Path) -> String {
-    let r = reply(http().get(&srv.url(path)).call());
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    let der = dir.join(format!("{name}.der"));
-    std::fs::write(&der, &r.body).unwrap();
-    let (ok, out) = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        der.to_str().unwrap(),
-        "-CAfile",
-        ca_file.to_str().unwrap(),
-        "-noout",
-        "-text",
-    ]);
-    assert!(ok && out.contains("verify OK"), "{path}: {out}");
-    out.to_ascii_lowercase().replace(':', "")
 }
 
 /// Run `f` while another thread enrolls SECC leaves at `base`, one after the other, from before

@@ -682,26 +682,16 @@ fn install_update_and_cancel_for_iso2_and_iso20_on_both_stores() {
         );
         // Its issuer's CRL lists it too: made when asked for, not at the revocation (which
         // committed with the update).
-        let crl = reply(http().get(&d.srv.url("/crl/mo-sub-ca-2.crl")).call());
-        assert_eq!(crl.status, 200, "{}", crl.text());
-        let crl_der = d.env.path().join("mo-sub-ca-2.crl");
-        std::fs::write(&crl_der, &crl.body).unwrap();
-        let (ok, text) = openssl(&[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            crl_der.to_str().unwrap(),
-            "-CAfile",
-            d.pem("mo-sub-ca-2").to_str().unwrap(),
-            "-noout",
-            "-text",
-        ]);
-        assert!(ok && text.contains("verify OK"), "{text}");
+        let crl = common::openssl_cli::fetch_crl(
+            &d.srv,
+            "/crl/mo-sub-ca-2.crl",
+            d.env.path(),
+            "mo-sub-ca-2",
+            &d.pem("mo-sub-ca-2"),
+        );
         assert!(
-            text.to_ascii_lowercase()
-                .contains(&format!("serial number: {}", serial_of(&first))),
-            "the CRL lists the replaced certificate {}:\n{text}",
+            crl.contains(&format!("serial number {}", serial_of(&first))),
+            "the CRL lists the replaced certificate {}:\n{crl}",
             serial_of(&first)
         );
         // An Install body sent as an Update is never Accepted.

@@ -96,3 +96,31 @@ pub fn ocsp_verified(base: &str, issuer: &Path, leaf: &Path, root: &Path, chain:
     }
     out
 }
+
+/// GET `path` of `srv`'s CRL into `dir/name.der`, checked by openssl against `ca_file`: its text,
+/// lower case, without colons.
+pub fn fetch_crl(
+    srv: &super::Server,
+    path: &str,
+    dir: &Path,
+    name: &str,
+    ca_file: &Path,
+) -> String {
+    let r = super::reply(super::http().get(&srv.url(path)).call());
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    let der = dir.join(format!("{name}.der"));
+    std::fs::write(&der, &r.body).unwrap();
+    let (ok, out) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        der.to_str().unwrap(),
+        "-CAfile",
+        ca_file.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok && out.contains("verify OK"), "{path}: {out}");
+    out.to_ascii_lowercase().replace(':', "")
+}
