@@ -803,34 +803,35 @@ impl Store {
             // Write first: on SQLite (WAL) a transaction that reads before writing fails at once
             // with SQLITE_BUSY when another process committed meanwhile. Early returns roll back.
             let _entry = audit::append_in_tx!(tx, event, ts);
-            let row = sqlx::query(
-                "SELECT status FROM certificates WHERE issuer_id = $1 AND serial_hex = $2",
-            )
-            .bind(issuer_id)
-            .bind(serial_hex)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
-                return Ok(nothing(RevokeOutcome::NotFound));
-            };
-            let status: String = row.try_get("status")?;
-            if status_of(&status)? == CertStatus::Revoked {
-                nothing(RevokeOutcome::AlreadyRevoked)
-            } else {
-                match revoke_in_tx!(tx, issuer_id, serial_hex, reason, at, ts) {
-                    // Someone else revoked it between our read and write.
-                    None => nothing(RevokeOutcome::AlreadyRevoked),
-                    Some((epoch, generation)) => {
-                        if let Some(k) = idem {
-                            let outcome: &[u8] = RevokeOutcome::Revoked.name().as_bytes();
-                            batch::insert_idem!(&mut *tx, k, issuer_id, serial_hex, Some(outcome), ts)?;
-                            batch::purge_idem!(&mut *tx, ts);
-                        }
-                        tx.commit().await?;
-                        Revocation {
-                            outcome: RevokeOutcome::Revoked,
-                            epoch: Some(epoch),
-                            generation: Some(generation),
+            match revoke_in_tx!(tx, issuer_id, serial_hex, reason, at, ts) {
+                Some((epoch, generation)) => {
+                    if let Some(k) = idem {
+                        let outcome: &[u8] = RevokeOutcome::Revoked.name().as_bytes();
+                        batch::insert_idem!(&mut *tx, k, issuer_id, serial_hex, Some(outcome), ts)?;
+                        batch::purge_idem!(&mut *tx, ts);
+                    }
+                    tx.commit().await?;
+                    Revocation {
+                        outcome: RevokeOutcome::Revoked,
+                        epoch: Some(epoch),
+                        generation: Some(generation),
+                    }
+                }
+                // Not valid: absent, or revoked already (by another call too). The status is
+                // read only then, one statement less on the common path.
+                None => {
+                    let row = sqlx::query(
+                        "SELECT status FROM certificates WHERE issuer_id = $1 AND serial_hex = $2",
+                    )
+                    .bind(issuer_id)
+                    .bind(serial_hex)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match row {
+                        None => nothing(RevokeOutcome::NotFound),
+                        Some(row) => {
+                            status_of(&row.try_get::<String, _>("status")?)?;
+                            nothing(RevokeOutcome::AlreadyRevoked)
                         }
                     }
                 }
